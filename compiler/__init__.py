@@ -1,0 +1,34 @@
+"""onnxc: an ahead-of-time compiler from ONNX models to native C modules.
+
+    import onnxc
+    model = onnxc.compile("model.onnx", output_dir="out/")
+    outputs = model.run(None, {"input": x})
+    sess = onnxc.InferenceSession("model.onnx")   # drop-in for onnxruntime.InferenceSession
+
+Running a compiled module (``onnxc.load``) needs only numpy and cffi; compiling needs onnx.
+"""
+from ._version import __version__
+from .errors import (CompileError, InputError, ModelError, OnnxcError, UnsupportedError,
+                     UnsupportedOpError)
+from .runtime import CompiledModel, load
+
+
+def compile(model, input_shapes=None, opt_level="extended", num_threads=None, output_dir=None, **options):
+    """Compile an ONNX model (path, bytes or ModelProto) to a native module; see compiler.driver."""
+    from .driver import compile_model
+    return compile_model(model, input_shapes=input_shapes, opt_level=opt_level, num_threads=num_threads,
+                         output_dir=output_dir, **options)
+
+
+def __getattr__(name):
+    if name == "InferenceSession":
+        from .session import InferenceSession
+        return InferenceSession
+    if name == "backend":
+        import importlib
+        return importlib.import_module(".backend", __name__)
+    raise AttributeError(name)
+
+
+__all__ = ["__version__", "compile", "load", "CompiledModel", "InferenceSession", "OnnxcError",
+           "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]

@@ -1,0 +1,115 @@
+"""Build: generated C + runtime_c -> a cffi extension module (.so), cached by content hash.
+
+The runtime kernels are compiled once per (sources, flags) into object files kept in the
+cache directory; a model build then compiles only its own C file and links those objects.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import CompileError
+from .resources import runtime_dir, runtime_sources
+
+TARGETS = {
+    "native": ["-march=native"],
+    "generic": [],
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+}
+
+
+def cache_root() -> Path:
+    root = os.environ.get("ONNXC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "onnxc")
+    return Path(root)
+
+
+def c_compiler() -> str:
+    return os.environ.get("CC") or sysconfig.get_config_var("CC").split()[0] or "cc"
+
+
+def compile_flags(target: str = "native", opt: str = "-O3", openmp: bool = True) -> List[str]:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; expected one of {sorted(TARGETS)}")
+    flags = ["-std=c99", opt, "-fPIC", "-fno-math-errno", "-Wno-unused-variable", "-Wno-unused-parameter",
+             "-Wno-unused-function"] + TARGETS[target]
+    if openmp:
+        flags.append("-fopenmp")
+    return flags
+
+
+def _run(cmd: List[str], what: str) -> None:
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{proc.stdout[-4000:]}")
+
+
+def runtime_objects(flags: List[str]) -> List[Path]:
+    """Object files of runtime_c compiled with ``flags``, cached; safe for concurrent builders."""
+    srcs = runtime_sources()
+    h = hashlib.sha256(" ".join(flags).encode() + c_compiler().encode())
+    for p in srcs + sorted(runtime_dir().rglob("*.h")):
+        h.update(str(p.relative_to(runtime_dir())).encode())
+        h.update(p.read_bytes())
+    dest = cache_root() / "runtime" / h.hexdigest()[:16]
+    objs = [dest / (str(p.relative_to(runtime_dir())).replace(os.sep, "_")[:-2] + ".o") for p in srcs]
+    if all(o.exists() for o in objs):
+        return objs
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="rt-", dir=dest.parent))
+    inc = str(runtime_dir() / "include")
+    for src, obj in zip(srcs, objs):
+        _run([c_compiler(), *flags, "-I", inc, "-c", str(src), "-o", str(tmp / obj.name)],
+             f"compiling runtime {src.name}")
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another process won the race; its objects are identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return objs
+
+
+def cdef(prefix: str) -> str:
+    return (f"size_t {prefix}_arena_bytes(void);\n"
+            f"size_t {prefix}_weights_bytes(void);\n"
+            f"int {prefix}_run(const void* weights, void* arena, const void* const* inputs, "
+            f"void* const* outputs);\n"
+            f"void {prefix}_set_num_threads(int n);\n")
+
+
+def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "native",
+                 opt: str = "-O3", openmp: bool = True) -> Path:
+    """Compile <out_dir>/<prefix>.c into the cffi module ``module_name``; return the .so path."""
+    import cffi
+    flags = compile_flags(target, opt, openmp)
+    objs = runtime_objects(flags)
+    ffi = cffi.FFI()
+    ffi.cdef(cdef(prefix))
+    ffi.set_source(module_name, f'#include "{prefix}.h"', sources=[str(out_dir / f"{prefix}.c")],
+                   include_dirs=[str(out_dir), str(runtime_dir() / "include")],
+                   extra_compile_args=flags, extra_objects=[str(o) for o in objs],
+                   extra_link_args=["-fopenmp"] if openmp else [])
+    build_tmp = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir))
+    old_cc = os.environ.get("CC")
+    try:
+        so = ffi.compile(tmpdir=str(build_tmp), verbose=False)
+    except Exception as e:  # noqa: BLE001 - distutils raises CompileError/LinkError
+        raise CompileError(f"building {module_name} failed: {e}") from None
+    finally:
+        if old_cc is None:
+            os.environ.pop("CC", None)
+    final = out_dir / Path(so).name
+    os.replace(so, final)
+    shutil.rmtree(build_tmp, ignore_errors=True)
+    return final
+
+
+def python_tag() -> str:
+    return f"{sys.implementation.cache_tag}-{sysconfig.get_config_var('SOABI')}"

@@ -1,0 +1,100 @@
+"""Render a partitioned graph to C: <prefix>.c, <prefix>.h, weights blob, manifest data."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List
+
+from .._version import __version__
+from ..dtypes import c_type, dtype_name
+from ..ir import type_str
+from ..providers.c import KERNELS
+from .context import EmitContext
+from .memory import ArenaPlan, plan_graph
+from .templates import render
+from .weights import HEADER, WeightsBlob
+
+
+def c_identifier(name: str) -> str:
+    s = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    return s if s and not s[0].isdigit() else f"m_{s}"
+
+
+def legalize_outputs(graph) -> int:
+    """Give every graph output its own producing node: outputs that are graph inputs, constants,
+    duplicates of another output, or aliases get an explicit copy (Identity) node."""
+    seen = set()
+    added = 0
+    for i, v in enumerate(list(graph.outputs)):
+        needs_copy = v.producer is None or id(v) in seen
+        if needs_copy:
+            node = graph.add_node("Identity", [v], name=f"output_copy_{i}",
+                                  outputs=[graph.new_value(f"{v.name}_copy", v.dtype, v.shape)])
+            graph.outputs[i] = node.outputs[0]
+            added += 1
+        seen.add(id(graph.outputs[i]))
+    return added
+
+
+def _kernel(node):
+    return KERNELS[(node.domain, node.op_type)]
+
+
+def _alias_of(graph):
+    outs = {id(v) for v in graph.outputs}
+
+    def alias_of(node):
+        k = _kernel(node)
+        if k.alias is None or id(node.outputs[0]) in outs:
+            return None
+        return k.alias(node)
+    return alias_of
+
+
+def _scratch_of(node) -> int:
+    k = _kernel(node)
+    return int(k.scratch(node)) if k.scratch else 0
+
+
+@dataclass
+class CodegenResult:
+    c_source: str
+    header: str
+    blob: WeightsBlob
+    plan: ArenaPlan
+    inputs: List[Dict]
+    outputs: List[Dict]
+
+
+def _io(v, name) -> Dict:
+    return {"name": name, "dtype": dtype_name(v.dtype), "ctype": c_type(v.dtype), "shape": list(v.shape),
+            "nbytes": v.nbytes}
+
+
+def generate(graph, partitions, prefix: str = "model", options: Dict = None,
+             io_names=None) -> CodegenResult:
+    options = dict(options or {})
+    plan = plan_graph(graph, _alias_of(graph), _scratch_of)
+    blob = WeightsBlob()
+    ctx = EmitContext(graph, plan, blob, options)
+    parts = []
+    for p in partitions:
+        nodes = []
+        for node in p.nodes:
+            code = _kernel(node).emit(node, ctx)
+            sig = (", ".join("-" if v is None else type_str(v) for v in node.inputs) + " -> " +
+                   ", ".join(type_str(v) for v in node.outputs))
+            nodes.append({"index": ctx.node_index[id(node)], "op": node.op_type,
+                          "name": node.name.replace("*/", "* /"), "signature": sig, "code": code.strip()})
+        parts.append({"index": p.index, "provider": p.provider, "nodes": nodes})
+    in_names, out_names = io_names or ([v.name for v in graph.inputs], [v.name for v in graph.outputs])
+    inputs = [_io(v, n) for v, n in zip(graph.inputs, in_names)]
+    outputs = [_io(v, n) for v, n in zip(graph.outputs, out_names)]
+    common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
+                  model_name=graph.name.replace("*/", "* /"), arena_bytes=plan.size,
+                  arena_unshared=plan.total_unshared, weights_bytes=blob.size, weights_header=HEADER,
+                  inputs=inputs, outputs=outputs)
+    c_source = render("model.c.j2", partitions=parts, num_nodes=len(graph.nodes),
+                      helpers=sorted(set(options.get("helpers", []))), **common)
+    header = render("model.h.j2", **common)
+    return CodegenResult(c_source, header, blob, plan, inputs, outputs)

@@ -1,0 +1,100 @@
+"""EmitContext: what an emitter needs to write C for one node (pointers, types, literals)."""
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import numpy as np
+
+from ..dtypes import c_type
+from .templates import render
+
+
+def c_literal(x, dtype) -> str:
+    """An exact C literal of scalar ``x`` in numpy ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        x = float(dtype.type(x))
+        suffix = "f" if dtype == np.float32 else ""
+        if math.isnan(x):
+            return "NAN" if dtype == np.float32 else "((double)NAN)"
+        if math.isinf(x):
+            inf = "INFINITY" if dtype == np.float32 else "((double)INFINITY)"
+            return inf if x > 0 else f"(-{inf})"
+        return f"{x.hex()}{suffix}" if x != int(x) or abs(x) > 1e15 else f"{x!r}{suffix}"
+    if dtype == np.bool_:
+        return "1" if bool(x) else "0"
+    x = int(x)
+    if dtype.kind == "u":
+        return f"UINT64_C({x})" if dtype.itemsize == 8 else f"{x}u"
+    if dtype.itemsize == 8:
+        if x == -(1 << 63):
+            return "(-INT64_C(9223372036854775807) - 1)"
+        return f"INT64_C({x})"
+    if x == -(1 << 31):
+        return "(-2147483647 - 1)"
+    return str(x)
+
+
+class EmitContext:
+    def __init__(self, graph, plan, blob, options: Dict):
+        self.graph = graph
+        self.plan = plan
+        self.blob = blob
+        self.options = options
+        self.input_index = {id(v): i for i, v in enumerate(graph.inputs)}
+        self.output_index = {id(v): i for i, v in enumerate(graph.outputs)}
+        self.node_index = {id(n): i for i, n in enumerate(graph.nodes)}
+        self._derived = []
+
+    # --- types and locations ---------------------------------------------------------------
+    @staticmethod
+    def ctype(v) -> str:
+        return c_type(v.dtype)
+
+    def root(self, v):
+        return self.plan.root.get(id(v), v)
+
+    def ptr(self, v) -> str:
+        """A typed C pointer expression to the first element of value ``v``."""
+        ct = self.ctype(v)
+        r = self.root(v)
+        if r.is_const:
+            return f"((const {ct}*)(W + {self.blob.add(r)}))"
+        if id(r) in self.input_index:
+            return f"((const {ct}*)in[{self.input_index[id(r)]}])"
+        if id(r) in self.output_index:
+            return f"(({ct}*)out[{self.output_index[id(r)]}])"
+        return f"(({ct}*)(A + {self.plan.offset_of(id(r))}))"
+
+    def const_array(self, array) -> str:
+        """Pointer to compile-time data (e.g. folded BatchNorm scale) placed in the weights blob."""
+        import numpy as _np
+        from ..ir import Value
+        arr = _np.ascontiguousarray(array)
+        v = Value("derived", const=arr)
+        self._derived.append(v)  # keep alive: the blob is keyed by id()
+        return f"((const {c_type(arr.dtype)}*)(W + {self.blob.add(v)}))"
+
+    def scratch(self, node, ctype: str = "float") -> str:
+        off = self.plan.offset_of(("scratch", self.node_index[id(node)]))
+        return f"(({ctype}*)(A + {off}))"
+
+    def is_alias(self, node) -> bool:
+        return id(node.outputs[0]) in self.plan.root
+
+    def same_storage(self, a, b) -> bool:
+        return self.root(a) is self.root(b)
+
+    @staticmethod
+    def lit(x, dtype) -> str:
+        return c_literal(x, dtype)
+
+    def scalar(self, v):
+        """Literal of a constant size-1 value, or None."""
+        if v is not None and v.is_const and v.const.size == 1:
+            return c_literal(v.const.reshape(-1)[0], v.dtype)
+        return None
+
+    def render(self, template: str, **kw) -> str:
+        return render(template, ctx=self, **kw)

@@ -1,0 +1,156 @@
+"""The compile pipeline, as one ordered list of named steps:
+
+    frontend.load -> verify -> passes (by level) -> check static shapes -> legalize outputs
+    -> partition -> codegen -> write files -> build (cffi) -> load
+
+Results are cached by a content hash of (model bytes, options, onnxc version, templates and
+runtime sources, compiler flags): compiling the same thing twice loads the first build.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence
+
+from ._version import __version__
+from .errors import UnsupportedError
+from .runtime import MANIFEST, CompiledModel
+
+DEFAULT_PREFIX = "model"
+
+
+def _model_bytes(model) -> bytes:
+    import onnx
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    return Path(os.fspath(model)).read_bytes()
+
+
+def cache_key(model_bytes: bytes, options: Dict) -> str:
+    from .build import c_compiler, compile_flags
+    from .resources import tree_digest
+    h = hashlib.sha256()
+    h.update(model_bytes)
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    h.update(__version__.encode())
+    h.update(tree_digest().encode())
+    h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
+    h.update(c_compiler().encode())
+    return h.hexdigest()[:24]
+
+
+def optimize(graph, opt_level: str = "extended", verify_each: bool = False):
+    from .passes import PassManager
+    pm = PassManager(opt_level, verify_each=verify_each)
+    pm.run(graph)
+    return pm
+
+
+def require_static(graph) -> None:
+    missing = [v for v in graph.values() if not v.is_static]
+    if missing:
+        names = ", ".join(f"'{v.name}' {v.shape}" for v in missing[:10])
+        raise UnsupportedError(
+            f"{len(missing)} value(s) have no static shape after optimization ({names}"
+            f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
+
+
+def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
+                  num_threads: Optional[int] = None, output_dir=None, target: str = "native",
+                  prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
+                  verbose: bool = False) -> CompiledModel:
+    from .codegen.cgen import c_identifier
+    prefix = c_identifier(prefix)
+    t0 = time.perf_counter()
+    raw = _model_bytes(model)
+    options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
+               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": openmp}
+    key = cache_key(raw, options)
+    if output_dir is None:
+        from .build import cache_root
+        output_dir = cache_root() / "models" / key
+    out = Path(output_dir)
+    if not force and (out / MANIFEST).exists():
+        try:
+            if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
+                return CompiledModel(out, num_threads=num_threads)
+        except (ValueError, OSError):
+            pass
+    report = build_into(raw if not hasattr(model, "SerializeToString") else model, out, key, options,
+                        verbose=verbose)
+    report["seconds_total"] = round(time.perf_counter() - t0, 3)
+    _update_report(out, report)
+    return CompiledModel(out, num_threads=num_threads)
+
+
+def _update_report(out: Path, report: Dict) -> None:
+    m = json.loads((out / MANIFEST).read_text())
+    m["report"] = report
+    (out / MANIFEST).write_text(json.dumps(m, indent=1))
+
+
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False) -> Dict:
+    from . import frontend
+    from .build import build_module
+    from .codegen.cgen import generate, legalize_outputs
+    from .ir import verify
+    from .partition import partition
+    from .resources import runtime_dir
+
+    times = {}
+    t = time.perf_counter()
+    graph = frontend.load(model, options["input_shapes"] or None)
+    in_names = [v.name for v in graph.inputs]
+    out_names = [v.name for v in graph.outputs]
+    verify(graph)
+    nodes_before = len(graph.nodes)
+    times["frontend"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pm = optimize(graph, options["opt_level"])
+    times["passes"] = time.perf_counter() - t
+    require_static(graph)
+    legalize_outputs(graph)
+    verify(graph, require_static=True)
+
+    t = time.perf_counter()
+    parts = partition(graph)
+    prefix = options["prefix"]
+    result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
+    times["codegen"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{prefix}.c").write_text(result.c_source)
+    (out / f"{prefix}.h").write_text(result.header)
+    result.blob.write(out / "weights.bin")
+    rt_copy = out / "runtime_c"
+    if rt_copy.exists():
+        shutil.rmtree(rt_copy)
+    shutil.copytree(runtime_dir(), rt_copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    for old in out.glob(f"_onnxc_*.so"):
+        old.unlink()
+    module_name = f"_onnxc_{key}"
+    so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],
+                      openmp=options["openmp"])
+    times["build"] = time.perf_counter() - t
+    report = {
+        "nodes_before": nodes_before, "nodes_after": len(graph.nodes), "op_counts": graph.op_counts(),
+        "arena_bytes": result.plan.size, "intermediate_bytes": result.plan.total_unshared,
+        "weights_bytes": result.blob.size, "partitions": len(parts.partitions),
+        "passes": {name: {"rewrites": s.rewrites, "ms": round(s.seconds * 1e3, 2)} for name, s in pm.stats.items()},
+        "seconds": {k: round(v, 3) for k, v in times.items()},
+    }
+    manifest = {
+        "format": 1, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
+        "module_name": module_name, "module_file": so.name, "weights_file": "weights.bin",
+        "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return report

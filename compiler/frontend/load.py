@@ -1,0 +1,134 @@
+"""Frontend: read, check, normalize opset, bind free dims, infer shapes, import to IR."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import onnx
+
+from ..errors import ModelError
+from ..ir import Graph
+from .onnx_import import _type_of, import_graph
+
+# Models older than this are brought up to it (version_converter); newer ones are kept.
+CANONICAL_OPSET = 18
+
+ModelLike = Union[str, os.PathLike, bytes, onnx.ModelProto]
+
+
+def read_model(model: ModelLike) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            return onnx.load_model_from_string(bytes(model))
+        return onnx.load(os.fspath(model))
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - protobuf decode errors have many types
+        raise ModelError(f"cannot read ONNX model from {model if not isinstance(model, bytes) else 'bytes'}: {e}") from None
+
+
+def check_model(model: onnx.ModelProto) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"the model fails onnx.checker: {e}") from None
+    except ValueError:
+        pass  # > 2 GB models can only be checked by path; the importer still validates SSA
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    return 1
+
+
+def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> onnx.ModelProto:
+    """Bring models older than ``target`` up to it; if the converter cannot, keep the original
+    (op handlers read each node's opset and refuse versions they do not know)."""
+    if default_opset(model) >= target:
+        return model
+    from onnx import version_converter
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted = version_converter.convert_version(model, target)
+        onnx.checker.check_model(converted)
+        return converted
+    except Exception:  # noqa: BLE001 - the converter lacks adapters for some ops
+        return model
+
+
+def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, Sequence[int]]]) -> None:
+    """Write user-given shapes into the graph inputs; symbolic dims with the same name are bound
+    everywhere they appear among the inputs."""
+    if not input_shapes:
+        return
+    inits = {i.name for i in model.graph.initializer}
+    graph_inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    unknown = [n for n in input_shapes if n not in graph_inputs]
+    if unknown:
+        raise ModelError(f"input_shapes names unknown input(s) {unknown}; the model's inputs are "
+                         f"{sorted(graph_inputs)}")
+    symbols: Dict[str, int] = {}
+    for name, shape in input_shapes.items():
+        vi = graph_inputs[name]
+        dims = vi.type.tensor_type.shape.dim
+        shape = [int(d) for d in shape]
+        if len(dims) and len(dims) != len(shape):
+            raise ModelError(f"input_shapes['{name}'] has rank {len(shape)} but the model declares "
+                             f"rank {len(dims)} ({_type_of(vi)[1]})")
+        if not len(dims):
+            for _ in shape:
+                vi.type.tensor_type.shape.dim.add()
+            dims = vi.type.tensor_type.shape.dim
+        for d, s in zip(dims, shape):
+            if d.HasField("dim_value") and d.dim_value != s:
+                raise ModelError(f"input_shapes['{name}'] = {shape} conflicts with the model's fixed "
+                                 f"shape {_type_of(vi)[1]}")
+            if d.HasField("dim_param") and d.dim_param:
+                symbols[d.dim_param] = s
+            d.dim_value = s
+    for vi in graph_inputs.values():
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param in symbols:
+                d.dim_value = symbols[d.dim_param]
+
+
+def infer_model_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - fall back to per-node inference in the IR
+        return model
+
+
+def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+         check: bool = True) -> Graph:
+    """ONNX model (path, bytes or ModelProto) -> IR Graph with dtypes and (where known) shapes."""
+    proto = read_model(model)
+    proto_copy = onnx.ModelProto()
+    proto_copy.CopyFrom(proto)
+    proto = proto_copy
+    if check:
+        check_model(proto)
+    proto = normalize_opset(proto)
+    bind_input_shapes(proto, input_shapes)
+    # Initializers listed as inputs (IR v3) and inputs redefined by nodes confuse inference.
+    produced = {o for n in proto.graph.node for o in n.output}
+    inits = {i.name for i in proto.graph.initializer}
+    keep = [i for i in proto.graph.input if i.name not in produced]
+    if len(keep) != len(proto.graph.input):
+        del proto.graph.input[:]
+        proto.graph.input.extend(keep)
+    proto = infer_model_shapes(proto)
+    opset = {(o.domain if o.domain != "ai.onnx" else ""): o.version for o in proto.opset_import}
+    infos = {vi.name: _type_of(vi) for vi in proto.graph.value_info}
+    graph = import_graph(proto.graph, opset, value_info=infos)
+    graph.metadata["producer"] = proto.producer_name
+    graph.metadata["initializer_inputs"] = sorted(inits & {i.name for i in keep})
+    from ..ops import infer_graph
+    infer_graph(graph)
+    return graph

@@ -1,0 +1,7 @@
+"""Op knowledge, one module per family; importing this package registers them all."""
+from . import registry
+from .registry import evaluate, get_attr, reference, shape_rule
+from .shapes import infer_graph, infer_node
+from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
+
+__all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node"]

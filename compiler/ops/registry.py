@@ -1,0 +1,94 @@
+"""Op knowledge in one place: attribute defaults, shape/dtype rules and numpy references.
+
+Standard ONNX ops take their attribute defaults from onnx.defs and their shape rules from
+onnx.shape_inference (run per node, with constant inputs visible for data propagation).
+Family modules (elementwise.py, nn.py, ...) register:
+  * ``@reference(op)``: a fast numpy reference ``fn(node, *arrays) -> list[array]`` used for
+    constant folding and tests (anything else falls back to onnx.reference);
+  * ``@shape_rule(op, domain)``: ``fn(node) -> list[(dtype, shape)]`` for ops onnx does not
+    know (the onnxc domain of fused ops) or where onnx's rule is too weak.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+REFERENCES: Dict[Tuple[str, str], Callable] = {}
+SHAPE_RULES: Dict[Tuple[str, str], Callable] = {}
+_SCHEMA_DEFAULTS: Dict[Tuple[str, str, int], Dict[str, object]] = {}
+
+
+def reference(op_type: str, domain: str = ""):
+    def deco(fn):
+        REFERENCES[(domain, op_type)] = fn
+        return fn
+    return deco
+
+
+def shape_rule(op_type: str, domain: str = ""):
+    def deco(fn):
+        SHAPE_RULES[(domain, op_type)] = fn
+        return fn
+    return deco
+
+
+def schema_defaults(op_type: str, domain: str, opset: int) -> Dict[str, object]:
+    key = (op_type, domain, opset)
+    if key not in _SCHEMA_DEFAULTS:
+        import onnx
+        from onnx import helper
+        out: Dict[str, object] = {}
+        try:
+            schema = onnx.defs.get_schema(op_type, max(opset, 1), domain)
+            for name, a in schema.attributes.items():
+                if a.default_value is not None and a.default_value.type != 0:
+                    v = helper.get_attribute_value(a.default_value)
+                    out[name] = v.decode() if isinstance(v, bytes) else v
+        except Exception:  # noqa: BLE001 - op not in onnx.defs: no defaults
+            pass
+        _SCHEMA_DEFAULTS[key] = out
+    return _SCHEMA_DEFAULTS[key]
+
+
+def get_attr(node, name: str, default=None):
+    """Attribute value, else the ONNX schema default, else ``default``."""
+    if name in node.attrs:
+        return node.attrs[name]
+    d = schema_defaults(node.op_type, node.domain, node.opset)
+    return d.get(name, default)
+
+
+def evaluate(node, inputs: List[np.ndarray]) -> List[np.ndarray]:
+    """Compute a node's outputs with numpy (fast path) or onnx.reference (everything else)."""
+    fn = REFERENCES.get((node.domain, node.op_type))
+    if fn is not None:
+        outs = fn(node, *inputs)
+        if outs is not NotImplemented:
+            return [np.asarray(o) for o in outs]
+    return _onnx_reference(node, inputs)
+
+
+def _onnx_reference(node, inputs: List[np.ndarray]) -> List[np.ndarray]:
+    import onnx
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    from ..ir.onnx_export import node_to_proto, value_info
+    proto = node_to_proto(node)
+    names_in = [f"in{i}" if v is not None else "" for i, v in enumerate(node.inputs)]
+    names_out = [f"out{i}" for i in range(len(node.outputs))]
+    del proto.input[:]
+    proto.input.extend(names_in)
+    del proto.output[:]
+    proto.output.extend(names_out)
+    g_in = [value_info(v, f"in{i}") for i, v in enumerate(node.inputs) if v is not None]
+    g_out = [helper.make_tensor_value_info(n, 0, None) for n in names_out]
+    graph = helper.make_graph([proto], "eval", g_in, g_out)
+    opsets = [helper.make_opsetid(d, v) for d, v in (node.graph.opset.items() if node.graph else [("", node.opset)])]
+    if node.domain and all(o.domain != node.domain for o in opsets):
+        opsets.append(helper.make_opsetid(node.domain, node.opset or 1))
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = min(onnx.IR_VERSION, 10)
+    feeds = {f"in{i}": a for i, (a, v) in enumerate(zip(inputs, node.inputs)) if v is not None}
+    return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]

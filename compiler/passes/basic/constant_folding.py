@@ -1,0 +1,69 @@
+"""Constant folding: a node whose inputs are all constants is evaluated at compile time.
+
+Covers ConstantOfShape weights and, once input shapes are bound, shape subgraphs
+(Shape -> Gather -> Concat -> Reshape): Shape of a statically shaped value is folded from
+its type even though its input is not a constant.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ops import evaluate
+from ..manager import Pass, PassResult, register
+
+# Nodes that must never be folded: random generators and ops with subgraphs (for now).
+_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+            "Bernoulli", "If", "Loop", "Scan"}
+# Don't materialize huge constants from small ones (e.g. Expand to a big tensor) unless it is
+# what the model stores anyway.
+_MAX_FOLDED_BYTES = 64 << 20
+
+
+def _foldable(node) -> bool:
+    if node.op_type in _NO_FOLD or node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type in ("Shape", "Size") and node.inputs[0] is not None and node.inputs[0].is_static:
+        return True
+    return all(v is None or v.is_const for v in node.inputs) and len(node.inputs) > 0
+
+
+def _static_eval(node):
+    x = node.inputs[0]
+    if node.op_type == "Size":
+        return [np.array(x.size, dtype=np.int64)]
+    rank = len(x.shape)
+    start = node.attrs.get("start", 0)
+    end = node.attrs.get("end", rank)
+    return [np.array(x.shape[start:end], dtype=np.int64)]
+
+
+@register
+class ConstantFolding(Pass):
+    name = "constant_folding"
+    level = "basic"
+
+    def run(self, graph) -> PassResult:
+        count, details = 0, []
+        for node in list(graph.nodes):
+            if not _foldable(node):
+                continue
+            if node.op_type in ("Shape", "Size") and not node.inputs[0].is_const:
+                outs = _static_eval(node)
+            else:
+                try:
+                    outs = evaluate(node, [None if v is None else v.const for v in node.inputs])
+                except Exception:  # noqa: BLE001 - leave it to the kernels (and their errors)
+                    continue
+            if sum(np.asarray(o).nbytes for o in outs) > _MAX_FOLDED_BYTES:
+                continue
+            for out, arr in zip(node.outputs, outs):
+                arr = np.asarray(arr)
+                if out.dtype is not None and arr.dtype != out.dtype and out.dtype != np.dtype(object):
+                    arr = arr.astype(out.dtype)
+                const = graph.add_const(arr, hint=out.name)
+                graph.replace_all_uses(out, const)
+            graph.remove_node(node)
+            count += 1
+            details.append(node.label)
+        graph.prune_constants()
+        return PassResult(count > 0, count, details)

@@ -1,0 +1,106 @@
+"""Pass framework: named passes registered by level, run in order to a fixpoint.
+
+A pass is a class with ``name``, ``level`` and ``run(graph) -> PassResult``; ``@register``
+adds it to the registry in definition order within its level.  ``PassManager`` runs the
+passes of every level up to the requested one, repeats until nothing changes, records per pass
+the number of rewrites and the time taken, and names the passes that ran when one fails.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..errors import OnnxcError
+from ..ir import Graph, verify
+
+LEVELS = ["none", "basic", "extended", "layout"]
+
+
+@dataclass
+class PassResult:
+    modified: bool
+    rewrites: int = 0
+    details: List[str] = field(default_factory=list)
+
+
+class Pass:
+    name: str = ""
+    level: str = "basic"
+
+    def run(self, graph: Graph) -> PassResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+_REGISTRY: List[Pass] = []
+
+
+def register(cls):
+    """Class decorator: register a pass (instantiated once) at its level."""
+    assert cls.level in LEVELS[1:], f"pass {cls.__name__} has unknown level {cls.level}"
+    assert cls.name, f"pass {cls.__name__} has no name"
+    _REGISTRY.append(cls())
+    return cls
+
+
+def passes_for(level: str) -> List[Pass]:
+    if level not in LEVELS:
+        raise ValueError(f"unknown optimization level '{level}'; expected one of {LEVELS}")
+    upto = LEVELS.index(level)
+    return [p for lvl in LEVELS[1:upto + 1] for p in _REGISTRY if p.level == lvl]
+
+
+@dataclass
+class PassStats:
+    name: str
+    level: str
+    runs: int = 0
+    rewrites: int = 0
+    seconds: float = 0.0
+    details: List[str] = field(default_factory=list)
+
+
+class PassFailure(OnnxcError):
+    pass
+
+
+class PassManager:
+    def __init__(self, level: str = "extended", passes: Optional[List[Pass]] = None,
+                 verify_each: bool = False, max_iterations: int = 10):
+        self.level = level
+        self.passes = passes if passes is not None else passes_for(level)
+        self.verify_each = verify_each
+        self.max_iterations = max_iterations
+        self.stats: Dict[str, PassStats] = {p.name: PassStats(p.name, p.level) for p in self.passes}
+        self.history: List[str] = []
+
+    def run(self, graph: Graph) -> Graph:
+        for _ in range(self.max_iterations):
+            changed = False
+            for p in self.passes:
+                st = self.stats[p.name]
+                t0 = time.perf_counter()
+                try:
+                    res = p.run(graph)
+                    if self.verify_each:
+                        verify(graph)
+                except OnnxcError as e:
+                    if isinstance(e, NotImplementedError):
+                        raise
+                    raise PassFailure(f"pass '{p.name}' failed after {self.history[-8:]}: {e}") from e
+                st.seconds += time.perf_counter() - t0
+                st.runs += 1
+                self.history.append(p.name)
+                if res.modified:
+                    changed = True
+                    st.rewrites += res.rewrites
+                    st.details.extend(res.details)
+            if not changed:
+                break
+        return graph
+
+    def report(self) -> str:
+        lines = [f"{'pass':32} {'level':9} {'runs':>4} {'rewrites':>8} {'ms':>8}"]
+        for st in self.stats.values():
+            lines.append(f"{st.name:32} {st.level:9} {st.runs:4d} {st.rewrites:8d} {st.seconds * 1e3:8.1f}")
+        return "\n".join(lines)

@@ -1,0 +1,497 @@
+"""Elementwise emitters: unary/binary/variadic math, comparisons, logic, Where, Clip, Cast,
+activations and inference BatchNormalization, as broadcast loop nests with constant strides.
+
+Each op is a C expression over element expressions; float32 uses the f-suffixed libm calls.
+Integer Div/Mod guard the divide-by-zero and INT_MIN/-1 traps: a compiled module must never
+crash on data (the result is then 0, as documented in docs/semantics.md).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from ...codegen.loops import broadcast_loop
+from ...ops import get_attr
+from .registry import all_of, c_kernel
+
+FLOATS = ("float32", "float64")
+SIGNED = ("int8", "int16", "int32", "int64")
+UNSIGNED = ("uint8", "uint16", "uint32", "uint64")
+INTS = SIGNED + UNSIGNED
+NUMERIC = FLOATS + INTS
+
+
+def _f(name: str, dtype) -> str:
+    """libm function name for dtype (expf for float32, exp for float64)."""
+    return name + "f" if np.dtype(dtype) == np.float32 else name
+
+
+def _dtype_check(allowed_in, allowed_out=None, which=(0,)):
+    allowed_in = {np.dtype(a) for a in allowed_in}
+    allowed_out = None if allowed_out is None else {np.dtype(a) for a in allowed_out}
+
+    def check(node):
+        for i in which:
+            v = node.input(i)
+            if v is not None and v.dtype not in allowed_in:
+                return f"input {i} dtype {v.dtype} not supported"
+        if allowed_out is not None:
+            for o in node.outputs:
+                if o.dtype not in allowed_out:
+                    return f"output dtype {o.dtype} not supported"
+        return None
+    return check
+
+
+def _single_output(node):
+    return None if len(node.outputs) == 1 else "only the first output is supported"
+
+
+# --- unary -------------------------------------------------------------------------------
+# expr(x, dtype, node) -> C expression
+UNARY: Dict[str, tuple] = {}
+
+
+def unary(op: str, types=FLOATS):
+    def deco(fn: Callable):
+        UNARY[op] = (fn, types)
+        return fn
+    return deco
+
+
+unary("Neg", FLOATS + SIGNED)(lambda x, t, n: f"(-{x})")
+unary("Relu", FLOATS + SIGNED)(lambda x, t, n: f"({x} < 0 ? 0 : {x})")
+unary("Sigmoid")(lambda x, t, n: f"(1 / (1 + {_f('exp', t)}(-{x})))")
+unary("Tanh")(lambda x, t, n: f"{_f('tanh', t)}({x})")
+unary("Exp")(lambda x, t, n: f"{_f('exp', t)}({x})")
+unary("Log")(lambda x, t, n: f"{_f('log', t)}({x})")
+unary("Sqrt")(lambda x, t, n: f"{_f('sqrt', t)}({x})")
+unary("Sin")(lambda x, t, n: f"{_f('sin', t)}({x})")
+unary("Cos")(lambda x, t, n: f"{_f('cos', t)}({x})")
+unary("Tan")(lambda x, t, n: f"{_f('tan', t)}({x})")
+unary("Asin")(lambda x, t, n: f"{_f('asin', t)}({x})")
+unary("Acos")(lambda x, t, n: f"{_f('acos', t)}({x})")
+unary("Atan")(lambda x, t, n: f"{_f('atan', t)}({x})")
+unary("Sinh")(lambda x, t, n: f"{_f('sinh', t)}({x})")
+unary("Cosh")(lambda x, t, n: f"{_f('cosh', t)}({x})")
+unary("Asinh")(lambda x, t, n: f"{_f('asinh', t)}({x})")
+unary("Acosh")(lambda x, t, n: f"{_f('acosh', t)}({x})")
+unary("Atanh")(lambda x, t, n: f"{_f('atanh', t)}({x})")
+unary("Erf")(lambda x, t, n: f"{_f('erf', t)}({x})")
+unary("Floor")(lambda x, t, n: f"{_f('floor', t)}({x})")
+unary("Ceil")(lambda x, t, n: f"{_f('ceil', t)}({x})")
+unary("Round")(lambda x, t, n: f"{_f('nearbyint', t)}({x})")
+unary("Reciprocal")(lambda x, t, n: f"(1 / {x})")
+unary("Softsign")(lambda x, t, n: f"({x} / (1 + {_f('fabs', t)}({x})))")
+unary("Softplus")(lambda x, t, n: f"({x} > 0 ? {x} + {_f('log1p', t)}({_f('exp', t)}(-{x})) : "
+                                  f"{_f('log1p', t)}({_f('exp', t)}({x})))")
+unary("Not", ("bool",))(lambda x, t, n: f"(!{x})")
+unary("BitwiseNot", INTS)(lambda x, t, n: f"(~{x})")
+
+
+@unary("Abs", NUMERIC)
+def _abs(x, t, n):
+    if np.dtype(t).kind == "u":
+        return x
+    if np.dtype(t).kind == "f":
+        return f"{_f('fabs', t)}({x})"
+    return f"({x} < 0 ? -{x} : {x})"
+
+
+@unary("Sign", NUMERIC)
+def _sign(x, t, n):
+    if np.dtype(t).kind == "u":
+        return f"({x} > 0)"
+    if np.dtype(t).kind == "f":
+        return f"({x} > 0 ? 1 : ({x} < 0 ? -1 : ({x} == 0 ? 0 : {x})))"
+    return f"(({x} > 0) - ({x} < 0))"
+
+
+@unary("LeakyRelu")
+def _leaky(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 0.01), t)
+    return f"({x} < 0 ? {a} * {x} : {x})"
+
+
+@unary("Elu")
+def _elu(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 1.0), t)
+    return f"({x} < 0 ? {a} * ({_f('exp', t)}({x}) - 1) : {x})"
+
+
+@unary("Selu")
+def _selu(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 1.67326319217681884765625), t)
+    g = n.ctx.lit(get_attr(n, "gamma", 1.05070102214813232421875), t)
+    return f"({x} <= 0 ? {g} * ({a} * {_f('exp', t)}({x}) - {a}) : {g} * {x})"
+
+
+@unary("Celu")
+def _celu(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 1.0), t)
+    return f"({x} > 0 ? {x} : {a} * ({_f('exp', t)}({x} / {a}) - 1))"
+
+
+@unary("ThresholdedRelu")
+def _trelu(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 1.0), t)
+    return f"({x} > {a} ? {x} : 0)"
+
+
+@unary("HardSigmoid")
+def _hsig(x, t, n):
+    a = n.ctx.lit(get_attr(n, "alpha", 0.2), t)
+    b = n.ctx.lit(get_attr(n, "beta", 0.5), t)
+    return f"{_f('fmax', t)}(0, {_f('fmin', t)}(1, {a} * {x} + {b}))"
+
+
+@unary("HardSwish")
+def _hswish(x, t, n):
+    return f"({x} * {_f('fmax', t)}(0, {_f('fmin', t)}(1, {x} / 6 + 0.5)))"
+
+
+@unary("Mish")
+def _mish(x, t, n):
+    sp = f"({x} > 0 ? {x} + {_f('log1p', t)}({_f('exp', t)}(-{x})) : {_f('log1p', t)}({_f('exp', t)}({x})))"
+    return f"({x} * {_f('tanh', t)}{sp})"
+
+
+@unary("Gelu")
+def _gelu(x, t, n):
+    if get_attr(n, "approximate", "none") == "tanh":
+        k = n.ctx.lit(0.7978845608028654, t)
+        return f"(0.5 * {x} * (1 + {_f('tanh', t)}({k} * ({x} + 0.044715 * {x} * {x} * {x}))))"
+    k = n.ctx.lit(0.7071067811865476, t)
+    return f"(0.5 * {x} * (1 + {_f('erf', t)}({x} * {k})))"
+
+
+@unary("Shrink", NUMERIC)
+def _shrink(x, t, n):
+    b = n.ctx.lit(get_attr(n, "bias", 0.0), t)
+    lam = get_attr(n, "lambd", 0.5)
+    return f"({x} < -{lam!r} ? {x} + {b} : ({x} > {lam!r} ? {x} - {b} : 0))"
+
+
+@unary("IsNaN")
+def _isnan(x, t, n):
+    return f"({x} != {x})"
+
+
+@unary("IsInf")
+def _isinf(x, t, n):
+    pos, neg = get_attr(n, "detect_positive", 1), get_attr(n, "detect_negative", 1)
+    terms = ([f"{x} == INFINITY"] if pos else []) + ([f"{x} == -INFINITY"] if neg else [])
+    return "(" + (" || ".join(terms) if terms else "0") + ")"
+
+
+class _NodeView:
+    """Gives expression builders access to the node's attributes and the emit context."""
+
+    def __init__(self, node, ctx):
+        self.node, self.ctx = node, ctx
+        self.attrs, self.op_type, self.domain, self.opset = node.attrs, node.op_type, node.domain, node.opset
+
+
+def _emit_map(node, ctx, expr_of, operands) -> str:
+    out = node.outputs[0]
+    ops = []
+    lits = []
+    for v in operands:
+        lit = ctx.scalar(v)
+        lits.append(lit)
+        if lit is None:
+            ops.append((ctx.ptr(v), v.shape))
+    o = ctx.ptr(out)
+
+    def body(elems, oi):
+        it = iter(elems)
+        xs = [lit if lit is not None else next(it) for lit in lits]
+        return f"{o}[{oi}] = ({ctx.ctype(out)})({expr_of(xs)});"
+    return broadcast_loop(out.shape, ops, body)
+
+
+def _unary_check(node):
+    fn, types = UNARY[node.op_type]
+    return all_of(_single_output, _dtype_check(types))(node)
+
+
+def _emit_unary(node, ctx):
+    fn, _ = UNARY[node.op_type]
+    t = node.inputs[0].dtype
+    view = _NodeView(node, ctx)
+    return _emit_map(node, ctx, lambda xs: fn(xs[0], t, view), [node.inputs[0]])
+
+
+for _op in list(UNARY):
+    c_kernel(_op, check=_unary_check)(_emit_unary)
+
+
+# --- binary ------------------------------------------------------------------------------
+def _int_div(x, y, t):
+    t = np.dtype(t)
+    if t.kind == "u":
+        return f"({y} == 0 ? 0 : {x} / {y})"
+    mn = {1: "INT8_MIN", 2: "INT16_MIN", 4: "INT32_MIN", 8: "INT64_MIN"}[t.itemsize]
+    return f"({y} == 0 ? 0 : ({y} == -1 ? ({x} == {mn} ? {x} : -{x}) : {x} / {y}))"
+
+
+def _div(x, y, t, n):
+    return f"({x} / {y})" if np.dtype(t).kind == "f" else _int_div(x, y, t)
+
+
+def _mod(x, y, t, n):
+    t = np.dtype(t)
+    if get_attr(n, "fmod", 0) or t.kind == "f":
+        if t.kind == "f":
+            if not get_attr(n, "fmod", 0):
+                r = f"{_f('fmod', t)}({x}, {y})"
+                return f"(({r} != 0 && (({r} < 0) != ({y} < 0))) ? {r} + {y} : {r})"
+            return f"{_f('fmod', t)}({x}, {y})"
+        if t.kind == "u":
+            return f"({y} == 0 ? 0 : {x} % {y})"
+        r = f"(({y} == 0 || {y} == -1) ? 0 : {x} % {y})"
+        return r
+    if t.kind == "u":
+        return f"({y} == 0 ? 0 : {x} % {y})"
+    r = f"(({y} == 0 || {y} == -1) ? 0 : {x} % {y})"
+    return f"(({r} != 0 && (({r} < 0) != ({y} < 0))) ? {r} + {y} : {r})"
+
+
+def _pow(x, y, t, n):
+    t = np.dtype(t)
+    if t.kind == "f":
+        return f"{_f('pow', t)}({x}, ({_f_type(t)})({y}))"
+    return f"pow((double)({x}), (double)({y}))"
+
+
+def _f_type(t):
+    return "float" if np.dtype(t) == np.float32 else "double"
+
+
+def _fmax(x, y, t, n):
+    if np.dtype(t).kind == "f":
+        return f"(({x} > {y} || {x} != {x}) ? {x} : {y})"
+    return f"({x} > {y} ? {x} : {y})"
+
+
+def _fmin(x, y, t, n):
+    if np.dtype(t).kind == "f":
+        return f"(({x} < {y} || {x} != {x}) ? {x} : {y})"
+    return f"({x} < {y} ? {x} : {y})"
+
+
+def _bitshift(x, y, t, n):
+    bits = np.dtype(t).itemsize * 8
+    if get_attr(n, "direction") == "LEFT":
+        return f"({y} >= {bits} ? 0 : {x} << {y})"
+    return f"({y} >= {bits} ? 0 : {x} >> {y})"
+
+
+BINARY: Dict[str, tuple] = {
+    # op: (expr(x, y, dtype, node), input types, output is bool)
+    "Add": (lambda x, y, t, n: f"({x} + {y})", NUMERIC, False),
+    "Sub": (lambda x, y, t, n: f"({x} - {y})", NUMERIC, False),
+    "Mul": (lambda x, y, t, n: f"({x} * {y})", NUMERIC, False),
+    "Div": (_div, NUMERIC, False),
+    "Mod": (_mod, NUMERIC, False),
+    "Pow": (_pow, FLOATS, False),
+    "PRelu": (lambda x, y, t, n: f"({x} < 0 ? {y} * {x} : {x})", FLOATS + SIGNED, False),
+    "Equal": (lambda x, y, t, n: f"({x} == {y})", NUMERIC + ("bool",), True),
+    "Less": (lambda x, y, t, n: f"({x} < {y})", NUMERIC, True),
+    "LessOrEqual": (lambda x, y, t, n: f"({x} <= {y})", NUMERIC, True),
+    "Greater": (lambda x, y, t, n: f"({x} > {y})", NUMERIC, True),
+    "GreaterOrEqual": (lambda x, y, t, n: f"({x} >= {y})", NUMERIC, True),
+    "And": (lambda x, y, t, n: f"({x} && {y})", ("bool",), True),
+    "Or": (lambda x, y, t, n: f"({x} || {y})", ("bool",), True),
+    "Xor": (lambda x, y, t, n: f"((!{x}) != (!{y}))", ("bool",), True),
+    "BitwiseAnd": (lambda x, y, t, n: f"({x} & {y})", INTS, False),
+    "BitwiseOr": (lambda x, y, t, n: f"({x} | {y})", INTS, False),
+    "BitwiseXor": (lambda x, y, t, n: f"({x} ^ {y})", INTS, False),
+    "BitShift": (_bitshift, UNSIGNED, False),
+}
+
+
+def _binary_check(node):
+    fn, types, _ = BINARY[node.op_type]
+    if len(node.inputs) != 2:
+        return "expects two inputs"
+    which = (0,) if node.op_type == "Pow" else (0, 1)
+    if node.op_type == "Pow" and node.inputs[1].dtype not in {np.dtype(t) for t in NUMERIC}:
+        return f"exponent dtype {node.inputs[1].dtype} not supported"
+    return _dtype_check(types, which=which)(node)
+
+
+def _emit_binary(node, ctx):
+    fn, _, _ = BINARY[node.op_type]
+    t = node.inputs[0].dtype
+    view = _NodeView(node, ctx)
+    return _emit_map(node, ctx, lambda xs: fn(xs[0], xs[1], t, view), list(node.inputs))
+
+
+for _op in BINARY:
+    c_kernel(_op, check=_binary_check)(_emit_binary)
+
+
+# --- variadic ----------------------------------------------------------------------------
+VARIADIC = {"Sum": lambda a, b, t, n: f"({a} + {b})", "Max": _fmax, "Min": _fmin, "Mean": None}
+
+
+def _emit_variadic(node, ctx):
+    t = node.inputs[0].dtype
+    k = len(node.inputs)
+    view = _NodeView(node, ctx)
+    fold = VARIADIC["Sum" if node.op_type == "Mean" else node.op_type]
+
+    def expr(xs):
+        acc = xs[0]
+        for x in xs[1:]:
+            acc = fold(acc, x, t, view)
+        return f"({acc} / {k})" if node.op_type == "Mean" else acc
+    return _emit_map(node, ctx, expr, list(node.inputs))
+
+
+c_kernel("Sum", "Mean", check=_dtype_check(FLOATS, which=range(64)))(_emit_variadic)
+c_kernel("Max", "Min", check=_dtype_check(NUMERIC, which=range(64)))(_emit_variadic)
+
+
+# --- Where, Clip, Cast -------------------------------------------------------------------
+@c_kernel("Where")
+def _where(node, ctx):
+    return _emit_map(node, ctx, lambda xs: f"({xs[0]} ? {xs[1]} : {xs[2]})", list(node.inputs))
+
+
+def _clip_check(node):
+    if node.opset < 11:
+        return "Clip before opset 11 (min/max attributes) not supported"
+    return _dtype_check(NUMERIC)(node)
+
+
+@c_kernel("Clip", check=_clip_check)
+def _clip(node, ctx):
+    t = node.inputs[0].dtype
+    view = _NodeView(node, ctx)
+    operands = [node.inputs[0]]
+    has_min = node.input(1) is not None
+    has_max = node.input(2) is not None
+    if has_min:
+        operands.append(node.inputs[1])
+    if has_max:
+        operands.append(node.inputs[2])
+
+    def expr(xs):
+        x = xs[0]
+        i = 1
+        if has_min:
+            x = f"({x} < {xs[i]} ? {xs[i]} : {x})"
+            i += 1
+        if has_max:
+            x = f"({x} > {xs[i]} ? {xs[i]} : {x})"
+        return x
+    del view
+    return _emit_map(node, ctx, expr, operands)
+
+
+_CASTABLE = NUMERIC + ("bool",)
+
+
+def _cast_check(node):
+    if node.inputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
+        return f"cast from {node.inputs[0].dtype} not supported"
+    if node.outputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
+        return f"cast to {node.outputs[0].dtype} not supported"
+    if get_attr(node, "saturate", 1) != 1 and node.outputs[0].dtype.kind not in "fiub":
+        return "saturate=0 only matters for float8 types"
+    return None
+
+
+def _cast_expr(x, src, dst):
+    src, dst = np.dtype(src), np.dtype(dst)
+    if dst == np.bool_:
+        return f"({x} != 0)"
+    if src.kind == "f" and dst.kind in "iu":
+        # float -> int is undefined in C when out of range: clamp NaN/range like x86 cvtt does.
+        return x
+    return x
+
+
+def _emit_cast(node, ctx):
+    src, dst = node.inputs[0].dtype, node.outputs[0].dtype
+    return _emit_map(node, ctx, lambda xs: _cast_expr(xs[0], src, dst), [node.inputs[0]])
+
+
+c_kernel("Cast", check=_cast_check)(_emit_cast)
+c_kernel("CastLike", check=_cast_check)(_emit_cast)
+
+
+# --- copies and views --------------------------------------------------------------------
+def _emit_copy(node, ctx):
+    src, dst = node.inputs[0], node.outputs[0]
+    if ctx.is_alias(node):
+        return f"/* view of '{src.name}': no copy */"
+    if dst.nbytes == 0:
+        return "/* empty */"
+    return f"memcpy({ctx.ptr(dst)}, {ctx.ptr(src)}, {dst.nbytes});"
+
+
+def _dropout_check(node):
+    if node.input(2) is not None and not (node.input(2).is_const and not bool(node.input(2).const)):
+        return "Dropout in training mode is not supported"
+    return None
+
+
+@c_kernel("Dropout", check=_dropout_check)
+def _dropout(node, ctx):
+    code = [_emit_copy(node, ctx)]
+    if len(node.outputs) > 1:
+        mask = node.outputs[1]
+        code.append(f"memset({ctx.ptr(mask)}, 1, {mask.nbytes});")
+    return "\n".join(code)
+
+
+c_kernel("Identity", alias=lambda n: n.inputs[0], check=lambda n: None)(_emit_copy)
+
+
+# --- BatchNormalization (inference) ------------------------------------------------------
+def _bn_check(node):
+    if get_attr(node, "training_mode", 0):
+        return "training_mode=1 not supported"
+    if len(node.outputs) > 1:
+        return "training outputs (running mean/var) not supported"
+    if node.inputs[0].dtype != np.float32 and node.inputs[0].dtype != np.float64:
+        return f"dtype {node.inputs[0].dtype} not supported"
+    if any(v.dtype != node.inputs[0].dtype for v in node.inputs):
+        return "mixed dtypes not supported"
+    if len(node.inputs[0].shape) < 2:
+        return "input rank < 2"
+    return None
+
+
+@c_kernel("BatchNormalization", check=_bn_check)
+def _batchnorm(node, ctx):
+    x, scale, bias, mean, var = node.inputs[:5]
+    t = x.dtype
+    eps = get_attr(node, "epsilon", 1e-5)
+    C = x.shape[1]
+    inner = int(np.prod(x.shape[2:], dtype=np.int64))
+    if all(v.is_const for v in (scale, bias, mean, var)):
+        a = (scale.const.astype(np.float64) / np.sqrt(var.const.astype(np.float64) + eps))
+        b = bias.const.astype(np.float64) - mean.const.astype(np.float64) * a
+        pa, pb = ctx.const_array(a.astype(t)), ctx.const_array(b.astype(t))
+        shape_c = (C,) + (1,) * (len(x.shape) - 2)
+        return _emit_map_ptrs(node, ctx, [(ctx.ptr(x), x.shape), (pa, shape_c), (pb, shape_c)],
+                              lambda xs: f"{xs[0]} * {xs[1]} + {xs[2]}")
+    shape_c = (C,) + (1,) * (len(x.shape) - 2)
+    e = ctx.lit(eps, t)
+    sq = _f("sqrt", t)
+    ops = [(ctx.ptr(x), x.shape)] + [(ctx.ptr(v), shape_c) for v in (scale, bias, mean, var)]
+    del inner
+    return _emit_map_ptrs(node, ctx, ops,
+                          lambda xs: f"({xs[0]} - {xs[3]}) / {sq}({xs[4]} + {e}) * {xs[1]} + {xs[2]}")
+
+
+def _emit_map_ptrs(node, ctx, operands: List[tuple], expr_of) -> str:
+    out = node.outputs[0]
+    o = ctx.ptr(out)
+    return broadcast_loop(out.shape, operands,
+                          lambda elems, oi: f"{o}[{oi}] = ({ctx.ctype(out)})({expr_of(elems)});")

@@ -1,0 +1,85 @@
+"""The C provider's kernel table: which ops it can emit, under which conditions.
+
+Each family module (elementwise.py, nn.py, ...) registers emitters with ``@c_kernel``:
+
+    @c_kernel("Relu", check=float_only)
+    def relu(node, ctx) -> str: ...      # C statements for this node
+
+* ``check(node) -> str | None``: a reason the node is NOT supported, or None;
+* ``scratch(node) -> int``: bytes of per-node scratch the kernel needs (im2col, packing);
+* ``alias(node) -> Value | None``: the output is a view of that input (Reshape-like ops).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from ...dtypes import has_c_type
+
+
+@dataclass
+class CKernel:
+    op_type: str
+    domain: str
+    emit: Callable
+    check: Optional[Callable] = None
+    scratch: Optional[Callable] = None
+    alias: Optional[Callable] = None
+
+
+KERNELS: Dict[Tuple[str, str], CKernel] = {}
+
+
+def c_kernel(*op_types: str, domain: str = "", check=None, scratch=None, alias=None):
+    def deco(fn):
+        for op in op_types:
+            KERNELS[(domain, op)] = CKernel(op, domain, fn, check, scratch, alias)
+        return fn
+    return deco
+
+
+def common_check(node) -> Optional[str]:
+    """Conditions every C kernel relies on: known C dtypes and static shapes."""
+    for role, vals in (("input", node.inputs), ("output", node.outputs)):
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if v.dtype is None or not has_c_type(v.dtype):
+                return f"{role} {i} '{v.name}' has dtype {v.dtype}, which the C path does not carry"
+            if not v.is_static:
+                return f"{role} {i} '{v.name}' has no static shape ({v.shape})"
+    return None
+
+
+def check_node(node) -> Optional[str]:
+    k = KERNELS.get((node.domain, node.op_type))
+    if k is None:
+        return "no C kernel for this op"
+    reason = common_check(node)
+    if reason is None and k.check is not None:
+        reason = k.check(node)
+    return reason
+
+
+# --- small reusable checks -------------------------------------------------------------------
+def dtypes_in(*allowed):
+    """check: every input and output dtype is one of ``allowed`` (numpy dtype names)."""
+    import numpy as np
+    allowed_dt = {np.dtype(a) for a in allowed}
+
+    def check(node):
+        for v in list(node.inputs) + list(node.outputs):
+            if v is not None and v.dtype not in allowed_dt:
+                return f"dtype {v.dtype} of '{v.name}' not supported (supported: {', '.join(allowed)})"
+        return None
+    return check
+
+
+def all_of(*checks):
+    def check(node):
+        for c in checks:
+            r = c(node)
+            if r:
+                return r
+        return None
+    return check

@@ -1,0 +1,37 @@
+"""Where the shipped templates/ and runtime_c/ live (installed package or source tree)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _find(name: str) -> Path:
+    for cand in (_HERE / name, _HERE.parent / name):
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError(f"onnxc cannot find its '{name}' directory next to {_HERE}")
+
+
+def templates_dir() -> Path:
+    return _find("templates")
+
+
+def runtime_dir() -> Path:
+    return _find("runtime_c")
+
+
+def runtime_sources():
+    return sorted(p for p in runtime_dir().rglob("*.c"))
+
+
+def tree_digest() -> str:
+    """Hash of every template and runtime source: part of the build cache key."""
+    h = hashlib.sha256()
+    for root in (templates_dir(), runtime_dir()):
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix in (".c", ".h", ".j2"):
+                h.update(str(p.relative_to(root)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()

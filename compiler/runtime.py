@@ -1,0 +1,141 @@
+"""Load and run a compiled module.  Needs only numpy and cffi's backend (no onnx)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError, ModelError
+
+MANIFEST = "manifest.json"
+
+
+class NodeArg:
+    """What onnxruntime's get_inputs()/get_outputs() return: .name, .shape, .type."""
+
+    def __init__(self, name: str, shape, type_: str):
+        self.name, self.shape, self.type = name, list(shape), type_
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name='{self.name}', type='{self.type}', shape={self.shape})"
+
+
+def _ort_type(dtype: str) -> str:
+    return {"float32": "tensor(float)", "float64": "tensor(double)"}.get(dtype, f"tensor({dtype})")
+
+
+def _import_so(path: Path, module_name: str):
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, str(path))
+    if spec is None or spec.loader is None:
+        raise ModelError(f"cannot import compiled module {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules[module_name] = mod
+    return mod
+
+
+class CompiledModel:
+    """A compiled model: ``run(output_names, input_feed)`` like onnxruntime."""
+
+    def __init__(self, output_dir, num_threads: Optional[int] = None):
+        self.output_dir = Path(output_dir)
+        mpath = self.output_dir / MANIFEST
+        if not mpath.exists():
+            raise FileNotFoundError(f"{self.output_dir} holds no compiled onnxc module ({MANIFEST} missing)")
+        self.manifest = json.loads(mpath.read_text())
+        m = self.manifest
+        self.prefix = m["prefix"]
+        self._mod = _import_so(self.output_dir / m["module_file"], m["module_name"])
+        self._lib, self._ffi = self._mod.lib, self._mod.ffi
+        from .codegen.weights import read_blob
+        self._weights = read_blob(self.output_dir / m["weights_file"])
+        if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
+            raise ModelError(f"{self.output_dir}: weights file does not match the compiled module")
+        self._run_fn = getattr(self._lib, f"{self.prefix}_run")
+        self._arena_bytes = int(getattr(self._lib, f"{self.prefix}_arena_bytes")())
+        self._local = threading.local()
+        self._inputs = m["inputs"]
+        self._outputs = m["outputs"]
+        self._in_dtypes = [np.dtype(i["dtype"]) for i in self._inputs]
+        self._out_dtypes = [np.dtype(o["dtype"]) for o in self._outputs]
+        self.num_threads = num_threads
+        if num_threads:
+            getattr(self._lib, f"{self.prefix}_set_num_threads")(int(num_threads))
+        self._wptr = self._ffi.cast("void*", self._weights.ctypes.data)
+
+    # --- onnxruntime-like API ----------------------------------------------------------------
+    def get_inputs(self) -> List[NodeArg]:
+        return [NodeArg(i["name"], i["shape"], _ort_type(i["dtype"])) for i in self._inputs]
+
+    def get_outputs(self) -> List[NodeArg]:
+        return [NodeArg(o["name"], o["shape"], _ort_type(o["dtype"])) for o in self._outputs]
+
+    @property
+    def report(self) -> Dict:
+        return self.manifest.get("report", {})
+
+    def _arena(self):
+        a = getattr(self._local, "arena", None)
+        if a is None:
+            buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
+            start = (-buf.ctypes.data) % 64
+            a = (buf, self._ffi.cast("void*", buf.ctypes.data + start))
+            self._local.arena = a
+        return a[1]
+
+    def _check_inputs(self, input_feed: Dict) -> List[np.ndarray]:
+        if not isinstance(input_feed, dict):
+            raise InputError(f"input_feed must be a dict of name -> array, got {type(input_feed).__name__}")
+        names = [i["name"] for i in self._inputs]
+        unknown = [k for k in input_feed if k not in names]
+        missing = [n for n in names if n not in input_feed]
+        if unknown or missing:
+            raise InputError(f"input names do not match the model: unknown {unknown}, missing {missing}; "
+                             f"expected {names}")
+        arrays = []
+        for spec, dt in zip(self._inputs, self._in_dtypes):
+            x = input_feed[spec["name"]]
+            if not isinstance(x, np.ndarray):
+                x = np.asarray(x)
+            if x.dtype != dt:
+                raise InputError(f"input '{spec['name']}': expected dtype {dt.name}, got {x.dtype.name}")
+            if list(x.shape) != list(spec["shape"]):
+                raise InputError(f"input '{spec['name']}': expected shape {tuple(spec['shape'])}, got "
+                                 f"{tuple(x.shape)} (recompile with input_shapes to change it)")
+            arrays.append(np.ascontiguousarray(x))
+        return arrays
+
+    def run(self, output_names: Optional[Sequence[str]], input_feed: Dict, run_options=None) -> List[np.ndarray]:
+        arrays = self._check_inputs(input_feed)
+        all_names = [o["name"] for o in self._outputs]
+        if output_names is None:
+            wanted = list(range(len(all_names)))
+        else:
+            bad = [n for n in output_names if n not in all_names]
+            if bad:
+                raise InputError(f"unknown output name(s) {bad}; the model's outputs are {all_names}")
+            wanted = [all_names.index(n) for n in output_names]
+        outs = [np.empty(o["shape"], dtype=dt) for o, dt in zip(self._outputs, self._out_dtypes)]
+        ffi = self._ffi
+        in_ptrs = ffi.new("void*[]", [ffi.cast("void*", a.ctypes.data) for a in arrays] or [ffi.NULL])
+        out_ptrs = ffi.new("void*[]", [ffi.cast("void*", o.ctypes.data) for o in outs] or [ffi.NULL])
+        rc = self._run_fn(self._wptr, self._arena(), in_ptrs, out_ptrs)
+        if rc != 0:
+            raise RuntimeError(f"compiled model returned error code {rc}")
+        return [outs[i] for i in wanted]
+
+    def __repr__(self) -> str:
+        return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
+
+
+def load(output_dir, num_threads: Optional[int] = None) -> CompiledModel:
+    """Load a compiled module from its output directory without recompiling."""
+    return CompiledModel(output_dir, num_threads=num_threads)
