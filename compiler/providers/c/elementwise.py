@@ -194,21 +194,14 @@ class _NodeView:
 
 
 def _emit_map(node, ctx, expr_of, operands) -> str:
-    out = node.outputs[0]
-    ops = []
-    lits = []
-    for v in operands:
-        lit = ctx.scalar(v)
-        lits.append(lit)
-        if lit is None:
-            ops.append((ctx.ptr(v), v.shape))
-    o = ctx.ptr(out)
+    """Broadcast loop computing out = expr(operands); size-1 constants become literals."""
+    lits = [ctx.scalar(v) for v in operands]
+    ptrs = [(ctx.ptr(v), v.shape) for v, lit in zip(operands, lits) if lit is None]
 
-    def body(elems, oi):
+    def expr(elems):
         it = iter(elems)
-        xs = [lit if lit is not None else next(it) for lit in lits]
-        return f"{o}[{oi}] = ({ctx.ctype(out)})({expr_of(xs)});"
-    return broadcast_loop(out.shape, ops, body)
+        return expr_of([lit if lit is not None else next(it) for lit in lits])
+    return _emit_map_ptrs(node, ctx, ptrs, expr)
 
 
 def _unary_check(node):
@@ -491,7 +484,17 @@ def _batchnorm(node, ctx):
 
 
 def _emit_map_ptrs(node, ctx, operands: List[tuple], expr_of) -> str:
+    """Declare named pointers for (pointer expression, shape) operands, then the loop nest."""
     out = node.outputs[0]
-    o = ctx.ptr(out)
-    return broadcast_loop(out.shape, operands,
-                          lambda elems, oi: f"{o}[{oi}] = ({ctx.ctype(out)})({expr_of(elems)});")
+    decls = []
+    named = []
+    for i, (p, shape) in enumerate(operands):
+        ct = p[p.index("(") + 2:p.index("*")].strip()  # "((const float*)..." -> "const float"
+        if not ct.startswith("const "):
+            ct = "const " + ct
+        decls.append(f"{ct}* ONNXC_RESTRICT x{i} = {p};")
+        named.append((f"x{i}", shape))
+    decls.append(f"{ctx.ctype(out)}* ONNXC_RESTRICT y = {ctx.ptr(out)};")
+    loop = broadcast_loop(out.shape, named,
+                          lambda elems, oi: f"y[{oi}] = ({ctx.ctype(out)})({expr_of(elems)});")
+    return "\n".join(decls + [loop])

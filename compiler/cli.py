@@ -1,0 +1,159 @@
+"""onnxc command line:  compile | run | inspect.  `onnxc <command> --help` explains each."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Dict, List, Optional
+
+
+def _parse_shapes(items: Optional[List[str]]) -> Dict[str, List[int]]:
+    shapes = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--shape expects name=d0,d1,..., got '{item}'")
+        name, dims = item.rsplit("=", 1)
+        try:
+            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",") if d]
+        except ValueError:
+            raise SystemExit(f"--shape {item}: dimensions must be integers") from None
+    return shapes
+
+
+def cmd_compile(args) -> int:
+    import onnxc
+    t0 = time.perf_counter()
+    model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
+                          output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix)
+    r = model.report
+    print(f"compiled {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
+    if r:
+        print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
+        print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
+        print(f"  weights: {r['weights_bytes']:,} bytes")
+    for i in model.get_inputs():
+        print(f"  input  {i.name}: {i.type} {i.shape}")
+    for o in model.get_outputs():
+        print(f"  output {o.name}: {o.type} {o.shape}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    import onnxc
+    model = onnxc.load(args.module, num_threads=args.threads)
+    feed = {}
+    for item in args.input or []:
+        name, path = item.split("=", 1)
+        feed[name] = np.load(path)
+    for spec in model.get_inputs():
+        if spec.name not in feed:
+            if not args.random:
+                raise SystemExit(f"missing --input {spec.name}=file.npy (or pass --random)")
+            dt = np.dtype({"tensor(float)": "float32", "tensor(double)": "float64"}.get(
+                spec.type, spec.type[7:-1]))
+            rng = np.random.default_rng(0)
+            feed[spec.name] = (rng.standard_normal(spec.shape).astype(dt) if dt.kind == "f"
+                               else np.zeros(spec.shape, dt))
+    outs = model.run(None, feed)
+    times = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        model.run(None, feed)
+        times.append(time.perf_counter() - t)
+    for spec, out in zip(model.get_outputs(), outs):
+        print(f"{spec.name}: {out.dtype}{list(out.shape)}  min {out.min() if out.size else '-'} "
+              f"max {out.max() if out.size else '-'}")
+        if args.save:
+            np.save(f"{args.save}_{spec.name.replace('/', '_')}.npy", out)
+    if times:
+        print(f"latency: median {sorted(times)[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from . import frontend
+    from .codegen.cgen import legalize_outputs
+    from .driver import optimize
+    from .ir import format_graph
+    from .partition import partition
+    graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
+    before = graph.op_counts()
+    if args.passes or args.partitions or args.optimized:
+        pm = optimize(graph, args.opt_level)
+        if args.passes:
+            print(pm.report())
+            print()
+            print(f"{'op':28} {'before':>7} {'after':>7}")
+            after = graph.op_counts()
+            for op in sorted(set(before) | set(after)):
+                print(f"{op:28} {before.get(op, 0):7d} {after.get(op, 0):7d}")
+            if args.verbose:
+                for name, st in pm.stats.items():
+                    for d in st.details:
+                        print(f"  {name}: {d}")
+        if args.partitions:
+            legalize_outputs(graph)
+            print(partition(graph, strict=False).describe())
+    if args.ir or not (args.passes or args.partitions):
+        print(format_graph(graph))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onnxc", description="Compile ONNX models ahead of time into native C modules.",
+        epilog="examples:\n  onnxc compile model.onnx -o out/ --shape input=1,3,224,224\n"
+               "  onnxc run out/ --input input=x.npy\n  onnxc inspect model.onnx --passes",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a model to C and build it into a loadable module")
+    c.add_argument("model", help="path to an .onnx model")
+    c.add_argument("-o", "--output", required=True, help="output directory (C sources, weights, .so)")
+    c.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+                   help="bind an input's free dimensions (repeatable)")
+    c.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"],
+                   help="graph optimization level (default: extended)")
+    c.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+                   help="instruction set the C is compiled for (default: this machine)")
+    c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
+    c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled module on .npy inputs")
+    r.add_argument("module", help="output directory of `onnxc compile`")
+    r.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input tensor (repeatable)")
+    r.add_argument("--random", action="store_true", help="fill missing inputs with seeded random data")
+    r.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
+    r.add_argument("--threads", type=int, default=None, help="number of threads")
+    r.add_argument("--save", metavar="PREFIX", help="save outputs as PREFIX_<name>.npy")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", help="print the IR, the passes' work or the partitions")
+    i.add_argument("model", help="path to an .onnx model")
+    i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
+    i.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"])
+    i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
+    i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
+    i.add_argument("--ir", action="store_true", help="print the IR (after passes if --passes)")
+    i.add_argument("--optimized", action="store_true", help=argparse.SUPPRESS)
+    i.add_argument("-v", "--verbose", action="store_true", help="with --passes: list the rewritten nodes")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import OnnxcError
+    try:
+        return args.func(args)
+    except (OnnxcError, FileNotFoundError) as e:
+        print(f"onnxc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
