@@ -115,12 +115,12 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     t = time.perf_counter()
     pm = optimize(graph, options["opt_level"])
     times["passes"] = time.perf_counter() - t
-    require_static(graph)
     legalize_outputs(graph)
-    verify(graph, require_static=True)
 
     t = time.perf_counter()
-    parts = partition(graph)
+    parts = partition(graph)  # lists every node no provider can run, dynamic shapes included
+    require_static(graph)
+    verify(graph, require_static=True)
     prefix = options["prefix"]
     result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
     times["codegen"] = time.perf_counter() - t

@@ -31,4 +31,6 @@ class UnsupportedOpError(UnsupportedError):
         for op, domain, opset, name, reason in self.nodes:
             dom = domain or "ai.onnx"
             lines.append(f"  - {op} ({dom}, opset {opset}) node '{name}': {reason}")
+        if any("no static shape" in n[4] for n in self.nodes):
+            lines.append("hint: give input_shapes for the model's free dimensions")
         super().__init__("\n".join(lines))
