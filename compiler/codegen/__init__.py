@@ -1,0 +1,1 @@
+"""Codegen: arena planning, weights blob, C rendering from templates (reads the IR only)."""
