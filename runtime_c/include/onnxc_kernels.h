@@ -1,1 +1,105 @@
-/* placeholder: to be replaced by the kernel declarations */
+/* onnxc runtime kernels: portable C99 float32 kernels called by generated code.
+ *
+ * Conventions shared by every kernel here:
+ *   - tensors are dense, row-major (C order), NC[D][H]W for images;
+ *   - no kernel allocates memory; scratch space, when needed, is passed in by the caller;
+ *   - outputs never alias inputs unless a comment says otherwise;
+ *   - kernels are thread-safe and parallelize internally with OpenMP when built with -fopenmp.
+ */
+#ifndef ONNXC_KERNELS_H
+#define ONNXC_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* GEMM                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major; op(X) = X if trans == 0 else X^T.
+ * lda/ldb/ldc are the row strides (in floats) of A, B, C as stored (A is MxK or KxM if transA).
+ * When beta == 0, C is write-only (never read, may hold NaN); M, N or K may be 0. */
+void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                 float* C, int64_t ldc);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Convolution                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Parameters of an N-d convolution with 1 <= rank <= 3 spatial dims; only the first `rank`
+ * entries of each array are read. in/out are spatial sizes (out already computed by the caller,
+ * auto_pad included); pad_begin is the leading pad per spatial dim (the trailing pad is implied
+ * by out). W is [M, C/group, kernel...]. */
+typedef struct {
+    int64_t N, C, M, group, rank;
+    int64_t in[3], kernel[3], out[3], stride[3], pad_begin[3], dilation[3];
+} onnxc_conv_params;
+
+/* Floats of scratch onnxc_conv needs for these parameters (0 when X can be used directly:
+ * 1x1 kernels with stride 1 and no padding, or depthwise convolutions). */
+size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p);
+
+/* Y[N,M,out...] = conv(X[N,C,in...], W[M,C/group,kernel...]) + B[M] (B may be NULL).
+ * scratch holds onnxc_conv_scratch_floats(p) floats (may be NULL when that is 0).
+ * Implemented as im2col + onnxc_sgemm per (image, group); depthwise-like groups (C/group == 1,
+ * group > 1) use a direct loop. */
+void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
+                float* Y, float* scratch);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pooling and normalization                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Parameters of an N-d pooling with 1 <= rank <= 3 spatial dims (X is [N,C,in...], Y is
+ * [N,C,out...]; out already computed by the caller, ceil_mode/auto_pad included).
+ * pad_end is the trailing pad per spatial dim as given by the model (after auto_pad resolution):
+ * only AveragePool with count_include_pad reads it, to know where the padded region ends
+ * (with ceil_mode a window may run past it; those positions never count). */
+typedef struct {
+    int64_t N, C, rank;
+    int64_t in[3], kernel[3], out[3], stride[3], pad_begin[3], dilation[3];
+    int count_include_pad;
+    int64_t pad_end[3];
+} onnxc_pool_params;
+
+/* ONNX MaxPool (padding never wins). indices may be NULL; otherwise it receives, per output,
+ * the flattened index into X over (N, C, spatial...) of the max (storage_order = 0). */
+void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t* indices);
+
+/* ONNX AveragePool: sum of the window's input elements divided by the count of window positions
+ * inside the padded region (count_include_pad) or inside the input (otherwise); 0 if empty. */
+void onnxc_avgpool(const onnxc_pool_params* p, const float* X, float* Y);
+
+/* Y[i] = mean of X[i*spatial .. (i+1)*spatial) for i < NC (ONNX GlobalAveragePool). */
+void onnxc_global_avgpool(int64_t NC, int64_t spatial, const float* X, float* Y);
+
+/* Y[i] = max of X[i*spatial .. (i+1)*spatial) for i < NC (ONNX GlobalMaxPool). */
+void onnxc_global_maxpool(int64_t NC, int64_t spatial, const float* X, float* Y);
+
+/* ONNX LRN over X[N,C,spatial]: y = x / (bias + alpha/size * sum of x^2 over channels
+ * [c - floor((size-1)/2), c + ceil((size-1)/2)] clipped to [0, C))^beta. Y must not alias X. */
+void onnxc_lrn(int64_t N, int64_t C, int64_t spatial, int64_t size, float alpha, float beta,
+               float bias, const float* X, float* Y);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Softmax over the middle axis of X viewed as [outer, axis_len, inner] (numerically stable:
+ * the max is subtracted first). Y may equal X (in place). */
+void onnxc_softmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y);
+
+/* LogSoftmax over the middle axis of X viewed as [outer, axis_len, inner]:
+ * y = x - max - log(sum(exp(x - max))). Y may equal X (in place). */
+void onnxc_logsoftmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ONNXC_KERNELS_H */

@@ -1,0 +1,228 @@
+/* Portable C99 N-d convolution (1 to 3 spatial dims), NC[D][H]W layout.
+ *
+ * Every shape is first normalized to 3 spatial dims (missing leading dims get size 1, kernel 1,
+ * stride 1, pad 0, dilation 1), so one code path serves Conv1d/2d/3d.
+ *
+ *  - general case: per (image, group), im2col into the caller's scratch
+ *    ([C/group * prod(kernel), prod(out)]) then one onnxc_sgemm:
+ *        Y_g[M/group, out] = W_g[M/group, C/group * prod(kernel)] * col
+ *  - 1x1 kernels with stride 1 and no padding: X is already the column matrix (no scratch);
+ *  - grouped convolutions with one input channel per group (depthwise, channel multiplier
+ *    allowed): a direct loop per output channel, vectorizable along the output row.
+ */
+#include <string.h>
+
+#include "onnxc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Work (in floats touched) below which the data-movement loops stay on one thread. */
+#define CONV_PARALLEL_MIN_WORK (1 << 16)
+
+typedef struct {
+    int64_t in[3], k[3], out[3], s[3], pb[3], d[3];
+    int64_t in_sp, out_sp, k_sp;
+} conv_geom;
+
+static void conv_geom_init(const onnxc_conv_params* p, conv_geom* g) {
+    int64_t i;
+    const int64_t r = p->rank < 1 ? 1 : (p->rank > 3 ? 3 : p->rank);
+    for (i = 0; i < 3; ++i) {
+        g->in[i] = 1; g->k[i] = 1; g->out[i] = 1; g->s[i] = 1; g->pb[i] = 0; g->d[i] = 1;
+    }
+    for (i = 0; i < r; ++i) {
+        const int64_t j = 3 - r + i;
+        g->in[j] = p->in[i];
+        g->k[j] = p->kernel[i];
+        g->out[j] = p->out[i];
+        g->s[j] = p->stride[i] > 0 ? p->stride[i] : 1;
+        g->pb[j] = p->pad_begin[i];
+        g->d[j] = p->dilation[i] > 0 ? p->dilation[i] : 1;
+    }
+    g->in_sp = g->in[0] * g->in[1] * g->in[2];
+    g->out_sp = g->out[0] * g->out[1] * g->out[2];
+    g->k_sp = g->k[0] * g->k[1] * g->k[2];
+}
+
+/* Range [*lo, *hi) of output positions o in [0, out) for which o*s + off lies in [0, in). */
+static void conv_valid_range(int64_t out, int64_t in, int64_t s, int64_t off, int64_t* lo,
+                             int64_t* hi) {
+    int64_t a, b;
+    a = off >= 0 ? 0 : (-off + s - 1) / s;
+    b = in - off > 0 ? (in - off - 1) / s + 1 : 0;
+    if (b > out) b = out;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+static int conv_is_pointwise(const conv_geom* g) {
+    int i;
+    for (i = 0; i < 3; ++i)
+        if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->out[i] != g->in[i]) return 0;
+    return 1;
+}
+
+static int conv_is_depthwise(const onnxc_conv_params* p) {
+    return p->group > 1 && p->C == p->group;
+}
+
+size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p) {
+    conv_geom g;
+    conv_geom_init(p, &g);
+    if (conv_is_depthwise(p) || conv_is_pointwise(&g)) return 0;
+    return (size_t)(p->C / (p->group > 0 ? p->group : 1)) * (size_t)g.k_sp * (size_t)g.out_sp;
+}
+
+/* col[(c*k_sp + kidx) * out_sp + opos] = x[c, input position of (kidx, opos)] or 0 in padding,
+ * for the Cg channels starting at x. */
+static void conv_im2col(const conv_geom* g, int64_t Cg, const float* x, float* col) {
+    const int64_t rows = Cg * g->k_sp;
+    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
+    const int64_t sw = g->s[2];
+    const int parallel = rows > 1 && rows * g->out_sp >= CONV_PARALLEL_MIN_WORK;
+    int64_t r;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (r = 0; r < rows; ++r) {
+        const int64_t c = r / g->k_sp;
+        const int64_t kidx = r % g->k_sp;
+        const int64_t kd = kidx / (g->k[1] * g->k[2]);
+        const int64_t kh = (kidx / g->k[2]) % g->k[1];
+        const int64_t kw = kidx % g->k[2];
+        const int64_t offd = kd * g->d[0] - g->pb[0];
+        const int64_t offh = kh * g->d[1] - g->pb[1];
+        const int64_t offw = kw * g->d[2] - g->pb[2];
+        const float* xc = x + c * g->in_sp;
+        float* dst = col + r * g->out_sp;
+        int64_t od, oh, ow, wlo, whi;
+        conv_valid_range(OW, IW, sw, offw, &wlo, &whi);
+        for (od = 0; od < OD; ++od) {
+            const int64_t id = od * g->s[0] + offd;
+            if (id < 0 || id >= ID) {
+                memset(dst, 0, (size_t)(OH * OW) * sizeof(float));
+                dst += OH * OW;
+                continue;
+            }
+            for (oh = 0; oh < OH; ++oh, dst += OW) {
+                const int64_t ih = oh * g->s[1] + offh;
+                const float* src;
+                if (ih < 0 || ih >= IH) {
+                    memset(dst, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                src = xc + (id * IH + ih) * IW + offw;
+                for (ow = 0; ow < wlo; ++ow) dst[ow] = 0.0f;
+                if (sw == 1) {
+                    for (ow = wlo; ow < whi; ++ow) dst[ow] = src[ow];
+                } else {
+                    for (ow = wlo; ow < whi; ++ow) dst[ow] = src[ow * sw];
+                }
+                for (ow = whi; ow < OW; ++ow) dst[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Grouped convolution with one input channel per group: direct loop per output channel. */
+static void conv_depthwise(const onnxc_conv_params* p, const conv_geom* g, const float* X,
+                           const float* W, const float* B, float* Y) {
+    const int64_t Mg = p->M / p->group;
+    const int64_t total = p->N * p->M;
+    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
+    const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
+    const int64_t sw = g->s[2];
+    const int parallel = total > 1 && total * g->out_sp * g->k_sp >= CONV_PARALLEL_MIN_WORK;
+    int64_t nm;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (nm = 0; nm < total; ++nm) {
+        const int64_t n = nm / p->M, m = nm % p->M;
+        const float* x = X + (n * p->C + m / Mg) * g->in_sp;
+        const float* w = W + m * g->k_sp;
+        float* y = Y + nm * g->out_sp;
+        const float bias = B ? B[m] : 0.0f;
+        int64_t i, od, oh, kd, kh, kw, ow;
+        for (i = 0; i < g->out_sp; ++i) y[i] = bias;
+        for (od = 0; od < OD; ++od) {
+            for (oh = 0; oh < OH; ++oh) {
+                float* yrow = y + (od * OH + oh) * OW;
+                for (kd = 0; kd < KD; ++kd) {
+                    const int64_t id = od * g->s[0] + kd * g->d[0] - g->pb[0];
+                    if (id < 0 || id >= ID) continue;
+                    for (kh = 0; kh < KH; ++kh) {
+                        const int64_t ih = oh * g->s[1] + kh * g->d[1] - g->pb[1];
+                        const float* xrow;
+                        if (ih < 0 || ih >= IH) continue;
+                        xrow = x + (id * IH + ih) * IW;
+                        for (kw = 0; kw < KW; ++kw) {
+                            const float wv = w[(kd * KH + kh) * KW + kw];
+                            const int64_t off = kw * g->d[2] - g->pb[2];
+                            int64_t lo, hi;
+                            conv_valid_range(OW, IW, sw, off, &lo, &hi);
+                            if (sw == 1) {
+                                const float* src = xrow + off;
+                                for (ow = lo; ow < hi; ++ow) yrow[ow] += wv * src[ow];
+                            } else {
+                                for (ow = lo; ow < hi; ++ow) yrow[ow] += wv * xrow[ow * sw + off];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
+                float* Y, float* scratch) {
+    conv_geom g;
+    int64_t group, Cg, Mg, Kdim, n, gi;
+    int pointwise;
+    if (p->N <= 0 || p->M <= 0) return;
+    conv_geom_init(p, &g);
+    if (g.out_sp <= 0) return;
+    group = p->group > 0 ? p->group : 1;
+    if (conv_is_depthwise(p)) {
+        conv_depthwise(p, &g, X, W, B, Y);
+        return;
+    }
+    Cg = p->C / group;
+    Mg = p->M / group;
+    Kdim = Cg * g.k_sp;
+    pointwise = conv_is_pointwise(&g);
+    for (n = 0; n < p->N; ++n) {
+        for (gi = 0; gi < group; ++gi) {
+            const float* xg = X + (n * p->C + gi * Cg) * g.in_sp;
+            const float* wg = W + gi * Mg * Kdim;
+            float* yg = Y + (n * p->M + gi * Mg) * g.out_sp;
+            const float* col = xg;
+            float beta = 0.0f;
+            if (!pointwise) {
+                conv_im2col(&g, Cg, xg, scratch);
+                col = scratch;
+            }
+            if (B) {
+                int64_t m, i;
+                for (m = 0; m < Mg; ++m) {
+                    const float b = B[gi * Mg + m];
+                    float* yrow = yg + m * g.out_sp;
+                    for (i = 0; i < g.out_sp; ++i) yrow[i] = b;
+                }
+                beta = 1.0f;
+            }
+            onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
+                        g.out_sp);
+        }
+    }
+}

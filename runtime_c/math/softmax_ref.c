@@ -1,0 +1,122 @@
+/* Portable C99 Softmax / LogSoftmax over the middle axis of [outer, axis_len, inner].
+ *
+ * Numerically stable: the maximum along the axis is subtracted before exponentiating.
+ * inner == 1 (the common "last axis" case) walks contiguous rows; inner > 1 works on chunks
+ * of SOFTMAX_CHUNK adjacent inner positions at a time, so the inner loops stay unit-stride.
+ * Y may equal X: every element is read before the same element is written.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "onnxc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define SOFTMAX_CHUNK 256
+#define SOFTMAX_PARALLEL_MIN_WORK (1 << 14)
+
+/* One contiguous row of n elements. */
+static void softmax_row(const float* x, float* y, int64_t n, int log_mode) {
+    float mx = -INFINITY, sum = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+    if (log_mode) {
+        float lse;
+        for (i = 0; i < n; ++i) sum += expf(x[i] - mx);
+        lse = mx + logf(sum);
+        for (i = 0; i < n; ++i) y[i] = x[i] - lse;
+    } else {
+        float inv;
+        for (i = 0; i < n; ++i) {
+            const float e = expf(x[i] - mx);
+            y[i] = e;
+            sum += e;
+        }
+        inv = 1.0f / sum;
+        for (i = 0; i < n; ++i) y[i] *= inv;
+    }
+}
+
+/* axis_len x w block with row stride `inner` (w <= SOFTMAX_CHUNK adjacent inner positions). */
+static void softmax_cols(const float* x, float* y, int64_t axis_len, int64_t inner, int64_t w,
+                         int log_mode) {
+    float mx[SOFTMAX_CHUNK], sum[SOFTMAX_CHUNK];
+    int64_t a, j;
+    for (j = 0; j < w; ++j) {
+        mx[j] = -INFINITY;
+        sum[j] = 0.0f;
+    }
+    for (a = 0; a < axis_len; ++a) {
+        const float* xa = x + a * inner;
+        for (j = 0; j < w; ++j) mx[j] = xa[j] > mx[j] ? xa[j] : mx[j];
+    }
+    if (log_mode) {
+        for (a = 0; a < axis_len; ++a) {
+            const float* xa = x + a * inner;
+            for (j = 0; j < w; ++j) sum[j] += expf(xa[j] - mx[j]);
+        }
+        for (j = 0; j < w; ++j) sum[j] = mx[j] + logf(sum[j]);
+        for (a = 0; a < axis_len; ++a) {
+            const float* xa = x + a * inner;
+            float* ya = y + a * inner;
+            for (j = 0; j < w; ++j) ya[j] = xa[j] - sum[j];
+        }
+    } else {
+        for (a = 0; a < axis_len; ++a) {
+            const float* xa = x + a * inner;
+            float* ya = y + a * inner;
+            for (j = 0; j < w; ++j) {
+                const float e = expf(xa[j] - mx[j]);
+                ya[j] = e;
+                sum[j] += e;
+            }
+        }
+        for (j = 0; j < w; ++j) sum[j] = 1.0f / sum[j];
+        for (a = 0; a < axis_len; ++a) {
+            float* ya = y + a * inner;
+            for (j = 0; j < w; ++j) ya[j] *= sum[j];
+        }
+    }
+}
+
+static void softmax_any(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y,
+                        int log_mode) {
+    int64_t t;
+    if (outer <= 0 || axis_len <= 0 || inner <= 0) return;
+    if (inner == 1) {
+        const int parallel = outer > 1 && outer * axis_len >= SOFTMAX_PARALLEL_MIN_WORK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+        (void)parallel;
+#endif
+        for (t = 0; t < outer; ++t)
+            softmax_row(X + t * axis_len, Y + t * axis_len, axis_len, log_mode);
+    } else {
+        const int64_t chunks = (inner + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
+        const int64_t tasks = outer * chunks;
+        const int parallel = tasks > 1 && outer * axis_len * inner >= SOFTMAX_PARALLEL_MIN_WORK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+        (void)parallel;
+#endif
+        for (t = 0; t < tasks; ++t) {
+            const int64_t o = t / chunks;
+            const int64_t j0 = (t % chunks) * SOFTMAX_CHUNK;
+            const int64_t w = inner - j0 < SOFTMAX_CHUNK ? inner - j0 : SOFTMAX_CHUNK;
+            const int64_t base = o * axis_len * inner + j0;
+            softmax_cols(X + base, Y + base, axis_len, inner, w, log_mode);
+        }
+    }
+}
+
+void onnxc_softmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y) {
+    softmax_any(outer, axis_len, inner, X, Y, 0);
+}
+
+void onnxc_logsoftmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y) {
+    softmax_any(outer, axis_len, inner, X, Y, 1);
+}
