@@ -1,7 +1,245 @@
-"""C emitters for the reduce family (see registry.py for the contract)."""
+"""Reductions and softmax-like ops: Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax.
+
+Loops run over the kept dims outside and the reduced dims inside, with constant strides.
+Float reductions accumulate in double so long sums match onnxruntime closely.
+"""
 from __future__ import annotations
+
+from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
-from .registry import all_of, c_kernel, dtypes_in  # noqa: F401
+from .registry import c_kernel
+
+FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
+NUMERIC = FLOATS | {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                           np.uint32, np.uint64)}
+
+
+def _f(name, dtype):
+    return name + "f" if np.dtype(dtype) == np.float32 else name
+
+
+def reduce_axes(node) -> Optional[List[int]]:
+    """Normalized reduction axes, or None when they are not known at compile time."""
+    x = node.inputs[0]
+    rank = len(x.shape)
+    if node.input(1) is not None:
+        if not node.inputs[1].is_const:
+            return None
+        axes = [int(a) for a in node.inputs[1].const.reshape(-1)]
+    else:
+        axes = list(get_attr(node, "axes", None) or [])
+    if not axes:
+        if get_attr(node, "noop_with_empty_axes", 0):
+            return []
+        return list(range(rank))
+    return sorted({a % rank for a in axes}) if rank else []
+
+
+def _loops(idx: Sequence[str], dims: Sequence[int], indent: int = 0) -> List[str]:
+    return ["  " * (indent + k) + f"for (int64_t {i} = 0; {i} < {d}; ++{i})" for k, (i, d) in enumerate(zip(idx, dims))]
+
+
+def _offset(idx: Sequence[str], strides: Sequence[int]) -> str:
+    terms = [f"{i}*{s}" if s != 1 else i for i, s in zip(idx, strides) if s != 0]
+    return " + ".join(terms) if terms else "0"
+
+
+# op -> (init, combine(acc, v), finalize(acc, n), element transform)
+def _reduce_parts(op, t):
+    fl = np.dtype(t).kind == "f"
+    acc_t = "double" if fl else ("uint64_t" if np.dtype(t).kind == "u" else "int64_t")
+    big = {"Max": "-INFINITY" if fl else _int_limit(t, low=True), "Min": "INFINITY" if fl else _int_limit(t, low=False)}
+    table = {
+        "ReduceSum": ("0", "acc + v", "acc", "x"),
+        "ReduceMean": ("0", "acc + v", "acc / (double){n}", "x"),
+        "ReduceProd": ("1", "acc * v", "acc", "x"),
+        "ReduceSumSquare": ("0", "acc + v", "acc", "x * x"),
+        "ReduceL1": ("0", "acc + v", "acc", "(x < 0 ? -x : x)"),
+        "ReduceL2": ("0", "acc + v", "sqrt((double)acc)", "x * x"),
+        "ReduceLogSum": ("0", "acc + v", "log((double)acc)", "x"),
+        "ReduceMax": (big["Max"], "((v > acc || v != v) ? v : acc)", "acc", "x"),
+        "ReduceMin": (big["Min"], "((v < acc || v != v) ? v : acc)", "acc", "x"),
+    }
+    if op in ("ReduceMax", "ReduceMin"):
+        acc_t = "double" if fl else _ctype(t)
+    return acc_t, table[op]
+
+
+def _ctype(t):
+    from ...dtypes import c_type
+    return c_type(t)
+
+
+def _int_limit(t, low: bool) -> str:
+    from ...codegen.context import c_literal
+    info = np.iinfo(np.dtype(t))
+    return c_literal(info.min if low else info.max, t)
+
+
+REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMin"]
+
+
+def _reduce_check(node) -> Optional[str]:
+    x = node.inputs[0]
+    if x.dtype not in NUMERIC:
+        return f"dtype {x.dtype} not supported"
+    if node.op_type in ("ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMean") and x.dtype not in FLOATS:
+        return f"{node.op_type} on {x.dtype} not supported"
+    if reduce_axes(node) is None:
+        return "axes must be a constant"
+    return None
+
+
+def _emit_reduce(node, ctx) -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    t = x.dtype
+    axes = reduce_axes(node)
+    shape = list(x.shape)
+    if not axes:
+        return f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {y.nbytes});" if y.nbytes else "/* empty */"
+    xs = contiguous_strides(shape)
+    kept = [d for d in range(len(shape)) if d not in axes]
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    ko = [f"o{k}" for k in range(len(kept))]
+    ri = [f"r{k}" for k in range(len(axes))]
+    kdims, rdims = [shape[d] for d in kept], [shape[a] for a in axes]
+    in_off = " + ".join(filter(None, [_offset(ko, [xs[d] for d in kept]), _offset(ri, [xs[a] for a in axes])]))
+    y_off = _offset(ko, contiguous_strides(kdims))
+    yt = ctx.ctype(y)
+    lines = [f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"{yt}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if y.size == 0:
+        return "/* empty output */"
+    lines += _loops(ko, kdims)
+    pad = "  " * len(ko)
+    if node.op_type == "ReduceLogSumExp":
+        if n == 0:
+            lines.append(pad + f"{{ Y[{y_off}] = ({yt})(-INFINITY); }}")
+            return "\n".join(lines)
+        lines.append(pad + "{")
+        lines.append(pad + "  double m = -INFINITY, acc = 0;")
+        lines += _loops(ri, rdims, len(ko) + 1)
+        lines.append(pad + "  " * (len(ri) + 1) + f"{{ double v = X[{in_off}]; if (v > m) m = v; }}")
+        lines += _loops(ri, rdims, len(ko) + 1)
+        lines.append(pad + "  " * (len(ri) + 1) + f"{{ acc += exp((double)X[{in_off}] - m); }}")
+        lines.append(pad + f"  Y[{y_off}] = ({yt})((m == INFINITY || m == -INFINITY) ? m : m + log(acc));")
+        lines.append(pad + "}")
+        return "\n".join(lines)
+    acc_t, (init, combine, fin, elem) = _reduce_parts(node.op_type, t)
+    lines.append(pad + "{")
+    lines.append(pad + f"  {acc_t} acc = {init};")
+    lines += _loops(ri, rdims, len(ko) + 1)
+    elem_c = elem.replace("x", f"(({acc_t})X[{in_off}])") if "x" in elem else elem
+    body = combine.replace("v", "vv")
+    lines.append(pad + "  " * (len(ri) + 1) + f"{{ {acc_t} vv = {elem_c}; acc = {body}; }}")
+    lines.append(pad + f"  Y[{y_off}] = ({yt})({fin.format(n=n)});")
+    lines.append(pad + "}")
+    return "\n".join(lines)
+
+
+for _op in REDUCE_OPS:
+    c_kernel(_op, check=_reduce_check)(_emit_reduce)
+
+
+# --- ArgMax / ArgMin ----------------------------------------------------------------------
+def _arg_check(node):
+    x = node.inputs[0]
+    if x.dtype not in NUMERIC:
+        return f"dtype {x.dtype} not supported"
+    if len(x.shape) == 0 or x.shape[get_attr(node, "axis", 0) % len(x.shape)] == 0:
+        return "empty reduction axis"
+    return None
+
+
+def _outer_axis_inner(shape, axis):
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return outer, shape[axis], inner
+
+
+@c_kernel("ArgMax", "ArgMin", check=_arg_check)
+def _argmax(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    axis = get_attr(node, "axis", 0) % len(x.shape)
+    outer, n, inner = _outer_axis_inner(list(x.shape), axis)
+    last = bool(get_attr(node, "select_last_index", 0))
+    cmp = (">" if node.op_type == "ArgMax" else "<") + ("=" if last else "")
+    return "\n".join([
+        f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+        f"int64_t* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        f"for (int64_t o = 0; o < {outer}; ++o)",
+        f"  for (int64_t i = 0; i < {inner}; ++i) {{",
+        f"    const {ctx.ctype(x)}* p = X + o*{n * inner} + i;",
+        "    int64_t best = 0;",
+        f"    for (int64_t k = 1; k < {n}; ++k) if (p[k*{inner}] {cmp} p[best*{inner}]) best = k;",
+        f"    Y[o*{inner} + i] = best;",
+        "  }",
+    ])
+
+
+# --- Softmax / LogSoftmax / Hardmax -------------------------------------------------------
+def _softmax_geometry(node):
+    shape = list(node.inputs[0].shape)
+    rank = len(shape)
+    axis = get_attr(node, "axis", -1 if node.opset >= 13 else 1) % max(rank, 1)
+    if node.opset >= 13:
+        return _outer_axis_inner(shape, axis)
+    # before opset 13 the input is coerced to 2-D [prod(shape[:axis]), prod(shape[axis:])]
+    return int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis:], dtype=np.int64)), 1
+
+
+def _softmax_check(node):
+    if node.inputs[0].dtype not in FLOATS:
+        return f"dtype {node.inputs[0].dtype} not supported"
+    if len(node.inputs[0].shape) == 0:
+        return "scalar input"
+    return None
+
+
+@c_kernel("Softmax", "LogSoftmax", check=_softmax_check)
+def _softmax(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    outer, n, inner = _softmax_geometry(node)
+    if y.size == 0:
+        return "/* empty */"
+    if x.dtype == np.float32:
+        fn = "onnxc_softmax" if node.op_type == "Softmax" else "onnxc_logsoftmax"
+        return f"{fn}({outer}, {n}, {inner}, {ctx.ptr(x)}, {ctx.ptr(y)});"
+    log = node.op_type == "LogSoftmax"
+    return "\n".join([
+        f"const double* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+        f"double* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        f"for (int64_t o = 0; o < {outer}; ++o)",
+        f"  for (int64_t i = 0; i < {inner}; ++i) {{",
+        f"    const double* p = X + o*{n * inner} + i; double* q = Y + o*{n * inner} + i;",
+        "    double m = -INFINITY, s = 0;",
+        f"    for (int64_t k = 0; k < {n}; ++k) if (p[k*{inner}] > m) m = p[k*{inner}];",
+        f"    for (int64_t k = 0; k < {n}; ++k) s += exp(p[k*{inner}] - m);",
+        f"    for (int64_t k = 0; k < {n}; ++k) q[k*{inner}] = "
+        + ("p[k*{0}] - m - log(s);".format(inner) if log else "exp(p[k*{0}] - m) / s;".format(inner)),
+        "  }",
+    ])
+
+
+@c_kernel("Hardmax", check=_softmax_check)
+def _hardmax(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    outer, n, inner = _softmax_geometry(node)
+    ct = ctx.ctype(x)
+    if y.size == 0:
+        return "/* empty */"
+    return "\n".join([
+        f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+        f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        f"for (int64_t o = 0; o < {outer}; ++o)",
+        f"  for (int64_t i = 0; i < {inner}; ++i) {{",
+        f"    const {ct}* p = X + o*{n * inner} + i; {ct}* q = Y + o*{n * inner} + i;",
+        "    int64_t best = 0;",
+        f"    for (int64_t k = 1; k < {n}; ++k) if (p[k*{inner}] > p[best*{inner}]) best = k;",
+        f"    for (int64_t k = 0; k < {n}; ++k) q[k*{inner}] = (k == best);",
+        "  }",
+    ])

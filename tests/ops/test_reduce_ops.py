@@ -1,0 +1,78 @@
+"""Reductions and softmax family against onnxruntime."""
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def check(model, feed, tmp_path, rtol=1e-5, atol=1e-6):
+    ref = ort_run(model, feed)
+    out = onnxc.compile(model, output_dir=tmp_path / "o").run(None, feed)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+
+
+REDUCE = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+          "ReduceLogSumExp", "ReduceSumSquare"]
+
+
+@pytest.mark.parametrize("op", REDUCE)
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([-1, 0], 0), (None, 1), ([0, 2], 0)])
+def test_reduce_float(op, axes, keepdims, tmp_path):
+    x = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    if op in ("ReduceProd",):
+        x = (x * 0.3 + 1).astype(np.float32)
+    inputs, inits = ["x"], {}
+    if axes is not None:
+        inputs.append("axes")
+        inits["axes"] = np.array(axes, np.int64)
+    ref_shape = np.sum(x, axis=tuple(axes) if axes else None, keepdims=bool(keepdims)).shape
+    model = make_model([helper.make_node(op, inputs, ["y"], keepdims=keepdims)], [("x", np.float32, [3, 4, 5])],
+                       [("y", np.float32, list(ref_shape))], inits)
+    check(model, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMax", "ReduceMin"])
+def test_reduce_int64(op, tmp_path):
+    x = RNG.integers(-100, 100, (4, 6)).astype(np.int64)
+    model = make_model([helper.make_node(op, ["x", "axes"], ["y"], keepdims=0)], [("x", np.int64, [4, 6])],
+                       [("y", np.int64, [4])], {"axes": np.array([1], np.int64)})
+    check(model, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keepdims,last", [(0, 1, 0), (-1, 0, 1), (1, 1, 1)])
+def test_argmax(op, axis, keepdims, last, tmp_path):
+    x = RNG.integers(0, 3, (3, 4, 5)).astype(np.float32)  # ties exercise select_last_index
+    shape = list(x.shape)
+    if keepdims:
+        shape[axis] = 1
+    else:
+        shape.pop(axis)
+    model = make_model([helper.make_node(op, ["x"], ["y"], axis=axis, keepdims=keepdims, select_last_index=last)],
+                       [("x", np.float32, [3, 4, 5])], [("y", np.int64, shape)])
+    check(model, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax(op, axis, dtype, tmp_path):
+    if op == "Hardmax" and dtype == np.float64:
+        pytest.skip("onnxruntime has no float64 Hardmax kernel to compare with")
+    x = (RNG.standard_normal((2, 3, 4)) * 5).astype(dtype)
+    model = make_model([helper.make_node(op, ["x"], ["y"], axis=axis)], [("x", dtype, [2, 3, 4])],
+                       [("y", dtype, [2, 3, 4])])
+    check(model, {"x": x}, tmp_path)
+
+
+def test_softmax_opset11_coerces_to_2d(tmp_path):
+    x = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], [("x", np.float32, [2, 3, 4])],
+                       [("y", np.float32, [2, 3, 4])], opset=11)
+    check(model, {"x": x}, tmp_path)
