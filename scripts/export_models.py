@@ -1,0 +1,117 @@
+"""Export the real test models with torch into models/ (never committed).
+
+    python scripts/export_models.py [--out models/] [--only resnet50,bert_tiny] [--force]
+
+Opset 17, batch 1, eval mode, seeded random weights (no downloads).  Each model gets
+<name>.onnx and <name>.inputs.npz (seeded inputs the tests and benchmarks share).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+VISION = {"resnet18": "resnet18", "resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
+          "squeezenet1_1": "squeezenet1_1"}
+ALL = list(VISION) + ["bert_tiny"]
+
+
+def import_torchvision():
+    """PyPI's torchvision wheel registers its C++ ops from a library built for a different torch
+    build; its model code is pure Python, so define the op schemas it expects first."""
+    import torch
+    try:
+        import torchvision
+        return torchvision
+    except (RuntimeError, ImportError):
+        for mod in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[mod]
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    import torchvision
+    import_torchvision.lib = lib  # keep the registration alive
+    return torchvision
+
+
+def export_vision(name, out: Path):
+    import torch
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    model = getattr(tv.models, VISION[name])(weights=None).eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    torch.onnx.export(model, (x,), str(out / f"{name}.onnx"), opset_version=17, input_names=["input"],
+                      output_names=["output"], dynamo=False)
+    np.savez(out / f"{name}.inputs.npz", input=x.numpy())
+
+
+def export_bert(out: Path):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+    model = BertModel(cfg).eval()
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, cfg.vocab_size, (1, 128)).astype(np.int64)
+    mask = np.ones((1, 128), np.int64)
+    mask[:, -16:] = 0
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            o = self.m(input_ids=input_ids, attention_mask=attention_mask)
+            return o.last_hidden_state, o.pooler_output
+
+    torch.onnx.export(Wrapper(model), (torch.from_numpy(ids), torch.from_numpy(mask)), str(out / "bert_tiny.onnx"),
+                      opset_version=17, input_names=["input_ids", "attention_mask"],
+                      output_names=["last_hidden_state", "pooler_output"], dynamo=False)
+    np.savez(out / "bert_tiny.inputs.npz", input_ids=ids, attention_mask=mask)
+
+
+def verify(path: Path):
+    import onnx
+    import onnxruntime as ort
+    m = onnx.load(str(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    d = np.load(path.with_suffix(".inputs.npz"))
+    outs = sess.run(None, {k: d[k] for k in d.files})
+    print(f"  {path.name}: {path.stat().st_size / 2**20:.1f} MB, {len(m.graph.node)} nodes, "
+          f"outputs {[o.shape for o in outs]}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "models"))
+    ap.add_argument("--only", default="")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: run `bash scripts/setup_models.sh <python>` first", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [n for n in args.only.split(",") if n] or ALL:
+        path = out / f"{name}.onnx"
+        if path.exists() and not args.force:
+            print(f"{name}: exists")
+        else:
+            t = time.perf_counter()
+            export_bert(out) if name == "bert_tiny" else export_vision(name, out)
+            print(f"{name}: exported in {time.perf_counter() - t:.1f} s")
+        verify(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
