@@ -76,3 +76,18 @@ def test_softmax_opset11_coerces_to_2d(tmp_path):
     model = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=1)], [("x", np.float32, [2, 3, 4])],
                        [("y", np.float32, [2, 3, 4])], opset=11)
     check(model, {"x": x}, tmp_path)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layernorm(axis, with_bias, tmp_path):
+    x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    tail = x.shape[axis:]
+    inits = {"s": RNG.standard_normal(tail).astype(np.float32)}
+    ins = ["x", "s"]
+    if with_bias:
+        inits["b"] = RNG.standard_normal(tail).astype(np.float32)
+        ins.append("b")
+    model = make_model([helper.make_node("LayerNormalization", ins, ["y"], axis=axis, epsilon=1e-3)],
+                       [("x", np.float32, [2, 3, 8])], [("y", np.float32, [2, 3, 8])], inits)
+    check(model, {"x": x}, tmp_path, rtol=1e-4, atol=1e-5)

@@ -243,3 +243,62 @@ def _hardmax(node, ctx):
         f"    for (int64_t k = 0; k < {n}; ++k) q[k*{inner}] = (k == best);",
         "  }",
     ])
+
+
+# --- LayerNormalization -------------------------------------------------------------------
+def _layernorm_check(node):
+    x = node.inputs[0]
+    if x.dtype not in FLOATS or any(v is not None and v.dtype != x.dtype for v in node.inputs):
+        return "float32/float64 with matching scale/bias dtypes only"
+    if len(node.outputs) > 1 and any(o.uses or (o.graph and o.graph.is_output(o)) for o in node.outputs[1:]):
+        return "Mean/InvStdDev outputs not supported"
+    if get_attr(node, "stash_type", 1) != 1:
+        return "stash_type other than float32 not supported"
+    axis = get_attr(node, "axis", -1) % len(x.shape)
+    n = int(np.prod(x.shape[axis:], dtype=np.int64))
+    for v in node.inputs[1:3]:
+        if v is not None and not v.is_const and v.size != n:
+            return "non-constant scale/bias that broadcast are not supported"
+    return None
+
+
+@c_kernel("LayerNormalization", check=_layernorm_check)
+def _layernorm(node, ctx):
+    """y = (x - mean) / sqrt(var + eps) * scale + bias over the trailing dims from `axis`;
+    scale/bias broadcast against those trailing dims."""
+    x, scale, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    bias = node.input(2)
+    shape = list(x.shape)
+    axis = get_attr(node, "axis", -1) % len(shape)
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    n = int(np.prod(shape[axis:], dtype=np.int64))
+    eps = get_attr(node, "epsilon", 1e-5)
+    ct = ctx.ctype(x)
+    tail = shape[axis:]
+
+    def param(v):
+        # constants broadcast to the full normalized extent at compile time (check() ensured
+        # that non-constant ones already have it)
+        if v is None:
+            return None
+        if v.is_const:
+            return ctx.const_array(np.broadcast_to(v.const, tail).astype(x.dtype).reshape(-1))
+        return ctx.ptr(v)
+    S, B = param(scale), param(bias)
+    lines = [f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+             f"const {ct}* ONNXC_RESTRICT S = {S};"]
+    if B:
+        lines.append(f"const {ct}* ONNXC_RESTRICT Bv = {B};")
+    lines += [
+        "ONNXC_OMP_FOR" if outer * n >= (1 << 16) and outer > 1 else "",
+        f"for (int64_t o = 0; o < {outer}; ++o) {{",
+        f"  const {ct}* p = X + o*{n}; {ct}* q = Y + o*{n};",
+        "  double mean = 0, var = 0;",
+        f"  for (int64_t k = 0; k < {n}; ++k) mean += p[k];",
+        f"  mean /= {n};",
+        f"  for (int64_t k = 0; k < {n}; ++k) {{ double d = p[k] - mean; var += d * d; }}",
+        f"  const {ct} inv = ({ct})(1.0 / sqrt(var / {n} + {float(eps)!r})), m = ({ct})mean;",
+        f"  for (int64_t k = 0; k < {n}; ++k) q[k] = (p[k] - m) * inv * S[k]" + (" + Bv[k];" if B else ";"),
+        "}",
+    ]
+    return "\n".join(line for line in lines if line)
