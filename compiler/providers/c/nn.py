@@ -1,7 +1,187 @@
-"""C emitters for the nn family (see registry.py for the contract)."""
+"""Neural-net emitters: Conv, MaxPool, AveragePool, global pools, LRN (float32, runtime_c kernels).
+
+Geometry (pads after auto_pad, output sizes) is resolved at compile time and written into the
+kernel's params struct as literals.  Output sizes come from the node's inferred shape and are
+cross-checked against our own formula; a disagreement is refused rather than guessed.
+"""
 from __future__ import annotations
+
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ...ops import get_attr
-from .registry import all_of, c_kernel, dtypes_in  # noqa: F401
+from .registry import all_of, c_kernel, dtypes_in
+
+F32 = dtypes_in("float32")
+
+
+def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],
+                 dilations: List[int]) -> Tuple[List[int], List[int]]:
+    """(pad_begin, pad_end) per spatial dim after auto_pad."""
+    rank = len(spatial)
+    auto = get_attr(node, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(rank):
+            eff = (kernel[i] - 1) * dilations[i] + 1
+            out = -(-spatial[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + eff - spatial[i])
+            small = total // 2
+            b = small if auto == "SAME_UPPER" else total - small
+            begin.append(b)
+            end.append(total - b)
+        return begin, end
+    if auto == "VALID":
+        return [0] * rank, [0] * rank
+    pads = list(get_attr(node, "pads", None) or [0] * (2 * rank))
+    return pads[:rank], pads[rank:]
+
+
+def geometry(node, kernel: List[int]):
+    x = node.inputs[0]
+    rank = len(x.shape) - 2
+    spatial = list(x.shape[2:])
+    strides = list(get_attr(node, "strides", None) or [1] * rank)
+    dilations = list(get_attr(node, "dilations", None) or [1] * rank)
+    begin, end = resolve_pads(node, spatial, kernel, strides, dilations)
+    return rank, spatial, strides, dilations, begin, end
+
+
+def _expected_out(spatial, kernel, strides, dilations, begin, end, ceil_mode=False) -> List[int]:
+    out = []
+    for i in range(len(spatial)):
+        eff = (kernel[i] - 1) * dilations[i] + 1
+        num = spatial[i] + begin[i] + end[i] - eff
+        o = (-(-num // strides[i]) if ceil_mode else num // strides[i]) + 1
+        if ceil_mode and (o - 1) * strides[i] >= spatial[i] + begin[i]:
+            o -= 1  # the last window would start in the end padding
+        out.append(o)
+    return out
+
+
+def _arr3(vals, fill=0) -> str:
+    vals = list(vals) + [fill] * (3 - len(vals))
+    return "{" + ", ".join(str(int(v)) for v in vals) + "}"
+
+
+# --- Conv ---------------------------------------------------------------------------------
+def _conv_parts(node):
+    x, w = node.inputs[0], node.inputs[1]
+    kernel = list(w.shape[2:])
+    rank, spatial, strides, dil, begin, end = geometry(node, kernel)
+    return x, w, kernel, rank, spatial, strides, dil, begin, end
+
+
+def _conv_check(node) -> Optional[str]:
+    x, w = node.inputs[0], node.inputs[1]
+    rank = len(x.shape) - 2
+    if not 1 <= rank <= 3:
+        return f"{rank}-D convolution not supported (1 to 3 spatial dims)"
+    x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
+    group = get_attr(node, "group", 1)
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        return "channel counts do not match group"
+    if list(node.outputs[0].shape[2:]) != _expected_out(spatial, kernel, strides, dil, begin, end):
+        return "inferred output shape disagrees with the convolution geometry"
+    return None
+
+
+def _conv_scratch(node) -> int:
+    x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
+    out = node.outputs[0].shape[2:]
+    pointwise = all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(begin + end)
+    depthwise = w.shape[1] == 1 and get_attr(node, "group", 1) > 1
+    if pointwise or depthwise:
+        return 0
+    return int(w.shape[1] * np.prod(kernel) * np.prod(out)) * 4
+
+
+@c_kernel("Conv", check=all_of(F32, _conv_check), scratch=_conv_scratch)
+def conv(node, ctx):
+    x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
+    y = node.outputs[0]
+    b = node.input(2)
+    scratch = ctx.scratch(node) if _conv_scratch(node) else "NULL"
+    return "\n".join([
+        f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {w.shape[0]}, "
+        f"{get_attr(node, 'group', 1)}, {rank}, {_arr3(spatial, 1)}, {_arr3(kernel, 1)}, "
+        f"{_arr3(y.shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, {_arr3(dil, 1)}}};",
+        f"onnxc_conv(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
+        f"{ctx.ptr(y)}, {scratch});",
+    ])
+
+
+# --- pools --------------------------------------------------------------------------------
+def _pool_parts(node):
+    kernel = list(get_attr(node, "kernel_shape"))
+    rank, spatial, strides, dil, begin, end = geometry(node, kernel)
+    return kernel, rank, spatial, strides, dil, begin, end
+
+
+def _pool_check(node) -> Optional[str]:
+    x = node.inputs[0]
+    rank = len(x.shape) - 2
+    if not 1 <= rank <= 3:
+        return f"{rank}-D pooling not supported"
+    if get_attr(node, "storage_order", 0):
+        return "storage_order=1 not supported"
+    kernel, rank, spatial, strides, dil, begin, end = _pool_parts(node)
+    ceil_mode = bool(get_attr(node, "ceil_mode", 0))
+    expect = _expected_out(spatial, kernel, strides, dil, begin, end, ceil_mode)
+    if list(node.outputs[0].shape[2:]) != expect:
+        return f"inferred output shape {node.outputs[0].shape[2:]} disagrees with pooling geometry {expect}"
+    if node.op_type == "AveragePool" and any(d != 1 for d in dil) and ceil_mode:
+        return "dilated AveragePool with ceil_mode not supported"
+    return None
+
+
+def _pool_params(node, ctx) -> str:
+    x, y = node.inputs[0], node.outputs[0]
+    kernel, rank, spatial, strides, dil, begin, end = _pool_parts(node)
+    cip = int(get_attr(node, "count_include_pad", 0)) if node.op_type == "AveragePool" else 0
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, {rank}, {_arr3(spatial, 1)}, "
+            f"{_arr3(kernel, 1)}, {_arr3(y.shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, "
+            f"{_arr3(dil, 1)}, {cip}, {_arr3(end)}}};")
+
+
+def _maxpool_dtype(node):
+    return None if node.inputs[0].dtype == np.float32 else f"dtype {node.inputs[0].dtype} not supported"
+
+
+@c_kernel("MaxPool", check=all_of(_maxpool_dtype, _pool_check))
+def maxpool(node, ctx):
+    idx = ctx.ptr(node.outputs[1]) if len(node.outputs) > 1 else "NULL"
+    return _pool_params(node, ctx) + f"\nonnxc_maxpool(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {idx});"
+
+
+@c_kernel("AveragePool", check=all_of(F32, _pool_check))
+def avgpool(node, ctx):
+    return _pool_params(node, ctx) + f"\nonnxc_avgpool(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"
+
+
+def _global_check(node):
+    return None if len(node.inputs[0].shape) >= 3 else "input rank < 3"
+
+
+@c_kernel("GlobalAveragePool", "GlobalMaxPool", check=all_of(F32, _global_check))
+def global_pool(node, ctx):
+    x = node.inputs[0]
+    nc = x.shape[0] * x.shape[1]
+    sp = int(np.prod(x.shape[2:], dtype=np.int64))
+    fn = "onnxc_global_avgpool" if node.op_type == "GlobalAveragePool" else "onnxc_global_maxpool"
+    return f"{fn}({nc}, {sp}, {ctx.ptr(x)}, {ctx.ptr(node.outputs[0])});"
+
+
+def _lrn_check(node):
+    return None if len(node.inputs[0].shape) >= 2 else "input rank < 2"
+
+
+@c_kernel("LRN", check=all_of(F32, _lrn_check))
+def lrn(node, ctx):
+    x = node.inputs[0]
+    sp = int(np.prod(x.shape[2:], dtype=np.int64))
+    alpha, beta, bias = (float(get_attr(node, k, d)) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
+    return (f"onnxc_lrn({x.shape[0]}, {x.shape[1]}, {sp}, {int(get_attr(node, 'size'))}, {ctx.lit(alpha, np.float32)}, "
+            f"{ctx.lit(beta, np.float32)}, {ctx.lit(bias, np.float32)}, {ctx.ptr(x)}, {ctx.ptr(node.outputs[0])});")
+

@@ -1,7 +1,222 @@
-"""C emitters for the shape family (see registry.py for the contract)."""
+"""Data movement: views (Reshape & co.), Transpose, Concat, Split, Slice, Gather, GatherElements,
+Expand.  Everything is index arithmetic on compile-time shapes; runtime indices are bounds-checked
+(an out-of-range index yields zeros instead of reading outside the tensor)."""
 from __future__ import annotations
+
+from typing import List
 
 import numpy as np
 
+from ...codegen.loops import broadcast_loop, contiguous_strides
 from ...ops import get_attr
-from .registry import all_of, c_kernel, dtypes_in  # noqa: F401
+from .registry import c_kernel
+
+
+def _view(node):
+    return node.inputs[0]
+
+
+def _emit_view(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.is_alias(node):
+        return f"/* view of '{x.name}': no copy */"
+    return f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {y.nbytes});" if y.nbytes else "/* empty */"
+
+
+def _same_size(node):
+    return None if node.inputs[0].size == node.outputs[0].size else "input and output sizes differ"
+
+
+c_kernel("Reshape", "Flatten", "Squeeze", "Unsqueeze", alias=_view, check=_same_size)(_emit_view)
+
+
+def _decls(ctx, x, y):
+    return [f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+
+
+def _nest(shape: List[int], idx: List[str], body: str) -> List[str]:
+    lines = [("  " * k) + f"for (int64_t {i} = 0; {i} < {d}; ++{i})" for k, (i, d) in enumerate(zip(idx, shape))]
+    return lines + ["  " * len(shape) + "{ " + body + " }"]
+
+
+def _offset(idx, strides) -> str:
+    terms = [f"{i}*{s}" if s != 1 else i for i, s in zip(idx, strides) if s != 0]
+    return " + ".join(terms) if terms else "0"
+
+
+# --- Transpose ------------------------------------------------------------------------------
+@c_kernel("Transpose")
+def transpose(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    rank = len(x.shape)
+    perm = list(get_attr(node, "perm", None) or list(range(rank))[::-1])
+    if y.size == 0:
+        return "/* empty */"
+    xs = contiguous_strides(x.shape)
+    # iterate over the output in order; gather from the input with permuted strides
+    shape = [x.shape[p] for p in perm]
+    strides = [xs[p] for p in perm]
+    # drop size-1 dims, merge dims contiguous in both
+    dims = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    merged: List[list] = []
+    for d, s in dims:
+        if merged and merged[-1][1] == s * d:
+            merged[-1] = [merged[-1][0] * d, s]
+        else:
+            merged.append([d, s])
+    if not merged:
+        merged = [[1, 0]]
+    oshape = [d for d, _ in merged]
+    idx = [f"i{k}" for k in range(len(merged))]
+    body = f"Y[{_offset(idx, contiguous_strides(oshape))}] = X[{_offset(idx, [s for _, s in merged])}];"
+    return "\n".join(_decls(ctx, x, y) + _nest(oshape, idx, body))
+
+
+# --- Concat / Split -----------------------------------------------------------------------
+@c_kernel("Concat")
+def concat(node, ctx):
+    y = node.outputs[0]
+    axis = get_attr(node, "axis") % len(y.shape)
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64)) * y.dtype.itemsize
+    row = y.shape[axis] * inner
+    lines = [f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};"]
+    start = 0
+    for v in node.inputs:
+        chunk = v.shape[axis] * inner
+        if chunk:
+            lines.append(f"for (int64_t o = 0; o < {outer}; ++o) memcpy(Y + o*{row} + {start}, "
+                         f"(const uint8_t*){ctx.ptr(v)} + o*{chunk}, {chunk});")
+        start += chunk
+    return "\n".join(lines)
+
+
+def split(node, ctx):
+    x = node.inputs[0]
+    axis = get_attr(node, "axis", 0) % len(x.shape)
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64)) * x.dtype.itemsize
+    row = x.shape[axis] * inner
+    lines = [f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};"]
+    start = 0
+    for y in node.outputs:
+        chunk = y.shape[axis] * inner
+        if chunk:
+            lines.append(f"for (int64_t o = 0; o < {outer}; ++o) memcpy((uint8_t*){ctx.ptr(y)} + o*{chunk}, "
+                         f"X + o*{row} + {start}, {chunk});")
+        start += chunk
+    return "\n".join(lines)
+
+
+def _split_check(node):
+    x = node.inputs[0]
+    axis = get_attr(node, "axis", 0) % len(x.shape)
+    if sum(y.shape[axis] for y in node.outputs) != x.shape[axis]:
+        return "output sizes do not add up to the input along the axis"
+    return None
+
+
+c_kernel("Split", check=_split_check)(split)
+
+
+# --- Slice ----------------------------------------------------------------------------------
+def _slice_params(node):
+    x = node.inputs[0]
+    rank = len(x.shape)
+    if any(node.input(i) is not None and not node.inputs[i].is_const for i in range(1, 5)):
+        return None
+    starts = node.inputs[1].const.reshape(-1).tolist()
+    ends = node.inputs[2].const.reshape(-1).tolist()
+    axes = node.input(3).const.reshape(-1).tolist() if node.input(3) is not None else list(range(len(starts)))
+    steps = node.input(4).const.reshape(-1).tolist() if node.input(4) is not None else [1] * len(starts)
+    sl = [slice(None)] * rank
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        sl[a % rank] = slice(int(s), int(e), int(st))
+    # per-dim (start, step, count) with numpy's clamping, which is ONNX's
+    out = []
+    for d, s in zip(x.shape, sl):
+        rng = range(d)[s]
+        out.append((rng.start if len(rng) else 0, rng.step, len(rng)))
+    return out
+
+
+def _slice_check(node):
+    if node.opset < 10:
+        return "Slice before opset 10 (attributes) not supported"
+    p = _slice_params(node)
+    if p is None:
+        return "starts/ends/axes/steps must be constants"
+    if [c for _, _, c in p] != list(node.outputs[0].shape):
+        return "inferred output shape disagrees with the slice"
+    return None
+
+
+@c_kernel("Slice", check=_slice_check)
+def slice_(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    p = _slice_params(node)
+    if y.size == 0:
+        return "/* empty */"
+    xs = contiguous_strides(x.shape)
+    base = sum(s * st for (s, _, _), st in zip(p, xs))
+    idx = [f"i{k}" for k in range(len(p))]
+    src = _offset(idx, [step * st for (_, step, _), st in zip(p, xs)])
+    body = f"Y[{_offset(idx, contiguous_strides(y.shape))}] = X[{base} + {src}];"
+    return "\n".join(_decls(ctx, x, y) + _nest(list(y.shape), idx, body))
+
+
+# --- Gather / GatherElements -----------------------------------------------------------------
+def _index_check(node):
+    if node.inputs[1].dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        return "indices must be int32 or int64"
+    return None
+
+
+@c_kernel("Gather", check=_index_check)
+def gather(node, ctx):
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    axis = get_attr(node, "axis", 0) % len(x.shape)
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    n = x.shape[axis]
+    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+    m = ind.size
+    if y.size == 0:
+        return "/* empty */"
+    es = x.dtype.itemsize
+    return "\n".join([
+        f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};",
+        f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
+        f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
+        f"for (int64_t o = 0; o < {outer}; ++o)",
+        f"  for (int64_t j = 0; j < {m}; ++j) {{",
+        f"    int64_t k = (int64_t)I[j]; if (k < 0) k += {n};",
+        f"    uint8_t* dst = Y + (o*{m} + j)*{inner * es};",
+        f"    if (k < 0 || k >= {n}) memset(dst, 0, {inner * es});  /* out of range: zeros, never OOB */",
+        f"    else memcpy(dst, X + (o*{n} + k)*{inner * es}, {inner * es});",
+        "  }",
+    ])
+
+
+@c_kernel("GatherElements", check=_index_check)
+def gather_elements(node, ctx):
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    rank = len(x.shape)
+    axis = get_attr(node, "axis", 0) % rank
+    if y.size == 0:
+        return "/* empty */"
+    xs = contiguous_strides(x.shape)
+    idx = [f"i{k}" for k in range(rank)]
+    other = _offset([i for k, i in enumerate(idx) if k != axis], [s for k, s in enumerate(xs) if k != axis])
+    oi = _offset(idx, contiguous_strides(y.shape))
+    n = x.shape[axis]
+    body = (f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; "
+            f"Y[{oi}] = (k < 0 || k >= {n}) ? 0 : X[{other} + k*{xs[axis]}];")
+    return "\n".join(_decls(ctx, x, y) + [f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};"]
+                     + _nest(list(y.shape), idx, body))
+
+
+# --- Expand ---------------------------------------------------------------------------------
+@c_kernel("Expand")
+def expand(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    return "\n".join(_decls(ctx, x, y) + [broadcast_loop(y.shape, [("X", x.shape)], lambda e, oi: f"Y[{oi}] = {e[0]};")])
