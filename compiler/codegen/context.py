@@ -60,12 +60,12 @@ class EmitContext:
         ct = self.ctype(v)
         r = self.root(v)
         if r.is_const:
-            return f"((const {ct}*)(W + {self.blob.add(r)}))"
+            return f"((const {ct}*)(weights + {self.blob.add(r)}))"
         if id(r) in self.input_index:
             return f"((const {ct}*)in[{self.input_index[id(r)]}])"
         if id(r) in self.output_index:
             return f"(({ct}*)out[{self.output_index[id(r)]}])"
-        return f"(({ct}*)(A + {self.plan.offset_of(id(r))}))"
+        return f"(({ct}*)(arena + {self.plan.offset_of(id(r))}))"
 
     def const_array(self, array) -> str:
         """Pointer to compile-time data (e.g. folded BatchNorm scale) placed in the weights blob."""
@@ -74,11 +74,11 @@ class EmitContext:
         arr = _np.ascontiguousarray(array)
         v = Value("derived", const=arr)
         self._derived.append(v)  # keep alive: the blob is keyed by id()
-        return f"((const {c_type(arr.dtype)}*)(W + {self.blob.add(v)}))"
+        return f"((const {c_type(arr.dtype)}*)(weights + {self.blob.add(v)}))"
 
     def scratch(self, node, ctype: str = "float") -> str:
         off = self.plan.offset_of(("scratch", self.node_index[id(node)]))
-        return f"(({ctype}*)(A + {off}))"
+        return f"(({ctype}*)(arena + {off}))"
 
     def is_alias(self, node) -> bool:
         return id(node.outputs[0]) in self.plan.root

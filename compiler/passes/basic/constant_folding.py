@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ops import evaluate
+from ...ops import evaluate, infer_graph
 from ..manager import Pass, PassResult, register
 
 # Nodes that must never be folded: random generators and ops with subgraphs (for now).
@@ -54,8 +54,8 @@ class ConstantFolding(Pass):
                     outs = evaluate(node, [None if v is None else v.const for v in node.inputs])
                 except Exception:  # noqa: BLE001 - leave it to the kernels (and their errors)
                     continue
-            if sum(np.asarray(o).nbytes for o in outs) > _MAX_FOLDED_BYTES:
-                continue
+            if node.op_type != "ConstantOfShape" and sum(np.asarray(o).nbytes for o in outs) > _MAX_FOLDED_BYTES:
+                continue  # ConstantOfShape is exempt: old models store their weights that way
             for out, arr in zip(node.outputs, outs):
                 arr = np.asarray(arr)
                 if out.dtype is not None and arr.dtype != out.dtype and out.dtype != np.dtype(object):
@@ -66,4 +66,6 @@ class ConstantFolding(Pass):
             count += 1
             details.append(node.label)
         graph.prune_constants()
+        if count:
+            infer_graph(graph)  # folded shape inputs make downstream shapes known
         return PassResult(count > 0, count, details)
