@@ -7,7 +7,12 @@ from onnx import helper, numpy_helper
 
 
 def tensor_info(name, dtype, shape):
-    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    if shape is None:
+        vi = onnx.ValueInfoProto(name=name)
+        vi.type.tensor_type.elem_type = elem
+        return vi
+    return helper.make_tensor_value_info(name, elem, shape)
 
 
 def make_model(nodes, inputs, outputs, initializers=None, opset=18, name="test"):
@@ -17,6 +22,8 @@ def make_model(nodes, inputs, outputs, initializers=None, opset=18, name="test")
                               [tensor_info(*o) for o in outputs], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    if any(o[2] is None for o in outputs):  # let onnx fill in output shapes left as None
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
     return model
 

@@ -1,0 +1,254 @@
+"""ONNX conformance runner: the official node test cases (and the data suites shipped with
+onnx) through onnxc.backend, each classified as pass / wrong / unsupported / error / crash /
+timeout.  Cases run in worker subprocesses so a crash costs one case, not the run.
+
+    python tests/conformance/run.py [--suite node|simple|pytorch-converted|pytorch-operator|all]
+        [-k SUBSTRING ...] [--jobs N] [--timeout S] [--out results.json]
+        [--check-floor tests/conformance/floor.json] [--update-floor]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+DATA_SUITES = ("simple", "pytorch-converted", "pytorch-operator")
+CRASH_HOOK = "__onnxc_test_crash__"  # a case name that makes a worker abort (runner tests only)
+
+
+# --- cases ------------------------------------------------------------------------------------
+def load_cases(suite: str):
+    """[(name, model, data_sets, rtol, atol)] in a deterministic order."""
+    if suite == "node":
+        from onnx.backend.test.case.node import collect_testcases
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cases = collect_testcases()
+        return [(c.name, c.model, c.data_sets, c.rtol, c.atol) for c in cases]
+    import onnx
+    from onnx import numpy_helper
+    root = Path(onnx.__file__).parent / "backend" / "test" / "data" / suite
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        model = onnx.load(str(d / "model.onnx"))
+        sets = []
+        for ds in sorted(d.glob("test_data_set_*")):
+            def read(prefix):
+                files = sorted(ds.glob(f"{prefix}_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
+                arrs = []
+                for f in files:
+                    t = onnx.TensorProto()
+                    t.ParseFromString(f.read_bytes())
+                    arrs.append(numpy_helper.to_array(t))
+                return arrs
+            sets.append((read("input"), read("output")))
+        out.append((d.name, model, sets, 1e-3, 1e-7))
+    return out
+
+
+def compare(outputs, refs, rtol, atol):
+    """None if outputs match refs (as onnx's backend test runner compares), else a reason."""
+    if len(outputs) != len(refs):
+        return f"{len(outputs)} outputs, expected {len(refs)}"
+    for i, (o, r) in enumerate(zip(outputs, refs)):
+        o, r = np.asarray(o), np.asarray(r)
+        if o.shape != r.shape:
+            return f"output {i}: shape {o.shape}, expected {r.shape}"
+        if r.dtype == object or o.dtype == object:
+            if not np.array_equal(o, r):
+                return f"output {i}: values differ"
+            continue
+        if o.dtype != r.dtype:
+            return f"output {i}: dtype {o.dtype}, expected {r.dtype}"
+        try:
+            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+        except AssertionError as e:
+            return f"output {i}: " + " ".join(str(e).split())[:300]
+    return None
+
+
+def run_case(case, options):
+    import onnxc.backend as backend
+    name, model, data_sets, rtol, atol = case
+    if name == CRASH_HOOK:
+        os.abort()
+    try:
+        rep = backend.prepare(model, **options)
+        for inputs, refs in data_sets:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outs = rep.run(inputs)
+            why = compare(outs, refs, rtol, atol)
+            if why:
+                return "wrong", why
+        return "pass", ""
+    except NotImplementedError as e:
+        return "unsupported", str(e)
+    except Exception as e:  # noqa: BLE001 - classified, the run goes on
+        return "error", f"{type(e).__name__}: {e}"
+
+
+# --- worker -----------------------------------------------------------------------------------
+def worker_main(suite, options):
+    cases = load_cases(suite)
+    for line in sys.stdin:
+        i = int(line)
+        t = time.perf_counter()
+        status, reason = run_case(cases[i], options)
+        print(json.dumps({"i": i, "status": status, "reason": reason[:2000],
+                          "seconds": round(time.perf_counter() - t, 3)}), flush=True)
+
+
+class Worker:
+    def __init__(self, suite, options, extra_env=None):
+        env = dict(os.environ, **(extra_env or {}))
+        cmd = [sys.executable, __file__, "--worker", "--suite", suite, "--options", json.dumps(options)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     bufsize=1)
+        self.case = None
+        self.started = 0.0
+
+    def send(self, i):
+        self.case, self.started = i, time.perf_counter()
+        self.proc.stdin.write(f"{i}\n")
+        self.proc.stdin.flush()
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_suite(suite, names, indices, jobs, timeout, options, extra_env=None, log=print):
+    """Run the cases at ``indices``; returns {name: result dict}."""
+    results = {}
+    todo = list(indices)
+    workers = [Worker(suite, options, extra_env) for _ in range(min(jobs, max(len(todo), 1)))]
+    idle = list(workers)
+    busy = {}
+    while todo or busy:
+        while todo and idle:
+            w = idle.pop()
+            w.send(todo.pop(0))
+            busy[w.proc.stdout.fileno()] = w
+        ready, _, _ = select.select(list(busy), [], [], 1.0)
+        for fd in ready:
+            w = busy.pop(fd)
+            line = w.proc.stdout.readline()
+            if line:
+                r = json.loads(line)
+                results[names[r["i"]]] = {k: r[k] for k in ("status", "reason", "seconds")}
+                idle.append(w)
+                continue
+            code = w.proc.wait()
+            results[names[w.case]] = {"status": "crash", "reason": f"worker exited with code {code}",
+                                      "seconds": round(time.perf_counter() - w.started, 3)}
+            log(f"  crash: {names[w.case]} (exit {code})")
+            idle.append(Worker(suite, options, extra_env))
+        now = time.perf_counter()
+        for fd, w in list(busy.items()):
+            if now - w.started > timeout:
+                w.kill()
+                del busy[fd]
+                results[names[w.case]] = {"status": "timeout", "reason": f"over {timeout} s", "seconds": timeout}
+                idle.append(Worker(suite, options, extra_env))
+    for w in idle:
+        w.proc.stdin.close()
+        w.kill()
+    return results
+
+
+# --- reporting --------------------------------------------------------------------------------
+FAILED = ("wrong", "error", "crash", "timeout")
+
+
+def unsupported_ops(reason: str):
+    ops = re.findall(r"- (\w+) \([\w.]+, opset \d+\) node '[^']*': (.*)", reason)
+    return [f"{op}: {why[:60]}" for op, why in ops] or [reason.splitlines()[0][:90]]
+
+
+def summarize(suite, results, seconds):
+    counts = collections.Counter(r["status"] for r in results.values())
+    lines = [f"== {suite}: {len(results)} cases in {seconds:.0f} s: "
+             + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pass", "unsupported") + FAILED)]
+    for status in FAILED:
+        for name, r in sorted(results.items()):
+            if r["status"] == status:
+                lines.append(f"  {status:8} {name}: {r['reason'][:300]}")
+    reasons = collections.Counter()
+    for r in results.values():
+        if r["status"] == "unsupported":
+            reasons.update(set(unsupported_ops(r["reason"])))
+    if reasons:
+        lines.append("  top unsupported reasons (cases):")
+        lines += [f"    {n:5d}  {why}" for why, n in reasons.most_common(40)]
+    return counts, "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="node", choices=("node",) + DATA_SUITES + ("all",))
+    ap.add_argument("-k", action="append", default=[], help="run cases whose name contains this (repeatable)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--check-floor", default="")
+    ap.add_argument("--update-floor", action="store_true")
+    ap.add_argument("--c-opt", default="-O1", help="C optimization level for case builds")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker_main(args.suite, json.loads(args.options))
+        return 0
+    os.environ.setdefault("ONNXC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "onnxc-conformance-cache"))
+    options = {"c_opt": args.c_opt}
+    suites = ("node",) + DATA_SUITES if args.suite == "all" else (args.suite,)
+    all_results, failed_total, passed_total = {}, 0, 0
+    floor_path = Path(args.check_floor or Path(__file__).with_name("floor.json"))
+    floor = json.loads(floor_path.read_text()) if floor_path.exists() else {}
+    ok = True
+    for suite in suites:
+        names = [c[0] for c in load_cases(suite)]
+        idx = [i for i, n in enumerate(names) if not args.k or any(k in n for k in args.k)]
+        t = time.perf_counter()
+        results = run_suite(suite, names, idx, args.jobs, args.timeout, options)
+        counts, text = summarize(suite, results, time.perf_counter() - t)
+        print(text)
+        all_results[suite] = results
+        passed_total += counts.get("pass", 0)
+        failed_total += sum(counts.get(s, 0) for s in FAILED)
+        if args.check_floor:
+            need = floor.get(suite, {}).get("min_pass", 0)
+            if counts.get("pass", 0) < need:
+                print(f"RATCHET: {suite} passes {counts.get('pass', 0)} < floor {need}")
+                ok = False
+            bad = counts.get("wrong", 0) + counts.get("crash", 0)
+            if bad:
+                print(f"RATCHET: {suite} has {bad} wrong/crash case(s); those are never allowed")
+                ok = False
+        if args.update_floor and not args.k:
+            cur = floor.setdefault(suite, {}).get("min_pass", 0)
+            floor[suite]["min_pass"] = max(cur, counts.get("pass", 0))
+    if args.update_floor:
+        floor_path.write_text(json.dumps(floor, indent=1) + "\n")
+    if args.out:
+        Path(args.out).write_text(json.dumps(all_results, indent=1))
+    unsupported = sum(1 for res in all_results.values() for r in res.values() if r["status"] == "unsupported")
+    print(f"unsupported: {unsupported}")
+    print(f"conformance: {passed_total} passed, {failed_total} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

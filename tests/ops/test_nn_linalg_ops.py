@@ -1,0 +1,112 @@
+"""Conv, pools, LRN, Gemm and MatMul against onnxruntime."""
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def check(model, feed, tmp_path, rtol=1e-4, atol=1e-5):
+    ref = ort_run(model, feed)
+    out = onnxc.compile(model, output_dir=tmp_path / "o").run(None, feed)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+
+
+def out_shape(model):
+    import onnx
+    inferred = onnx.shape_inference.infer_shapes(model)
+    t = inferred.graph.value_info[-1] if inferred.graph.value_info else None
+    return t
+
+
+CONV_CASES = [
+    dict(x=(1, 3, 9, 9), w=(4, 3, 3, 3)),
+    dict(x=(2, 4, 8, 7), w=(6, 2, 3, 3), group=2, strides=[2, 1], pads=[1, 0, 1, 2]),
+    dict(x=(1, 6, 10, 10), w=(6, 1, 3, 3), group=6, dilations=[2, 2], pads=[2, 2, 2, 2]),
+    dict(x=(1, 8, 5, 5), w=(16, 8, 1, 1)),
+    dict(x=(1, 3, 11, 11), w=(5, 3, 3, 3), auto_pad="SAME_UPPER", strides=[2, 2]),
+    dict(x=(1, 3, 11, 11), w=(5, 3, 4, 4), auto_pad="SAME_LOWER"),
+    dict(x=(1, 2, 20), w=(3, 2, 5), strides=[3], pads=[2, 1]),
+    dict(x=(1, 2, 5, 6, 7), w=(3, 2, 3, 2, 3), pads=[1, 0, 1, 1, 1, 0]),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv(case, bias, tmp_path):
+    case = dict(case)
+    xs, ws = case.pop("x"), case.pop("w")
+    inits = {"w": RNG.standard_normal(ws).astype(np.float32)}
+    ins = ["x", "w"]
+    if bias:
+        inits["b"] = RNG.standard_normal(ws[0]).astype(np.float32)
+        ins.append("b")
+    node = helper.make_node("Conv", ins, ["y"], **case)
+    model = make_model([node], [("x", np.float32, list(xs))], [("y", np.float32, None)], inits)
+    check(model, {"x": RNG.standard_normal(xs).astype(np.float32)}, tmp_path)
+
+
+POOL_CASES = [
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2])),
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)),
+    ("MaxPool", dict(kernel_shape=[2, 2], dilations=[2, 2])),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1, strides=[2, 2], ceil_mode=1)),
+    ("AveragePool", dict(kernel_shape=[2, 3], auto_pad="SAME_UPPER", strides=[2, 2])),
+]
+
+
+@pytest.mark.parametrize("op,attrs", POOL_CASES)
+def test_pool(op, attrs, tmp_path):
+    model = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], [("x", np.float32, [1, 3, 10, 9])],
+                       [("y", np.float32, None)])
+    check(model, {"x": RNG.standard_normal((1, 3, 10, 9)).astype(np.float32)}, tmp_path)
+
+
+def test_maxpool_indices(tmp_path):
+    model = make_model([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])],
+                       [("x", np.float32, [2, 3, 6, 6])], [("y", np.float32, None), ("i", np.int64, None)])
+    check(model, {"x": RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_global_pool(op, tmp_path):
+    model = make_model([helper.make_node(op, ["x"], ["y"])], [("x", np.float32, [2, 5, 4, 3])], [("y", np.float32, None)])
+    check(model, {"x": RNG.standard_normal((2, 5, 4, 3)).astype(np.float32)}, tmp_path)
+
+
+def test_lrn(tmp_path):
+    model = make_model([helper.make_node("LRN", ["x"], ["y"], size=3, alpha=1e-3, beta=0.7, bias=2.0)],
+                       [("x", np.float32, [1, 7, 4, 4])], [("y", np.float32, None)])
+    check(model, {"x": RNG.standard_normal((1, 7, 4, 4)).astype(np.float32)}, tmp_path)
+
+
+@pytest.mark.parametrize("ta,tb,alpha,beta,cshape", [(0, 0, 1.0, 1.0, (5,)), (1, 0, 0.5, 2.0, (3, 5)),
+                                                       (0, 1, 1.0, 1.0, (3, 1)), (1, 1, 2.0, 0.0, None)])
+def test_gemm(ta, tb, alpha, beta, cshape, tmp_path):
+    a = RNG.standard_normal((4, 3) if ta else (3, 4)).astype(np.float32)
+    b = RNG.standard_normal((5, 4) if tb else (4, 5)).astype(np.float32)
+    inits = {"b": b}
+    ins = ["a", "b"]
+    if cshape:
+        inits["c"] = RNG.standard_normal(cshape).astype(np.float32)
+        ins.append("c")
+    model = make_model([helper.make_node("Gemm", ins, ["y"], transA=ta, transB=tb, alpha=alpha, beta=beta)],
+                       [("a", np.float32, list(a.shape))], [("y", np.float32, [3, 5])], inits)
+    check(model, {"a": a}, tmp_path)
+
+
+@pytest.mark.parametrize("ash,bsh", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 6)),
+                                     ((4,), (4, 5)), ((3, 4), (4,)), ((1, 7), (7, 33))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_matmul(ash, bsh, dtype, tmp_path):
+    a = (RNG.standard_normal(ash) * 3).astype(dtype)
+    b = (RNG.standard_normal(bsh) * 3).astype(dtype)
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", dtype, list(ash)), ("b", dtype, list(bsh))],
+                       [("y", dtype, None)])
+    check(model, {"a": a, "b": b}, tmp_path)

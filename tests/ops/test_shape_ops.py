@@ -1,0 +1,87 @@
+"""Views, Transpose, Concat, Split, Slice, Gather, GatherElements, Expand against onnxruntime."""
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def check(nodes, inputs, inits, tmp_path, n_out=1):
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in inputs.items()],
+                       [(f"y{i}" if n_out > 1 else "y", list(inputs.values())[0].dtype, None) for i in range(n_out)],
+                       inits)
+    ref = ort_run(model, inputs)
+    out = onnxc.compile(model, output_dir=tmp_path / "o").run(None, inputs)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        np.testing.assert_array_equal(o, r)
+
+
+DTYPES = [np.float32, np.int64, np.bool_]
+
+
+def data(shape, dtype):
+    return (RNG.standard_normal(shape) * 10).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_views(dtype, tmp_path):
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["a"]), helper.make_node("Unsqueeze", ["a", "ax"], ["b"]),
+             helper.make_node("Squeeze", ["b", "ax"], ["c"]), helper.make_node("Flatten", ["c"], ["y"], axis=2)]
+    check(nodes, {"x": data((2, 3, 4), dtype)}, {"s": np.array([4, 0, -1], np.int64), "ax": np.array([-1], np.int64)},
+          tmp_path)
+
+
+@pytest.mark.parametrize("perm", [[1, 0, 2], [2, 1, 0], [0, 2, 1], [2, 0, 1], None])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose(perm, dtype, tmp_path):
+    attrs = {"perm": perm} if perm else {}
+    check([helper.make_node("Transpose", ["x"], ["y"], **attrs)], {"x": data((2, 3, 4), dtype)}, {}, tmp_path)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concat_split(axis, tmp_path):
+    nodes = [helper.make_node("Concat", ["x", "z"], ["c"], axis=axis),
+             helper.make_node("Split", ["c", "sp"], ["y0", "y1", "y2"], axis=axis)]
+    x, z = data((2, 3, 4), np.float32), data((2, 3, 4), np.float32)
+    total = 2 * x.shape[axis]
+    check(nodes, {"x": x, "z": z}, {"sp": np.array([1, total - 3, 2], np.int64)}, tmp_path, n_out=3)
+
+
+@pytest.mark.parametrize("starts,ends,axes,steps", [
+    ([1], [3], [0], [1]), ([0, -1], [10, -100], [1, 2], [2, -1]), ([-2], [100], [-1], [1]), ([5], [6], [2], [1]),
+    ([3], [0], [1], [-2])])
+def test_slice(starts, ends, axes, steps, tmp_path):
+    inits = {k: np.array(v, np.int64) for k, v in dict(st=starts, en=ends, ax=axes, sp=steps).items()}
+    check([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], {"x": data((4, 5, 6), np.float32)},
+          inits, tmp_path)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_gather(axis, tmp_path):
+    ind = np.array([[0, -1], [2, 1]], np.int64)
+    check([helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)], {"x": data((3, 4, 5), np.float32)}, {"i": ind},
+          tmp_path)
+
+
+def test_gather_out_of_range_runtime_indices_do_not_crash(tmp_path):
+    model = make_model([helper.make_node("Gather", ["x", "i"], ["y"], axis=0)],
+                       [("x", np.float32, [3, 2]), ("i", np.int64, [2])], [("y", np.float32, [2, 2])])
+    m = onnxc.compile(model, output_dir=tmp_path / "o")
+    y = m.run(None, {"x": np.ones((3, 2), np.float32), "i": np.array([1, 10**12], np.int64)})[0]
+    np.testing.assert_array_equal(y, [[1, 1], [0, 0]])
+
+
+def test_gather_elements(tmp_path):
+    ind = RNG.integers(-3, 3, (3, 2)).astype(np.int64)
+    check([helper.make_node("GatherElements", ["x", "i"], ["y"], axis=0)], {"x": data((3, 2), np.float32)},
+          {"i": ind}, tmp_path)
+
+
+@pytest.mark.parametrize("shape", [[2, 3, 4], [3, 1], [1, 1, 4]])
+def test_expand(shape, tmp_path):
+    check([helper.make_node("Expand", ["x", "s"], ["y"])], {"x": data((3, 1), np.int64)},
+          {"s": np.array(shape, np.int64)}, tmp_path)
