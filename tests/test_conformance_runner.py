@@ -1,0 +1,61 @@
+"""The conformance runner itself: classification, crash isolation, the ratchet."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "conformance"))
+import run as runner  # noqa: E402
+
+
+def test_compare_classifies_mismatches():
+    a = [np.array([1.0, 2.0], np.float32)]
+    assert runner.compare(a, [np.array([1.0, 2.0], np.float32)], 1e-3, 1e-7) is None
+    assert "output 0" in runner.compare(a, [np.array([1.0, 2.5], np.float32)], 1e-3, 1e-7)
+    assert "shape" in runner.compare(a, [np.array([1.0], np.float32)], 1e-3, 1e-7)
+    assert "dtype" in runner.compare(a, [np.array([1.0, 2.0], np.float64)], 1e-3, 1e-7)
+    assert "outputs" in runner.compare(a, [], 1e-3, 1e-7)
+
+
+def test_run_case_statuses(monkeypatch):
+    import onnxc.backend as backend
+
+    class Rep:
+        def __init__(self, outs):
+            self.outs = outs
+
+        def run(self, inputs):
+            return self.outs
+    x = np.ones(2, np.float32)
+    case = ("c", None, [([x], [x])], 1e-3, 1e-7)
+    monkeypatch.setattr(backend, "prepare", lambda m, **k: Rep([x]))
+    assert runner.run_case(case, {})[0] == "pass"
+    monkeypatch.setattr(backend, "prepare", lambda m, **k: Rep([x * 2]))
+    assert runner.run_case(case, {})[0] == "wrong"
+
+    def unsupported(m, **k):
+        raise NotImplementedError("no kernel")
+    monkeypatch.setattr(backend, "prepare", unsupported)
+    assert runner.run_case(case, {}) == ("unsupported", "no kernel")
+
+    def broken(m, **k):
+        raise KeyError("oops")
+    monkeypatch.setattr(backend, "prepare", broken)
+    assert runner.run_case(case, {})[0] == "error"
+
+
+def test_crash_costs_one_case_and_the_run_goes_on():
+    names = [c[0] for c in runner.load_cases("node")]
+    idx = [names.index("test_abs"), names.index("test_relu"), names.index("test_neg")]
+    res = runner.run_suite("node", names, idx, jobs=1, timeout=120, options={"c_opt": "-O1"},
+                           extra_env={runner.CRASH_ENV: "test_relu"}, log=lambda *a: None)
+    assert res["test_relu"]["status"] == "crash"
+    assert res["test_abs"]["status"] == "pass" and res["test_neg"]["status"] == "pass"
+
+
+def test_unsupported_reasons_grouped_by_op():
+    reason = ("2 node(s) cannot be compiled by onnxc:\n"
+              "  - Unique (ai.onnx, opset 18) node 'u': no C kernel for this op\n"
+              "  - Relu (ai.onnx, opset 18) node 'r': input 0 'x' has dtype float16")
+    assert runner.unsupported_ops(reason) == ["Unique: no C kernel for this op",
+                                              "Relu: input 0 'x' has dtype float16"]
