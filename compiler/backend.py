@@ -10,9 +10,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from .errors import InputError
+
+
+_NP_OF_ORT = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+              "tensor(int32)": np.int32}
 
 
 class OnnxcRep(BackendRep):
@@ -31,6 +36,17 @@ class OnnxcRep(BackendRep):
             if len(inputs) > len(self.input_names):
                 raise InputError(f"got {len(inputs)} inputs, the model takes {len(self.input_names)}")
             feed = dict(zip(self.input_names, inputs))
+        # onnx's test data sometimes stores numbers in object arrays: convert those to the
+        # declared type (real object/string data stays as is and is rejected by the session)
+        for spec in self.session._inputs:
+            x = feed.get(spec.name)
+            if isinstance(x, onnx.TensorProto):
+                x = feed[spec.name] = onnx.numpy_helper.to_array(x)
+            if isinstance(x, np.ndarray) and x.dtype == object:
+                try:
+                    feed[spec.name] = x.astype(_NP_OF_ORT.get(spec.type, object))
+                except (TypeError, ValueError):
+                    pass
         return self.session.run(None, feed)
 
 

@@ -108,7 +108,6 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     graph = frontend.load(model, options["input_shapes"] or None)
     in_names = [v.name for v in graph.inputs]
     out_names = [v.name for v in graph.outputs]
-    verify(graph)
     nodes_before = len(graph.nodes)
     times["frontend"] = time.perf_counter() - t
 

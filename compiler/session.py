@@ -34,6 +34,10 @@ class InferenceSession:
             if vi.name in inits or vi.name in produced:
                 continue
             dtype, shape = _type_of(vi)
+            if dtype is None:
+                from .errors import UnsupportedError
+                raise UnsupportedError(f"input '{vi.name}' is not a tensor ({vi.type.WhichOneof('value')}); "
+                                       "sequence, map and optional inputs are not supported")
             self._inputs.append(NodeArg(vi.name, list(shape or []), _ort_type(dtype_name(dtype))))
         self._outputs = []
         for vi in self._model.graph.output:

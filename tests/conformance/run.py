@@ -62,6 +62,9 @@ def compare(outputs, refs, rtol, atol):
     if len(outputs) != len(refs):
         return f"{len(outputs)} outputs, expected {len(refs)}"
     for i, (o, r) in enumerate(zip(outputs, refs)):
+        if hasattr(r, "raw_data"):  # some cases store expected outputs as TensorProto
+            from onnx import numpy_helper
+            r = numpy_helper.to_array(r)
         o, r = np.asarray(o), np.asarray(r)
         if o.shape != r.shape:
             return f"output {i}: shape {o.shape}, expected {r.shape}"
