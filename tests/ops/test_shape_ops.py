@@ -85,3 +85,11 @@ def test_gather_elements(tmp_path):
 def test_expand(shape, tmp_path):
     check([helper.make_node("Expand", ["x", "s"], ["y"])], {"x": data((3, 1), np.int64)},
           {"s": np.array(shape, np.int64)}, tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+@pytest.mark.parametrize("pads", [[0, 1, 2, 0, 2, 1], [1, 0, 0, 1, 2, 2]])
+def test_pad(mode, pads, tmp_path):
+    inits = {"p": np.array(pads, np.int64), "v": np.array(1.5, np.float32)}
+    check([helper.make_node("Pad", ["x", "p", "v"], ["y"], mode=mode)], {"x": data((2, 3, 4), np.float32)}, inits,
+          tmp_path)

@@ -220,3 +220,93 @@ def gather_elements(node, ctx):
 def expand(node, ctx):
     x, y = node.inputs[0], node.outputs[0]
     return "\n".join(_decls(ctx, x, y) + [broadcast_loop(y.shape, [("X", x.shape)], lambda e, oi: f"Y[{oi}] = {e[0]};")])
+
+
+# --- Pad ------------------------------------------------------------------------------------
+def _pad_params(node):
+    """(begin, end) pads per dim and the mode, or None if not known at compile time."""
+    x = node.inputs[0]
+    rank = len(x.shape)
+    if node.opset < 11:
+        pads = list(get_attr(node, "pads"))
+    else:
+        if node.input(1) is None or not node.inputs[1].is_const:
+            return None
+        pads = node.inputs[1].const.reshape(-1).tolist()
+    axes = list(range(rank))
+    if node.input(3) is not None:
+        if not node.inputs[3].is_const:
+            return None
+        axes = [int(a) % rank for a in node.inputs[3].const.reshape(-1)]
+    begin, end = [0] * rank, [0] * rank
+    for k, a in enumerate(axes):
+        begin[a], end[a] = int(pads[k]), int(pads[k + len(axes)])
+    return begin, end, get_attr(node, "mode", "constant")
+
+
+def _pad_source(n: int, b: int, size: int, mode: str) -> List[int]:
+    """Source index along one dim for each of the `size` outputs (-1: the constant)."""
+    out = []
+    for o in range(size):
+        i = o - b
+        if 0 <= i < n:
+            out.append(i)
+        elif mode == "constant" or n == 0:
+            out.append(-1)
+        elif mode == "edge":
+            out.append(min(max(i, 0), n - 1))
+        elif mode == "wrap":
+            out.append(i % n)
+        else:  # reflect
+            period = 2 * (n - 1)
+            j = i % period if period else 0
+            out.append(j if j < n else period - j)
+    return out
+
+
+def _pad_check(node):
+    p = _pad_params(node)
+    if p is None:
+        return "pads/axes must be constants"
+    begin, end, mode = p
+    if mode not in ("constant", "edge", "reflect", "wrap"):
+        return f"mode '{mode}' not supported"
+    x = node.inputs[0]
+    if [d + b + e for d, b, e in zip(x.shape, begin, end)] != list(node.outputs[0].shape):
+        return "inferred output shape disagrees with the pads"
+    if mode == "reflect" and any(max(b, e) > d - 1 for d, b, e in zip(x.shape, begin, end) if b or e):
+        return "reflect padding wider than the dim minus one"
+    if node.input(2) is not None and not node.inputs[2].is_const:
+        return "constant_value must be a constant"
+    return None
+
+
+@c_kernel("Pad", check=_pad_check)
+def pad(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    begin, end, mode = _pad_params(node)
+    if y.size == 0:
+        return "/* empty */"
+    if node.opset < 11:
+        cval = get_attr(node, "value", 0.0)
+    else:
+        cv = node.input(2)
+        cval = cv.const.reshape(-1)[0] if cv is not None and cv.const.size else 0
+    lines = _decls(ctx, x, y)
+    idx = [f"i{k}" for k in range(len(y.shape))]
+    xs = contiguous_strides(x.shape)
+    terms, conds = [], []
+    for k, (n, b, size) in enumerate(zip(x.shape, begin, y.shape)):
+        src = _pad_source(n, b, size, mode)
+        if src == list(range(size)):
+            terms.append(f"{idx[k]}*{xs[k]}")
+            continue
+        lines.append(f"static const int64_t T{k}[{size}] = {{{', '.join(map(str, src))}}};")
+        terms.append(f"T{k}[{idx[k]}]*{xs[k]}")
+        if -1 in src:
+            conds.append(f"T{k}[{idx[k]}] < 0")
+    value = f"X[{' + '.join(terms) or '0'}]"
+    if conds:
+        value = f"({' || '.join(conds)}) ? {ctx.lit(cval, x.dtype)} : {value}"
+    lines += _nest(list(y.shape), idx, f"Y[{_offset(idx, contiguous_strides(y.shape))}] = {value};")
+    return "\n".join(lines)
