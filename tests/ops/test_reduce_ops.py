@@ -91,3 +91,12 @@ def test_layernorm(axis, with_bias, tmp_path):
     model = make_model([helper.make_node("LayerNormalization", ins, ["y"], axis=axis, epsilon=1e-3)],
                        [("x", np.float32, [2, 3, 8])], [("y", np.float32, [2, 3, 8])], inits)
     check(model, {"x": x}, tmp_path, rtol=1e-4, atol=1e-5)
+
+
+def test_layernorm_mean_invstd_outputs(tmp_path):
+    x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    model = make_model([helper.make_node("LayerNormalization", ["x", "s"], ["y", "mean", "inv"], axis=1)],
+                       [("x", np.float32, [2, 3, 8])],
+                       [("y", np.float32, [2, 3, 8]), ("mean", np.float32, [2, 1, 1]), ("inv", np.float32, [2, 1, 1])],
+                       {"s": RNG.standard_normal((3, 8)).astype(np.float32)})
+    check(model, {"x": x}, tmp_path, rtol=1e-4, atol=1e-5)

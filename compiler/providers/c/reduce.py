@@ -250,8 +250,9 @@ def _layernorm_check(node):
     x = node.inputs[0]
     if x.dtype not in FLOATS or any(v is not None and v.dtype != x.dtype for v in node.inputs):
         return "float32/float64 with matching scale/bias dtypes only"
-    if len(node.outputs) > 1 and any(o.uses or (o.graph and o.graph.is_output(o)) for o in node.outputs[1:]):
-        return "Mean/InvStdDev outputs not supported"
+    for o in node.outputs[1:]:
+        if o.dtype not in FLOATS:
+            return f"Mean/InvStdDev dtype {o.dtype} not supported"
     if get_attr(node, "stash_type", 1) != 1:
         return "stash_type other than float32 not supported"
     axis = get_attr(node, "axis", -1) % len(x.shape)
@@ -289,6 +290,12 @@ def _layernorm(node, ctx):
              f"const {ct}* ONNXC_RESTRICT S = {S};"]
     if B:
         lines.append(f"const {ct}* ONNXC_RESTRICT Bv = {B};")
+    extra = []  # optional Mean / InvStdDev outputs, one value per normalized row
+    for k, o in enumerate(node.outputs[1:3]):
+        if o.uses or node.graph.is_output(o):
+            name = ("Mean", "InvStd")[k]
+            lines.append(f"{ctx.ctype(o)}* ONNXC_RESTRICT {name} = {ctx.ptr(o)};")
+            extra.append(f"  {name}[o] = ({ctx.ctype(o)})" + ("mean;" if k == 0 else "(1.0 / sqrt(var / {0} + {1!r}));".format(n, float(eps))))
     lines += [
         "ONNXC_OMP_FOR" if outer * n >= (1 << 16) and outer > 1 else "",
         f"for (int64_t o = 0; o < {outer}; ++o) {{",
@@ -299,6 +306,5 @@ def _layernorm(node, ctx):
         f"  for (int64_t k = 0; k < {n}; ++k) {{ double d = p[k] - mean; var += d * d; }}",
         f"  const {ct} inv = ({ct})(1.0 / sqrt(var / {n} + {float(eps)!r})), m = ({ct})mean;",
         f"  for (int64_t k = 0; k < {n}; ++k) q[k] = (p[k] - m) * inv * S[k]" + (" + Bv[k];" if B else ";"),
-        "}",
-    ]
+    ] + extra + ["}"]
     return "\n".join(line for line in lines if line)
