@@ -1,6 +1,7 @@
 """Where the shipped templates/ and runtime_c/ live (installed package or source tree)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -26,12 +27,14 @@ def runtime_sources():
     return sorted(p for p in runtime_dir().rglob("*.c"))
 
 
+@functools.lru_cache(maxsize=None)
 def tree_digest() -> str:
-    """Hash of every template and runtime source: part of the build cache key."""
+    """Hash of onnxc's own sources, templates and runtime: part of the build cache key, so a
+    changed emitter or pass never reuses a build made by the old code."""
     h = hashlib.sha256()
-    for root in (templates_dir(), runtime_dir()):
+    for root in (_HERE, templates_dir(), runtime_dir()):
         for p in sorted(root.rglob("*")):
-            if p.is_file() and p.suffix in (".c", ".h", ".j2"):
+            if p.is_file() and p.suffix in (".c", ".h", ".j2", ".py"):
                 h.update(str(p.relative_to(root)).encode())
                 h.update(p.read_bytes())
     return h.hexdigest()
