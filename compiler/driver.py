@@ -72,7 +72,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
                "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": openmp}
     key = cache_key(raw, options)
-    if output_dir is None:
+    in_cache = output_dir is None
+    if in_cache:
         from .build import cache_root
         output_dir = cache_root() / "models" / key
     out = Path(output_dir)
@@ -82,8 +83,22 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                 return CompiledModel(out, num_threads=num_threads)
         except (ValueError, OSError):
             pass
-    report = build_into(raw if not hasattr(model, "SerializeToString") else model, out, key, options,
-                        verbose=verbose)
+    src = raw if not hasattr(model, "SerializeToString") else model
+    if in_cache:
+        # build beside the cache entry and rename it into place: concurrent compiles of the
+        # same model (parallel test workers) never see a half-written directory
+        tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        report = build_into(src, tmp, key, options, verbose=verbose)
+        report["seconds_total"] = round(time.perf_counter() - t0, 3)
+        _update_report(tmp, report)
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process installed the same build first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return CompiledModel(out, num_threads=num_threads)
+    report = build_into(src, out, key, options, verbose=verbose)
     report["seconds_total"] = round(time.perf_counter() - t0, 3)
     _update_report(out, report)
     return CompiledModel(out, num_threads=num_threads)

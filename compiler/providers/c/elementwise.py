@@ -44,6 +44,19 @@ def _dtype_check(allowed_in, allowed_out=None, which=(0,)):
     return check
 
 
+def _broadcasts(node):
+    """Inputs must broadcast (numpy rules) exactly to the output shape; anything else (e.g. an
+    old-opset per-channel PRelu slope) is refused instead of read out of bounds."""
+    shapes = [tuple(v.shape) for v in node.inputs if v is not None]
+    try:
+        full = np.broadcast_shapes(*shapes)
+    except ValueError:
+        return f"input shapes {shapes} do not broadcast"
+    if tuple(full) != tuple(node.outputs[0].shape):
+        return f"inputs broadcast to {tuple(full)}, not to the output shape {tuple(node.outputs[0].shape)}"
+    return None
+
+
 def _single_output(node):
     return None if len(node.outputs) == 1 else "only the first output is supported"
 
@@ -206,7 +219,7 @@ def _emit_map(node, ctx, expr_of, operands) -> str:
 
 def _unary_check(node):
     fn, types = UNARY[node.op_type]
-    return all_of(_single_output, _dtype_check(types))(node)
+    return all_of(_single_output, _dtype_check(types), _broadcasts)(node)
 
 
 def _emit_unary(node, ctx):
@@ -312,7 +325,7 @@ def _binary_check(node):
     which = (0,) if node.op_type == "Pow" else (0, 1)
     if node.op_type == "Pow" and node.inputs[1].dtype not in {np.dtype(t) for t in NUMERIC}:
         return f"exponent dtype {node.inputs[1].dtype} not supported"
-    return _dtype_check(types, which=which)(node)
+    return all_of(_dtype_check(types, which=which), _broadcasts)(node)
 
 
 def _emit_binary(node, ctx):
@@ -344,12 +357,12 @@ def _emit_variadic(node, ctx):
     return _emit_map(node, ctx, expr, list(node.inputs))
 
 
-c_kernel("Sum", "Mean", check=_dtype_check(FLOATS, which=range(64)))(_emit_variadic)
-c_kernel("Max", "Min", check=_dtype_check(NUMERIC, which=range(64)))(_emit_variadic)
+c_kernel("Sum", "Mean", check=all_of(_dtype_check(FLOATS, which=range(64)), _broadcasts))(_emit_variadic)
+c_kernel("Max", "Min", check=all_of(_dtype_check(NUMERIC, which=range(64)), _broadcasts))(_emit_variadic)
 
 
 # --- Where, Clip, Cast -------------------------------------------------------------------
-@c_kernel("Where")
+@c_kernel("Where", check=_broadcasts)
 def _where(node, ctx):
     return _emit_map(node, ctx, lambda xs: f"({xs[0]} ? {xs[1]} : {xs[2]})", list(node.inputs))
 
@@ -357,7 +370,7 @@ def _where(node, ctx):
 def _clip_check(node):
     if node.opset < 11:
         return "Clip before opset 11 (min/max attributes) not supported"
-    return _dtype_check(NUMERIC)(node)
+    return all_of(_dtype_check(NUMERIC), _broadcasts)(node)
 
 
 @c_kernel("Clip", check=_clip_check)

@@ -64,6 +64,12 @@ def _matmul_check(node):
         return "mixed dtypes"
     if len(a.shape) == 0 or len(b.shape) == 0:
         return "scalar operands"
+    try:
+        ash, bsh, M, K, N, batch = _matmul_geometry(node)
+    except ValueError:
+        return "batch dims do not broadcast"
+    if bsh[-2] != K:
+        return f"inner dims differ ({K} vs {bsh[-2]})"
     return None
 
 

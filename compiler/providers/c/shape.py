@@ -216,7 +216,16 @@ def gather_elements(node, ctx):
 
 
 # --- Expand ---------------------------------------------------------------------------------
-@c_kernel("Expand")
+def _expand_check(node):
+    x, y = node.inputs[0], node.outputs[0]
+    try:
+        ok = tuple(np.broadcast_shapes(tuple(x.shape), tuple(y.shape))) == tuple(y.shape)
+    except ValueError:
+        ok = False
+    return None if ok else f"input shape {x.shape} does not broadcast to the output {y.shape}"
+
+
+@c_kernel("Expand", check=_expand_check)
 def expand(node, ctx):
     x, y = node.inputs[0], node.outputs[0]
     return "\n".join(_decls(ctx, x, y) + [broadcast_loop(y.shape, [("X", x.shape)], lambda e, oi: f"Y[{oi}] = {e[0]};")])
