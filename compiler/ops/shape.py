@@ -32,3 +32,18 @@ def _unsqueeze(node, x, axes=None):
 @reference("Concat")
 def _concat(node, *xs):
     return [np.concatenate(xs, axis=node.attrs["axis"])]
+
+
+@shape_rule("Compress")
+def _compress_shape(node):
+    """With a constant condition the output shape is known at compile time."""
+    x, cond = node.inputs[0], node.inputs[1]
+    if cond is None or not cond.is_const or x.shape is None:
+        from .shapes import _onnx_infer
+        return _onnx_infer(node)
+    keep = int(np.count_nonzero(cond.const.reshape(-1)[: (x.shape[node.attrs["axis"]] if "axis" in node.attrs
+                                                          else x.size)]))
+    if "axis" not in node.attrs:
+        return [(x.dtype, (keep,))]
+    axis = node.attrs["axis"] % len(x.shape)
+    return [(x.dtype, tuple(keep if i == axis else d for i, d in enumerate(x.shape)))]

@@ -93,3 +93,17 @@ def test_pad(mode, pads, tmp_path):
     inits = {"p": np.array(pads, np.int64), "v": np.array(1.5, np.float32)}
     check([helper.make_node("Pad", ["x", "p", "v"], ["y"], mode=mode)], {"x": data((2, 3, 4), np.float32)}, inits,
           tmp_path)
+
+
+@pytest.mark.parametrize("op,attrs,inits,shape", [
+    ("Tile", {}, {"r": np.array([2, 1, 3], np.int64)}, (2, 3, 4)),
+    ("DepthToSpace", {"blocksize": 2, "mode": "CRD"}, {}, (1, 8, 2, 3)),
+    ("DepthToSpace", {"blocksize": 2, "mode": "DCR"}, {}, (1, 8, 2, 3)),
+    ("SpaceToDepth", {"blocksize": 2}, {}, (1, 2, 4, 6)),
+    ("Trilu", {"upper": 0}, {"k": np.array(1, np.int64)}, (3, 4, 5)),
+    ("Trilu", {"upper": 1}, {}, (4, 3)),
+    ("Compress", {"axis": 1}, {"c": np.array([True, False, True])}, (2, 3, 4)),
+])
+def test_index_map_ops(op, attrs, inits, shape, tmp_path):
+    check([helper.make_node(op, ["x"] + list(inits), ["y"], **attrs)], {"x": data(shape, np.float32)}, inits,
+          tmp_path)

@@ -319,3 +319,46 @@ def pad(node, ctx):
         value = f"({' || '.join(conds)}) ? {ctx.lit(cval, x.dtype)} : {value}"
     lines += _nest(list(y.shape), idx, f"Y[{_offset(idx, contiguous_strides(y.shape))}] = {value};")
     return "\n".join(lines)
+
+
+# --- pure index maps ------------------------------------------------------------------------
+# Ops whose output elements are copies of input elements (or zeros) at positions fixed by
+# shapes and constant operands.  Running the op's reference on 1..n tells, for every output
+# element, which input element it copies (0 = fill with zero); the C is one table-driven loop.
+INDEX_MAP_OPS = ("Tile", "DepthToSpace", "SpaceToDepth", "Trilu", "Compress", "ReverseSequence",
+                 "CenterCropPad")
+_MAX_TABLE = 1 << 22
+
+
+def _index_table(node):
+    from ...ops import evaluate
+    x = node.inputs[0]
+    probe = np.arange(1, x.size + 1, dtype=np.int64).reshape(x.shape)
+    out = evaluate(node, [probe] + [None if v is None else v.const for v in node.inputs[1:]])[0]
+    return np.asarray(out, dtype=np.int64).reshape(-1) - 1
+
+
+def _index_map_check(node):
+    if any(v is not None and not v.is_const for v in node.inputs[1:]):
+        return "all inputs but the data must be constants"
+    if node.outputs[0].size > _MAX_TABLE or node.inputs[0].size >= 2**31:
+        return "too large for an index table"
+    try:
+        table = _index_table(node)
+    except Exception as e:  # noqa: BLE001 - the reference refused the attributes
+        return f"reference evaluation failed: {e}"
+    if table.size != node.outputs[0].size:
+        return "inferred output shape disagrees with the reference"
+    return None
+
+
+@c_kernel(*INDEX_MAP_OPS, check=_index_map_check)
+def index_map(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    if y.size == 0:
+        return "/* empty */"
+    table = _index_table(node).astype(np.int32)
+    fill = table.min() < 0
+    body = "{ const int32_t t = T[i]; Y[i] = t < 0 ? 0 : X[t]; }" if fill else "Y[i] = X[T[i]];"
+    return "\n".join(_decls(ctx, x, y) + [f"const int32_t* ONNXC_RESTRICT T = {ctx.const_array(table)};",
+                                          f"for (int64_t i = 0; i < {y.size}; ++i) {body}"])
