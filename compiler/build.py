@@ -13,7 +13,7 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from .errors import CompileError
 from .resources import runtime_dir, runtime_sources

@@ -148,7 +148,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     if rt_copy.exists():
         shutil.rmtree(rt_copy)
     shutil.copytree(runtime_dir(), rt_copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    for old in out.glob(f"_onnxc_*.so"):
+    for old in out.glob("_onnxc_*.so"):
         old.unlink()
     module_name = f"_onnxc_{key}"
     so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],

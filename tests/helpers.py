@@ -39,3 +39,14 @@ def ort_run(model, feed):
 def rel_err(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30)) if b.size else 0.0
+
+
+def check_against_ort(model, feed, out_dir, rtol=1e-5, atol=1e-6):
+    """Compile ``model`` with onnxc and compare every output with onnxruntime's."""
+    import onnxc
+    ref = ort_run(model, feed)
+    out = onnxc.compile(model, output_dir=out_dir).run(None, feed)
+    assert len(out) == len(ref)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)

@@ -9,7 +9,7 @@ Aliases (Reshape-like ops) share their source's storage and extend its lifetime.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 ALIGN = 64
 

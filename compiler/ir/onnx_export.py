@@ -1,7 +1,7 @@
 """IR Graph -> ONNX ModelProto, for --save-optimized, pass tests and per-node inference."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import onnx

@@ -2,6 +2,6 @@
 from . import registry
 from .registry import evaluate, get_attr, reference, shape_rule
 from .shapes import infer_graph, infer_node
-from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
+from . import shape  # noqa: F401,E402  (registers numpy references and shape rules)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import get_attr, reference, shape_rule  # noqa: F401
+from .registry import reference, shape_rule
 
 
 @reference("ConstantOfShape")

@@ -3,25 +3,13 @@ import numpy as np
 import pytest
 from onnx import helper
 
-import onnxc
-from helpers import make_model, ort_run
+from helpers import check_against_ort, make_model
 
 RNG = np.random.default_rng(0)
 
 
 def check(model, feed, tmp_path, rtol=1e-4, atol=1e-5):
-    ref = ort_run(model, feed)
-    out = onnxc.compile(model, output_dir=tmp_path / "o").run(None, feed)
-    for o, r in zip(out, ref):
-        assert o.shape == r.shape and o.dtype == r.dtype
-        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
-
-
-def out_shape(model):
-    import onnx
-    inferred = onnx.shape_inference.infer_shapes(model)
-    t = inferred.graph.value_info[-1] if inferred.graph.value_info else None
-    return t
+    check_against_ort(model, feed, tmp_path / "o", rtol, atol)
 
 
 CONV_CASES = [

@@ -3,18 +3,13 @@ import numpy as np
 import pytest
 from onnx import helper
 
-import onnxc
-from helpers import make_model, ort_run
+from helpers import check_against_ort, make_model
 
 RNG = np.random.default_rng(0)
 
 
 def check(model, feed, tmp_path, rtol=1e-5, atol=1e-6):
-    ref = ort_run(model, feed)
-    out = onnxc.compile(model, output_dir=tmp_path / "o").run(None, feed)
-    for o, r in zip(out, ref):
-        assert o.shape == r.shape and o.dtype == r.dtype
-        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+    check_against_ort(model, feed, tmp_path / "o", rtol, atol)
 
 
 REDUCE = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",

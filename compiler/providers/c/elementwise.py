@@ -375,8 +375,6 @@ def _clip_check(node):
 
 @c_kernel("Clip", check=_clip_check)
 def _clip(node, ctx):
-    t = node.inputs[0].dtype
-    view = _NodeView(node, ctx)
     operands = [node.inputs[0]]
     has_min = node.input(1) is not None
     has_max = node.input(2) is not None
@@ -394,7 +392,6 @@ def _clip(node, ctx):
         if has_max:
             x = f"({x} > {xs[i]} ? {xs[i]} : {x})"
         return x
-    del view
     return _emit_map(node, ctx, expr, operands)
 
 
@@ -470,6 +467,8 @@ def _bn_check(node):
         return "mixed dtypes not supported"
     if len(node.inputs[0].shape) < 2:
         return "input rank < 2"
+    if any(tuple(v.shape) != (node.inputs[0].shape[1],) for v in node.inputs[1:5]):
+        return "scale/bias/mean/var must have shape [C]"
     return None
 
 
@@ -479,7 +478,6 @@ def _batchnorm(node, ctx):
     t = x.dtype
     eps = get_attr(node, "epsilon", 1e-5)
     C = x.shape[1]
-    inner = int(np.prod(x.shape[2:], dtype=np.int64))
     if all(v.is_const for v in (scale, bias, mean, var)):
         a = (scale.const.astype(np.float64) / np.sqrt(var.const.astype(np.float64) + eps))
         b = bias.const.astype(np.float64) - mean.const.astype(np.float64) * a
@@ -491,7 +489,6 @@ def _batchnorm(node, ctx):
     e = ctx.lit(eps, t)
     sq = _f("sqrt", t)
     ops = [(ctx.ptr(x), x.shape)] + [(ctx.ptr(v), shape_c) for v in (scale, bias, mean, var)]
-    del inner
     return _emit_map_ptrs(node, ctx, ops,
                           lambda xs: f"({xs[0]} - {xs[3]}) / {sq}({xs[4]} + {e}) * {xs[1]} + {xs[2]}")
 

@@ -73,39 +73,32 @@ def transpose(node, ctx):
 
 
 # --- Concat / Split -----------------------------------------------------------------------
-@c_kernel("Concat")
-def concat(node, ctx):
-    y = node.outputs[0]
-    axis = get_attr(node, "axis") % len(y.shape)
-    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64)) * y.dtype.itemsize
-    row = y.shape[axis] * inner
-    lines = [f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};"]
+def _chunk_copies(whole, parts, axis, ctx, gather: bool) -> str:
+    """memcpy rows between ``whole`` and its ``parts`` along ``axis``: into whole (Concat,
+    gather=True) or out of it (Split)."""
+    axis %= len(whole.shape)
+    outer = int(np.prod(whole.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(whole.shape[axis + 1:], dtype=np.int64)) * whole.dtype.itemsize
+    row = whole.shape[axis] * inner
+    lines = [f"uint8_t* W0 = (uint8_t*){ctx.ptr(whole)};"]
     start = 0
-    for v in node.inputs:
+    for v in parts:
         chunk = v.shape[axis] * inner
         if chunk:
-            lines.append(f"for (int64_t o = 0; o < {outer}; ++o) memcpy(Y + o*{row} + {start}, "
-                         f"(const uint8_t*){ctx.ptr(v)} + o*{chunk}, {chunk});")
+            w, p = f"W0 + o*{row} + {start}", f"(uint8_t*){ctx.ptr(v)} + o*{chunk}"
+            dst, src = (w, p) if gather else (p, w)
+            lines.append(f"for (int64_t o = 0; o < {outer}; ++o) memcpy({dst}, {src}, {chunk});")
         start += chunk
     return "\n".join(lines)
+
+
+@c_kernel("Concat")
+def concat(node, ctx):
+    return _chunk_copies(node.outputs[0], node.inputs, get_attr(node, "axis"), ctx, gather=True)
 
 
 def split(node, ctx):
-    x = node.inputs[0]
-    axis = get_attr(node, "axis", 0) % len(x.shape)
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    inner = int(np.prod(x.shape[axis + 1:], dtype=np.int64)) * x.dtype.itemsize
-    row = x.shape[axis] * inner
-    lines = [f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};"]
-    start = 0
-    for y in node.outputs:
-        chunk = y.shape[axis] * inner
-        if chunk:
-            lines.append(f"for (int64_t o = 0; o < {outer}; ++o) memcpy((uint8_t*){ctx.ptr(y)} + o*{chunk}, "
-                         f"X + o*{row} + {start}, {chunk});")
-        start += chunk
-    return "\n".join(lines)
+    return _chunk_copies(node.inputs[0], node.outputs, get_attr(node, "axis", 0), ctx, gather=False)
 
 
 def _split_check(node):
