@@ -322,6 +322,9 @@ def _binary_check(node):
     fn, types, _ = BINARY[node.op_type]
     if len(node.inputs) != 2:
         return "expects two inputs"
+    if (node.op_type == "Mod" and node.inputs[0].dtype.kind == "f" and not get_attr(node, "fmod", 0)
+            and node.opset < 28):
+        return "floating-point Mod needs fmod=1 before opset 28"
     which = (0,) if node.op_type == "Pow" else (0, 1)
     if node.op_type == "Pow" and node.inputs[1].dtype not in {np.dtype(t) for t in NUMERIC}:
         return f"exponent dtype {node.inputs[1].dtype} not supported"

@@ -1,0 +1,114 @@
+"""Elementwise family against onnxruntime: unary math and activations, broadcasting binary ops
+over several dtypes, variadic ops, Where, Clip, Cast, BatchNormalization."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+from helpers import check_against_ort, make_model
+
+RNG = np.random.default_rng(0)
+
+UNARY = ["Abs", "Neg", "Relu", "Sigmoid", "Tanh", "Exp", "Sqrt", "Log", "Sin", "Cos", "Atan", "Erf", "Floor",
+         "Ceil", "Round", "Reciprocal", "Softsign", "Softplus", "Sign", "Elu", "Selu", "LeakyRelu", "HardSigmoid",
+         "HardSwish", "Celu", "ThresholdedRelu", "Mish", "Gelu"]
+
+
+def unary_input(op):
+    x = RNG.standard_normal((3, 4, 5)).astype(np.float32) * 3
+    if op in ("Sqrt", "Log"):
+        x = np.abs(x) + 0.1
+    if op == "Round":
+        x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 0.4, 2.6, -2.6] * 7 + [3.5, -3.5, 0.0, 1.0], np.float32).reshape(3, 4, 5)
+    return x
+
+
+@pytest.mark.parametrize("op", UNARY)
+def test_unary_float32(op, tmp_path):
+    x = unary_input(op)
+    opset = 20 if op == "Gelu" else 18
+    model = make_model([helper.make_node(op, ["x"], ["y"])], [("x", np.float32, [3, 4, 5])],
+                       [("y", np.float32, [3, 4, 5])], opset=opset)
+    check_against_ort(model, {"x": x}, tmp_path / "o", rtol=1e-5, atol=1e-6)
+
+
+BINARY = ["Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Max",
+          "Min"]
+SHAPES = [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)), ((2, 3, 4), ())]
+
+
+@pytest.mark.parametrize("op", BINARY)
+@pytest.mark.parametrize("shapes", SHAPES)
+def test_binary_broadcast_float32(op, shapes, tmp_path):
+    a = RNG.standard_normal(shapes[0]).astype(np.float32)
+    b = RNG.standard_normal(shapes[1]).astype(np.float32)
+    if op == "Pow":
+        a = np.abs(a) + 0.5
+    if op == "Div":
+        b = np.where(np.abs(b) < 0.1, 1.0, b).astype(np.float32)
+    out_dtype = np.bool_ if op in ("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual") else np.float32
+    out_shape = list(np.broadcast_shapes(shapes[0], shapes[1]))
+    model = make_model([helper.make_node(op, ["a", "b"], ["y"])], [("a", np.float32, list(a.shape)),
+                       ("b", np.float32, list(b.shape))], [("y", out_dtype, out_shape)])
+    check_against_ort(model, {"a": a, "b": b}, tmp_path / "o", rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Mod", "Max", "Min"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.float64])
+def test_binary_dtypes(op, dtype, tmp_path):
+    a = RNG.integers(-50, 50, (3, 4)).astype(dtype)
+    b = RNG.integers(1, 9, (4,)).astype(dtype)
+    attrs = {"fmod": 1} if op == "Mod" and dtype == np.float64 else {}
+    model = make_model([helper.make_node(op, ["a", "b"], ["y"], **attrs)], [("a", dtype, [3, 4]), ("b", dtype, [4])],
+                       [("y", dtype, [3, 4])])
+    check_against_ort(model, {"a": a, "b": b}, tmp_path / "o")
+
+
+def test_integer_division_by_zero_does_not_crash(tmp_path):
+    import onnxc
+    model = make_model([helper.make_node("Div", ["a", "b"], ["y"])], [("a", np.int32, [3]), ("b", np.int32, [3])],
+                       [("y", np.int32, [3])])
+    m = onnxc.compile(model, output_dir=tmp_path / "o")
+    y = m.run(None, {"a": np.array([7, -2**31, 5], np.int32), "b": np.array([0, -1, 2], np.int32)})[0]
+    assert y[2] == 2  # the trapping cases give defined values instead of SIGFPE
+
+
+def test_logic_where_clip_cast_variadic(tmp_path):
+    nodes = [helper.make_node("Greater", ["a", "b"], ["g"]), helper.make_node("Not", ["g"], ["ng"]),
+             helper.make_node("And", ["g", "ng"], ["z"]), helper.make_node("Or", ["z", "g"], ["o"]),
+             helper.make_node("Where", ["o", "a", "b"], ["w"]), helper.make_node("Clip", ["w", "lo", "hi"], ["c"]),
+             helper.make_node("Sum", ["c", "a", "b"], ["s"]), helper.make_node("Mean", ["s", "a"], ["m"]),
+             helper.make_node("Cast", ["m"], ["y"], to=7)]
+    a = RNG.standard_normal((2, 5)).astype(np.float32) * 4
+    b = RNG.standard_normal((5,)).astype(np.float32) * 4
+    model = make_model(nodes, [("a", np.float32, [2, 5]), ("b", np.float32, [5])], [("y", np.int64, [2, 5])],
+                       {"lo": np.array(-1.0, np.float32), "hi": np.array(2.5, np.float32)})
+    check_against_ort(model, {"a": a, "b": b}, tmp_path / "o")
+
+
+def test_batchnorm_inference(tmp_path):
+    c = 4
+    inits = {"s": RNG.standard_normal(c).astype(np.float32), "b": RNG.standard_normal(c).astype(np.float32),
+             "m": RNG.standard_normal(c).astype(np.float32), "v": RNG.random(c).astype(np.float32) + 0.5}
+    model = make_model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
+                       [("x", np.float32, [2, c, 3, 3])], [("y", np.float32, [2, c, 3, 3])], inits)
+    check_against_ort(model, {"x": RNG.standard_normal((2, c, 3, 3)).astype(np.float32)}, tmp_path / "o",
+                      rtol=1e-5, atol=1e-5)
+
+
+dims = st.integers(1, 4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(dims, min_size=1, max_size=4), st.data())
+def test_broadcast_property_against_numpy(tmp_path_factory, out_shape, data):
+    """Random broadcast-compatible shapes: onnxc's Add/Mul equal numpy's."""
+    import onnxc
+    b_shape = [d if data.draw(st.booleans()) else 1 for d in out_shape[data.draw(st.integers(0, len(out_shape))):]]
+    a = RNG.standard_normal(out_shape).astype(np.float32)
+    b = RNG.standard_normal(b_shape).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["a", "b"], ["t"]), helper.make_node("Add", ["t", "b"], ["y"])]
+    model = make_model(nodes, [("a", np.float32, out_shape), ("b", np.float32, b_shape)], [("y", np.float32, out_shape)])
+    y = onnxc.compile(model, output_dir=tmp_path_factory.mktemp("p")).run(None, {"a": a, "b": b})[0]
+    np.testing.assert_allclose(y, a * b + b, rtol=1e-6, atol=1e-6)
