@@ -95,3 +95,16 @@ def test_layernorm_mean_invstd_outputs(tmp_path):
                        [("y", np.float32, [2, 3, 8]), ("mean", np.float32, [2, 1, 1]), ("inv", np.float32, [2, 1, 1])],
                        {"s": RNG.standard_normal((3, 8)).astype(np.float32)})
     check(model, {"x": x}, tmp_path, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rmsnorm_matches_numpy(axis, tmp_path):
+    import onnxc
+    x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    s = RNG.standard_normal(x.shape[axis:]).astype(np.float32)
+    model = make_model([helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis, epsilon=1e-3)],
+                       [("x", np.float32, [2, 3, 8])], [("y", np.float32, [2, 3, 8])], {"s": s}, opset=23)
+    y = onnxc.compile(model, output_dir=tmp_path / "o").run(None, {"x": x})[0]
+    axes = tuple(range(axis % 3, 3))
+    ref = x / np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=axes, keepdims=True) + 1e-3) * s
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)

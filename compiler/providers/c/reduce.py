@@ -245,7 +245,7 @@ def _hardmax(node, ctx):
     ])
 
 
-# --- LayerNormalization -------------------------------------------------------------------
+# --- LayerNormalization / RMSNormalization ------------------------------------------------
 def _layernorm_check(node):
     x = node.inputs[0]
     if x.dtype not in FLOATS or any(v is not None and v.dtype != x.dtype for v in node.inputs):
@@ -263,12 +263,14 @@ def _layernorm_check(node):
     return None
 
 
-@c_kernel("LayerNormalization", check=_layernorm_check)
+@c_kernel("LayerNormalization", "RMSNormalization", check=_layernorm_check)
 def _layernorm(node, ctx):
     """y = (x - mean) / sqrt(var + eps) * scale + bias over the trailing dims from `axis`;
-    scale/bias broadcast against those trailing dims."""
+    scale/bias broadcast against those trailing dims.  RMSNormalization is the same with the
+    mean taken as 0 and no bias."""
+    rms = node.op_type == "RMSNormalization"
     x, scale, y = node.inputs[0], node.inputs[1], node.outputs[0]
-    bias = node.input(2)
+    bias = None if node.op_type == "RMSNormalization" else node.input(2)
     shape = list(x.shape)
     axis = get_attr(node, "axis", -1) % len(shape)
     outer = int(np.prod(shape[:axis], dtype=np.int64))
@@ -301,8 +303,8 @@ def _layernorm(node, ctx):
         f"for (int64_t o = 0; o < {outer}; ++o) {{",
         f"  const {ct}* p = X + o*{n}; {ct}* q = Y + o*{n};",
         "  double mean = 0, var = 0;",
-        f"  for (int64_t k = 0; k < {n}; ++k) mean += p[k];",
-        f"  mean /= {n};",
+        "" if rms else f"  for (int64_t k = 0; k < {n}; ++k) mean += p[k];",
+        "" if rms else f"  mean /= {n};",
         f"  for (int64_t k = 0; k < {n}; ++k) {{ double d = p[k] - mean; var += d * d; }}",
         f"  const {ct} inv = ({ct})(1.0 / sqrt(var / {n} + {float(eps)!r})), m = ({ct})mean;",
         f"  for (int64_t k = 0; k < {n}; ++k) q[k] = (p[k] - m) * inv * S[k]" + (" + Bv[k];" if B else ";"),
