@@ -98,6 +98,18 @@ void onnxc_softmax(int64_t outer, int64_t axis_len, int64_t inner, const float* 
  * y = x - max - log(sum(exp(x - max))). Y may equal X (in place). */
 void onnxc_logsoftmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Indexing                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* ONNX TopK over the middle axis of X viewed as [outer, n, inner]: V and I are [outer, k, inner],
+ * sorted (largest first if largest, else smallest first), ties broken by the lower index, NaN
+ * ranking above every number. elem_type is the ONNX TensorProto type of X and V (float, double,
+ * int8..int64, uint8..uint64). scratch holds 2*n int64. Returns 0, or 1 (nothing written) for an
+ * unknown elem_type or k outside [0, n]. */
+int onnxc_topk(int elem_type, int64_t outer, int64_t n, int64_t inner, int64_t k, int largest,
+               const void* X, void* V, int64_t* I, int64_t* scratch);
+
 #ifdef __cplusplus
 }
 #endif

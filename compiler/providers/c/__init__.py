@@ -1,5 +1,6 @@
 """The C provider: emitters per op family; importing registers them all."""
 from .registry import KERNELS, CKernel, c_kernel, check_node
 from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
+from . import indexing  # noqa: F401,E402  (registration)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]

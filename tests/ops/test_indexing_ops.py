@@ -1,0 +1,214 @@
+"""CumSum/CumProd, TopK, ScatterElements/ScatterND, GatherND, OneHot, EyeLike against onnxruntime,
+and out-of-range runtime indices (skipped / zeros, never a crash)."""
+import inspect
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def compile_c(model, out):
+    """Compile with the C provider only: a node without a C kernel fails the test."""
+    from compiler.driver import compile_model
+    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
+    return onnxc.compile(model, output_dir=out, **kw)
+
+
+def check(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-6, atol=1e-6, exact=False):
+    """outputs: [(name, dtype)]; shapes come from onnx shape inference."""
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()],
+                       [(n, dt, None) for n, dt in outputs], inits, opset=opset)
+    ref = ort_run(model, feed)
+    out = compile_c(model, tmp_path / "o").run(None, feed)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        if exact:
+            np.testing.assert_array_equal(o, r)
+        else:
+            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+    return out
+
+
+def ints(shape, lo, hi, dtype=np.int64):
+    return RNG.integers(lo, hi, shape).astype(dtype)
+
+
+# --- CumSum / CumProd ------------------------------------------------------------------------
+@pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 0), (0, 1), (1, 1)])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_cumsum(exclusive, reverse, axis, dtype, tmp_path):
+    x = (RNG.standard_normal((3, 4, 5)) * 10).astype(dtype)
+    node = helper.make_node("CumSum", ["x", "ax"], ["y"], exclusive=exclusive, reverse=reverse)
+    check([node], {"x": x}, [("y", dtype)], tmp_path, {"ax": np.array(axis, np.int32)}, rtol=1e-5)
+
+
+@pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_cumprod(exclusive, reverse, dtype, tmp_path):
+    x = (RNG.uniform(0.5, 1.5, (3, 6)) if dtype == np.float32 else RNG.integers(-3, 4, (3, 6))).astype(dtype)
+    node = helper.make_node("CumProd", ["x", "ax"], ["y"], exclusive=exclusive, reverse=reverse)
+    model = make_model([node], [("x", dtype, [3, 6])], [("y", dtype, None)], {"ax": np.array(1, np.int64)},
+                       opset=26)
+    ref = np.cumprod(x[:, ::-1] if reverse else x, axis=1)
+    if exclusive:
+        ref = np.concatenate([np.ones((3, 1), dtype), ref[:, :-1]], axis=1)
+    ref = ref[:, ::-1] if reverse else ref
+    out = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, ref.astype(dtype), rtol=1e-6)  # onnxruntime has no CumProd yet
+
+
+def test_cumsum_int_overflow_wraps(tmp_path):
+    x = np.array([2**31 - 1, 1, 1], np.int32)
+    model = make_model([helper.make_node("CumSum", ["x", "ax"], ["y"])], [("x", np.int32, [3])],
+                       [("y", np.int32, None)], {"ax": np.array(0, np.int64)})
+    out = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    np.testing.assert_array_equal(out, np.cumsum(x, dtype=np.int32))
+
+
+# --- TopK ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("largest", [1, 0])
+@pytest.mark.parametrize("axis,k", [(-1, 3), (0, 2), (1, 5), (1, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32])
+def test_topk(largest, axis, k, dtype, tmp_path):
+    x = RNG.integers(0, 4, (4, 5, 6)).astype(dtype)  # many ties: lower index first
+    if dtype == np.float32:
+        x[0, 1, 2] = x[2, 0, 0] = np.nan
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=axis, largest=largest)
+    check([node], {"x": x}, [("v", dtype), ("i", np.int64)], tmp_path, {"k": np.array([k], np.int64)},
+          exact=True)
+
+
+def test_topk_large(tmp_path):
+    x = RNG.standard_normal((3, 1000)).astype(np.float32)
+    node = helper.make_node("TopK", ["x", "k"], ["v", "i"])
+    check([node], {"x": x}, [("v", np.float32), ("i", np.int64)], tmp_path, {"k": np.array([100], np.int64)},
+          exact=True)
+
+
+# --- ScatterElements / ScatterND -------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_scatter_elements(reduction, axis, dtype, tmp_path):
+    data = (RNG.standard_normal((4, 5, 3)) * 5).astype(dtype)
+    ishape = [3, 4, 2]
+    n = data.shape[axis]
+    if reduction == "none":  # unique targets per line, so the order of writes does not matter
+        ind = np.argsort(RNG.random([*ishape[:axis % 3], n, *ishape[axis % 3 + 1:]]), axis=axis)
+        ind = np.take(ind, np.arange(ishape[axis]), axis=axis) - (n if axis == 1 else 0)  # negatives too
+    else:
+        ind = RNG.integers(-n, n, ishape)
+    upd = (RNG.standard_normal(ishape) * 5).astype(dtype)
+    node = helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], axis=axis, reduction=reduction)
+    check([node], {"d": data, "i": ind.astype(np.int64), "u": upd}, [("y", dtype)], tmp_path, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_scatter_nd(reduction, dtype, tmp_path):
+    data = (RNG.standard_normal((4, 3, 5)) * 5).astype(dtype)
+    ind = np.array([[[0, 1], [-1, 2]], [[2, 0], [1, -3]]], np.int64)  # unique targets
+    if reduction != "none":
+        ind[1, 1] = ind[0, 0]  # a repeated target accumulates
+    upd = (RNG.standard_normal((2, 2, 5)) * 5).astype(dtype)
+    node = helper.make_node("ScatterND", ["d", "i", "u"], ["y"], reduction=reduction)
+    check([node], {"d": data, "i": ind, "u": upd}, [("y", dtype)], tmp_path, rtol=1e-5)
+
+
+def test_scatter_out_of_range_is_skipped(tmp_path):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ind = np.array([[9, -9, 1, 2**40]], np.int64)
+    upd = -np.ones((1, 4), np.float32)
+    model = make_model([helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], axis=0)],
+                       [("d", np.float32, [3, 4]), ("i", np.int64, [1, 4]), ("u", np.float32, [1, 4])],
+                       [("y", np.float32, None)])
+    out = compile_c(model, tmp_path / "a").run(None, {"d": data, "i": ind, "u": upd})[0]
+    want = data.copy()
+    want[1, 2] = -1
+    np.testing.assert_array_equal(out, want)
+    model = make_model([helper.make_node("ScatterND", ["d", "i", "u"], ["y"])],
+                       [("d", np.float32, [3, 4]), ("i", np.int64, [3, 1]), ("u", np.float32, [3, 4])],
+                       [("y", np.float32, None)])
+    out = compile_c(model, tmp_path / "b").run(None, {"d": data, "i": np.array([[3], [-4], [-1]], np.int64),
+                                                      "u": -np.ones((3, 4), np.float32)})[0]
+    want = data.copy()
+    want[2] = -1
+    np.testing.assert_array_equal(out, want)
+
+
+# --- GatherND --------------------------------------------------------------------------------
+@pytest.mark.parametrize("dshape,ishape,batch_dims", [
+    ((4, 5, 6), (3, 2), 0), ((4, 5, 6), (2, 3, 3), 0), ((4, 5, 6), (7, 1), 0),
+    ((2, 5, 6), (2, 3, 1), 1), ((2, 3, 5, 6), (2, 3, 4, 2), 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_])
+def test_gather_nd(dshape, ishape, batch_dims, dtype, tmp_path):
+    data = (RNG.standard_normal(dshape) * 5).astype(dtype)
+    dims = dshape[batch_dims:batch_dims + ishape[-1]]
+    ind = np.stack([RNG.integers(-d, d, ishape[:-1]) for d in dims], axis=-1).astype(np.int64)
+    node = helper.make_node("GatherND", ["d", "i"], ["y"], batch_dims=batch_dims)
+    check([node], {"d": data, "i": ind}, [("y", dtype)], tmp_path, exact=True)
+
+
+def test_gather_nd_out_of_range_gives_zeros(tmp_path):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    model = make_model([helper.make_node("GatherND", ["d", "i"], ["y"])],
+                       [("d", np.float32, [3, 4]), ("i", np.int64, [3, 1])], [("y", np.float32, None)])
+    out = compile_c(model, tmp_path / "o").run(None, {"d": data, "i": np.array([[5], [-1], [-4]], np.int64)})[0]
+    np.testing.assert_array_equal(out, np.stack([np.zeros(4), data[2], np.zeros(4)]).astype(np.float32))
+
+
+# --- OneHot / EyeLike ------------------------------------------------------------------------
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+@pytest.mark.parametrize("idtype,vdtype,ddtype", [  # combinations onnxruntime implements
+    (np.int64, np.float32, np.int64), (np.float32, np.float32, np.float32), (np.int32, np.float32, np.int32),
+    (np.int64, np.int64, np.int64)])
+def test_onehot(axis, idtype, vdtype, ddtype, tmp_path):
+    ind = RNG.integers(-12, 12, (3, 4)).astype(idtype)  # some out of [-depth, depth-1]
+    node = helper.make_node("OneHot", ["i", "depth", "v"], ["y"], axis=axis)
+    feed = {"i": ind, "v": np.array([2, 7], vdtype)}
+    check([node], feed, [("y", vdtype)], tmp_path, {"depth": np.array(10, ddtype)}, exact=True)
+
+
+@pytest.mark.parametrize("shape,k", [((4, 4), 0), ((3, 5), 2), ((5, 3), -1), ((3, 3), 7)])
+@pytest.mark.parametrize("dtype", [None, 6, 11])
+def test_eyelike(shape, k, dtype, tmp_path):
+    attrs = {"k": k} | ({"dtype": dtype} if dtype else {})
+    out_dt = {None: np.float32, 6: np.int32, 11: np.float64}[dtype]
+    check([helper.make_node("EyeLike", ["x"], ["y"], **attrs)], {"x": np.zeros(shape, np.float32)},
+          [("y", out_dt)], tmp_path, exact=True)
+
+
+# --- runtime axis / k / depth ------------------------------------------------------------------
+@pytest.mark.parametrize("axis", [0, 1, -2, 5])
+def test_cumsum_runtime_axis(axis, tmp_path):
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    model = make_model([helper.make_node("CumSum", ["x", "ax"], ["y"], reverse=1)],
+                       [("x", np.float32, [3, 4]), ("ax", np.int64, [])], [("y", np.float32, [3, 4])])
+    feed = {"x": x, "ax": np.array(axis, np.int64)}
+    out = compile_c(model, tmp_path / "o").run(None, feed)[0]
+    if axis == 5:  # invalid axis: zeros (onnxruntime raises)
+        np.testing.assert_array_equal(out, np.zeros_like(x))
+    else:
+        np.testing.assert_allclose(out, ort_run(model, feed)[0], rtol=1e-6)
+
+
+def test_topk_and_onehot_runtime_k_depth(tmp_path):
+    x = RNG.standard_normal((3, 6)).astype(np.float32)
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], largest=0),
+             helper.make_node("OneHot", ["i", "depth", "vals"], ["h"])]
+    model = make_model(nodes, [("x", np.float32, [3, 6]), ("k", np.int64, [1]), ("depth", np.int64, [])],
+                       [("v", np.float32, [3, 2]), ("i", np.int64, [3, 2]), ("h", np.float32, [3, 2, 6])],
+                       {"vals": np.array([0, 1], np.float32)})
+    m = compile_c(model, tmp_path / "o")
+    feed = {"x": x, "k": np.array([2], np.int64), "depth": np.array(6, np.int64)}
+    for o, r in zip(m.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(o, r)
+    # values that disagree with the compiled shapes give the documented fill, not a crash
+    v, i, h = m.run(None, {"x": x, "k": np.array([4], np.int64), "depth": np.array(9, np.int64)})
+    assert not v.any() and (i == -1).all() and not h.any()
