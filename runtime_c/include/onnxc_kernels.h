@@ -99,6 +99,52 @@ void onnxc_softmax(int64_t outer, int64_t axis_len, int64_t inner, const float* 
 void onnxc_logsoftmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Recurrent layers: RNN, GRU, LSTM (ONNX opsets 7-22)                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { ONNXC_RNN_CELL_RNN = 0, ONNXC_RNN_CELL_GRU = 1, ONNXC_RNN_CELL_LSTM = 2 };
+
+/* Gate activations (the spec's list); alpha/beta are resolved by the caller (defaults filled). */
+enum {
+    ONNXC_RNN_ACT_SIGMOID = 0, ONNXC_RNN_ACT_TANH, ONNXC_RNN_ACT_RELU, ONNXC_RNN_ACT_AFFINE,
+    ONNXC_RNN_ACT_LEAKYRELU, ONNXC_RNN_ACT_THRESHOLDEDRELU, ONNXC_RNN_ACT_SCALEDTANH,
+    ONNXC_RNN_ACT_HARDSIGMOID, ONNXC_RNN_ACT_ELU, ONNXC_RNN_ACT_SOFTSIGN, ONNXC_RNN_ACT_SOFTPLUS
+};
+
+typedef struct {
+    int kind;
+    double alpha, beta;
+} onnxc_rnn_act;
+
+/* seq/batch/input/hidden: T, N, I, H; dirs: 1 or 2 (bidirectional: direction 1 is reverse);
+ * reverse: the single direction runs backwards; layout 0: X [T,N,I], Y [T,dirs,N,H], states
+ * [dirs,N,H]; layout 1: X [N,T,I], Y [N,T,dirs,H], states [N,dirs,H].
+ * act[d] = (f) for RNN, (f, g) for GRU, (f, g, h) for LSTM. */
+typedef struct {
+    int cell;
+    int64_t seq, batch, input, hidden, dirs;
+    int reverse, layout, input_forget, linear_before_reset, has_clip;
+    double clip;
+    onnxc_rnn_act act[2][3];
+} onnxc_rnn_params;
+
+/* Elements (of the kernel's type) of scratch onnxc_rnn_* needs:
+ * (T*N + N) * gates * H + 4 * N * H, with gates = 1 (RNN), 3 (GRU), 4 (LSTM). */
+size_t onnxc_rnn_scratch_elems(const onnxc_rnn_params* p);
+
+/* One ONNX RNN/GRU/LSTM node. W [dirs, gates*H, I], R [dirs, gates*H, H], B [dirs, 2*gates*H],
+ * P [dirs, 3*H] (LSTM). B, seq_lens, h0, c0, P may be NULL (zeros / full length); so may any of
+ * Y, Y_h, Y_c (not computed). seq_lens values are clamped to [0, T]; outputs past a sequence's
+ * length are zero, and Y_h/Y_c of an empty sequence are zero. Outputs must not alias inputs. */
+void onnxc_rnn_f32(const onnxc_rnn_params* p, const float* X, const float* W, const float* R,
+                   const float* B, const int32_t* seq_lens, const float* h0, const float* c0,
+                   const float* P, float* Y, float* Y_h, float* Y_c, float* scratch);
+void onnxc_rnn_f64(const onnxc_rnn_params* p, const double* X, const double* W,
+                   const double* R, const double* B, const int32_t* seq_lens, const double* h0,
+                   const double* c0, const double* P, double* Y, double* Y_h, double* Y_c,
+                   double* scratch);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Indexing                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
