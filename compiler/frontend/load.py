@@ -57,9 +57,46 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
             warnings.simplefilter("ignore")
             converted = version_converter.convert_version(model, target)
         onnx.checker.check_model(converted)
+        if not _keep_legacy_resize_semantics(model, converted):
+            return model
         return converted
     except Exception:  # noqa: BLE001 - the converter lacks adapters for some ops
         return model
+
+
+def _keep_legacy_resize_semantics(old: onnx.ModelProto, new: onnx.ModelProto) -> bool:
+    """The version converter turns Upsample and Resize-10 into Resize with the opset-11 defaults
+    (half_pixel), which changes results: the old ops sample at x = y / scale ("asymmetric") and
+    round nearest down when upsampling, up when downsampling (onnxruntime's legacy rule).  Write
+    that into the converted nodes; False (keep the model unconverted) when a nearest node mixes
+    up- and downsampling or its scales are not constants."""
+    if default_opset(old) >= 11:
+        return True
+    from onnx import helper, numpy_helper
+    consts = {i.name: numpy_helper.to_array(i) for i in old.graph.initializer}
+    for n in old.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    legacy = {}
+    for n in old.graph.node:
+        if n.op_type in ("Upsample", "Resize") and n.domain in ("", "ai.onnx"):
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            mode = attrs.get("mode", b"nearest")
+            scales = attrs.get("scales") if len(n.input) < 2 else consts.get(n.input[1])
+            legacy[n.output[0]] = (mode, None if scales is None else [float(s) for s in scales])
+    for n in new.graph.node:
+        if n.op_type != "Resize" or n.output[0] not in legacy:
+            continue
+        mode, scales = legacy[n.output[0]]
+        attrs = [helper.make_attribute("coordinate_transformation_mode", "asymmetric")]
+        if mode == b"nearest":
+            if scales is None or (min(scales) < 1 < max(scales)):
+                return False
+            attrs.append(helper.make_attribute("nearest_mode", "ceil" if max(scales) <= 1 else "floor"))
+        keep = [a for a in n.attribute if a.name not in ("coordinate_transformation_mode", "nearest_mode")]
+        del n.attribute[:]
+        n.attribute.extend(keep + attrs)
+    return True
 
 
 def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, Sequence[int]]]) -> None:

@@ -1,6 +1,7 @@
 """The C provider: emitters per op family; importing registers them all."""
 from .registry import KERNELS, CKernel, c_kernel, check_node
 from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
+from . import image, norm  # noqa: F401,E402  (registration)
 from . import indexing  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
 

@@ -1,0 +1,3 @@
+"""Normalization ops: InstanceNormalization, GroupNormalization, LpNormalization,
+MeanVarianceNormalization."""
+from __future__ import annotations

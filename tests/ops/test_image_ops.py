@@ -1,0 +1,177 @@
+"""Image ops (Resize/Upsample, ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool, LpPool,
+RoiAlign) compiled to C, against onnxruntime.
+
+Several configurations go into one model (one build) and every output is compared; where
+onnxruntime departs from the ONNX definition (noted per test), onnx.reference is the oracle.
+"""
+import numpy as np
+import pytest
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def compile_c(model, out_dir):
+    """Compile with the C provider only: a node it refuses fails the compile."""
+    try:
+        return onnxc.compile(model, output_dir=out_dir, fallback=False)
+    except TypeError:  # an onnxc without the fallback provider refuses unsupported nodes anyway
+        return onnxc.compile(model, output_dir=out_dir)
+
+
+def check_many(nodes, feed, inits, tmp_path, oracle="ort", rtol=1e-5, atol=1e-5, opset=19, out_dtype=None):
+    """Build one model with all ``nodes`` (one output each) and compare every output."""
+    ins = [(n, a.dtype, list(a.shape)) for n, a in feed.items()]
+    dt = out_dtype or list(feed.values())[0].dtype
+    outs = [(n.output[0], dt, None) for n in nodes]
+    model = make_model(nodes, ins, outs, inits, opset=opset)
+    ref = ort_run(model, feed) if oracle == "ort" else ReferenceEvaluator(model).run(None, feed)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    for n, o, r in zip(nodes, got, ref):
+        what = f"{n.op_type} {n.name or n.output[0]} " + str({a.name: helper.get_attribute_value(a) for a in n.attribute})
+        assert o.shape == r.shape and o.dtype == r.dtype, what
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=what)
+
+
+def randn(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+# --- Resize ---------------------------------------------------------------------------------
+def resize_node(name, attrs, scales=None, sizes=None, roi=None, x="x"):
+    """A Resize node plus its constant inputs."""
+    inits, ins = {}, [x, "", "", ""]
+    if roi is not None:
+        inits[f"{name}_roi"] = np.asarray(roi, np.float32)
+        ins[1] = f"{name}_roi"
+    if scales is not None:
+        inits[f"{name}_scales"] = np.asarray(scales, np.float32)
+        ins[2] = f"{name}_scales"
+    if sizes is not None:
+        inits[f"{name}_sizes"] = np.asarray(sizes, np.int64)
+        ins[3] = f"{name}_sizes"
+    while ins[-1] == "":
+        ins.pop()
+    return helper.make_node("Resize", ins, [name], name=name, **attrs), inits
+
+
+def resize_models(cfgs):
+    nodes, inits = [], {}
+    for k, (attrs, kw) in enumerate(cfgs):
+        n, i = resize_node(f"r{k}", attrs, **kw)
+        nodes.append(n)
+        inits.update(i)
+    return nodes, inits
+
+
+# Output lengths that are whole multiples of the scale (or given as sizes), where onnxruntime
+# follows the ONNX definition for every coordinate_transformation_mode.
+CTMS = ["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric"]
+SIZES = [dict(scales=[1, 1, 2, 2]), dict(scales=[1, 1, 0.5, 0.25]), dict(sizes=[2, 3, 7, 5]),
+         dict(sizes=[2, 3, 3, 13]), dict(sizes=[2, 3, 1, 6])]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_resize_modes_and_coordinates(mode, tmp_path):
+    cfgs = [(dict(mode=mode, coordinate_transformation_mode=c), kw) for c in CTMS for kw in SIZES]
+    if mode == "nearest":
+        cfgs = [(dict(a, nearest_mode=nm), kw) for a, kw in cfgs
+                for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")]
+    nodes, inits = resize_models(cfgs)
+    check_many(nodes, {"x": randn(2, 3, 4, 8)}, inits, tmp_path)
+
+
+def test_resize_cubic_parameters_and_antialias(tmp_path):
+    cfgs = [(dict(mode="cubic", cubic_coeff_a=a, exclude_outside=e), dict(scales=[1, 1, s, s]))
+            for a in (-0.5, -0.75) for e in (0, 1) for s in (0.5, 2.0)]
+    cfgs += [(dict(mode=m, antialias=1), kw) for m in ("linear", "cubic")
+             for kw in (dict(sizes=[1, 2, 5, 3]), dict(scales=[1, 1, 0.5, 0.25]), dict(scales=[1, 1, 2, 0.5]))]
+    nodes, inits = resize_models(cfgs)
+    check_many(nodes, {"x": randn(1, 2, 12, 16)}, inits, tmp_path)
+
+
+def test_resize_axes_keep_aspect_ratio_and_crop(tmp_path):
+    cfgs = [(dict(mode="linear", axes=[3, 2]), dict(scales=[2, 0.5])),
+            (dict(mode="nearest", axes=[2]), dict(sizes=[9])),
+            (dict(mode="linear", axes=[2, 3], keep_aspect_ratio_policy="not_larger"), dict(sizes=[7, 7])),
+            (dict(mode="nearest", axes=[2, 3], keep_aspect_ratio_policy="not_smaller"), dict(sizes=[7, 7])),
+            (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+             dict(sizes=[1, 2, 5, 5], roi=[0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2])),
+            (dict(mode="nearest", coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-3.0),
+             dict(sizes=[1, 2, 4, 7], roi=[0, 0, -0.4, 0.35, 1, 1, 0.8, 1.45]))]
+    nodes, inits = resize_models(cfgs)
+    check_many(nodes, {"x": randn(1, 2, 6, 8)}, inits, tmp_path)
+
+
+def test_resize_trilinear(tmp_path):
+    nodes, inits = resize_models([(dict(mode="linear"), dict(scales=[1, 1, 2, 0.5, 2])),
+                                  (dict(mode="nearest"), dict(sizes=[1, 2, 3, 5, 9]))])
+    check_many(nodes, {"x": randn(1, 2, 3, 4, 5)}, inits, tmp_path)
+
+
+def test_resize_beyond_onnxruntime(tmp_path):
+    # configurations onnxruntime's CPU kernel does not implement (1-D and 3-D linear/cubic,
+    # channel-axis resizing, float64/int64) or computes differently (cubic tf_crop_and_resize,
+    # tf_crop_and_resize with axes): onnx.reference is the oracle
+    cfgs = [(dict(mode="cubic", coordinate_transformation_mode="tf_crop_and_resize", axes=[3, 2]),
+             dict(sizes=[6, 6], roi=[0.1, 0.3, 0.9, 0.6])),
+            (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize", axes=[3, 2]),
+             dict(sizes=[6, 6], roi=[0.1, 0.3, 0.9, 0.6])),
+            (dict(mode="cubic", axes=[1]), dict(scales=[1.5])),
+            (dict(mode="linear", axes=[1, 3]), dict(sizes=[3, 5]))]
+    nodes, inits = resize_models(cfgs)
+    check_many(nodes, {"x": randn(1, 2, 6, 8)}, inits, tmp_path, oracle="reference")
+    nodes, inits = resize_models([(dict(mode="cubic"), dict(sizes=[13])), (dict(mode="linear"), dict(scales=[0.5]))])
+    check_many(nodes, {"x": randn(10)}, inits, tmp_path / "b", oracle="reference")
+    nodes, inits = resize_models([(dict(mode="linear"), dict(scales=[1, 1, 2, 0.5])),
+                                  (dict(mode="cubic", antialias=1), dict(scales=[1, 1, 0.5, 0.5]))])
+    check_many(nodes, {"x": randn(1, 2, 6, 8, dtype=np.float64)}, inits, tmp_path / "c", oracle="reference",
+               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64, np.float64])
+def test_resize_nearest_other_dtypes(dtype, tmp_path):
+    x = (RNG.standard_normal((1, 2, 5, 6)) * 50).astype(dtype)
+    nodes, inits = resize_models([(dict(mode="nearest"), dict(scales=[1, 1, 2, 1.5])),
+                                  (dict(mode="nearest", nearest_mode="floor"), dict(sizes=[1, 2, 3, 4]))])
+    oracle = "reference" if dtype in (np.int64, np.float64) else "ort"  # not in onnxruntime's kernel
+    check_many(nodes, {"x": x}, inits, tmp_path, oracle=oracle)
+
+
+def test_resize_fractional_output_length_follows_onnx(tmp_path):
+    # scale * length is not whole: the ONNX definition (and its conformance cases) use the
+    # fractional output length in align_corners / half_pixel_symmetric / tf_crop_and_resize,
+    # onnxruntime the integer one; onnx.reference is the oracle here.
+    cfgs = [(dict(mode=m, coordinate_transformation_mode=c), dict(scales=[1, 1, 0.6, 1.3]))
+            for m in ("linear", "cubic") for c in ("align_corners", "half_pixel_symmetric")]
+    cfgs.append((dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+                 dict(scales=[1, 1, 0.6, 1.3], roi=[0, 0, 0.1, 0.2, 1, 1, 0.7, 0.9])))
+    nodes, inits = resize_models(cfgs)
+    check_many(nodes, {"x": randn(1, 2, 5, 7)}, inits, tmp_path, oracle="reference")
+
+
+@pytest.mark.parametrize("op,opset,mode,scales", [
+    ("Upsample", 9, "linear", [1, 1, 2, 3]), ("Upsample", 9, "nearest", [1, 1, 2, 3]),
+    ("Resize", 10, "linear", [1, 1, 0.6, 1.5]), ("Resize", 10, "nearest", [1, 1, 0.6, 0.35]),
+    ("Resize", 10, "nearest", [1, 1, 0.6, 1.5])])
+def test_resize_legacy_opsets(op, opset, mode, scales, tmp_path):
+    # asymmetric coordinates; nearest rounds down when upsampling and up when downsampling
+    node = helper.make_node(op, ["x", "s"], ["y"], mode=mode)
+    check_many([node], {"x": randn(1, 2, 9, 11)}, {"s": np.array(scales, np.float32)}, tmp_path, opset=opset)
+
+
+def test_upsample7_attribute_scales(tmp_path):
+    node = helper.make_node("Upsample", ["x"], ["y"], mode="linear", scales=[1.0, 1.0, 2.0, 3.0])
+    check_many([node], {"x": randn(1, 2, 3, 4)}, {}, tmp_path, opset=7)
+
+
+def test_resize_runtime_scales_refused(tmp_path):
+    node = helper.make_node("Resize", ["x", "", "s"], ["y"], mode="linear")
+    model = make_model([node], [("x", np.float32, [1, 1, 4, 4]), ("s", np.float32, [4])],
+                       [("y", np.float32, [1, 1, 8, 8])])
+    with pytest.raises(NotImplementedError, match="scales must be a compile-time constant"):
+        compile_c(model, tmp_path / "o")
