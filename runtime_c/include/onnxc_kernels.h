@@ -52,6 +52,32 @@ void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, cons
                 float* Y, float* scratch);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Image: col2im, transposed convolution, LpPool, GridSample, RoiAlign (runtime_c/image/)      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Geometry of a col2im with 1 <= rank <= 3 spatial dims (first `rank` entries read): each of
+ * the prod(grid) positions q scatters a kernel-sized patch into an image at
+ * q*stride - pad_begin + k*dilation (positions outside the image are dropped). */
+typedef struct {
+    int64_t rank;
+    int64_t image[3], kernel[3], grid[3], stride[3], pad_begin[3], dilation[3];
+} onnxc_col2im_params;
+
+/* Y[channels, image...] = sum of the scattered columns col[channels, prod(kernel), prod(grid)]
+ * (ONNX Col2Im for one batch image). Y is overwritten. */
+void onnxc_col2im(const onnxc_col2im_params* p, int64_t channels, const float* col, float* Y);
+
+/* Floats of scratch onnxc_conv_transpose needs: M/group * prod(kernel) * prod(in). */
+size_t onnxc_conv_transpose_scratch_floats(const onnxc_conv_params* p);
+
+/* ONNX ConvTranspose: Y[N,M,out...] from X[N,C,in...], W[C,M/group,kernel...], B[M] (may be
+ * NULL). p->in is X's spatial size, p->out Y's (output_padding / output_shape already applied
+ * by the caller), p->pad_begin the leading pad. Per (image, group): W_g^T * X_g with
+ * onnxc_sgemm into scratch, then col2im into Y. */
+void onnxc_conv_transpose(const onnxc_conv_params* p, const float* X, const float* W,
+                          const float* B, float* Y, float* scratch);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 

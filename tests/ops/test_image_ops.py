@@ -175,3 +175,60 @@ def test_resize_runtime_scales_refused(tmp_path):
                        [("y", np.float32, [1, 1, 8, 8])])
     with pytest.raises(NotImplementedError, match="scales must be a compile-time constant"):
         compile_c(model, tmp_path / "o")
+
+
+# --- ConvTranspose / Col2Im -------------------------------------------------------------------
+CONV_T_CASES = [
+    dict(x=(1, 3, 5, 5), w=(3, 2, 3, 3)),
+    dict(x=(2, 4, 4, 5), w=(4, 3, 3, 2), strides=[2, 3], pads=[1, 0, 2, 1], output_padding=[1, 2]),
+    dict(x=(1, 6, 4, 4), w=(6, 2, 3, 3), group=3, strides=[2, 2], dilations=[2, 1]),
+    dict(x=(1, 4, 4, 4), w=(4, 1, 3, 3), group=4, strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="SAME_UPPER"),
+    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="SAME_LOWER"),
+    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="VALID", output_padding=[1, 1]),
+    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[3, 2], output_shape=[9, 10]),
+    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], output_shape=[6, 8], auto_pad="SAME_UPPER"),
+    dict(x=(2, 3, 7), w=(3, 4, 3), strides=[3], pads=[1, 2], dilations=[2]),
+    dict(x=(1, 2, 3, 4, 3), w=(2, 2, 2, 3, 2), strides=[2, 1, 2], pads=[0, 1, 1, 1, 0, 0], group=2),
+    dict(x=(1, 8, 6, 6), w=(8, 4, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_transpose(bias, tmp_path):
+    nodes, inits, feed = [], {}, {}
+    for k, case in enumerate(CONV_T_CASES):
+        case = dict(case)
+        xs, ws = case.pop("x"), case.pop("w")
+        feed[f"x{k}"] = randn(*xs)
+        inits[f"w{k}"] = randn(*ws)
+        ins = [f"x{k}", f"w{k}"]
+        if bias:
+            inits[f"b{k}"] = randn(ws[1] * case.get("group", 1))
+            ins.append(f"b{k}")
+        nodes.append(helper.make_node("ConvTranspose", ins, [f"y{k}"], name=f"ct{k}", **case))
+    check_many(nodes, feed, inits, tmp_path, rtol=1e-4, atol=1e-5, opset=18)
+
+
+@pytest.mark.parametrize("attrs", [dict(output_shape=[5, 7]),  # smaller than the full output
+                                   dict(output_shape=[9, 11]),  # beyond full output + stride - 1
+                                   dict(output_shape=[8, 10], pads=[1, 1, 1, 1]),
+                                   dict(output_shape=[10, 12], auto_pad="SAME_UPPER")])
+def test_conv_transpose_refused(attrs, tmp_path):
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], **attrs)
+    model = make_model([node], [("x", np.float32, [1, 2, 3, 4])], [("y", np.float32, None)],
+                       {"w": randn(2, 3, 3, 3)})
+    with pytest.raises(NotImplementedError, match="ConvTranspose"):
+        compile_c(model, tmp_path / "o")
+
+
+def test_col2im(tmp_path):
+    cases = [(dict(), [5, 5], [2, 2], (2, 3 * 4, 16)),
+             (dict(strides=[2, 1], pads=[1, 0, 1, 1], dilations=[1, 2]), [6, 5], [3, 2], (1, 2 * 6, 3 * 4)),
+             (dict(strides=[2]), [9], [3], (2, 3, 4))]
+    nodes, inits, feed = [], {}, {}
+    for k, (attrs, image, block, xs) in enumerate(cases):
+        feed[f"x{k}"] = randn(*xs)
+        inits[f"i{k}"], inits[f"b{k}"] = np.array(image, np.int64), np.array(block, np.int64)
+        nodes.append(helper.make_node("Col2Im", [f"x{k}", f"i{k}", f"b{k}"], [f"y{k}"], **attrs))
+    check_many(nodes, feed, inits, tmp_path, opset=18)

@@ -335,3 +335,140 @@ def resize(node, ctx):
     lines += [pad + "  " + b for b in body]
     lines.append(pad + "}")
     return "\n".join(lines)
+
+
+# --- ConvTranspose ------------------------------------------------------------------------------
+def _arr3(vals, fill=0) -> str:
+    vals = [int(v) for v in vals] + [fill] * (3 - len(vals))
+    return "{" + ", ".join(map(str, vals)) + "}"
+
+
+def conv_transpose_plan(node) -> dict:
+    """Geometry after auto_pad / output_shape resolution: pad_begin and output sizes.
+
+    The ONNX definition, onnxruntime and onnx.reference agree when output_shape only extends the
+    natural output (extra positions hold the bias) or, with SAME_*, crops it by a non-negative
+    total padding; other combinations are refused."""
+    x, w = node.inputs[0], node.inputs[1]
+    rank = len(x.shape) - 2
+    if not 1 <= rank <= 3:
+        raise Refuse(f"{rank}-D ConvTranspose not supported (1 to 3 spatial dims)")
+    if x.dtype != np.float32 or w.dtype != np.float32:
+        raise Refuse(f"dtype {x.dtype} not supported (float32 only)")
+    group = int(get_attr(node, "group", 1))
+    kernel = [int(k) for k in w.shape[2:]]
+    ks = get_attr(node, "kernel_shape", None)
+    if ks is not None and [int(k) for k in ks] != kernel:
+        raise Refuse("kernel_shape disagrees with the weight shape")
+    if group < 1 or x.shape[1] != w.shape[0] or x.shape[1] % group:
+        raise Refuse("channel counts do not match group")
+    b = node.input(2)
+    m = int(w.shape[1]) * group
+    if b is not None and tuple(b.shape) != (m,):
+        raise Refuse(f"bias shape {b.shape} is not ({m},)")
+    ins = [int(d) for d in x.shape[2:]]
+    strides = [int(s) for s in (get_attr(node, "strides", None) or [1] * rank)]
+    dil = [int(d) for d in (get_attr(node, "dilations", None) or [1] * rank)]
+    opad = [int(d) for d in (get_attr(node, "output_padding", None) or [0] * rank)]
+    pads = [int(d) for d in (get_attr(node, "pads", None) or [0] * (2 * rank))]
+    auto = get_attr(node, "auto_pad", "NOTSET")
+    oshape = get_attr(node, "output_shape", None)
+    if oshape is not None:
+        oshape = [int(d) for d in oshape][-rank:]
+    if min(strides + dil) < 1 or min(opad) < 0:
+        raise Refuse("strides/dilations must be positive and output_padding non-negative")
+    natural = [strides[i] * (ins[i] - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1 for i in range(rank)]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = oshape or [ins[i] * strides[i] for i in range(rank)]
+        total = [natural[i] - target[i] for i in range(rank)]
+        if min(total) < 0:
+            raise Refuse("SAME_* padding with an output larger than the full transposed convolution")
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        out = target
+    elif oshape is not None:
+        if any(pads):
+            raise Refuse("explicit pads together with output_shape are not supported")
+        if any(o < n for o, n in zip(oshape, natural)):
+            raise Refuse("output_shape smaller than the full output without auto_pad is ambiguous")
+        if any(o - n >= s for o, n, s in zip(oshape, natural, strides)):
+            raise Refuse("output_shape larger than the full output plus stride - 1 (no input maps there)")
+        begin, out = [0] * rank, oshape
+    else:
+        if auto == "VALID":
+            pads = [0] * (2 * rank)
+        elif auto != "NOTSET":
+            raise Refuse(f"auto_pad '{auto}' not supported")
+        begin = pads[:rank]
+        out = [natural[i] - pads[i] - pads[rank + i] for i in range(rank)]
+    if min(out) <= 0:
+        raise Refuse(f"non-positive output size {out}")
+    if list(node.outputs[0].shape) != [x.shape[0], m] + list(out):
+        raise Refuse(f"inferred output shape {node.outputs[0].shape} disagrees with the geometry {out}")
+    return dict(rank=rank, group=group, m=m, kernel=kernel, ins=ins, out=out, strides=strides, dil=dil,
+                begin=begin)
+
+
+def _ct_scratch(node) -> int:
+    g = conv_transpose_plan(node)
+    return (g["m"] // g["group"]) * int(np.prod(g["kernel"])) * int(np.prod(g["ins"])) * 4
+
+
+@c_kernel("ConvTranspose", check=refusal(conv_transpose_plan), scratch=_ct_scratch)
+def conv_transpose(node, ctx):
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b = node.input(2)
+    g = conv_transpose_plan(node)
+    if y.size == 0:
+        return "/* empty output */"
+    return "\n".join([
+        f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {g['m']}, {g['group']}, {g['rank']}, "
+        f"{_arr3(g['ins'], 1)}, {_arr3(g['kernel'], 1)}, {_arr3(g['out'], 1)}, {_arr3(g['strides'], 1)}, "
+        f"{_arr3(g['begin'])}, {_arr3(g['dil'], 1)}}};",
+        f"onnxc_conv_transpose(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
+        f"{ctx.ptr(y)}, {ctx.scratch(node)});",
+    ])
+
+
+# --- Col2Im -------------------------------------------------------------------------------------
+def col2im_plan(node) -> dict:
+    x, y = node.inputs[0], node.outputs[0]
+    image = _const_input(node, 1, "image_shape")
+    block = _const_input(node, 2, "block_shape")
+    if image is None or block is None:
+        raise Refuse("image_shape and block_shape must be non-empty constants")
+    image, block = [int(v) for v in image.reshape(-1)], [int(v) for v in block.reshape(-1)]
+    rank = len(image)
+    if not 1 <= rank <= 3 or len(block) != rank:
+        raise Refuse(f"{rank}-D Col2Im not supported (1 to 3 spatial dims)")
+    if x.dtype != np.float32 or len(x.shape) != 3:
+        raise Refuse("float32 input of shape [N, C*prod(block_shape), L] only")
+    strides = [int(v) for v in (get_attr(node, "strides", None) or [1] * rank)]
+    dil = [int(v) for v in (get_attr(node, "dilations", None) or [1] * rank)]
+    pads = [int(v) for v in (get_attr(node, "pads", None) or [0] * (2 * rank))]
+    if min(strides + dil + block) < 1 or min(pads) < 0 or min(image) < 1:
+        raise Refuse("strides, dilations, block_shape and image_shape must be positive, pads non-negative")
+    grid = [(image[i] + pads[i] + pads[rank + i] - (dil[i] * (block[i] - 1) + 1)) // strides[i] + 1
+            for i in range(rank)]
+    kprod = int(np.prod(block))
+    if min(grid) < 1 or int(np.prod(grid)) != x.shape[2] or x.shape[1] % kprod:
+        raise Refuse(f"input shape {x.shape} does not match {grid} blocks of size {block}")
+    channels = x.shape[1] // kprod
+    if list(y.shape) != [x.shape[0], channels] + image:
+        raise Refuse(f"inferred output shape {y.shape} disagrees with image_shape {image}")
+    return dict(rank=rank, image=image, block=block, grid=grid, strides=strides, dil=dil,
+                begin=pads[:rank], channels=channels)
+
+
+@c_kernel("Col2Im", check=refusal(col2im_plan))
+def col2im(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    g = col2im_plan(node)
+    if y.size == 0:
+        return "/* empty output */"
+    per_x, per_y = x.shape[1] * x.shape[2], g["channels"] * int(np.prod(g["image"]))
+    return "\n".join([
+        f"static const onnxc_col2im_params p = {{{g['rank']}, {_arr3(g['image'], 1)}, {_arr3(g['block'], 1)}, "
+        f"{_arr3(g['grid'], 1)}, {_arr3(g['strides'], 1)}, {_arr3(g['begin'])}, {_arr3(g['dil'], 1)}}};",
+        f"for (int64_t n = 0; n < {x.shape[0]}; ++n)",
+        f"  onnxc_col2im(&p, {g['channels']}, {ctx.ptr(x)} + n*{per_x}, {ctx.ptr(y)} + n*{per_y});",
+    ])
