@@ -1,0 +1,425 @@
+"""Losses, quantization, Einsum, Det, the window generators and Range.
+
+* NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss: one pass over the [N, C, D] view; a
+  target equal to ignore_index, or outside [0, C), contributes neither loss nor weight (the spec
+  leaves out-of-range targets undefined; they are never read as an index).  Sums in double.
+* QuantizeLinear / DequantizeLinear: per-tensor, per-axis and blocked, for the 8/16-bit integer
+  types; x / scale in float, rounded half to even (nearbyint in the default rounding mode), then
+  saturated; NaN saturates to the lower bound as onnxruntime's kernels do.
+* Einsum: any equation lowered to one loop nest over the output labels with the summed labels
+  inside (repeated labels read diagonals, ellipsis dims broadcast).
+* Window generators and Range whose size comes from a runtime input: the values are compiled
+  for the output's static length; a runtime size that disagrees with it yields zeros.
+"""
+from __future__ import annotations
+
+import string
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ...codegen.loops import contiguous_strides
+from ...ops import get_attr
+from .registry import c_kernel
+
+FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
+INTS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)}
+INDEX_TYPES = {np.dtype(np.int32), np.dtype(np.int64)}
+
+
+def _prod(dims) -> int:
+    return int(np.prod(list(dims), dtype=np.int64))
+
+
+def _f(name: str, dtype) -> str:
+    return name + "f" if np.dtype(dtype) == np.float32 else name
+
+
+# --- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss ----------------------------------------
+def _loss_check(node):
+    x, target = node.inputs[0], node.inputs[1]
+    w = node.input(2)
+    if x.dtype not in FLOATS:
+        return f"dtype {x.dtype} not supported"
+    if target.dtype not in INDEX_TYPES:
+        return "target must be int32 or int64"
+    if len(x.shape) < 2 or tuple(target.shape) != (x.shape[0],) + tuple(x.shape[2:]):
+        return "input must be [N, C, d...] and target [N, d...]"
+    if w is not None and (w.dtype != x.dtype or tuple(w.shape) != (x.shape[1],)):
+        return "weight must be [C] of the input dtype"
+    red = get_attr(node, "reduction", "mean")
+    if red not in ("none", "mean", "sum"):
+        return f"reduction '{red}' not supported"
+    want = tuple(target.shape) if red == "none" else ()
+    if tuple(node.outputs[0].shape) != want or node.outputs[0].dtype != x.dtype:
+        return "inferred loss shape/dtype disagrees"
+    if len(node.outputs) > 1 and node.outputs[1] is not None and tuple(node.outputs[1].shape) != tuple(x.shape):
+        return "log_prob shape disagrees with the input"
+    return None
+
+
+@c_kernel("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", check=_loss_check)
+def loss(node, ctx):
+    sce = node.op_type == "SoftmaxCrossEntropyLoss"
+    x, target, w = node.inputs[0], node.inputs[1], node.input(2)
+    y = node.outputs[0]
+    lp = node.outputs[1] if sce and len(node.outputs) > 1 and node.outputs[1] is not None else None
+    ct = ctx.ctype(x)
+    n, c, d = x.shape[0], x.shape[1], _prod(x.shape[2:])
+    red = get_attr(node, "reduction", "mean")
+    ii = get_attr(node, "ignore_index", None)
+    lines = [f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+             f"const {ctx.ctype(target)}* ONNXC_RESTRICT T = {ctx.ptr(target)};",
+             f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if w is not None:
+        lines.append(f"const {ct}* ONNXC_RESTRICT W = {ctx.ptr(w)};")
+    if lp is not None:
+        lines.append(f"{ct}* ONNXC_RESTRICT LP = {ctx.ptr(lp)};")
+    lines += ["double sum = 0, wsum = 0;",
+              f"for (int64_t n = 0; n < {n}; ++n)",
+              f"  for (int64_t d = 0; d < {d}; ++d) {{",
+              f"    const {ct}* x = X + n*{c * d} + d;  /* class j at x[j*{d}] */"]
+    logp = "(double)x[t*{0}]".format(d)
+    if sce:  # log-softmax over the classes, in double
+        lines += ["    double m = -INFINITY, s = 0;",
+                  f"    for (int64_t j = 0; j < {c}; ++j) if (x[j*{d}] > m) m = x[j*{d}];",
+                  f"    for (int64_t j = 0; j < {c}; ++j) s += exp((double)x[j*{d}] - m);",
+                  "    const double lse = m + log(s);"]
+        if lp is not None:
+            lines.append(f"    for (int64_t j = 0; j < {c}; ++j) LP[n*{c * d} + j*{d} + d] = ({ct})((double)x[j*{d}] - lse);")
+        logp = f"((double)x[t*{d}] - lse)"
+    skip = f"t != {int(ii)} && " if ii is not None else ""
+    lines += [f"    const int64_t t = (int64_t)T[n*{d} + d];",
+              "    double l = 0, w = 0;",
+              f"    if ({skip}t >= 0 && t < {c}) {{ w = {'W[t]' if w is not None else '1'}; l = -{logp} * w; }}",
+              f"    Y[n*{d} + d] = ({ct})l;" if red == "none" else "    sum += l; wsum += w;",
+              "  }"]
+    if red == "mean":
+        lines.append(f"Y[0] = ({ct})(sum / wsum);")
+    elif red == "sum":
+        lines.append(f"Y[0] = ({ct})sum;")
+    return "\n".join(lines)
+
+
+# --- QuantizeLinear / DequantizeLinear -------------------------------------------------------
+QTYPES = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (np.int8, np.uint8, np.int16, np.uint16)}
+
+
+def _q_geometry(node, x, scale) -> Optional[Tuple[int, int, int, str]]:
+    """(outer, n, inner, scale index expression over o, a, i) or None if the scale's shape
+    matches none of the spec's granularities."""
+    rank = len(x.shape)
+    if scale.size == 1 and len(scale.shape) <= 1:
+        return 1, 1, x.size, "0"  # per tensor
+    axis = get_attr(node, "axis", 1)
+    if not -rank <= axis < rank:
+        return None
+    axis %= rank
+    outer, n, inner = _prod(x.shape[:axis]), x.shape[axis], _prod(x.shape[axis + 1:])
+    block = get_attr(node, "block_size", 0) or 0
+    if not block:
+        return (outer, n, inner, "a") if tuple(scale.shape) == (n,) else None
+    sn = -(-n // block)
+    want = tuple(x.shape[:axis]) + (sn,) + tuple(x.shape[axis + 1:])
+    return (outer, n, inner, f"(o*{sn} + a/{block})*{inner} + i") if tuple(scale.shape) == want else None
+
+
+def _qdq_check(node):
+    quant = node.op_type == "QuantizeLinear"
+    x, scale, zp = node.inputs[0], node.inputs[1], node.input(2)
+    y = node.outputs[0]
+    if scale.dtype != np.float32:
+        return f"scale dtype {scale.dtype} not supported (float32 only)"
+    if quant:
+        if x.dtype != np.float32:
+            return f"input dtype {x.dtype} not supported (float32 only)"
+        if y.dtype not in QTYPES:
+            return f"output dtype {y.dtype} not supported (int8/uint8/int16/uint16)"
+        if get_attr(node, "precision", 0) not in (0, 1):
+            return "precision other than float32 not supported"
+    else:
+        # float32 x only arises as the exact float32 twin of float8/float4 inputs (narrow.py)
+        if x.dtype not in QTYPES and x.dtype not in (np.int32, np.float32):
+            return f"input dtype {x.dtype} not supported (int8/uint8/int16/uint16/int32)"
+        if y.dtype != np.float32:
+            return f"output dtype {y.dtype} not supported (float32 only)"
+    qtype = y.dtype if quant else x.dtype
+    if zp is not None and (zp.dtype != qtype or (tuple(zp.shape) != tuple(scale.shape)
+                                                  and not zp.size == scale.size == 1)):
+        return "zero point must match the scale's shape and the quantized dtype"
+    if tuple(y.shape) != tuple(x.shape):
+        return "output shape differs from the input's"
+    if _q_geometry(node, x, scale) is None:
+        return f"scale shape {scale.shape} is neither per-tensor, per-axis nor blocked for {x.shape}"
+    return None
+
+
+@c_kernel("QuantizeLinear", "DequantizeLinear", check=_qdq_check)
+def qdq(node, ctx):
+    quant = node.op_type == "QuantizeLinear"
+    x, scale, zp = node.inputs[0], node.inputs[1], node.input(2)
+    y = node.outputs[0]
+    if y.size == 0:
+        return "/* empty */"
+    outer, n, inner, si = _q_geometry(node, x, scale)
+    z = f"(double)Z[{si}]" if zp is not None else "0.0"
+    if quant:
+        lo, hi = QTYPES[y.dtype]
+        body = (f"const double v = (double)nearbyintf(X[e] / S[{si}]) + {z}; "
+                f"Y[e] = ({ctx.ctype(y)})(v != v || v <= {lo} ? {lo} : (v >= {hi} ? {hi} : v));")
+    else:  # (x - zero point) in float, then times the scale, as the reference
+        zf = f"(float)Z[{si}]" if zp is not None else "0.0f"
+        body = f"Y[e] = ((float)X[e] - {zf}) * S[{si}];"
+    lines = [f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+             f"const float* ONNXC_RESTRICT S = {ctx.ptr(scale)};",
+             f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if zp is not None:
+        lines.append(f"const {ctx.ctype(zp)}* ONNXC_RESTRICT Z = {ctx.ptr(zp)};")
+    return "\n".join(lines + [
+        f"for (int64_t o = 0; o < {outer}; ++o)",
+        f"  for (int64_t a = 0; a < {n}; ++a)",
+        f"    for (int64_t i = 0; i < {inner}; ++i) {{",
+        f"      const int64_t e = (o*{n} + a)*{inner} + i;",
+        f"      {body}",
+        "    }"])
+
+
+def _dyn_check(node):
+    x = node.inputs[0]
+    if x.dtype != np.float32 or node.outputs[0].dtype != np.uint8:
+        return "float32 -> uint8 only"
+    return None
+
+
+@c_kernel("DynamicQuantizeLinear", check=_dyn_check)
+def dynamic_quantize(node, ctx):
+    """Range widened to include 0; scale = range / 255 (1 for an all-zero input, as
+    onnxruntime; the reference's 1/255 differs there); zero point = round(saturate(-min /
+    scale)); then QuantizeLinear."""
+    x = node.inputs[0]
+    y, s, z = node.outputs
+    return "\n".join([
+        f"const float* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+        f"uint8_t* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        "float mx = 0.0f, mn = 0.0f;",
+        f"for (int64_t e = 0; e < {x.size}; ++e) {{ const float v = X[e]; if (v > mx) mx = v; if (v < mn) mn = v; }}",
+        "const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;  /* 0/0 otherwise: as onnxruntime */",
+        "const float izp = 0.0f - mn / scale;",
+        "const float zp = nearbyintf(izp < 0.0f ? 0.0f : (izp > 255.0f ? 255.0f : izp));",
+        f"{ctx.ptr(s)}[0] = scale;",
+        f"{ctx.ptr(z)}[0] = (uint8_t)zp;",
+        f"for (int64_t e = 0; e < {x.size}; ++e) {{",
+        "  const float v = nearbyintf(X[e] / scale) + zp;",
+        "  Y[e] = (uint8_t)(v != v || v <= 0.0f ? 0.0f : (v >= 255.0f ? 255.0f : v));",
+        "}"])
+
+
+# --- Einsum ----------------------------------------------------------------------------------
+_LETTERS = set(string.ascii_letters)
+
+
+def _einsum_plan(node):
+    """(input label lists, output labels, label sizes) or a str reason.  Labels are letters
+    or ('...', j) for the j-th broadcast dim of the ellipsis."""
+    eq = get_attr(node, "equation", "").replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(node.inputs):
+        return "equation and input count disagree"
+    split = []
+    for term, v in zip(terms, node.inputs):
+        if term.count("...") > 1 or set(term.replace("...", "")) - _LETTERS:
+            return f"bad term '{term}'"
+        pre, dots, post = term.partition("...")
+        er = len(v.shape) - len(pre) - len(post)
+        if er < 0 or (not dots and er):
+            return f"term '{term}' does not match rank {len(v.shape)}"
+        split.append((pre, er if dots else None, post))
+    ell = max([er for _, er, _ in split if er is not None], default=0)
+    inputs, sizes = [], {}
+    for (pre, er, post), v in zip(split, node.inputs):
+        labels = list(pre) + ([("...", ell - er + j) for j in range(er)] if er else []) + list(post)
+        for lab, dim in zip(labels, v.shape):
+            if isinstance(lab, tuple):  # broadcast: 1 stretches
+                if sizes.get(lab, 1) not in (1, dim) and dim != 1:
+                    return "ellipsis dims do not broadcast"
+                sizes[lab] = max(sizes.get(lab, 1), dim)
+            elif sizes.setdefault(lab, dim) != dim:
+                return f"label '{lab}' has sizes {sizes[lab]} and {dim}"
+        inputs.append(labels)
+    ell_labels = [("...", j) for j in range(ell)]
+    for j in range(ell):
+        sizes.setdefault(("...", j), 1)
+    if arrow:
+        if rhs.count("...") > 1 or set(rhs.replace("...", "")) - _LETTERS:
+            return f"bad output term '{rhs}'"
+        pre, dots, post = rhs.partition("...")
+        if ell and not dots:
+            return "ellipsis dims summed away (no '...' in the output) not supported"
+        out = list(pre) + (ell_labels if dots else []) + list(post)
+        letters = [lab for lab in out if not isinstance(lab, tuple)]
+        if len(set(letters)) != len(letters) or any(lab not in sizes for lab in letters):
+            return "output labels repeat or do not appear in the inputs"
+    else:
+        counts: Dict[str, int] = {}
+        for labels in inputs:
+            for lab in labels:
+                if not isinstance(lab, tuple):
+                    counts[lab] = counts.get(lab, 0) + 1
+        once = sorted(lab for lab, k in counts.items() if k == 1)
+        if any(c.isupper() for c in once) and any(c.islower() for c in once):
+            return "implicit output mixing upper- and lower-case labels (order differs between runtimes)"
+        out = ell_labels + once
+    return inputs, out, sizes
+
+
+def _einsum_check(node):
+    y = node.outputs[0]
+    if y.dtype not in FLOATS | INTS or any(v.dtype != y.dtype for v in node.inputs):
+        return f"dtype {y.dtype} not supported (inputs and output must share a numeric dtype)"
+    plan = _einsum_plan(node)
+    if isinstance(plan, str):
+        return plan
+    _, out, sizes = plan
+    if tuple(sizes[lab] for lab in out) != tuple(y.shape):
+        return "inferred output shape disagrees with the equation"
+    return None
+
+
+def _label_var(lab) -> str:
+    return f"e{lab[1]}" if isinstance(lab, tuple) else f"l{lab}"
+
+
+@c_kernel("Einsum", check=_einsum_check)
+def einsum(node, ctx):
+    y = node.outputs[0]
+    inputs, out, sizes = _einsum_plan(node)
+    if y.size == 0:
+        return "/* empty */"
+    summed = []
+    for labels in inputs:
+        for lab in labels:
+            if lab not in out and lab not in summed:
+                summed.append(lab)
+    ct = ctx.ctype(y)
+    fl = y.dtype.kind == "f"
+    acc_t = "double" if fl else "uint64_t"  # integers wrap instead of overflowing (undefined)
+    lines = [f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    factors = []
+    for k, (labels, v) in enumerate(zip(inputs, node.inputs)):
+        lines.append(f"const {ct}* ONNXC_RESTRICT X{k} = {ctx.ptr(v)};")
+        st = contiguous_strides(v.shape)
+        terms = [f"{_label_var(lab)}*{s}" for lab, s, dim in zip(labels, st, v.shape) if dim != 1]
+        factors.append(f"({acc_t})X{k}[{' + '.join(terms) or '0'}]")
+    ost = contiguous_strides(y.shape)
+    yoff = " + ".join(f"{_label_var(lab)}*{s}" for lab, s in zip(out, ost)) or "0"
+    depth = 0
+    for lab in out:
+        lines.append("  " * depth + f"for (int64_t {_label_var(lab)} = 0; {_label_var(lab)} < {sizes[lab]}; ++{_label_var(lab)})")
+        depth += 1
+    pad = "  " * depth
+    lines.append(pad + "{")
+    lines.append(pad + f"  {acc_t} acc = 0;")
+    for k, lab in enumerate(summed):
+        lines.append(pad + "  " * (k + 1) + f"for (int64_t {_label_var(lab)} = 0; {_label_var(lab)} < {sizes[lab]}; ++{_label_var(lab)})")
+    lines.append(pad + "  " * (len(summed) + 1) + f"acc += {' * '.join(factors)};")
+    lines.append(pad + f"  Y[{yoff}] = ({ct})acc;")
+    lines.append(pad + "}")
+    return "\n".join(lines)
+
+
+# --- Det -------------------------------------------------------------------------------------
+def _det_check(node):
+    x = node.inputs[0]
+    if x.dtype not in FLOATS:
+        return f"dtype {x.dtype} not supported"
+    if len(x.shape) < 2 or x.shape[-1] != x.shape[-2]:
+        return "input must be [..., M, M]"
+    return None
+
+
+def _det_scratch(node):
+    return 8 * node.inputs[0].shape[-1] ** 2
+
+
+@c_kernel("Det", check=_det_check, scratch=_det_scratch)
+def det(node, ctx):
+    """LU decomposition with partial pivoting, in double."""
+    x, y = node.inputs[0], node.outputs[0]
+    m = x.shape[-1]
+    batch = _prod(x.shape[:-2])
+    if batch == 0:
+        return "/* empty */"
+    ct = ctx.ctype(x)
+    return "\n".join([
+        f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+        f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        f"double* A = {ctx.scratch(node, 'double')};",
+        f"for (int64_t b = 0; b < {batch}; ++b) {{",
+        f"  double det = 1;",
+        f"  for (int64_t j = 0; j < {m * m}; ++j) A[j] = X[b*{m * m} + j];",
+        f"  for (int64_t c = 0; c < {m}; ++c) {{",
+        "    int64_t p = c;",
+        f"    for (int64_t r = c + 1; r < {m}; ++r) if (fabs(A[r*{m} + c]) > fabs(A[p*{m} + c])) p = r;",
+        f"    if (A[p*{m} + c] == 0) {{ det = 0; break; }}",
+        f"    if (p != c) {{ det = -det; for (int64_t j = 0; j < {m}; ++j) {{ double t = A[p*{m} + j]; "
+        f"A[p*{m} + j] = A[c*{m} + j]; A[c*{m} + j] = t; }} }}",
+        f"    det *= A[c*{m} + c];",
+        f"    for (int64_t r = c + 1; r < {m}; ++r) {{",
+        f"      const double f = A[r*{m} + c] / A[c*{m} + c];",
+        f"      for (int64_t j = c + 1; j < {m}; ++j) A[r*{m} + j] -= f * A[c*{m} + j];",
+        "    }",
+        "  }",
+        f"  Y[b] = ({ct})det;",
+        "}"])
+
+
+# --- window generators and Range with a runtime size -------------------------------------------
+WINDOWS = ("HannWindow", "HammingWindow", "BlackmanWindow")
+
+
+def _sized_check(node):
+    y = node.outputs[0]
+    if len(y.shape) != 1:
+        return "output must be 1-D"
+    if any(v.dtype not in FLOATS | INTS or v.size != 1 for v in node.inputs):
+        return "inputs must be numeric scalars"
+    if node.op_type == "Range" and (y.dtype not in FLOATS | {np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)}
+                                    or any(v.dtype != y.dtype for v in node.inputs)):
+        return f"dtype {y.dtype} not supported"
+    if node.op_type in WINDOWS:
+        try:
+            _window_table(node)
+        except Exception as e:  # noqa: BLE001 - the reference refused the attributes
+            return f"reference evaluation failed: {e}"
+    return None
+
+
+def _window_table(node) -> np.ndarray:
+    from ...ops import evaluate
+    n = node.outputs[0].shape[0]
+    out = evaluate(node, [np.array(n, dtype=node.inputs[0].dtype)])[0]
+    return np.asarray(out, dtype=node.outputs[0].dtype).reshape(n)
+
+
+@c_kernel(*WINDOWS, "Range", check=_sized_check)
+def sized(node, ctx):
+    """The output's static length n is compiled in; the runtime size (or Range's element count
+    max(ceil((limit - start) / delta), 0), in double as onnxruntime) must equal it, else the
+    output is zeros."""
+    y = node.outputs[0]
+    n = y.shape[0]
+    ct = ctx.ctype(y)
+    p = [ctx.ptr(v) + "[0]" for v in node.inputs]
+    if node.op_type == "Range":
+        count = f"ceil(((double){p[1]} - (double){p[0]}) / (double){p[2]})"
+        fill = f"for (int64_t i = 0; i < {n}; ++i) Y[i] = ({ct})({p[0]} + ({ct})i * {p[2]});"
+        ok = f"const int ok = {count} == {n};"
+    else:
+        fill = f"memcpy(Y, {ctx.const_array(_window_table(node))}, {y.nbytes});"
+        ok = f"const int ok = (double){p[0]} == {n};"
+    if n == 0:
+        return "/* empty */"
+    return "\n".join([f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};", ok,
+                      f"if (!ok) memset(Y, 0, {y.nbytes});  /* size disagrees with the compiled shape */",
+                      f"else {{ {fill} }}"])

@@ -1,0 +1,208 @@
+"""NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss, Quantize/DequantizeLinear,
+DynamicQuantizeLinear, Einsum, Det, window generators and Range against onnxruntime."""
+import inspect
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def compile_c(model, out):
+    """Compile with the C provider only: a node without a C kernel fails the test."""
+    from compiler.driver import compile_model
+    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
+    return onnxc.compile(model, output_dir=out, **kw)
+
+
+def check(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, atol=1e-6, exact=False):
+    """outputs: [(name, dtype)] (shapes from onnx shape inference) or [(name, dtype, shape)]."""
+    outs = [o if len(o) == 3 else (o[0], o[1], None) for o in outputs]
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()], outs, inits, opset=opset)
+    ref = ort_run(model, feed)
+    out = compile_c(model, tmp_path / "o").run(None, feed)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        if exact:
+            np.testing.assert_array_equal(o, r)
+        else:
+            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+    return out
+
+
+# --- losses ----------------------------------------------------------------------------------
+LOSS_CASES = [  # (x shape, weight?, ignore_index)
+    ((5, 4), False, None), ((5, 4), True, None), ((3, 4, 6), True, 2), ((3, 4, 6), False, 1),
+    ((2, 4, 3, 2), True, -1), ((2, 4, 3, 2), False, -3), ((2, 4, 3), True, 7)]
+
+
+@pytest.mark.parametrize("op", ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("shape,weighted,ii", LOSS_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss(op, reduction, shape, weighted, ii, dtype, tmp_path):
+    n, c = shape[0], shape[1]
+    x = RNG.standard_normal(shape).astype(dtype)
+    t = RNG.integers(0, c, (n,) + shape[2:]).astype(np.int64)
+    if ii is not None:
+        t.reshape(-1)[::3] = ii  # ignored targets, including negative ones
+    feed = {"x": x, "t": t}
+    if weighted:
+        feed["w"] = RNG.uniform(0.2, 2, (c,)).astype(dtype)
+    attrs = {"reduction": reduction} | ({"ignore_index": ii} if ii is not None else {})
+    outs = [("y", dtype)]
+    if op == "SoftmaxCrossEntropyLoss":
+        outs.append(("lp", dtype))
+    node = helper.make_node(op, list(feed), [o[0] for o in outs], **attrs)
+    check([node], feed, outs, tmp_path, opset=13 if op == "SoftmaxCrossEntropyLoss" else 22)
+
+
+def test_sce_int32_labels_without_log_prob(tmp_path):
+    x = RNG.standard_normal((4, 3, 5)).astype(np.float32)
+    t = RNG.integers(0, 3, (4, 5)).astype(np.int32)
+    node = helper.make_node("SoftmaxCrossEntropyLoss", ["x", "t"], ["y"], reduction="sum")
+    check([node], {"x": x, "t": t}, [("y", np.float32)], tmp_path, opset=13)
+
+
+def test_loss_out_of_range_target_contributes_nothing(tmp_path):
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], reduction="none")
+    model = make_model([node], [("x", np.float32, [3, 4]), ("t", np.int64, [3])], [("y", np.float32, None)],
+                       opset=22)
+    out = compile_c(model, tmp_path / "o").run(None, {"x": x, "t": np.array([9, -7, 2], np.int64)})[0]
+    np.testing.assert_array_equal(out, np.array([0, 0, -x[2, 2]], np.float32))
+
+
+@pytest.mark.parametrize("op", ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"])
+def test_loss_mean_all_ignored_is_nan(op, tmp_path):
+    node = helper.make_node(op, ["x", "t"], ["y"], ignore_index=1)
+    out = check([node], {"x": np.ones((3, 4), np.float32), "t": np.ones(3, np.int64)}, [("y", np.float32)], tmp_path,
+                opset=13 if op == "SoftmaxCrossEntropyLoss" else 22)
+    assert np.isnan(out[0])  # 0 / 0, as onnxruntime
+
+
+# --- QuantizeLinear / DequantizeLinear -------------------------------------------------------
+def _scale_shape(shape, mode, axis, block):
+    if mode == "tensor":
+        return ()
+    if mode == "axis":
+        return (shape[axis],)
+    s = list(shape)
+    s[axis] = -(-shape[axis] // block)
+    return tuple(s)
+
+
+QDQ_CASES = [("tensor", 1, 0), ("axis", 1, 0), ("axis", 0, 0), ("axis", -1, 0), ("blocked", 1, 2),
+             ("blocked", 2, 3), ("blocked", 0, 4)]
+
+
+@pytest.mark.parametrize("mode,axis,block", QDQ_CASES)
+@pytest.mark.parametrize("qtype", [np.int8, np.uint8, np.int16, np.uint16])
+def test_quantize_linear(mode, axis, block, qtype, tmp_path):
+    shape = (3, 5, 4)
+    sshape = _scale_shape(shape, mode, axis, block)
+    x = (RNG.standard_normal(shape) * 200).astype(np.float32)
+    x.reshape(-1)[:6] = [0.5, 1.5, 2.5, -0.5, -2.5, 1e30]  # ties round to even; saturation
+    scale = RNG.uniform(0.5, 2, sshape).astype(np.float32)
+    if mode == "tensor":
+        scale = np.array(1.0, np.float32)  # keeps the ties exact
+    info = np.iinfo(qtype)
+    zp = RNG.integers(info.min // 4 + info.max // 4, info.max // 2, sshape).astype(qtype)
+    attrs = {"axis": axis} | ({"block_size": block} if block else {})
+    node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], **attrs)
+    check([node], {"x": x, "s": scale, "z": zp}, [("y", qtype)], tmp_path, opset=21, exact=True)
+
+
+def test_quantize_linear_no_zero_point_and_special_values(tmp_path):
+    x = np.array([np.inf, -np.inf, 3.5, -3.5, 254.5, 255.5, 1e9, -1], np.float32)
+    node = helper.make_node("QuantizeLinear", ["x", "s"], ["y"])
+    check([node], {"x": x}, [("y", np.uint8)], tmp_path, {"s": np.array(1.0, np.float32)}, opset=13, exact=True)
+
+
+@pytest.mark.parametrize("mode,axis,block", QDQ_CASES)
+@pytest.mark.parametrize("qtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32])
+def test_dequantize_linear(mode, axis, block, qtype, tmp_path):
+    shape = (3, 5, 4)
+    sshape = _scale_shape(shape, mode, axis, block)
+    info = np.iinfo(qtype)
+    lo, hi = max(info.min, -100000), min(info.max, 100000)
+    x = RNG.integers(lo, hi, shape).astype(qtype)
+    scale = RNG.uniform(0.01, 2, sshape).astype(np.float32)
+    attrs = {"axis": axis} | ({"block_size": block} if block else {})
+    feed = {"x": x, "s": scale}
+    if qtype != np.int32:  # int32 has no zero point
+        feed["z"] = RNG.integers(lo // 2, hi // 2, sshape).astype(qtype)
+    node = helper.make_node("DequantizeLinear", list(feed), ["y"], **attrs)
+    check([node], feed, [("y", np.float32)], tmp_path, opset=21, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lo,hi", [(-3, 5), (1, 7), (-9, -2), (0, 0)])
+def test_dynamic_quantize_linear(lo, hi, tmp_path):
+    x = RNG.uniform(lo, hi, (4, 7)).astype(np.float32)
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    check([node], {"x": x}, [("y", np.uint8, [4, 7]), ("s", np.float32, []), ("z", np.uint8, [])], tmp_path,
+          opset=11, rtol=0, atol=0)
+
+
+# --- Einsum ----------------------------------------------------------------------------------
+EINSUM_CASES = [
+    ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij->ji", [(3, 4)]),
+    ("ii->i", [(4, 4)]), ("ii", [(4, 4)]), ("ij->", [(3, 4)]), ("i,i", [(5,), (5,)]), ("i,j->ij", [(3,), (4,)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (1, 5, 4, 2)]), ("...ii->...i", [(2, 3, 3)]), ("bhqd,bhkd->bhqk",
+                                                                                      [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("abc,cd,da->b", [(2, 3, 4), (4, 5), (5, 2)]), ("ij,jk", [(3, 4), (4, 2)]), ("Ab,bC->AC", [(2, 3), (3, 4)]),
+    ("i...,i...->...", [(3, 2, 4), (3, 1, 4)]), ("ji", [(2, 3)]), ("iij->j", [(3, 3, 2)]),
+]
+
+
+@pytest.mark.parametrize("eq,shapes", EINSUM_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_einsum(eq, shapes, dtype, tmp_path):
+    feed = {f"x{k}": (RNG.standard_normal(s) * 3).astype(dtype) for k, s in enumerate(shapes)}
+    node = helper.make_node("Einsum", list(feed), ["y"], equation=eq)
+    check([node], feed, [("y", dtype)], tmp_path, opset=12)
+
+
+# --- Det -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 4, 4), (2, 3, 5, 5), (0, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_det(shape, dtype, tmp_path):
+    x = RNG.standard_normal(shape).astype(dtype)
+    if len(shape) == 3 and shape[0]:
+        x[1, 0] = x[1, 2]  # a singular matrix
+    if dtype == np.float32:
+        check([helper.make_node("Det", ["x"], ["y"])], {"x": x}, [("y", dtype)], tmp_path, opset=11, rtol=1e-4,
+              atol=1e-5)
+        return
+    model = make_model([helper.make_node("Det", ["x"], ["y"])], [("x", dtype, list(shape))], [("y", dtype, None)],
+                       opset=11)  # onnxruntime has no float64 Det: numpy is the oracle
+    out = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, np.linalg.det(x), rtol=1e-10, atol=1e-12)
+
+
+# --- window generators and Range with runtime sizes --------------------------------------------
+@pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
+@pytest.mark.parametrize("periodic", [0, 1])
+def test_window_runtime_size(op, periodic, tmp_path):
+    node = helper.make_node(op, ["n"], ["y"], periodic=periodic)
+    model = make_model([node], [("n", np.int64, [])], [("y", np.float32, [10])], opset=17)
+    m = compile_c(model, tmp_path / "o")
+    feed = {"n": np.array(10, np.int64)}
+    np.testing.assert_allclose(m.run(None, feed)[0], ort_run(model, feed)[0], rtol=1e-6, atol=1e-7)
+    assert not m.run(None, {"n": np.array(7, np.int64)})[0].any()  # disagrees with the shape: zeros
+
+
+@pytest.mark.parametrize("dtype,start,limit,delta,n", [
+    (np.float32, 1.0, 5.5, 0.5, 9), (np.int32, 10, 4, -2, 3), (np.int64, -3, 8, 4, 3), (np.float64, 0.1, 1.0, 0.3, 3)])
+def test_range_runtime(dtype, start, limit, delta, n, tmp_path):
+    node = helper.make_node("Range", ["a", "b", "d"], ["y"])
+    model = make_model([node], [(k, dtype, []) for k in "abd"], [("y", dtype, [n])], opset=11)
+    m = compile_c(model, tmp_path / "o")
+    feed = {k: np.array(v, dtype) for k, v in zip("abd", (start, limit, delta))}
+    np.testing.assert_allclose(m.run(None, feed)[0], ort_run(model, feed)[0], rtol=1e-6)
+    feed["d"] = np.array(0, dtype)  # count undefined: zeros, no crash
+    assert not m.run(None, feed)[0].any()
