@@ -52,7 +52,7 @@ void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, cons
                 float* Y, float* scratch);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Image: col2im, transposed convolution, LpPool, GridSample, RoiAlign (runtime_c/image/)      */
+/* Image: col2im, transposed convolution, GridSample, RoiAlign (runtime_c/image/)              */
 /* ------------------------------------------------------------------------------------------ */
 
 /* Geometry of a col2im with 1 <= rank <= 3 spatial dims (first `rank` entries read): each of
@@ -76,6 +76,20 @@ size_t onnxc_conv_transpose_scratch_floats(const onnxc_conv_params* p);
  * onnxc_sgemm into scratch, then col2im into Y. */
 void onnxc_conv_transpose(const onnxc_conv_params* p, const float* X, const float* W,
                           const float* B, float* Y, float* scratch);
+
+enum { ONNXC_GS_NEAREST = 0, ONNXC_GS_LINEAR = 1, ONNXC_GS_CUBIC = 2 };
+enum { ONNXC_GS_PAD_ZEROS = 0, ONNXC_GS_PAD_BORDER = 1, ONNXC_GS_PAD_REFLECTION = 2 };
+
+/* ONNX GridSample with rank = 2 or 3 spatial dims: X[N,C,in...], grid[N,out...,rank] holding
+ * normalized (x, y[, z]) coordinates, Y[N,C,out...]. Cubic is defined for rank 2 only. */
+typedef struct {
+    int64_t N, C, rank;
+    int64_t in[3], out[3];
+    int mode, padding, align_corners;
+} onnxc_gridsample_params;
+
+void onnxc_gridsample(const onnxc_gridsample_params* p, const float* X, const float* grid,
+                      float* Y);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
@@ -111,6 +125,10 @@ void onnxc_global_maxpool(int64_t NC, int64_t spatial, const float* X, float* Y)
  * [c - floor((size-1)/2), c + ceil((size-1)/2)] clipped to [0, C))^beta. Y must not alias X. */
 void onnxc_lrn(int64_t N, int64_t C, int64_t spatial, int64_t size, float alpha, float beta,
                float bias, const float* X, float* Y);
+
+/* ONNX LpPool with exponent pw >= 1 (geometry as for onnxc_avgpool; pad_end and
+ * count_include_pad unused): y = (sum of |x|^pw over the in-bounds window elements)^(1/pw). */
+void onnxc_lppool(const onnxc_pool_params* p, int64_t pw, const float* X, float* Y);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax                                                                                     */
@@ -181,6 +199,45 @@ void onnxc_rnn_f64(const onnxc_rnn_params* p, const double* X, const double* W,
  * unknown elem_type or k outside [0, n]. */
 int onnxc_topk(int elem_type, int64_t outer, int64_t n, int64_t inner, int64_t k, int largest,
                const void* X, void* V, int64_t* I, int64_t* scratch);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+enum { ONNXC_ATTN_MASK_NONE = 0, ONNXC_ATTN_MASK_BOOL = 1, ONNXC_ATTN_MASK_FLOAT = 2 };
+
+/* One ONNX Attention node (opsets 23-25), every shape resolved by the compiler.
+ * Q is viewed as [B, Hq, Sq, D], K as [B, Hkv, Skv, D], V as [B, Hkv, Skv, Dv], Y as
+ * [B, Hq, Sq, Dv] through element strides of (batch, head, position); the feature dim is
+ * contiguous (so 3-D [B, S, H*D] inputs need no transpose). Past tensors are dense
+ * [B, Hkv, P, D|Dv]; the keys are the P past ones followed by the Skv new ones (T = P + Skv).
+ * alpha = sqrt(scale)^2 as the spec scales both Q and K. softcap <= 0: none. Windows < 0:
+ * unbounded. The mask is [.., .., .., mask_len] with mask_len <= T, addressed by
+ * mask_str (0 along broadcast dims); keys j >= mask_len are masked. qk_mode selects what QK
+ * receives: 0 raw scores, 1 after softcap, 2 after the bias, 3 the probabilities.
+ * tile_rows query rows per task, `slots` scratch tiles of tile_rows * T floats. */
+typedef struct {
+    int64_t B, Hq, Hkv, Sq, Skv, P, D, Dv;
+    int64_t q_str[3], k_str[3], v_str[3], y_str[3];
+    float alpha, softcap;
+    int is_causal;
+    int64_t left_window, right_window;
+    int mask_kind;
+    int64_t mask_len, mask_str[3];
+    int qk_mode, softmax_f64;
+    int64_t tile_rows, slots;
+} onnxc_attention_params;
+
+size_t onnxc_attention_scratch_floats(const onnxc_attention_params* p);
+
+/* mask: uint8_t (bool) or float per mask_kind, may be NULL with ONNXC_ATTN_MASK_NONE;
+ * past_key/past_value are read only when P > 0; nonpad_kv_seqlen [B] may be NULL (any value is
+ * safe: it is clamped to [0, 2^40]). present_key, present_value and QK may be NULL (not
+ * wanted). Outputs must not alias inputs. */
+void onnxc_attention(const onnxc_attention_params* p, const float* Q, const float* K,
+                     const float* V, const void* mask, const float* past_key,
+                     const float* past_value, const int64_t* nonpad_kv_seqlen, float* Y,
+                     float* present_key, float* present_value, float* QK, float* scratch);
 
 #ifdef __cplusplus
 }

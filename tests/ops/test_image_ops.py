@@ -232,3 +232,95 @@ def test_col2im(tmp_path):
         inits[f"i{k}"], inits[f"b{k}"] = np.array(image, np.int64), np.array(block, np.int64)
         nodes.append(helper.make_node("Col2Im", [f"x{k}", f"i{k}", f"b{k}"], [f"y{k}"], **attrs))
     check_many(nodes, feed, inits, tmp_path, opset=18)
+
+
+# --- GridSample / AffineGrid ------------------------------------------------------------------
+def grid_values(shape):
+    g = RNG.uniform(-1.4, 1.4, shape).astype(np.float32)
+    flat = g.reshape(-1)
+    flat[: flat.size // 3] = np.round(flat[: flat.size // 3] * 4) / 4  # pixel centers, edges, ties
+    return g
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_gridsample(rank, tmp_path):
+    x = randn(2, 3, 5, 6) if rank == 2 else randn(2, 2, 3, 4, 5)
+    feed, nodes = {"x": x}, []
+    modes = ["nearest", "linear", "cubic"] if rank == 2 else ["nearest", "linear"]
+    for mode in modes:
+        for pad in ("zeros", "border", "reflection"):
+            if mode == "cubic" and pad == "border":
+                continue  # refused: the definitions disagree
+            for ac in (0, 1):
+                name = f"{mode}_{pad}_{ac}"
+                feed[f"g_{name}"] = grid_values((2,) + tuple(RNG.integers(2, 5, rank)) + (rank,))
+                nodes.append(helper.make_node("GridSample", ["x", f"g_{name}"], [name], name=name, mode=mode,
+                                              padding_mode=pad, align_corners=ac))
+    check_many(nodes, feed, {}, tmp_path, opset=20)
+
+
+def test_gridsample_opset16_names(tmp_path):
+    feed = {"x": randn(1, 2, 4, 5), "g": grid_values((1, 3, 3, 2))}
+    nodes = [helper.make_node("GridSample", ["x", "g"], [f"y{m}"], mode=m, padding_mode="reflection")
+             for m in ("bilinear", "bicubic", "nearest")]
+    check_many(nodes, feed, {}, tmp_path, opset=16)
+
+
+def test_gridsample_cubic_border_refused(tmp_path):
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode="cubic", padding_mode="border")
+    model = make_model([node], [("x", np.float32, [1, 1, 4, 4]), ("g", np.float32, [1, 2, 2, 2])],
+                       [("y", np.float32, None)], opset=20)
+    with pytest.raises(NotImplementedError, match="ambiguous"):
+        compile_c(model, tmp_path / "o")
+
+
+@pytest.mark.parametrize("size", [[2, 3, 4, 5], [1, 2, 3, 4, 2], [2, 1, 1, 3]])
+def test_affine_grid(size, tmp_path):
+    r = len(size) - 2
+    corners = (0, 1) if 1 not in size[2:] else (0,)  # align_corners=1 on a size-1 dim is refused
+    nodes = [helper.make_node("AffineGrid", ["theta", "size"], [f"y{ac}"], align_corners=ac) for ac in corners]
+    check_many(nodes, {"theta": randn(size[0], r, r + 1)}, {"size": np.array(size, np.int64)}, tmp_path,
+               opset=20)
+
+
+# --- MaxUnpool / LpPool -----------------------------------------------------------------------
+def test_maxunpool_after_maxpool(tmp_path):
+    # indices from MaxPool (flat over the whole tensor), unpooled back to the input's shape
+    nodes = [helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("MaxUnpool", ["v", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    model = make_model(nodes, [("x", np.float32, [2, 3, 6, 4])], [("y", np.float32, None)])
+    feed = {"x": randn(2, 3, 6, 4)}
+    np.testing.assert_array_equal(compile_c(model, tmp_path / "o").run(None, feed)[0], ort_run(model, feed)[0])
+
+
+def test_maxunpool_indices(tmp_path):
+    # out-of-range indices are skipped; duplicates keep the last value
+    x = randn(1, 2, 2, 3)
+    ind = RNG.integers(0, 2 * 4 * 6, x.shape).astype(np.int64)
+    ind[0, 0, 0, 0] = ind[0, 1, 1, 2]
+    node = helper.make_node("MaxUnpool", ["x", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    check_many([node], {"x": x, "i": ind}, {}, tmp_path, out_dtype=np.float32)
+    node = helper.make_node("MaxUnpool", ["x", "i"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    bad = ind.copy()
+    bad[0, 0, 0, 1], bad[0, 1, 0, 0] = -5, 10 ** 9
+    model = make_model([node], [("x", np.float32, [1, 2, 2, 3]), ("i", np.int64, [1, 2, 2, 3])],
+                       [("y", np.float32, None)])
+    y = compile_c(model, tmp_path / "b").run(None, {"x": x, "i": bad})[0]
+    expect = np.zeros(y.size, np.float32)
+    for v, t in zip(x.reshape(-1), bad.reshape(-1)):
+        if 0 <= t < y.size:
+            expect[t] = v
+    np.testing.assert_array_equal(y.reshape(-1), expect)
+
+
+LPPOOL_CASES = [dict(kernel_shape=[3, 3], p=2), dict(kernel_shape=[2, 3], p=1, strides=[2, 1], pads=[1, 0, 1, 2]),
+                dict(kernel_shape=[3, 3], p=3, auto_pad="SAME_UPPER", strides=[2, 2]),
+                dict(kernel_shape=[2, 2], p=4, dilations=[2, 1], ceil_mode=1, strides=[2, 2])]
+
+
+def test_lppool(tmp_path):
+    nodes = [helper.make_node("LpPool", ["x"], [f"y{k}"], **a) for k, a in enumerate(LPPOOL_CASES)]
+    nodes.append(helper.make_node("LpPool", ["x1"], ["z"], kernel_shape=[3], p=2, pads=[1, 1]))
+    nodes.append(helper.make_node("LpPool", ["x3"], ["w"], kernel_shape=[2, 2, 2], p=2, strides=[1, 2, 2]))
+    check_many(nodes, {"x": randn(2, 3, 7, 8), "x1": randn(1, 2, 9), "x3": randn(1, 2, 4, 5, 6)}, {}, tmp_path,
+               rtol=1e-5, atol=1e-5)

@@ -472,3 +472,168 @@ def col2im(node, ctx):
         f"for (int64_t n = 0; n < {x.shape[0]}; ++n)",
         f"  onnxc_col2im(&p, {g['channels']}, {ctx.ptr(x)} + n*{per_x}, {ctx.ptr(y)} + n*{per_y});",
     ])
+
+
+# --- GridSample ---------------------------------------------------------------------------------
+_GS_MODES = {"nearest": 0, "linear": 1, "bilinear": 1, "cubic": 2, "bicubic": 2}
+_GS_PADS = {"zeros": 0, "border": 1, "reflection": 2}
+
+
+def _gridsample_check(node) -> Optional[str]:
+    x, grid, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    rank = len(x.shape) - 2
+    if x.dtype != np.float32 or grid.dtype != np.float32:
+        return "float32 input and grid only"
+    if rank not in (2, 3):
+        return f"{rank}-D GridSample not supported (2 or 3 spatial dims)"
+    mode = get_attr(node, "mode", "linear")
+    if mode not in _GS_MODES:
+        return f"mode '{mode}' not supported"
+    if _GS_MODES[mode] == 2 and rank != 2:
+        return "cubic mode is defined for 2 spatial dims only"
+    pad = get_attr(node, "padding_mode", "zeros")
+    if pad not in _GS_PADS:
+        return f"padding_mode '{pad}' not supported"
+    if _GS_MODES[mode] == 2 and pad == "border":
+        # PyTorch (and onnxruntime) clamp each cubic tap, onnx.reference clamps the sampling
+        # point first: the definitions disagree
+        return "cubic mode with border padding is ambiguous (onnx.reference and PyTorch differ)"
+    if len(grid.shape) != rank + 2 or grid.shape[0] != x.shape[0] or grid.shape[-1] != rank:
+        return f"grid shape {grid.shape} does not match input {x.shape}"
+    if list(y.shape) != [x.shape[0], x.shape[1]] + list(grid.shape[1:-1]):
+        return "inferred output shape disagrees with the grid"
+    return None
+
+
+@c_kernel("GridSample", check=_gridsample_check)
+def gridsample(node, ctx):
+    x, grid, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    rank = len(x.shape) - 2
+    mode = _GS_MODES[get_attr(node, "mode", "linear")]
+    pad = _GS_PADS[get_attr(node, "padding_mode", "zeros")]
+    ac = int(get_attr(node, "align_corners", 0))
+    return "\n".join([
+        f"static const onnxc_gridsample_params p = {{{x.shape[0]}, {x.shape[1]}, {rank}, "
+        f"{_arr3(x.shape[2:], 1)}, {_arr3(y.shape[2:], 1)}, {mode}, {pad}, {ac}}};",
+        f"onnxc_gridsample(&p, {ctx.ptr(x)}, {ctx.ptr(grid)}, {ctx.ptr(y)});",
+    ])
+
+
+# --- AffineGrid ---------------------------------------------------------------------------------
+def _affine_base(n: int, align_corners: bool) -> np.ndarray:
+    """Normalized coordinates of the n pixel centers along one axis."""
+    k = np.arange(n, dtype=np.float64)
+    if align_corners:
+        return -1 + 2 * k / (n - 1)
+    return -1 + (2 * k + 1) / n
+
+
+def affine_grid_plan(node) -> dict:
+    theta, y = node.inputs[0], node.outputs[0]
+    size = _const_input(node, 1, "size")
+    if size is None:
+        raise Refuse("size must be a non-empty constant")
+    size = [int(s) for s in size.reshape(-1)]
+    r = len(size) - 2
+    if r not in (2, 3) or min(size) < 0:
+        raise Refuse(f"size {size} is not [N, C, H, W] or [N, C, D, H, W]")
+    if theta.dtype not in FLOATS or y.dtype != theta.dtype:
+        raise Refuse(f"dtype {theta.dtype} not supported (float32/float64)")
+    if list(theta.shape) != [size[0], r, r + 1]:
+        raise Refuse(f"theta shape {theta.shape} is not [{size[0]}, {r}, {r + 1}]")
+    if list(y.shape) != [size[0]] + size[2:] + [r]:
+        raise Refuse("inferred output shape disagrees with size")
+    ac = bool(get_attr(node, "align_corners", 0))
+    if ac and 1 in size[2:]:
+        # the single coordinate is -1 in onnx.reference, +1 in onnxruntime, 0 in PyTorch
+        raise Refuse("align_corners=1 with a spatial size of 1 is ambiguous")
+    return dict(size=size, rank=r, ac=ac)
+
+
+@c_kernel("AffineGrid", check=refusal(affine_grid_plan))
+def affine_grid(node, ctx):
+    """grid[n, ..., :] = theta[n] @ (x, y[, z], 1) with (x, y, z) the normalized W, H, D
+    coordinates of the output position (computed in double, as the ONNX reference does)."""
+    theta, y = node.inputs[0], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    g = affine_grid_plan(node)
+    r, dims = g["rank"], g["size"][2:]
+    ct = ctx.ctype(y)
+    names = ["D", "H", "W"][-r:]
+    lines = [f"const {ct}* ONNXC_RESTRICT T = {ctx.ptr(theta)};", f"{ct}* ONNXC_RESTRICT G = {ctx.ptr(y)};"]
+    for nm, d in zip(names, dims):
+        lines.append(f"const double* ONNXC_RESTRICT C{nm} = {ctx.const_array(_affine_base(d, g['ac']))};")
+    sp = int(np.prod(dims))
+    idx = [f"i{nm}" for nm in names]
+    lines.append(f"for (int64_t n = 0; n < {g['size'][0]}; ++n) {{")
+    lines.append(f"  const {ct}* t = T + n*{r * (r + 1)}; {ct}* q = G + n*{sp * r};")
+    for k, (i, d) in enumerate(zip(idx, dims)):
+        lines.append("  " * (k + 1) + f"for (int64_t {i} = 0; {i} < {d}; ++{i})")
+    pad = "  " * (r + 1)
+    src = [f"C{nm}[{i}]" for nm, i in zip(names, idx)][::-1]  # x (W) first
+    pos = " + ".join(f"{i}*{int(np.prod(dims[k + 1:]))}" for k, i in enumerate(idx))
+    lines.append(pad + "{")
+    lines.append(pad + f"  {ct}* o = q + ({pos})*{r};")
+    for row in range(r):
+        terms = " + ".join(f"(double)t[{row * (r + 1) + c}] * {s}" for c, s in enumerate(src))
+        lines.append(pad + f"  o[{row}] = ({ct})({terms} + (double)t[{row * (r + 1) + r}]);")
+    lines.append(pad + "}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# --- MaxUnpool ----------------------------------------------------------------------------------
+def _maxunpool_check(node) -> Optional[str]:
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    rank = len(x.shape) - 2
+    kernel = [int(k) for k in get_attr(node, "kernel_shape")]
+    strides = [int(s) for s in (get_attr(node, "strides", None) or [1] * rank)]
+    pads = [int(p) for p in (get_attr(node, "pads", None) or [0] * (2 * rank))]
+    if rank < 1 or len(kernel) != rank:
+        return "kernel_shape does not match the input rank"
+    if ind.dtype != np.int64 or tuple(ind.shape) != tuple(x.shape):
+        return "indices must be int64 with the input's shape"
+    inferred = [x.shape[0], x.shape[1]] + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[rank + i] + kernel[i]
+                                          for i in range(rank)]
+    # with a different output_shape, onnx.reference addresses the inferred layout and
+    # onnxruntime the output_shape layout
+    if list(y.shape) != inferred:
+        return f"output shape {list(y.shape)} differs from the unpooled shape {inferred} (ambiguous indices)"
+    return None
+
+
+@c_kernel("MaxUnpool", check=_maxunpool_check)
+def maxunpool(node, ctx):
+    """Y = 0, then Y.flat[I[i]] = X[i] in order (indices outside Y are skipped)."""
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    ct = ctx.ctype(x)
+    return "\n".join([
+        f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"const int64_t* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
+        f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        f"memset(Y, 0, {y.nbytes});",
+        f"for (int64_t i = 0; i < {x.size}; ++i) {{ const int64_t t = I[i]; if (t >= 0 && t < {y.size}) Y[t] = X[i]; }}",
+    ])
+
+
+# --- LpPool -------------------------------------------------------------------------------------
+def _lppool_check(node) -> Optional[str]:
+    from .nn import _pool_check
+    if node.inputs[0].dtype != np.float32:
+        return f"dtype {node.inputs[0].dtype} not supported (float32 only)"
+    if int(get_attr(node, "p", 2)) < 1:
+        return "p must be a positive integer"
+    return _pool_check(node)
+
+
+@c_kernel("LpPool", check=_lppool_check)
+def lppool(node, ctx):
+    from .nn import _pool_params
+    if node.outputs[0].size == 0:
+        return "/* empty output */"
+    return (_pool_params(node, ctx) + f"\nonnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, "
+            f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});")
