@@ -91,6 +91,18 @@ typedef struct {
 void onnxc_gridsample(const onnxc_gridsample_params* p, const float* X, const float* grid,
                       float* Y);
 
+/* ONNX RoiAlign: X[batches,C,H,W], rois[num_rois,4] as (x1, y1, x2, y2), batch_indices
+ * [num_rois] (outside [0, batches): zero output), Y[num_rois,C,pooled_h,pooled_w]. half_pixel:
+ * coordinate_transformation_mode "half_pixel" (else "output_half_pixel"); mode_max: "max". */
+typedef struct {
+    int64_t num_rois, batches, C, H, W, pooled_h, pooled_w, sampling_ratio;
+    float spatial_scale;
+    int half_pixel, mode_max;
+} onnxc_roialign_params;
+
+void onnxc_roialign(const onnxc_roialign_params* p, const float* X, const float* rois,
+                    const int64_t* batch_indices, float* Y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
 /* ------------------------------------------------------------------------------------------ */

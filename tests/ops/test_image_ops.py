@@ -324,3 +324,42 @@ def test_lppool(tmp_path):
     nodes.append(helper.make_node("LpPool", ["x3"], ["w"], kernel_shape=[2, 2, 2], p=2, strides=[1, 2, 2]))
     check_many(nodes, {"x": randn(2, 3, 7, 8), "x1": randn(1, 2, 9), "x3": randn(1, 2, 4, 5, 6)}, {}, tmp_path,
                rtol=1e-5, atol=1e-5)
+
+
+# --- RoiAlign ---------------------------------------------------------------------------------
+def roi_inputs(n_rois=6, batches=2, size=(10, 12)):
+    h, w = size
+    x1, y1 = RNG.uniform(-2, w, n_rois), RNG.uniform(-2, h, n_rois)
+    rois = np.stack([x1, y1, x1 + RNG.uniform(-1, 8, n_rois), y1 + RNG.uniform(-1, 8, n_rois)], 1)
+    rois[0] = [1.0, 2.0, 1.0, 2.0]  # degenerate
+    rois[1] = [-5.0, -5.0, w + 5.0, h + 5.0]  # beyond the image
+    return rois.astype(np.float32), RNG.integers(0, batches, n_rois).astype(np.int64)
+
+
+@pytest.mark.parametrize("opset", [10, 16])
+def test_roialign(opset, tmp_path):
+    rois, bi = roi_inputs()
+    feed = {"x": randn(2, 3, 10, 12), "rois": rois, "bi": bi}
+    nodes = []
+    for mode in ("avg", "max"):
+        for ratio in (0, 2):
+            for ctm in (("half_pixel", "output_half_pixel") if opset >= 16 else (None,)):
+                attrs = dict(mode=mode, sampling_ratio=ratio, output_height=3, output_width=4, spatial_scale=0.8)
+                if ctm:
+                    attrs["coordinate_transformation_mode"] = ctm
+                name = f"{mode}_{ratio}_{ctm}"
+                nodes.append(helper.make_node("RoiAlign", ["x", "rois", "bi"], [name], name=name, **attrs))
+    check_many(nodes, feed, {}, tmp_path, opset=opset, rtol=1e-4, atol=1e-5, out_dtype=np.float32)
+
+
+def test_roialign_bad_batch_index(tmp_path):
+    # an index outside the batch gives zeros instead of reading outside X
+    rois, _ = roi_inputs(3)
+    node = helper.make_node("RoiAlign", ["x", "rois", "bi"], ["y"], output_height=2, output_width=2)
+    model = make_model([node], [("x", np.float32, [2, 3, 10, 12]), ("rois", np.float32, [3, 4]),
+                                ("bi", np.int64, [3])], [("y", np.float32, None)], opset=16)
+    feed = {"x": randn(2, 3, 10, 12), "rois": rois, "bi": np.array([1, 7, -1], np.int64)}
+    y = compile_c(model, tmp_path / "o").run(None, feed)[0]
+    ref = ort_run(model, dict(feed, bi=np.array([1, 0, 0], np.int64)))[0]
+    np.testing.assert_allclose(y[0], ref[0], rtol=1e-5, atol=1e-6)
+    assert not y[1:].any()

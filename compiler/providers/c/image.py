@@ -637,3 +637,38 @@ def lppool(node, ctx):
         return "/* empty output */"
     return (_pool_params(node, ctx) + f"\nonnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, "
             f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});")
+
+
+# --- RoiAlign -----------------------------------------------------------------------------------
+def _roialign_check(node) -> Optional[str]:
+    x, rois, bi, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    if x.dtype != np.float32 or rois.dtype != np.float32:
+        return "float32 input and rois only"
+    if bi.dtype != np.int64:
+        return f"batch_indices dtype {bi.dtype} not supported (int64)"
+    if len(x.shape) != 4 or len(rois.shape) != 2 or rois.shape[1] != 4 or tuple(bi.shape) != (rois.shape[0],):
+        return "shapes must be X[N,C,H,W], rois[R,4], batch_indices[R]"
+    if get_attr(node, "mode", "avg") not in ("avg", "max"):
+        return f"mode '{get_attr(node, 'mode', 'avg')}' not supported"
+    if node.opset >= 16 and get_attr(node, "coordinate_transformation_mode", "half_pixel") not in (
+            "half_pixel", "output_half_pixel"):
+        return "coordinate_transformation_mode not supported"
+    oh, ow = int(get_attr(node, "output_height", 1)), int(get_attr(node, "output_width", 1))
+    if list(y.shape) != [rois.shape[0], x.shape[1], oh, ow]:
+        return "inferred output shape disagrees with the attributes"
+    return None
+
+
+@c_kernel("RoiAlign", check=_roialign_check)
+def roialign(node, ctx):
+    x, rois, bi, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    half = node.opset >= 16 and get_attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
+    scale = ctx.lit(float(get_attr(node, "spatial_scale", 1.0)), np.float32)
+    return "\n".join([
+        f"static const onnxc_roialign_params p = {{{rois.shape[0]}, {x.shape[0]}, {x.shape[1]}, {x.shape[2]}, "
+        f"{x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {int(get_attr(node, 'sampling_ratio', 0))}, {scale}, "
+        f"{int(half)}, {int(get_attr(node, 'mode', 'avg') == 'max')}}};",
+        f"onnxc_roialign(&p, {ctx.ptr(x)}, {ctx.ptr(rois)}, {ctx.ptr(bi)}, {ctx.ptr(y)});",
+    ])
