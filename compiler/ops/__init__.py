@@ -3,5 +3,6 @@ from . import registry
 from .registry import evaluate, get_attr, reference, shape_rule
 from .shapes import infer_graph, infer_node
 from . import shape  # noqa: F401,E402  (registers numpy references and shape rules)
+from . import attention  # noqa: F401,E402  (Attention shape rule)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node"]

@@ -3,6 +3,7 @@ from .registry import KERNELS, CKernel, c_kernel, check_node
 from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
 from . import image, norm  # noqa: F401,E402  (registration)
 from . import indexing, misc  # noqa: F401,E402  (registration)
+from . import attention  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]

@@ -1,0 +1,45 @@
+"""Op knowledge for Attention: a shape rule that completes onnx's.
+
+onnx infers present_key/present_value only when past_key/past_value are given, so an output
+that is requested (or left as an empty-name placeholder) without a past has no shape, and the
+whole node would be refused. The shapes follow from the spec: present_* is [B, Hkv, P + Skv, *],
+qk_matmul_output is [B, Hq, Sq, P + Skv].
+"""
+from __future__ import annotations
+
+from .registry import get_attr, shape_rule
+
+
+def _static(v) -> bool:
+    return v is not None and v.shape is not None and all(isinstance(d, int) for d in v.shape)
+
+
+def _bhsd(v, heads):
+    """(B, H, S, width) of a 4-D [B, H, S, w] or 3-D [B, S, H*w] tensor, or None."""
+    if len(v.shape) == 4:
+        return tuple(v.shape)
+    if len(v.shape) == 3 and heads and v.shape[2] % heads == 0:
+        return v.shape[0], heads, v.shape[1], v.shape[2] // heads
+    return None
+
+
+@shape_rule("Attention")
+def _attention_shapes(node):
+    from .shapes import _onnx_infer
+    found = list(_onnx_infer(node))
+    q, k, v, past_k = node.inputs[0], node.inputs[1], node.inputs[2], node.input(4)
+    if not all(_static(x) for x in (q, k, v)) or (past_k is not None and not _static(past_k)):
+        return found
+    qv = _bhsd(q, get_attr(node, "q_num_heads", None))
+    kv = _bhsd(k, get_attr(node, "kv_num_heads", None))
+    vv = _bhsd(v, get_attr(node, "kv_num_heads", None))
+    if qv is None or kv is None or vv is None:
+        return found
+    P = past_k.shape[2] if past_k is not None and len(past_k.shape) == 4 else 0
+    T = P + kv[2]
+    spec = {1: (k.dtype, (kv[0], kv[1], T, kv[3])), 2: (v.dtype, (vv[0], vv[1], T, vv[3])),
+            3: (q.dtype, (qv[0], qv[1], qv[2], T))}
+    for i, (dtype, shape) in spec.items():
+        if i < len(found) and (found[i][1] is None or found[i][0] is None):
+            found[i] = (found[i][0] or dtype, shape)
+    return found

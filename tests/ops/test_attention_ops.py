@@ -1,0 +1,289 @@
+"""Attention (opsets 23-25) and RotaryEmbedding against onnxruntime; configurations onnxruntime
+rejects (a mask shorter than the total key length, out-of-range position ids, float64 rotary)
+against onnx.reference. Every model is compiled C-only, so a refused node fails the test."""
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+import onnxc
+from helpers import make_model, ort_run
+
+RNG = np.random.default_rng(0)
+
+
+def f32(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def compile_c(model, out):
+    from compiler.driver import compile_model
+    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
+    return onnxc.compile(model, output_dir=out, **kw)
+
+
+def build(op, feed, outputs, opset, **attrs):
+    """feed: [(name, array or None)] in input order (None = omitted optional input);
+    outputs: output names in order ('' = not requested), all of the first input's dtype."""
+    node = helper.make_node(op, [n if a is not None else "" for n, a in feed], outputs, **attrs)
+    ins = [(n, a.dtype, list(a.shape)) for n, a in feed if a is not None]
+    return make_model([node], ins, [(o, feed[0][1].dtype, None) for o in outputs if o], opset=opset)
+
+
+def reference_run(model, feed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ReferenceEvaluator(model).run(None, feed)
+
+
+def check(op, feed, outputs=("y",), opset=23, oracle="ort", rtol=1e-5, atol=1e-6, tmp_path=None, **attrs):
+    model = build(op, feed, list(outputs), opset, **attrs)
+    d = {n: a for n, a in feed if a is not None}
+    ref = ort_run(model, d) if oracle == "ort" else reference_run(model, d)
+    out = compile_c(model, tmp_path / "o").run(None, d)
+    assert len(out) == len(ref)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+    return out, ref
+
+
+def qkv(B=2, Hq=3, Hkv=3, Sq=4, Skv=6, D=8, Dv=8, three_d=False):
+    if three_d:
+        return f32(B, Sq, Hq * D), f32(B, Skv, Hkv * D), f32(B, Skv, Hkv * Dv)
+    return f32(B, Hq, Sq, D), f32(B, Hkv, Skv, D), f32(B, Hkv, Skv, Dv)
+
+
+def attn_feed(q, k, v, mask=None, past_k=None, past_v=None, nonpad=None):
+    feed = [("Q", q), ("K", k), ("V", v), ("attn_mask", mask), ("past_key", past_k),
+            ("past_value", past_v), ("nonpad_kv_seqlen", nonpad)]
+    while feed[-1][1] is None:
+        feed.pop()
+    return feed
+
+
+# --- Attention against onnxruntime ----------------------------------------------------------
+SHAPES = [
+    dict(),                                             # MHA, cross lengths
+    dict(Hq=6, Hkv=2),                                  # GQA
+    dict(Hq=4, Hkv=1, Dv=5),                            # MQA, V head size != Q head size
+    dict(B=1, Hq=2, Hkv=2, Sq=1, Skv=9),                # decode step
+    dict(B=1, Hq=2, Hkv=1, Sq=7, Skv=7, D=3, Dv=2),     # odd sizes
+]
+
+
+@pytest.mark.parametrize("opset", [23, 24])
+@pytest.mark.parametrize("three_d", [False, True])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("attrs", [dict(), dict(is_causal=1), dict(scale=0.3, softcap=1.5)])
+def test_attention_shapes(shape, three_d, opset, attrs, tmp_path):
+    q, k, v = qkv(three_d=three_d, **shape)
+    if three_d:
+        attrs = dict(attrs, q_num_heads=shape.get("Hq", 3), kv_num_heads=shape.get("Hkv", 3))
+    check("Attention", attn_feed(q, k, v), opset=opset, tmp_path=tmp_path, **attrs)
+
+
+@pytest.mark.parametrize("mshape", [(4, 6), (2, 1, 4, 6), (3, 4, 6), (2, 3, 4, 6), (1, 1, 4, 6)])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention_masks(mshape, kind, causal, tmp_path):
+    q, k, v = qkv()
+    mask = RNG.random(mshape) > 0.3 if kind == "bool" else f32(*mshape)
+    check("Attention", attn_feed(q, k, v, mask), is_causal=causal, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("mshape", [(6,), (1, 6), (3, 1, 6), (2, 1, 1, 6)])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention_broadcast_masks(mshape, kind, causal, tmp_path):
+    """Masks broadcast along the query axis, which onnxruntime rejects: compared with the reference
+    on the same mask materialized to [.., Sq, T] (the reference's causal path needs rank >= 2)."""
+    q, k, v = qkv()
+    mask = RNG.random(mshape) > 0.3 if kind == "bool" else f32(*mshape)
+    full = np.ascontiguousarray(np.broadcast_to(mask, mshape[:-2] + (4, 6)))
+    want = reference_run(build("Attention", attn_feed(q, k, v, full), ["y"], 23, is_causal=causal),
+                         {"Q": q, "K": k, "V": v, "attn_mask": full})
+    model = build("Attention", attn_feed(q, k, v, mask), ["y"], 23, is_causal=causal)
+    got = compile_c(model, tmp_path / "o").run(None, {"Q": q, "K": k, "V": v, "attn_mask": mask})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("three_d", [False, True])
+@pytest.mark.parametrize("causal", [0, 1])
+@pytest.mark.parametrize("gqa", [False, True])
+def test_attention_past_present(three_d, causal, gqa, tmp_path):
+    Hq, Hkv, P = (4, 2, 5) if gqa else (3, 3, 5)
+    q, k, v = qkv(Hq=Hq, Hkv=Hkv, Sq=3, Skv=3, three_d=three_d, Dv=6)
+    pk, pv = f32(2, Hkv, P, 8), f32(2, Hkv, P, 6)
+    mask = f32(3, P + 3)
+    attrs = dict(q_num_heads=Hq, kv_num_heads=Hkv) if three_d else {}
+    check("Attention", attn_feed(q, k, v, mask, pk, pv), outputs=("y", "pk", "pv"), is_causal=causal,
+          tmp_path=tmp_path, **attrs)
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 3])
+@pytest.mark.parametrize("softcap", [0.0, 2.0])
+@pytest.mark.parametrize("with_past", [False, True])
+def test_attention_qk_output(mode, softcap, with_past, tmp_path):
+    """Mode 0 is the raw product even with softcap (spec and onnxruntime; the reference gives it
+    after softcap). Mode 2 against the reference: onnxruntime writes -FLT_MAX, not -inf, for
+    causally masked scores."""
+    q, k, v = qkv()
+    pk, pv = (f32(2, 3, 2, 8), f32(2, 3, 2, 8)) if with_past else (None, None)
+    mask = f32(4, 8 if with_past else 6)
+    outs = ("y", "pk", "pv", "qk") if with_past else ("y", "", "", "qk")
+    check("Attention", attn_feed(q, k, v, mask, pk, pv), outputs=outs, qk_matmul_output_mode=mode,
+          softcap=softcap, is_causal=1, oracle="reference" if mode == 2 else "ort", tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("prec", [1, 11])
+def test_attention_softmax_precision(prec, tmp_path):
+    q, k, v = qkv()
+    check("Attention", attn_feed(q, k, v, f32(4, 6)), outputs=("y", "", "", "qk"), opset=24,
+          softmax_precision=prec, qk_matmul_output_mode=3, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("causal", [0, 1])
+@pytest.mark.parametrize("lengths", [[3, 6], [6, 5], [4, 4]])
+def test_attention_nonpad(causal, lengths, tmp_path):
+    q, k, v = qkv(Hq=4, Hkv=2, Sq=3, Skv=6)
+    check("Attention", attn_feed(q, k, v, nonpad=np.array(lengths, np.int64)), opset=24, is_causal=causal,
+          tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("win", [dict(left_window_size=2), dict(left_window_size=1, right_window_size=2),
+                                 dict(right_window_size=0), dict(left_window_size=0, right_window_size=0)])
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention_window(win, causal, tmp_path):
+    if causal and win.get("right_window_size", 0) > 0:
+        pytest.skip("the spec asks for is_causal=0 with a positive right window")
+    q, k, v = qkv(Sq=5, Skv=7)
+    check("Attention", attn_feed(q, k, v, RNG.random((5, 7)) > 0.2), opset=25, is_causal=causal,
+          tmp_path=tmp_path, **win)
+
+
+def test_attention_fully_masked_rows(tmp_path):
+    """A row with no allowed key gives zeros (Y and mode-3 probabilities), not NaN."""
+    q, k, v = qkv()
+    mask = RNG.random((2, 3, 4, 6)) > 0.5
+    mask[0, 1, 2, :] = False
+    mask[1, :, 0, :] = False
+    out, _ = check("Attention", attn_feed(q, k, v, mask), outputs=("y", "", "", "qk"), qk_matmul_output_mode=3,
+                   tmp_path=tmp_path)
+    assert not np.isnan(out[0]).any() and np.all(out[0][0, 1, 2] == 0) and np.all(out[1][1, :, 0] == 0)
+
+
+def test_attention_large_parallel(tmp_path):
+    """Several query tiles per head and more tasks than scratch slots."""
+    q, k, v = qkv(B=2, Hq=8, Hkv=4, Sq=150, Skv=100, D=32, Dv=16)
+    pk, pv = f32(2, 4, 40, 32), f32(2, 4, 40, 16)
+    check("Attention", attn_feed(q, k, v, RNG.random((2, 1, 150, 140)) > 0.1, pk, pv),
+          outputs=("y", "pk", "pv", "qk"), qk_matmul_output_mode=3, is_causal=1, rtol=1e-4, atol=1e-5,
+          tmp_path=tmp_path)
+
+
+# --- Attention against onnx.reference (onnxruntime rejects these) --------------------------------
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention_short_mask(kind, causal, tmp_path):
+    """A mask shorter than past + new keys: the missing keys are masked (False / -inf)."""
+    q, k, v = qkv()
+    pk, pv = f32(2, 3, 3, 8), f32(2, 3, 3, 8)
+    mask = RNG.random((2, 1, 4, 5)) > 0.3 if kind == "bool" else f32(2, 1, 4, 5)
+    check("Attention", attn_feed(q, k, v, mask, pk, pv), outputs=("y", "pk", "pv", "qk"), oracle="reference",
+          is_causal=causal, qk_matmul_output_mode=3, tmp_path=tmp_path)
+
+
+def test_attention_nonpad_out_of_contract(tmp_path):
+    """nonpad_kv_seqlen below q length (leading rows fully masked), zero, negative, too large."""
+    q, k, v = qkv(B=4, Hq=2, Hkv=2, Sq=4, Skv=5)
+    nonpad = np.array([2, 0, -3, 1 << 50], np.int64)
+    out, _ = check("Attention", attn_feed(q, k, v, nonpad=nonpad), opset=24, oracle="reference", is_causal=1,
+                   tmp_path=tmp_path)
+    assert not np.isnan(out[0]).any()
+
+
+def test_attention_special_values(tmp_path):
+    """+inf / NaN in the float mask and huge scores propagate like the reference."""
+    q, k, v = qkv(B=1, Hq=1, Hkv=1)
+    q[0, 0, 3] *= 1e30
+    mask = f32(4, 6)
+    mask[0, 2] = np.inf
+    mask[1, 1] = np.nan
+    mask[2, :] = -np.inf
+    check("Attention", attn_feed(q, k, v, mask), outputs=("y", "", "", "qk"), qk_matmul_output_mode=3,
+          oracle="reference", tmp_path=tmp_path)
+
+
+# --- refusals ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["int_mask", "softmax_fp16", "heads", "mask_shape"])
+def test_attention_refused(case, tmp_path):
+    q, k, v = qkv()
+    attrs, mask = {}, None
+    if case == "int_mask":
+        mask = np.ones((4, 6), np.int32)
+    elif case == "softmax_fp16":
+        attrs = dict(softmax_precision=10)
+    elif case == "heads":
+        q = f32(2, 4, 4, 8)
+    elif case == "mask_shape":
+        mask = f32(2, 2, 4, 6)
+    model = build("Attention", attn_feed(q, k, v, mask), ["y"], 23, **attrs)
+    with pytest.raises(NotImplementedError, match="Attention"):
+        compile_c(model, tmp_path / "o")
+
+
+# --- RotaryEmbedding -------------------------------------------------------------------------------
+def rope_feed(x, cos, sin, pos=None):
+    return [("x", x), ("cos", cos), ("sin", sin)] + ([("pos", pos)] if pos is not None else [])
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("rotary_dim", [0, 4])
+@pytest.mark.parametrize("three_d", [False, True])
+def test_rotary_position_ids(interleaved, rotary_dim, three_d, tmp_path):
+    half = (rotary_dim or 8) // 2
+    x = f32(2, 3, 32) if three_d else f32(2, 4, 3, 8)
+    attrs = dict(interleaved=interleaved, rotary_embedding_dim=rotary_dim)
+    if three_d:
+        attrs["num_heads"] = 4
+    pos = RNG.integers(0, 50, (2, 3)).astype(np.int64)
+    check("RotaryEmbedding", rope_feed(x, f32(50, half), f32(50, half), pos), tmp_path=tmp_path, **attrs)
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("rotary_dim", [0, 6])
+def test_rotary_no_position_ids(interleaved, rotary_dim, tmp_path):
+    half = (rotary_dim or 10) // 2
+    check("RotaryEmbedding", rope_feed(f32(2, 3, 5, 10), f32(2, 5, half), f32(2, 5, half)), tmp_path=tmp_path,
+          interleaved=interleaved, rotary_embedding_dim=rotary_dim)
+
+
+def test_rotary_large(tmp_path):
+    pos = np.tile(np.arange(64, dtype=np.int64), (2, 1))
+    check("RotaryEmbedding", rope_feed(f32(2, 64, 512), f32(128, 32), f32(128, 32), pos), num_heads=8,
+          tmp_path=tmp_path)
+
+
+def test_rotary_reference_only(tmp_path):
+    """Broadcast caches / position ids and float64, which onnxruntime does not take."""
+    check("RotaryEmbedding", rope_feed(f32(2, 2, 3, 8), f32(1, 3, 4), f32(1, 3, 4)), oracle="reference",
+          tmp_path=tmp_path)
+    x = RNG.standard_normal((2, 2, 3, 8))
+    check("RotaryEmbedding", rope_feed(x, RNG.standard_normal((9, 4)), RNG.standard_normal((9, 4)),
+                                       np.array([[1, 5, 8]], np.int64)),
+          oracle="reference", tmp_path=tmp_path / "d", interleaved=1)
+
+
+def test_rotary_bad_position_ids(tmp_path):
+    """Ids outside the cache make the rotated features NaN (never a crash); the rest is copied."""
+    x = f32(1, 2, 3, 8)
+    model = build("RotaryEmbedding", rope_feed(x, f32(10, 2), f32(10, 2), np.zeros((1, 3), np.int64)), ["y"], 23,
+                  rotary_embedding_dim=4)
+    pos = np.array([[-1, 3, 10]], np.int64)
+    y = compile_c(model, tmp_path / "o").run(None, {"x": x, "cos": f32(10, 2), "sin": f32(10, 2), "pos": pos})[0]
+    assert np.isnan(y[:, :, [0, 2], :4]).all() and not np.isnan(y[:, :, 1]).any()
+    np.testing.assert_array_equal(y[..., 4:], x[..., 4:])
