@@ -240,8 +240,8 @@ def resize_plan(node) -> dict:
         else:
             tab = axis_table(in_shape[a], out[a], scale[a], r, p)
         idx, w, ex = tab
-        if idx.shape[1] == 1 and not ex.any() and np.array_equal(idx[:, 0], np.arange(in_shape[a])) \
-                and out[a] == in_shape[a]:
+        if out[a] == in_shape[a] and idx.shape[1] == 1 and np.all(w == 1) and not ex.any() \
+                and np.array_equal(idx[:, 0], np.arange(in_shape[a])):
             continue  # identity along this axis
         tables[a] = _compact(idx, w, ex, p["mode"])
     return {"tables": tables, "params": p, "out": out}

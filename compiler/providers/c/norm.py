@@ -28,6 +28,22 @@ def _float_check(node) -> Optional[str]:
     return None
 
 
+def _sum4(acc: str, term: str, n: int, ind: str) -> str:
+    """double `acc` = sum of `term` (in k) over k < n, with 4 independent partial sums: a
+    single double accumulator is a serial chain of adds (no auto-vectorization without
+    -ffast-math)."""
+    t = [term.replace("[k]", f"[k + {j}]") for j in range(4)]
+    return "\n".join([
+        f"{ind}double {acc};",
+        f"{ind}{{",
+        f"{ind}  double s0 = 0, s1 = 0, s2 = 0, s3 = 0; int64_t k = 0;",
+        f"{ind}  for (; k + 4 <= {n}; k += 4) {{ s0 += {t[0]}; s1 += {t[1]}; s2 += {t[2]}; s3 += {t[3]}; }}",
+        f"{ind}  for (; k < {n}; ++k) s0 += {term};",
+        f"{ind}  {acc} = (s0 + s1) + (s2 + s3);",
+        f"{ind}}}",
+    ])
+
+
 def _omp(work: int, iters: int) -> str:
     return "ONNXC_OMP_FOR" if work >= PARALLEL_MIN and iters > 1 else ""
 
@@ -82,10 +98,9 @@ def group_norm(node, ctx):
         f"for (int64_t r = 0; r < {n_img * g}; ++r) {{",
         f"  const {ct}* p = X + r*{n}; {ct}* q = Y + r*{n};",
         f"  const int64_t gi = r % {g};",
-        "  double mean = 0, var = 0;",
-        f"  for (int64_t k = 0; k < {n}; ++k) mean += p[k];",
+        _sum4("mean", "p[k]", n, "  "),
         f"  mean /= {n};",
-        f"  for (int64_t k = 0; k < {n}; ++k) {{ const double d = p[k] - mean; var += d * d; }}",
+        _sum4("var", "(p[k] - mean) * (p[k] - mean)", n, "  "),
         f"  const double inv = 1.0 / sqrt(var / {n} + {eps!r});",
         f"  for (int64_t cc = 0; cc < {cg}; ++cc) {{",
         f"    const double a = inv * S[{ch}], c0 = Bv[{ch}] - mean * a;",
