@@ -2,7 +2,8 @@
  * 2 or 3 spatial dims (a 2-D problem runs as 3-D with a depth of 1).
  *
  * Per output position the sampling point is computed once per spatial dim as up to 4 taps
- * (source index, weight); every channel then reads the same taps. Coordinates follow the
+ * (source index, weight), combined into at most 16 (offset, weight) pairs that every channel
+ * then reads (positions in tiles, channels outer). Coordinates follow the
  * definition step by step: denormalize, round (nearest), fold out-of-range coordinates back
  * (border: clamp, reflection: mirror), then pick the taps, each tap index resolved by the
  * padding mode (zeros: taps outside are dropped). Indices are always clamped into the tensor before a
@@ -113,14 +114,39 @@ static void gs_axis_taps(const onnxc_gridsample_params* p, float n, int64_t len,
     t->n = kept;
 }
 
+/* A sampling point: its taps as offsets into a channel plane with the products of the
+ * per-axis weights (as onnxruntime sums them); taps outside the tensor are not listed. */
+#define GS_MAX_POINT_TAPS 16
+typedef struct {
+    int32_t n;
+    int32_t off[GS_MAX_POINT_TAPS];
+    float w[GS_MAX_POINT_TAPS];
+} gs_point;
+
+static void gs_point_init(const gs_taps* td, const gs_taps* th, const gs_taps* tw, int64_t IH,
+                          int64_t IW, gs_point* pt) {
+    int a, b, e, k = 0;
+    for (a = 0; a < td->n; ++a)
+        for (b = 0; b < th->n; ++b)
+            for (e = 0; e < tw->n; ++e) {
+                pt->off[k] = (int32_t)((td->idx[a] * IH + th->idx[b]) * IW + tw->idx[e]);
+                pt->w[k++] = td->w[a] * th->w[b] * tw->w[e];
+            }
+    pt->n = k;
+}
+
+/* Output positions per task: their taps are computed once, then every channel reads them
+ * (channel-outer keeps each plane's accesses local). */
+#define GS_TILE 64
+
 void onnxc_gridsample(const onnxc_gridsample_params* p, const float* X, const float* grid,
                       float* Y) {
     const int r = p->rank == 3 ? 3 : 2;
     const int64_t ID = r == 3 ? p->in[0] : 1, IH = p->in[r - 2], IW = p->in[r - 1];
     const int64_t OD = r == 3 ? p->out[0] : 1, OH = p->out[r - 2], OW = p->out[r - 1];
     const int64_t in_sp = ID * IH * IW, out_sp = OD * OH * OW;
-    const int64_t total = p->N * out_sp;
-    const int parallel = total > 1 && total * p->C >= (1 << 14);
+    const int64_t tiles = (out_sp + GS_TILE - 1) / GS_TILE, tasks = p->N * tiles;
+    const int parallel = tasks > 1 && p->N * out_sp * p->C >= (1 << 14);
     int64_t q;
     if (in_sp <= 0) {  /* nothing to sample from: zeros */
         for (q = 0; q < p->N * p->C * out_sp; ++q) Y[q] = 0.0f;
@@ -131,31 +157,33 @@ void onnxc_gridsample(const onnxc_gridsample_params* p, const float* X, const fl
 #else
     (void)parallel;
 #endif
-    for (q = 0; q < total; ++q) {
-        const int64_t n = q / out_sp, o = q % out_sp;
-        const float* g = grid + q * r;  /* (x, y[, z]): W first */
-        gs_taps td, th, tw;
-        int64_t c;
-        int a, b, e;
-        gs_axis_taps(p, g[0], IW, &tw);
-        gs_axis_taps(p, g[1], IH, &th);
-        if (r == 3) {
-            gs_axis_taps(p, g[2], ID, &td);
-        } else {
-            td.n = 1; td.idx[0] = 0; td.w[0] = 1.0f;
+    for (q = 0; q < tasks; ++q) {
+        const int64_t n = q / tiles, o0 = (q % tiles) * GS_TILE;
+        const int64_t m = out_sp - o0 < GS_TILE ? out_sp - o0 : GS_TILE;
+        gs_point pts[GS_TILE];
+        int64_t i, c;
+        for (i = 0; i < m; ++i) {
+            const float* g = grid + (n * out_sp + o0 + i) * r;  /* (x, y[, z]): W first */
+            gs_taps td, th, tw;
+            gs_axis_taps(p, g[0], IW, &tw);
+            gs_axis_taps(p, g[1], IH, &th);
+            if (r == 3) {
+                gs_axis_taps(p, g[2], ID, &td);
+            } else {
+                td.n = 1; td.idx[0] = 0; td.w[0] = 1.0f;
+            }
+            gs_point_init(&td, &th, &tw, IH, IW, &pts[i]);
         }
         for (c = 0; c < p->C; ++c) {
             const float* x = X + (n * p->C + c) * in_sp;
-            float acc = 0.0f;
-            for (a = 0; a < td.n; ++a)
-                for (b = 0; b < th.n; ++b) {
-                    const float wdh = td.w[a] * th.w[b];
-                    const float* row = x + (td.idx[a] * IH + th.idx[b]) * IW;
-                    float s = 0.0f;
-                    for (e = 0; e < tw.n; ++e) s += tw.w[e] * row[tw.idx[e]];
-                    acc += wdh * s;
-                }
-            Y[(n * p->C + c) * out_sp + o] = acc;
+            float* y = Y + (n * p->C + c) * out_sp + o0;
+            for (i = 0; i < m; ++i) {
+                const gs_point* pt = &pts[i];
+                float acc = 0.0f;
+                int k;
+                for (k = 0; k < pt->n; ++k) acc += pt->w[k] * x[pt->off[k]];
+                y[i] = acc;
+            }
         }
     }
 }
