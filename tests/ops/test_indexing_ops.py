@@ -212,3 +212,30 @@ def test_topk_and_onehot_runtime_k_depth(tmp_path):
     # values that disagree with the compiled shapes give the documented fill, not a crash
     v, i, h = m.run(None, {"x": x, "k": np.array([4], np.int64), "depth": np.array(9, np.int64)})
     assert not v.any() and (i == -1).all() and not h.any()
+
+
+# --- TensorScatter -----------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+@pytest.mark.parametrize("axis,with_indices", [(-2, True), (1, True), (2, False)])
+def test_tensor_scatter(mode, axis, with_indices, tmp_path):
+    cache = RNG.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    ushape = list(cache.shape)
+    ushape[axis] = 2
+    feed = {"c": cache, "u": RNG.standard_normal(ushape).astype(np.float32)}
+    if with_indices:
+        n = cache.shape[axis]
+        feed["w"] = np.array([n - 1, 1] if mode == "circular" else [n - 2, 0], np.int64)
+    node = helper.make_node("TensorScatter", list(feed), ["y"], mode=mode, axis=axis)
+    check([node], feed, [("y", np.float32)], tmp_path, opset=24, exact=True)
+
+
+def test_tensor_scatter_out_of_range_linear_rows_skipped(tmp_path):
+    cache = np.zeros((2, 4, 3), np.float32)
+    model = make_model([helper.make_node("TensorScatter", ["c", "u", "w"], ["y"], axis=1)],
+                       [("c", np.float32, [2, 4, 3]), ("u", np.float32, [2, 2, 3]), ("w", np.int64, [2])],
+                       [("y", np.float32, None)], opset=24)
+    out = compile_c(model, tmp_path / "o").run(None, {"c": cache, "u": np.ones((2, 2, 3), np.float32),
+                                                      "w": np.array([3, 2**62], np.int64)})[0]
+    want = cache.copy()
+    want[0, 3] = 1
+    np.testing.assert_array_equal(out, want)

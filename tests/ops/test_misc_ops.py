@@ -206,3 +206,15 @@ def test_range_runtime(dtype, start, limit, delta, n, tmp_path):
     np.testing.assert_allclose(m.run(None, feed)[0], ort_run(model, feed)[0], rtol=1e-6)
     feed["d"] = np.array(0, dtype)  # count undefined: zeros, no crash
     assert not m.run(None, feed)[0].any()
+
+
+# --- BitShift ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                                   np.uint64])
+def test_bitshift(direction, dtype, tmp_path):
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    x = RNG.integers(info.min, info.max, (3, 8), dtype=dtype, endpoint=True)
+    s = RNG.integers(-3 if info.min else 0, bits + 3, (8,)).astype(dtype)  # out-of-range amounts too
+    node = helper.make_node("BitShift", ["x", "s"], ["y"], direction=direction)
+    check([node], {"x": x, "s": s}, [("y", dtype)], tmp_path, opset=28, exact=True)

@@ -406,3 +406,56 @@ def eyelike(node, ctx):
     if hi > lo:
         lines.append(f"for (int64_t i = {lo}; i < {hi}; ++i) Y[i*{cols} + i + {k}] = 1;")
     return "\n".join(lines)
+
+
+# --- TensorScatter -----------------------------------------------------------------------------
+def _tensor_scatter_check(node):
+    cache, upd = node.inputs[0], node.inputs[1]
+    wi = node.input(2)
+    rank = len(cache.shape)
+    if rank < 2 or len(upd.shape) != rank or upd.dtype != cache.dtype:
+        return "past_cache and update must have one rank >= 2 and one dtype"
+    axis = get_attr(node, "axis", -2)
+    if not -rank <= axis < rank or axis % rank == 0:
+        return f"axis {axis} invalid (it cannot be the batch dimension)"
+    axis %= rank
+    if any(u != c for k, (u, c) in enumerate(zip(upd.shape, cache.shape)) if k != axis) or upd.shape[axis] > cache.shape[axis]:
+        return "update shape does not fit the cache"
+    if wi is not None and (wi.dtype != np.int64 or tuple(wi.shape) != (cache.shape[0],)):
+        return "write_indices must be int64 [batch]"
+    if get_attr(node, "mode", "linear") not in ("linear", "circular"):
+        return f"mode '{get_attr(node, 'mode', 'linear')}' not supported"
+    return None
+
+
+@c_kernel("TensorScatter", check=_tensor_scatter_check)
+def tensor_scatter(node, ctx):
+    """present = past with update's rows written at write_indices[b] + s along the axis
+    (modulo its length when circular).  Linear mode skips rows that would land outside."""
+    cache, upd = node.inputs[0], node.inputs[1]
+    wi = node.input(2)
+    y = node.outputs[0]
+    rank = len(cache.shape)
+    axis = get_attr(node, "axis", -2) % rank
+    circular = get_attr(node, "mode", "linear") == "circular"
+    outer, n = _prod(cache.shape[:axis]), cache.shape[axis]
+    seq, row = upd.shape[axis], _prod(cache.shape[axis + 1:]) * cache.dtype.itemsize
+    per_batch = _prod(cache.shape[1:axis])  # prefix rows that share one batch index
+    lines = [_copy(ctx, cache, y)]
+    if seq == 0 or row == 0 or outer == 0:
+        return lines[0]
+    start = f"{ctx.ptr(wi)}[o / {per_batch}]" if wi is not None else "0"
+    # w0 + s without overflow: reduce first (circular), or compare against N - s (linear)
+    pos = "(((w0 % N) + N) % N + s) % N" if circular else "(w0 >= 0 && w0 < N - s) ? w0 + s : -1"
+    lines += [f"const uint8_t* ONNXC_RESTRICT U = (const uint8_t*){ctx.ptr(upd)};",
+              f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
+              f"const int64_t N = {n};",
+              f"for (int64_t o = 0; o < {outer}; ++o) {{",
+              f"  const int64_t w0 = {start};",
+              f"  for (int64_t s = 0; s < {seq}; ++s) {{",
+              f"    const int64_t p = {pos};",
+              "    if (p < 0) continue;  /* linear mode: outside the cache, skipped */" if not circular else "",
+              f"    memcpy(Y + (o*N + p)*{row}, U + (o*{seq} + s)*{row}, {row});",
+              "  }",
+              "}"]
+    return "\n".join(line for line in lines if line)

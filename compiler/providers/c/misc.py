@@ -423,3 +423,49 @@ def sized(node, ctx):
     return "\n".join([f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};", ok,
                       f"if (!ok) memset(Y, 0, {y.nbytes});  /* size disagrees with the compiled shape */",
                       f"else {{ {fill} }}"])
+
+
+# --- BitShift (every integer type, opset 28 semantics) -------------------------------------------
+def _bitshift_check(node):
+    x, s = node.inputs
+    y = node.outputs[0]
+    if x.dtype not in INTS or s.dtype != x.dtype or y.dtype != x.dtype:
+        return f"dtype {x.dtype} not supported (integers only, X and Y alike)"
+    if get_attr(node, "direction", "") not in ("LEFT", "RIGHT"):
+        return "direction must be LEFT or RIGHT"
+    try:
+        ok = tuple(np.broadcast_shapes(tuple(x.shape), tuple(s.shape))) == tuple(y.shape)
+    except ValueError:
+        ok = False
+    return None if ok else "input shapes do not broadcast to the output"
+
+
+@c_kernel("BitShift", check=_bitshift_check)
+def bitshift(node, ctx):
+    """Registered after elementwise.py's unsigned-only entry, which this one supersedes.
+    A shift amount outside [0, bits) gives what the sign fill alone produces (-1 for a right
+    shift of a negative value, else 0); left shifts run on the unsigned bits, so signed
+    overflow just discards bits; right shifts of signed values are arithmetic."""
+    from ...codegen.loops import broadcast_loop
+    x, s = node.inputs
+    y = node.outputs[0]
+    ct = ctx.ctype(y)
+    bits = 8 * y.dtype.itemsize
+    signed = y.dtype.kind == "i"
+    neg = " || b < 0" if signed else ""
+
+    def body(e, oi):
+        a, b = e
+        if get_attr(node, "direction") == "LEFT":
+            uct = ct if not signed else "u" + ct
+            val = f"({ct})((uint64_t)({uct})a << b)"
+            fill = "0"
+        else:
+            val = "(a >> b)"
+            fill = "(a < 0 ? -1 : 0)" if signed else "0"
+        return (f"const {ct} a = {a}, b = {b}; "
+                f"Y[{oi}] = (b >= {bits}{neg}) ? ({ct}){fill} : ({ct}){val};")
+    return "\n".join([f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
+                      f"const {ct}* ONNXC_RESTRICT S = {ctx.ptr(s)};",
+                      f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+                      broadcast_loop(y.shape, [("X", x.shape), ("S", s.shape)], body)])
