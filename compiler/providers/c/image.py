@@ -498,6 +498,8 @@ def _gridsample_check(node) -> Optional[str]:
         # PyTorch (and onnxruntime) clamp each cubic tap, onnx.reference clamps the sampling
         # point first: the definitions disagree
         return "cubic mode with border padding is ambiguous (onnx.reference and PyTorch differ)"
+    if int(np.prod(x.shape[2:])) >= 2 ** 31:
+        return "input planes of 2^31 elements or more not supported"
     if len(grid.shape) != rank + 2 or grid.shape[0] != x.shape[0] or grid.shape[-1] != rank:
         return f"grid shape {grid.shape} does not match input {x.shape}"
     if list(y.shape) != [x.shape[0], x.shape[1]] + list(grid.shape[1:-1]):
