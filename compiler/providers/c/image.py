@@ -9,7 +9,7 @@ does) and stored in the weights blob, so the generated C is a gather and a weigh
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
