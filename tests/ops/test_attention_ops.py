@@ -287,3 +287,62 @@ def test_rotary_bad_position_ids(tmp_path):
     y = compile_c(model, tmp_path / "o").run(None, {"x": x, "cos": f32(10, 2), "sin": f32(10, 2), "pos": pos})[0]
     assert np.isnan(y[:, :, [0, 2], :4]).all() and not np.isnan(y[:, :, 1]).any()
     np.testing.assert_array_equal(y[..., 4:], x[..., 4:])
+
+
+# --- SwiGLU, CausalConvWithState, LinearAttention -----------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [None, 0.5, -1.25])
+def test_swiglu(dtype, alpha, tmp_path):
+    """onnxruntime has no SwiGLU (its function body needs Swish-24): against the reference."""
+    a, b = (RNG.standard_normal((3, 70000 if dtype == np.float32 else 5)).astype(dtype) * 4 for _ in range(2))
+    attrs = {} if alpha is None else dict(alpha=alpha)
+    check("SwiGLU", [("a", a), ("b", b)], opset=28, oracle="reference", tmp_path=tmp_path, **attrs)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+@pytest.mark.parametrize("L", [1, 2, 9])
+@pytest.mark.parametrize("extras", ["", "bias", "past", "bias+past"])
+@pytest.mark.parametrize("activation", ["none", "silu"])
+def test_causal_conv_with_state(k, L, extras, activation, tmp_path):
+    B, C = 2, 5
+    feed = [("x", f32(B, C, L)), ("w", f32(C, 1, k)), ("bias", f32(C) if "bias" in extras else None),
+            ("past", f32(B, C, k - 1) if "past" in extras else None)]
+    while feed[-1][1] is None:
+        feed.pop()
+    check("CausalConvWithState", feed, outputs=("y", "state"), opset=27, activation=activation, tmp_path=tmp_path)
+
+
+def test_causal_conv_with_state_float64(tmp_path):
+    x, w, p = (RNG.standard_normal(s) for s in ((2, 3, 6), (3, 1, 3), (2, 3, 2)))
+    check("CausalConvWithState", [("x", x), ("w", w), ("", None), ("past", p)], outputs=("y", "state"), opset=27,
+          oracle="reference", activation="swish", tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+@pytest.mark.parametrize("heads", [(4, 4), (4, 2), (3, 1)])
+@pytest.mark.parametrize("T", [1, 5])
+@pytest.mark.parametrize("with_past", [False, True])
+def test_linear_attention(rule, heads, T, with_past, tmp_path):
+    Hq, Hkv = heads
+    B, dk, dv = 2, 4, 6
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    k = f32(B, T, Hkv, dk)
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)  # the delta rules expect L2-normalized keys
+    decay = -np.abs(f32(B, T, Hkv * dk if T == 5 else Hkv)) if gating else None
+    beta = (1 / (1 + np.exp(-f32(B, T, Hkv if Hkv > 1 else 1)))).astype(np.float32) if delta else None
+    feed = [("q", f32(B, T, Hq * dk)), ("k", k.reshape(B, T, Hkv * dk)), ("v", f32(B, T, Hkv * dv)),
+            ("past", f32(B, Hkv, dk, dv) if with_past else None), ("decay", decay), ("beta", beta)]
+    while feed[-1][1] is None:
+        feed.pop()
+    scale = {} if T == 1 else dict(scale=0.3)
+    check("LinearAttention", feed, outputs=("o", "state"), opset=27, q_num_heads=Hq, kv_num_heads=Hkv,
+          update_rule=rule, rtol=1e-4, atol=1e-5, tmp_path=tmp_path, **scale)
+
+
+def test_linear_attention_refused(tmp_path):
+    """float64 is refused: the reference runs the recurrence in float32 whatever the input type."""
+    feed = [("q", RNG.standard_normal((1, 2, 8))), ("k", RNG.standard_normal((1, 2, 8))),
+            ("v", RNG.standard_normal((1, 2, 8)))]
+    model = build("LinearAttention", feed, ["o", "state"], 27, q_num_heads=2, kv_num_heads=2, update_rule="linear")
+    with pytest.raises(NotImplementedError, match="LinearAttention"):
+        compile_c(model, tmp_path / "o")

@@ -337,3 +337,251 @@ def rotary_embedding(node, ctx):
               "  }",
               "}"]
     return "\n".join(ln for ln in lines if ln)
+
+
+# --- SwiGLU (opset 28) -----------------------------------------------------------------------
+FLOATS = (F32, np.dtype(np.float64))
+
+
+def _libm(name: str, dtype) -> str:
+    return name + "f" if np.dtype(dtype) == F32 else name
+
+
+def _swiglu_check(node) -> Optional[str]:
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if a.dtype not in FLOATS or b.dtype != a.dtype or y.dtype != a.dtype:
+        return f"dtypes {a.dtype}/{b.dtype} (float32 or float64, both the same)"
+    if tuple(a.shape) != tuple(b.shape) or tuple(y.shape) != tuple(a.shape):
+        return f"A {a.shape} and B {b.shape} must have one shape (SwiGLU does not broadcast)"
+    return None
+
+
+@c_kernel("SwiGLU", check=_swiglu_check)
+def swiglu(node, ctx):
+    a, y = node.inputs[0], node.outputs[0]
+    ct, n = ctx.ctype(a), int(np.prod(a.shape, dtype=np.int64))
+    neg_alpha = ctx.lit(-float(get_attr(node, "alpha", 1.0)), a.dtype)
+    one = ctx.lit(1.0, a.dtype)
+    # as the reference: the sigmoid term is rounded to T before the two products
+    return "\n".join([
+        f"const {ct}* ONNXC_RESTRICT A = {ctx.ptr(a)}; const {ct}* ONNXC_RESTRICT Bv = {ctx.ptr(node.inputs[1])};",
+        f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+        "ONNXC_OMP_FOR" if n >= (1 << 16) else "",
+        f"for (int64_t i = 0; i < {n}; ++i) {{",
+        f"  const {ct} sig = {one} / ({one} + {_libm('exp', a.dtype)}(({neg_alpha}) * A[i]));",
+        "  Y[i] = (A[i] * sig) * Bv[i];",
+        "}"])
+
+
+# --- CausalConvWithState (opset 27) ----------------------------------------------------------
+def _ccws_check(node) -> Optional[str]:
+    x, w = node.inputs[0], node.inputs[1]
+    bias, past = node.input(2), node.input(3)
+    if x.dtype not in FLOATS or any(v is not None and v.dtype != x.dtype for v in
+                                    (w, bias, past) + tuple(node.outputs)):
+        return f"dtype {x.dtype} (float32 or float64, all inputs and outputs alike)"
+    if len(x.shape) != 3 or len(w.shape) != 3:
+        return "input and weight must be rank 3"
+    B, C, L = x.shape
+    k = w.shape[2]
+    if tuple(w.shape) != (C, 1, k) or k < 1:
+        return f"weight shape {w.shape}, expected ({C}, 1, k) with k >= 1"
+    if bias is not None and tuple(bias.shape) != (C,):
+        return f"bias shape {bias.shape}, expected ({C},)"
+    if past is not None and tuple(past.shape) != (B, C, k - 1):
+        return f"past_state shape {past.shape}, expected {(B, C, k - 1)}"
+    act = get_attr(node, "activation", "none")
+    if act not in ("none", "silu", "swish"):
+        return f"activation '{act}'"
+    if tuple(node.outputs[0].shape) != (B, C, L) or (len(node.outputs) > 1 and _used(node, 1)
+                                                     and tuple(node.outputs[1].shape) != (B, C, k - 1)):
+        return "output shapes disagree with the spec"
+    return None
+
+
+@c_kernel("CausalConvWithState", check=_ccws_check)
+def causal_conv_with_state(node, ctx):
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    bias, past = node.input(2), node.input(3)
+    B, C, L = x.shape
+    k = w.shape[2]
+    ct = ctx.ctype(x)
+    acc = "double" if x.dtype == F32 else ct
+    pad = k - 1
+    # element p of the left-padded sequence [past or zeros, x] (length L + k - 1)
+    src = f"(p < {pad} ? {'ps[p]' if past is not None else '0'} : xr[p - {pad}])" if pad else "xr[p]"
+    lines = [f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)}; const {ct}* ONNXC_RESTRICT W = {ctx.ptr(w)};",
+             f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if bias is not None:
+        lines.append(f"const {ct}* Bias = {ctx.ptr(bias)};")
+    if past is not None:
+        lines.append(f"const {ct}* PS = {ctx.ptr(past)};")
+    state = _used(node, 1) and pad > 0
+    if state:
+        lines.append(f"{ct}* ONNXC_RESTRICT PR = {ctx.ptr(node.outputs[1])};")
+    lines += ["ONNXC_OMP_FOR" if B * C * L * k >= (1 << 16) and B * C > 1 else "",
+              f"for (int64_t bc = 0; bc < {B * C}; ++bc) {{",
+              f"  const int64_t c = bc % {C};",
+              f"  const {ct}* xr = X + bc*{L}; const {ct}* wr = W + c*{k}; {ct}* yr = Y + bc*{L};"]
+    if past is not None:
+        lines.append(f"  const {ct}* ps = PS + bc*{pad};")
+    lines += [f"  for (int64_t t = 0; t < {L}; ++t) {{",
+              f"    {acc} s = 0;",
+              f"    for (int64_t i = 0; i < {k}; ++i) {{ const int64_t p = t + i; s += ({acc})wr[i] * {src}; }}",
+              f"    {ct} v = ({ct})s" + (" + Bias[c];" if bias is not None else ";")]
+    if get_attr(node, "activation", "none") in ("silu", "swish"):
+        one = ctx.lit(1.0, x.dtype)
+        lines.append(f"    v = v * ({one} / ({one} + {_libm('exp', x.dtype)}(-v)));")
+    lines += ["    yr[t] = v;", "  }"]
+    if state:  # the last k - 1 positions of the padded sequence
+        lines.append(f"  for (int64_t j = 0; j < {pad}; ++j) {{ const int64_t p = {L} + j; "
+                     f"PR[bc*{pad} + j] = {src}; }}")
+    lines.append("}")
+    return "\n".join(ln for ln in lines if ln)
+
+
+# --- LinearAttention (opset 27) ---------------------------------------------------------------
+@dataclass
+class _Linear:
+    B: int
+    T: int
+    Hq: int
+    Hkv: int
+    dk: int
+    dv: int
+    gating: bool
+    delta: bool
+    decay_per_dim: bool
+    beta_per_head: bool
+    scale: float
+
+
+def _linear_geometry(node) -> _Linear:
+    q, k, v = node.inputs[0], node.inputs[1], node.inputs[2]
+    past, decay, beta = node.input(3), node.input(4), node.input(5)
+    for x in (q, k, v, past, decay, beta) + tuple(node.outputs[:2]):
+        if x is not None and x.dtype != F32:
+            raise _Refuse(f"dtype {x.dtype} of '{x.name}' (float32 only: the reference computes in float32)")
+    rule = get_attr(node, "update_rule", "gated_delta")
+    if isinstance(rule, bytes):
+        rule = rule.decode()
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise _Refuse(f"update_rule '{rule}'")
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    Hq, Hkv = get_attr(node, "q_num_heads", None), get_attr(node, "kv_num_heads", None)
+    if not Hq or not Hkv or Hq <= 0 or Hkv <= 0 or Hq % Hkv:
+        raise _Refuse("q_num_heads must be a positive multiple of kv_num_heads (both required)")
+    if gating != (decay is not None) or delta != (beta is not None):
+        raise _Refuse(f"update_rule '{rule}' needs decay {'given' if gating else 'absent'} and beta "
+                      f"{'given' if delta else 'absent'}")
+    if any(len(x.shape) != 3 for x in (q, k, v)):
+        raise _Refuse("query, key and value must be 3-D [B, T, H*D]")
+    B, T, qh = q.shape
+    if qh % Hq or k.shape[2] % Hkv or v.shape[2] % Hkv:
+        raise _Refuse("hidden sizes are not multiples of the head counts")
+    dk, dv = qh // Hq, v.shape[2] // Hkv
+    if tuple(k.shape) != (B, T, Hkv * dk) or tuple(v.shape[:2]) != (B, T):
+        raise _Refuse(f"key {k.shape} / value {v.shape} do not match query {q.shape}")
+    if min(B, T, dk, dv) <= 0:
+        raise _Refuse("empty tensors")
+    if past is not None and tuple(past.shape) != (B, Hkv, dk, dv):
+        raise _Refuse(f"past_state shape {past.shape}, expected {(B, Hkv, dk, dv)}")
+    per_dim = False
+    if decay is not None:
+        if len(decay.shape) != 3 or tuple(decay.shape[:2]) != (B, T) or decay.shape[2] not in (Hkv, Hkv * dk):
+            raise _Refuse(f"decay shape {decay.shape}, expected ({B}, {T}, {Hkv} or {Hkv * dk})")
+        per_dim = decay.shape[2] != Hkv
+    per_head = False
+    if beta is not None:
+        if len(beta.shape) != 3 or tuple(beta.shape[:2]) != (B, T) or beta.shape[2] not in (Hkv, 1):
+            raise _Refuse(f"beta shape {beta.shape}, expected ({B}, {T}, {Hkv} or 1)")
+        per_head = beta.shape[2] == Hkv and Hkv != 1
+    if tuple(node.outputs[0].shape) != (B, T, Hq * dv):
+        raise _Refuse(f"output shape {node.outputs[0].shape}")
+    if len(node.outputs) < 2 or tuple(node.outputs[1].shape) != (B, Hkv, dk, dv):
+        raise _Refuse("present_state shape disagrees with the spec")
+    scale = get_attr(node, "scale", 0.0) or 0.0
+    scale = float(1.0 / np.sqrt(dk)) if scale == 0.0 else float(scale)
+    return _Linear(B, T, Hq, Hkv, dk, dv, gating, delta, per_dim, per_head, scale)
+
+
+def _linear_check(node) -> Optional[str]:
+    try:
+        _linear_geometry(node)
+    except _Refuse as e:
+        return str(e)
+    return None
+
+
+def _linear_scratch(node) -> int:
+    g = _linear_geometry(node)
+    return g.B * g.Hkv * g.dv * 4 if g.delta else 0
+
+
+@c_kernel("LinearAttention", check=_linear_check, scratch=_linear_scratch)
+def linear_attention(node, ctx):
+    """Sequential recurrence per (batch, KV head); the state lives in present_state."""
+    g = _linear_geometry(node)
+    past, decay, beta = node.input(3), node.input(4), node.input(5)
+    S_sz, G = g.dk * g.dv, g.Hq // g.Hkv
+    lines = [f"const float* Q = {ctx.ptr(node.inputs[0])}; const float* K = {ctx.ptr(node.inputs[1])};",
+             f"const float* V = {ctx.ptr(node.inputs[2])}; float* O = {ctx.ptr(node.outputs[0])};",
+             f"float* ST = {ctx.ptr(node.outputs[1])};"]
+    if past is not None:
+        lines.append(f"const float* PS = {ctx.ptr(past)};")
+    if decay is not None:
+        lines.append(f"const float* DG = {ctx.ptr(decay)};")
+    if beta is not None:
+        lines.append(f"const float* BT = {ctx.ptr(beta)};")
+    if g.delta:
+        lines.append(f"float* VT = {ctx.scratch(node, 'float')};")
+    big = g.B * g.T * g.Hq * S_sz >= (1 << 16) and g.B * g.Hkv > 1
+    lines += ["ONNXC_OMP_FOR" if big else "",
+              f"for (int64_t bh = 0; bh < {g.B * g.Hkv}; ++bh) {{",
+              f"  const int64_t b = bh / {g.Hkv}, hk = bh % {g.Hkv};",
+              f"  float* S = ST + bh*{S_sz};",
+              (f"  memcpy(S, PS + bh*{S_sz}, {S_sz * 4});" if past is not None else
+               f"  memset(S, 0, {S_sz * 4});"),
+              f"  for (int64_t t = 0; t < {g.T}; ++t) {{",
+              f"    const int64_t bt = b*{g.T} + t;",
+              f"    const float* k = K + bt*{g.Hkv * g.dk} + hk*{g.dk};",
+              f"    const float* v = V + bt*{g.Hkv * g.dv} + hk*{g.dv};"]
+    if g.gating:  # S *= exp(g) per key dim (or per head)
+        gexpr = (f"expf(DG[bt*{g.Hkv * g.dk} + hk*{g.dk} + d])" if g.decay_per_dim else
+                 f"expf(DG[bt*{g.Hkv} + hk])")
+        lines += [f"    for (int64_t d = 0; d < {g.dk}; ++d) {{",
+                  f"      const float e = {gexpr};",
+                  f"      for (int64_t m = 0; m < {g.dv}; ++m) S[d*{g.dv} + m] *= e;",
+                  "    }"]
+    if g.delta:  # v <- beta * (v - S^T k)
+        bexpr = f"BT[bt*{g.Hkv} + hk]" if g.beta_per_head else f"BT[bt*{beta.shape[2]}]"
+        lines += [f"    float* vt = VT + bh*{g.dv};",
+                  f"    const float bta = {bexpr};",
+                  f"    for (int64_t m = 0; m < {g.dv}; ++m) {{",
+                  "      double r = 0;",
+                  f"      for (int64_t d = 0; d < {g.dk}; ++d) r += (double)S[d*{g.dv} + m] * k[d];",
+                  "      vt[m] = bta * (v[m] - (float)r);",
+                  "    }",
+                  "    v = vt;"]
+    lines += [f"    for (int64_t d = 0; d < {g.dk}; ++d)",
+              f"      for (int64_t m = 0; m < {g.dv}; ++m) S[d*{g.dv} + m] += k[d] * v[m];",
+              f"    for (int64_t hq = hk*{G}; hq < (hk + 1)*{G}; ++hq) {{",
+              f"      const float* q = Q + bt*{g.Hq * g.dk} + hq*{g.dk};",
+              f"      float* o = O + bt*{g.Hq * g.dv} + hq*{g.dv};",
+              f"      for (int64_t m = 0; m < {g.dv}; ++m) {{",
+              "        double s = 0;",
+              f"        for (int64_t d = 0; d < {g.dk}; ++d) s += (double)q[d] * S[d*{g.dv} + m];",
+              f"        o[m] = (float)({g.scale!r} * s);",
+              "      }",
+              "    }",
+              "  }",
+              "}"]
+    return "\n".join(ln for ln in lines if ln)
+
+
+# --- FlexAttention ------------------------------------------------------------------------------
+@c_kernel("FlexAttention", domain="ai.onnx.preview", check=lambda node: (
+    "FlexAttention is a preview op (domain ai.onnx.preview, no schema in onnx.defs) whose "
+    "score_mod/prob_mod subgraph semantics are not settled: not implemented"))
+def flex_attention(node, ctx):  # never emitted: check() always refuses
+    raise AssertionError("FlexAttention is refused by its check")
