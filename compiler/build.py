@@ -76,8 +76,12 @@ def runtime_objects(flags: List[str]) -> List[Path]:
     return objs
 
 
-def cdef(prefix: str) -> str:
-    return (f"size_t {prefix}_arena_bytes(void);\n"
+def cdef(prefix: str, partitions=()) -> str:
+    """cffi declarations; ``partitions``: indices of C partitions exported for the Python
+    runtime (models with fallback partitions)."""
+    parts = "".join(f"void {prefix}_partition{i}(const uint8_t* weights, uint8_t* arena, "
+                    f"const void* const* in, void* const* out);\n" for i in partitions)
+    return parts + (f"size_t {prefix}_arena_bytes(void);\n"
             f"size_t {prefix}_weights_bytes(void);\n"
             f"int {prefix}_run(const void* weights, void* arena, const void* const* inputs, "
             f"void* const* outputs);\n"
@@ -85,13 +89,13 @@ def cdef(prefix: str) -> str:
 
 
 def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "native",
-                 opt: str = "-O3", openmp: bool = True) -> Path:
+                 opt: str = "-O3", openmp: bool = True, partitions=()) -> Path:
     """Compile <out_dir>/<prefix>.c into the cffi module ``module_name``; return the .so path."""
     import cffi
     flags = compile_flags(target, opt, openmp)
     objs = runtime_objects(flags)
     ffi = cffi.FFI()
-    ffi.cdef(cdef(prefix))
+    ffi.cdef(cdef(prefix, partitions))
     ffi.set_source(module_name, f'#include "{prefix}.h"', sources=[str(out_dir / f"{prefix}.c")],
                    include_dirs=[str(out_dir), str(runtime_dir() / "include")],
                    extra_compile_args=flags, extra_objects=[str(o) for o in objs],

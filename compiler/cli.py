@@ -24,13 +24,20 @@ def cmd_compile(args) -> int:
     import onnxc
     t0 = time.perf_counter()
     model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
-                          output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix)
+                          output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
+                          fallback=not args.no_fallback)
     r = model.report
     print(f"compiled {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
         print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
         print(f"  weights: {r['weights_bytes']:,} bytes")
+        fb = r.get("fallback_nodes", [])
+        if fb:
+            print(f"  {len(fb)} node(s) run in the Python fallback provider (the C alone cannot run this "
+                  f"module; `onnxc inspect --partitions` shows where each node landed):")
+            for n in fb:
+                print(f"    {n['op']} '{n['name']}': {n['why']}")
     for i in model.get_inputs():
         print(f"  input  {i.name}: {i.type} {i.shape}")
     for o in model.get_outputs():
@@ -77,7 +84,7 @@ def cmd_inspect(args) -> int:
     from .codegen.cgen import legalize_outputs
     from .driver import optimize
     from .ir import format_graph
-    from .partition import partition
+    from .partition import default_providers, partition
     graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
     before = graph.op_counts()
     if args.passes or args.partitions or args.optimized:
@@ -95,7 +102,7 @@ def cmd_inspect(args) -> int:
                         print(f"  {name}: {d}")
         if args.partitions:
             legalize_outputs(graph)
-            print(partition(graph, strict=False).describe())
+            print(partition(graph, default_providers(not args.no_fallback), strict=False).describe())
     if args.ir or not (args.passes or args.partitions):
         print(format_graph(graph))
     return 0
@@ -120,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instruction set the C is compiled for (default: this machine)")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
+    c.add_argument("--no-fallback", action="store_true",
+                   help="refuse (listing them all) nodes without a C kernel instead of running them in the "
+                        "Python fallback provider")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled module on .npy inputs")
@@ -137,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
+    i.add_argument("--no-fallback", action="store_true",
+                   help="with --partitions: C provider only (show what a C-only build would refuse)")
     i.add_argument("--ir", action="store_true", help="print the IR (after passes if --passes)")
     i.add_argument("--optimized", action="store_true", help=argparse.SUPPRESS)
     i.add_argument("-v", "--verbose", action="store_true", help="with --passes: list the rewritten nodes")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -21,6 +22,7 @@ from .errors import UnsupportedError
 from .runtime import MANIFEST, CompiledModel
 
 DEFAULT_PREFIX = "model"
+log = logging.getLogger("onnxc")
 
 
 def _model_bytes(model) -> bytes:
@@ -52,8 +54,8 @@ def optimize(graph, opt_level: str = "extended", verify_each: bool = False):
     return pm
 
 
-def require_static(graph) -> None:
-    missing = [v for v in graph.values() if not v.is_static]
+def require_static(graph, values=None) -> None:
+    missing = [v for v in (graph.values() if values is None else values) if not v.is_static]
     if missing:
         names = ", ".join(f"'{v.name}' {v.shape}" for v in missing[:10])
         raise UnsupportedError(
@@ -64,13 +66,17 @@ def require_static(graph) -> None:
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
-                  verbose: bool = False) -> CompiledModel:
+                  verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto") -> CompiledModel:
+    """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
+    provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
+    "reference") picks its interpreter when the module is loaded (not part of the build)."""
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()
     raw = _model_bytes(model)
     options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
-               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": openmp}
+               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": openmp,
+               "fallback": bool(fallback)}
     key = cache_key(raw, options)
     in_cache = output_dir is None
     if in_cache:
@@ -80,7 +86,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     if not force and (out / MANIFEST).exists():
         try:
             if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
-                return CompiledModel(out, num_threads=num_threads)
+                return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
         except (ValueError, OSError):
             pass
     src = raw if not hasattr(model, "SerializeToString") else model
@@ -97,11 +103,11 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
             os.replace(tmp, out)
         except OSError:  # another process installed the same build first
             shutil.rmtree(tmp, ignore_errors=True)
-        return CompiledModel(out, num_threads=num_threads)
+        return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
     report = build_into(src, out, key, options, verbose=verbose)
     report["seconds_total"] = round(time.perf_counter() - t0, 3)
     _update_report(out, report)
-    return CompiledModel(out, num_threads=num_threads)
+    return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
 
 
 def _update_report(out: Path, report: Dict) -> None:
@@ -115,7 +121,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
     from .ir import verify
-    from .partition import partition
+    from .fallback import python_values, static_required
+    from .partition import default_providers, partition
     from .resources import runtime_dir
 
     times = {}
@@ -132,9 +139,14 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     legalize_outputs(graph)
 
     t = time.perf_counter()
-    parts = partition(graph)  # lists every node no provider can run, dynamic shapes included
-    require_static(graph)
-    verify(graph, require_static=True)
+    # lists every node no provider can run, dynamic shapes included
+    parts = partition(graph, default_providers(options.get("fallback", False)))
+    c_ids = {id(n) for n in parts.nodes_of("c")}
+    require_static(graph, static_required(graph, c_ids, python_values(graph, c_ids)))
+    verify(graph, require_typed=not parts.nodes_of("fallback"))
+    for n in parts.nodes_of("fallback"):
+        log.warning("onnxc: %s node '%s' runs in the Python fallback provider (%s)", n.op_type, n.name,
+                    parts.declined.get(id(n), {}).get("c", "no C kernel"))
     prefix = options["prefix"]
     result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
     times["codegen"] = time.perf_counter() - t
@@ -150,14 +162,23 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     shutil.copytree(runtime_dir(), rt_copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     for old in out.glob("_onnxc_*.so"):
         old.unlink()
+    for old in out.glob("fallback*.onnx"):
+        old.unlink()
+    fallback = []
+    for fb in result.fallback:
+        (out / fb["file"]).write_bytes(fb["model"])
+        fallback.append({k: v for k, v in fb.items() if k != "model"})
     module_name = f"_onnxc_{key}"
     so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],
-                      openmp=options["openmp"])
+                      openmp=options["openmp"],
+                      partitions=[i for kind, i in result.steps if kind == "c"] if fallback else ())
     times["build"] = time.perf_counter() - t
     report = {
         "nodes_before": nodes_before, "nodes_after": len(graph.nodes), "op_counts": graph.op_counts(),
         "arena_bytes": result.plan.size, "intermediate_bytes": result.plan.total_unshared,
         "weights_bytes": result.blob.size, "partitions": len(parts.partitions),
+        "fallback_nodes": [{"op": n.op_type, "name": n.name, "why": parts.declined.get(id(n), {}).get("c", "")}
+                           for n in parts.nodes_of("fallback")],
         "passes": {name: {"rewrites": s.rewrites, "ms": round(s.seconds * 1e3, 2)} for name, s in pm.stats.items()},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
@@ -165,6 +186,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         "format": 1, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
         "module_name": module_name, "module_file": so.name, "weights_file": "weights.bin",
         "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
+        "steps": result.steps, "fallback": fallback,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report

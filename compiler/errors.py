@@ -34,3 +34,8 @@ class UnsupportedOpError(UnsupportedError):
         if any("no static shape" in n[4] for n in self.nodes):
             lines.append("hint: give input_shapes for the model's free dimensions")
         super().__init__("\n".join(lines))
+
+
+class FallbackError(UnsupportedError):
+    """A fallback partition could not be run by any allowed interpreter, or its interpreter's
+    result disagrees with what the compiled code was built for."""

@@ -44,7 +44,7 @@ def _import_so(path: Path, module_name: str):
 class CompiledModel:
     """A compiled model: ``run(output_names, input_feed)`` like onnxruntime."""
 
-    def __init__(self, output_dir, num_threads: Optional[int] = None):
+    def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto"):
         self.output_dir = Path(output_dir)
         mpath = self.output_dir / MANIFEST
         if not mpath.exists():
@@ -63,12 +63,20 @@ class CompiledModel:
         self._local = threading.local()
         self._inputs = m["inputs"]
         self._outputs = m["outputs"]
-        self._in_dtypes = [np.dtype(i["dtype"]) for i in self._inputs]
-        self._out_dtypes = [np.dtype(o["dtype"]) for o in self._outputs]
+        self._in_dtypes = [_np_dtype(i["dtype"]) for i in self._inputs]
+        self._out_dtypes = [_np_dtype(o["dtype"]) for o in self._outputs]
         self.num_threads = num_threads
         if num_threads:
             getattr(self._lib, f"{self.prefix}_set_num_threads")(int(num_threads))
         self._wptr = self._ffi.cast("void*", self._weights.ctypes.data)
+        # models with fallback partitions run step by step: C partitions and interpreted ones
+        self._steps = None
+        if m.get("fallback"):
+            from .fallback_rt import FallbackPartition
+            fb = {f["index"]: FallbackPartition(self.output_dir, f, fallback_engine, num_threads)
+                  for f in m["fallback"]}
+            self._steps = [(getattr(self._lib, f"{self.prefix}_partition{i}"), None) if kind == "c"
+                           else (None, fb[i]) for kind, i in m["steps"]]
 
     # --- onnxruntime-like API ----------------------------------------------------------------
     def get_inputs(self) -> List[NodeArg]:
@@ -81,14 +89,20 @@ class CompiledModel:
     def report(self) -> Dict:
         return self.manifest.get("report", {})
 
+    @property
+    def fallback_nodes(self) -> List[Dict]:
+        """Nodes that run in the Python fallback provider (op, name, why C did not take them)."""
+        return list(self.report.get("fallback_nodes", []))
+
     def _arena(self):
+        """(cffi pointer, numpy uint8 view) of this thread's 64-byte aligned arena."""
         a = getattr(self._local, "arena", None)
         if a is None:
             buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
             start = (-buf.ctypes.data) % 64
-            a = (buf, self._ffi.cast("void*", buf.ctypes.data + start))
+            a = (self._ffi.cast("void*", buf.ctypes.data + start), buf[start:start + self._arena_bytes])
             self._local.arena = a
-        return a[1]
+        return a
 
     def _check_inputs(self, input_feed: Dict) -> List[np.ndarray]:
         if not isinstance(input_feed, dict):
@@ -102,11 +116,14 @@ class CompiledModel:
         arrays = []
         for spec, dt in zip(self._inputs, self._in_dtypes):
             x = input_feed[spec["name"]]
+            if spec.get("python") and (dt is None or dt == np.dtype(object)):
+                arrays.append(x)  # a string/sequence input only the fallback interpreter reads
+                continue
             if not isinstance(x, np.ndarray):
                 x = np.asarray(x)
             if x.dtype != dt:
                 raise InputError(f"input '{spec['name']}': expected dtype {dt.name}, got {x.dtype.name}")
-            if list(x.shape) != list(spec["shape"]):
+            if spec["shape"] is not None and list(x.shape) != list(spec["shape"]):
                 raise InputError(f"input '{spec['name']}': expected shape {tuple(spec['shape'])}, got "
                                  f"{tuple(x.shape)} (recompile with input_shapes to change it)")
             arrays.append(np.ascontiguousarray(x))
@@ -122,19 +139,46 @@ class CompiledModel:
             if bad:
                 raise InputError(f"unknown output name(s) {bad}; the model's outputs are {all_names}")
             wanted = [all_names.index(n) for n in output_names]
-        outs = [np.empty(o["shape"], dtype=dt) for o, dt in zip(self._outputs, self._out_dtypes)]
+        outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
+                for o, dt in zip(self._outputs, self._out_dtypes)]
         ffi = self._ffi
-        in_ptrs = ffi.new("void*[]", [ffi.cast("void*", a.ctypes.data) for a in arrays] or [ffi.NULL])
-        out_ptrs = ffi.new("void*[]", [ffi.cast("void*", o.ctypes.data) for o in outs] or [ffi.NULL])
-        rc = self._run_fn(self._wptr, self._arena(), in_ptrs, out_ptrs)
-        if rc != 0:
-            raise RuntimeError(f"compiled model returned error code {rc}")
+
+        def ptr(a):
+            return ffi.cast("void*", a.ctypes.data) if isinstance(a, np.ndarray) else ffi.NULL
+        in_ptrs = ffi.new("void*[]", [ptr(a) for a in arrays] or [ffi.NULL])
+        out_ptrs = ffi.new("void*[]", [ptr(o) for o in outs] or [ffi.NULL])
+        arena_ptr, arena_np = self._arena()
+        if self._steps is None:
+            rc = self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs)
+            if rc != 0:
+                raise RuntimeError(f"compiled model returned error code {rc}")
+            return [outs[i] for i in wanted]
+        env: Dict = {}
+        for c_fn, fb in self._steps:
+            if c_fn is not None:
+                c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs)
+            else:
+                fb.run(arena_np, arrays, outs, env)
+        for k, o in enumerate(self._outputs):
+            if o.get("python"):
+                outs[k] = env[o["value"]]
         return [outs[i] for i in wanted]
 
     def __repr__(self) -> str:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
 
 
-def load(output_dir, num_threads: Optional[int] = None) -> CompiledModel:
-    """Load a compiled module from its output directory without recompiling."""
-    return CompiledModel(output_dir, num_threads=num_threads)
+def _np_dtype(name):
+    if name is None:
+        return None
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto") -> CompiledModel:
+    """Load a compiled module from its output directory without recompiling.  ``fallback_engine``
+    picks the interpreter of fallback partitions: "auto" (onnxruntime if it accepts the
+    partition, else onnx.reference), "onnxruntime" or "reference"."""
+    return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine)

@@ -15,6 +15,22 @@ from .errors import InputError
 from .runtime import CompiledModel, NodeArg, _ort_type
 
 
+def _type_string(t) -> str:
+    """onnxruntime's spelling of a type: tensor(float), seq(tensor(int64)), optional(...)."""
+    from onnx import helper
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return f"tensor({helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
+    if kind == "sequence_type":
+        return f"seq({_type_string(t.sequence_type.elem_type)})"
+    if kind == "optional_type":
+        return f"optional({_type_string(t.optional_type.elem_type)})"
+    if kind == "map_type":
+        key = helper.tensor_dtype_to_string(t.map_type.key_type).split('.')[-1].lower()
+        return f"map({key},{_type_string(t.map_type.value_type)})"
+    return str(kind)
+
+
 class InferenceSession:
     def __init__(self, path_or_bytes, sess_options=None, providers=None, input_shapes: Optional[Mapping] = None,
                  num_threads: Optional[int] = None, opt_level: str = "extended", **compile_options):
@@ -34,10 +50,9 @@ class InferenceSession:
             if vi.name in inits or vi.name in produced:
                 continue
             dtype, shape = _type_of(vi)
-            if dtype is None:
-                from .errors import UnsupportedError
-                raise UnsupportedError(f"input '{vi.name}' is not a tensor ({vi.type.WhichOneof('value')}); "
-                                       "sequence, map and optional inputs are not supported")
+            if dtype is None:  # sequence/optional/map: only the fallback interpreter reads it
+                self._inputs.append(NodeArg(vi.name, [], _type_string(vi.type)))
+                continue
             self._inputs.append(NodeArg(vi.name, list(shape or []), _ort_type(dtype_name(dtype))))
         self._outputs = []
         for vi in self._model.graph.output:
@@ -62,6 +77,18 @@ class InferenceSession:
     def get_outputs(self) -> List[NodeArg]:
         return list(self._default.get_outputs() if self._default else self._outputs)
 
+    @property
+    def fallback_nodes(self) -> List[Dict]:
+        """Nodes of the compiled specializations that run in the Python fallback provider."""
+        models = ([self._default] if self._default else []) + list(self._compiled.values())
+        seen, out = set(), []
+        for m in models:
+            for n in m.fallback_nodes:
+                if n["name"] not in seen:
+                    seen.add(n["name"])
+                    out.append(n)
+        return out
+
     def get_providers(self) -> List[str]:
         return ["OnnxcCompiledExecutionProvider"]
 
@@ -72,6 +99,8 @@ class InferenceSession:
             raise InputError(f"input_feed must be a dict of name -> array, got {type(input_feed).__name__}")
         shapes = {}
         for spec in self._inputs:
+            if not spec.type.startswith("tensor("):
+                continue
             if spec.name not in input_feed:
                 raise InputError(f"missing input '{spec.name}'; expected {[i.name for i in self._inputs]}")
             x = np.asarray(input_feed[spec.name])

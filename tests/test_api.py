@@ -87,9 +87,15 @@ def test_unsupported_ops_are_all_listed(tmp_path):
          helper.make_tensor_value_info("s2", TensorProto.STRING, [2])]),
         opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(NotImplementedError) as e:
-        onnxc.compile(model, output_dir=tmp_path / "o")
+        onnxc.compile(model, output_dir=tmp_path / "o", fallback=False)
     msg = str(e.value)
     assert "Unique" in msg and "uniq" in msg and "StringNormalizer" in msg and "strnorm" in msg
+    # by default the same nodes run in the fallback provider, strings included
+    cm = onnxc.compile(model, output_dir=tmp_path / "fb")
+    assert {n["op"] for n in cm.fallback_nodes} == {"Unique", "StringNormalizer"}
+    feed = {"x": np.array([1, -2, 1, 3], np.float32), "s": np.array(["a", "b"], dtype=object)}
+    for o, r in zip(cm.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(o, r)
 
 
 def test_malformed_model_is_model_error(tmp_path):

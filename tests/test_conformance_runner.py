@@ -44,6 +44,19 @@ def test_run_case_statuses(monkeypatch):
     assert runner.run_case(case, {})[0] == "error"
 
 
+def test_random_ops_are_not_compared_and_fallback_is_counted():
+    from onnx import helper
+    g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
+    status, why = runner.run_case(("b", helper.make_model(g), [], 1e-3, 1e-7), {})
+    assert status == "unsupported" and "Bernoulli" in why
+    results = {"a": {"status": "pass", "reason": "", "seconds": 0},
+               "b": {"status": "pass", "reason": "fallback: Unique: no C kernel for this op", "seconds": 0}}
+    counts, text = runner.summarize("node", results, 1.0)
+    assert counts["pass"] == 2 and counts["pass_c"] == 1
+    assert "1 pass entirely in C, 1 with fallback nodes" in text and "Unique: no C kernel" in text
+
+
 def test_crash_costs_one_case_and_the_run_goes_on():
     names = [c[0] for c in runner.load_cases("node")]
     idx = [names.index("test_abs"), names.index("test_relu"), names.index("test_neg")]

@@ -7,6 +7,7 @@ from typing import Dict, List
 
 from .._version import __version__
 from ..dtypes import c_type, dtype_name
+from ..fallback import c_carriable
 from ..ir import type_str
 from ..providers.c import KERNELS
 from .context import EmitContext
@@ -40,10 +41,12 @@ def _kernel(node):
     return KERNELS[(node.domain, node.op_type)]
 
 
-def _alias_of(graph):
+def _alias_of(graph, c_ids):
     outs = {id(v) for v in graph.outputs}
 
     def alias_of(node):
+        if id(node) not in c_ids:
+            return None
         k = _kernel(node)
         if k.alias is None or id(node.outputs[0]) in outs:
             return None
@@ -51,9 +54,13 @@ def _alias_of(graph):
     return alias_of
 
 
-def _scratch_of(node) -> int:
-    k = _kernel(node)
-    return int(k.scratch(node)) if k.scratch else 0
+def _scratch_of(c_ids):
+    def scratch_of(node) -> int:
+        if id(node) not in c_ids:
+            return 0
+        k = _kernel(node)
+        return int(k.scratch(node)) if k.scratch else 0
+    return scratch_of
 
 
 @dataclass
@@ -64,21 +71,37 @@ class CodegenResult:
     plan: ArenaPlan
     inputs: List[Dict]
     outputs: List[Dict]
+    fallback: List[Dict]
+    steps: List[List]
 
 
-def _io(v, name) -> Dict:
+def _io(v, name, python_side: bool = False) -> Dict:
+    """Manifest/header entry of a graph input or output.  Values the C side never touches (data-
+    dependent shapes, non-tensors, types C does not carry) are marked ``python``."""
+    if python_side or not c_carriable(v):
+        return {"name": name, "dtype": dtype_name(v.dtype) if v.dtype is not None else None, "ctype": None,
+                "shape": list(v.shape) if v.shape is not None else None, "nbytes": None, "python": True,
+                "value": v.name}
     return {"name": name, "dtype": dtype_name(v.dtype), "ctype": c_type(v.dtype), "shape": list(v.shape),
             "nbytes": v.nbytes}
 
 
 def generate(graph, partitions, prefix: str = "model", options: Dict = None,
              io_names=None) -> CodegenResult:
+    from ..fallback import build_fallback, later_reads_by_partition, python_values, used_values
     options = dict(options or {})
-    plan = plan_graph(graph, _alias_of(graph), _scratch_of)
+    c_ids = {id(n) for p in partitions if p.provider == "c" for n in p.nodes}
+    py_ids = python_values(graph, c_ids)
+    plan = plan_graph(graph, _alias_of(graph, c_ids), _scratch_of(c_ids), external=py_ids, reads=used_values)
     blob = WeightsBlob()
     ctx = EmitContext(graph, plan, blob, options)
-    parts = []
+    parts, fallback, steps = [], [], []
+    later = later_reads_by_partition(graph, partitions) if len(c_ids) < len(graph.nodes) else {}
     for p in partitions:
+        steps.append([p.provider, p.index])
+        if p.provider != "c":
+            fallback.append(build_fallback(graph, p, plan, py_ids, later[p.index]))
+            continue
         nodes = []
         for node in p.nodes:
             code = _kernel(node).emit(node, ctx)
@@ -89,12 +112,13 @@ def generate(graph, partitions, prefix: str = "model", options: Dict = None,
         parts.append({"index": p.index, "provider": p.provider, "nodes": nodes})
     in_names, out_names = io_names or ([v.name for v in graph.inputs], [v.name for v in graph.outputs])
     inputs = [_io(v, n) for v, n in zip(graph.inputs, in_names)]
-    outputs = [_io(v, n) for v, n in zip(graph.outputs, out_names)]
+    outputs = [_io(v, n, id(v) in py_ids) for v, n in zip(graph.outputs, out_names)]
     common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
                   model_name=graph.name.replace("*/", "* /"), arena_bytes=plan.size,
                   arena_unshared=plan.total_unshared, weights_bytes=blob.size, weights_header=HEADER,
-                  inputs=inputs, outputs=outputs)
+                  inputs=inputs, outputs=outputs, has_fallback=bool(fallback),
+                  c_partitions=[p["index"] for p in parts])
     c_source = render("model.c.j2", partitions=parts, num_nodes=len(graph.nodes),
                       helpers=sorted(set(options.get("helpers", []))), **common)
     header = render("model.h.j2", **common)
-    return CodegenResult(c_source, header, blob, plan, inputs, outputs)
+    return CodegenResult(c_source, header, blob, plan, inputs, outputs, fallback, steps)

@@ -56,14 +56,17 @@ def plan_buffers(buffers: List[Buffer]) -> ArenaPlan:
                      total_unshared=sum(_align(b.size) for b in placed))
 
 
-def plan_graph(graph, alias_of: Callable, scratch_of: Callable) -> ArenaPlan:
+def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), reads: Callable = None) -> ArenaPlan:
     """Plan the arena for ``graph`` (nodes in execution order).
 
     alias_of(node) -> input Value whose storage the node's single output reuses, or None.
     scratch_of(node) -> bytes of scratch the node's kernel needs while it runs.
+    external: ids of values that live outside the arena (Python-side fallback values).
+    reads(node) -> values the node reads (default: its inputs; subgraph nodes also read outer values).
     """
     pinned = {id(v) for v in graph.inputs} | {id(v) for v in graph.constants.values()}
-    pinned |= {id(v) for v in graph.outputs}
+    pinned |= {id(v) for v in graph.outputs} | set(external)
+    reads = reads or (lambda n: n.inputs)
     root: Dict[int, object] = {}
 
     def root_of(v):
@@ -78,7 +81,7 @@ def plan_graph(graph, alias_of: Callable, scratch_of: Callable) -> ArenaPlan:
         src = alias_of(node)
         if src is not None:
             root[id(node.outputs[0])] = root_of(src)
-        for v in node.inputs:
+        for v in reads(node):
             if v is not None:
                 r = root_of(v)
                 if id(r) in start:

@@ -7,7 +7,7 @@ from ..errors import ModelError
 from .core import Graph
 
 
-def verify(graph: Graph, require_static: bool = False) -> None:
+def verify(graph: Graph, require_static: bool = False, require_typed: bool = True) -> None:
     """Raise ModelError listing every broken invariant:
     single definition, defined-before-use, use lists in sync, typed values, outputs defined."""
     problems: List[str] = []
@@ -45,7 +45,7 @@ def verify(graph: Graph, require_static: bool = False) -> None:
                 problems.append(f"'{v.name}' output of {node.label} names another producer")
     all_values = list(graph.values())
     for v in all_values:
-        if v.dtype is None:
+        if v.dtype is None and require_typed:
             problems.append(f"value '{v.name}' has no dtype")
         if require_static and not v.is_static:
             problems.append(f"value '{v.name}' has no static shape ({v.shape})")
@@ -59,7 +59,7 @@ def verify(graph: Graph, require_static: bool = False) -> None:
         for sub in node.attrs.values():
             if isinstance(sub, Graph):
                 try:
-                    verify(sub, require_static=False)
+                    verify(sub, require_static=False, require_typed=require_typed)
                 except ModelError as e:
                     problems.append(f"in subgraph of {node.label}: {e}")
     if problems:

@@ -14,6 +14,7 @@
 #define ONNXC_OK 0
 #define ONNXC_ERR_NULL 1      /* a required pointer was NULL */
 #define ONNXC_ERR_ALIGN 2     /* arena or weights not 64-byte aligned */
+#define ONNXC_ERR_FALLBACK 3  /* the model has nodes only the Python fallback provider runs */
 
 #ifdef _OPENMP
 #include <omp.h>
