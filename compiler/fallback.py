@@ -49,7 +49,7 @@ def python_values(graph, c_node_ids: Set[int]) -> Set[int]:
     read_by_c = set()
     for n in graph.nodes:
         if id(n) in c_node_ids:
-            read_by_c.update(id(v) for v in n.inputs if v is not None)
+            read_by_c.update(id(v) for v in used_values(n))  # subgraphs of C nodes read in C too
     out_ids = {id(v) for v in graph.outputs}
     py = set()
     for n in graph.nodes:

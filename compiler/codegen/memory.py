@@ -56,16 +56,18 @@ def plan_buffers(buffers: List[Buffer]) -> ArenaPlan:
                      total_unshared=sum(_align(b.size) for b in placed))
 
 
-def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), reads: Callable = None) -> ArenaPlan:
+def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), reads: Callable = None,
+               pin_outputs: bool = True) -> ArenaPlan:
     """Plan the arena for ``graph`` (nodes in execution order).
 
     alias_of(node) -> input Value whose storage the node's single output reuses, or None.
     scratch_of(node) -> bytes of scratch the node's kernel needs while it runs.
     external: ids of values that live outside the arena (Python-side fallback values).
     reads(node) -> values the node reads (default: its inputs; subgraph nodes also read outer values).
+    pin_outputs=False (subgraphs): outputs get arena space too, live until the last node.
     """
     pinned = {id(v) for v in graph.inputs} | {id(v) for v in graph.constants.values()}
-    pinned |= {id(v) for v in graph.outputs} | set(external)
+    pinned |= ({id(v) for v in graph.outputs} if pin_outputs else set()) | set(external)
     reads = reads or (lambda n: n.inputs)
     root: Dict[int, object] = {}
 
@@ -97,6 +99,10 @@ def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), rea
         s = scratch_of(node)
         if s:
             scratch.append(Buffer(("scratch", i), s, i, i, label=f"scratch of {node.label}"))
+    if not pin_outputs:
+        for v in graph.outputs:
+            if id(root_of(v)) in end:
+                end[id(root_of(v))] = len(graph.nodes)
     buffers = [Buffer(k, size[k], start[k], end[k], label=labels[k]) for k in start] + scratch
     plan = plan_buffers(buffers)
     plan.root = root

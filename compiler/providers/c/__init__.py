@@ -5,5 +5,6 @@ from . import image, norm  # noqa: F401,E402  (registration)
 from . import indexing, misc  # noqa: F401,E402  (registration)
 from . import attention  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
+from . import control  # noqa: F401,E402  (registration)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]
