@@ -109,3 +109,103 @@ def test_if_different_branch_shapes_falls_back(tmp_path):
     cm = onnxc.compile(model, output_dir=tmp_path)
     np.testing.assert_allclose(cm.run(None, feed)[0], ref[0])
     assert [n["op"] for n in cm.fallback_nodes] == ["If"]
+
+
+# --- Loop --------------------------------------------------------------------------------------
+def ti(name, dtype, shape):
+    from helpers import tensor_info
+    return tensor_info(name, dtype, shape)
+
+
+def _loop_model(m_input=False, cond_expr=None, scan=True, swap=False):
+    """Carried (a, b); body reads outer 'h' (a C node's output) and the iteration number.
+    cond_expr: None -> cond passes through; else body cond = ReduceSum(a) < limit (early exit)."""
+    nodes = [helper.make_node("Add", ["a", "h"], ["a2"]),
+             helper.make_node("Cast", ["i"], ["fi"], to=F),
+             helper.make_node("Mul", ["b", "fi"], ["b2"]),
+             helper.make_node("Sub", ["a2", "b2"], ["s"])]
+    if cond_expr is None:
+        nodes.append(helper.make_node("Identity", ["cin"], ["cout"]))
+    else:
+        nodes += [helper.make_node("ReduceSum", ["a2"], ["tot"], keepdims=0),
+                  helper.make_node("Less", ["tot", "limit"], ["cout"])]
+    outs = ["b2", "a2"] if swap else ["a2", "b2"]
+    body = helper.make_graph(nodes, "body", [ti("i", np.int64, []), ti("cin", np.bool_, []),
+                                             ti("a", np.float32, None), ti("b", np.float32, None)],
+                             [ti("cout", np.bool_, []), ti(outs[0], np.float32, None), ti(outs[1], np.float32, None)]
+                             + ([ti("s", np.float32, None)] if scan else []))
+    graph_nodes = [helper.make_node("Exp", ["x"], ["h"]),
+                   helper.make_node("Loop", ["M", "" if cond_expr is None else "c0", "a0", "b0"],
+                                    ["af", "bf"] + (["ss"] if scan else []), body=body)]
+    inputs = [("x", np.float32, [2, 3]), ("a0", np.float32, [2, 3]), ("b0", np.float32, [2, 3])]
+    inits = {}
+    if m_input:
+        inputs.append(("M", np.int64, []))
+    else:
+        inits["M"] = np.array(5, np.int64)
+    if cond_expr is not None:
+        inputs.append(("c0", np.bool_, []))
+        inits["limit"] = np.array(cond_expr, np.float32)
+    outputs = [("af", np.float32, [2, 3]), ("bf", np.float32, [2, 3])] + ([("ss", np.float32, [5, 2, 3])] if scan else [])
+    return make_model(nodes=graph_nodes, inputs=inputs, outputs=outputs, initializers=inits)
+
+
+def _loop_feed():
+    return {k: rng.standard_normal((2, 3)).astype(np.float32) for k in ("x", "a0", "b0")}
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_loop_carried_and_scan_outputs_in_c(swap, tmp_path):
+    cm = run_both(_loop_model(swap=swap), _loop_feed(), tmp_path, in_c=["Loop"])
+    assert not cm.fallback_nodes
+
+
+@pytest.mark.parametrize("c0", [True, False])
+def test_loop_runtime_condition_early_exit(c0, tmp_path):
+    model = _loop_model(cond_expr=25.0, scan=False)
+    feed = dict(_loop_feed(), c0=np.array(c0))
+    feed["a0"] = np.abs(feed["a0"])
+    cm = run_both(model, feed, tmp_path, in_c=["Loop"])
+    assert not cm.fallback_nodes
+
+
+def test_loop_scan_outputs_with_runtime_condition_fall_back(tmp_path):
+    model = _loop_model(cond_expr=25.0, scan=True)
+    cm = onnxc.compile(model, output_dir=tmp_path)
+    why = [n["why"] for n in cm.fallback_nodes if n["op"] == "Loop"]
+    assert why and "data-dependent length" in why[0]
+
+
+def test_loop_runtime_trip_count_falls_back(tmp_path):
+    model = _loop_model(m_input=True, scan=False)
+    feed = dict(_loop_feed(), M=np.array(3, np.int64))
+    cm = onnxc.compile(model, output_dir=tmp_path)
+    for o, r in zip(cm.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+    assert [n["why"] for n in cm.fallback_nodes] == ["the trip count M is a runtime value"]
+
+
+# --- Scan --------------------------------------------------------------------------------------
+def _scan_model(in_axis=0, in_dir=0, out_axis=0, out_dir=0):
+    """State 'sum' += slice; scan output = running sum * outer 'w'."""
+    body = helper.make_graph([helper.make_node("Add", ["s_in", "xs"], ["s_out"]),
+                              helper.make_node("Mul", ["s_out", "w"], ["y"])], "body",
+                             [ti("s_in", np.float32, [3]), ti("xs", np.float32, [3])],
+                             [ti("s_out", np.float32, [3]), ti("y", np.float32, [3])])
+    node = helper.make_node("Scan", ["s0", "x"], ["sf", "ys"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[in_axis], scan_input_directions=[in_dir],
+                            scan_output_axes=[out_axis], scan_output_directions=[out_dir])
+    xshape = [4, 3] if in_axis == 0 else [3, 4]
+    yshape = [4, 3] if out_axis == 0 else [3, 4]
+    return make_model([node], [("s0", np.float32, [3]), ("x", np.float32, xshape), ("w", np.float32, [3])],
+                      [("sf", np.float32, [3]), ("ys", np.float32, yshape)])
+
+
+@pytest.mark.parametrize("in_axis,in_dir,out_axis,out_dir", [(0, 0, 0, 0), (1, 1, 0, 0), (0, 0, 1, 1), (1, 0, -1, 0)])
+def test_scan_cumulative_sum_in_c(in_axis, in_dir, out_axis, out_dir, tmp_path):
+    model = _scan_model(in_axis, in_dir, out_axis, out_dir)
+    xshape = (4, 3) if in_axis == 0 else (3, 4)
+    feed = {"s0": rng.standard_normal(3).astype(np.float32), "x": rng.standard_normal(xshape).astype(np.float32),
+            "w": rng.standard_normal(3).astype(np.float32)}
+    cm = run_both(model, feed, tmp_path, in_c=["Scan"])
+    assert not cm.fallback_nodes

@@ -169,3 +169,268 @@ def if_(node, ctx):
     base = region_base(ctx, node) if _if_scratch(node) else 0
     return "\n".join([f"if ({ctx.ptr(node.inputs[0])}[0]) {{", _branch_code(node, "then_branch", ctx, base),
                       "} else {", _branch_code(node, "else_branch", ctx, base), "}"])
+
+
+# --- Loop and Scan: shared pieces --------------------------------------------------------------
+def _bind_body(body: Graph, types) -> Optional[str]:
+    """Give the body inputs ``types`` [(dtype, shape)] and infer the body; on failure (a reason)
+    the body's previous types are restored, so the fallback interpreter sees the model as it was."""
+    saved = [(v, v.dtype, v.shape) for v in body.values() if not v.is_const]
+    for v, (dt, shape) in zip(body.inputs, types):
+        if v.dtype is not None and v.dtype != dt:
+            return f"body input '{v.name}' is {type_str(v)}, expected {np.dtype(dt).name}"
+        if v.is_static and tuple(v.shape) != tuple(shape):
+            return f"body input '{v.name}' is declared {type_str(v)}, the loop feeds it {tuple(shape)}"
+        v.dtype, v.shape = np.dtype(dt), tuple(shape)
+    _infer(body)
+    bad = next((v for v in body.values() if not v.is_const and (v.dtype is None or not v.is_static)), None)
+    if bad is not None:
+        for v, dt, shape in saved:
+            v.dtype, v.shape = dt, shape
+        return f"body value '{bad.name}' has no static shape ({type_str(bad)})"
+    return None
+
+
+def _carried_reason(body_outs, inits, what="loop-carried") -> Optional[str]:
+    for b, v in zip(body_outs, inits):
+        if not _same_type(b, v):
+            return (f"{what} value '{b.name}' is {type_str(b)} after one iteration but {type_str(v)} "
+                    "initially (shapes must not change across iterations)")
+    return None
+
+
+class _Carried:
+    """Double-buffered loop-carried values in the node's region: ``cur`` is what the body reads,
+    the body's outputs are copied to ``nxt`` and the two are swapped after each iteration."""
+
+    def __init__(self, values, offset: int, prefix: str):
+        self.values, self.prefix, self.offs = values, prefix, []
+        for v in values:
+            self.offs.append((offset, offset + _align(v.nbytes)))
+            offset += 2 * _align(v.nbytes)
+        self.end = offset
+
+    def name(self, k, which="cur"):
+        return f"{self.prefix}_{which}{k}"
+
+    def declare(self, ctx, base, inits) -> List[str]:
+        out = []
+        for k, (v, (a, b), init) in enumerate(zip(self.values, self.offs, inits)):
+            out += [f"uint8_t* {self.name(k)} = arena + {base + a};",
+                    f"uint8_t* {self.name(k, 'nxt')} = arena + {base + b};",
+                    _copy(self.name(k), ctx.ptr(init), v.nbytes)]
+        return [l for l in out if l]
+
+    def advance(self, sctx, body_outs) -> List[str]:
+        out = [_copy(self.name(k, "nxt"), sctx.ptr(b), b.nbytes) for k, b in enumerate(body_outs)]
+        for k in range(len(self.values)):
+            out.append(f"{{ uint8_t* t = {self.name(k)}; {self.name(k)} = {self.name(k, 'nxt')}; "
+                       f"{self.name(k, 'nxt')} = t; }}")
+        return [l for l in out if l]
+
+    def finish(self, ctx, outs) -> List[str]:
+        return [l for l in (_copy(ctx.ptr(o), self.name(k), o.nbytes) for k, o in enumerate(outs)) if l]
+
+
+# --- Loop --------------------------------------------------------------------------------------
+def _trip_count(node) -> Optional[int]:
+    m = node.input(0)
+    return int(np.asarray(m.const).reshape(-1)[0]) if m is not None and m.is_const and m.const.size == 1 else None
+
+
+def _always_true(node) -> bool:
+    """The loop condition provably stays true (so scan outputs get exactly M rows)."""
+    c, body = node.input(1), node.attrs["body"]
+    if c is not None and not (c.is_const and bool(np.asarray(c.const).reshape(-1)[0])):
+        return False
+    cout = body.outputs[0]
+    while cout.producer is not None and cout.producer.op_type == "Identity" and cout.producer.graph is body:
+        cout = cout.producer.inputs[0]
+    return cout is body.inputs[1] or (cout.is_const and cout.const.size == 1 and bool(cout.const.reshape(-1)[0]))
+
+
+def _loop_check(node) -> Optional[str]:
+    body = node.attrs.get("body")
+    if node.input(0) is None:
+        return "Loop without a trip count M (length decided by the runtime condition) is not compiled"
+    m = _trip_count(node)
+    if m is None:
+        return "the trip count M is a runtime value"
+    if m < 0:
+        return "negative trip count"
+    c = node.input(1)
+    if c is not None and c.size != 1:
+        return "the condition must have exactly one element"
+    inits = list(node.inputs[2:])
+    n, k = len(inits), len(body.outputs) - 1 - len(inits)
+    if len(body.inputs) != n + 2 or k < 0 or len(node.outputs) != n + k:
+        return "body inputs/outputs do not match the Loop's"
+    if any(v is None for v in inits):
+        return "omitted loop-carried initial value"
+    r = _bind_body(body, [(np.int64, ()), (np.bool_, ())] + [(v.dtype, v.shape) for v in inits])
+    if r:
+        return r
+    if body.outputs[0].dtype != np.bool_ or body.outputs[0].size != 1:
+        return "body condition output must be a one-element bool"
+    r = _carried_reason(body.outputs[1:n + 1], inits) or _carried_reason(node.outputs[:n], inits, "Loop output")
+    if r:
+        return r
+    for b, o in zip(body.outputs[n + 1:], node.outputs[n:]):
+        if k and not _always_true(node):
+            return "scan outputs with a condition that may turn false have a data-dependent length"
+        if o.dtype != b.dtype or tuple(o.shape) != (m,) + tuple(b.shape):
+            return f"scan output '{o.name}' is {type_str(o)}, expected [{m}] + {type_str(b)}"
+    return subgraph_reason(body, "Loop body")
+
+
+def _loop_layout(node):
+    body = node.attrs["body"]
+    plan = plan_subgraph(body)
+    iter_off = _align(plan.size)
+    carried = _Carried(list(node.inputs[2:]), iter_off + 2 * 64, "")
+    return plan, iter_off, carried
+
+
+def _loop_scratch(node) -> int:
+    return _loop_layout(node)[2].end
+
+
+@c_kernel("Loop", check=_loop_check, scratch=_loop_scratch)
+def loop(node, ctx):
+    body = node.attrs["body"]
+    plan, iter_off, carried = _loop_layout(node)
+    base = region_base(ctx, node)
+    d = getattr(ctx, "depth", 0)
+    p = f"lp{d}"
+    carried.prefix = p
+    n = len(carried.values)
+    extra = {id(body.inputs[0]): f"(arena + {base + iter_off})", id(body.inputs[1]): f"(arena + {base + iter_off + 64})"}
+    extra.update({id(v): carried.name(k) for k, v in enumerate(body.inputs[2:])})
+    sctx = SubContext(ctx, body, plan, base, extra)
+    c = node.input(1)
+    lines = carried.declare(ctx, base, node.inputs[2:])
+    lines.append(f"uint8_t {p}_cond = {ctx.ptr(c) + '[0] != 0' if c is not None else '1'};")
+    lines.append(f"for (int64_t {p}_it = 0; {p}_it < {_trip_count(node)} && {p}_cond; ++{p}_it) {{")
+    inner = [f"*(int64_t*)(arena + {base + iter_off}) = {p}_it;",
+             f"*(uint8_t*)(arena + {base + iter_off + 64}) = {p}_cond;",
+             emit_nodes(body, sctx)]
+    for b, o in zip(body.outputs[n + 1:], node.outputs[n:]):
+        inner.append(_copy(f"{ctx.ptr(o)} + {p}_it * {b.size}", sctx.ptr(b), b.nbytes))
+    inner.append(f"{p}_cond = {sctx.ptr(body.outputs[0])}[0] != 0;")
+    inner += carried.advance(sctx, body.outputs[1:n + 1])
+    lines += [_indent("\n".join(l for l in inner if l)), "}"]
+    lines += carried.finish(ctx, node.outputs[:n])
+    return "\n".join(lines)
+
+
+# --- Scan --------------------------------------------------------------------------------------
+def _scan_attrs(node):
+    body = node.attrs["body"]
+    m = int(get_attr(node, "num_scan_inputs", 0))
+    n = len(node.inputs) - m
+    k = len(body.outputs) - n
+
+    def axes(name, count, ranks):
+        vals = list(get_attr(node, name, None) or [0] * count)
+        return [a % r if r else a for a, r in zip(vals, ranks)] if len(vals) == count else None
+    return body, n, m, k, axes
+
+
+def _scan_check(node) -> Optional[str]:
+    if node.opset < 9:
+        return "Scan-8 (batch axis, sequence_lens) is not compiled"
+    body, n, m, k, axes = _scan_attrs(node)
+    ins, states = list(node.inputs[n:]), list(node.inputs[:n])
+    if m < 1 or k < 0 or len(body.inputs) != n + m or len(node.outputs) != n + k or any(v is None for v in node.inputs):
+        return "body inputs/outputs do not match the Scan's"
+    in_axes = axes("scan_input_axes", m, [len(v.shape) for v in ins])
+    dirs = list(get_attr(node, "scan_input_directions", None) or [0] * m)
+    if in_axes is None or len(dirs) != m:
+        return "scan_input_axes/directions do not match num_scan_inputs"
+    lengths = {v.shape[a] for v, a in zip(ins, in_axes)}
+    if len(lengths) != 1:
+        return f"scan inputs have different lengths {sorted(lengths)}"
+    length = lengths.pop()
+    slices = [(v.dtype, tuple(d for i, d in enumerate(v.shape) if i != a)) for v, a in zip(ins, in_axes)]
+    r = _bind_body(body, [(v.dtype, v.shape) for v in states] + slices)
+    if r:
+        return r
+    r = _carried_reason(body.outputs[:n], states, "scan state") or _carried_reason(node.outputs[:n], states, "Scan output")
+    if r:
+        return r
+    outs = body.outputs[n:]
+    out_axes = axes("scan_output_axes", k, [len(b.shape) + 1 for b in outs])
+    if out_axes is None or len(list(get_attr(node, "scan_output_directions", None) or [0] * k)) != k:
+        return "scan_output_axes/directions do not match the scan outputs"
+    for b, o, a in zip(outs, node.outputs[n:], out_axes):
+        want = tuple(b.shape[:a]) + (length,) + tuple(b.shape[a:])
+        if o.dtype != b.dtype or tuple(o.shape) != want:
+            return f"scan output '{o.name}' is {type_str(o)}, expected {want}"
+    return subgraph_reason(body, "Scan body")
+
+
+def _scan_layout(node):
+    body, n, m, k, axes = _scan_attrs(node)
+    plan = plan_subgraph(body)
+    off = _align(plan.size)
+    slice_offs = []
+    for b in body.inputs[n:]:
+        slice_offs.append(off)
+        off += _align(b.nbytes)
+    return plan, slice_offs, _Carried(list(node.inputs[:n]), off, "")
+
+
+def _scan_scratch(node) -> int:
+    return _scan_layout(node)[2].end
+
+
+def _strided(shape, axis):
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    return outer, inner
+
+
+def _slice_copy(p, tensor, full_shape, axis, pos, buf, itemsize, gather: bool) -> str:
+    """Copy slice ``pos`` along ``axis`` of ``tensor`` to (gather) or from (scatter) ``buf``."""
+    outer, inner = _strided(full_shape, axis)
+    length = full_shape[axis]
+    if outer * inner == 0:
+        return ""
+    t = f"((uint8_t*){tensor}) + ({p}_o * {length} + {pos}) * {inner * itemsize}"
+    b = f"((uint8_t*){buf}) + {p}_o * {inner * itemsize}"
+    dst, src = (b, t) if gather else (t, b)
+    return (f"for (int64_t {p}_o = 0; {p}_o < {outer}; ++{p}_o) "
+            f"memcpy({dst}, {src}, {inner * itemsize});")
+
+
+@c_kernel("Scan", check=_scan_check, scratch=_scan_scratch)
+def scan(node, ctx):
+    body, n, m, k, axes = _scan_attrs(node)
+    plan, slice_offs, carried = _scan_layout(node)
+    base = region_base(ctx, node)
+    p = f"sc{getattr(ctx, 'depth', 0)}"
+    carried.prefix = p
+    ins = list(node.inputs[n:])
+    in_axes = axes("scan_input_axes", m, [len(v.shape) for v in ins])
+    in_dirs = list(get_attr(node, "scan_input_directions", None) or [0] * m)
+    outs = body.outputs[n:]
+    out_axes = axes("scan_output_axes", k, [len(b.shape) + 1 for b in outs])
+    out_dirs = list(get_attr(node, "scan_output_directions", None) or [0] * k)
+    length = ins[0].shape[in_axes[0]]
+    extra = {id(v): carried.name(j) for j, v in enumerate(body.inputs[:n])}
+    extra.update({id(v): f"(arena + {base + off})" for v, off in zip(body.inputs[n:], slice_offs)})
+    sctx = SubContext(ctx, body, plan, base, extra)
+    lines = carried.declare(ctx, base, node.inputs[:n])
+    lines.append(f"for (int64_t {p}_it = 0; {p}_it < {length}; ++{p}_it) {{")
+    inner = []
+    for v, a, dr, b in zip(ins, in_axes, in_dirs, body.inputs[n:]):
+        pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
+        inner.append(_slice_copy(p, ctx.ptr(v), v.shape, a, pos, sctx.ptr(b), v.dtype.itemsize, True))
+    inner.append(emit_nodes(body, sctx))
+    for b, o, a, dr in zip(outs, node.outputs[n:], out_axes, out_dirs):
+        pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
+        inner.append(_slice_copy(p, ctx.ptr(o), o.shape, a, pos, sctx.ptr(b), o.dtype.itemsize, False))
+    inner += carried.advance(sctx, body.outputs[:n])
+    lines += [_indent("\n".join(l for l in inner if l)), "}"]
+    lines += carried.finish(ctx, node.outputs[:n])
+    return "\n".join(lines)
