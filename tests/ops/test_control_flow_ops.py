@@ -209,3 +209,34 @@ def test_scan_cumulative_sum_in_c(in_axis, in_dir, out_axis, out_dir, tmp_path):
             "w": rng.standard_normal(3).astype(np.float32)}
     cm = run_both(model, feed, tmp_path, in_c=["Scan"])
     assert not cm.fallback_nodes
+
+
+def test_loop_growing_carried_value_falls_back_unchanged(tmp_path):
+    # the carried value grows every iteration: refused, and the body keeps its original types
+    body = helper.make_graph([helper.make_node("Identity", ["cin"], ["cout"]),
+                              helper.make_node("Concat", ["a", "x"], ["a2"], axis=0)], "body",
+                             [ti("i", np.int64, []), ti("cin", np.bool_, []), ti("a", np.float32, None)],
+                             [ti("cout", np.bool_, []), ti("a2", np.float32, None)])
+    model = make_model([helper.make_node("Loop", ["M", "", "a0"], ["af"], body=body)],
+                       [("x", np.float32, [1, 2]), ("a0", np.float32, [1, 2])], [("af", np.float32, [4, 2])],
+                       {"M": np.array(3, np.int64)})
+    feed = {"x": rng.standard_normal((1, 2)).astype(np.float32), "a0": rng.standard_normal((1, 2)).astype(np.float32)}
+    cm = onnxc.compile(model, output_dir=tmp_path)
+    np.testing.assert_allclose(cm.run(None, feed)[0], ort_run(model, feed)[0])
+    assert [n["op"] for n in cm.fallback_nodes] == ["Loop"]
+    assert "shapes must not change" in cm.fallback_nodes[0]["why"]
+
+
+def test_if_in_c_reads_a_fallback_value(tmp_path):
+    # DFT has no C kernel: its output is made in the interpreter and read inside the C If
+    then = helper.make_graph([helper.make_node("Mul", ["d", "d"], ["a"])], "then", [], [vi("a", [1, 4, 2])])
+    els = helper.make_graph([helper.make_node("Neg", ["d"], ["b"])], "else", [], [vi("b", [1, 4, 2])])
+    nodes = [helper.make_node("DFT", ["x", "", "ax"], ["d"], onesided=0),
+             helper.make_node("If", ["c"], ["z"], then_branch=then, else_branch=els)]
+    model = make_model(nodes, [("x", np.float32, [1, 4, 1]), ("c", np.bool_, [])], [("z", np.float32, [1, 4, 2])],
+                       {"ax": np.array(1, np.int64)}, opset=20)
+    x = rng.standard_normal((1, 4, 1)).astype(np.float32)
+    cm = run_both(model, {"x": x, "c": np.array(True)}, tmp_path, in_c=["If"], atol=1e-5)
+    assert [n["op"] for n in cm.fallback_nodes] == ["DFT"]
+    feed = {"x": x, "c": np.array(False)}
+    np.testing.assert_allclose(cm.run(None, feed)[0], ort_run(model, feed)[0], atol=1e-5)

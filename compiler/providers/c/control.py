@@ -172,10 +172,22 @@ def if_(node, ctx):
 
 
 # --- Loop and Scan: shared pieces --------------------------------------------------------------
+def _restoring(check):
+    """A Loop/Scan check that binds body types: when it refuses, the body's previous types are
+    restored, so the fallback interpreter sees the model as it was (a body whose carried shapes
+    change across iterations must not keep the first iteration's shapes)."""
+    def wrapped(node):
+        saved = [(v, v.dtype, v.shape) for v in node.attrs["body"].values() if not v.is_const]
+        r = check(node)
+        if r is not None:
+            for v, dt, shape in saved:
+                v.dtype, v.shape = dt, shape
+        return r
+    return wrapped
+
+
 def _bind_body(body: Graph, types) -> Optional[str]:
-    """Give the body inputs ``types`` [(dtype, shape)] and infer the body; on failure (a reason)
-    the body's previous types are restored, so the fallback interpreter sees the model as it was."""
-    saved = [(v, v.dtype, v.shape) for v in body.values() if not v.is_const]
+    """Give the body inputs ``types`` [(dtype, shape)] and infer the body (see _restoring)."""
     for v, (dt, shape) in zip(body.inputs, types):
         if v.dtype is not None and v.dtype != dt:
             return f"body input '{v.name}' is {type_str(v)}, expected {np.dtype(dt).name}"
@@ -185,8 +197,6 @@ def _bind_body(body: Graph, types) -> Optional[str]:
     _infer(body)
     bad = next((v for v in body.values() if not v.is_const and (v.dtype is None or not v.is_static)), None)
     if bad is not None:
-        for v, dt, shape in saved:
-            v.dtype, v.shape = dt, shape
         return f"body value '{bad.name}' has no static shape ({type_str(bad)})"
     return None
 
@@ -249,6 +259,7 @@ def _always_true(node) -> bool:
     return cout is body.inputs[1] or (cout.is_const and cout.const.size == 1 and bool(cout.const.reshape(-1)[0]))
 
 
+@_restoring
 def _loop_check(node) -> Optional[str]:
     body = node.attrs.get("body")
     if node.input(0) is None:
@@ -336,6 +347,7 @@ def _scan_attrs(node):
     return body, n, m, k, axes
 
 
+@_restoring
 def _scan_check(node) -> Optional[str]:
     if node.opset < 9:
         return "Scan-8 (batch axis, sequence_lens) is not compiled"
