@@ -1,5 +1,5 @@
 """Indexing and scan ops: CumSum/CumProd, TopK, ScatterElements (and the old Scatter),
-ScatterND, GatherND, OneHot, EyeLike.
+ScatterND, TensorScatter, GatherND, OneHot, EyeLike.
 
 Shapes, axes and attributes are compile-time constants.  Indices read at run time are wrapped
 when negative (as the spec says) and bounds-checked, so bad data never touches memory outside a
@@ -419,7 +419,8 @@ def _tensor_scatter_check(node):
     if not -rank <= axis < rank or axis % rank == 0:
         return f"axis {axis} invalid (it cannot be the batch dimension)"
     axis %= rank
-    if any(u != c for k, (u, c) in enumerate(zip(upd.shape, cache.shape)) if k != axis) or upd.shape[axis] > cache.shape[axis]:
+    others_differ = any(u != c for k, (u, c) in enumerate(zip(upd.shape, cache.shape)) if k != axis)
+    if others_differ or upd.shape[axis] > cache.shape[axis]:
         return "update shape does not fit the cache"
     if wi is not None and (wi.dtype != np.int64 or tuple(wi.shape) != (cache.shape[0],)):
         return "write_indices must be int64 [batch]"

@@ -1,4 +1,4 @@
-"""Losses, quantization, Einsum, Det, the window generators and Range.
+"""Losses, quantization, Einsum, Det, the window generators, Range and BitShift.
 
 * NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss: one pass over the [N, C, D] view; a
   target equal to ignore_index, or outside [0, C), contributes neither loss nor weight (the spec
@@ -10,11 +10,12 @@
   inside (repeated labels read diagonals, ellipsis dims broadcast).
 * Window generators and Range whose size comes from a runtime input: the values are compiled
   for the output's static length; a runtime size that disagrees with it yields zeros.
+* BitShift: every integer type, shift amounts outside [0, bits) well defined (opset 28).
 """
 from __future__ import annotations
 
 import string
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -86,7 +87,8 @@ def loss(node, ctx):
                   f"    for (int64_t j = 0; j < {c}; ++j) s += exp((double)x[j*{d}] - m);",
                   "    const double lse = m + log(s);"]
         if lp is not None:
-            lines.append(f"    for (int64_t j = 0; j < {c}; ++j) LP[n*{c * d} + j*{d} + d] = ({ct})((double)x[j*{d}] - lse);")
+            lines.append(f"    for (int64_t j = 0; j < {c}; ++j) "
+                         f"LP[n*{c * d} + j*{d} + d] = ({ct})((double)x[j*{d}] - lse);")
         logp = f"((double)x[t*{d}] - lse)"
     skip = f"t != {int(ii)} && " if ii is not None else ""
     lines += [f"    const int64_t t = (int64_t)T[n*{d} + d];",
@@ -205,7 +207,7 @@ def dynamic_quantize(node, ctx):
         f"for (int64_t e = 0; e < {x.size}; ++e) {{ const float v = X[e]; if (v > mx) mx = v; if (v < mn) mn = v; }}",
         "const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;  /* 0/0 otherwise: as onnxruntime */",
         "const float izp = 0.0f - mn / scale;",
-        "const float zp = nearbyintf(izp < 0.0f ? 0.0f : (izp > 255.0f ? 255.0f : izp));",
+        "const float zp = nearbyintf(izp > 0.0f ? (izp < 255.0f ? izp : 255.0f) : 0.0f);  /* NaN: 0 */",
         f"{ctx.ptr(s)}[0] = scale;",
         f"{ctx.ptr(z)}[0] = (uint8_t)zp;",
         f"for (int64_t e = 0; e < {x.size}; ++e) {{",
@@ -290,6 +292,11 @@ def _label_var(lab) -> str:
     return f"e{lab[1]}" if isinstance(lab, tuple) else f"l{lab}"
 
 
+def _label_loop(lab, sizes) -> str:
+    v = _label_var(lab)
+    return f"for (int64_t {v} = 0; {v} < {sizes[lab]}; ++{v})"
+
+
 @c_kernel("Einsum", check=_einsum_check)
 def einsum(node, ctx):
     y = node.outputs[0]
@@ -315,13 +322,13 @@ def einsum(node, ctx):
     yoff = " + ".join(f"{_label_var(lab)}*{s}" for lab, s in zip(out, ost)) or "0"
     depth = 0
     for lab in out:
-        lines.append("  " * depth + f"for (int64_t {_label_var(lab)} = 0; {_label_var(lab)} < {sizes[lab]}; ++{_label_var(lab)})")
+        lines.append("  " * depth + _label_loop(lab, sizes))
         depth += 1
     pad = "  " * depth
     lines.append(pad + "{")
     lines.append(pad + f"  {acc_t} acc = 0;")
     for k, lab in enumerate(summed):
-        lines.append(pad + "  " * (k + 1) + f"for (int64_t {_label_var(lab)} = 0; {_label_var(lab)} < {sizes[lab]}; ++{_label_var(lab)})")
+        lines.append(pad + "  " * (k + 1) + _label_loop(lab, sizes))
     lines.append(pad + "  " * (len(summed) + 1) + f"acc += {' * '.join(factors)};")
     lines.append(pad + f"  Y[{yoff}] = ({ct})acc;")
     lines.append(pad + "}")
@@ -351,6 +358,8 @@ def det(node, ctx):
     if batch == 0:
         return "/* empty */"
     ct = ctx.ctype(x)
+    if m == 0:  # the determinant of a 0x0 matrix is 1 (and there is no scratch to use)
+        return f"for (int64_t b = 0; b < {batch}; ++b) {ctx.ptr(y)}[b] = 1;"
     return "\n".join([
         f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
         f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
@@ -413,7 +422,11 @@ def sized(node, ctx):
     p = [ctx.ptr(v) + "[0]" for v in node.inputs]
     if node.op_type == "Range":
         count = f"ceil(((double){p[1]} - (double){p[0]}) / (double){p[2]})"
-        fill = f"for (int64_t i = 0; i < {n}; ++i) Y[i] = ({ct})({p[0]} + ({ct})i * {p[2]});"
+        if y.dtype.kind == "f":
+            val = f"{p[0]} + ({ct})i * {p[2]}"
+        else:  # wraps instead of overflowing (undefined in C) if the count was rounded up
+            val = f"(uint64_t){p[0]} + (uint64_t)i * (uint64_t){p[2]}"
+        fill = f"for (int64_t i = 0; i < {n}; ++i) Y[i] = ({ct})({val});"
         ok = f"const int ok = {count} == {n};"
     else:
         fill = f"memcpy(Y, {ctx.const_array(_window_table(node))}, {y.nbytes});"
