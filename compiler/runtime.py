@@ -171,10 +171,8 @@ class CompiledModel:
 def _np_dtype(name):
     if name is None:
         return None
-    if name == "bfloat16":
-        import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+    from .dtypes import np_dtype_from_name  # bfloat16, float8, int4, ...: ml_dtypes names too
+    return np_dtype_from_name(name)
 
 
 def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto") -> CompiledModel:

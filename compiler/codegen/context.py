@@ -6,13 +6,16 @@ from typing import Dict
 
 import numpy as np
 
-from ..dtypes import c_type
+from ..dtypes import c_type, is_storage_only
 from .templates import render
 
 
 def c_literal(x, dtype) -> str:
     """An exact C literal of scalar ``x`` in numpy ``dtype``."""
     dtype = np.dtype(dtype)
+    if is_storage_only(dtype):  # float16, bfloat16, float8, int4, ...: C holds the raw bits
+        bits = np.asarray(x).astype(dtype).reshape(1).view(f"u{dtype.itemsize}")[0]
+        return f"{int(bits)}u"
     if dtype.kind == "f":
         x = float(dtype.type(x))
         suffix = "f" if dtype == np.float32 else ""

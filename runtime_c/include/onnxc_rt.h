@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_half.h"
 
 /* Status codes returned by <prefix>_run(). */
 #define ONNXC_OK 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...codegen.loops import broadcast_loop
 from ...ops import get_attr
+from . import narrow
 from .registry import all_of, c_kernel
 
 FLOATS = ("float32", "float64")
@@ -402,6 +403,8 @@ _CASTABLE = NUMERIC + ("bool",)
 
 
 def _cast_check(node):
+    if narrow.touches_narrow(node):
+        return narrow.cast_reason(node)
     if node.inputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
         return f"cast from {node.inputs[0].dtype} not supported"
     if node.outputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
@@ -423,6 +426,9 @@ def _cast_expr(x, src, dst):
 
 def _emit_cast(node, ctx):
     src, dst = node.inputs[0].dtype, node.outputs[0].dtype
+    if narrow.touches_narrow(node):
+        sat, mode = get_attr(node, "saturate", 1), get_attr(node, "round_mode", "up")
+        return _emit_map(node, ctx, lambda xs: narrow.cast_expr(xs[0], src, dst, sat, mode), [node.inputs[0]])
     return _emit_map(node, ctx, lambda xs: _cast_expr(xs[0], src, dst), [node.inputs[0]])
 
 

@@ -56,6 +56,9 @@ def check_node(node) -> Optional[str]:
     if k is None:
         return "no C kernel for this op"
     reason = common_check(node)
+    if reason is None:  # narrow types (float16, ...) are raw bits: only casts and bit movers see them
+        from .narrow import narrow_reason
+        reason = narrow_reason(node)
     if reason is None and k.check is not None:
         reason = k.check(node)
     return reason
