@@ -79,7 +79,7 @@ def runtime_objects(flags: List[str]) -> List[Path]:
 def cdef(prefix: str, partitions=()) -> str:
     """cffi declarations; ``partitions``: indices of C partitions exported for the Python
     runtime (models with fallback partitions)."""
-    parts = "".join(f"void {prefix}_partition{i}(const uint8_t* weights, uint8_t* arena, "
+    parts = "".join(f"int {prefix}_partition{i}(const uint8_t* weights, uint8_t* arena, "
                     f"const void* const* in, void* const* out);\n" for i in partitions)
     return parts + (f"size_t {prefix}_arena_bytes(void);\n"
             f"size_t {prefix}_weights_bytes(void);\n"

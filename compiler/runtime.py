@@ -149,14 +149,12 @@ class CompiledModel:
         out_ptrs = ffi.new("void*[]", [ptr(o) for o in outs] or [ffi.NULL])
         arena_ptr, arena_np = self._arena()
         if self._steps is None:
-            rc = self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs)
-            if rc != 0:
-                raise RuntimeError(f"compiled model returned error code {rc}")
+            _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
             return [outs[i] for i in wanted]
         env: Dict = {}
         for c_fn, fb in self._steps:
             if c_fn is not None:
-                c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs)
+                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
             else:
                 fb.run(arena_np, arrays, outs, env)
         for k, o in enumerate(self._outputs):
@@ -166,6 +164,18 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
+
+
+ERR_VALUE = 4  # ONNXC_ERR_VALUE in onnxc_rt.h
+
+
+def _check_status(rc: int) -> None:
+    if rc == ERR_VALUE:
+        raise InputError("a runtime input value (TopK's k, OneHot's depth, Range's bounds or a window size) "
+                         "disagrees with the output shape this module was compiled for; the outputs are not "
+                         "valid (recompile for the new value)")
+    if rc != 0:
+        raise RuntimeError(f"compiled model returned error code {rc}")
 
 
 def _np_dtype(name):

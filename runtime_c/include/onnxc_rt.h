@@ -16,6 +16,8 @@
 #define ONNXC_ERR_NULL 1      /* a required pointer was NULL */
 #define ONNXC_ERR_ALIGN 2     /* arena or weights not 64-byte aligned */
 #define ONNXC_ERR_FALLBACK 3  /* the model has nodes only the Python fallback provider runs */
+#define ONNXC_ERR_VALUE 4     /* a runtime input value (TopK k, OneHot depth, Range bounds, a window
+                               * size) disagrees with the output shape compiled into the module */
 
 #ifdef _OPENMP
 #include <omp.h>

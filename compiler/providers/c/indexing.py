@@ -170,6 +170,7 @@ def topk(node, ctx):
         return call
     return "\n".join([
         f"if ({ctx.ptr(node.inputs[1])}[0] != {k}) {{  /* k disagrees with the compiled output shape */",
+        "  status = ONNXC_ERR_VALUE;",
         f"  memset({ctx.ptr(v)}, 0, {v.nbytes});",
         f"  for (int64_t j = 0; j < {i.size}; ++j) {ctx.ptr(i)}[j] = -1;",
         f"}} else {call}",
@@ -384,7 +385,7 @@ def onehot(node, ctx):
         return "\n".join(body)
     return "\n".join([  # a runtime depth is truncated, as onnxruntime casts it to int64
         f"const double dv = (double){ctx.ptr(dep)}[0];",
-        f"if (!(dv >= {depth} && dv < {depth + 1})) memset({ctx.ptr(y)}, 0, {y.nbytes});",
+        f"if (!(dv >= {depth} && dv < {depth + 1})) {{ status = ONNXC_ERR_VALUE; memset({ctx.ptr(y)}, 0, {y.nbytes}); }}",
         "else {"] + ["  " + b for b in body] + ["}"])
 
 

@@ -434,7 +434,8 @@ def sized(node, ctx):
     if n == 0:
         return "/* empty */"
     return "\n".join([f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};", ok,
-                      f"if (!ok) memset(Y, 0, {y.nbytes});  /* size disagrees with the compiled shape */",
+                      f"if (!ok) {{ status = ONNXC_ERR_VALUE; memset(Y, 0, {y.nbytes}); }}  /* size disagrees "
+                      "with the compiled shape */",
                       f"else {{ {fill} }}"])
 
 
