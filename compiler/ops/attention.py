@@ -2,11 +2,13 @@
 
 onnx infers present_key/present_value only when past_key/past_value are given, so an output
 that is requested (or left as an empty-name placeholder) without a past has no shape, and the
-whole node would be refused. The shapes follow from the spec: present_* is [B, Hkv, P + Skv, *],
-qk_matmul_output is [B, Hq, Sq, P + Skv].
+whole node would be refused; with nonpad_kv_seqlen, onnx even rejects the node once the
+placeholders carry names. The shapes follow from the spec: Y is [B, Hq, Sq, Dv] (4-D) or
+[B, Sq, Hq*Dv] (3-D), present_* is [B, Hkv, P + Skv, *], qk_matmul_output is [B, Hq, Sq, P + Skv].
 """
 from __future__ import annotations
 
+from ..errors import ModelError
 from .registry import get_attr, shape_rule
 
 
@@ -26,8 +28,13 @@ def _bhsd(v, heads):
 @shape_rule("Attention")
 def _attention_shapes(node):
     from .shapes import _onnx_infer
-    found = list(_onnx_infer(node))
     q, k, v, past_k = node.inputs[0], node.inputs[1], node.inputs[2], node.input(4)
+    try:
+        found = list(_onnx_infer(node))
+    except ModelError:
+        if not all(_static(x) for x in (q, k, v)):
+            raise
+        found = [(None, None)] * len(node.outputs)
     if not all(_static(x) for x in (q, k, v)) or (past_k is not None and not _static(past_k)):
         return found
     qv = _bhsd(q, get_attr(node, "q_num_heads", None))
@@ -37,7 +44,8 @@ def _attention_shapes(node):
         return found
     P = past_k.shape[2] if past_k is not None and len(past_k.shape) == 4 else 0
     T = P + kv[2]
-    spec = {1: (k.dtype, (kv[0], kv[1], T, kv[3])), 2: (v.dtype, (vv[0], vv[1], T, vv[3])),
+    y = (qv[0], qv[2], qv[1] * vv[3]) if len(q.shape) == 3 else (qv[0], qv[1], qv[2], vv[3])
+    spec = {0: (q.dtype, y), 1: (k.dtype, (kv[0], kv[1], T, kv[3])), 2: (v.dtype, (vv[0], vv[1], T, vv[3])),
             3: (q.dtype, (qv[0], qv[1], qv[2], T))}
     for i, (dtype, shape) in spec.items():
         if i < len(found) and (found[i][1] is None or found[i][0] is None):

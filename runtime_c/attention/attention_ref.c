@@ -30,18 +30,24 @@ size_t onnxc_attention_scratch_floats(const onnxc_attention_params* p) {
     return (size_t)(p->slots * p->tile_rows * (p->P + p->Skv));
 }
 
-/* Key `j` excluded by causality, the window or padding, for a query at block index i. */
-static int attn_structural_masked(const onnxc_attention_params* p, int64_t i, int64_t j,
-                                  int64_t offset, int64_t nonpad) {
-    const int64_t diff = i + offset - j; /* query's absolute position minus the key's */
-    if (p->is_causal && diff < 0) return 1;
-    if (p->left_window >= 0 && diff > p->left_window) return 1;
-    if (p->right_window >= 0 && -diff > p->right_window) return 1;
-    return nonpad >= 0 && j >= nonpad;
+/* Keys [*lo, *hi) pass causality, the window and padding for a query at block index i (the
+ * constraints are all bounds on j - (i + offset)); *lo >= *hi when none does. */
+static void attn_key_range(const onnxc_attention_params* p, int64_t i, int64_t offset,
+                           int64_t nonpad, int64_t T, int64_t* lo, int64_t* hi) {
+    const int64_t pos = i + offset; /* the query's absolute position */
+    int64_t a = 0, z = T;
+    if (p->is_causal && pos + 1 < z) z = pos + 1;
+    if (p->right_window >= 0 && pos + p->right_window + 1 < z) z = pos + p->right_window + 1;
+    if (p->left_window >= 0 && pos - p->left_window > a) a = pos - p->left_window;
+    if (nonpad >= 0 && nonpad < z) z = nonpad;
+    *lo = a;
+    *hi = z;
 }
 
 /* Softmax of x[0..T) in place, in double when p->softmax_f64. As in the reference, an all -inf
- * row gives zeros (not 0/0) and a NaN anywhere makes the whole row NaN. */
+ * row gives zeros (not 0/0) and a NaN anywhere makes the whole row NaN. Past the all -inf test
+ * the max m is finite, +inf or NaN, so a -inf entry's exp(x - m) is exactly 0 (or NaN when m is:
+ * then the sum is NaN and so is every quotient anyway). */
 static void attn_softmax_row(const onnxc_attention_params* p, float* x, int64_t T) {
     float m = -INFINITY;
     int64_t j;
@@ -56,14 +62,15 @@ static void attn_softmax_row(const onnxc_attention_params* p, float* x, int64_t 
     }
     if (p->softmax_f64) {
         double sum = 0.0;
-        for (j = 0; j < T; ++j) sum += exp((double)x[j] - (double)m);
+        for (j = 0; j < T; ++j) sum += x[j] == -INFINITY ? 0.0 : exp((double)x[j] - (double)m);
         if (sum == 0.0) sum = 1.0;
-        for (j = 0; j < T; ++j) x[j] = (float)(exp((double)x[j] - (double)m) / sum);
+        for (j = 0; j < T; ++j)
+            x[j] = (float)((x[j] == -INFINITY ? 0.0 : exp((double)x[j] - (double)m)) / sum);
     } else {
         double sum = 0.0;
         float inv;
         for (j = 0; j < T; ++j) {
-            x[j] = expf(x[j] - m);
+            x[j] = x[j] == -INFINITY ? 0.0f : expf(x[j] - m); /* masked keys skip the expf */
             sum += x[j];
         }
         inv = (float)sum;
@@ -72,39 +79,62 @@ static void attn_softmax_row(const onnxc_attention_params* p, float* x, int64_t 
     }
 }
 
-/* Row i of head (b, h): raw scores in s[0..T) become probabilities; QK row written per mode. */
+/* Row i of head (b, h): raw scores in s[0..T) become probabilities; QK row written per mode.
+ * x_j = softcap(s_j) + bias_j, where bias_j is the mask value (0 without a mask, -inf past its
+ * end) plus -inf outside the structural key range: the same IEEE sums as the reference's, so
+ * +inf/NaN mask values propagate as there. */
 static void attn_row(const onnxc_attention_params* p, int64_t b, int64_t h, int64_t i,
                      const void* mask, const int64_t* nonpad_kv_seqlen, float* s, float* qk) {
-    const int64_t T = p->P + p->Skv;
-    const uint8_t* mb = NULL;
-    const float* mf = NULL;
-    int64_t offset = p->P, nonpad = -1, j;
-    int all_masked = 1;
-    if (p->mask_kind != ONNXC_ATTN_MASK_NONE) {
-        const int64_t mo = b * p->mask_str[0] + h * p->mask_str[1] + i * p->mask_str[2];
-        if (p->mask_kind == ONNXC_ATTN_MASK_BOOL) mb = (const uint8_t*)mask + mo;
-        else mf = (const float*)mask + mo;
-    }
+    const int64_t T = p->P + p->Skv, M = p->mask_len;
+    const float cap = p->softcap, NEG = -INFINITY;
+    const int mode = p->qk_mode;
+    int64_t offset = p->P, nonpad = -1, lo, hi, j;
+    int all_masked;
     if (nonpad_kv_seqlen) {
         nonpad = nonpad_kv_seqlen[b];
         nonpad = nonpad < 0 ? 0 : (nonpad > ATTN_NONPAD_MAX ? ATTN_NONPAD_MAX : nonpad);
         offset = nonpad - p->Sq; /* external cache: the query block ends at the last valid key */
     }
-    for (j = 0; j < T; ++j) {
-        const float raw = s[j];
-        const float c = p->softcap > 0.0f ? p->softcap * tanhf(raw / p->softcap) : raw;
-        float bias = 0.0f;
-        if (mb) bias = (j < p->mask_len && mb[j]) ? 0.0f : -INFINITY;
-        else if (mf) bias = j < p->mask_len ? mf[j] : -INFINITY;
-        if (attn_structural_masked(p, i, j, offset, nonpad)) bias += -INFINITY;
-        all_masked &= bias == -INFINITY;
-        s[j] = c + bias;
-        if (qk && p->qk_mode < 3) qk[j] = p->qk_mode == 0 ? raw : (p->qk_mode == 1 ? c : s[j]);
+    attn_key_range(p, i, offset, nonpad, T, &lo, &hi);
+    if (lo > hi) lo = hi = 0;
+    if (qk && mode == 0) memcpy(qk, s, (size_t)T * sizeof(float));
+    if (cap > 0.0f)
+        for (j = 0; j < T; ++j) s[j] = cap * tanhf(s[j] / cap);
+    if (qk && mode == 1) memcpy(qk, s, (size_t)T * sizeof(float));
+    if (p->mask_kind == ONNXC_ATTN_MASK_NONE) {
+        for (j = 0; j < lo; ++j) s[j] += NEG;
+        for (j = hi; j < T; ++j) s[j] += NEG;
+        all_masked = lo >= hi;
+    } else {
+        const int64_t mo = b * p->mask_str[0] + h * p->mask_str[1] + i * p->mask_str[2];
+        const int64_t mhi = hi < M ? hi : M; /* keys [lo, mhi) are allowed and inside the mask */
+        all_masked = 1;
+        for (j = 0; j < lo; ++j) s[j] += NEG;
+        for (j = mhi > lo ? mhi : lo; j < T; ++j) s[j] += NEG;
+        if (p->mask_kind == ONNXC_ATTN_MASK_BOOL) {
+            const uint8_t* mb = (const uint8_t*)mask + mo;
+            for (j = lo; j < mhi; ++j) {
+                const int keep = mb[j] != 0;
+                s[j] += keep ? 0.0f : NEG;
+                all_masked &= !keep;
+            }
+        } else {
+            const float* mf = (const float*)mask + mo;
+            /* outside [lo, hi) the bias is mask + -inf: -inf unless the mask is +inf or NaN */
+            for (j = 0; j < lo; ++j) all_masked &= (j < M ? mf[j] : NEG) + NEG == NEG;
+            for (j = hi; j < M; ++j) all_masked &= mf[j] + NEG == NEG;
+            for (j = 0; j < lo && j < M; ++j) s[j] += mf[j]; /* (s + -inf) + m: same as s + (m + -inf) */
+            for (j = hi; j < M; ++j) s[j] += mf[j];
+            for (j = lo; j < mhi; ++j) {
+                s[j] += mf[j];
+                all_masked &= mf[j] == NEG;
+            }
+        }
     }
+    if (qk && mode == 2) memcpy(qk, s, (size_t)T * sizeof(float));
     attn_softmax_row(p, s, T);
-    if (all_masked)
-        for (j = 0; j < T; ++j) s[j] = 0.0f;
-    if (qk && p->qk_mode == 3) memcpy(qk, s, (size_t)T * sizeof(float));
+    if (all_masked) memset(s, 0, (size_t)T * sizeof(float));
+    if (qk && mode == 3) memcpy(qk, s, (size_t)T * sizeof(float));
 }
 
 /* One task: query rows [i0, i0 + r) of head (b, h). */

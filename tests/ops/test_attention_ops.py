@@ -218,6 +218,27 @@ def test_attention_special_values(tmp_path):
           oracle="reference", tmp_path=tmp_path)
 
 
+@pytest.mark.parametrize("causal", [0, 1])
+@pytest.mark.parametrize("window", [{}, dict(left_window_size=1), dict(left_window_size=0, right_window_size=1)])
+@pytest.mark.parametrize("nonpad", [False, True])
+@pytest.mark.parametrize("mode", [2, 3])
+def test_attention_special_mask_values(causal, window, nonpad, mode, tmp_path):
+    """A short float mask holding -inf, +inf and NaN, composed with causality, windows and
+    padding: the bias sums, the fully-masked-row guard and NaN propagation follow the reference."""
+    if causal and window.get("right_window_size", 0) > 0:
+        pytest.skip("the spec asks for is_causal=0 with a positive right window")
+    q, k, v = qkv(B=2, Hq=2, Hkv=1, Sq=4, Skv=6)
+    mask = f32(2, 1, 4, 5)
+    pick = RNG.random(mask.shape)
+    mask[pick < 0.3] = -np.inf
+    mask[(pick > 0.9) & (pick < 0.95)] = np.inf
+    mask[pick > 0.97] = np.nan
+    mask[0, 0, 1, :] = -np.inf
+    lengths = np.array([3, 6], np.int64) if nonpad else None
+    check("Attention", attn_feed(q, k, v, mask, nonpad=lengths), outputs=("y", "", "", "qk"), opset=25,
+          oracle="reference", is_causal=causal, qk_matmul_output_mode=mode, tmp_path=tmp_path, **window)
+
+
 # --- refusals ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["int_mask", "softmax_fp16", "heads", "mask_shape"])
 def test_attention_refused(case, tmp_path):
