@@ -67,8 +67,8 @@ def python_values(graph, c_node_ids: Set[int]) -> Set[int]:
 def static_required(graph, c_node_ids: Set[int], py_ids: Set[int]) -> list:
     """Values that the C side touches and that must therefore have a static shape."""
     return [v for v in graph.values() if id(v) not in py_ids and not v.is_const and
-            (v.producer is None or id(v.producer) in c_node_ids or
-             any(id(u) in c_node_ids for u in v.users) or graph.is_output(v))]
+            ((v.producer is not None and id(v.producer) in c_node_ids) or
+             any(id(u) in c_node_ids for u in v.users) or (graph.is_output(v) and v.producer is not None))]
 
 
 def _location(v, graph, plan, py_ids) -> List:
@@ -108,8 +108,8 @@ def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int]) -
     outputs = [v for n in part.nodes for v in n.outputs if id(v) in later_reads or id(v) in out_ids]
 
     def vi(v):
-        if v.dtype is None:  # a sequence/map/optional value: let the interpreter infer its type
-            return onnx.ValueInfoProto(name=v.name)
+        if v.dtype is None:  # a sequence/map/optional value: its type as the model declared it
+            return value_info(v)
         return value_info(v) if v.is_static else helper.make_tensor_value_info(
             v.name, value_info(v).type.tensor_type.elem_type, None)
 

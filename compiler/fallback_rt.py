@@ -14,9 +14,29 @@ from .errors import FallbackError
 ENGINES = ("auto", "onnxruntime", "reference")
 
 
+def _has_optional(model_bytes: bytes) -> bool:
+    return b"Optional" in model_bytes and any(
+        n.op_type.startswith("Optional") for n in _nodes(__import__("onnx").load_from_string(model_bytes).graph))
+
+
+def _nodes(g):
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _nodes(sub)
+
+
 def _make_engine(model_bytes: bytes, engine: str, num_threads: Optional[int]):
     """(name, run(feed) -> list of outputs)."""
     errors = []
+    if engine == "reference" and _has_optional(model_bytes):
+        # onnx.reference represents optional values as one-element lists, unlike the ONNX
+        # runtime API; onnxruntime implements optional types as the spec defines them
+        try:
+            return _make_engine(model_bytes, "onnxruntime", num_threads)
+        except FallbackError as e:
+            errors.append(str(e))
     if engine in ("auto", "onnxruntime"):
         try:
             import onnxruntime as ort

@@ -80,10 +80,10 @@ class CompiledModel:
 
     # --- onnxruntime-like API ----------------------------------------------------------------
     def get_inputs(self) -> List[NodeArg]:
-        return [NodeArg(i["name"], i["shape"], _ort_type(i["dtype"])) for i in self._inputs]
+        return [NodeArg(i["name"], i["shape"] or [], i.get("type") or _ort_type(i["dtype"])) for i in self._inputs]
 
     def get_outputs(self) -> List[NodeArg]:
-        return [NodeArg(o["name"], o["shape"], _ort_type(o["dtype"])) for o in self._outputs]
+        return [NodeArg(o["name"], o["shape"] or [], o.get("type") or _ort_type(o["dtype"])) for o in self._outputs]
 
     @property
     def report(self) -> Dict:

@@ -15,27 +15,11 @@ from .errors import InputError
 from .runtime import CompiledModel, NodeArg, _ort_type
 
 
-def _type_string(t) -> str:
-    """onnxruntime's spelling of a type: tensor(float), seq(tensor(int64)), optional(...)."""
-    from onnx import helper
-    kind = t.WhichOneof("value")
-    if kind == "tensor_type":
-        return f"tensor({helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
-    if kind == "sequence_type":
-        return f"seq({_type_string(t.sequence_type.elem_type)})"
-    if kind == "optional_type":
-        return f"optional({_type_string(t.optional_type.elem_type)})"
-    if kind == "map_type":
-        key = helper.tensor_dtype_to_string(t.map_type.key_type).split('.')[-1].lower()
-        return f"map({key},{_type_string(t.map_type.value_type)})"
-    return str(kind)
-
-
 class InferenceSession:
     def __init__(self, path_or_bytes, sess_options=None, providers=None, input_shapes: Optional[Mapping] = None,
                  num_threads: Optional[int] = None, opt_level: str = "extended", **compile_options):
         from .frontend import read_model
-        from .frontend.onnx_import import _type_of
+        from .frontend.onnx_import import _type_of, ort_type_string
         from .dtypes import dtype_name
         self._model = read_model(path_or_bytes)
         self._num_threads = num_threads or getattr(sess_options, "intra_op_num_threads", None) or None
@@ -51,7 +35,7 @@ class InferenceSession:
                 continue
             dtype, shape = _type_of(vi)
             if dtype is None:  # sequence/optional/map: only the fallback interpreter reads it
-                self._inputs.append(NodeArg(vi.name, [], _type_string(vi.type)))
+                self._inputs.append(NodeArg(vi.name, [], ort_type_string(vi.type)))
                 continue
             self._inputs.append(NodeArg(vi.name, list(shape or []), _ort_type(dtype_name(dtype))))
         self._outputs = []

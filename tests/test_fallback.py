@@ -117,3 +117,66 @@ def test_inspect_partitions_shows_fallback(no_c_sigmoid, tmp_path):
     g = frontend.load(_chain_model())
     text = partition(g, default_providers(True), strict=False).describe()
     assert "[fallback]" in text and "c: no C kernel for this op" in text
+
+
+def test_sequence_inputs_and_outputs_go_through_the_interpreter(tmp_path):
+    from onnx import TensorProto
+    seq_t = helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2, 3]))
+    nodes = [helper.make_node("SequenceAt", ["seq", "pos"], ["t"]),
+             helper.make_node("Relu", ["t"], ["r"]),
+             helper.make_node("SequenceInsert", ["seq", "r"], ["seq2"]),
+             helper.make_node("SequenceLength", ["seq2"], ["n"])]
+    g = helper.make_graph(nodes, "g", [helper.make_value_info("seq", seq_t),
+                                       helper.make_tensor_value_info("pos", TensorProto.INT64, [])],
+                          [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 3]),
+                           helper.make_value_info("seq2", seq_t),
+                           helper.make_tensor_value_info("n", TensorProto.INT64, [])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    sess = onnxc.InferenceSession(model.SerializeToString())
+    assert sess.get_inputs()[0].type == "seq(tensor(float))"
+    seq = [RNG.standard_normal((2, 3)).astype(np.float32) for _ in range(3)]
+    feed = {"seq": seq, "pos": np.array(1, np.int64)}
+    out, ref = sess.run(None, feed), ort_run(model, feed)
+    np.testing.assert_array_equal(out[0], ref[0])
+    assert len(out[1]) == 4 and all(np.array_equal(a, b) for a, b in zip(out[1], ref[1]))
+    assert int(out[2]) == 4 and "Relu" not in {n["op"] for n in sess.fallback_nodes}
+
+
+def test_optional_values_keep_their_type_in_the_interpreter(tmp_path):
+    from onnx import TensorProto
+    tt = helper.make_tensor_type_proto(TensorProto.FLOAT, [3])
+    opt_t = helper.make_optional_type_proto(tt)
+    then_g = helper.make_graph([helper.make_node("Optional", ["x"], ["o"])], "then", [],
+                               [helper.make_value_info("o", opt_t)])
+    else_g = helper.make_graph([helper.make_node("Optional", [], ["o"], type=tt)], "else", [],
+                               [helper.make_value_info("o", opt_t)])
+    nodes = [helper.make_node("If", ["c"], ["opt"], then_branch=then_g, else_branch=else_g),
+             helper.make_node("OptionalHasElement", ["opt"], ["has"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                       helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info("has", TensorProto.BOOL, [])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    for engine in ("reference", "auto"):
+        cm = onnxc.compile(model, output_dir=tmp_path / engine, fallback_engine=engine)
+        for c in (True, False):
+            feed = {"c": np.array(c), "x": np.ones(3, np.float32)}
+            assert bool(cm.run(None, feed)[0]) == bool(ort_run(model, feed)[0]) == c
+
+
+def test_runtime_value_guard_raises_instead_of_wrong_output(tmp_path):
+    # TopK's k as a graph input, output shape declared: compiled for k=2; another k is refused
+    from onnx import TensorProto
+    g = helper.make_graph([helper.make_node("TopK", ["x", "k"], ["v", "i"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+                           helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+                          [helper.make_tensor_value_info("v", TensorProto.FLOAT, [3, 2]),
+                           helper.make_tensor_value_info("i", TensorProto.INT64, [3, 2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    cm = onnxc.compile(model, output_dir=tmp_path / "m")
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    feed = {"x": x, "k": np.array([2], np.int64)}
+    if cm.fallback_nodes:
+        pytest.skip("TopK with a runtime k runs in the interpreter")
+    np.testing.assert_array_equal(cm.run(None, feed)[0], ort_run(model, feed)[0])
+    with pytest.raises(ValueError, match="disagrees with the output shape"):
+        cm.run(None, {"x": x, "k": np.array([3], np.int64)})

@@ -79,9 +79,15 @@ def _io(v, name, python_side: bool = False) -> Dict:
     """Manifest/header entry of a graph input or output.  Values the C side never touches (data-
     dependent shapes, non-tensors, types C does not carry) are marked ``python``."""
     if python_side or not c_carriable(v):
-        return {"name": name, "dtype": dtype_name(v.dtype) if v.dtype is not None else None, "ctype": None,
-                "shape": list(v.shape) if v.shape is not None else None, "nbytes": None, "python": True,
-                "value": v.name}
+        entry = {"name": name, "dtype": dtype_name(v.dtype) if v.dtype is not None else None, "ctype": None,
+                 "shape": list(v.shape) if v.shape is not None else None, "nbytes": None, "python": True,
+                 "value": v.name}
+        if v.dtype is None:  # seq(...)/optional(...)/map(...), as onnxruntime spells it
+            from ..frontend.onnx_import import ort_type_string
+            from ..ir.onnx_export import value_info
+            t = value_info(v).type
+            entry["type"] = ort_type_string(t) if t.WhichOneof("value") else "unknown"
+        return entry
     return {"name": name, "dtype": dtype_name(v.dtype), "ctype": c_type(v.dtype), "shape": list(v.shape),
             "nbytes": v.nbytes}
 

@@ -57,11 +57,20 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
             warnings.simplefilter("ignore")
             converted = version_converter.convert_version(model, target)
         onnx.checker.check_model(converted)
+        if _signature(converted) != _signature(model):
+            return model  # e.g. Scan-8 -> 9 drops the batch axis: the model's interface changed
         if not _keep_legacy_resize_semantics(model, converted):
             return model
         return converted
     except Exception:  # noqa: BLE001 - the converter lacks adapters for some ops
         return model
+
+
+def _signature(model: onnx.ModelProto):
+    """What a caller feeds (input names and types) and reads (output names)."""
+    g = model.graph
+    return ([(v.name, v.type.SerializeToString(deterministic=True)) for v in g.input],
+            [v.name for v in g.output])
 
 
 def _keep_legacy_resize_semantics(old: onnx.ModelProto, new: onnx.ModelProto) -> bool:

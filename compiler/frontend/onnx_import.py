@@ -33,6 +33,22 @@ def _type_of(vi) -> tuple:
     return dtype, tuple(dims)
 
 
+def ort_type_string(t) -> str:
+    """onnxruntime's spelling of a type: tensor(float), seq(tensor(int64)), optional(...)."""
+    from onnx import helper
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return f"tensor({helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
+    if kind == "sequence_type":
+        return f"seq({ort_type_string(t.sequence_type.elem_type)})"
+    if kind == "optional_type":
+        return f"optional({ort_type_string(t.optional_type.elem_type)})"
+    if kind == "map_type":
+        key = helper.tensor_dtype_to_string(t.map_type.key_type).split('.')[-1].lower()
+        return f"map({key},{ort_type_string(t.map_type.value_type)})"
+    return str(kind)
+
+
 def attr_value(a: onnx.AttributeProto, graph: Graph, opset: Dict[str, int]):
     if a.type == onnx.AttributeProto.GRAPH:
         return import_graph(a.g, opset, parent=graph)
@@ -84,6 +100,9 @@ def import_graph(gp: onnx.GraphProto, opset: Dict[str, int], parent: Optional[Gr
     infos = dict(value_info or {})
     for vi in list(gp.value_info) + list(gp.output):
         infos.setdefault(vi.name, _type_of(vi))
+    # sequence/optional/map types, kept whole: only the fallback interpreter carries such values
+    g.metadata["types"] = {vi.name: vi.type for vi in list(gp.input) + list(gp.value_info) + list(gp.output)
+                           if vi.type.WhichOneof("value") not in (None, "tensor_type")}
 
     def lookup(name: str) -> Value:
         if name in scope:
@@ -106,10 +125,7 @@ def import_graph(gp: onnx.GraphProto, opset: Dict[str, int], parent: Optional[Gr
     for vi in gp.input:
         if vi.name in scope or vi.name in produced:
             continue  # an initializer listed as input (IR v3) or a value a node produces
-        dtype, shape = _type_of(vi)
-        if dtype is None:
-            raise UnsupportedError(f"graph input '{vi.name}' is not a tensor (type {vi.type}); "
-                                   "sequence/map/optional inputs are not supported")
+        dtype, shape = _type_of(vi)  # (None, None) for non-tensors: the fallback reads those
         scope[vi.name] = g.add_input(vi.name, dtype, shape)
     g.metadata["scope"] = scope
 

@@ -14,6 +14,16 @@ ONNXC_DOMAIN = "onnxc"
 
 
 def value_info(v: Value, name: Optional[str] = None) -> onnx.ValueInfoProto:
+    if v.dtype is None:  # sequence/optional/map: the type the model declared, if it did
+        p = onnx.ValueInfoProto(name=name or v.name)
+        g = v.graph
+        while g is not None:
+            t = g.metadata.get("types", {}).get(v.name)
+            if t is not None:
+                p.type.CopyFrom(t)
+                break
+            g = g.parent
+        return p
     elem = onnx_from_np_dtype(v.dtype) if v.dtype is not None else 0
     shape = None if v.shape is None else [d if isinstance(d, int) else (None if d == "?" else d) for d in v.shape]
     return helper.make_tensor_value_info(name or v.name, elem, shape)
