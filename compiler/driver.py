@@ -139,6 +139,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     legalize_outputs(graph)
 
     t = time.perf_counter()
+    from .passes.legalize_half import legalize_half  # narrow types compute through float32
+    legalize_half(graph)
     # lists every node no provider can run, dynamic shapes included
     parts = partition(graph, default_providers(options.get("fallback", False)))
     c_ids = {id(n) for n in parts.nodes_of("c")}

@@ -4,13 +4,15 @@
   rounding ties, out of range), bit for bit against the onnx reference (ml_dtypes) and against
   onnxruntime where it implements the pair; for the 16-bit types also exhaustively, with and
   without F16C (target "generic" builds the portable conversions);
-* ops other than casts and data movement are refused on narrow types, with a reason.
+* other ops on float16 run through float32 (passes/legalize_half.py) and are compared with
+  onnxruntime; on bfloat16, which onnxruntime's CPU provider mostly lacks, with the reference.
 """
 import ml_dtypes
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from onnx.reference import ReferenceEvaluator
 
 from helpers import make_model, ort_run
 
@@ -203,6 +205,279 @@ def test_cast_against_onnxruntime(src, tmp_path):
         if np.dtype(src) == np.float64 and d == F16:
             valid = (x.astype(np.float32).astype(np.float64) == x) | np.isnan(x)
         assert_same(y, w, valid, f"{np.dtype(src).name} -> {d.name}")
+
+
+def test_cast_round_trips_are_kept_or_dropped(tmp_path):
+    """Cast(float32 -> float16 -> float32) rounds and stays; float16 -> float32 -> float16 is exact."""
+    x = np.array([1 + 2 ** -12, 0.1, 70000.0, 1e-6, np.nan], np.float32)
+    model = make_model([helper.make_node("Cast", ["x"], ["h"], to=onnx.TensorProto.FLOAT16),
+                        helper.make_node("Cast", ["h"], ["y"], to=onnx.TensorProto.FLOAT),
+                        helper.make_node("Cast", ["y"], ["h2"], to=onnx.TensorProto.FLOAT16),
+                        helper.make_node("Neg", ["h2"], ["z"])],
+                       [("x", np.float32, [5])], [("y", np.float32, [5]), ("z", F16, [5])])
+    cm = compile_c(model, tmp_path / "o")
+    y, z = cm.run(None, {"x": x})
+    assert_same(y, x.astype(np.float16).astype(np.float32))
+    assert_same(z, -x.astype(np.float16))
+    assert cm.report["op_counts"]["Cast"] == 4  # x->h, h->y; Neg: widen h2 (=h), round the result
+
+
+# --- ops on float16 against onnxruntime ------------------------------------------------------------
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _reseed():
+    """The same data whichever tests run."""
+    global RNG
+    RNG = np.random.default_rng(0)
+
+
+def rand(shape, dt=F16, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(dt)
+
+
+def check_f16(nodes, inputs, outputs, feed, tmp_path, inits=None, opset=18, ulps=0):
+    """onnxc (C only) against onnxruntime; ``ulps``: allowed float16 ulps (0: identical bits)."""
+    model = make_model(nodes, inputs, outputs, initializers=inits, opset=opset)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    want = ort_run(model, feed)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        if ulps == 0 or g.dtype != F16:
+            assert_same(g, w)
+        else:
+            assert_ulps(g, w, ulps, np.spacing(np.abs(w.astype(np.float32)).astype(np.float16)).astype(np.float32))
+    return got
+
+
+UNARY = ["Abs", "Neg", "Relu", "Sigmoid", "Tanh", "Exp", "Sqrt", "Log", "Sin", "Cos", "Erf", "Floor", "Ceil",
+         "Round", "Reciprocal", "Softplus", "Sign", "Elu", "LeakyRelu", "HardSigmoid", "IsNaN", "IsInf"]
+
+
+@pytest.mark.parametrize("op", UNARY)
+def test_unary_float16(op, tmp_path):
+    x = rand((3, 4, 5), scale=3)
+    # NaN: onnxruntime's Sign gives 0 and the float32 HardSigmoid kernel 1 (fmin/fmax drop NaN)
+    x.reshape(-1)[:4] = [np.inf, -np.inf, -0.0, np.nan if op not in ("Sign", "HardSigmoid") else 0.5]
+    if op in ("Sqrt", "Log"):
+        x = np.abs(x)
+    out = np.bool_ if op in ("IsNaN", "IsInf") else F16
+    nodes, io = [helper.make_node(op, ["x"], ["y"])], ([("x", F16, [3, 4, 5])], [("y", out, [3, 4, 5])])
+    if op == "IsInf":  # onnxruntime has no float16 IsInf
+        check_reference(nodes, *io, {"x": x}, tmp_path)
+        return
+    # libm and onnxruntime's vectorized exp/tanh/erf may differ by a float32 ulp: one float16 ulp
+    ulps = 0 if op in ("Abs", "Neg", "Relu", "Floor", "Ceil", "Round", "Sign", "Sqrt", "Reciprocal",
+                       "IsNaN") else 1
+    check_f16(nodes, *io, {"x": x}, tmp_path, ulps=ulps)
+
+
+MORE_UNARY = ["Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Cosh", "Sinh", "Tan", "Gelu", "HardSwish", "Mish",
+              "Selu", "Shrink", "Softsign", "ThresholdedRelu", "LogSoftmax", "Hardmax"]
+
+
+@pytest.mark.parametrize("op", MORE_UNARY)
+def test_more_unary_float16(op, tmp_path):
+    x = np.tanh(rand((3, 4, 5), np.float32, 2)) * 0.99
+    if op == "Acosh":
+        x = np.abs(x) * 4 + 1
+    elif op not in ("Acos", "Asin", "Atanh"):
+        x = x * 3
+    check_f16([helper.make_node(op, ["x"], ["y"])], [("x", F16, [3, 4, 5])], [("y", F16, [3, 4, 5])],
+              {"x": x.astype(F16)}, tmp_path, opset=20, ulps=1)
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Less", "GreaterOrEqual"])
+def test_binary_float16_broadcast(op, tmp_path):
+    a, b = rand((2, 3, 4), scale=100), rand((3, 1), scale=100)
+    out = np.bool_ if op in ("Equal", "Less", "GreaterOrEqual") else F16
+    check_f16([helper.make_node(op, ["a", "b"], ["y"])], [("a", F16, [2, 3, 4]), ("b", F16, [3, 1])],
+              [("y", out, [2, 3, 4])], {"a": a, "b": b}, tmp_path)
+
+
+def test_more_binary_and_variadic_float16(tmp_path):
+    a, b, c = rand((2, 3, 4), scale=3), rand((3, 4), scale=3), rand((4,))
+    nodes = [helper.make_node("PRelu", ["a", "c"], ["prelu"]), helper.make_node("Abs", ["a"], ["abs"]),
+             helper.make_node("Pow", ["abs", "c"], ["pow"]), helper.make_node("LessOrEqual", ["a", "b"], ["le"]),
+             helper.make_node("Mod", ["a", "b"], ["mod"], fmod=1), helper.make_node("Sum", ["a", "b", "c"], ["sum"]),
+             helper.make_node("Mean", ["a", "b", "c"], ["mean"])]
+    outs = [(n, F16 if n != "le" else np.bool_, [2, 3, 4]) for n in ("prelu", "pow", "le", "mod", "sum", "mean")]
+    check_f16(nodes, [("a", F16, [2, 3, 4]), ("b", F16, [3, 4]), ("c", F16, [4])], outs,
+              {"a": a, "b": b, "c": c}, tmp_path, ulps=1)
+
+
+def test_elementwise_chain_with_constants(tmp_path):
+    """Consecutive float16 ops, a float16 constant, Where and Clip with float16 scalars: each op
+    rounds its result (the reference, bit for bit); onnxruntime rounds x*w + x once, so it agrees
+    within an ulp of the terms (the sum itself may cancel)."""
+    x = rand((4, 8), scale=4)
+    nodes = [helper.make_node("Mul", ["x", "w"], ["t0"]), helper.make_node("Add", ["t0", "x"], ["t1"]),
+             helper.make_node("Clip", ["t1", "lo", "hi"], ["t2"]),
+             helper.make_node("Greater", ["t2", "zero"], ["c"]),
+             helper.make_node("Where", ["c", "t2", "half"], ["y"])]
+    inits = {"w": rand((8,)), "lo": np.array(-3.5, F16), "hi": np.array(2.75, F16),
+             "zero": np.array(0, F16), "half": np.array(0.5, F16)}
+    io = [("x", F16, [4, 8])], [("y", F16, [4, 8])]
+    got = check_reference(nodes, *io, {"x": x}, tmp_path, inits=inits, opset=13)[0]
+    want = ort_run(make_model(nodes, *io, initializers=inits, opset=13), {"x": x})[0]
+    xf = x.astype(np.float32)
+    terms = np.abs(xf * inits["w"].astype(np.float32)) + np.abs(xf)
+    assert np.all(np.abs(got.astype(np.float32) - want.astype(np.float32)) <= terms * 2.0 ** -10)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "ReduceL1", "ReduceMin",
+                                "ReduceProd", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"])
+def test_reduce_float16(op, tmp_path):
+    x = rand((3, 5, 6))
+    if op == "ReduceLogSum":
+        x = np.abs(x)
+    check_f16([helper.make_node(op, ["x", "axes"], ["y"], keepdims=1)], [("x", F16, [3, 5, 6])],
+              [("y", F16, [3, 1, 6])], {"x": x}, tmp_path, inits={"axes": np.array([1], np.int64)}, ulps=1)
+
+
+def test_argmax_float16(tmp_path):
+    x = rand((2, 3, 7), scale=3)
+    check_f16([helper.make_node("ArgMax", ["x"], ["i"], axis=2), helper.make_node("ArgMin", ["x"], ["j"], axis=0)],
+              [("x", F16, [2, 3, 7])], [("i", np.int64, [2, 3, 1]), ("j", np.int64, [1, 3, 7])], {"x": x}, tmp_path)
+
+
+def test_matmul_gemm_float16(tmp_path):
+    a, w, c = rand((2, 5, 16)), rand((16, 8)), rand((8,))
+    check_f16([helper.make_node("MatMul", ["a", "w"], ["y"])], [("a", F16, [2, 5, 16])], [("y", F16, [2, 5, 8])],
+              {"a": a}, tmp_path, inits={"w": w}, ulps=1)
+    check_f16([helper.make_node("Gemm", ["a", "w", "c"], ["y"], transB=1, alpha=0.5)], [("a", F16, [5, 16])],
+              [("y", F16, [5, 8])], {"a": rand((5, 16))}, tmp_path / "g", inits={"w": rand((8, 16)), "c": c},
+              ulps=1)
+
+
+def test_conv_pool_float16(tmp_path):
+    x, w, b = rand((1, 3, 9, 9)), rand((4, 3, 3, 3), scale=0.3), rand((4,))
+    check_f16([helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+               helper.make_node("Relu", ["c"], ["r"]),
+               helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+               helper.make_node("GlobalAveragePool", ["p"], ["y"])],
+              [("x", F16, [1, 3, 9, 9])], [("p", F16, [1, 4, 4, 4]), ("y", F16, [1, 4, 1, 1])], {"x": x}, tmp_path,
+              inits={"w": w, "b": b}, ulps=1)
+
+
+def test_norm_pool_float16(tmp_path):
+    x = rand((2, 3, 6, 6))
+    stats = {"s": rand((3,)), "b": rand((3,)), "m": rand((3,)), "v": np.abs(rand((3,))) + 0.5}
+    nodes = [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"]),
+             helper.make_node("AveragePool", ["x"], ["ap"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("LRN", ["x"], ["lrn"], size=3),
+             helper.make_node("GlobalMaxPool", ["x"], ["gmp"])]
+    outs = [(n, F16, [2, 3, 6, 6]) for n in ("bn", "ap", "lrn")] + [("gmp", F16, [2, 3, 1, 1])]
+    check_f16(nodes, [("x", F16, [2, 3, 6, 6])], outs, {"x": x}, tmp_path, inits=stats, ulps=1)
+
+
+def test_indexing_float16(tmp_path):
+    """TopK, GatherND, ScatterND, ScatterElements, OneHot, EyeLike: exact selections."""
+    x = rand((4, 6))
+    nodes = [helper.make_node("TopK", ["x", "k"], ["tv", "ti"], axis=1),
+             helper.make_node("GatherND", ["x", "gi"], ["gnd"]),
+             helper.make_node("ScatterND", ["x", "si", "su"], ["snd"]),
+             helper.make_node("ScatterElements", ["x", "ei", "eu"], ["sel"], axis=1),
+             helper.make_node("OneHot", ["oi", "depth", "ov"], ["oh"]),
+             helper.make_node("EyeLike", ["x"], ["eye"], k=1)]
+    inits = {"k": np.array([3], np.int64), "gi": np.array([[0, 1], [3, 5]], np.int64),
+             "si": np.array([[1], [2]], np.int64), "su": rand((2, 6)),
+             "ei": np.array([[0, 5], [1, 1], [2, 3], [4, 0]], np.int64), "eu": rand((4, 2)),
+             "depth": np.array(3, np.int64), "ov": rand((2,))}
+    outs = [("tv", F16, [4, 3]), ("ti", np.int64, [4, 3]), ("gnd", F16, [2]), ("snd", F16, [4, 6]),
+            ("sel", F16, [4, 6]), ("oh", F16, [3, 3]), ("eye", F16, [4, 6])]
+    # the OneHot indices are an input: constant folding would use the reference's arithmetic formula
+    check_f16(nodes, [("x", F16, [4, 6]), ("oi", np.int64, [3])], outs,
+              {"x": x, "oi": np.array([0, 2, 1], np.int64)}, tmp_path, inits=inits)
+
+
+def test_layernorm_float16(tmp_path):
+    x = rand((2, 4, 16))
+    check_f16([helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=-1)], [("x", F16, [2, 4, 16])],
+              [("y", F16, [2, 4, 16])], {"x": x}, tmp_path, inits={"s": rand((16,)), "b": rand((16,))}, ulps=2)
+
+
+def test_data_movement_float16_moves_bits(tmp_path):
+    """Reshape/Transpose/Slice/Concat/Gather/Pad/Expand copy the 16-bit storage: no casts."""
+    x = rand((2, 3, 4))
+    x.reshape(-1)[:3] = [np.nan, -0.0, np.inf]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[2, 0, 1]),
+             helper.make_node("Reshape", ["t", "shape"], ["r"]),
+             helper.make_node("Slice", ["r", "st", "en"], ["s"]),
+             helper.make_node("Concat", ["s", "s"], ["c"], axis=0),
+             helper.make_node("Gather", ["c", "idx"], ["g"], axis=1),
+             helper.make_node("Pad", ["g", "pads", "pv"], ["p"]),
+             helper.make_node("Expand", ["p", "eshape"], ["y"])]
+    inits = {"shape": np.array([4, 6], np.int64), "st": np.array([1], np.int64), "en": np.array([3], np.int64),
+             "idx": np.array([5, 0, 2], np.int64), "pads": np.array([0, 1, 0, 1], np.int64),
+             "pv": np.array(-1.5, F16), "eshape": np.array([2, 4, 5], np.int64)}
+    cm_got = check_f16(nodes, [("x", F16, [2, 3, 4])], [("y", F16, [2, 4, 5])], {"x": x}, tmp_path, inits=inits)
+    assert cm_got[0].dtype == F16
+    import onnxc
+    report = onnxc.load(tmp_path / "o").report
+    assert "Cast" not in report["op_counts"]
+
+
+# --- bfloat16 and float8 against the reference -----------------------------------------------------
+def check_reference(nodes, inputs, outputs, feed, tmp_path, inits=None, opset=18, ulps=0):
+    model = make_model(nodes, inputs, outputs, initializers=inits, opset=opset)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    want = ReferenceEvaluator(model).run(None, feed)
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.dtype == w.dtype and g.shape == w.shape
+        if ulps == 0:
+            assert_same(g, w)
+        else:  # an ulp of the narrow type at the value's magnitude (bfloat16: 2^-7 relative)
+            rel = 2.0 ** -7 if g.dtype == BF16 else 2.0 ** -10
+            assert_ulps(g, w, ulps, np.abs(w.astype(np.float32)) * rel + 1e-30)
+    return got
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Div", "Max"])
+def test_binary_bfloat16(op, tmp_path):
+    a, b = rand((3, 4), BF16, 10), rand((4,), BF16, 10)
+    check_reference([helper.make_node(op, ["a", "b"], ["y"])], [("a", BF16, [3, 4]), ("b", BF16, [4])],
+                    [("y", BF16, [3, 4])], {"a": a, "b": b}, tmp_path)
+
+
+@pytest.mark.parametrize("op", ["Relu", "Exp", "Tanh", "Sqrt", "Neg", "Celu"])
+def test_unary_bfloat16(op, tmp_path):
+    x = rand((5, 6), BF16, 2)
+    if op == "Sqrt":
+        x = np.abs(x)
+    check_reference([helper.make_node(op, ["x"], ["y"])], [("x", BF16, [5, 6])], [("y", BF16, [5, 6])],
+                    {"x": x}, tmp_path, ulps=0 if op != "Celu" else 1)
+
+
+@pytest.mark.parametrize("dt", [F16, BF16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax_rounds_like_the_reference(dt, axis, tmp_path):
+    """Narrow Softmax rounds after x - max, exp, the sum and the division, as the reference does
+    (bfloat16: identical bits; float16: the reference sums in float, within an ulp)."""
+    x = rand((3, 5, 6), dt, 3)
+    check_reference([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], [("x", dt, [3, 5, 6])],
+                    [("y", dt, [3, 5, 6])], {"x": x}, tmp_path, opset=13, ulps=0 if dt == BF16 else 1)
+
+
+def test_matmul_bfloat16(tmp_path):
+    a, b = rand((4, 8), BF16), rand((8, 3), BF16)
+    check_reference([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", BF16, [4, 8]), ("b", BF16, [8, 3])],
+                    [("y", BF16, [4, 3])], {"a": a, "b": b}, tmp_path, ulps=1)
+
+
+def test_float8_and_int4_data_movement_and_widening(tmp_path):
+    """float8 and int4 move as bytes; ops read them widened (float32, int8) exactly."""
+    e4, i4 = F8[0], SMALL_INTS[0]
+    x = np.arange(256, dtype=np.uint8).view(e4).reshape(16, 16)
+    q = np.arange(16, dtype=np.uint8).view(i4).reshape(4, 4)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"]), helper.make_node("Reshape", ["q", "s"], ["r"]),
+             helper.make_node("Cast", ["t"], ["f"], to=onnx.TensorProto.FLOAT),
+             helper.make_node("Cast", ["r"], ["i"], to=onnx.TensorProto.INT8)]
+    check_reference(nodes, [("x", e4, [16, 16]), ("q", i4, [4, 4])],
+                    [("t", e4, [16, 16]), ("f", np.float32, [16, 16]), ("r", i4, [16]), ("i", np.int8, [16])],
+                    {"x": x, "q": q}, tmp_path, inits={"s": np.array([16], np.int64)})
 
 
 # --- what is refused -------------------------------------------------------------------------------
