@@ -306,7 +306,8 @@ def rotary_embedding(node, ctx):
     i1, i2 = ("2*k", "2*k + 1") if inter else ("k", f"k + {half}")
     xo = f"b*{r.x_str[0]} + h*{r.x_str[1]} + s*{r.x_str[2]}"
     if pos is not None:
-        # an id outside [0, max_position) has no cache row: its rotated features become NaN
+        # an id outside [0, max_position) has no cache row: the run reports ONNXC_ERR_VALUE (as
+        # onnxruntime rejects it) and that token's rotated features are NaN, never a read outside
         row = [f"const int64_t id = P[b*{r.pos_str[0]} + s*{r.pos_str[1]}];",
                f"const int ok = id >= 0 && id < {r.cache_rows};",
                f"const {ct}* c = C + (ok ? id : 0)*{half}; const {ct}* sn = Sn + (ok ? id : 0)*{half};"]
@@ -320,7 +321,9 @@ def rotary_embedding(node, ctx):
              f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(node.outputs[0])};",
              f"const {ct}* C = {ctx.ptr(node.inputs[1])}; const {ct}* Sn = {ctx.ptr(node.inputs[2])};"]
     if pos is not None:
-        lines.append(f"const int64_t* P = {ctx.ptr(pos)};")
+        lines += [f"const int64_t* P = {ctx.ptr(pos)};",
+                  f"for (int64_t t = 0; t < {int(np.prod(pos.shape, dtype=np.int64))}; ++t)",
+                  f"  if (P[t] < 0 || P[t] >= {r.cache_rows}) {{ status = ONNXC_ERR_VALUE; break; }}"]
     lines += ["ONNXC_OMP_FOR" if big else "",
               f"for (int64_t bs = 0; bs < {r.B * r.S}; ++bs) {{",
               f"  const int64_t b = bs / {r.S}, s = bs % {r.S};"]
