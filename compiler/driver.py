@@ -171,9 +171,11 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         (out / fb["file"]).write_bytes(fb["model"])
         fallback.append({k: v for k, v in fb.items() if k != "model"})
     module_name = f"_onnxc_{key}"
-    so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],
-                      openmp=options["openmp"],
-                      partitions=[i for kind, i in result.steps if kind == "c"] if fallback else ())
+    c_parts = [i for kind, i in result.steps if kind == "c"]
+    so = None
+    if c_parts or not fallback:  # a module of interpreter partitions only has nothing to compile
+        so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],
+                          openmp=options["openmp"], partitions=c_parts if fallback else ())
     times["build"] = time.perf_counter() - t
     report = {
         "nodes_before": nodes_before, "nodes_after": len(graph.nodes), "op_counts": graph.op_counts(),
@@ -186,7 +188,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     }
     manifest = {
         "format": 1, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
-        "module_name": module_name, "module_file": so.name, "weights_file": "weights.bin",
+        "module_name": module_name, "module_file": so.name if so else None,
+        "arena_bytes": result.plan.size, "weights_file": "weights.bin",
         "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
         "steps": result.steps, "fallback": fallback,
     }

@@ -29,6 +29,16 @@ def _ort_type(dtype: str) -> str:
     return {"float32": "tensor(float)", "float64": "tensor(double)"}.get(dtype, f"tensor({dtype})")
 
 
+class _NoCode:
+    """Stands in for the cffi lib of a module without C partitions."""
+
+    def __init__(self, prefix: str, manifest: Dict):
+        setattr(self, f"{prefix}_weights_bytes", lambda: 0)
+        setattr(self, f"{prefix}_arena_bytes", lambda: int(manifest.get("arena_bytes", 0)))
+        setattr(self, f"{prefix}_set_num_threads", lambda n: None)
+        setattr(self, f"{prefix}_run", lambda *a: 3)  # ONNXC_ERR_FALLBACK
+
+
 def _import_so(path: Path, module_name: str):
     if module_name in sys.modules:
         return sys.modules[module_name]
@@ -52,8 +62,12 @@ class CompiledModel:
         self.manifest = json.loads(mpath.read_text())
         m = self.manifest
         self.prefix = m["prefix"]
-        self._mod = _import_so(self.output_dir / m["module_file"], m["module_name"])
-        self._lib, self._ffi = self._mod.lib, self._mod.ffi
+        if m.get("module_file"):
+            self._mod = _import_so(self.output_dir / m["module_file"], m["module_name"])
+            self._lib, self._ffi = self._mod.lib, self._mod.ffi
+        else:  # every node runs in the fallback interpreter: nothing was compiled
+            import cffi
+            self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
         from .codegen.weights import read_blob
         self._weights = read_blob(self.output_dir / m["weights_file"])
         if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
