@@ -180,3 +180,14 @@ def test_runtime_value_guard_raises_instead_of_wrong_output(tmp_path):
     np.testing.assert_array_equal(cm.run(None, feed)[0], ort_run(model, feed)[0])
     with pytest.raises(ValueError, match="disagrees with the output shape"):
         cm.run(None, {"x": x, "k": np.array([3], np.int64)})
+
+
+def test_interpreter_only_module_builds_no_c(tmp_path):
+    g = helper.make_graph([helper.make_node("Unique", ["x"], ["u"], sorted=1)], "g",
+                          [helper.make_tensor_value_info("x", 1, [6])], [helper.make_tensor_value_info("u", 1, ["n"])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    cm = onnxc.compile(model, output_dir=tmp_path / "m")
+    assert not list((tmp_path / "m").glob("*.so")) and cm.manifest["module_file"] is None
+    x = np.array([3, 1, 3, 2, 1, 5], np.float32)
+    np.testing.assert_array_equal(cm.run(None, {"x": x})[0], ort_run(model, {"x": x})[0])
+    np.testing.assert_array_equal(onnxc.load(tmp_path / "m").run(None, {"x": x})[0], [1, 2, 3, 5])
