@@ -1,4 +1,5 @@
-"""Attention (opsets 23-25) and RotaryEmbedding (opset 23), float32.
+"""Attention (opsets 23-25), RotaryEmbedding (23), CausalConvWithState and LinearAttention (27),
+SwiGLU (28); float32 (float64 too for RotaryEmbedding, CausalConvWithState and SwiGLU).
 
 Attention runs in runtime_c/attention/attention_ref.c; every shape, stride and attribute is
 resolved here into a static params struct. The semantics follow onnx's reference
@@ -6,7 +7,7 @@ resolved here into a static params struct. The semantics follow onnx's reference
 total key length padded with False / -inf, fully-masked rows giving zero probabilities, GQA by
 interleaved KV-head repetition. One deliberate choice: qk_matmul_output_mode 0 gives the raw
 Q K^T product as the spec text and onnxruntime do (the reference returns it after softcap).
-RotaryEmbedding is emitted as plain loops.
+The other ops are emitted as plain loops; the preview FlexAttention is refused.
 """
 from __future__ import annotations
 
