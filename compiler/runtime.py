@@ -185,9 +185,10 @@ ERR_VALUE = 4  # ONNXC_ERR_VALUE in onnxc_rt.h
 
 def _check_status(rc: int) -> None:
     if rc == ERR_VALUE:
-        raise InputError("a runtime input value (TopK's k, OneHot's depth, Range's bounds or a window size) "
-                         "disagrees with the output shape this module was compiled for; the outputs are not "
-                         "valid (recompile for the new value)")
+        raise InputError("a runtime input value is out of what this module was compiled for (TopK's k, "
+                         "OneHot's depth, Range's bounds or a window size that disagrees with the compiled "
+                         "output shape, or a RotaryEmbedding position id outside its cache); the outputs "
+                         "are not valid")
     if rc != 0:
         raise RuntimeError(f"compiled model returned error code {rc}")
 
