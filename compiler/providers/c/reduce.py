@@ -100,7 +100,10 @@ def _emit_reduce(node, ctx) -> str:
     t = x.dtype
     axes = reduce_axes(node)
     shape = list(x.shape)
-    if not axes:
+    # no axes (noop_with_empty_axes, or a scalar): each element is reduced alone, which is a copy
+    # only for ops without an element transform (L1 gives |x|, SumSquare x*x, LogSum log x, ...)
+    if not axes and node.op_type in ("ReduceSum", "ReduceMean", "ReduceProd", "ReduceMax", "ReduceMin",
+                                     "ReduceLogSumExp"):
         return f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {y.nbytes});" if y.nbytes else "/* empty */"
     xs = contiguous_strides(shape)
     kept = [d for d in range(len(shape)) if d not in axes]
