@@ -122,15 +122,20 @@ def _slice_params(node):
     ends = node.inputs[2].const.reshape(-1).tolist()
     axes = node.input(3).const.reshape(-1).tolist() if node.input(3) is not None else list(range(len(starts)))
     steps = node.input(4).const.reshape(-1).tolist() if node.input(4) is not None else [1] * len(starts)
-    sl = [slice(None)] * rank
+    out = [(0, 1, d) for d in x.shape]  # per-dim (start, step, count)
     for s, e, a, st in zip(starts, ends, axes, steps):
-        sl[a % rank] = slice(int(s), int(e), int(st))
-    # per-dim (start, step, count) with numpy's clamping, which is ONNX's
-    out = []
-    for d, s in zip(x.shape, sl):
-        rng = range(d)[s]
-        out.append((rng.start if len(rng) else 0, rng.step, len(rng)))
+        out[a % rank] = _slice_dim(x.shape[a % rank], int(s), int(e), int(st))
     return out
+
+
+def _slice_dim(d, s, e, step):
+    """ONNX's clamping, which differs from numpy's for a negative step and a start below -d
+    (ONNX clamps it to 0 and takes element 0; numpy's slice is empty)."""
+    s, e = s + d if s < 0 else s, e + d if e < 0 else e
+    lo, hi = (0, d) if step > 0 else (-1, d - 1)
+    s, e = min(max(s, 0), hi), min(max(e, lo), hi)
+    count = max(0, -((e - s) // -step))  # ceil((e - s) / step)
+    return (s, step, count) if count else (0, step, 0)
 
 
 def _slice_check(node):
