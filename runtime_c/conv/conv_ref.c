@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "onnxc_geom.h"
 #include "onnxc_kernels.h"
 
 #ifdef _OPENMP
@@ -21,44 +22,11 @@
 /* Work (in floats touched) below which the data-movement loops stay on one thread. */
 #define CONV_PARALLEL_MIN_WORK (1 << 16)
 
-typedef struct {
-    int64_t in[3], k[3], out[3], s[3], pb[3], d[3];
-    int64_t in_sp, out_sp, k_sp;
-} conv_geom;
-
-static void conv_geom_init(const onnxc_conv_params* p, conv_geom* g) {
-    int64_t i;
-    const int64_t r = p->rank < 1 ? 1 : (p->rank > 3 ? 3 : p->rank);
-    for (i = 0; i < 3; ++i) {
-        g->in[i] = 1; g->k[i] = 1; g->out[i] = 1; g->s[i] = 1; g->pb[i] = 0; g->d[i] = 1;
-    }
-    for (i = 0; i < r; ++i) {
-        const int64_t j = 3 - r + i;
-        g->in[j] = p->in[i];
-        g->k[j] = p->kernel[i];
-        g->out[j] = p->out[i];
-        g->s[j] = p->stride[i] > 0 ? p->stride[i] : 1;
-        g->pb[j] = p->pad_begin[i];
-        g->d[j] = p->dilation[i] > 0 ? p->dilation[i] : 1;
-    }
-    g->in_sp = g->in[0] * g->in[1] * g->in[2];
-    g->out_sp = g->out[0] * g->out[1] * g->out[2];
-    g->k_sp = g->k[0] * g->k[1] * g->k[2];
+static void conv_geom_init(const onnxc_conv_params* p, onnxc_geom3* g) {
+    onnxc_geom3_init(g, p->rank, p->in, p->kernel, p->out, p->stride, p->pad_begin, p->dilation);
 }
 
-/* Range [*lo, *hi) of output positions o in [0, out) for which o*s + off lies in [0, in). */
-static void conv_valid_range(int64_t out, int64_t in, int64_t s, int64_t off, int64_t* lo,
-                             int64_t* hi) {
-    int64_t a, b;
-    a = off >= 0 ? 0 : (-off + s - 1) / s;
-    b = in - off > 0 ? (in - off - 1) / s + 1 : 0;
-    if (b > out) b = out;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
-}
-
-static int conv_is_pointwise(const conv_geom* g) {
+static int conv_is_pointwise(const onnxc_geom3* g) {
     int i;
     for (i = 0; i < 3; ++i)
         if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->out[i] != g->in[i]) return 0;
@@ -70,7 +38,7 @@ static int conv_is_depthwise(const onnxc_conv_params* p) {
 }
 
 size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p) {
-    conv_geom g;
+    onnxc_geom3 g;
     conv_geom_init(p, &g);
     if (conv_is_depthwise(p) || conv_is_pointwise(&g)) return 0;
     return (size_t)(p->C / (p->group > 0 ? p->group : 1)) * (size_t)g.k_sp * (size_t)g.out_sp;
@@ -78,7 +46,7 @@ size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p) {
 
 /* col[(c*k_sp + kidx) * out_sp + opos] = x[c, input position of (kidx, opos)] or 0 in padding,
  * for the Cg channels starting at x. */
-static void conv_im2col(const conv_geom* g, int64_t Cg, const float* x, float* col) {
+static void conv_im2col(const onnxc_geom3* g, int64_t Cg, const float* x, float* col) {
     const int64_t rows = Cg * g->k_sp;
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
@@ -102,7 +70,7 @@ static void conv_im2col(const conv_geom* g, int64_t Cg, const float* x, float* c
         const float* xc = x + c * g->in_sp;
         float* dst = col + r * g->out_sp;
         int64_t od, oh, ow, wlo, whi;
-        conv_valid_range(OW, IW, sw, offw, &wlo, &whi);
+        onnxc_geom_valid_range(OW, IW, sw, offw, &wlo, &whi);
         for (od = 0; od < OD; ++od) {
             const int64_t id = od * g->s[0] + offd;
             if (id < 0 || id >= ID) {
@@ -131,7 +99,7 @@ static void conv_im2col(const conv_geom* g, int64_t Cg, const float* x, float* c
 }
 
 /* Grouped convolution with one input channel per group: direct loop per output channel. */
-static void conv_depthwise(const onnxc_conv_params* p, const conv_geom* g, const float* X,
+static void conv_depthwise(const onnxc_conv_params* p, const onnxc_geom3* g, const float* X,
                            const float* W, const float* B, float* Y) {
     const int64_t Mg = p->M / p->group;
     const int64_t total = p->N * p->M;
@@ -169,7 +137,7 @@ static void conv_depthwise(const onnxc_conv_params* p, const conv_geom* g, const
                             const float wv = w[(kd * KH + kh) * KW + kw];
                             const int64_t off = kw * g->d[2] - g->pb[2];
                             int64_t lo, hi;
-                            conv_valid_range(OW, IW, sw, off, &lo, &hi);
+                            onnxc_geom_valid_range(OW, IW, sw, off, &lo, &hi);
                             if (sw == 1) {
                                 const float* src = xrow + off;
                                 for (ow = lo; ow < hi; ++ow) yrow[ow] += wv * src[ow];
@@ -186,7 +154,7 @@ static void conv_depthwise(const onnxc_conv_params* p, const conv_geom* g, const
 
 void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
                 float* Y, float* scratch) {
-    conv_geom g;
+    onnxc_geom3 g;
     int64_t group, Cg, Mg, Kdim, n, gi;
     int pointwise;
     if (p->N <= 0 || p->M <= 0) return;

@@ -11,6 +11,7 @@
  */
 #include <string.h>
 
+#include "onnxc_geom.h"
 #include "onnxc_kernels.h"
 
 #ifdef _OPENMP
@@ -19,45 +20,14 @@
 
 #define COL2IM_PARALLEL_MIN_WORK (1 << 16)
 
-typedef struct {
-    int64_t img[3], k[3], grid[3], s[3], pb[3], d[3];
-    int64_t img_sp, grid_sp, k_sp;
-} col2im_geom;
-
-static void col2im_geom_init(const onnxc_col2im_params* p, col2im_geom* g) {
-    int64_t i;
-    const int64_t r = p->rank < 1 ? 1 : (p->rank > 3 ? 3 : p->rank);
-    for (i = 0; i < 3; ++i) {
-        g->img[i] = 1; g->k[i] = 1; g->grid[i] = 1; g->s[i] = 1; g->pb[i] = 0; g->d[i] = 1;
-    }
-    for (i = 0; i < r; ++i) {
-        const int64_t j = 3 - r + i;
-        g->img[j] = p->image[i];
-        g->k[j] = p->kernel[i];
-        g->grid[j] = p->grid[i];
-        g->s[j] = p->stride[i] > 0 ? p->stride[i] : 1;
-        g->pb[j] = p->pad_begin[i];
-        g->d[j] = p->dilation[i] > 0 ? p->dilation[i] : 1;
-    }
-    g->img_sp = g->img[0] * g->img[1] * g->img[2];
-    g->grid_sp = g->grid[0] * g->grid[1] * g->grid[2];
-    g->k_sp = g->k[0] * g->k[1] * g->k[2];
+/* in = the image, out = the grid of column positions. */
+static void col2im_geom_init(const onnxc_col2im_params* p, onnxc_geom3* g) {
+    onnxc_geom3_init(g, p->rank, p->image, p->kernel, p->grid, p->stride, p->pad_begin,
+                     p->dilation);
 }
 
-/* Range [*lo, *hi) of grid positions q in [0, n) for which q*s + off lies in [0, size). */
-static void col2im_valid_range(int64_t n, int64_t size, int64_t s, int64_t off, int64_t* lo,
-                               int64_t* hi) {
-    int64_t a, b;
-    a = off >= 0 ? 0 : (-off + s - 1) / s;
-    b = size - off > 0 ? (size - off - 1) / s + 1 : 0;
-    if (b > n) b = n;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
-}
-
-/* One channel: Y[img] += scatter of col[k_sp, grid_sp]. */
-static void col2im_channel(const col2im_geom* g, const float* col, float* y) {
+/* One channel: Y[img] += scatter of col[k_sp, out_sp]. */
+static void col2im_channel(const onnxc_geom3* g, const float* col, float* y) {
     int64_t kd, kh, kw, qd, qh, qw;
     for (kd = 0; kd < g->k[0]; ++kd) {
         const int64_t offd = kd * g->d[0] - g->pb[0];
@@ -65,18 +35,18 @@ static void col2im_channel(const col2im_geom* g, const float* col, float* y) {
             const int64_t offh = kh * g->d[1] - g->pb[1];
             for (kw = 0; kw < g->k[2]; ++kw) {
                 const int64_t offw = kw * g->d[2] - g->pb[2];
-                const float* src = col + ((kd * g->k[1] + kh) * g->k[2] + kw) * g->grid_sp;
+                const float* src = col + ((kd * g->k[1] + kh) * g->k[2] + kw) * g->out_sp;
                 int64_t wlo, whi;
-                col2im_valid_range(g->grid[2], g->img[2], g->s[2], offw, &wlo, &whi);
-                for (qd = 0; qd < g->grid[0]; ++qd) {
+                onnxc_geom_valid_range(g->out[2], g->in[2], g->s[2], offw, &wlo, &whi);
+                for (qd = 0; qd < g->out[0]; ++qd) {
                     const int64_t od = qd * g->s[0] + offd;
-                    if (od < 0 || od >= g->img[0]) continue;
-                    for (qh = 0; qh < g->grid[1]; ++qh) {
+                    if (od < 0 || od >= g->in[0]) continue;
+                    for (qh = 0; qh < g->out[1]; ++qh) {
                         const int64_t oh = qh * g->s[1] + offh;
-                        const float* srow = src + (qd * g->grid[1] + qh) * g->grid[2];
+                        const float* srow = src + (qd * g->out[1] + qh) * g->out[2];
                         float* yrow;
-                        if (oh < 0 || oh >= g->img[1]) continue;
-                        yrow = y + (od * g->img[1] + oh) * g->img[2];
+                        if (oh < 0 || oh >= g->in[1]) continue;
+                        yrow = y + (od * g->in[1] + oh) * g->in[2];
                         for (qw = wlo; qw < whi; ++qw) yrow[qw * g->s[2] + offw] += srow[qw];
                     }
                 }
@@ -85,8 +55,8 @@ static void col2im_channel(const col2im_geom* g, const float* col, float* y) {
     }
 }
 
-static void col2im_channels(const col2im_geom* g, int64_t channels, const float* col, float* Y) {
-    const int parallel = channels > 1 && channels * g->k_sp * g->grid_sp >= COL2IM_PARALLEL_MIN_WORK;
+static void col2im_channels(const onnxc_geom3* g, int64_t channels, const float* col, float* Y) {
+    const int parallel = channels > 1 && channels * g->k_sp * g->out_sp >= COL2IM_PARALLEL_MIN_WORK;
     int64_t c;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
@@ -94,15 +64,15 @@ static void col2im_channels(const col2im_geom* g, int64_t channels, const float*
     (void)parallel;
 #endif
     for (c = 0; c < channels; ++c)
-        col2im_channel(g, col + c * g->k_sp * g->grid_sp, Y + c * g->img_sp);
+        col2im_channel(g, col + c * g->k_sp * g->out_sp, Y + c * g->in_sp);
 }
 
 void onnxc_col2im(const onnxc_col2im_params* p, int64_t channels, const float* col, float* Y) {
-    col2im_geom g;
+    onnxc_geom3 g;
     col2im_geom_init(p, &g);
-    if (channels <= 0 || g.img_sp <= 0) return;
-    memset(Y, 0, (size_t)(channels * g.img_sp) * sizeof(float));
-    if (g.grid_sp > 0 && g.k_sp > 0) col2im_channels(&g, channels, col, Y);
+    if (channels <= 0 || g.in_sp <= 0) return;
+    memset(Y, 0, (size_t)(channels * g.in_sp) * sizeof(float));
+    if (g.out_sp > 0 && g.k_sp > 0) col2im_channels(&g, channels, col, Y);
 }
 
 size_t onnxc_conv_transpose_scratch_floats(const onnxc_conv_params* p) {
@@ -117,39 +87,30 @@ size_t onnxc_conv_transpose_scratch_floats(const onnxc_conv_params* p) {
 
 void onnxc_conv_transpose(const onnxc_conv_params* p, const float* X, const float* W,
                           const float* B, float* Y, float* scratch) {
-    onnxc_col2im_params cp;
-    col2im_geom g;
+    onnxc_geom3 g;
     int64_t i, n, gi, group, Cg, Mg, rows;
     if (p->N <= 0 || p->M <= 0) return;
-    cp.rank = p->rank;
-    for (i = 0; i < 3; ++i) {
-        cp.image[i] = p->out[i];
-        cp.kernel[i] = p->kernel[i];
-        cp.grid[i] = p->in[i];
-        cp.stride[i] = p->stride[i];
-        cp.pad_begin[i] = p->pad_begin[i];
-        cp.dilation[i] = p->dilation[i];
-    }
-    col2im_geom_init(&cp, &g);
-    if (g.img_sp <= 0) return;
+    /* The image is Y (p->out), the column grid is X's spatial positions (p->in). */
+    onnxc_geom3_init(&g, p->rank, p->out, p->kernel, p->in, p->stride, p->pad_begin, p->dilation);
+    if (g.in_sp <= 0) return;
     group = p->group > 0 ? p->group : 1;
     Cg = p->C / group;
     Mg = p->M / group;
     rows = Mg * g.k_sp;
     for (n = 0; n < p->N; ++n) {
         for (gi = 0; gi < group; ++gi) {
-            const float* xg = X + (n * p->C + gi * Cg) * g.grid_sp;
+            const float* xg = X + (n * p->C + gi * Cg) * g.out_sp;
             const float* wg = W + gi * Cg * rows;  /* [Cg, Mg * k_sp] */
-            float* yg = Y + (n * p->M + gi * Mg) * g.img_sp;
+            float* yg = Y + (n * p->M + gi * Mg) * g.in_sp;
             int64_t m;
             for (m = 0; m < Mg; ++m) {
                 const float b = B ? B[gi * Mg + m] : 0.0f;
-                float* yrow = yg + m * g.img_sp;
-                for (i = 0; i < g.img_sp; ++i) yrow[i] = b;
+                float* yrow = yg + m * g.in_sp;
+                for (i = 0; i < g.in_sp; ++i) yrow[i] = b;
             }
-            if (g.grid_sp <= 0 || Cg <= 0) continue;
-            onnxc_sgemm(1, 0, rows, g.grid_sp, Cg, 1.0f, wg, rows, xg, g.grid_sp, 0.0f, scratch,
-                        g.grid_sp);
+            if (g.out_sp <= 0 || Cg <= 0) continue;
+            onnxc_sgemm(1, 0, rows, g.out_sp, Cg, 1.0f, wg, rows, xg, g.out_sp, 0.0f, scratch,
+                        g.out_sp);
             col2im_channels(&g, Mg, scratch, yg);
         }
     }
