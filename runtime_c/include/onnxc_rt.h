@@ -32,6 +32,21 @@
 #define ONNXC_RESTRICT
 #endif
 
+/* float -> integer conversions, defined for every input: C leaves NaN and out-of-range values
+ * undefined, so give what x86's truncating converts (and so onnxruntime's static_cast) give:
+ * the "integer indefinite" INT_MIN of the 32- or 64-bit convert, narrowed modulo 2^n. */
+static inline int32_t onnxc_f2i32(double x) {
+    return (x != x || x >= 2147483648.0 || x < -2147483648.0) ? INT32_MIN : (int32_t)x;
+}
+static inline int64_t onnxc_f2i64(double x) {
+    return (x != x || x >= 9223372036854775808.0 || x < -9223372036854775808.0) ? INT64_MIN : (int64_t)x;
+}
+static inline uint64_t onnxc_f2u64(double x) {
+    if (x >= 9223372036854775808.0 && x < 18446744073709551616.0)
+        return (uint64_t)(int64_t)(x - 9223372036854775808.0) ^ ((uint64_t)1 << 63);
+    return (uint64_t)onnxc_f2i64(x);
+}
+
 /* Thread count for OpenMP regions; no-op in a build without OpenMP. */
 void onnxc_rt_set_num_threads(int n);
 int onnxc_rt_get_num_threads(void);

@@ -12,6 +12,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from ...codegen.loops import broadcast_loop
+from ...dtypes import c_type
 from ...ops import get_attr
 from . import narrow
 from .registry import all_of, c_kernel
@@ -419,8 +420,11 @@ def _cast_expr(x, src, dst):
     if dst == np.bool_:
         return f"({x} != 0)"
     if src.kind == "f" and dst.kind in "iu":
-        # float -> int is undefined in C when out of range: clamp NaN/range like x86 cvtt does.
-        return x
+        # float -> int is undefined in C for NaN and out-of-range values: onnxc_f2i* define them
+        if dst == np.uint64:
+            return f"onnxc_f2u64({x})"
+        conv = "onnxc_f2i32" if dst.itemsize < 4 or dst == np.int32 else "onnxc_f2i64"
+        return f"({c_type(dst)}){conv}({x})"
     return x
 
 
