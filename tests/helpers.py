@@ -50,3 +50,26 @@ def check_against_ort(model, feed, out_dir, rtol=1e-5, atol=1e-6):
     for o, r in zip(out, ref):
         assert o.shape == r.shape and o.dtype == r.dtype
         np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+
+
+def compile_c(model, out_dir):
+    """Compile with the C provider only (no fallback interpreter): a node without a C kernel
+    fails the compile, hence the test."""
+    import onnxc
+    return onnxc.compile(model, output_dir=out_dir, fallback=False)
+
+
+def check_c(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, atol=1e-6, exact=False):
+    """Compile ``nodes`` C-only and compare every output with onnxruntime's; returns onnxc's.
+    outputs: [(name, dtype)] (shapes from onnx shape inference) or [(name, dtype, shape)]."""
+    outs = [o if len(o) == 3 else (o[0], o[1], None) for o in outputs]
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()], outs, inits, opset=opset)
+    ref = ort_run(model, feed)
+    out = compile_c(model, tmp_path / "o").run(None, feed)
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        if exact:
+            np.testing.assert_array_equal(o, r)
+        else:
+            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
+    return out

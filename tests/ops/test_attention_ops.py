@@ -1,7 +1,6 @@
 """Attention (opsets 23-25) and RotaryEmbedding against onnxruntime; configurations onnxruntime
 rejects (a mask shorter than the total key length, out-of-range position ids, float64 rotary)
 against onnx.reference. Every model is compiled C-only, so a refused node fails the test."""
-import inspect
 import warnings
 
 import numpy as np
@@ -10,19 +9,13 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import onnxc
-from helpers import make_model, ort_run
+from helpers import compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
 
 
 def f32(*shape):
     return RNG.standard_normal(shape).astype(np.float32)
-
-
-def compile_c(model, out):
-    from compiler.driver import compile_model
-    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
-    return onnxc.compile(model, output_dir=out, **kw)
 
 
 def build(op, feed, outputs, opset, **attrs):

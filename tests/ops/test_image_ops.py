@@ -9,18 +9,9 @@ import pytest
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-import onnxc
-from helpers import make_model, ort_run
+from helpers import compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
-
-
-def compile_c(model, out_dir):
-    """Compile with the C provider only: a node it refuses fails the compile."""
-    try:
-        return onnxc.compile(model, output_dir=out_dir, fallback=False)
-    except TypeError:  # an onnxc without the fallback provider refuses unsupported nodes anyway
-        return onnxc.compile(model, output_dir=out_dir)
 
 
 def check_many(nodes, feed, inits, tmp_path, oracle="ort", rtol=1e-5, atol=1e-5, opset=19, out_dtype=None):

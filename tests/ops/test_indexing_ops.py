@@ -1,37 +1,17 @@
 """CumSum/CumProd, TopK, ScatterElements/ScatterND, GatherND, OneHot, EyeLike against onnxruntime,
 and out-of-range runtime indices (skipped / zeros, never a crash)."""
-import inspect
-
 import numpy as np
 import pytest
 from onnx import helper
 
-import onnxc
-from helpers import make_model, ort_run
+from helpers import check_c, compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
 
 
-def compile_c(model, out):
-    """Compile with the C provider only: a node without a C kernel fails the test."""
-    from compiler.driver import compile_model
-    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
-    return onnxc.compile(model, output_dir=out, **kw)
-
-
-def check(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-6, atol=1e-6, exact=False):
-    """outputs: [(name, dtype)]; shapes come from onnx shape inference."""
-    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()],
-                       [(n, dt, None) for n, dt in outputs], inits, opset=opset)
-    ref = ort_run(model, feed)
-    out = compile_c(model, tmp_path / "o").run(None, feed)
-    for o, r in zip(out, ref):
-        assert o.shape == r.shape and o.dtype == r.dtype
-        if exact:
-            np.testing.assert_array_equal(o, r)
-        else:
-            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
-    return out
+def check(nodes, feed, outputs, tmp_path, inits=None, rtol=1e-6, **kw):
+    """helpers.check_c with this file's tighter default rtol."""
+    return check_c(nodes, feed, outputs, tmp_path, inits, rtol=rtol, **kw)
 
 
 def ints(shape, lo, hi, dtype=np.int64):

@@ -1,37 +1,12 @@
 """NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss, Quantize/DequantizeLinear,
 DynamicQuantizeLinear, Einsum, Det, window generators and Range against onnxruntime."""
-import inspect
-
 import numpy as np
 import pytest
 from onnx import helper
 
-import onnxc
-from helpers import make_model, ort_run
+from helpers import check_c as check, compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
-
-
-def compile_c(model, out):
-    """Compile with the C provider only: a node without a C kernel fails the test."""
-    from compiler.driver import compile_model
-    kw = {"fallback": False} if "fallback" in inspect.signature(compile_model).parameters else {}
-    return onnxc.compile(model, output_dir=out, **kw)
-
-
-def check(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, atol=1e-6, exact=False):
-    """outputs: [(name, dtype)] (shapes from onnx shape inference) or [(name, dtype, shape)]."""
-    outs = [o if len(o) == 3 else (o[0], o[1], None) for o in outputs]
-    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()], outs, inits, opset=opset)
-    ref = ort_run(model, feed)
-    out = compile_c(model, tmp_path / "o").run(None, feed)
-    for o, r in zip(out, ref):
-        assert o.shape == r.shape and o.dtype == r.dtype
-        if exact:
-            np.testing.assert_array_equal(o, r)
-        else:
-            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
-    return out
 
 
 # --- losses ----------------------------------------------------------------------------------

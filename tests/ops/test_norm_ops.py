@@ -3,20 +3,11 @@ compiled to C, against onnxruntime."""
 import numpy as np
 import pytest
 from onnx import helper
-
-import onnxc
 from onnx.reference import ReferenceEvaluator
-from helpers import make_model, ort_run
+
+from helpers import compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
-
-
-def compile_c(model, out_dir):
-    """Compile with the C provider only: a node it refuses fails the compile."""
-    try:
-        return onnxc.compile(model, output_dir=out_dir, fallback=False)
-    except TypeError:  # an onnxc without the fallback provider refuses unsupported nodes anyway
-        return onnxc.compile(model, output_dir=out_dir)
 
 
 def check(node, feed, inits, tmp_path, opset=18, rtol=1e-5, atol=1e-5, oracle="ort"):
