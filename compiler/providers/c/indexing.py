@@ -190,12 +190,27 @@ def _reduction_check(node, data):
     return None
 
 
-def _scatter_elements_check(node):
-    data, ind, upd = node.inputs
+def _scatter_types_check(data, ind, upd):
     if ind.dtype not in INDEX_TYPES:
         return "indices must be int32 or int64"
     if upd.dtype != data.dtype:
         return "updates dtype differs from data"
+    return None
+
+
+def _scatter_pointers(ctx, data, ind, upd, y) -> List[str]:
+    """C declarations of Y (output), I (indices) and U (updates) for the scatter loops."""
+    ct = ctx.ctype(data)
+    return [f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
+            f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
+            f"const {ct}* ONNXC_RESTRICT U = {ctx.ptr(upd)};"]
+
+
+def _scatter_elements_check(node):
+    data, ind, upd = node.inputs
+    reason = _scatter_types_check(data, ind, upd)
+    if reason:
+        return reason
     if len(ind.shape) != len(data.shape) or tuple(upd.shape) != tuple(ind.shape):
         return "indices/updates must have data's rank and the same shape"
     if not data.shape:
@@ -229,9 +244,7 @@ def scatter_elements(node, ctx):
     body = (f"int64_t k = (int64_t)I[{ui}]; if (k < 0) k += {n}; "
             f"if (k >= 0 && k < {n}) {{ {ct}* d = Y + {other} + k*{ys[axis]}; "
             f"*d = {_combine(op, '*d', f'U[{ui}]', data.dtype, ct)}; }}")
-    lines += [f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
-              f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
-              f"const {ct}* ONNXC_RESTRICT U = {ctx.ptr(upd)};"]
+    lines += _scatter_pointers(ctx, data, ind, upd, y)
     return "\n".join(lines + _nest(list(ind.shape), idx, body))
 
 
@@ -248,10 +261,9 @@ def _tuple_offset(dims: Sequence[int], strides: Sequence[int], row: str) -> List
 
 def _scatter_nd_check(node):
     data, ind, upd = node.inputs
-    if ind.dtype not in INDEX_TYPES:
-        return "indices must be int32 or int64"
-    if upd.dtype != data.dtype:
-        return "updates dtype differs from data"
+    reason = _scatter_types_check(data, ind, upd)
+    if reason:
+        return reason
     if not data.shape or not ind.shape:
         return "data and indices must have rank >= 1"
     q = ind.shape[-1]
@@ -275,10 +287,7 @@ def scatter_nd(node, ctx):
     if m == 0 or sl == 0 or y.size == 0:
         return lines[0]
     ys = contiguous_strides(data.shape)
-    lines += [f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
-              f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
-              f"const {ct}* ONNXC_RESTRICT U = {ctx.ptr(upd)};",
-              f"for (int64_t j = 0; j < {m}; ++j) {{"]
+    lines += _scatter_pointers(ctx, data, ind, upd, y) + [f"for (int64_t j = 0; j < {m}; ++j) {{"]
     lines += ["  " + s for s in _tuple_offset(data.shape[:q], ys[:q], f"j*{q}")]
     lines += ["  if (!ok) continue;  /* out-of-range index: update skipped */",
               f"  for (int64_t e = 0; e < {sl}; ++e) {{ {ct}* d = Y + off + e; "
