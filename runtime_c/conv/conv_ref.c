@@ -23,7 +23,8 @@
 #define CONV_PARALLEL_MIN_WORK (1 << 16)
 
 static void conv_geom_init(const onnxc_conv_params* p, onnxc_geom3* g) {
-    onnxc_geom3_init(g, p->rank, p->in, p->kernel, p->out, p->stride, p->pad_begin, p->dilation);
+    onnxc_geom3_init(g, p->rank, p->in, p->kernel, p->out, p->stride, p->pad_begin, NULL,
+                     p->dilation);
 }
 
 static int conv_is_pointwise(const onnxc_geom3* g) {

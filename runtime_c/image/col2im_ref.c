@@ -22,7 +22,7 @@
 
 /* in = the image, out = the grid of column positions. */
 static void col2im_geom_init(const onnxc_col2im_params* p, onnxc_geom3* g) {
-    onnxc_geom3_init(g, p->rank, p->image, p->kernel, p->grid, p->stride, p->pad_begin,
+    onnxc_geom3_init(g, p->rank, p->image, p->kernel, p->grid, p->stride, p->pad_begin, NULL,
                      p->dilation);
 }
 
@@ -91,7 +91,8 @@ void onnxc_conv_transpose(const onnxc_conv_params* p, const float* X, const floa
     int64_t i, n, gi, group, Cg, Mg, rows;
     if (p->N <= 0 || p->M <= 0) return;
     /* The image is Y (p->out), the column grid is X's spatial positions (p->in). */
-    onnxc_geom3_init(&g, p->rank, p->out, p->kernel, p->in, p->stride, p->pad_begin, p->dilation);
+    onnxc_geom3_init(&g, p->rank, p->out, p->kernel, p->in, p->stride, p->pad_begin, NULL,
+                     p->dilation);
     if (g.in_sp <= 0) return;
     group = p->group > 0 ? p->group : 1;
     Cg = p->C / group;

@@ -7,6 +7,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "onnxc_geom.h"
 #include "onnxc_kernels.h"
 
 #ifdef _OPENMP
@@ -16,50 +17,13 @@
 /* Work (in window elements visited) below which a kernel stays on one thread. */
 #define POOL_PARALLEL_MIN_WORK (1 << 15)
 
-typedef struct {
-    int64_t in[3], k[3], out[3], s[3], pb[3], pe[3], d[3];
-    int64_t in_sp, out_sp;
-} pool_geom;
-
-static void pool_geom_init(const onnxc_pool_params* p, pool_geom* g) {
-    int64_t i;
-    const int64_t r = p->rank < 1 ? 1 : (p->rank > 3 ? 3 : p->rank);
-    for (i = 0; i < 3; ++i) {
-        g->in[i] = 1; g->k[i] = 1; g->out[i] = 1; g->s[i] = 1;
-        g->pb[i] = 0; g->pe[i] = 0; g->d[i] = 1;
-    }
-    for (i = 0; i < r; ++i) {
-        const int64_t j = 3 - r + i;
-        g->in[j] = p->in[i];
-        g->k[j] = p->kernel[i];
-        g->out[j] = p->out[i];
-        g->s[j] = p->stride[i] > 0 ? p->stride[i] : 1;
-        g->pb[j] = p->pad_begin[i];
-        g->pe[j] = p->pad_end[i];
-        g->d[j] = p->dilation[i] > 0 ? p->dilation[i] : 1;
-    }
-    g->in_sp = g->in[0] * g->in[1] * g->in[2];
-    g->out_sp = g->out[0] * g->out[1] * g->out[2];
-}
-
-/* Window of output position o along one dim: input positions start + t*d for t < k.
- * lo, hi: the t range whose position lies inside the input [0, in). */
-static void pool_window(const pool_geom* g, int dim, int64_t o, int64_t* start, int64_t* lo,
-                        int64_t* hi) {
-    const int64_t st = o * g->s[dim] - g->pb[dim];
-    const int64_t d = g->d[dim], in = g->in[dim];
-    int64_t a, b;
-    a = st >= 0 ? 0 : (-st + d - 1) / d;
-    b = in - st > 0 ? (in - st - 1) / d + 1 : 0;
-    if (b > g->k[dim]) b = g->k[dim];
-    if (a > b) a = b;
-    *start = st;
-    *lo = a;
-    *hi = b;
+static void pool_geom_init(const onnxc_pool_params* p, onnxc_geom3* g) {
+    onnxc_geom3_init(g, p->rank, p->in, p->kernel, p->out, p->stride, p->pad_begin, p->pad_end,
+                     p->dilation);
 }
 
 void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t* indices) {
-    pool_geom g;
+    onnxc_geom3 g;
     int64_t nc;
     const int64_t planes = p->N * p->C;
     int parallel;
@@ -77,15 +41,15 @@ void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t
         int64_t od, oh, ow;
         for (od = 0; od < g.out[0]; ++od) {
             int64_t sd, lod, hid;
-            pool_window(&g, 0, od, &sd, &lod, &hid);
+            onnxc_geom_window(&g, 0, od, &sd, &lod, &hid);
             for (oh = 0; oh < g.out[1]; ++oh) {
                 int64_t sh, loh, hih;
-                pool_window(&g, 1, oh, &sh, &loh, &hih);
+                onnxc_geom_window(&g, 1, oh, &sh, &loh, &hih);
                 for (ow = 0; ow < g.out[2]; ++ow) {
                     int64_t sw, low, hiw, td, th, tw;
                     int64_t best_i = -1;
                     float best = -FLT_MAX;
-                    pool_window(&g, 2, ow, &sw, &low, &hiw);
+                    onnxc_geom_window(&g, 2, ow, &sw, &low, &hiw);
                     for (td = lod; td < hid; ++td) {
                         const int64_t id = sd + td * g.d[0];
                         for (th = loh; th < hih; ++th) {
@@ -120,7 +84,7 @@ static int64_t pool_count_below(int64_t start, int64_t k, int64_t d, int64_t end
 }
 
 void onnxc_avgpool(const onnxc_pool_params* p, const float* X, float* Y) {
-    pool_geom g;
+    onnxc_geom3 g;
     int64_t nc;
     const int64_t planes = p->N * p->C;
     const int include_pad = p->count_include_pad != 0;
@@ -138,19 +102,19 @@ void onnxc_avgpool(const onnxc_pool_params* p, const float* X, float* Y) {
         int64_t od, oh, ow;
         for (od = 0; od < g.out[0]; ++od) {
             int64_t sd, lod, hid, cd;
-            pool_window(&g, 0, od, &sd, &lod, &hid);
+            onnxc_geom_window(&g, 0, od, &sd, &lod, &hid);
             cd = include_pad ? pool_count_below(sd, g.k[0], g.d[0], g.in[0] + g.pe[0])
                              : hid - lod;
             for (oh = 0; oh < g.out[1]; ++oh) {
                 int64_t sh, loh, hih, ch;
-                pool_window(&g, 1, oh, &sh, &loh, &hih);
+                onnxc_geom_window(&g, 1, oh, &sh, &loh, &hih);
                 ch = include_pad ? pool_count_below(sh, g.k[1], g.d[1], g.in[1] + g.pe[1])
                                  : hih - loh;
                 for (ow = 0; ow < g.out[2]; ++ow) {
                     int64_t sw, low, hiw, cw, td, th, tw;
                     float sum = 0.0f;
                     float* out = y + (od * g.out[1] + oh) * g.out[2] + ow;
-                    pool_window(&g, 2, ow, &sw, &low, &hiw);
+                    onnxc_geom_window(&g, 2, ow, &sw, &low, &hiw);
                     if (hid <= lod || hih <= loh || hiw <= low) {
                         *out = 0.0f;  /* window entirely in padding or past the end */
                         continue;
