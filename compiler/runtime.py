@@ -140,7 +140,7 @@ class CompiledModel:
             if spec["shape"] is not None and list(x.shape) != list(spec["shape"]):
                 raise InputError(f"input '{spec['name']}': expected shape {tuple(spec['shape'])}, got "
                                  f"{tuple(x.shape)} (recompile with input_shapes to change it)")
-            arrays.append(np.ascontiguousarray(x))
+            arrays.append(np.asarray(x, order="C"))  # ascontiguousarray would make 0-d arrays 1-d
         return arrays
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: Dict, run_options=None) -> List[np.ndarray]:

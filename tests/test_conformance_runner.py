@@ -15,6 +15,10 @@ def test_compare_classifies_mismatches():
     assert "shape" in runner.compare(a, [np.array([1.0], np.float32)], 1e-3, 1e-7)
     assert "dtype" in runner.compare(a, [np.array([1.0, 2.0], np.float64)], 1e-3, 1e-7)
     assert "outputs" in runner.compare(a, [], 1e-3, 1e-7)
+    seq = [[np.ones(2, np.float32), np.zeros(3, np.float32)]]  # sequences of unequal shapes
+    assert runner.compare(seq, [[np.ones(2, np.float32), np.zeros(3, np.float32)]], 1e-3, 1e-7) is None
+    assert "sequence" in runner.compare(seq, [[np.ones(2, np.float32), np.ones(3, np.float32)]], 1e-3, 1e-7)
+    assert "sequence" in runner.compare(seq, [[np.ones(2, np.float32)]], 1e-3, 1e-7)
 
 
 def test_run_case_statuses(monkeypatch):

@@ -65,6 +65,17 @@ def compare(outputs, refs, rtol, atol):
         if hasattr(r, "raw_data"):  # some cases store expected outputs as TensorProto
             from onnx import numpy_helper
             r = numpy_helper.to_array(r)
+        if isinstance(r, (list, tuple)) or r is None:  # a sequence (or an empty optional)
+            if r is None or o is None:
+                if (r is None) != (o is None):
+                    return f"output {i}: {o!r:.60}, expected {r!r:.60}"
+                continue
+            if not isinstance(o, (list, tuple)):
+                return f"output {i}: a {type(o).__name__}, expected a sequence"
+            why = compare(list(o), list(r), rtol, atol)
+            if why:
+                return f"output {i} (sequence): {why}"
+            continue
         o, r = np.asarray(o), np.asarray(r)
         if o.shape != r.shape:
             return f"output {i}: shape {o.shape}, expected {r.shape}"
