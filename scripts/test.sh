@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest -q "$@"
+# -n: one pytest worker per core (most of a test's time is the C compiler, one process each)
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-auto}" "$@"

@@ -178,7 +178,7 @@ def test_runtime_value_guard_raises_instead_of_wrong_output(tmp_path):
     if cm.fallback_nodes:
         pytest.skip("TopK with a runtime k runs in the interpreter")
     np.testing.assert_array_equal(cm.run(None, feed)[0], ort_run(model, feed)[0])
-    with pytest.raises(ValueError, match="disagrees with the output shape"):
+    with pytest.raises(ValueError, match="disagrees with the compiled output shape"):
         cm.run(None, {"x": x, "k": np.array([3], np.int64)})
 
 
