@@ -127,6 +127,7 @@ static inline float onnxc_narrow_decode(uint32_t b, int M, int emin, int sbit, u
 
 static inline uint16_t onnxc_f64_to_f16(double x)
 { return (uint16_t)onnxc_narrow_encode(x, 10, -14, 15, 0x7BFFu, 0x7C00u, 0x7E00u, 0, 0); }
+
 /* --- float8 / float4 ------------------------------------------------------------------------ */
 static inline uint8_t onnxc_f64_to_f8e4m3fn(double x, int sat)
 { return (uint8_t)onnxc_narrow_encode(x, 3, -6, 7, 0x7Eu, 0, 0x7Fu, 0, sat); }
