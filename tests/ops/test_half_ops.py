@@ -146,6 +146,20 @@ def test_cast_matrix(src, tmp_path):
         assert_same(y, reference_cast(x, d), defined(x, d), f"{np.dtype(src).name} -> {d.name}")
 
 
+def test_narrow_float_to_int_out_of_range_as_float32(tmp_path):
+    """NaN, infinities and out-of-range values of the narrow floats convert to integers exactly as
+    the same float32 values do (defined, no C undefined behaviour)."""
+    ints = [np.dtype(t) for t in (np.int8, np.uint8, np.int32, np.uint32, np.int64, np.uint64)]
+    f = np.array([np.nan, -np.nan, np.inf, -np.inf, 60000.0, -300.0, 448.0, 2.0 ** 40, -(2.0 ** 70)], np.float32)
+    for src in (F16, BF16, F8[0], F8[2]):
+        x = f.astype(src)
+        wide = x.astype(np.float32)
+        got = compile_c(cast_model(src, ints, x.size), tmp_path / src.name).run(None, {"x": x})
+        want = compile_c(cast_model(np.float32, ints, x.size), tmp_path / f"{src.name}32").run(None, {"x": wide})
+        for d, g, w in zip(ints, got, want):
+            assert_same(g, w, None, f"{src.name} -> {d.name}")
+
+
 @pytest.mark.parametrize("src", [np.float32, np.float64, F16, BF16], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("saturate", [0, 1])
 def test_cast_to_float8_saturate(src, saturate, tmp_path):

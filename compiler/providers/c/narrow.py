@@ -217,7 +217,10 @@ def cast_expr(x: str, src, dst, saturate: int = 1, round_mode: str = "up") -> st
         return f"(uint8_t)((uint64_t)({e}) & {mask}u)"
     if name == "bool":
         return f"(({e}) != 0)"
-    return f"({c_type(dst)})({e})"  # float32/float64/integers from decoded narrow values
+    if kind == "f":  # a decoded float: the float32 cast, whose float -> integer has no undefined behaviour
+        from .elementwise import _cast_expr
+        return _cast_expr(e, np.float32, dst)
+    return f"({c_type(dst)})({e})"  # an int4/int2 value to a standard type
 
 
 def cast_reason(node) -> Optional[str]:
