@@ -101,7 +101,9 @@ def cmd_inspect(args) -> int:
                     for d in st.details:
                         print(f"  {name}: {d}")
         if args.partitions:
+            from .passes.legalize_half import legalize_half  # as the compile does before partitioning
             legalize_outputs(graph)
+            legalize_half(graph)
             print(partition(graph, default_providers(not args.no_fallback), strict=False).describe())
     if args.ir or not (args.passes or args.partitions):
         print(format_graph(graph))
