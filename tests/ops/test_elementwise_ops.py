@@ -134,3 +134,12 @@ def test_cast_float_to_int_out_of_range_is_defined(to, src, tmp_path):
     bits = 32 if np.dtype(to).itemsize < 4 or to == np.int32 else 64
     indefinite = np.array(-(1 << (bits - 1)), np.int64).astype(to) if to != np.uint64 else np.uint64(1 << 63)
     assert (got[inside.size:] == indefinite).all()
+
+
+def test_hardsigmoid_propagates_nan(tmp_path):
+    from onnx import helper as h
+    x = np.array([np.nan, -10, -1, 0, 1, 10, np.inf, -np.inf], np.float32)
+    model = make_model([h.make_node("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)],
+                       [("x", np.float32, [8])], [("y", np.float32, [8])])
+    np.testing.assert_array_equal(onnxc.compile(model, output_dir=tmp_path / "o").run(None, {"x": x})[0],
+                                  ort_run(model, {"x": x})[0])

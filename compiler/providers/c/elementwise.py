@@ -158,7 +158,8 @@ def _trelu(x, t, n):
 def _hsig(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.2), t)
     b = n.ctx.lit(get_attr(n, "beta", 0.5), t)
-    return f"{_f('fmax', t)}(0, {_f('fmin', t)}(1, {a} * {x} + {b}))"
+    # fmin/fmax drop a NaN operand; the spec's max(0, min(1, .)) keeps it (as ORT does)
+    return f"({x} != {x} ? {x} : {_f('fmax', t)}(0, {_f('fmin', t)}(1, {a} * {x} + {b})))"
 
 
 @unary("HardSwish")
