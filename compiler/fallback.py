@@ -107,11 +107,10 @@ def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int]) -
     out_ids = {id(v) for v in graph.outputs}
     outputs = [v for n in part.nodes for v in n.outputs if id(v) in later_reads or id(v) in out_ids]
 
-    def vi(v):
-        if v.dtype is None:  # a sequence/map/optional value: its type as the model declared it
+    def vi(v):  # non-tensors keep their declared type (value_info); tensors of unknown shape, none
+        if v.dtype is None or v.is_static:
             return value_info(v)
-        return value_info(v) if v.is_static else helper.make_tensor_value_info(
-            v.name, value_info(v).type.tensor_type.elem_type, None)
+        return helper.make_tensor_value_info(v.name, value_info(v).type.tensor_type.elem_type, None)
 
     g = helper.make_graph([node_to_proto(n) for n in part.nodes], f"fallback{part.index}",
                           [vi(v) for v in inputs], [vi(v) for v in outputs],
