@@ -47,8 +47,10 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     return h.hexdigest()[:24]
 
 
-def optimize(graph, opt_level: str = "extended", verify_each: bool = False):
+def optimize(graph, opt_level: str = "extended", verify_each: bool = False, target: str = "native"):
     from .passes import PassManager
+    from .target import resolve
+    graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
     pm = PassManager(opt_level, verify_each=verify_each)
     pm.run(graph)
     return pm
@@ -134,7 +136,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     times["frontend"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pm = optimize(graph, options["opt_level"])
+    pm = optimize(graph, options["opt_level"], target=options["target"])
     times["passes"] = time.perf_counter() - t
     legalize_outputs(graph)
 

@@ -73,3 +73,48 @@ def check_c(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, ato
         else:
             np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
     return out
+
+
+def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="native"):
+    """Run one pass on ``model``'s IR and check the graph computes the same before and after.
+
+    The reference is onnxruntime on the original model; the rewritten graph runs in the IR
+    interpreter (onnx ops through their references, onnxc-domain fused ops through theirs).
+    ``fires``: whether the pattern must (True) or must not (False) rewrite anything.
+    Returns (graph, PassResult)."""
+    from onnxc import frontend
+    from onnxc.ir import verify
+    from onnxc.ir.interp import run_graph
+    from onnxc.target import resolve
+    g = frontend.load(model)
+    g.metadata["target"] = resolve(target)
+    ref = ort_run(model, feed)
+    before = run_graph(g, feed)
+    for a, r in zip(before, ref):
+        np.testing.assert_allclose(a, r, rtol=rtol, atol=atol, err_msg="interpreter disagrees before the pass")
+    res = pass_.run(g)
+    verify(g)
+    assert res.modified == fires, f"{pass_.name}: expected fires={fires}, got {res}"
+    after = run_graph(g, feed)
+    assert len(after) == len(ref)
+    for a, r in zip(after, ref):
+        assert a.shape == r.shape and a.dtype == r.dtype, (a.shape, r.shape, a.dtype, r.dtype)
+        np.testing.assert_allclose(a, r, rtol=rtol, atol=atol, err_msg=f"after {pass_.name}")
+    return g, res
+
+
+def check_levels(model, feed, out_dir, levels=("none", "basic", "extended", "layout"), rtol=1e-5, atol=1e-6,
+                 target="native", fallback=False):
+    """Compile ``model`` at each optimization level and compare every output with onnxruntime's.
+    Returns {level: CompiledModel}."""
+    import onnxc
+    ref = ort_run(model, feed)
+    built = {}
+    for lvl in levels:
+        m = onnxc.compile(model, output_dir=out_dir / lvl, opt_level=lvl, target=target, fallback=fallback)
+        out = m.run(None, feed)
+        for o, r in zip(out, ref):
+            assert o.shape == r.shape and o.dtype == r.dtype, (lvl, o.shape, r.shape)
+            np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=f"opt_level={lvl}")
+        built[lvl] = m
+    return built

@@ -1,9 +1,12 @@
-"""Pass framework: named passes registered by level, run in order to a fixpoint.
+"""Pass framework: named passes registered by level, each level run in order to a fixpoint.
 
 A pass is a class with ``name``, ``level`` and ``run(graph) -> PassResult``; ``@register``
 adds it to the registry in definition order within its level.  ``PassManager`` runs the
-passes of every level up to the requested one, repeats until nothing changes, records per pass
-the number of rewrites and the time taken, and names the passes that ran when one fails.
+levels up to the requested one in order (basic, extended, layout); within a level it repeats
+the level's passes until none changes the graph, then moves on, so a later level sees the
+earlier one's result and never has its own fusions undone.  It records per pass the number of
+rewrites, the rewritten nodes and the time taken, and names the passes that ran when one fails.
+Passes marked ``always`` (dead-code elimination) also run at the end of every later level.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class PassResult:
 class Pass:
     name: str = ""
     level: str = "basic"
+    always: bool = False  # also run within every later level (cleanup passes)
 
     def run(self, graph: Graph) -> PassResult:  # pragma: no cover - interface
         raise NotImplementedError
@@ -48,6 +52,18 @@ def passes_for(level: str) -> List[Pass]:
         raise ValueError(f"unknown optimization level '{level}'; expected one of {LEVELS}")
     upto = LEVELS.index(level)
     return [p for lvl in LEVELS[1:upto + 1] for p in _REGISTRY if p.level == lvl]
+
+
+def level_groups(passes: List[Pass]) -> List[List[Pass]]:
+    """Passes grouped by level in level order; ``always`` passes join every later group."""
+    groups, sticky = [], []
+    for lvl in LEVELS[1:]:
+        own = [p for p in passes if p.level == lvl]
+        if not own:
+            continue
+        groups.append(own + [p for p in sticky if p not in own])
+        sticky += [p for p in own if p.always]
+    return groups
 
 
 @dataclass
@@ -75,9 +91,14 @@ class PassManager:
         self.history: List[str] = []
 
     def run(self, graph: Graph) -> Graph:
+        for group in level_groups(self.passes):
+            self._fixpoint(graph, group)
+        return graph
+
+    def _fixpoint(self, graph: Graph, passes: List[Pass]) -> None:
         for _ in range(self.max_iterations):
             changed = False
-            for p in self.passes:
+            for p in passes:
                 st = self.stats[p.name]
                 t0 = time.perf_counter()
                 try:
@@ -97,7 +118,6 @@ class PassManager:
                     st.details.extend(res.details)
             if not changed:
                 break
-        return graph
 
     def report(self) -> str:
         lines = [f"{'pass':32} {'level':9} {'runs':>4} {'rewrites':>8} {'ms':>8}"]

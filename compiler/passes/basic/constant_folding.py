@@ -41,6 +41,7 @@ def _static_eval(node):
 class ConstantFolding(Pass):
     name = "constant_folding"
     level = "basic"
+    always = True
 
     def run(self, graph) -> PassResult:
         count, details = 0, []

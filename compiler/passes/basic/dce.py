@@ -8,6 +8,7 @@ from ..manager import Pass, PassResult, register
 class DeadCodeElimination(Pass):
     name = "dead_code_elimination"
     level = "basic"
+    always = True
 
     def run(self, graph) -> PassResult:
         live_outputs = {id(v) for v in graph.outputs}
