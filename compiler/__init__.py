@@ -20,6 +20,13 @@ def compile(model, input_shapes=None, opt_level="extended", num_threads=None, ou
                          output_dir=output_dir, **options)
 
 
+def optimize(model, input_shapes=None, opt_level="extended", target="native", save_to=None):
+    """Run onnxc's graph passes and return the optimized model as an onnx.ModelProto (fused ops
+    in the ``onnxc`` domain); also written to ``save_to`` when given."""
+    from .driver import optimize_model
+    return optimize_model(model, input_shapes, opt_level, target, save_to=save_to)[0]
+
+
 def __getattr__(name):
     if name == "InferenceSession":
         from .session import InferenceSession
@@ -30,5 +37,5 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "compile", "load", "CompiledModel", "InferenceSession", "OnnxcError",
+__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "OnnxcError",
            "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]

@@ -25,7 +25,7 @@ def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
                           output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
-                          fallback=not args.no_fallback)
+                          fallback=not args.no_fallback, save_optimized=args.save_optimized)
     r = model.report
     print(f"compiled {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
     if r:
@@ -88,7 +88,7 @@ def cmd_inspect(args) -> int:
     graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
     before = graph.op_counts()
     if args.passes or args.partitions or args.optimized:
-        pm = optimize(graph, args.opt_level)
+        pm = optimize(graph, args.opt_level, target=args.target)
         if args.passes:
             print(pm.report())
             print()
@@ -96,6 +96,7 @@ def cmd_inspect(args) -> int:
             after = graph.op_counts()
             for op in sorted(set(before) | set(after)):
                 print(f"{op:28} {before.get(op, 0):7d} {after.get(op, 0):7d}")
+            print(f"{'total':28} {sum(before.values()):7d} {sum(after.values()):7d}")
             if args.verbose:
                 for name, st in pm.stats.items():
                     for d in st.details:
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instruction set the C is compiled for (default: this machine)")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
+    c.add_argument("--save-optimized", metavar="FILE.onnx", default=None,
+                   help="also write the optimized graph as an ONNX model (fused ops in the onnxc domain)")
     c.add_argument("--no-fallback", action="store_true",
                    help="refuse (listing them all) nodes without a C kernel instead of running them in the "
                         "Python fallback provider")
@@ -148,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
     i.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
+    i.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+                   help="target ISA the layout passes block for (default: this machine)")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
     i.add_argument("--no-fallback", action="store_true",
                    help="with --partitions: C provider only (show what a C-only build would refuse)")

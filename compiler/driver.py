@@ -56,6 +56,24 @@ def optimize(graph, opt_level: str = "extended", verify_each: bool = False, targ
     return pm
 
 
+def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
+                   target: str = "native", save_to=None):
+    """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
+    output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
+    ``save_to`` when given.  Returns (model, PassManager)."""
+    from . import frontend
+    from .ir.onnx_export import optimized_model
+    graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
+                          {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
+    in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
+    pm = optimize(graph, opt_level, target=target)
+    proto = optimized_model(graph, in_names, out_names)
+    if save_to is not None:
+        Path(os.fspath(save_to)).parent.mkdir(parents=True, exist_ok=True)
+        Path(os.fspath(save_to)).write_bytes(proto.SerializeToString())
+    return proto, pm
+
+
 def require_static(graph, values=None) -> None:
     missing = [v for v in (graph.values() if values is None else values) if not v.is_static]
     if missing:
@@ -68,10 +86,15 @@ def require_static(graph, values=None) -> None:
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
-                  verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto") -> CompiledModel:
+                  verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
+                  save_optimized=None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
-    "reference") picks its interpreter when the module is loaded (not part of the build)."""
+    "reference") picks its interpreter when the module is loaded (not part of the build).
+    ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
+    onnxc domain), as ``onnxc.optimize`` does."""
+    if save_optimized is not None:
+        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()

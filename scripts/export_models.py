@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 VISION = {"resnet18": "resnet18", "resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
           "squeezenet1_1": "squeezenet1_1"}
-ALL = list(VISION) + ["bert_tiny"]
+ALL = list(VISION) + ["bert_tiny", "vit_s16"]
 
 
 def import_torchvision():
@@ -48,6 +48,20 @@ def export_vision(name, out: Path):
     torch.onnx.export(model, (x,), str(out / f"{name}.onnx"), opset_version=17, input_names=["input"],
                       output_names=["output"], dynamo=False)
     np.savez(out / f"{name}.inputs.npz", input=x.numpy())
+
+
+def export_vit(out: Path):
+    """ViT-S/16 (hidden 384, 12 layers, 6 heads): torchvision's VisionTransformer class with the
+    small configuration (torchvision ships only the B/L/H presets)."""
+    import torch
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    model = tv.models.VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=6,
+                                        hidden_dim=384, mlp_dim=1536).eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    torch.onnx.export(model, (x,), str(out / "vit_s16.onnx"), opset_version=17, input_names=["input"],
+                      output_names=["output"], dynamo=False)
+    np.savez(out / "vit_s16.inputs.npz", input=x.numpy())
 
 
 def export_bert(out: Path):
@@ -107,7 +121,7 @@ def main():
             print(f"{name}: exists")
         else:
             t = time.perf_counter()
-            export_bert(out) if name == "bert_tiny" else export_vision(name, out)
+            {"bert_tiny": export_bert, "vit_s16": export_vit}.get(name, lambda o: export_vision(name, o))(out)
             print(f"{name}: exported in {time.perf_counter() - t:.1f} s")
         verify(path)
     return 0

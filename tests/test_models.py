@@ -9,7 +9,7 @@ import pytest
 from helpers import rel_err
 
 MODELS_DIR = Path(os.environ.get("ONNXC_MODELS_DIR", Path(__file__).resolve().parent.parent / "models"))
-MODELS = ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "bert_tiny"]
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "bert_tiny", "vit_s16"]
 
 pytestmark = pytest.mark.models
 
