@@ -1,6 +1,6 @@
 """Export the real test models with torch into models/ (never committed).
 
-    python scripts/export_models.py [--out models/] [--only resnet50,bert_tiny] [--force]
+    python scripts/export_models.py [--out models/] [--only resnet50,bert_tiny] [--bench] [--force]
 
 Opset 17, batch 1, eval mode, seeded random weights (no downloads).  Each model gets
 <name>.onnx and <name>.inputs.npz (seeded inputs the tests and benchmarks share).
@@ -17,8 +17,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 VISION = {"resnet18": "resnet18", "resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2",
-          "squeezenet1_1": "squeezenet1_1"}
-ALL = list(VISION) + ["bert_tiny", "vit_s16"]
+          "squeezenet1_1": "squeezenet1_1", "mobilenet_v3_small": "mobilenet_v3_small",
+          "efficientnet_b0": "efficientnet_b0", "shufflenet_v2_x1_0": "shufflenet_v2_x1_0"}
+ALL = ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "bert_tiny", "vit_s16"]  # what CI tests
+BENCH = ALL + ["mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0", "bert_base"]  # + the benchmark's
 
 
 def import_torchvision():
@@ -64,12 +66,14 @@ def export_vit(out: Path):
     np.savez(out / "vit_s16.inputs.npz", input=x.numpy())
 
 
-def export_bert(out: Path):
+def export_bert(out: Path, name: str = "bert_tiny"):
+    """BERT encoder, seq 128: bert_tiny (2 layers, hidden 128) or bert_base (12 layers, hidden 768)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import BertConfig, BertModel
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+    cfg = (BertConfig() if name == "bert_base" else
+           BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512))
     model = BertModel(cfg).eval()
     rng = np.random.default_rng(1)
     ids = rng.integers(0, cfg.vocab_size, (1, 128)).astype(np.int64)
@@ -85,10 +89,10 @@ def export_bert(out: Path):
             o = self.m(input_ids=input_ids, attention_mask=attention_mask)
             return o.last_hidden_state, o.pooler_output
 
-    torch.onnx.export(Wrapper(model), (torch.from_numpy(ids), torch.from_numpy(mask)), str(out / "bert_tiny.onnx"),
+    torch.onnx.export(Wrapper(model), (torch.from_numpy(ids), torch.from_numpy(mask)), str(out / f"{name}.onnx"),
                       opset_version=17, input_names=["input_ids", "attention_mask"],
                       output_names=["last_hidden_state", "pooler_output"], dynamo=False)
-    np.savez(out / "bert_tiny.inputs.npz", input_ids=ids, attention_mask=mask)
+    np.savez(out / f"{name}.inputs.npz", input_ids=ids, attention_mask=mask)
 
 
 def verify(path: Path):
@@ -106,6 +110,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "models"))
     ap.add_argument("--only", default="")
+    ap.add_argument("--bench", action="store_true", help="also the benchmark suite's models (bigger, slower)")
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
     try:
@@ -115,13 +120,18 @@ def main():
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in [n for n in args.only.split(",") if n] or ALL:
+    for name in [n for n in args.only.split(",") if n] or (BENCH if args.bench else ALL):
         path = out / f"{name}.onnx"
         if path.exists() and not args.force:
             print(f"{name}: exists")
         else:
             t = time.perf_counter()
-            {"bert_tiny": export_bert, "vit_s16": export_vit}.get(name, lambda o: export_vision(name, o))(out)
+            if name.startswith("bert_"):
+                export_bert(out, name)
+            elif name == "vit_s16":
+                export_vit(out)
+            else:
+                export_vision(name, out)
             print(f"{name}: exported in {time.perf_counter() - t:.1f} s")
         verify(path)
     return 0

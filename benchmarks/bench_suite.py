@@ -1,0 +1,224 @@
+"""The benchmark suite of issue 5: onnxc against onnxruntime, same process, same inputs.
+
+    python benchmarks/bench_suite.py [--models a,b] [--threads 1,2] [--repeat 20] [--warmup 3]
+                                     [--out benchmarks/results/suite] [--opt-level extended]
+
+Models: the issue's list (exported by `scripts/export_models.py --bench` into models/) and the
+nine light models of the onnx package.  For each model: compile once, time loading the compiled
+module (weights included) against onnxruntime's session creation; then for each thread count a
+warm-up and ``repeat`` timed runs of both, reporting medians, the ratio ORT/onnxc (> 1: onnxc is
+faster), GFLOP/s from the model's MAC count, and the fraction of the measured machine peak
+(a single-thread numpy/BLAS SGEMM, times the thread count).  Speed is only reported for a model
+whose outputs match onnxruntime's within 1e-4 relative.  Writes <out>.json, <out>.md and, when
+matplotlib is installed, <out>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_models import inputs_for, model_paths  # noqa: E402
+
+SUITE = ["resnet50", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0",
+         "squeezenet1_1", "vit_s16", "bert_base", "bert_tiny"]
+PEAK_SCRIPT = """
+import time, numpy as np
+a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+a @ a
+best = min((lambda t: (a @ a, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
+print(2 * 2048 ** 3 / best / 1e9)
+"""
+
+
+def measure_peak_gflops() -> float:
+    """Single-core SGEMM GFLOP/s of numpy's BLAS, measured in a subprocess pinned to one thread."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def model_gflop(path) -> float:
+    """Multiply-adds x 2 of Conv, ConvTranspose, Gemm and MatMul nodes, from onnxc's typed IR."""
+    from onnxc import frontend
+    g = frontend.load(str(path))
+    macs = 0
+    for n in g.nodes:
+        if n.op_type in ("Conv", "ConvTranspose") and n.outputs[0].is_static:
+            w = n.inputs[1]
+            per_out = int(np.prod(w.shape[1:]))  # C/group * kernel
+            if n.op_type == "Conv":
+                macs += n.outputs[0].size * per_out
+            else:
+                macs += n.inputs[0].size * int(np.prod(w.shape[1:]))
+        elif n.op_type in ("Gemm", "MatMul") and n.outputs[0].is_static and n.inputs[0].is_static:
+            a = n.inputs[0]
+            k = a.shape[0] if (n.op_type == "Gemm" and n.attrs.get("transA", 0)) else a.shape[-1]
+            macs += n.outputs[0].size * int(k)
+    return 2 * macs / 1e9
+
+
+def timed(fn, warmup, repeat):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1e3
+
+
+def rel_err(outs, refs) -> float:
+    return max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))
+               for o, r in zip(outs, refs))
+
+
+def bench_model(name, path, threads, warmup, repeat, opt_level, out_root, peak):
+    import onnxruntime as ort
+
+    import onnxc
+    t = time.perf_counter()
+    onnxc.compile(str(path), output_dir=out_root / name, opt_level=opt_level, force=True)
+    compile_s = time.perf_counter() - t
+    gflop = model_gflop(path)
+    rows = []
+    for th in threads:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = th
+        so.inter_op_num_threads = 1
+        t = time.perf_counter()
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ort_create_ms = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        m = onnxc.load(out_root / name, num_threads=th)
+        load_ms = (time.perf_counter() - t) * 1e3
+        feed = inputs_for(path, sess)
+        err = rel_err(m.run(None, feed), sess.run(None, feed))
+        row = {"model": name, "threads": th, "gflop": round(gflop, 3), "compile_s": round(compile_s, 2),
+               "load_ms": round(load_ms, 2), "ort_session_ms": round(ort_create_ms, 2),
+               "load_ratio": round(load_ms / ort_create_ms, 3), "rel_err": err,
+               "fallback_nodes": len(m.fallback_nodes)}
+        if err <= 1e-4:
+            row["onnxc_ms"] = round(timed(lambda: m.run(None, feed), warmup, repeat), 3)
+            row["ort_ms"] = round(timed(lambda: sess.run(None, feed), warmup, repeat), 3)
+            row["speedup"] = round(row["ort_ms"] / row["onnxc_ms"], 3)
+            row["onnxc_gflops"] = round(gflop / row["onnxc_ms"] * 1e3, 1)
+            row["ort_gflops"] = round(gflop / row["ort_ms"] * 1e3, 1)
+            row["onnxc_peak_frac"] = round(row["onnxc_gflops"] / (peak * th), 3)
+            row["ort_peak_frac"] = round(row["ort_gflops"] / (peak * th), 3)
+        rows.append(row)
+        print(fmt_row(row), flush=True)
+    return rows
+
+
+HEADER = (f"{'model':22} {'thr':>3} {'onnxc ms':>9} {'ort ms':>8} {'ORT/us':>7} {'GFLOP/s':>8} {'%peak':>6} "
+          f"{'ort %pk':>7} {'load ms':>8} {'ort new':>8}  rel err")
+
+
+def fmt_row(r) -> str:
+    nan = float("nan")
+    return (f"{r['model']:22} {r['threads']:3d} {r.get('onnxc_ms', nan):9.2f} {r.get('ort_ms', nan):8.2f} "
+            f"{r.get('speedup', nan):7.2f} {r.get('onnxc_gflops', nan):8.1f} {100 * r.get('onnxc_peak_frac', nan):6.1f} "
+            f"{100 * r.get('ort_peak_frac', nan):7.1f} {r['load_ms']:8.1f} {r['ort_session_ms']:8.1f}  "
+            f"{r['rel_err']:.1e}" + ("" if "speedup" in r else "  (outputs differ: no speed reported)"))
+
+
+def geomeans(rows):
+    out = {}
+    for th in sorted({r["threads"] for r in rows}):
+        rs = [r["speedup"] for r in rows if r["threads"] == th and "speedup" in r]
+        if rs:
+            out[th] = float(np.exp(np.mean(np.log(rs))))
+    return out
+
+
+def markdown(rows, peak) -> str:
+    lines = [f"Machine peak (1-thread numpy SGEMM): {peak:.0f} GFLOP/s", "",
+             "| model | threads | onnxc ms | ORT ms | ORT/onnxc | onnxc GFLOP/s | % peak | ORT % peak | "
+             "load ms | ORT session ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = lambda k, s="{:.2f}": s.format(r[k]) if k in r else "—"  # noqa: E731
+        lines.append(f"| {r['model']} | {r['threads']} | {f('onnxc_ms')} | {f('ort_ms')} | {f('speedup')} | "
+                     f"{f('onnxc_gflops', '{:.1f}')} | {f('onnxc_peak_frac', '{:.1%}')} | "
+                     f"{f('ort_peak_frac', '{:.1%}')} | {r['load_ms']:.1f} | {r['ort_session_ms']:.1f} |")
+    for th, g in geomeans(rows).items():
+        lines.append(f"\nGeometric mean ORT/onnxc at {th} thread(s): {g:.3f}")
+    return "\n".join(lines)
+
+
+def plot(rows, path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    threads = sorted({r["threads"] for r in rows})
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(models) * 0.6), 4.5))
+    width = 0.8 / len(threads)
+    for i, th in enumerate(threads):
+        vals = [next((r.get("speedup", 0) for r in rows if r["model"] == m and r["threads"] == th), 0) for m in models]
+        ax.bar(np.arange(len(models)) + i * width, vals, width, label=f"{th} thread(s)")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(np.arange(len(models)) + width * (len(threads) - 1) / 2)
+    ax.set_xticklabels(models, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("onnxruntime ms / onnxc ms (higher: onnxc faster)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="", help="comma-separated subset (default: the suite + light models)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--opt-level", default="extended")
+    ap.add_argument("--out", default=str(HERE / "results" / "suite"))
+    args = ap.parse_args()
+    paths = model_paths()
+    wanted = [m for m in args.models.split(",") if m] or SUITE + sorted(p for p in paths if p.startswith("light-"))
+    threads = [int(t) for t in args.threads.split(",")]
+    peak = measure_peak_gflops()
+    print(f"machine peak (1-thread numpy SGEMM): {peak:.1f} GFLOP/s")
+    print(HEADER)
+    out_root = Path(tempfile.mkdtemp(prefix="onnxc-suite-"))
+    rows = []
+    for name in wanted:
+        if name not in paths:
+            print(f"{name}: not found (run `scripts/export_models.py --bench`)", file=sys.stderr)
+            continue
+        try:
+            rows += bench_model(name, paths[name], threads, args.warmup, args.repeat, args.opt_level, out_root, peak)
+        except Exception as e:  # noqa: BLE001 - report and go on with the other models
+            print(f"{name:22} FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            rows.append({"model": name, "error": str(e)[:2000]})
+    ok = [r for r in rows if "error" not in r]
+    for th, g in geomeans(ok).items():
+        print(f"geometric mean ORT/onnxc at {th} thread(s): {g:.3f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"peak_gflops_1thread": peak, "rows": rows,
+                                                    "geomean": geomeans(ok)}, indent=1))
+    out.with_suffix(".md").write_text(markdown(ok, peak) + "\n")
+    if not plot(ok, out.with_suffix(".png")):
+        print("matplotlib not installed: no chart (pip install matplotlib)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
