@@ -1,2 +1,8 @@
-"""Basic level: platform-independent simplifications, in run order."""
-from . import constant_folding, fold_if, dce  # noqa: F401  (registration, in run order)
+"""Basic level: platform-independent simplifications, in run order.
+
+Folding first; then constant sharing and CSE (shared constants make duplicate nodes
+identical); redundant-node elimination; the fusions; dead-code elimination last."""
+from . import constant_folding, fold_if  # noqa: F401  (registration, in run order)
+from . import cse, redundant  # noqa: F401,E402
+from . import fuse_conv, fuse_pad, fuse_clip, fuse_gemm, div_to_mul  # noqa: F401,E402
+from . import dce  # noqa: F401,E402
