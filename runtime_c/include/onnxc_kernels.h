@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include "onnxc_transformer.h" /* LayerNorm and attention fusions (runtime_c/math, attention) */
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,1 +1,178 @@
-"""(being written)"""
+"""C emitters of the onnxc transformer fusions (float32): Gelu / FastGelu (with optional bias) as
+emitted loops, LayerNormalization / RMSNormalization / SkipLayerNormalization through
+onnxc_layernorm (runtime_c/math/layernorm_ref.c), MultiHeadAttention through onnxc_mha
+(runtime_c/attention/mha_ref.c).  Semantics: compiler/ops/fused_transformer.py."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ...codegen.loops import contiguous_strides
+from ...ops import get_attr
+from ...ops.fused_transformer import mha_geometry
+from .registry import c_kernel
+
+F32 = np.dtype(np.float32)
+_TILE_ROWS = 64
+_TILE_FLOATS = 1 << 16
+_MAX_SLOTS = 16
+
+
+def _used(node, k: int) -> bool:
+    if k >= len(node.outputs):
+        return False
+    o = node.outputs[k]
+    return bool(o.uses) or (node.graph is not None and node.graph.is_output(o))
+
+
+def _f32_check(node) -> Optional[str]:
+    for v in list(node.inputs) + list(node.outputs):
+        if v is not None and v.dtype != F32:
+            return f"'{v.name}' has dtype {v.dtype}; the fused transformer kernels are float32 only"
+    x = node.inputs[0]
+    if len(x.shape) < 1 or x.shape[-1] <= 0:
+        return "input needs a non-empty last dim"
+    return None
+
+
+def _vec_check(node, first: int, last: int) -> Optional[str]:
+    """Inputs first..last (optional) must be [N] vectors, N = X's last dim."""
+    n = node.inputs[0].shape[-1]
+    for i in range(first, last + 1):
+        v = node.input(i)
+        if v is not None and tuple(v.shape) != (n,):
+            return f"input {i} '{v.name}' has shape {v.shape}, expected ({n},)"
+    return None
+
+
+def _rows(x) -> int:
+    return int(np.prod(x.shape[:-1], dtype=np.int64))
+
+
+# --- Gelu / FastGelu ----------------------------------------------------------------------------
+def _gelu_check(node) -> Optional[str]:
+    return _f32_check(node) or _vec_check(node, 1, 1)
+
+
+@c_kernel("Gelu", "FastGelu", domain="onnxc", check=_gelu_check)
+def gelu(node, ctx):
+    x, y, bias = node.inputs[0], node.outputs[0], node.input(1)
+    if y.size == 0:
+        return "/* empty */"
+    n = x.shape[-1]
+    rows = _rows(x)
+    if node.op_type == "Gelu":
+        f = "0.5f * v * (1.0f + erff(v * 0.70710678118654752f))"
+    else:
+        f = "0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)))"
+    v = "X[r*%d + k] + Bv[k]" % n if bias is not None else "X[r*%d + k]" % n
+    lines = [f"const float* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if bias is not None:
+        lines.append(f"const float* ONNXC_RESTRICT Bv = {ctx.ptr(bias)};")
+    lines += ["ONNXC_OMP_FOR" if y.size >= (1 << 16) and rows > 1 else "",
+              f"for (int64_t r = 0; r < {rows}; ++r)",
+              f"  for (int64_t k = 0; k < {n}; ++k) {{ const float v = {v}; Y[r*{n} + k] = {f}; }}"]
+    return "\n".join(line for line in lines if line)
+
+
+# --- normalizations -----------------------------------------------------------------------------
+def _ln_check(node) -> Optional[str]:
+    reason = _f32_check(node)
+    if reason:
+        return reason
+    if node.op_type == "SkipLayerNormalization":
+        x, skip = node.inputs[0], node.inputs[1]
+        if tuple(skip.shape) != tuple(x.shape):
+            return f"skip shape {skip.shape} differs from the input's {x.shape}"
+        return _vec_check(node, 2, 4)
+    return _vec_check(node, 1, 2 if node.op_type == "LayerNormalization" else 1)
+
+
+@c_kernel("LayerNormalization", "RMSNormalization", "SkipLayerNormalization", domain="onnxc", check=_ln_check)
+def layer_norm(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    if y.size == 0:
+        return "/* empty */"
+    op = node.op_type
+
+    def opt(i):
+        v = node.input(i)
+        return ctx.ptr(v) if v is not None else "NULL"
+    if op == "SkipLayerNormalization":
+        skip, gamma, beta, bias = opt(1), opt(2), opt(3), opt(4)
+        total = ctx.ptr(node.outputs[1]) if _used(node, 1) else "NULL"
+    else:
+        skip, bias, total = "NULL", "NULL", "NULL"
+        gamma, beta = opt(1), (opt(2) if op == "LayerNormalization" else "NULL")
+    eps = ctx.lit(float(get_attr(node, "epsilon", 1e-5)), np.float32)
+    return (f"onnxc_layernorm({_rows(x)}, {x.shape[-1]}, {ctx.ptr(x)}, {skip}, {bias}, {gamma}, {beta}, "
+            f"{eps}, {int(op == 'RMSNormalization')}, {ctx.ptr(y)}, {total});")
+
+
+# --- MultiHeadAttention -------------------------------------------------------------------------
+class _Refuse(Exception):
+    pass
+
+
+def _mha_params(node):
+    x, w, bias, mask = node.inputs[0], node.inputs[1], node.input(2), node.input(3)
+    if len(x.shape) != 3 or len(w.shape) != 2:
+        raise _Refuse("X must be 3-D and W 2-D")
+    H = int(get_attr(node, "num_heads", 0) or 0)
+    if H <= 0 or w.shape[1] % (3 * H):
+        raise _Refuse(f"W has {w.shape[1]} columns, not 3 * num_heads ({H}) * head size")
+    B, S, E, H, D, seq_first = mha_geometry(node)
+    if w.shape[0] != E or min(B, S, E, D) <= 0:
+        raise _Refuse(f"W shape {w.shape} does not match X {x.shape}")
+    if bias is not None and tuple(bias.shape) != (3 * H * D,):
+        raise _Refuse(f"bias shape {bias.shape}, expected ({3 * H * D},)")
+    mask_str = [0, 0, 0, 0]
+    if mask is not None:
+        ms = list(mask.shape)
+        if len(ms) > 4:
+            raise _Refuse(f"mask rank {len(ms)} > 4")
+        full = [1] * (4 - len(ms)) + ms
+        for d, t in zip(full, (B, H, S, S)):
+            if d not in (1, t):
+                raise _Refuse(f"mask shape {tuple(ms)} does not broadcast to {(B, H, S, S)}")
+        mask_str = [0 if d == 1 else s for d, s in zip(full, contiguous_strides(full))]
+    tile_rows = max(1, min(S, _TILE_ROWS, _TILE_FLOATS // S))
+    tasks = B * H * -(-S // tile_rows)
+    return dict(B=B, S=S, E=E, H=H, D=D, seq_first=int(seq_first), scale=float(get_attr(node, "scale")),
+                has_mask=int(mask is not None), mask_str=mask_str,
+                nan_to_zero=int(bool(get_attr(node, "nan_to_zero", 0))), tile_rows=tile_rows,
+                slots=min(tasks, _MAX_SLOTS))
+
+
+def _mha_check(node) -> Optional[str]:
+    reason = _f32_check(node)
+    if reason:
+        return reason
+    try:
+        p = _mha_params(node)
+    except _Refuse as e:
+        return str(e)
+    want = (p["S"], p["B"], p["H"] * p["D"]) if p["seq_first"] else (p["B"], p["S"], p["H"] * p["D"])
+    if tuple(node.outputs[0].shape) != want:
+        return f"output shape {node.outputs[0].shape}, expected {want}"
+    return None
+
+
+def _mha_scratch(node) -> int:
+    p = _mha_params(node)
+    return 4 * (p["B"] * p["S"] * 3 * p["H"] * p["D"] + p["slots"] * p["tile_rows"] * p["S"])
+
+
+@c_kernel("MultiHeadAttention", domain="onnxc", check=_mha_check, scratch=_mha_scratch)
+def mha(node, ctx):
+    p = _mha_params(node)
+    ms = ", ".join(str(int(s)) for s in p["mask_str"])
+    params = (f"{{{p['B']}, {p['S']}, {p['E']}, {p['H']}, {p['D']}, {p['seq_first']}, "
+              f"{ctx.lit(p['scale'], np.float32)}, {p['has_mask']}, {{{ms}}}, {p['nan_to_zero']}, "
+              f"{p['tile_rows']}, {p['slots']}}}")
+    bias, mask = node.input(2), node.input(3)
+    args = [ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(bias) if bias is not None else "NULL",
+            ctx.ptr(mask) if mask is not None else "NULL", ctx.ptr(node.outputs[0]), ctx.scratch(node, "float")]
+    return (f"static const onnxc_mha_params p = {params};\n"
+            f"onnxc_mha(&p, {', '.join(args)});")

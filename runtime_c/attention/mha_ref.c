@@ -1,0 +1,87 @@
+/* Fused multi-head self-attention (onnxc.MultiHeadAttention), float32.
+ *
+ * 1. One GEMM projects every token: QKV[rows, 3*H*D] = X[rows, E] W + bias (rows = B*S, in X's
+ *    own token order, batch-major or sequence-major).
+ * 2. Tasks of up to tile_rows query rows of one (batch, head): scores = scale * Q K^T with
+ *    onnxc_sgemm straight from the strided QKV rows (no head transposes), then per row the
+ *    additive mask, a plain softmax (as ONNX Softmax: an all -inf row gives NaN) and, when the
+ *    exported graph guarded it, NaN -> 0; finally Y = P V written into the head's columns of Y.
+ * Tasks are spread over `slots` scratch tiles (slot g runs tasks g, g + slots, ...).
+ */
+#include <math.h>
+
+#include "onnxc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MHA_PARALLEL_MIN_WORK (1 << 15)
+
+size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p) {
+    return (size_t)(p->B * p->S * 3 * p->H * p->D + p->slots * p->tile_rows * p->S);
+}
+
+static void mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m) {
+    const int64_t S = p->S;
+    float mx = -INFINITY, sum = 0.0f, inv;
+    int64_t j;
+    if (m)
+        for (j = 0; j < S; ++j) x[j] += m[j * p->mask_str[3]];
+    for (j = 0; j < S; ++j) mx = x[j] > mx ? x[j] : mx;
+    for (j = 0; j < S; ++j) {
+        x[j] = expf(x[j] - mx);
+        sum += x[j];
+    }
+    inv = 1.0f / sum;
+    for (j = 0; j < S; ++j) x[j] *= inv;
+    if (p->nan_to_zero)
+        for (j = 0; j < S; ++j) x[j] = x[j] != x[j] ? 0.0f : x[j];
+}
+
+void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
+               const float* mask, float* Y, float* scratch) {
+    const int64_t B = p->B, S = p->S, H = p->H, D = p->D, HD = p->H * p->D, rows = p->B * p->S;
+    const int64_t ts = p->seq_first ? B : 1; /* rows between consecutive tokens of one batch */
+    const int64_t tiles = (S + p->tile_rows - 1) / p->tile_rows, tasks = B * H * tiles;
+    const int parallel = p->slots > 1 && tasks * p->tile_rows * S * D >= MHA_PARALLEL_MIN_WORK;
+    float* qkv = scratch;
+    float* tile0 = scratch + rows * 3 * HD;
+    int64_t g;
+    if (bias) {
+        int64_t r, c;
+        for (r = 0; r < rows; ++r)
+            for (c = 0; c < 3 * HD; ++c) qkv[r * 3 * HD + c] = bias[c];
+    }
+    onnxc_sgemm(0, 0, rows, 3 * HD, p->E, 1.0f, X, p->E, W, 3 * HD, bias ? 1.0f : 0.0f, qkv,
+                3 * HD);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (g = 0; g < p->slots; ++g) {
+        float* sc = tile0 + g * p->tile_rows * S;
+        int64_t t;
+        for (t = g; t < tasks; t += p->slots) {
+            const int64_t tile = t % tiles, bh = t / tiles, b = bh / H, h = bh % H;
+            const int64_t i0 = tile * p->tile_rows;
+            const int64_t r = S - i0 < p->tile_rows ? S - i0 : p->tile_rows;
+            const int64_t base = p->seq_first ? b : b * S; /* row of token 0 of batch b */
+            const int64_t ld = ts * 3 * HD;
+            const float* q = qkv + (base + i0 * ts) * 3 * HD + h * D;
+            const float* k = qkv + base * 3 * HD + HD + h * D;
+            const float* v = qkv + base * 3 * HD + 2 * HD + h * D;
+            float* y = Y + (base + i0 * ts) * HD + h * D;
+            int64_t i;
+            onnxc_sgemm(0, 1, r, S, D, p->scale, q, ld, k, ld, 0.0f, sc, S);
+            for (i = 0; i < r; ++i) {
+                const float* m = p->has_mask ? mask + b * p->mask_str[0] + h * p->mask_str[1] +
+                                                   (i0 + i) * p->mask_str[2]
+                                             : NULL;
+                mha_softmax_row(p, sc + i * S, m);
+            }
+            onnxc_sgemm(0, 0, r, D, S, 1.0f, sc, S, v, ld, 0.0f, y, ts * HD);
+        }
+    }
+}

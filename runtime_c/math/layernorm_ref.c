@@ -1,0 +1,64 @@
+/* LayerNorm / RMSNorm / SkipLayerNorm over the last dim of a [rows, n] float32 tensor.
+ *
+ * One read of the input row gathers the statistics: sums of (x - K) and (x - K)^2 in double
+ * with K = the row's first element (the shift keeps E[x^2] - E[x]^2 from cancelling when the
+ * mean is large next to the spread); a second loop writes the normalized row. With a skip input
+ * the summed row (x + bias) + skip is formed first, into `sum` when the caller wants it, else
+ * into Y itself (normalized in place afterwards: each element is read before it is written).
+ */
+#include <math.h>
+
+#include "onnxc_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define LN_PARALLEL_MIN_WORK (1 << 15)
+
+static void ln_row(int64_t n, const float* x, const float* skip, const float* bias,
+                   const float* gamma, const float* beta, float eps, int rms, float* s, float* y) {
+    const float* src = x;
+    double s1 = 0.0, s2 = 0.0, mean, var;
+    float k0, m, inv;
+    int64_t k;
+    if (n <= 0) return;
+    if (skip) {
+        for (k = 0; k < n; ++k) s[k] = (bias ? x[k] + bias[k] : x[k]) + skip[k];
+        src = s;
+    }
+    k0 = rms ? 0.0f : src[0];
+    for (k = 0; k < n; ++k) {
+        const double d = (double)src[k] - k0;
+        s1 += d;
+        s2 += d * d;
+    }
+    mean = s1 / (double)n;
+    var = rms ? s2 / (double)n : s2 / (double)n - mean * mean;
+    if (var < 0.0) var = 0.0;
+    m = rms ? 0.0f : (float)(mean + k0);
+    inv = (float)(1.0 / sqrt(var + (double)eps));
+    if (gamma && beta)
+        for (k = 0; k < n; ++k) y[k] = (src[k] - m) * inv * gamma[k] + beta[k];
+    else if (gamma)
+        for (k = 0; k < n; ++k) y[k] = (src[k] - m) * inv * gamma[k];
+    else if (beta)
+        for (k = 0; k < n; ++k) y[k] = (src[k] - m) * inv + beta[k];
+    else
+        for (k = 0; k < n; ++k) y[k] = (src[k] - m) * inv;
+}
+
+void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip,
+                     const float* bias, const float* gamma, const float* beta, float eps, int rms,
+                     float* Y, float* sum) {
+    const int parallel = rows > 1 && rows * n >= LN_PARALLEL_MIN_WORK;
+    int64_t r;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (r = 0; r < rows; ++r)
+        ln_row(n, X + r * n, skip ? skip + r * n : NULL, bias, gamma, beta, eps, rms,
+               sum ? sum + r * n : Y + r * n, Y + r * n);
+}
