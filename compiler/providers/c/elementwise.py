@@ -210,14 +210,21 @@ class _NodeView:
 
 
 def _emit_map(node, ctx, expr_of, operands) -> str:
-    """Broadcast loop computing out = expr(operands); size-1 constants become literals."""
-    lits = [ctx.scalar(v) for v in operands]
-    ptrs = [(ctx.ptr(v), v.shape) for v, lit in zip(operands, lits) if lit is None]
+    """Broadcast loop computing out = expr(operands); size-1 constants become literals.
+    ``operands`` is positional: None (an omitted optional input) reaches expr_of as None."""
+    lits = [None if v is None else ctx.scalar(v) for v in operands]
+    ptrs = [(ctx.ptr(v), v.shape) for v, lit in zip(operands, lits) if v is not None and lit is None]
 
     def expr(elems):
         it = iter(elems)
-        return expr_of([lit if lit is not None else next(it) for lit in lits])
+        return expr_of([None if v is None else lit if lit is not None else next(it)
+                        for v, lit in zip(operands, lits)])
     return _emit_map_ptrs(node, ctx, ptrs, expr)
+
+
+def _emit_elementwise(node, ctx):
+    """Every op with a scalar expression: one broadcast loop over its output."""
+    return _emit_map(node, ctx, lambda xs: scalar_expr(node, xs, ctx), list(node.inputs))
 
 
 def _unary_check(node):
@@ -225,15 +232,8 @@ def _unary_check(node):
     return all_of(_single_output, _dtype_check(types), _broadcasts)(node)
 
 
-def _emit_unary(node, ctx):
-    fn, _ = UNARY[node.op_type]
-    t = node.inputs[0].dtype
-    view = _NodeView(node, ctx)
-    return _emit_map(node, ctx, lambda xs: fn(xs[0], t, view), [node.inputs[0]])
-
-
 for _op in list(UNARY):
-    c_kernel(_op, check=_unary_check)(_emit_unary)
+    c_kernel(_op, check=_unary_check)(_emit_elementwise)
 
 
 # --- binary ------------------------------------------------------------------------------
@@ -334,43 +334,28 @@ def _binary_check(node):
     return all_of(_dtype_check(types, which=which), _broadcasts)(node)
 
 
-def _emit_binary(node, ctx):
-    fn, _, _ = BINARY[node.op_type]
-    t = node.inputs[0].dtype
-    view = _NodeView(node, ctx)
-    return _emit_map(node, ctx, lambda xs: fn(xs[0], xs[1], t, view), list(node.inputs))
-
-
 for _op in BINARY:
-    c_kernel(_op, check=_binary_check)(_emit_binary)
+    c_kernel(_op, check=_binary_check)(_emit_elementwise)
 
 
 # --- variadic ----------------------------------------------------------------------------
 VARIADIC = {"Sum": lambda a, b, t, n: f"({a} + {b})", "Max": _fmax, "Min": _fmin, "Mean": None}
 
 
-def _emit_variadic(node, ctx):
-    t = node.inputs[0].dtype
-    k = len(node.inputs)
-    view = _NodeView(node, ctx)
+def _variadic_expr(node, xs, t, view):
     fold = VARIADIC["Sum" if node.op_type == "Mean" else node.op_type]
-
-    def expr(xs):
-        acc = xs[0]
-        for x in xs[1:]:
-            acc = fold(acc, x, t, view)
-        return f"({acc} / {k})" if node.op_type == "Mean" else acc
-    return _emit_map(node, ctx, expr, list(node.inputs))
+    acc = xs[0]
+    for x in xs[1:]:
+        acc = fold(acc, x, t, view)
+    return f"({acc} / {len(xs)})" if node.op_type == "Mean" else acc
 
 
-c_kernel("Sum", "Mean", check=all_of(_dtype_check(FLOATS, which=range(64)), _broadcasts))(_emit_variadic)
-c_kernel("Max", "Min", check=all_of(_dtype_check(NUMERIC, which=range(64)), _broadcasts))(_emit_variadic)
+c_kernel("Sum", "Mean", check=all_of(_dtype_check(FLOATS, which=range(64)), _broadcasts))(_emit_elementwise)
+c_kernel("Max", "Min", check=all_of(_dtype_check(NUMERIC, which=range(64)), _broadcasts))(_emit_elementwise)
 
 
 # --- Where, Clip, Cast -------------------------------------------------------------------
-@c_kernel("Where", check=_broadcasts)
-def _where(node, ctx):
-    return _emit_map(node, ctx, lambda xs: f"({xs[0]} ? {xs[1]} : {xs[2]})", list(node.inputs))
+c_kernel("Where", check=_broadcasts)(_emit_elementwise)
 
 
 def _clip_check(node):
@@ -379,26 +364,19 @@ def _clip_check(node):
     return all_of(_dtype_check(NUMERIC), _broadcasts)(node)
 
 
-@c_kernel("Clip", check=_clip_check)
-def _clip(node, ctx):
-    operands = [node.inputs[0]]
-    has_min = node.input(1) is not None
-    has_max = node.input(2) is not None
-    if has_min:
-        operands.append(node.inputs[1])
-    if has_max:
-        operands.append(node.inputs[2])
+def _clip_expr(xs):
+    """xs: [x, min or None, max or None] (omitted bounds clip nothing)."""
+    x = xs[0]
+    lo = xs[1] if len(xs) > 1 else None
+    hi = xs[2] if len(xs) > 2 else None
+    if lo is not None:
+        x = f"({x} < {lo} ? {lo} : {x})"
+    if hi is not None:
+        x = f"({x} > {hi} ? {hi} : {x})"
+    return x
 
-    def expr(xs):
-        x = xs[0]
-        i = 1
-        if has_min:
-            x = f"({x} < {xs[i]} ? {xs[i]} : {x})"
-            i += 1
-        if has_max:
-            x = f"({x} > {xs[i]} ? {xs[i]} : {x})"
-        return x
-    return _emit_map(node, ctx, expr, operands)
+
+c_kernel("Clip", check=_clip_check)(_emit_elementwise)
 
 
 _CASTABLE = NUMERIC + ("bool",)
@@ -429,16 +407,49 @@ def _cast_expr(x, src, dst):
     return x
 
 
-def _emit_cast(node, ctx):
+def _any_cast_expr(node, x):
     src, dst = node.inputs[0].dtype, node.outputs[0].dtype
     if narrow.touches_narrow(node):
         sat, mode = get_attr(node, "saturate", 1), get_attr(node, "round_mode", "up")
-        return _emit_map(node, ctx, lambda xs: narrow.cast_expr(xs[0], src, dst, sat, mode), [node.inputs[0]])
-    return _emit_map(node, ctx, lambda xs: _cast_expr(xs[0], src, dst), [node.inputs[0]])
+        return narrow.cast_expr(x, src, dst, sat, mode)
+    return _cast_expr(x, src, dst)
 
 
-c_kernel("Cast", check=_cast_check)(_emit_cast)
-c_kernel("CastLike", check=_cast_check)(_emit_cast)
+# CastLike's second input only names the target type: it is not read
+c_kernel("Cast", "CastLike", check=_cast_check)(
+    lambda node, ctx: _emit_map(node, ctx, lambda xs: scalar_expr(node, xs, ctx), [node.inputs[0]]))
+
+
+# --- one source of truth for the scalar expression of an elementwise op ------------------
+SCALAR_OPS = frozenset(UNARY) | frozenset(BINARY) | frozenset(VARIADIC) | {"Where", "Clip", "Cast", "CastLike"}
+
+
+def has_scalar_expr(node) -> bool:
+    """Is ``node`` an op whose C kernel is one scalar expression per output element?"""
+    return node.domain in ("", "ai.onnx") and node.op_type in SCALAR_OPS
+
+
+def scalar_expr(node, operands, ctx) -> str:
+    """The C expression of one output element of elementwise ``node``, given its inputs'
+    element expressions (positional; None for an omitted optional input).  Every emitter of
+    this module and the fused onnxc.ElementwiseChain build their loops on this; the result's
+    C type follows C's arithmetic conversions, so callers convert it to the output type."""
+    op = node.op_type
+    view = _NodeView(node, ctx)
+    t = node.inputs[0].dtype
+    if op in UNARY:
+        return UNARY[op][0](operands[0], t, view)
+    if op in BINARY:
+        return BINARY[op][0](operands[0], operands[1], t, view)
+    if op in VARIADIC:
+        return _variadic_expr(node, list(operands), t, view)
+    if op == "Where":
+        return f"({operands[0]} ? {operands[1]} : {operands[2]})"
+    if op == "Clip":
+        return _clip_expr(list(operands))
+    if op in ("Cast", "CastLike"):
+        return _any_cast_expr(node, operands[0])
+    raise KeyError(f"{node.label} has no scalar C expression")
 
 
 # --- copies and views --------------------------------------------------------------------
