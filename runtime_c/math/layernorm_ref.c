@@ -15,6 +15,7 @@
 #endif
 
 #define LN_PARALLEL_MIN_WORK (1 << 15)
+#define LN_LANES 8
 
 static void ln_row(int64_t n, const float* x, const float* skip, const float* bias,
                    const float* gamma, const float* beta, float eps, int rms, float* s, float* y) {
@@ -28,10 +29,26 @@ static void ln_row(int64_t n, const float* x, const float* skip, const float* bi
         src = s;
     }
     k0 = rms ? 0.0f : src[0];
-    for (k = 0; k < n; ++k) {
-        const double d = (double)src[k] - k0;
-        s1 += d;
-        s2 += d * d;
+    {
+        /* LN_LANES independent partial sums: one double accumulator would be a serial chain
+         * (no vectorization without reassociating, which -ffast-math alone would allow) */
+        double a1[LN_LANES] = {0}, a2[LN_LANES] = {0};
+        int j;
+        for (k = 0; k + LN_LANES <= n; k += LN_LANES)
+            for (j = 0; j < LN_LANES; ++j) {
+                const double d = (double)src[k + j] - k0;
+                a1[j] += d;
+                a2[j] += d * d;
+            }
+        for (; k < n; ++k) {
+            const double d = (double)src[k] - k0;
+            s1 += d;
+            s2 += d * d;
+        }
+        for (j = 0; j < LN_LANES; ++j) {
+            s1 += a1[j];
+            s2 += a2[j];
+        }
     }
     mean = s1 / (double)n;
     var = rms ? s2 / (double)n : s2 / (double)n - mean * mean;

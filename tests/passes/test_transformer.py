@@ -415,3 +415,21 @@ def test_bert_tiny_fully_fused(tmp_path):
     out = onnxc.compile(model, output_dir=tmp_path / "bert", opt_level="extended", fallback=False).run(None, feed)
     for o, r in zip(out, ref):
         assert o.shape == r.shape and rel_err(o, r) <= 1e-4
+
+
+def test_norms_levels(tmp_path):
+    """SkipLayerNorm with the sum as a second output, LayerNorm (Reciprocal form) on rows with a
+    large mean (the kernel's one-pass statistics are shifted) and RMSNorm, compiled in C."""
+    ln, c = ln_nodes(div="recip", x="s", y="h", p="ln_")
+    rms, cr = rms_nodes(div="div")
+    for n in rms:
+        n.input[:] = ["h" if i == "x" else i for i in n.input]
+    ns = [node("Add", ["a", "r"], ["s"])] + ln + [node("Relu", ["s"], ["z"])] + rms
+    c.update(cr)
+    model = make_model(ns, [("a", F, [6, 16]), ("r", F, [6, 16])], [("y", F, None), ("z", F, None)], c)
+    feed = {"a": rnd(6, 16) + 300, "r": rnd(6, 16, seed=1)}
+    # at |x| ~ 300 a float32 ulp is 3e-5: the decomposed graph's own float32 mean/centering
+    # rounds at that level (the fused statistics are in double), hence atol 1e-4 on O(1) outputs
+    g, _ = check_pass(model, TransformerFusion(), feed, rtol=1e-4, atol=1e-4)
+    assert [n.op_type for n in g.nodes] == ["SkipLayerNormalization", "Relu", "RMSNormalization"]
+    check_levels(model, feed, tmp_path, levels=("none", "extended"), rtol=1e-4, atol=1e-4)

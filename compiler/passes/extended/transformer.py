@@ -24,7 +24,7 @@ output); constants (eps, gamma, beta, biases, weights, scales) must be compile-t
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def _reduce_last_axis(node) -> bool:
     return rank > 0 and int(axes[0]) % rank == rank - 1
 
 
-def _fuse(graph, nodes, final, op, inputs, attrs, details, extra_outputs=()) -> bool:
+def _fuse(graph, nodes, final, op, inputs, attrs, details) -> bool:
     """Replace ``nodes`` (ending in ``final``) by one C-supported onnxc node."""
     if not _users_inside(nodes, final):
         return False
@@ -492,7 +492,8 @@ def _fuse_skip(graph, nodes, ln, ins, eps, ln_only, details) -> bool:
     for o in outputs:
         o.producer = new
     ln.outputs = []
-    add.outputs = [] if not ln_only else add.outputs
+    if not ln_only:  # the sum Value now belongs to the new node
+        add.outputs = []
     graph.insert(new, after=ln)
     remove_chain(graph, _ordered(graph, nodes))
     details.append(new.label)
@@ -521,7 +522,8 @@ def _scale_through(v, factor) -> Tuple[object, float, List[Node]]:
             factor *= float(scalar(o))
             nodes.append(p)
             v = _other(p, o)
-        elif is_op(p, "Div") and scalar(p.inputs[1]) is not None and tuple(p.outputs[0].shape) == tuple(p.inputs[0].shape):
+        elif (is_op(p, "Div") and scalar(p.inputs[1]) is not None
+              and tuple(p.outputs[0].shape) == tuple(p.inputs[0].shape)):
             factor /= float(scalar(p.inputs[1]))
             nodes.append(p)
             v = p.inputs[0]
