@@ -37,7 +37,8 @@ class DivToMul(Pass):
             c64 = c.astype(np.float64)
             if not np.all(np.isfinite(c64)) or np.any(c64 == 0):
                 continue
-            r = (1.0 / c64).astype(c.dtype)
+            with np.errstate(over="ignore"):  # an overflowing reciprocal is refused just below
+                r = (1.0 / c64).astype(c.dtype)
             if not np.all(np.isfinite(r.astype(np.float64))):
                 continue
             rv = graph.add_const(r, hint=f"{node.inputs[1].name}_recip")
