@@ -257,3 +257,22 @@ def test_generated_c_is_one_loop_nest(tmp_path, broadcast):
     assert loops == list(range(loops[0], loops[0] + len(loops)))  # nested, not one after another
     assert c_src.count("for (") == len(loops)  # the whole model is this one nest
     assert block.count("y0[") == 1 and "expf(" in block  # one store; Sigmoid computed in the loop
+
+
+def test_expand_chain_restores_the_members():
+    from onnxc import frontend
+    from onnxc.ir import verify
+    from onnxc.ir.interp import run_graph
+    from onnxc.passes.extended.elementwise_chain import expand_chain
+    nodes = [helper.make_node("Add", ["x", "one"], ["a"]), helper.make_node("Mul", ["a", "w"], ["m"]),
+             helper.make_node("Relu", ["m"], ["z"]), helper.make_node("ReduceSum", ["a"], ["s"], keepdims=0)]
+    model = make_model(nodes, [("x", F, [3, 4]), ("w", F, [4])], [("z", F, [3, 4]), ("s", F, [])],
+                       {"one": np.array(1.0, F)})
+    feed = {"x": rand(3, 4), "w": rand(4)}
+    g, _ = check_pass(model, ElementwiseChainFusion(), feed)
+    (node,) = chains(g)
+    members = expand_chain(g, node)
+    verify(g)
+    assert [n.op_type for n in g.nodes] == ["Add", "Mul", "Relu", "ReduceSum"] and g.nodes[:3] == members
+    for a, b in zip(run_graph(g, feed), run_graph(frontend.load(model), feed)):
+        np.testing.assert_array_equal(a, b)

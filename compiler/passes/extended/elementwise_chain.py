@@ -168,3 +168,30 @@ class ElementwiseChainFusion(Pass):
             if node is not None:
                 details.append(f"{node.label} <- " + ", ".join(m.op_type for m in members))
         return PassResult(bool(details), len(details), details)
+
+
+def expand_chain(graph, node) -> List[Node]:
+    """Undo one fusion: put ``node``'s body members back in its place (for a later pass that
+    rewrites single ops, e.g. the NCHWc layout pass blocking elementwise ops one by one).
+    The node's output Values are kept (readers need no rewiring); returns the members."""
+    body = node.attrs["body"]
+    outer: Dict[int, object] = {id(b): v for b, v in zip(body.inputs, node.inputs)}
+    for c in body.constants.values():
+        outer[id(c)] = graph.add_const(c.const, hint=c.name)
+    produced = {id(b): v for b, v in zip(body.outputs, node.outputs)}
+    members = []
+    for n in body.nodes:
+        outs = [produced.get(id(o)) or graph.new_value(o.name, o.dtype, o.shape) for o in n.outputs]
+        ins = [None if v is None else outer[id(v)] for v in n.inputs]
+        m = Node(n.op_type, ins, [], dict(n.attrs), name=graph.fresh_name(n.name or n.op_type), domain=n.domain,
+                 opset=n.opset)
+        m.outputs = outs
+        outer.update((id(o), v) for o, v in zip(n.outputs, outs))
+        members.append(m)
+    node.outputs = []
+    for m in members:
+        for o in m.outputs:
+            o.producer = m
+        graph.insert(m, before=node)
+    graph.remove_node(node)
+    return members
