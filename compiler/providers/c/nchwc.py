@@ -1,1 +1,186 @@
-"""(being written)"""
+"""C emitters of the NCHWc ops (onnxc.ReorderInput/ReorderOutput/NchwcConv/NchwcPool/
+NchwcScaleShift) through runtime_c/nchwc/ (one kernel per block size: _b8, _b16).
+
+Weights arrive already packed by the layout pass (ops/nchwc.py), so an emitter only fills the
+geometry struct.  NchwcConv clamps in the kernel epilogue (none, Relu, Clip); other fused
+activations run right after the kernel, on the block it wrote, through the shared activation
+table (providers/c/fused_nn.c_activation), real channels only so padding stays zero.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ...codegen.context import c_literal
+from ...ops.nchwc import blocks
+from .registry import all_of, c_kernel, dtypes_in
+
+F32 = dtypes_in("float32")
+BLOCKS = (8, 16)
+
+
+def _block_check(node) -> Optional[str]:
+    b = node.attrs.get("block")
+    if b not in BLOCKS:
+        return f"block {b} not supported (kernels exist for {BLOCKS})"
+    return None
+
+
+def _f(x) -> str:
+    return c_literal(x, np.float32)
+
+
+def _hw(shape) -> int:
+    return int(np.prod(shape[2:4], dtype=np.int64))
+
+
+# --- reorders ------------------------------------------------------------------------------------
+def _reorder_check(node) -> Optional[str]:
+    x, y = node.inputs[0], node.outputs[0]
+    nchw = x if node.op_type == "ReorderInput" else y
+    if len(nchw.shape) != 4:
+        return f"rank {len(nchw.shape)} tensor (NCHWc reorders are 2-D images)"
+    return None
+
+
+@c_kernel("ReorderInput", "ReorderOutput", domain="onnxc", check=all_of(F32, _block_check, _reorder_check))
+def reorder(node, ctx):
+    b = node.attrs["block"]
+    x, y = node.inputs[0], node.outputs[0]
+    nchw = x if node.op_type == "ReorderInput" else y
+    fn = "onnxc_nchwc_reorder_input" if node.op_type == "ReorderInput" else "onnxc_nchwc_reorder_output"
+    return f"{fn}_b{b}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, {ctx.ptr(x)}, {ctx.ptr(y)});"
+
+
+# --- convolution ---------------------------------------------------------------------------------
+_CLAMPS = {"": lambda p: (-np.inf, np.inf), "Relu": lambda p: (0.0, np.inf), "Clip": lambda p: (p[0], p[1])}
+
+
+def _act(node):
+    return str(node.attrs.get("activation", "") or ""), [float(v) for v in node.attrs.get("activation_params", []) or []]
+
+
+def _conv_check(node) -> Optional[str]:
+    from ...ops.fused_nn import activation_error
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b, kind = node.attrs["block"], node.attrs.get("kind")
+    m, c, group = int(node.attrs["channels"]), int(node.attrs["input_channels"]), int(node.attrs.get("group", 1))
+    kh, kw = node.attrs["kernel_shape"]
+    expect_w = {"direct": (blocks(m // group, b) * group, blocks(c // group, b), kh, kw, b, b),
+                "depthwise": (blocks(c, b), kh, kw, b),
+                "nchw": (blocks(m, b), c, kh, kw, b)}.get(kind)
+    if expect_w is None:
+        return f"unknown NchwcConv kind '{kind}'"
+    if tuple(w.shape) != expect_w:
+        return f"packed weights {w.shape} do not match kind {kind} ({expect_w})"
+    if kind == "depthwise" and not (group == c == m):
+        return "depthwise NchwcConv needs group == input channels == output channels"
+    if kind == "nchw" and group != 1:
+        return "NCHW-input NchwcConv needs group 1"
+    if kind == "direct" and group > 1 and (c % (group * b) or m % (group * b)):
+        return "grouped NchwcConv needs channels per group that are multiples of the block"
+    xs = (x.shape[0], c) + tuple(x.shape[2:]) if kind == "nchw" else (x.shape[0], blocks(c, b) * b)
+    if (kind == "nchw" and len(x.shape) != 4) or (kind != "nchw" and (len(x.shape) != 5 or x.shape[-1] != b
+                                                                         or x.shape[1] * b != xs[1])):
+        return f"input shape {x.shape} does not fit kind {kind}"
+    bias, z = node.input(2), node.input(3)
+    if bias is not None and tuple(bias.shape) != (blocks(m, b) * b,):
+        return f"bias shape {bias.shape} is not the padded [{blocks(m, b) * b}]"
+    if z is not None and tuple(z.shape) != tuple(y.shape):
+        return f"residual Z shape {z.shape} differs from the output {y.shape}"
+    return activation_error(*_act(node))
+
+
+@c_kernel("NchwcConv", domain="onnxc", check=all_of(F32, _block_check, _conv_check))
+def nchwc_conv(node, ctx):
+    from .fused_nn import c_activation
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    bias, z = node.input(2), node.input(3)
+    b, kind = node.attrs["block"], node.attrs["kind"]
+    m, c = int(node.attrs["channels"]), int(node.attrs["input_channels"])
+    kh, kw = node.attrs["kernel_shape"]
+    sh, sw = node.attrs["strides"]
+    pt, pl = node.attrs["pads"][:2]
+    dh, dw = node.attrs["dilations"]
+    name, params = _act(node)
+    lo, hi = _CLAMPS[name](params) if name in _CLAMPS else (-np.inf, np.inf)
+    fn = {"direct": "onnxc_nchwc_conv", "depthwise": "onnxc_nchwc_conv_depthwise",
+          "nchw": "onnxc_nchwc_conv_nchw"}[kind]
+    opt = lambda v: ctx.ptr(v) if v is not None else "NULL"  # noqa: E731
+    lines = [
+        f"static const onnxc_nchwc_conv_params p = {{{x.shape[0]}, {c}, {m}, {node.attrs.get('group', 1)}, "
+        f"{x.shape[2]}, {x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
+        f"{dh}, {dw}, {_f(lo)}, {_f(hi)}}};",
+        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)});",
+    ]
+    if name and name not in _CLAMPS:
+        # the activation on real channels only: act(0) may be nonzero and padding must stay 0
+        n, cb, hw = y.shape[0], y.shape[1], _hw(y.shape)
+        lines += [
+            "{",
+            f"    float* ONNXC_RESTRICT Yb = {ctx.ptr(y)};",
+            f"    for (int64_t nb = 0; nb < {n * cb}; ++nb) {{",
+            f"        const int64_t lanes = {m} - (nb % {cb}) * {b} < {b} ? {m} - (nb % {cb}) * {b} : {b};",
+            f"        float* yb = Yb + nb * {hw * b};",
+            f"        for (int64_t s = 0; s < {hw}; ++s)",
+            "            for (int64_t l = 0; l < lanes; ++l) {",
+            f"                const float v = yb[s * {b} + l];",
+            f"                yb[s * {b} + l] = {c_activation(name, params, 'v')};",
+            "            }",
+            "    }",
+            "}",
+        ]
+    return "\n".join(lines)
+
+
+# --- pools ---------------------------------------------------------------------------------------
+def _pool_check(node) -> Optional[str]:
+    x, b = node.inputs[0], node.attrs["block"]
+    mode = node.attrs.get("mode")
+    if mode not in ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
+        return f"unknown NchwcPool mode '{mode}'"
+    if len(x.shape) != 5 or x.shape[-1] != b or x.shape[1] != blocks(node.attrs["channels"], b):
+        return f"input shape {x.shape} is not blocked [N, Cb, H, W, {b}]"
+    if node.attrs.get("nchw_output", 0) and not mode.startswith("Global"):
+        return "only global pools write NCHW output"
+    return None
+
+
+@c_kernel("NchwcPool", domain="onnxc", check=all_of(F32, _block_check, _pool_check))
+def nchwc_pool(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    b, mode, c = node.attrs["block"], node.attrs["mode"], int(node.attrs["channels"])
+    if mode.startswith("Global"):
+        return (f"onnxc_nchwc_global_pool_b{b}({x.shape[0]}, {c}, {_hw(x.shape)}, {int(mode == 'GlobalMaxPool')}, "
+                f"{int(node.attrs.get('nchw_output', 0))}, {ctx.ptr(x)}, {ctx.ptr(y)});")
+    kh, kw = node.attrs["kernel_shape"]
+    sh, sw = node.attrs["strides"]
+    pt, pl, pb, pr = node.attrs["pads"]
+    dh, dw = node.attrs["dilations"]
+    cip = int(node.attrs.get("count_include_pad", 0))
+    fn = "onnxc_nchwc_maxpool" if mode == "MaxPool" else "onnxc_nchwc_avgpool"
+    return "\n".join([
+        f"static const onnxc_nchwc_pool_params p = {{{x.shape[0]}, {c}, {x.shape[2]}, {x.shape[3]}, {y.shape[2]}, "
+        f"{y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {pb}, {pr}, {dh}, {dw}, {cip}}};",
+        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(y)});",
+    ])
+
+
+# --- per-channel scale and shift (BatchNormalization) --------------------------------------------
+def _scale_shift_check(node) -> Optional[str]:
+    x, s, t = node.inputs
+    b = node.attrs["block"]
+    if len(x.shape) != 5 or x.shape[-1] != b:
+        return f"input shape {x.shape} is not blocked"
+    if tuple(s.shape) != (x.shape[1] * b,) or tuple(t.shape) != (x.shape[1] * b,):
+        return "scale/shift are not padded per-channel vectors"
+    return None
+
+
+@c_kernel("NchwcScaleShift", domain="onnxc", check=all_of(F32, _block_check, _scale_shift_check))
+def nchwc_scale_shift(node, ctx):
+    x, s, t = node.inputs
+    y, b = node.outputs[0], node.attrs["block"]
+    return (f"onnxc_nchwc_scale_shift_b{b}({x.shape[0]}, {x.shape[1]}, {_hw(x.shape)}, {ctx.ptr(x)}, "
+            f"{ctx.ptr(s)}, {ctx.ptr(t)}, {ctx.ptr(y)});")

@@ -1,0 +1,93 @@
+/* onnxc NCHWc kernels: convolution, pooling and reorders on channel-blocked tensors.
+ *
+ * A blocked tensor of logical shape [N, C, H, W] is stored as [N, ceil(C/b), H, W, b]: channel
+ * c lives in block c/b, lane c%b.  The lanes past C in the last block ("padding channels") hold
+ * zeros; every kernel here reads them as zeros and writes zeros there, so a blocked region
+ * never lets padding leak into a real channel.  b is 8 (AVX2 / portable builds) or 16
+ * (AVX-512); each kernel exists once per block size (suffix _b8 / _b16) so that b is a
+ * compile-time constant and the b-wide inner loops vectorize.
+ */
+#ifndef ONNXC_NCHWC_H
+#define ONNXC_NCHWC_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 2-D convolution geometry.  C and M are the real input/output channel counts (not rounded to
+ * the block).  group: 1, C (depthwise: one input and one output channel per group) or a group
+ * count whose C/group and M/group are multiples of b.  PT/PL are the leading pads (the trailing
+ * pads are implied by OH/OW).  lo/hi clamp the result after bias and Z (use -INFINITY/INFINITY
+ * for no clamp; Relu is [0, INFINITY), Clip [min, max]). */
+typedef struct {
+    int64_t N, C, M, group;
+    int64_t IH, IW, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW;
+    float lo, hi;
+} onnxc_nchwc_conv_params;
+
+/* Y = clamp(conv(X, W) + B + Z), X and Y blocked, Z (may be NULL) blocked with Y's shape,
+ * B (may be NULL) padded to ceil(M/b)*b.  W is [Mb, Cbg, KH, KW, b_in, b_out] with
+ * Mb = ceil(M/b), Cbg = ceil((C/group)/b): W[ob][ib][kh][kw][ci][co] is the weight from input
+ * channel (group's first block + ib)*b + ci to output channel ob*b + co (0 where either is a
+ * padding channel).  1x1 kernels with stride 1 and no padding run as a GEMM over the blocked
+ * channels (pixels as one long row). */
+void onnxc_nchwc_conv_b8(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                         const float* B, const float* Z, float* Y);
+void onnxc_nchwc_conv_b16(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                          const float* B, const float* Z, float* Y);
+
+/* Depthwise (group == C == M): W is [ceil(C/b), KH, KW, b]. */
+void onnxc_nchwc_conv_depthwise_b8(const onnxc_nchwc_conv_params* p, const float* X,
+                                   const float* W, const float* B, const float* Z, float* Y);
+void onnxc_nchwc_conv_depthwise_b16(const onnxc_nchwc_conv_params* p, const float* X,
+                                    const float* W, const float* B, const float* Z, float* Y);
+
+/* First-layer variant: X is plain NCHW (few channels, not worth a reorder), Y blocked, group 1;
+ * W is [ceil(M/b), C, KH, KW, b]. */
+void onnxc_nchwc_conv_nchw_b8(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                              const float* B, const float* Z, float* Y);
+void onnxc_nchwc_conv_nchw_b16(const onnxc_nchwc_conv_params* p, const float* X,
+                               const float* W, const float* B, const float* Z, float* Y);
+
+/* 2-D pooling geometry on blocked tensors (C real channels); PB/PR trailing pads (read only by
+ * AveragePool with count_include_pad, as onnxc_avgpool does). */
+typedef struct {
+    int64_t N, C;
+    int64_t IH, IW, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR, DH, DW;
+    int count_include_pad;
+} onnxc_nchwc_pool_params;
+
+/* MaxPool / AveragePool, blocked in and out (semantics of onnxc_maxpool / onnxc_avgpool). */
+void onnxc_nchwc_maxpool_b8(const onnxc_nchwc_pool_params* p, const float* X, float* Y);
+void onnxc_nchwc_maxpool_b16(const onnxc_nchwc_pool_params* p, const float* X, float* Y);
+void onnxc_nchwc_avgpool_b8(const onnxc_nchwc_pool_params* p, const float* X, float* Y);
+void onnxc_nchwc_avgpool_b16(const onnxc_nchwc_pool_params* p, const float* X, float* Y);
+
+/* Global average (is_max 0) / max (is_max 1) pool of blocked X [N, ceil(C/b), HW, b]; Y is
+ * blocked [N, ceil(C/b), 1, 1, b] (nchw_out 0) or plain [N, C, 1, 1] (nchw_out 1). */
+void onnxc_nchwc_global_pool_b8(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
+                                const float* X, float* Y);
+void onnxc_nchwc_global_pool_b16(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
+                                 const float* X, float* Y);
+
+/* NCHW [N, C, HW] -> blocked [N, ceil(C/b), HW, b] (padding channels zeroed), and back. */
+void onnxc_nchwc_reorder_input_b8(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
+void onnxc_nchwc_reorder_input_b16(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
+void onnxc_nchwc_reorder_output_b8(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
+void onnxc_nchwc_reorder_output_b16(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
+
+/* Y = X * S[c] + T[c] per channel of blocked X [N, Cb, HW, b]; S and T hold Cb*b floats (zeros
+ * in the padding lanes keep the padding zero).  Y may equal X. */
+void onnxc_nchwc_scale_shift_b8(int64_t N, int64_t Cb, int64_t HW, const float* X,
+                                const float* S, const float* T, float* Y);
+void onnxc_nchwc_scale_shift_b16(int64_t N, int64_t Cb, int64_t HW, const float* X,
+                                 const float* S, const float* T, float* Y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ONNXC_NCHWC_H */

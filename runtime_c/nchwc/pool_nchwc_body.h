@@ -1,0 +1,205 @@
+/* NCHWc pooling, reorders and per-channel scale/shift for one block size; included by
+ * pool_nchwc_ref.c once per size with NB and NB_FN(name) defined (see conv_nchwc_body.h).
+ * Every loop works on whole NB-lane channel vectors; padding lanes come out as zeros. */
+
+static inline void NB_FN(pool_store)(const float* v, float* y, int64_t valid) {
+    int l;
+    for (l = 0; l < NB; ++l) y[l] = l < valid ? v[l] : 0.0f;
+}
+
+void NB_FN(onnxc_nchwc_maxpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
+    const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const int64_t nc = t / p->OH, oh = t % p->OH;
+        const int64_t valid = p->C - (nc % Cb) * NB;
+        const float* x = X + nc * p->IH * p->IW * NB;
+        float* y = Y + (nc * p->OH + oh) * p->OW * NB;
+        const int64_t ih0 = oh * p->SH - p->PT;
+        int64_t khlo, khhi, ow;
+        onnxc_geom_valid_range(p->KH, p->IH, p->DH, ih0, &khlo, &khhi);
+        for (ow = 0; ow < p->OW; ++ow) {
+            const int64_t iw0 = ow * p->SW - p->PL;
+            float m[NB];
+            int64_t kh, kw, kwlo, kwhi;
+            int l, first = 1;
+            onnxc_geom_valid_range(p->KW, p->IW, p->DW, iw0, &kwlo, &kwhi);
+            for (l = 0; l < NB; ++l) m[l] = -FLT_MAX; /* an empty window, as onnxc_maxpool */
+            for (kh = khlo; kh < khhi; ++kh) {
+                const float* xr = x + (ih0 + kh * p->DH) * p->IW * NB;
+                for (kw = kwlo; kw < kwhi; ++kw) {
+                    const float* xp = xr + (iw0 + kw * p->DW) * NB;
+                    /* the first element is taken as is (NaN included), later ones only when
+                     * larger: onnxc_maxpool's rule, lane by lane */
+                    if (first)
+                        for (l = 0; l < NB; ++l) m[l] = xp[l];
+                    else
+                        for (l = 0; l < NB; ++l) m[l] = xp[l] > m[l] ? xp[l] : m[l];
+                    first = 0;
+                }
+            }
+            NB_FN(pool_store)(m, y + ow * NB, valid);
+        }
+    }
+}
+
+/* Number of window positions start + t*d (t < k) below end. */
+static int64_t NB_FN(pool_count_below)(int64_t start, int64_t k, int64_t d, int64_t end) {
+    int64_t n;
+    if (end <= start) return 0;
+    n = (end - start - 1) / d + 1;
+    return n < k ? n : k;
+}
+
+void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
+    const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const int64_t nc = t / p->OH, oh = t % p->OH;
+        const int64_t valid = p->C - (nc % Cb) * NB;
+        const float* x = X + nc * p->IH * p->IW * NB;
+        float* y = Y + (nc * p->OH + oh) * p->OW * NB;
+        const int64_t ih0 = oh * p->SH - p->PT;
+        int64_t khlo, khhi, ch, ow;
+        onnxc_geom_valid_range(p->KH, p->IH, p->DH, ih0, &khlo, &khhi);
+        ch = p->count_include_pad ? NB_FN(pool_count_below)(ih0, p->KH, p->DH, p->IH + p->PB)
+                                  : khhi - khlo;
+        for (ow = 0; ow < p->OW; ++ow) {
+            const int64_t iw0 = ow * p->SW - p->PL;
+            float s[NB];
+            int64_t kh, kw, kwlo, kwhi, cw;
+            int l;
+            onnxc_geom_valid_range(p->KW, p->IW, p->DW, iw0, &kwlo, &kwhi);
+            cw = p->count_include_pad ? NB_FN(pool_count_below)(iw0, p->KW, p->DW, p->IW + p->PR)
+                                      : kwhi - kwlo;
+            for (l = 0; l < NB; ++l) s[l] = 0.0f;
+            for (kh = khlo; kh < khhi; ++kh) {
+                const float* xr = x + (ih0 + kh * p->DH) * p->IW * NB;
+                for (kw = kwlo; kw < kwhi; ++kw) {
+                    const float* xp = xr + (iw0 + kw * p->DW) * NB;
+                    for (l = 0; l < NB; ++l) s[l] += xp[l];
+                }
+            }
+            if (khhi <= khlo || kwhi <= kwlo) {
+                for (l = 0; l < NB; ++l) s[l] = 0.0f; /* window entirely in padding */
+            } else {
+                const float cnt = (float)(ch * cw);
+                for (l = 0; l < NB; ++l) s[l] /= cnt;
+            }
+            NB_FN(pool_store)(s, y + ow * NB, valid);
+        }
+    }
+}
+
+void NB_FN(onnxc_nchwc_global_pool)(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
+                                    const float* X, float* Y) {
+    const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
+    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
+        const float* x = X + t * HW * NB;
+        float r[NB];
+        int64_t s;
+        int l;
+        if (is_max) {
+            for (l = 0; l < NB; ++l) r[l] = HW > 0 ? x[l] : -FLT_MAX;
+            for (s = 1; s < HW; ++s)
+                for (l = 0; l < NB; ++l) r[l] = x[s * NB + l] > r[l] ? x[s * NB + l] : r[l];
+        } else {
+            for (l = 0; l < NB; ++l) r[l] = 0.0f;
+            for (s = 0; s < HW; ++s)
+                for (l = 0; l < NB; ++l) r[l] += x[s * NB + l];
+            for (l = 0; l < NB; ++l) r[l] = HW > 0 ? r[l] / (float)HW : 0.0f;
+        }
+        if (nchw_out) {
+            for (l = 0; l < NB && l < valid; ++l) Y[n * C + cb * NB + l] = r[l];
+        } else {
+            NB_FN(pool_store)(r, Y + t * NB, valid);
+        }
+    }
+}
+
+void NB_FN(onnxc_nchwc_reorder_input)(int64_t N, int64_t C, int64_t HW, const float* X,
+                                      float* Y) {
+    const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
+    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
+        const float* x = X + (n * C + cb * NB) * HW;
+        float* y = Y + t * HW * NB;
+        int64_t s;
+        int l;
+        if (valid >= NB) {
+            for (s = 0; s < HW; ++s)
+                for (l = 0; l < NB; ++l) y[s * NB + l] = x[l * HW + s];
+        } else {
+            for (s = 0; s < HW; ++s)
+                for (l = 0; l < NB; ++l) y[s * NB + l] = l < valid ? x[l * HW + s] : 0.0f;
+        }
+    }
+}
+
+void NB_FN(onnxc_nchwc_reorder_output)(int64_t N, int64_t C, int64_t HW, const float* X,
+                                       float* Y) {
+    const int64_t Cb = (C + NB - 1) / NB, total = N * C;
+    const int parallel = total > 1 && total * HW >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const int64_t n = t / C, c = t % C;
+        const float* x = X + ((n * Cb + c / NB) * HW) * NB + c % NB;
+        float* y = Y + t * HW;
+        int64_t s;
+        for (s = 0; s < HW; ++s) y[s] = x[s * NB];
+    }
+}
+
+void NB_FN(onnxc_nchwc_scale_shift)(int64_t N, int64_t Cb, int64_t HW, const float* X,
+                                    const float* S, const float* T, float* Y) {
+    const int64_t total = N * Cb;
+    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
+    int64_t t;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+    (void)parallel;
+#endif
+    for (t = 0; t < total; ++t) {
+        const float* s = S + (t % Cb) * NB;
+        const float* sh = T + (t % Cb) * NB;
+        const float* x = X + t * HW * NB;
+        float* y = Y + t * HW * NB;
+        int64_t i;
+        int l;
+        for (i = 0; i < HW; ++i)
+            for (l = 0; l < NB; ++l) y[i * NB + l] = x[i * NB + l] * s[l] + sh[l];
+    }
+}

@@ -1,0 +1,331 @@
+"""NCHWc layout pass (compiler/passes/layout/nchwc.py): blocked convs, pools, elementwise ops,
+concat, BatchNorm, Resize; reorders only at region borders; block size from the target.
+
+Each rewrite runs before/after on the same random inputs (onnxruntime on the original model vs
+the IR interpreter, which runs the onnxc NCHWc ops through their numpy references), plus cases
+where it must not fire, and compiles at levels none and layout against onnxruntime for the
+targets avx2 (b=8), generic (b=8) and avx512 (b=16, when the host has it)."""
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from helpers import check_levels, check_pass, make_model
+from onnxc.passes.layout.nchwc import NchwcLayout
+from onnxc.target import host_isa
+
+RNG = np.random.default_rng(11)
+F = np.float32
+TARGETS = ["avx2", "generic"] + (["avx512"] if host_isa() == "avx512" else [])
+BLOCK = {"avx2": 8, "generic": 8, "avx512": 16}
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(F)
+
+
+def ops(g, op, domain="onnxc"):
+    return [n for n in g.nodes if n.op_type == op and n.domain == domain]
+
+
+class Net:
+    """A tiny model builder: convs with random weights, anything else by hand."""
+
+    def __init__(self, x_shape, name="x"):
+        self.nodes, self.inits, self.n = [], {}, 0
+        self.inputs = [(name, F, list(x_shape))]
+        self.feed = {name: rand(*x_shape)}
+
+    def conv(self, x, cin, cout, k=3, pads=None, group=1, strides=(1, 1), bias=True, **attrs):
+        self.n += 1
+        w, b = f"w{self.n}", f"b{self.n}"
+        self.inits[w] = (rand(cout, cin // group, k, k) / np.sqrt(cin * k * k / group)).astype(F)
+        ins = [x, w]
+        if bias:
+            self.inits[b] = rand(cout)
+            ins.append(b)
+        p = [k // 2] * 4 if pads is None else pads
+        out = f"c{self.n}"
+        self.nodes.append(helper.make_node("Conv", ins, [out], kernel_shape=[k, k], pads=p, group=group,
+                                           strides=list(strides), **attrs))
+        return out
+
+    def op(self, op_type, ins, **attrs):
+        self.n += 1
+        out = f"{op_type.lower()}{self.n}"
+        self.nodes.append(helper.make_node(op_type, ins, [out], **attrs))
+        return out
+
+    def const(self, arr):
+        self.n += 1
+        self.inits[f"k{self.n}"] = arr
+        return f"k{self.n}"
+
+    def model(self, outs):
+        return make_model(self.nodes, self.inputs, [(o, F, None) for o in outs], self.inits), self.feed
+
+
+def run_pass(model, feed, target="avx2", fires=True, rtol=1e-4, atol=1e-5):
+    return check_pass(model, NchwcLayout(), feed, fires=fires, target=target, rtol=rtol, atol=atol)
+
+
+def levels(model, feed, tmp_path, targets=("avx2",), rtol=1e-4, atol=1e-5):
+    """Compile at level none (once) and at level layout per target, each against onnxruntime;
+    the layout build must call the NCHWc kernels of the target's block size.  Returns
+    {target: generated C}.  (Compiles cost ~1 s each: tests pass all TARGETS only where the
+    block size matters to what they check.)"""
+    sources = {}
+    for i, t in enumerate(targets):
+        lv = ("none", "layout") if i == 0 else ("layout",)
+        check_levels(model, feed, tmp_path / t, levels=lv, target=t, rtol=rtol, atol=atol)
+        src = (tmp_path / t / "layout" / "model.c").read_text()
+        calls = set(re.findall(r"onnxc_nchwc_\w+_b(\d+)\(", src))
+        assert calls == {str(BLOCK[t])}, (t, calls)
+        sources[t] = src
+    return sources
+
+
+# --- chains and borders ---------------------------------------------------------------------------
+def conv_chain():
+    net = Net((1, 16, 9, 10))
+    a = net.conv("x", 16, 24)
+    r = net.op("Relu", [a])
+    c = net.conv(r, 24, 16, k=1, bias=False)
+    d = net.conv(c, 16, 16, k=3, pads=[0, 1, 2, 1], strides=(2, 1), dilations=[1, 2])
+    return net.model([d])
+
+
+def test_chain_has_one_reorder_each_way():
+    model, feed = conv_chain()
+    g, res = run_pass(model, feed)
+    assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    assert len(ops(g, "NchwcConv")) == 3 and not ops(g, "Conv", "")
+    relu = ops(g, "Relu", "")[0]
+    assert relu.inputs[0].producer.op_type == "NchwcConv" and len(relu.outputs[0].shape) == 5
+    # the only plain tensors are the graph's own input and output
+    five_d = [n for n in g.nodes if n.op_type not in ("ReorderInput",)]
+    assert all(len(v.shape) == 5 for n in five_d for v in n.inputs[:1]), [n.label for n in five_d]
+    assert res.rewrites == 4
+
+
+@pytest.mark.parametrize("target", ["avx2", "generic", "avx512"])
+def test_block_follows_target(target):
+    model, feed = conv_chain()
+    g, _ = run_pass(model, feed, target=target)
+    blocks = {n.attrs["block"] for n in g.nodes if n.domain == "onnxc"}
+    assert blocks == {BLOCK[target]}
+    assert ops(g, "NchwcConv")[0].outputs[0].shape[-1] == BLOCK[target]
+
+
+def test_chain_compiles(tmp_path):
+    model, feed = conv_chain()
+    for t, src in levels(model, feed, tmp_path, TARGETS).items():
+        assert src.count(f"onnxc_nchwc_conv_b{BLOCK[t]}(") == 3
+        assert src.count("onnxc_nchwc_reorder_input") == 1 and src.count("onnxc_nchwc_reorder_output") == 1
+
+
+def test_shared_reorder_output_for_plain_readers():
+    # c1 is read by a blocked conv and by two plain readers (a Reshape and the graph output)
+    net = Net((1, 8, 6, 6))
+    a = net.conv("x", 8, 16)
+    b = net.conv(a, 16, 16)
+    shape = net.const(np.array([1, -1], np.int64))
+    flat = net.op("Reshape", [a, shape])
+    model, feed = net.model([b, flat, a])
+    g, _ = run_pass(model, feed)
+    outs = ops(g, "ReorderOutput")
+    assert len(outs) == 2  # one for a (shared by Reshape and the output), one for b
+    a_plain = [o for o in outs if o.inputs[0].producer is ops(g, "NchwcConv")[0]]
+    assert len(a_plain) == 1
+    assert ops(g, "Reshape", "")[0].inputs[0] is a_plain[0].outputs[0]
+
+
+# --- conv variants --------------------------------------------------------------------------------
+def test_first_layer_reads_nchw_directly(tmp_path):
+    net = Net((2, 3, 11, 12))
+    a = net.conv("x", 3, 16, k=3, strides=(2, 2))
+    b = net.conv(a, 16, 8, k=3)
+    model, feed = net.model([b])
+    g, _ = run_pass(model, feed)
+    first = ops(g, "NchwcConv")[0]
+    assert first.attrs["kind"] == "nchw" and first.inputs[0].name == "x" and not ops(g, "ReorderInput")
+    assert first.inputs[1].shape == (2, 3, 3, 3, 8)
+    levels(model, feed, tmp_path, TARGETS)
+
+
+def test_depthwise_and_pointwise(tmp_path):
+    net = Net((1, 24, 7, 8))
+    a = net.conv("x", 24, 24, k=3, group=24)
+    r = net.op("Clip", [a, net.const(np.array(0, F)), net.const(np.array(6, F))])
+    b = net.conv(r, 24, 32, k=1)
+    model, feed = net.model([b])
+    g, _ = run_pass(model, feed)
+    kinds = [n.attrs["kind"] for n in ops(g, "NchwcConv")]
+    assert kinds == ["depthwise", "direct"]
+    assert ops(g, "NchwcConv")[0].inputs[1].shape == (3, 3, 3, 8)
+    levels(model, feed, tmp_path, TARGETS)
+
+
+def test_channels_not_multiple_of_block(tmp_path):
+    # 20 and 12 channels: padded blocks; Sigmoid(0) != 0 must not be blocked on padded data
+    net = Net((1, 12, 6, 7))
+    a = net.conv("x", 12, 20, k=3)
+    r = net.op("LeakyRelu", [a], alpha=0.1)
+    s = net.op("Sigmoid", [r])
+    b = net.conv(r, 20, 12, k=3)
+    model, feed = net.model([b, s])
+    g, _ = run_pass(model, feed)
+    assert len(ops(g, "NchwcConv")) == 2 and ops(g, "LeakyRelu", "")[0].outputs[0].shape == (1, 3, 6, 7, 8)
+    sig = ops(g, "Sigmoid", "")[0]
+    assert len(sig.inputs[0].shape) == 4 and sig.inputs[0].producer.op_type == "ReorderOutput"
+    levels(model, feed, tmp_path, TARGETS)
+
+
+def test_grouped_conv_with_aligned_groups(tmp_path):
+    net = Net((1, 32, 6, 6))
+    a = net.conv("x", 32, 32, k=3, group=2)
+    model, feed = net.model([a])
+    g, _ = run_pass(model, feed, target="avx2")
+    assert ops(g, "NchwcConv")[0].attrs["group"] == 2
+    levels(model, feed, tmp_path, targets=["avx2"])
+
+
+def test_fused_conv_epilogue_and_residual(tmp_path):
+    # extended fuses Add + activation into FusedConv; layout keeps both in the blocked kernel
+    net = Net((1, 16, 8, 8))
+    a = net.conv("x", 16, 16)
+    r = net.op("Relu", [a])
+    b = net.conv(r, 16, 16)
+    s = net.op("Add", [b, r])
+    h = net.op("HardSigmoid", [s], alpha=0.3, beta=0.4)
+    model, feed = net.model([h])
+    levels(model, feed, tmp_path)
+    from onnxc import frontend
+    from onnxc.driver import optimize
+    g = frontend.load(model)
+    optimize(g, "layout", target="avx2")
+    convs = ops(g, "NchwcConv")
+    assert len(convs) == 2 and len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    assert any(len(n.inputs) == 4 and n.attrs["activation"] for n in convs), [n.attrs for n in convs]
+
+
+def test_residual_add_between_blocked_convs(tmp_path):
+    net = Net((1, 16, 7, 7))
+    a = net.conv("x", 16, 16)
+    b = net.conv(a, 16, 16)
+    s = net.op("Add", [a, b])
+    r = net.op("Relu", [s])
+    c = net.conv(r, 16, 16, k=1)
+    model, feed = net.model([c])
+    g, _ = run_pass(model, feed)
+    add = ops(g, "Add", "")[0]
+    assert all(v.producer.op_type == "NchwcConv" for v in add.inputs)
+    assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    levels(model, feed, tmp_path)
+
+
+# --- pools, BatchNorm, concat, resize, global pool ------------------------------------------------
+def test_conv_pools(tmp_path):
+    net = Net((1, 8, 11, 11))
+    a = net.conv("x", 8, 16, k=3)
+    m = net.op("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    p = net.op("AveragePool", [m], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 0], ceil_mode=1,
+               count_include_pad=1)
+    q = net.op("AveragePool", [m], kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_UPPER")
+    s = net.op("MaxPool", [q], kernel_shape=[2, 3], strides=[1, 2], dilations=[2, 1])
+    model, feed = net.model([p, s])
+    g, res = run_pass(model, feed)
+    assert len(ops(g, "NchwcPool")) == 4
+    levels(model, feed, tmp_path, TARGETS)
+
+
+def test_batchnorm_concat_resize(tmp_path):
+    net = Net((1, 8, 5, 6))
+    a = net.conv("x", 8, 16, k=3)
+    b = net.conv("x", 8, 16, k=1)
+    cat = net.op("Concat", [a, b], axis=1)
+    bn = net.op("BatchNormalization", [cat] + [net.const(v) for v in
+                                                (rand(32), rand(32), rand(32), np.abs(rand(32)) + 0.5)])
+    up = net.op("Resize", [bn, "", net.const(np.array([1, 1, 2, 3], F))], mode="nearest")
+    c = net.conv(up, 32, 8, k=3)
+    model, feed = net.model([c])
+    g, _ = run_pass(model, feed)
+    assert len(ops(g, "Concat", "")) == 1 and ops(g, "Concat", "")[0].outputs[0].shape == (1, 4, 5, 6, 8)
+    assert len(ops(g, "NchwcScaleShift")) == 1 and ops(g, "Resize", "")[0].outputs[0].shape == (1, 4, 10, 18, 8)
+    assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    levels(model, feed, tmp_path)
+
+
+def test_concat_with_padded_channels_stays_plain():
+    net = Net((1, 8, 5, 5))
+    a = net.conv("x", 8, 12, k=3)
+    b = net.conv("x", 8, 16, k=3)
+    cat = net.op("Concat", [a, b], axis=1)
+    model, feed = net.model([cat])
+    g, _ = run_pass(model, feed)
+    concat = ops(g, "Concat", "")[0]
+    assert all(v.producer.op_type == "ReorderOutput" for v in concat.inputs)
+
+
+def test_global_pool_flatten_gemm(tmp_path):
+    net = Net((2, 8, 6, 6))
+    a = net.conv("x", 8, 24, k=3)
+    gp = net.op("GlobalAveragePool", [a])
+    mx = net.op("GlobalMaxPool", [a])
+    s = net.op("Add", [gp, mx])
+    f = net.op("Flatten", [s])
+    gm = net.op("Gemm", [f, net.const(rand(24, 5)), net.const(rand(5))])
+    model, feed = net.model([gm])
+    g, _ = run_pass(model, feed)
+    pools = ops(g, "NchwcPool")
+    assert [p.attrs["nchw_output"] for p in pools] == [1, 1] and pools[0].outputs[0].shape == (2, 24, 1, 1)
+    assert not ops(g, "ReorderOutput")  # the pools write the plain tensor themselves
+    levels(model, feed, tmp_path)
+
+
+def test_squeeze_excitation_keeps_blocks(tmp_path):
+    net = Net((1, 16, 5, 5))
+    a = net.conv("x", 16, 16, k=3)
+    gp = net.op("GlobalAveragePool", [a])
+    s1 = net.conv(gp, 16, 8, k=1)
+    r = net.op("Relu", [s1])
+    s2 = net.conv(r, 8, 16, k=1)
+    sg = net.op("Sigmoid", [s2])
+    m = net.op("Mul", [a, sg])
+    model, feed = net.model([m])
+    g, _ = run_pass(model, feed)
+    assert ops(g, "NchwcPool")[0].attrs["nchw_output"] == 0
+    assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    levels(model, feed, tmp_path)
+
+
+# --- where it must not fire -----------------------------------------------------------------------
+def test_does_not_fire_on_small_or_unsupported_convs():
+    net = Net((1, 4, 6, 6))
+    a = net.conv("x", 4, 4, k=3)                    # 4 output channels < b
+    b = net.op("Conv", [a, net.const(rand(8, 2, 3, 3))], kernel_shape=[3, 3], group=2)  # unaligned groups
+    model, feed = net.model([b])
+    run_pass(model, feed, fires=False)
+
+
+def test_does_not_fire_on_dynamic_weights_or_3d_conv():
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])]
+    model = make_model(nodes, [("x", F, [1, 8, 5, 5]), ("w", F, [16, 8, 3, 3])], [("y", F, None)])
+    run_pass(model, {"x": rand(1, 8, 5, 5), "w": rand(16, 8, 3, 3)}, fires=False)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3, 3])]
+    model = make_model(nodes, [("x", F, [1, 8, 4, 4, 4])], [("y", F, None)], {"w": rand(16, 8, 3, 3, 3)})
+    run_pass(model, {"x": rand(1, 8, 4, 4, 4)}, fires=False)
+
+
+def test_pool_alone_is_not_blocked():
+    # no conv seeds the region: a lone pool stays plain
+    nodes = [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])]
+    model = make_model(nodes, [("x", F, [1, 16, 4, 4])], [("y", F, None)])
+    run_pass(model, {"x": rand(1, 16, 4, 4)}, fires=False)
+
+
+def test_second_run_is_a_fixpoint():
+    model, feed = conv_chain()
+    g, _ = run_pass(model, feed)
+    assert not NchwcLayout().run(g).modified
