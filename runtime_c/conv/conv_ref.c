@@ -9,6 +9,10 @@
  *  - 1x1 kernels with stride 1 and no padding: X is already the column matrix (no scratch);
  *  - grouped convolutions with one input channel per group (depthwise, channel multiplier
  *    allowed): a direct loop per output channel, vectorizable along the output row.
+ *
+ * onnxc_conv_fused also adds a residual Z and applies an activation (onnxc.FusedConv): per
+ * output channel plane right after the depthwise loop, and per [Mg, column block] GEMM tile
+ * otherwise, so the epilogue reads what the kernel just wrote from cache.
  */
 #include <string.h>
 
@@ -101,7 +105,8 @@ static void conv_im2col(const onnxc_geom3* g, int64_t Cg, const float* x, float*
 
 /* Grouped convolution with one input channel per group: direct loop per output channel. */
 static void conv_depthwise(const onnxc_conv_params* p, const onnxc_geom3* g, const float* X,
-                           const float* W, const float* B, float* Y) {
+                           const float* W, const float* B, const float* Z,
+                           const onnxc_activation* act, float* Y) {
     const int64_t Mg = p->M / p->group;
     const int64_t total = p->N * p->M;
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
@@ -150,26 +155,41 @@ static void conv_depthwise(const onnxc_conv_params* p, const onnxc_geom3* g, con
                 }
             }
         }
+        /* epilogue on this channel's plane, still in cache */
+        if (Z || act) onnxc_epilogue_row(act, Z ? Z + nm * g->out_sp : NULL, y, g->out_sp);
     }
 }
 
 void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
                 float* Y, float* scratch) {
+    onnxc_conv_fused(p, X, W, B, NULL, NULL, Y, scratch);
+}
+
+/* Output positions per GEMM call when an epilogue follows: the [Mg, block] output tile of one
+ * call (~CONV_EPILOGUE_TILE floats) is still in cache when its rows get the residual and the
+ * activation. Without an epilogue the whole group is one call, as in onnxc_conv. */
+#define CONV_EPILOGUE_TILE (1 << 15)
+
+void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
+                      const float* Z, const onnxc_activation* act, float* Y, float* scratch) {
     onnxc_geom3 g;
-    int64_t group, Cg, Mg, Kdim, n, gi;
+    int64_t group, Cg, Mg, Kdim, n, gi, block;
     int pointwise;
     if (p->N <= 0 || p->M <= 0) return;
     conv_geom_init(p, &g);
     if (g.out_sp <= 0) return;
     group = p->group > 0 ? p->group : 1;
     if (conv_is_depthwise(p)) {
-        conv_depthwise(p, &g, X, W, B, Y);
+        conv_depthwise(p, &g, X, W, B, Z, act, Y);
         return;
     }
     Cg = p->C / group;
     Mg = p->M / group;
     Kdim = Cg * g.k_sp;
     pointwise = conv_is_pointwise(&g);
+    /* column block of one GEMM call when an epilogue follows (a multiple of 64, >= 256) */
+    block = CONV_EPILOGUE_TILE / (Mg > 0 ? Mg : 1);
+    block = block < 256 ? 256 : block / 64 * 64;
     for (n = 0; n < p->N; ++n) {
         for (gi = 0; gi < group; ++gi) {
             const float* xg = X + (n * p->C + gi * Cg) * g.in_sp;
@@ -190,8 +210,21 @@ void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, cons
                 }
                 beta = 1.0f;
             }
-            onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
-                        g.out_sp);
+            if (!Z && !act) {
+                onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
+                            g.out_sp);
+            } else {
+                const float* zg = Z ? Z + (n * p->M + gi * Mg) * g.out_sp : NULL;
+                int64_t j0, m;
+                for (j0 = 0; j0 < g.out_sp; j0 += block) {
+                    const int64_t nb = g.out_sp - j0 < block ? g.out_sp - j0 : block;
+                    onnxc_sgemm(0, 0, Mg, nb, Kdim, 1.0f, wg, Kdim, col + j0, g.out_sp, beta,
+                                yg + j0, g.out_sp);
+                    for (m = 0; m < Mg; ++m)
+                        onnxc_epilogue_row(act, zg ? zg + m * g.out_sp + j0 : NULL,
+                                           yg + m * g.out_sp + j0, nb);
+                }
+            }
         }
     }
 }

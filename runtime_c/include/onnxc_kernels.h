@@ -252,6 +252,35 @@ void onnxc_attention(const onnxc_attention_params* p, const float* Q, const floa
                      const float* past_value, const int64_t* nonpad_kv_seqlen, float* Y,
                      float* present_key, float* present_value, float* QK, float* scratch);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Fused epilogues (onnxc.FusedConv/FusedGemm/FusedMatMul; runtime_c/math/epilogue_ref.c)      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Activation applied by a kernel to the block it just wrote. alpha/beta: LeakyRelu alpha,
+ * Clip min/max, HardSigmoid alpha/beta; unused otherwise. Same formulas as the C expression
+ * table of compiler/providers/c/fused_nn.py. */
+enum {
+    ONNXC_ACT_NONE = 0, ONNXC_ACT_RELU, ONNXC_ACT_LEAKYRELU, ONNXC_ACT_CLIP, ONNXC_ACT_SIGMOID,
+    ONNXC_ACT_TANH, ONNXC_ACT_HARDSIGMOID, ONNXC_ACT_HARDSWISH, ONNXC_ACT_SILU
+};
+
+typedef struct {
+    int kind;
+    float alpha, beta;
+} onnxc_activation;
+
+/* y[i] = act(y[i]) for i < n; act may be NULL (none). */
+void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n);
+
+/* y[i] = act(y[i] + z[i]) for i < n; z may be NULL (no residual), act may be NULL (none). */
+void onnxc_epilogue_row(const onnxc_activation* act, const float* z, float* y, int64_t n);
+
+/* Y = act(conv(X, W) + B + Z): onnxc_conv with a residual Z (Y's shape, may be NULL; must not
+ * alias Y) and an activation (may be NULL) applied per output channel as soon as that channel's
+ * block is computed. Same scratch as onnxc_conv. */
+void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
+                      const float* Z, const onnxc_activation* act, float* Y, float* scratch);
+
 #ifdef __cplusplus
 }
 #endif

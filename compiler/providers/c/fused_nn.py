@@ -1,1 +1,172 @@
-"""(being written)"""
+"""C emitters of onnxc.FusedConv, onnxc.FusedGemm and onnxc.FusedMatMul (float32).
+
+The activation and the residual run in the kernel epilogue, on the block the kernel just
+produced: FusedConv through onnxc_conv_fused (runtime_c/conv/conv_ref.c, per channel plane or
+GEMM tile), FusedGemm/FusedMatMul as a loop over the output of each onnxc_sgemm call, right after
+it.  Geometry comes from the unfused emitters (nn.py, linalg.py).
+
+C_ACTIVATIONS is the C side of ops/fused_nn.ACTIVATIONS: name -> fn(x, params) giving a float32
+C expression of the C variable ``x`` (a plain name: it may be read more than once).  The runtime
+kernels implement the same formulas (runtime_c/math/epilogue_ref.c, ONNXC_ACT_*).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from ...codegen.context import c_literal
+from ...codegen.loops import broadcast_strides, contiguous_strides
+from ...ops import get_attr
+from ...ops.fused_nn import ACTIVATIONS, activation_error, activation_of
+from .linalg import _gemm_check, _matmul_geometry, gemm
+from .nn import _conv_check, _conv_scratch, conv_params
+from .registry import all_of, c_kernel, dtypes_in
+
+F32 = dtypes_in("float32")
+
+
+def _f(v) -> str:
+    return c_literal(v, np.float32)
+
+
+C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
+    "Relu": lambda x, p: f"({x} < 0.0f ? 0.0f : {x})",
+    "LeakyRelu": lambda x, p: f"({x} < 0.0f ? {_f(p[0])} * {x} : {x})",
+    "Clip": lambda x, p: f"(({x} < {_f(p[0])} ? {_f(p[0])} : {x}) > {_f(p[1])} ? {_f(p[1])} : "
+                         f"({x} < {_f(p[0])} ? {_f(p[0])} : {x}))",
+    "Sigmoid": lambda x, p: f"(1.0f / (1.0f + expf(-{x})))",
+    "Tanh": lambda x, p: f"tanhf({x})",
+    # fmin/fmax drop a NaN operand; the spec's max(0, min(1, .)) keeps it
+    "HardSigmoid": lambda x, p: f"({x} != {x} ? {x} : fmaxf(0.0f, fminf(1.0f, {_f(p[0])} * {x} + {_f(p[1])})))",
+    "HardSwish": lambda x, p: f"({x} * fmaxf(0.0f, fminf(1.0f, {x} / 6.0f + 0.5f)))",
+    "SiLU": lambda x, p: f"({x} * (1.0f / (1.0f + expf(-{x}))))",
+}
+assert set(C_ACTIVATIONS) == set(ACTIVATIONS)
+
+# runtime_c enum (onnxc_kernels.h) of each activation
+ACT_KIND = {"": "ONNXC_ACT_NONE", "Relu": "ONNXC_ACT_RELU", "LeakyRelu": "ONNXC_ACT_LEAKYRELU",
+            "Clip": "ONNXC_ACT_CLIP", "Sigmoid": "ONNXC_ACT_SIGMOID", "Tanh": "ONNXC_ACT_TANH",
+            "HardSigmoid": "ONNXC_ACT_HARDSIGMOID", "HardSwish": "ONNXC_ACT_HARDSWISH", "SiLU": "ONNXC_ACT_SILU"}
+
+
+def c_activation(name: str, params: Sequence[float], x: str) -> str:
+    """float32 C expression of activation ``name`` applied to the C variable ``x``."""
+    return x if name == "" else C_ACTIVATIONS[name](x, list(params))
+
+
+def activation_struct(name: str, params: Sequence[float]) -> str:
+    """Initializer of an ``onnxc_activation`` for the runtime kernels."""
+    p = list(params) + [0.0] * (2 - len(params))
+    return f"{{{ACT_KIND[name]}, {_f(p[0])}, {_f(p[1])}}}"
+
+
+def _activation_check(node) -> Optional[str]:
+    return activation_error(*activation_of(node))
+
+
+# --- FusedConv -----------------------------------------------------------------------------------
+def _fused_conv_check(node) -> Optional[str]:
+    w, y = node.inputs[1], node.outputs[0]
+    b, z = node.input(2), node.input(3)
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        return f"bias shape {b.shape} is not [M] = [{w.shape[0]}]"
+    if z is not None and tuple(z.shape) != tuple(y.shape):
+        return f"residual Z shape {z.shape} differs from the output shape {y.shape}"
+    return None
+
+
+@c_kernel("FusedConv", domain="onnxc", check=all_of(F32, _conv_check, _fused_conv_check, _activation_check),
+          scratch=_conv_scratch)
+def fused_conv(node, ctx):
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b, z = node.input(2), node.input(3)
+    name, params = activation_of(node)
+    scratch = ctx.scratch(node) if _conv_scratch(node) else "NULL"
+    lines = [conv_params(node)]
+    if name:
+        lines.append(f"static const onnxc_activation act = {activation_struct(name, params)};")
+    opt = lambda v: ctx.ptr(v) if v is not None else "NULL"  # noqa: E731
+    lines.append(f"onnxc_conv_fused(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(b)}, {opt(z)}, "
+                 f"{'&act' if name else 'NULL'}, {ctx.ptr(y)}, {scratch});")
+    return "\n".join(lines)
+
+
+# --- FusedGemm -----------------------------------------------------------------------------------
+@c_kernel("FusedGemm", domain="onnxc", check=all_of(F32, _gemm_check, _activation_check))
+def fused_gemm(node, ctx):
+    name, params = activation_of(node)
+    code = gemm(node, ctx)  # declares Y and leaves alpha*A'B' + beta*C in it
+    if not name:
+        return code
+    M, N = node.outputs[0].shape
+    return code + (f"\nfor (int64_t i = 0; i < {M * N}; ++i) {{ const float v = Y[i]; "
+                   f"Y[i] = {c_activation(name, params, 'v')}; }}")
+
+
+# --- FusedMatMul ---------------------------------------------------------------------------------
+def _trans(node):
+    return int(get_attr(node, "transA", 0)), int(get_attr(node, "transB", 0))
+
+
+def _fused_matmul_check(node) -> Optional[str]:
+    a, b = node.inputs[0], node.inputs[1]
+    ta, tb = _trans(node)
+    if (ta and len(a.shape) < 2) or (tb and len(b.shape) < 2):
+        return "transA/transB on an operand of rank < 2"
+    try:
+        ash, bsh, M, K, N, batch = _matmul_geometry(node, ta, tb)
+    except ValueError:
+        return "batch dims do not broadcast"
+    if bsh[-2] != K:
+        return f"inner dims differ ({K} vs {bsh[-2]})"
+    bias = node.input(2)
+    if bias is not None:
+        if len(b.shape) < 2:
+            return "bias with a 1-D B (the output's last dim is not N)"
+        if tuple(bias.shape) != (N,):
+            return f"bias shape {bias.shape} is not [N] = [{N}]"
+    return None
+
+
+def _rank_check(node) -> Optional[str]:
+    a, b = node.inputs[0], node.inputs[1]
+    return "scalar operands" if len(a.shape) == 0 or len(b.shape) == 0 else None
+
+
+@c_kernel("FusedMatMul", domain="onnxc", check=all_of(F32, _rank_check, _fused_matmul_check, _activation_check))
+def fused_matmul(node, ctx):
+    a, b, y, bias = node.inputs[0], node.inputs[1], node.outputs[0], node.input(2)
+    ta, tb = _trans(node)
+    alpha = float(get_attr(node, "alpha", 1.0))
+    name, params = activation_of(node)
+    ash, bsh, M, K, N, batch = _matmul_geometry(node, ta, tb)
+    if y.size == 0:
+        return "/* empty output */"
+    lda, ldb = (M if ta else K), (K if tb else N)  # row strides of A and B as stored
+    a_str = broadcast_strides(ash[:-2], batch) if batch else []
+    b_str = broadcast_strides(bsh[:-2], batch) if batch else []
+    lines = [f"const float* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"const float* ONNXC_RESTRICT B = {ctx.ptr(b)};",
+             f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if bias is not None:
+        lines.append(f"const float* ONNXC_RESTRICT bias = {ctx.ptr(bias)};")
+    bidx = [f"b{k}" for k in range(len(batch))]
+    off = lambda st, mat: " + ".join([f"{i}*{s * mat}" for i, s in zip(bidx, st) if s] or ["0"])  # noqa: E731
+    yoff = " + ".join([f"{i}*{s * M * N}" for i, s in zip(bidx, contiguous_strides(batch))] or ["0"])
+    for k, d in enumerate(batch):
+        lines.append("  " * k + f"for (int64_t {bidx[k]} = 0; {bidx[k]} < {d}; ++{bidx[k]})")
+    pad = "  " * len(batch)
+    lines += [pad + "{",
+              pad + f"  float* o = Y + {yoff};",
+              pad + f"  onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, A + {off(a_str, M * K)}, "
+                    f"{lda}, B + {off(b_str, K * N)}, {ldb}, 0.0f, o, {N});"]
+    if bias is not None or name:
+        # epilogue on the [M, N] block this call just wrote
+        v = "o[i*%d + j]" % N
+        val = f"{v} + bias[j]" if bias is not None else v
+        lines += [pad + f"  for (int64_t i = 0; i < {M}; ++i)",
+                  pad + f"    for (int64_t j = 0; j < {N}; ++j) {{ const float v = {val}; "
+                        f"{v} = {c_activation(name, params, 'v')}; }}"]
+    lines.append(pad + "}")
+    return "\n".join(lines)
+

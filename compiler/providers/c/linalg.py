@@ -45,9 +45,15 @@ def gemm(node, ctx):
     return "\n".join(lines)
 
 
-def _matmul_geometry(node):
+def _matmul_geometry(node, trans_a: int = 0, trans_b: int = 0):
+    """(A shape, B shape, M, K, N, batch) with 1-D operands promoted as MatMul does; trans_a /
+    trans_b (FusedMatMul) swap the last two dims of that operand's stored shape first."""
     a, b = node.inputs[0], node.inputs[1]
     ash, bsh = list(a.shape), list(b.shape)
+    if trans_a:
+        ash[-2], ash[-1] = ash[-1], ash[-2]
+    if trans_b:
+        bsh[-2], bsh[-1] = bsh[-1], bsh[-2]
     if len(ash) == 1:
         ash = [1] + ash
     if len(bsh) == 1:

@@ -97,16 +97,20 @@ def _conv_scratch(node) -> int:
     return int(w.shape[1] * np.prod(kernel) * np.prod(out)) * 4
 
 
+def conv_params(node) -> str:
+    """The `static const onnxc_conv_params p` declaration of a Conv-like node (also FusedConv)."""
+    x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
+    return (f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {w.shape[0]}, "
+            f"{get_attr(node, 'group', 1)}, {rank}, {_arr3(spatial, 1)}, {_arr3(kernel, 1)}, "
+            f"{_arr3(node.outputs[0].shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, {_arr3(dil, 1)}}};")
+
+
 @c_kernel("Conv", check=all_of(F32, _conv_check), scratch=_conv_scratch)
 def conv(node, ctx):
-    x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
-    y = node.outputs[0]
-    b = node.input(2)
+    x, w, y, b = node.inputs[0], node.inputs[1], node.outputs[0], node.input(2)
     scratch = ctx.scratch(node) if _conv_scratch(node) else "NULL"
     return "\n".join([
-        f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {w.shape[0]}, "
-        f"{get_attr(node, 'group', 1)}, {rank}, {_arr3(spatial, 1)}, {_arr3(kernel, 1)}, "
-        f"{_arr3(y.shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, {_arr3(dil, 1)}}};",
+        conv_params(node),
         f"onnxc_conv(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
         f"{ctx.ptr(y)}, {scratch});",
     ])

@@ -1,0 +1,57 @@
+/* Kernel epilogues of the fused ops (onnxc.FusedConv and friends): y = act(y + z),
+ * applied by a kernel to the block it just produced while that block is still in cache.
+ *
+ * The formulas are those of the C expression table in compiler/providers/c/fused_nn.py (the
+ * same float operations in the same order, so a fused and an unfused model agree): Relu keeps
+ * NaN, Clip is max-then-min, HardSigmoid keeps NaN, SiLU is x * sigmoid(x).
+ * One switch per row, outside the element loop, so every case is a plain vectorizable loop.
+ */
+#include <math.h>
+
+#include "onnxc_kernels.h"
+
+static inline float ep_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n) {
+    int64_t i;
+    const float a = act ? act->alpha : 0.0f, b = act ? act->beta : 0.0f;
+    switch (act ? act->kind : ONNXC_ACT_NONE) {
+        case ONNXC_ACT_RELU:
+            for (i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+            break;
+        case ONNXC_ACT_LEAKYRELU:
+            for (i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? a * y[i] : y[i];
+            break;
+        case ONNXC_ACT_CLIP:
+            for (i = 0; i < n; ++i) {
+                const float v = y[i] < a ? a : y[i];
+                y[i] = v > b ? b : v;
+            }
+            break;
+        case ONNXC_ACT_SIGMOID:
+            for (i = 0; i < n; ++i) y[i] = ep_sigmoid(y[i]);
+            break;
+        case ONNXC_ACT_TANH:
+            for (i = 0; i < n; ++i) y[i] = tanhf(y[i]);
+            break;
+        case ONNXC_ACT_HARDSIGMOID:
+            for (i = 0; i < n; ++i)
+                y[i] = y[i] != y[i] ? y[i] : fmaxf(0.0f, fminf(1.0f, a * y[i] + b));
+            break;
+        case ONNXC_ACT_HARDSWISH:
+            for (i = 0; i < n; ++i) y[i] = y[i] * fmaxf(0.0f, fminf(1.0f, y[i] / 6.0f + 0.5f));
+            break;
+        case ONNXC_ACT_SILU:
+            for (i = 0; i < n; ++i) y[i] = y[i] * ep_sigmoid(y[i]);
+            break;
+        default:
+            break;
+    }
+}
+
+void onnxc_epilogue_row(const onnxc_activation* act, const float* z, float* y, int64_t n) {
+    int64_t i;
+    if (z)
+        for (i = 0; i < n; ++i) y[i] += z[i];
+    onnxc_activation_row(act, y, n);
+}
