@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "onnxc_transformer.h" /* LayerNorm and attention fusions (runtime_c/math, attention) */
+#include "onnxc_nchwc.h" /* NCHWc blocked-layout kernels (runtime_c/nchwc/) */
 
 #ifdef __cplusplus
 extern "C" {
