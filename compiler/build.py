@@ -18,12 +18,32 @@ from typing import List
 from .errors import CompileError
 from .resources import runtime_dir, runtime_sources
 
+# ISA flags per target. The C kernels pick their microkernel from the macros these define
+# (__AVX512F__, __AVX2__ && __FMA__), and the compiler packs weights for compiler/target.py's
+# resolution of the same target: the two must agree (see native_flags).
 TARGETS = {
     "native": ["-march=native"],
     "generic": [],
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
 }
+
+
+def native_flags() -> List[str]:
+    """-march=native, minus the vector ISAs target.host_isa() does not count as available (e.g.
+    AVX-512F without BW/DQ/VL, or AVX2 without F16C): the microkernel the C build selects must be
+    the one the weights were packed for."""
+    import platform
+    from .target import host_isa
+    flags = ["-march=native"]
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return flags
+    isa = host_isa()
+    if isa != "avx512":
+        flags.append("-mno-avx512f")
+    if isa == "generic":
+        flags.append("-mno-avx2")
+    return flags
 
 
 def cache_root() -> Path:
@@ -40,7 +60,7 @@ def compile_flags(target: str = "native", opt: str = "-O3", openmp: bool = True)
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; expected one of {sorted(TARGETS)}")
     flags = ["-std=c99", opt, "-fPIC", "-fno-math-errno", "-Wno-unused-variable", "-Wno-unused-parameter",
-             "-Wno-unused-function"] + TARGETS[target]
+             "-Wno-unused-function"] + (native_flags() if target == "native" else TARGETS[target])
     if openmp:
         flags.append("-fopenmp")
     return flags

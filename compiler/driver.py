@@ -216,6 +216,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         "module_name": module_name, "module_file": so.name if so else None,
         "arena_bytes": result.plan.size, "weights_file": "weights.bin",
         "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
+        "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -39,6 +39,24 @@ class _NoCode:
         setattr(self, f"{prefix}_run", lambda *a: 3)  # ONNXC_ERR_FALLBACK
 
 
+def check_cpu(manifest: Dict, where) -> None:
+    """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
+    lacks (running it would die with SIGILL). The manifest records the ISA the build resolved
+    (also for target "native", which may have been built on another machine)."""
+    from .target import REQUIRED_FLAGS, host_flags
+    isa = manifest.get("isa") or manifest.get("options", {}).get("target")
+    if isa not in REQUIRED_FLAGS:  # "native" in a manifest older than the isa key: unknown
+        return
+    have = host_flags()
+    if not have:  # no /proc/cpuinfo (not Linux): nothing to check against
+        return
+    missing = [f for f in REQUIRED_FLAGS[isa] if f not in have]
+    if missing:
+        target = manifest.get("options", {}).get("target", isa)
+        raise ModelError(f"{where}: compiled for target '{target}' (ISA {isa}), but this CPU lacks "
+                         f"{', '.join(missing)}; recompile it here with target='native' (or 'generic')")
+
+
 def _import_so(path: Path, module_name: str):
     if module_name in sys.modules:
         return sys.modules[module_name]
@@ -63,6 +81,7 @@ class CompiledModel:
         m = self.manifest
         self.prefix = m["prefix"]
         if m.get("module_file"):
+            check_cpu(m, self.output_dir)
             self._mod = _import_so(self.output_dir / m["module_file"], m["module_name"])
             self._lib, self._ffi = self._mod.lib, self._mod.ffi
         else:  # every node runs in the fallback interpreter: nothing was compiled

@@ -1,5 +1,9 @@
 /* Portable C99 single-precision GEMM: C = alpha * op(A) * op(B) + beta * C (row-major).
  *
+ * onnxc_sgemm_ref is the reference twin of onnxc_sgemm (sgemm_driver.c, SIMD microkernels and
+ * packed weights): same contract, no ISA-specific code; tests compare the two. onnxc_sgemm
+ * also delegates its M == 1 and N == 1 cases with unpacked B to the GEMV loops below.
+ *
  * Structure (Goto/BLIS style), so that an ISA-specific micro-kernel can be swapped in:
  *
  *   for each N block of NC columns          (jc)
@@ -392,9 +396,9 @@ static void sgemm_grid(int64_t M, int64_t N, int T, int* tm_out, int* tn_out) {
 }
 #endif
 
-void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                 float* C, int64_t ldc) {
+void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         sgemm_scale_c(M, N, beta, C, ldc);

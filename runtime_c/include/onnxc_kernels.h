@@ -29,6 +29,50 @@ void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float 
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                  float* C, int64_t ldc);
 
+/* The portable reference twin of onnxc_sgemm (runtime_c/gemm/sgemm_ref.c), same contract. */
+void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                     float* C, int64_t ldc);
+
+/* Register tile of the microkernel this build uses, fixed by the target's ISA macros (AVX-512F:
+ * 14x32, AVX2+FMA: 6x16, otherwise portable 6x8), and the K block of the blocked loops.
+ * Packed B layout for an op(B) of [K,N], with TN = ONNXC_SGEMM_TILE_N, Np = N rounded up to a
+ * multiple of TN, kb = ceil(K / ceil(K / ONNXC_SGEMM_KC)) (equal K blocks):
+ *   K block [pc, pc + kc) (pc a multiple of kb, kc = min(kb, K - pc)) starts at pc * Np and holds
+ *   Np / TN panels of kc x TN floats: op(B)[pc + k][p*TN + j] is at pc*Np + p*kc*TN + k*TN + j,
+ *   zero for columns >= N.
+ * (K-block-major so that the panels a block streams are contiguous: whole-K panels put them at
+ * a power-of-two stride for K = 1024 and they evicted each other from L2.)
+ * compiler/providers/c/linalg.py packs weights the same way at compile time; the generated code
+ * checks that both agree on TILE_N and KC. */
+#if defined(__AVX512F__)
+#define ONNXC_SGEMM_TILE_M 14
+#define ONNXC_SGEMM_TILE_N 32
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ONNXC_SGEMM_TILE_M 6
+#define ONNXC_SGEMM_TILE_N 16
+#else
+#define ONNXC_SGEMM_TILE_M 6
+#define ONNXC_SGEMM_TILE_N 8
+#endif
+#define ONNXC_SGEMM_KC 256
+
+/* Floats of packed B for an [K,N] op(B) (K * N rounded up to whole panels). */
+size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K);
+
+/* Pack op(B) (B is KxN, or NxK if transB, row stride ldb) into the panel layout above. */
+void onnxc_sgemm_pack_b(int transB, int64_t N, int64_t K, const float* B, int64_t ldb,
+                        float* packedB);
+
+/* onnxc_sgemm with op(B) given packed (see above); packedB must be 64-byte aligned. */
+void onnxc_sgemm_packed(int transA, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float* A, int64_t lda, const float* packedB, float beta,
+                        float* C, int64_t ldc);
+
+/* ONNXC_SGEMM_TILE_M / _N of the build (lets code built elsewhere check the packed layout). */
+int onnxc_sgemm_tile_m(void);
+int onnxc_sgemm_tile_n(void);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Convolution                                                                                 */
 /* ------------------------------------------------------------------------------------------ */

@@ -1,4 +1,10 @@
-"""Gemm and MatMul: float32 through onnxc_sgemm, other numeric dtypes through plain loops."""
+"""Gemm and MatMul: float32 through onnxc_sgemm, other numeric dtypes through plain loops.
+
+A constant B (weights) is packed here, at compile time, into the panel layout of the target's
+SGEMM microkernel (pack_sgemm_b) and multiplied with onnxc_sgemm_packed, which then never
+touches the original layout. The layout depends on the ISA the module is compiled for, so the
+emitted call carries a preprocessor check that the C build agrees (onnxc_kernels.h).
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -10,6 +16,52 @@ from ...ops import get_attr
 from .registry import all_of, c_kernel, dtypes_in
 
 NUMERIC = ("float32", "float64", "int32", "int64", "uint32", "uint64")
+
+# Register tile (rows, columns) of the SGEMM microkernel per ISA and the K block: must match
+# ONNXC_SGEMM_TILE_M/N and ONNXC_SGEMM_KC in runtime_c/include/onnxc_kernels.h.
+SGEMM_TILE = {"avx512": (14, 32), "avx2": (6, 16), "generic": (6, 8)}
+SGEMM_KC = 256
+
+
+def target_isa(ctx) -> str:
+    """The ISA the module is compiled for (what selects the C microkernel)."""
+    from ...target import resolve
+    return resolve(ctx.options.get("target", "native")).isa
+
+
+def pack_sgemm_b(op_b: np.ndarray, isa: str) -> np.ndarray:
+    """op(B) [K, N] in onnxc_sgemm_packed's layout for ``isa`` (flat float32): equal K blocks of
+    at most SGEMM_KC rows, one after the other; each block holds ceil(N/TN) panels of kc x TN
+    floats (row k of a panel is op(B)[pc + k, p*TN : p*TN + TN]), zero past column N."""
+    tn = SGEMM_TILE[isa][1]
+    K, N = op_b.shape
+    npad = -(-N // tn) * tn
+    kb = -(-K // -(-K // SGEMM_KC)) if K else 0
+    b = np.zeros((K, npad), np.float32)
+    b[:, :N] = op_b
+    blocks = [b[pc:pc + kb].reshape(-1, npad // tn, tn).transpose(1, 0, 2).reshape(-1)
+              for pc in range(0, K, kb)] if K else []
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def sgemm_packed_call(ctx, ta: int, M: int, N: int, K: int, alpha: float, a_ptr: str, lda: int,
+                      op_b: np.ndarray, beta: float, c_ptr: str, ldc: int) -> str:
+    """C statements: C = alpha * op(A) * op_b + beta * C with the constant op_b ([K, N]) packed
+    at compile time for the module's target."""
+    isa = target_isa(ctx)
+    tm, tn = SGEMM_TILE[isa]
+    packed = ctx.const_array(pack_sgemm_b(np.asarray(op_b, np.float32), isa))
+    return (f"#if ONNXC_SGEMM_TILE_N != {tn} || ONNXC_SGEMM_KC != {SGEMM_KC}\n"
+            f'#error "B was packed for the {isa} SGEMM tile ({tm}x{tn}); this build selects another '
+            f'microkernel (compile flags and target disagree)"\n#endif\n'
+            f"onnxc_sgemm_packed({ta}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {a_ptr}, {lda}, "
+            f"{packed}, {ctx.lit(beta, np.float32)}, {c_ptr}, {ldc});")
+
+
+def _pack_worthwhile(N: int, K: int) -> bool:
+    """N == 1 is a matrix-vector product (onnxc_sgemm's GEMV reads B in place; a packed panel
+    would be TN - 1 columns of zeros)."""
+    return N > 1 and K > 0
 
 
 def _gemm_check(node) -> Optional[str]:
@@ -40,8 +92,13 @@ def gemm(node, ctx):
         lines.append(f"const float* ONNXC_RESTRICT Cb = {ctx.ptr(c)};")
         lines.append(broadcast_loop([M, N], [("Cb", c.shape)],
                                     lambda e, oi: f"Y[{oi}] = {ctx.lit(beta, np.float32)} * {e[0]};"))
-    lines.append(f"onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {ctx.ptr(a)}, {a.shape[1]}, "
-                 f"{ctx.ptr(b)}, {b.shape[1]}, {'1.0f' if use_c else '0.0f'}, Y, {N});")
+    if b.is_const and _pack_worthwhile(N, K):
+        op_b = b.const.T if tb else b.const
+        lines.append(sgemm_packed_call(ctx, ta, M, N, K, alpha, ctx.ptr(a), a.shape[1], op_b,
+                                       1.0 if use_c else 0.0, "Y", N))
+    else:
+        lines.append(f"onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {ctx.ptr(a)}, "
+                     f"{a.shape[1]}, {ctx.ptr(b)}, {b.shape[1]}, {'1.0f' if use_c else '0.0f'}, Y, {N});")
     return "\n".join(lines)
 
 
@@ -87,10 +144,15 @@ def matmul(node, ctx):
     a_str = broadcast_strides(ash[:-2], batch) if batch else []
     b_str = broadcast_strides(bsh[:-2], batch) if batch else []
     ct = ctx.ctype(y)
-    lines = [f"const {ct}* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"const {ct}* ONNXC_RESTRICT B = {ctx.ptr(b)};",
-             f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     if y.size == 0:
         return "/* empty output */"
+    if y.dtype == np.float32 and b.is_const and len(b.shape) == 2 and _pack_worthwhile(N, K):
+        # constant 2-D weights: every row of A (batch dims included) times the same B, one call
+        rows = a.size // K
+        return (f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};\n"
+                + sgemm_packed_call(ctx, 0, rows, N, K, 1.0, ctx.ptr(a), K, b.const, 0.0, "Y", N))
+    lines = [f"const {ct}* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"const {ct}* ONNXC_RESTRICT B = {ctx.ptr(b)};",
+             f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     bidx = [f"b{k}" for k in range(len(batch))]
     off = lambda st, mat: " + ".join([f"{i}*{s * mat}" for i, s in zip(bidx, st) if s] or ["0"])  # noqa: E731
     yoff = " + ".join([f"{i}*{s * M * N}" for i, s in zip(bidx, contiguous_strides(batch))] or ["0"])

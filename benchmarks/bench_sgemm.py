@@ -1,0 +1,115 @@
+"""Single-thread SGEMM throughput of the runtime's kernels next to numpy's matmul, in one run.
+
+    python benchmarks/bench_sgemm.py [--target native|avx512|avx2|generic] [--seconds 0.3]
+
+Builds runtime_c/gemm with the target's compile flags (compiler.build.compile_flags) into a
+scratch shared library, then times, per shape (M, N, K), the best of a few repetitions of:
+onnxc_sgemm (B packed at run time), onnxc_sgemm_packed (B packed beforehand, as compile-time
+weights are), onnxc_sgemm_ref (the portable reference twin) and numpy's A @ B. Each result is
+checked against numpy before it is timed. Threads are pinned to one (OMP/OpenBLAS env vars set
+before numpy loads). A few seconds in total: not a stress test.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from compiler.build import c_compiler, compile_flags  # noqa: E402
+from compiler.resources import runtime_dir  # noqa: E402
+
+SHAPES = [(256, 256, 256), (1024, 1024, 1024), (3136, 64, 576), (49, 2048, 512), (1, 1000, 2048)]
+CDEF = """
+void onnxc_sgemm(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
+                 int64_t, float, float*, int64_t);
+void onnxc_sgemm_ref(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                     const float*, int64_t, float, float*, int64_t);
+size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K);
+void onnxc_sgemm_pack_b(int, int64_t, int64_t, const float*, int64_t, float*);
+void onnxc_sgemm_packed(int, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, float, float*, int64_t);
+int onnxc_sgemm_tile_m(void);
+int onnxc_sgemm_tile_n(void);
+"""
+
+
+def build(target: str, out: Path):
+    import cffi
+    rt = runtime_dir()
+    so = out / f"libsgemm_{target}.so"
+    cmd = [c_compiler(), *compile_flags(target), "-shared", "-I", str(rt / "include"),
+           *map(str, sorted((rt / "gemm").glob("*.c"))), "-o", str(so), "-lm"]
+    subprocess.run(cmd, check=True)
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    return ffi, ffi.dlopen(str(so))
+
+
+def aligned(n: int) -> np.ndarray:
+    buf = np.empty(n + 16, np.float32)
+    s = (-buf.ctypes.data % 64) // 4
+    return buf[s:s + n]
+
+
+def best_time(fn, seconds: float) -> float:
+    """Best CPU time of this thread over repetitions (everything runs on it with one thread;
+    CPU time rather than wall time keeps other processes on a shared machine out of it)."""
+    fn()  # warm-up
+    best, spent, reps = float("inf"), 0.0, 0
+    while spent < seconds or reps < 3:
+        t = time.thread_time()
+        fn()
+        dt = time.thread_time() - t
+        best, spent, reps = min(best, dt), spent + dt, reps + 1
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", default="native")
+    ap.add_argument("--seconds", type=float, default=0.3, help="time budget per measurement")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ffi, lib = build(args.target, Path(tmp))
+        f = lambda a: ffi.cast("float*", a.ctypes.data)  # noqa: E731
+        print(f"target {args.target}: microkernel {lib.onnxc_sgemm_tile_m()}x{lib.onnxc_sgemm_tile_n()}, "
+              "1 thread, GFLOP/s (best of repetitions)")
+        print(f"{'M':>5} {'N':>5} {'K':>5} | {'sgemm':>7} {'packed':>7} {'ref':>7} {'numpy':>7}")
+        rng = np.random.default_rng(0)
+        for M, N, K in SHAPES:
+            A = rng.standard_normal((M, K)).astype(np.float32)
+            B = rng.standard_normal((K, N)).astype(np.float32)
+            C = np.empty((M, N), np.float32)
+            P = aligned(lib.onnxc_sgemm_packed_floats(N, K))
+            lib.onnxc_sgemm_pack_b(0, N, K, f(B), N, f(P))
+            want = A @ B
+            runs = {
+                "sgemm": lambda: lib.onnxc_sgemm(0, 0, M, N, K, 1.0, f(A), K, f(B), N, 0.0, f(C), N),
+                "packed": lambda: lib.onnxc_sgemm_packed(0, M, N, K, 1.0, f(A), K, f(P), 0.0, f(C), N),
+                "ref": lambda: lib.onnxc_sgemm_ref(0, 0, M, N, K, 1.0, f(A), K, f(B), N, 0.0, f(C), N),
+            }
+            gflops = {}
+            for name, fn in runs.items():
+                fn()
+                np.testing.assert_allclose(C, want, rtol=1e-3, atol=1e-3 * np.sqrt(K))
+                gflops[name] = 2e-9 * M * N * K / best_time(fn, args.seconds)
+            gflops["numpy"] = 2e-9 * M * N * K / best_time(lambda: np.matmul(A, B, out=C), args.seconds)
+            print(f"{M:>5} {N:>5} {K:>5} | " + " ".join(f"{gflops[k]:7.1f}" for k in
+                                                         ("sgemm", "packed", "ref", "numpy")))
+
+
+if __name__ == "__main__":
+    main()

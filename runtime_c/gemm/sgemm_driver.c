@@ -1,0 +1,374 @@
+/* Fast SGEMM: cache blocking and threading around the microkernel of sgemm_kernel.h.
+ *
+ *   onnxc_sgemm         op(B) packed here, one KC x NC block at a time, into a stack buffer
+ *   onnxc_sgemm_packed  op(B) packed once, at compile time (weights), into whole-K panels
+ *
+ * Both run the same blocked loop:
+ *
+ *   for each N block of NC columns                 (jc)
+ *     for each K block of at most KC               (pc)   B block kc x nc stays in L2
+ *       for each TILE_M rows of C                  (i)    A sliver TILE_M x kc stays in L1
+ *         for each TILE_N panel of the block       (jr)   microkernel
+ *
+ * A is read in place (the microkernel broadcasts op(A)(i,k) straight from A, row-major or
+ * transposed), so nothing but B is ever packed: packing A costs about as much as the multiply
+ * itself when N is small (N = 64 in half the convolutions of a ResNet). alpha is applied when the
+ * tile is stored; later K blocks accumulate into C (beta = 1).
+ *
+ * The packed layout (onnxc_kernels.h) stores each TILE_N panel with all K rows contiguous, so a
+ * K block of a panel is one contiguous kc x TILE_N run whatever KC is: the compile-time packing
+ * only depends on TILE_N.
+ *
+ * Threads (OpenMP, as every runtime kernel): a product of at least SGEMM_PARALLEL_MIN_MACS
+ * multiply-adds is split into a grid of (row range, panel range) tasks, one per thread; smaller
+ * ones, and calls made from inside a parallel region, run on the calling thread.
+ *
+ * M == 1 with packed B has its own GEMV loop (panels streamed once, several at a time); with
+ * unpacked B, M == 1 and N == 1 go to the GEMV loops of the reference (sgemm_ref.c), which
+ * read B in place.
+ */
+#include <string.h>
+
+#include "onnxc_kernels.h"
+#include "sgemm_kernel.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALIGN64 __attribute__((aligned(64)))
+#else
+#define ALIGN64
+#endif
+
+#define TM ONNXC_SGEMM_TILE_M
+#define TN ONNXC_SGEMM_TILE_N
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* K block: a TILE_M x KC sliver of A (14 KB with AVX-512) stays in L1 while the panels of
+ * the B block stream from L2. Part of the packed layout (onnxc_kernels.h). */
+#define KC ONNXC_SGEMM_KC
+/* Columns per block with prepacked B: KC x NC_PACKED floats = 512 KB, half the L2. */
+#ifndef NC_PACKED
+#define NC_PACKED 512
+#endif
+/* Columns per block packed at run time, into a KC x NC_BUF stack buffer (256 KB per thread:
+ * threads running this need a stack of at least ~512 KB; glibc/libgomp default to 8 MB). */
+#ifndef NC_BUF
+#define NC_BUF 256
+#endif
+#define SGEMM_PARALLEL_MIN_MACS (1 << 20)
+#ifndef SGEMM_PACK_A_PANELS
+#define SGEMM_PACK_A_PANELS 4
+#endif
+/* A float packed costs about as much as this many multiply-adds (thread split heuristic). */
+#define PACK_COST 16
+
+int onnxc_sgemm_tile_m(void) { return TM; }
+int onnxc_sgemm_tile_n(void) { return TN; }
+
+size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K) {
+    if (N <= 0 || K <= 0) return 0;
+    return (size_t)((N + TN - 1) / TN) * TN * (size_t)K;
+}
+
+/* K blocks of equal size (at most KC): no thin last block. */
+static int64_t k_block(int64_t K) {
+    const int64_t nb = (K + KC - 1) / KC;
+    return (K + nb - 1) / nb;
+}
+
+/* Pack op(B)[p0 : p0+kc, j0 : j0+nc] into ceil(nc/TN) panels of kc x TN, panel q at
+ * Bp + q * pstride, zero-filling the columns past nc. */
+static void pack_panels(int transB, const float* B, int64_t ldb, int64_t p0, int64_t kc,
+                        int64_t j0, int64_t nc, float* Bp, int64_t pstride) {
+    int64_t jp, j, k;
+    for (jp = 0; jp < nc; jp += TN) {
+        const int64_t nr = MIN(TN, nc - jp);
+        float* dst = Bp + (jp / TN) * pstride;
+        if (!transB) {
+            /* op(B)(k, c) = B[k*ldb + c]: TN contiguous floats per row. */
+            for (k = 0; k < kc; ++k) {
+                const float* s = B + (p0 + k) * ldb + j0 + jp;
+                float* d = dst + k * TN;
+                if (nr == TN) {
+                    memcpy(d, s, TN * sizeof(float));
+                } else {
+                    for (j = 0; j < nr; ++j) d[j] = s[j];
+                    for (; j < TN; ++j) d[j] = 0.0f;
+                }
+            }
+        } else {
+            /* op(B)(k, c) = B[c*ldb + k]: transpose nr row streams. */
+            for (j = 0; j < nr; ++j) {
+                const float* s = B + (j0 + jp + j) * ldb + p0;
+                for (k = 0; k < kc; ++k) dst[k * TN + j] = s[k];
+            }
+            for (k = 0; k < kc && nr < TN; ++k)
+                for (j = nr; j < TN; ++j) dst[k * TN + j] = 0.0f;
+        }
+    }
+}
+
+void onnxc_sgemm_pack_b(int transB, int64_t N, int64_t K, const float* B, int64_t ldb,
+                        float* packedB) {
+    const int64_t kb = k_block(K), npad = (N + TN - 1) / TN * TN;
+    int64_t pc;
+    for (pc = 0; pc < K && N > 0; pc += kb) {
+        const int64_t kc = MIN(kb, K - pc);
+        pack_panels(transB, B, ldb, pc, kc, 0, N, packedB + pc * npad, kc * TN);
+    }
+}
+
+/* Copy the TM x kc sliver A[i*lda + k] (i < mr) into Ap[k*TM + i] (one k-major stream). */
+static void pack_a_sliver(const float* A, int64_t lda, int64_t mr, int64_t kc, float* Ap) {
+    int64_t i, k;
+    for (i = 0; i < mr; ++i) {
+        const float* a = A + i * lda;
+        for (k = 0; k < kc; ++k) Ap[k * TM + i] = a[k];
+    }
+}
+
+/* C[m0:m1, 0:nc] (C points at column jc) = alpha * op(A)[m0:m1, pc:pc+kc] * block + beta * C,
+ * block panel q at Bp + q * pstride (kc x TN each).
+ * Rows of A are read in place unless the sliver is reused by enough panels for a copy to pay
+ * (SGEMM_PACK_A_PANELS), or lda is a multiple of 256 floats: then the TM rows of a sliver fall
+ * into a few L1 sets and evict each other (1024 x 1024 ran 3x slower unpacked). */
+static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int64_t m1,
+                        int64_t pc, int64_t kc, const float* Bp, int64_t pstride, int64_t nc,
+                        float* C, int64_t ldc, float alpha, float beta) {
+    float Ap[TM * KC] ALIGN64;
+    const int pack_a = !transA && ((nc + TN - 1) / TN >= SGEMM_PACK_A_PANELS || lda % 256 == 0);
+    const int64_t rsa = transA || pack_a ? 1 : lda, csa = pack_a ? TM : transA ? lda : 1;
+    int64_t i, jr;
+    for (i = m0; i < m1; i += TM) {
+        const int64_t mr = MIN(TM, m1 - i);
+        const float* a = transA ? A + pc * lda + i : A + i * lda + pc;
+        if (pack_a) {
+            pack_a_sliver(a, lda, mr, kc, Ap);
+            a = Ap;
+        }
+        for (jr = 0; jr < nc; jr += TN)
+            onnxc_sgemm_kernel(mr, MIN(TN, nc - jr), kc, a, rsa, csa, Bp + (jr / TN) * pstride,
+                               C + i * ldc + jr, ldc, alpha, beta);
+    }
+}
+
+/* Rows [m0, m1) and columns [n0, n1) of C, op(B) prepacked (n0 a multiple of TN). */
+static void task_packed(int transA, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t N,
+                        int64_t K, float alpha, const float* A, int64_t lda, const float* packedB,
+                        float beta, float* C, int64_t ldc) {
+    const int64_t kb = k_block(K), npad = (N + TN - 1) / TN * TN;
+    int64_t jc, pc;
+    for (jc = n0; jc < n1; jc += NC_PACKED) {
+        const int64_t nc = MIN(NC_PACKED, n1 - jc);
+        for (pc = 0; pc < K; pc += kb) {
+            const int64_t kc = MIN(kb, K - pc);
+            macro_block(transA, A, lda, m0, m1, pc, kc, packedB + pc * npad + jc * kc, kc * TN,
+                        nc, C + jc, ldc, alpha, pc == 0 ? beta : 1.0f);
+        }
+    }
+}
+
+/* Same with op(B) packed here, block by block. */
+static void task_unpacked(int transA, int transB, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                          int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                          int64_t ldb, float beta, float* C, int64_t ldc) {
+    float Bp[KC * NC_BUF] ALIGN64;
+    const int64_t kb = k_block(K);
+    int64_t jc, pc;
+    for (jc = n0; jc < n1; jc += NC_BUF) {
+        const int64_t nc = MIN(NC_BUF, n1 - jc);
+        for (pc = 0; pc < K; pc += kb) {
+            const int64_t kc = MIN(kb, K - pc);
+            pack_panels(transB, B, ldb, pc, kc, jc, nc, Bp, kc * TN);
+            macro_block(transA, A, lda, m0, m1, pc, kc, Bp, kc * TN, nc, C + jc, ldc, alpha,
+                        pc == 0 ? beta : 1.0f);
+        }
+    }
+}
+
+/* C = beta * C (beta == 0: C = 0 without reading it). */
+static void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+    int64_t i, j;
+    for (i = 0; i < M; ++i) {
+        float* c = C + i * ldc;
+        if (beta == 0.0f) {
+            for (j = 0; j < N; ++j) c[j] = 0.0f;
+        } else if (beta != 1.0f) {
+            for (j = 0; j < N; ++j) c[j] *= beta;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GEMV with packed B (M == 1): y = alpha * x op(B) + beta * y                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Panels [p, p + np) (np a constant after inlining: np * TN independent accumulators), each
+ * K block of a panel read once as one contiguous stream. */
+SGEMM_INLINE void gemv_panels(const int np, int64_t p, int64_t N, int64_t K, float alpha,
+                              const float* x, int64_t incx, const float* packedB, float beta,
+                              float* y) {
+    float acc[4][TN] ALIGN64;
+    const int64_t kb = k_block(K), npad = (N + TN - 1) / TN * TN;
+    int64_t pc, k, j;
+    int q;
+    for (q = 0; q < np; ++q)
+        for (j = 0; j < TN; ++j) acc[q][j] = 0.0f;
+    for (pc = 0; pc < K; pc += kb) {
+        const int64_t kc = MIN(kb, K - pc);
+        const float* b = packedB + pc * npad + p * kc * TN;
+        for (k = 0; k < kc; ++k) {
+            const float xk = x[(pc + k) * incx];
+            for (q = 0; q < np; ++q)
+                for (j = 0; j < TN; ++j) acc[q][j] += xk * b[q * kc * TN + k * TN + j];
+        }
+    }
+    for (q = 0; q < np; ++q) {
+        const int64_t c0 = (p + q) * TN, nr = MIN(TN, N - c0);
+        float* yq = y + c0;
+        if (beta == 0.0f) {
+            for (j = 0; j < nr; ++j) yq[j] = alpha * acc[q][j];
+        } else {
+            for (j = 0; j < nr; ++j) yq[j] = alpha * acc[q][j] + beta * yq[j];
+        }
+    }
+}
+
+static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64_t incx,
+                        const float* packedB, float beta, float* y) {
+    const int64_t panels = (N + TN - 1) / TN, groups = (panels + 3) / 4;
+    int64_t g;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (N * K >= SGEMM_PARALLEL_MIN_MACS && groups > 1 \
+                                              && !omp_in_parallel())
+#endif
+    for (g = 0; g < groups; ++g) {
+        const int64_t p = 4 * g;
+        if (p + 4 <= panels) {
+            gemv_panels(4, p, N, K, alpha, x, incx, packedB, beta, y);
+        } else {
+            int64_t q;
+            for (q = p; q < panels; ++q) gemv_panels(1, q, N, K, alpha, x, incx, packedB, beta, y);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Thread split                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Threads worth using for an M x N x K product, and the tm x tn grid of tasks among them that
+ * minimizes the largest task (padded tiles it computes, plus the B floats it packs when B is
+ * packed at run time: every task packs the whole B of its column range). */
+static void thread_grid(int64_t M, int64_t N, int64_t K, int packs_b, int* tm_out, int* tn_out) {
+    *tm_out = 1;
+    *tn_out = 1;
+#ifdef _OPENMP
+    {
+        const int64_t mt = (M + TM - 1) / TM, nt = (N + TN - 1) / TN;
+        const double macs = (double)M * (double)N * (double)K;
+        double best = -1.0;
+        int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+        int tn;
+        if ((double)T > macs / SGEMM_PARALLEL_MIN_MACS) T = (int)(macs / SGEMM_PARALLEL_MIN_MACS);
+        for (tn = 1; tn <= T && tn <= nt; ++tn) {
+            const int tm = (int)MIN((int64_t)(T / tn), mt);
+            const double m = (double)((mt + tm - 1) / tm * TM);
+            const double n = (double)((nt + tn - 1) / tn * TN);
+            const double cost = m * n * (double)K + (packs_b ? PACK_COST * n * (double)K : 0.0);
+            if (best < 0.0 || cost < best) {
+                best = cost;
+                *tm_out = tm;
+                *tn_out = tn;
+            }
+        }
+    }
+#else
+    (void)M; (void)N; (void)K; (void)packs_b;
+#endif
+}
+
+#ifdef _OPENMP
+/* Row and column range of task t in a tm x tn grid (tile-aligned). */
+static void task_range(int t, int tm, int tn, int64_t M, int64_t N, int64_t* m0, int64_t* m1,
+                       int64_t* n0, int64_t* n1) {
+    const int64_t mt = (M + TM - 1) / TM, nt = (N + TN - 1) / TN;
+    const int bi = t / tn, bj = t % tn;
+    *m0 = MIN(M, (mt * bi / tm) * TM);
+    *m1 = MIN(M, (mt * (bi + 1) / tm) * TM);
+    *n0 = MIN(N, (nt * bj / tn) * TN);
+    *n1 = MIN(N, (nt * (bj + 1) / tn) * TN);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Entry points                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                 float* C, int64_t ldc) {
+    int tm, tn;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    if (M == 1 || N == 1) {  /* GEMV: B is read once, packing it would not pay */
+        onnxc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    thread_grid(M, N, K, 1, &tm, &tn);
+#ifdef _OPENMP
+    if (tm * tn > 1) {
+#pragma omp parallel num_threads(tm * tn)
+        {
+            int t;
+            for (t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
+                int64_t m0, m1, n0, n1;
+                task_range(t, tm, tn, M, N, &m0, &m1, &n0, &n1);
+                if (m0 < m1 && n0 < n1)
+                    task_unpacked(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta,
+                                  C, ldc);
+            }
+        }
+        return;
+    }
+#endif
+    task_unpacked(transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void onnxc_sgemm_packed(int transA, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float* A, int64_t lda, const float* packedB, float beta,
+                        float* C, int64_t ldc) {
+    int tm, tn;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    if (M == 1) {
+        gemv_packed(N, K, alpha, A, transA ? lda : 1, packedB, beta, C);
+        return;
+    }
+    thread_grid(M, N, K, 0, &tm, &tn);
+#ifdef _OPENMP
+    if (tm * tn > 1) {
+#pragma omp parallel num_threads(tm * tn)
+        {
+            int t;
+            for (t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
+                int64_t m0, m1, n0, n1;
+                task_range(t, tm, tn, M, N, &m0, &m1, &n0, &n1);
+                if (m0 < m1 && n0 < n1)
+                    task_packed(transA, m0, m1, n0, n1, N, K, alpha, A, lda, packedB, beta, C, ldc);
+            }
+        }
+        return;
+    }
+#endif
+    task_packed(transA, 0, M, 0, N, N, K, alpha, A, lda, packedB, beta, C, ldc);
+}
