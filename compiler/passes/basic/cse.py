@@ -9,6 +9,7 @@ with subgraphs (comparing bodies is not worth it) or Dropout (random in training
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Dict, List
 
 import numpy as np
@@ -20,16 +21,26 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "Rando
                      "Bernoulli", "Dropout"}
 
 
+# digest of a constant's bytes by id(array), so that every fixpoint round does not hash the
+# weights again; a weak reference drops the entry with the array (and guards id reuse)
+_DIGESTS: Dict[int, tuple] = {}
+
+
+def _digest(a: np.ndarray) -> bytes:
+    hit = _DIGESTS.get(id(a))
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    d = hashlib.blake2b(flat.data, digest_size=32).digest()  # 256 bits: equal digests, equal bytes
+    key = id(a)
+    _DIGESTS[key] = (weakref.ref(a, lambda _r, k=key: _DIGESTS.pop(k, None)), d)
+    return d
+
+
 def _const_key(a: np.ndarray):
     if a.dtype == object:
         return None  # strings: no byte image to compare
-    a = np.ascontiguousarray(a)
-    return (a.dtype.str, a.shape, hashlib.blake2b(a.reshape(-1).view(np.uint8).data, digest_size=16).digest())
-
-
-def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8))
+    return (a.dtype.str, tuple(a.shape), _digest(a))
 
 
 @register
@@ -38,19 +49,20 @@ class ConstantSharing(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        groups: Dict[tuple, List] = {}
+        by_type: Dict[tuple, List] = {}
+        for v in graph.constants.values():
+            if v.const.dtype != object:
+                by_type.setdefault((v.const.dtype.str, tuple(v.const.shape)), []).append(v)
         details = []
-        for v in list(graph.constants.values()):
-            key = _const_key(v.const)
-            if key is None:
-                continue
-            for keep in groups.setdefault(key, []):
-                if _same_bytes(keep.const, v.const):
+        for group in by_type.values():
+            if len(group) < 2:
+                continue  # only constants of the same type and shape are hashed
+            first: Dict[bytes, object] = {}
+            for v in group:
+                keep = first.setdefault(_digest(v.const), v)
+                if keep is not v:
                     graph.replace_all_uses(v, keep)
                     details.append(f"{v.name} -> {keep.name}")
-                    break
-            else:
-                groups[key].append(v)
         if details:
             graph.prune_constants()
         return PassResult(bool(details), len(details), details)
