@@ -4,8 +4,9 @@
  *    own token order, batch-major or sequence-major).
  * 2. Tasks of up to tile_rows query rows of one (batch, head): scores = scale * Q K^T with
  *    onnxc_sgemm straight from the strided QKV rows (no head transposes), then per row the
- *    additive mask, a plain softmax (as ONNX Softmax: an all -inf row gives NaN) and, when the
- *    exported graph guarded it, NaN -> 0; finally Y = P V written into the head's columns of Y.
+ *    additive mask, a plain softmax (as ONNX Softmax: an all -inf row gives NaN; exp is the
+ *    vectorizable onnxc_expf) and, when the exported graph guarded it, NaN -> 0; finally
+ *    Y = P V written into the head's columns of Y.
  * Tasks are spread over `slots` scratch tiles (slot g runs tasks g, g + slots, ...).
  */
 #include <math.h>
@@ -17,22 +18,40 @@
 #endif
 
 #define MHA_PARALLEL_MIN_WORK (1 << 15)
+#define MHA_LANES 8
 
 size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p) {
     return (size_t)(p->B * p->S * 3 * p->H * p->D + p->slots * p->tile_rows * p->S);
 }
 
+/* Softmax of one score row in place, as ONNX Softmax computes it (max subtracted; a row with
+ * no finite maximum gives NaN). Lanes of independent partial max/sum let the loops vectorize
+ * (a single float accumulator is a serial chain the compiler may not reorder). */
 static void mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m) {
     const int64_t S = p->S;
-    float mx = -INFINITY, sum = 0.0f, inv;
+    float mx = -INFINITY, sum = 0.0f, inv, lm[MHA_LANES], ls[MHA_LANES];
     int64_t j;
-    if (m)
-        for (j = 0; j < S; ++j) x[j] += m[j * p->mask_str[3]];
-    for (j = 0; j < S; ++j) mx = x[j] > mx ? x[j] : mx;
-    for (j = 0; j < S; ++j) {
-        x[j] = expf(x[j] - mx);
-        sum += x[j];
+    int l;
+    if (m) {
+        const int64_t ms = p->mask_str[3];
+        if (ms == 1)
+            for (j = 0; j < S; ++j) x[j] += m[j];
+        else
+            for (j = 0; j < S; ++j) x[j] += m[j * ms];
     }
+    for (l = 0; l < MHA_LANES; ++l) {
+        lm[l] = -INFINITY;
+        ls[l] = 0.0f;
+    }
+    for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
+        for (l = 0; l < MHA_LANES; ++l) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
+    for (; j < S; ++j) mx = x[j] > mx ? x[j] : mx;
+    for (l = 0; l < MHA_LANES; ++l) mx = lm[l] > mx ? lm[l] : mx;
+    for (j = 0; j < S; ++j) x[j] = onnxc_expf(x[j] - mx);
+    for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
+        for (l = 0; l < MHA_LANES; ++l) ls[l] += x[j + l];
+    for (; j < S; ++j) sum += x[j];
+    for (l = 0; l < MHA_LANES; ++l) sum += ls[l];
     inv = 1.0f / sum;
     for (j = 0; j < S; ++j) x[j] *= inv;
     if (p->nan_to_zero)

@@ -4,6 +4,7 @@
 #ifndef ONNXC_TRANSFORMER_H
 #define ONNXC_TRANSFORMER_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,84 @@ size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p);
 
 void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
                const float* mask, float* Y, float* scratch);
+
+/* Branch-free float32 exp and GELU for loops the compiler vectorizes (libm's expf/erff are
+ * scalar calls). Both are plain C99; select expressions rather than branches. */
+typedef union {
+    float f;
+    uint32_t u;
+} onnxc_tf_bits;
+
+/* exp(x) within ~2 ulp: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), exp(r) by its degree-7
+ * Taylor polynomial (truncation < 1e-8 relative), 2^n applied in two halves so results in the
+ * subnormal range come out right. NaN -> NaN, overflow -> inf, x < -104 (below the smallest
+ * subnormal) -> 0. */
+static inline float onnxc_expf(float x) {
+    const float hi = 88.72283935546875f, lo = -104.0f;
+    onnxc_tf_bits t, s1, s2;
+    float xc = x > hi ? hi : x, n, r, p;
+    int32_t ni, h;
+    xc = xc < lo ? lo : xc; /* NaN passes both (comparisons are false) */
+    t.f = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    n = t.f - 12582912.0f;
+    ni = (int32_t)(t.u - 0x4B400000u);
+    r = xc - n * 0.693145751953125f; /* ln2 = this (exact product for |n| < 2^9) + the next */
+    r = r - n * 1.4286068202862268e-06f;
+    p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    h = ni / 2;
+    s1.u = (uint32_t)(h + 127) << 23;
+    s2.u = (uint32_t)(ni - h + 127) << 23;
+    p = p * s1.f * s2.f;
+    return x > hi ? (float)INFINITY : (x < lo ? 0.0f : p);
+}
+
+/* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)), with 1 + erf(z) = erfc(-z) for z < 0 and
+ * 2 - erfc(z) otherwise, so the negative tail keeps its relative accuracy. erfc(a), a >= 0, is
+ * t exp(P(t) - a^2), t = 1 / (1 + a/2), P a degree-11 polynomial fitted (least squares on
+ * Chebyshev terms) to ln(erfc(a) / t) + a^2 over [0, 10.5] (2e-8 relative in exact
+ * arithmetic); the rounding errors of a^2 and of P - a^2 are carried into the result. Within
+ * ~7 ulp of the exact value (9 near the subnormal range); erfc(a) < 2e-45 for a >= 10 is 0. */
+static inline float onnxc_gelu_erff(float x) {
+    const float z = x * 0.70710678118654752f;
+    const float a = z < 0 ? -z : z;
+    const float t = 1.0f / (1.0f + 0.5f * a);
+    /* a^2 = x^2 / 2 from x itself (the rounding of z would cost 2 a^2 half-ulps of relative
+     * error in the tail), with x^2's rounding error kept (Veltkamp split) */
+    const float c = 4097.0f * x, xh = c - (c - x), xl = x - xh, x2 = x * x;
+    const float a2 = 0.5f * x2, a2lo = 0.5f * (((xh * xh - x2) + 2.0f * xh * xl) + xl * xl);
+    float P = -1.129111856e-01f, s, bb, err, ec;
+    P = P * t + 5.739814290e-01f;
+    P = P * t - 1.037219781e+00f;
+    P = P * t + 4.995799868e-01f;
+    P = P * t + 7.629573577e-01f;
+    P = P * t - 1.067496618e+00f;
+    P = P * t + 4.449727420e-01f;
+    P = P * t - 2.991000127e-01f;
+    P = P * t + 1.321383219e-01f;
+    P = P * t + 3.680728424e-01f;
+    P = P * t + 1.000556327e+00f;
+    P = P * t - 1.265531426e+00f;
+    s = P - a2; /* two-sum: err is what s lost */
+    bb = s - P;
+    err = (P - (s - bb)) + (-a2 - bb);
+    ec = t * onnxc_expf(s) * (1.0f + (err - a2lo));
+    ec = a < 10.0f ? ec : 0.0f; /* also NaN: the product below stays NaN */
+    return 0.5f * x * (z >= 0 ? 2.0f - ec : ec);
+}
+
+/* GELU, tanh form: 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+ * (the same value; no cancellation near u = 0, and the limits 0 and x come out as such). */
+static inline float onnxc_gelu_tanhf(float x) {
+    const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
+    return x / (1.0f + onnxc_expf(-2.0f * u));
+}
 
 #ifdef __cplusplus
 }

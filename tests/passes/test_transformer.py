@@ -433,3 +433,28 @@ def test_norms_levels(tmp_path):
     g, _ = check_pass(model, TransformerFusion(), feed, rtol=1e-4, atol=1e-4)
     assert [n.op_type for n in g.nodes] == ["SkipLayerNormalization", "Relu", "RMSNormalization"]
     check_levels(model, feed, tmp_path, levels=("none", "extended"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("approx", ["none", "tanh"])
+def test_gelu_kernel_accuracy(approx, tmp_path):
+    """The C Gelu/FastGelu (branch-free onnxc_gelu_erff / onnxc_gelu_tanhf) against float64
+    over the whole range, the tails and the special values."""
+    import onnxc
+    x = np.concatenate([np.linspace(-14, 14, 40001), [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 60, -60, 3e38,
+                                                      -3e38]]).astype(F)
+    model = make_model([node("Gelu", ["x"], ["y"], approximate=approx)], [("x", F, [x.size])], [("y", F, [x.size])],
+                       opset=20)
+    m = onnxc.compile(model, output_dir=tmp_path / "g", opt_level="extended", fallback=False)
+    (y,) = m.run(None, {"x": x})
+    xd = x.astype(np.float64)
+    with np.errstate(all="ignore"):  # 1 + erf(z) = erfc(-z), 1 + tanh(u) = 2 / (1 + exp(-2u)): no cancellation
+        if approx == "none":
+            want = 0.5 * xd * np.vectorize(math.erfc)(-xd / math.sqrt(2))
+        else:
+            want = xd / (1 + np.exp(-2 * math.sqrt(2 / math.pi) * (xd + 0.044715 * xd ** 3)))
+    want[np.isinf(xd) & (xd < 0)] = np.nan  # -inf * 0, as the decomposed graph computes it
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    ok = ~np.isnan(want)
+    # tanh form: the float32 rounding of u is amplified 2|u|-fold by exp(-2u) in the negative
+    # tail (as in the decomposed graph itself), so up to ~1e-5 relative there
+    np.testing.assert_allclose(y[ok], want[ok].astype(F), rtol=2e-6 if approx == "none" else 2e-5, atol=1e-37)

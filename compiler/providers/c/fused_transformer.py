@@ -62,10 +62,8 @@ def gelu(node, ctx):
         return "/* empty */"
     n = x.shape[-1]
     rows = _rows(x)
-    if node.op_type == "Gelu":
-        f = "0.5f * v * (1.0f + erff(v * 0.70710678118654752f))"
-    else:
-        f = "0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)))"
+    # branch-free inline forms (runtime_c/include/onnxc_transformer.h): the loop vectorizes
+    f = "onnxc_gelu_erff(v)" if node.op_type == "Gelu" else "onnxc_gelu_tanhf(v)"
     v = "X[r*%d + k] + Bv[k]" % n if bias is not None else "X[r*%d + k]" % n
     lines = [f"const float* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     if bias is not None:
