@@ -11,8 +11,9 @@
  *    allowed): a direct loop per output channel, vectorizable along the output row.
  *
  * onnxc_conv_fused also adds a residual Z and applies an activation (onnxc.FusedConv): per
- * output channel plane right after the depthwise loop, and per [Mg, column block] GEMM tile
- * otherwise, so the epilogue reads what the kernel just wrote from cache.
+ * output channel plane right after the depthwise loop, per output channel row of the group
+ * right after its GEMM otherwise. (Splitting the GEMM into column tiles to keep the epilogue's
+ * block in L2 measured no faster: each call repacks W.)
  */
 #include <string.h>
 
@@ -165,15 +166,10 @@ void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, cons
     onnxc_conv_fused(p, X, W, B, NULL, NULL, Y, scratch);
 }
 
-/* Output positions per GEMM call when an epilogue follows: the [Mg, block] output tile of one
- * call (~CONV_EPILOGUE_TILE floats) is still in cache when its rows get the residual and the
- * activation. Without an epilogue the whole group is one call, as in onnxc_conv. */
-#define CONV_EPILOGUE_TILE (1 << 15)
-
 void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
                       const float* Z, const onnxc_activation* act, float* Y, float* scratch) {
     onnxc_geom3 g;
-    int64_t group, Cg, Mg, Kdim, n, gi, block;
+    int64_t group, Cg, Mg, Kdim, n, gi;
     int pointwise;
     if (p->N <= 0 || p->M <= 0) return;
     conv_geom_init(p, &g);
@@ -187,9 +183,6 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
     Mg = p->M / group;
     Kdim = Cg * g.k_sp;
     pointwise = conv_is_pointwise(&g);
-    /* column block of one GEMM call when an epilogue follows (a multiple of 64, >= 256) */
-    block = CONV_EPILOGUE_TILE / (Mg > 0 ? Mg : 1);
-    block = block < 256 ? 256 : block / 64 * 64;
     for (n = 0; n < p->N; ++n) {
         for (gi = 0; gi < group; ++gi) {
             const float* xg = X + (n * p->C + gi * Cg) * g.in_sp;
@@ -210,20 +203,20 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
                 }
                 beta = 1.0f;
             }
-            if (!Z && !act) {
-                onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
-                            g.out_sp);
-            } else {
+            onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
+                        g.out_sp);
+            if (Z || act) {
                 const float* zg = Z ? Z + (n * p->M + gi * Mg) * g.out_sp : NULL;
-                int64_t j0, m;
-                for (j0 = 0; j0 < g.out_sp; j0 += block) {
-                    const int64_t nb = g.out_sp - j0 < block ? g.out_sp - j0 : block;
-                    onnxc_sgemm(0, 0, Mg, nb, Kdim, 1.0f, wg, Kdim, col + j0, g.out_sp, beta,
-                                yg + j0, g.out_sp);
-                    for (m = 0; m < Mg; ++m)
-                        onnxc_epilogue_row(act, zg ? zg + m * g.out_sp + j0 : NULL,
-                                           yg + m * g.out_sp + j0, nb);
-                }
+                const int parallel = Mg > 1 && Mg * g.out_sp >= CONV_PARALLEL_MIN_WORK;
+                int64_t m;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#else
+                (void)parallel;
+#endif
+                for (m = 0; m < Mg; ++m)
+                    onnxc_epilogue_row(act, zg ? zg + m * g.out_sp : NULL, yg + m * g.out_sp,
+                                       g.out_sp);
             }
         }
     }

@@ -130,6 +130,14 @@ def test_clip_with_runtime_bounds_does_not_fire():
     check_pass(model, ActivationEpilogue(), feed, fires=False)
 
 
+def test_activation_does_not_fire_when_c_refuses_the_fused_node():
+    """4 spatial dims: the C provider has no such convolution, so no FusedConv is built."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["a"])]
+    model = make_model(nodes, [("x", F, [1, 2, 3, 3, 3, 3])], [("a", F, None)], {"w": rnd(2, 2, 2, 2, 2, 2)})
+    g, _ = check_pass(model, ActivationEpilogue(), {"x": rnd(1, 2, 3, 3, 3, 3, seed=1)}, fires=False)
+    assert [n.op_type for n in g.nodes] == ["Conv", "Relu"]
+
+
 def test_activation_skips_non_float32():
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["a"])]
     model = make_model(nodes, [("x", np.float64, [3, 4])], [("a", np.float64, None)], {"w": rnd(4, 5).astype(np.float64)})
@@ -201,8 +209,8 @@ def test_depthwise_and_pointwise_conv_epilogues(tmp_path):
     assert built["extended"].report["op_counts"] == {"onnxc.FusedConv": 2}
 
 
-def test_conv_epilogue_over_several_gemm_tiles(tmp_path):
-    """An output wider than one epilogue column block (onnxc_conv_fused splits the GEMM)."""
+def test_conv_epilogue_on_a_large_output(tmp_path):
+    """130 channels x 1800 positions: the epilogue rows run on several threads when OpenMP is on."""
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
              helper.make_node("Add", ["y", "z"], ["s"]), helper.make_node("Tanh", ["s"], ["out"])]
     model = make_model(nodes, [("x", F, [1, 2, 40, 45]), ("z", F, [1, 130, 40, 45])], [("out", F, None)],
@@ -377,3 +385,39 @@ def test_small_mlp_levels(tmp_path):
     model = make_model(nodes, [("x", F, [2, 5, 8])], [("y", F, None)], inits)
     built = check_levels(model, {"x": rnd(2, 5, 8, seed=5)}, tmp_path, levels=("none", "extended"))
     assert built["extended"].report["op_counts"] == {"onnxc.FusedMatMul": 3}, built["extended"].report["op_counts"]
+
+
+# --- the C provider's checks of the fused ops -------------------------------------------------------
+def _fused_node(op, in_shapes, attrs, out_shape):
+    from onnxc.ir import Graph
+    g = Graph()
+    g.opset["onnxc"] = 1
+    ins = [g.add_input(f"i{k}", F, s) if s is not None else None for k, s in enumerate(in_shapes)]
+    n = g.add_node(op, ins, attrs=attrs, domain="onnxc")
+    n.outputs[0].dtype, n.outputs[0].shape = np.dtype(F), tuple(out_shape)
+    return n
+
+
+@pytest.mark.parametrize("op,shapes,attrs,out,reason", [
+    ("FusedMatMul", [(2, 3, 4), (4, 5), (3,)], {}, (2, 3, 5), "bias shape"),
+    ("FusedMatMul", [(3, 4), (4,), (1,)], {}, (3,), "1-D B"),
+    ("FusedMatMul", [(3, 4), (5, 4)], {"transB": 0}, (3, 4), "inner dims"),
+    ("FusedMatMul", [(4,), (4, 5)], {"transA": 1}, (5,), "rank < 2"),
+    ("FusedMatMul", [(3, 4), (4, 5)], {"activation": "Gelu"}, (3, 5), "unknown activation"),
+    ("FusedGemm", [(3, 4), (4, 5)], {"activation": "Clip", "activation_params": [0.0]}, (3, 5), "takes 2"),
+    ("FusedConv", [(1, 2, 5, 5), (3, 2, 3, 3), None, (1, 3, 1, 1)], {}, (1, 3, 3, 3), "residual Z shape"),
+    ("FusedConv", [(1, 2, 5, 5), (3, 2, 3, 3), (2,)], {}, (1, 3, 3, 3), "bias shape"),
+    ("FusedConv", [(1, 2, 5, 5), (3, 2, 3, 3)], {"activation_params": [1.0]}, (1, 3, 3, 3), "without an activation"),
+])
+def test_c_provider_refuses_inconsistent_fused_nodes(op, shapes, attrs, out, reason):
+    from onnxc.providers.c import check_node
+    msg = check_node(_fused_node(op, shapes, attrs, out))
+    assert msg is not None and reason in msg, msg
+
+
+def test_c_provider_accepts_well_formed_fused_nodes():
+    from onnxc.providers.c import check_node
+    assert check_node(_fused_node("FusedMatMul", [(2, 4, 3), (5, 4), (5,)], {"transA": 1, "transB": 1,
+                                  "activation": "HardSigmoid", "activation_params": [0.2, 0.5]}, (2, 3, 5))) is None
+    assert check_node(_fused_node("FusedConv", [(1, 2, 5, 5), (3, 2, 3, 3), None, (1, 3, 3, 3)],
+                                  {"activation": "SiLU"}, (1, 3, 3, 3))) is None

@@ -144,6 +144,9 @@ def fused_matmul(node, ctx):
     if y.size == 0:
         return "/* empty output */"
     lda, ldb = (M if ta else K), (K if tb else N)  # row strides of A and B as stored
+    if batch and len(b.shape) == 2 and not ta:
+        # one B for every batch and A's rows contiguous: a single [prod(batch)*M, N] call
+        M, batch = M * int(np.prod(batch)), []
     a_str = broadcast_strides(ash[:-2], batch) if batch else []
     b_str = broadcast_strides(bsh[:-2], batch) if batch else []
     lines = [f"const float* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"const float* ONNXC_RESTRICT B = {ctx.ptr(b)};",
