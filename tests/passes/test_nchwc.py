@@ -155,7 +155,7 @@ def test_first_layer_reads_nchw_directly(tmp_path):
 
 
 def test_depthwise_and_pointwise(tmp_path):
-    net = Net((1, 24, 7, 8))
+    net = Net((1, 24, 7, 12))  # a row interior of 10: one 8-pixel tile and single pixels
     a = net.conv("x", 24, 24, k=3, group=24)
     r = net.op("Clip", [a, net.const(np.array(0, F)), net.const(np.array(6, F))])
     b = net.conv(r, 24, 32, k=1)
