@@ -8,6 +8,8 @@
  *    vectorizable onnxc_expf) and, when the exported graph guarded it, NaN -> 0; finally
  *    Y = P V written into the head's columns of Y.
  * Tasks are spread over `slots` scratch tiles (slot g runs tasks g, g + slots, ...).
+ * onnxc_mha_attend is step 2 alone, for callers that project with weights packed at compile
+ * time (onnxc_sgemm_packed).
  */
 #include <math.h>
 
@@ -58,32 +60,23 @@ static void mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m)
         for (j = 0; j < S; ++j) x[j] = x[j] != x[j] ? 0.0f : x[j];
 }
 
-void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
-               const float* mask, float* Y, float* scratch) {
-    const int64_t B = p->B, S = p->S, H = p->H, D = p->D, HD = p->H * p->D, rows = p->B * p->S;
+void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
+                      float* tiles) {
+    const int64_t B = p->B, S = p->S, H = p->H, D = p->D, HD = p->H * p->D;
     const int64_t ts = p->seq_first ? B : 1; /* rows between consecutive tokens of one batch */
-    const int64_t tiles = (S + p->tile_rows - 1) / p->tile_rows, tasks = B * H * tiles;
+    const int64_t tiles_per_head = (S + p->tile_rows - 1) / p->tile_rows, tasks = B * H * tiles_per_head;
     const int parallel = p->slots > 1 && tasks * p->tile_rows * S * D >= MHA_PARALLEL_MIN_WORK;
-    float* qkv = scratch;
-    float* tile0 = scratch + rows * 3 * HD;
     int64_t g;
-    if (bias) {
-        int64_t r, c;
-        for (r = 0; r < rows; ++r)
-            for (c = 0; c < 3 * HD; ++c) qkv[r * 3 * HD + c] = bias[c];
-    }
-    onnxc_sgemm(0, 0, rows, 3 * HD, p->E, 1.0f, X, p->E, W, 3 * HD, bias ? 1.0f : 0.0f, qkv,
-                3 * HD);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
 #else
     (void)parallel;
 #endif
     for (g = 0; g < p->slots; ++g) {
-        float* sc = tile0 + g * p->tile_rows * S;
+        float* sc = tiles + g * p->tile_rows * S;
         int64_t t;
         for (t = g; t < tasks; t += p->slots) {
-            const int64_t tile = t % tiles, bh = t / tiles, b = bh / H, h = bh % H;
+            const int64_t tile = t % tiles_per_head, bh = t / tiles_per_head, b = bh / H, h = bh % H;
             const int64_t i0 = tile * p->tile_rows;
             const int64_t r = S - i0 < p->tile_rows ? S - i0 : p->tile_rows;
             const int64_t base = p->seq_first ? b : b * S; /* row of token 0 of batch b */
@@ -103,4 +96,17 @@ void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const 
             onnxc_sgemm(0, 0, r, D, S, 1.0f, sc, S, v, ld, 0.0f, y, ts * HD);
         }
     }
+}
+
+void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
+               const float* mask, float* Y, float* scratch) {
+    const int64_t rows = p->B * p->S, N = 3 * p->H * p->D;
+    float* qkv = scratch;
+    if (bias) {
+        int64_t r, c;
+        for (r = 0; r < rows; ++r)
+            for (c = 0; c < N; ++c) qkv[r * N + c] = bias[c];
+    }
+    onnxc_sgemm(0, 0, rows, N, p->E, 1.0f, X, p->E, W, N, bias ? 1.0f : 0.0f, qkv, N);
+    onnxc_mha_attend(p, qkv, mask, Y, scratch + rows * N);
 }

@@ -40,6 +40,11 @@ size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p);
 void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
                const float* mask, float* Y, float* scratch);
 
+/* The attention alone, from the projected qkv [B*S, 3*H*D] (X's token order); `tiles` holds
+ * slots * tile_rows * S floats (onnxc_mha's scratch past its first B*S*3*H*D floats). */
+void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
+                      float* tiles);
+
 /* Branch-free float32 exp and GELU for loops the compiler vectorizes (libm's expf/erff are
  * scalar calls). Both are plain C99; select expressions rather than branches. */
 typedef union {

@@ -458,3 +458,33 @@ def test_gelu_kernel_accuracy(approx, tmp_path):
     # tanh form: the float32 rounding of u is amplified 2|u|-fold by exp(-2u) in the negative
     # tail (as in the decomposed graph itself), so up to ~1e-5 relative there
     np.testing.assert_allclose(y[ok], want[ok].astype(F), rtol=2e-6 if approx == "none" else 2e-5, atol=1e-37)
+
+
+@pytest.mark.parametrize("const_w", [True, False])
+def test_mha_node_in_c(const_w, tmp_path):
+    """onnxc.MultiHeadAttention compiled directly (sequence-first, no bias, a [S, S] mask that
+    broadcasts over batch and heads) against its numpy reference; the weights either constant
+    (projection on compile-time packed B) or a graph input (onnxc_mha projects at run time)."""
+    import onnx
+
+    import onnxc
+    from onnxc.ops import evaluate
+    from onnxc.frontend import load
+    w = rnd(E, 3 * E, seed=5, scale=0.5)
+    feed = {"xs": rnd(S, B, E, seed=6), "mask": np.triu(np.full((S, S), -np.inf, F), 1)}
+    inputs = [helper.make_tensor_value_info("xs", 1, [S, B, E]), helper.make_tensor_value_info("mask", 1, [S, S])]
+    inits = []
+    if const_w:
+        inits.append(onnx.numpy_helper.from_array(w, "w"))
+    else:
+        inputs.append(helper.make_tensor_value_info("w", 1, [E, 3 * E]))
+        feed["w"] = w
+    n = helper.make_node("MultiHeadAttention", ["xs", "w", "", "mask"], ["y"], domain="onnxc", num_heads=H,
+                         scale=0.3, seq_first=1, nan_to_zero=0)
+    graph = helper.make_graph([n], "mha", inputs, [helper.make_tensor_value_info("y", 1, [S, B, E])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("onnxc", 1)])
+    model.ir_version = 8
+    g = load(model)
+    want = evaluate(g.nodes[0], [feed["xs"], w, None, feed["mask"]])[0]
+    (y,) = onnxc.compile(model, output_dir=tmp_path / "m", opt_level="none", fallback=False).run(None, feed)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)

@@ -11,6 +11,7 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
 from ...ops.fused_transformer import mha_geometry
+from .linalg import sgemm_packed_call
 from .registry import c_kernel
 
 F32 = np.dtype(np.float32)
@@ -169,8 +170,21 @@ def mha(node, ctx):
     params = (f"{{{p['B']}, {p['S']}, {p['E']}, {p['H']}, {p['D']}, {p['seq_first']}, "
               f"{ctx.lit(p['scale'], np.float32)}, {p['has_mask']}, {{{ms}}}, {p['nan_to_zero']}, "
               f"{p['tile_rows']}, {p['slots']}}}")
-    bias, mask = node.input(2), node.input(3)
-    args = [ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(bias) if bias is not None else "NULL",
-            ctx.ptr(mask) if mask is not None else "NULL", ctx.ptr(node.outputs[0]), ctx.scratch(node, "float")]
-    return (f"static const onnxc_mha_params p = {params};\n"
-            f"onnxc_mha(&p, {', '.join(args)});")
+    x, w, bias, mask = node.inputs[0], node.inputs[1], node.input(2), node.input(3)
+    mask_p, y_p = (ctx.ptr(mask) if mask is not None else "NULL"), ctx.ptr(node.outputs[0])
+    lines = [f"static const onnxc_mha_params p = {params};"]
+    if not w.is_const:
+        args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias) if bias is not None else "NULL", mask_p, y_p,
+                ctx.scratch(node, "float")]
+        return "\n".join(lines + [f"onnxc_mha(&p, {', '.join(args)});"])
+    # constant weights: the projection runs on B packed at compile time, then the attention
+    rows, n = p["B"] * p["S"], 3 * p["H"] * p["D"]
+    lines.append(f"float* QKV = {ctx.scratch(node, 'float')};")
+    if bias is not None:
+        lines += [f"const float* ONNXC_RESTRICT Bq = {ctx.ptr(bias)};",
+                  f"for (int64_t r = 0; r < {rows}; ++r)",
+                  f"  for (int64_t c = 0; c < {n}; ++c) QKV[r*{n} + c] = Bq[c];"]
+    lines.append(sgemm_packed_call(ctx, 0, rows, n, p["E"], 1.0, ctx.ptr(x), p["E"], w.const,
+                                   1.0 if bias is not None else 0.0, "QKV", n))
+    lines.append(f"onnxc_mha_attend(&p, QKV, {mask_p}, {y_p}, QKV + {rows * n});")
+    return "\n".join(lines)
