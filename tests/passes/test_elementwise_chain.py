@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from helpers import check_levels, check_pass, make_model
+from helpers import check_levels, check_pass, make_model, ort_run
 from onnxc.passes.extended.elementwise_chain import ElementwiseChainFusion
 
 RNG = np.random.default_rng(7)
@@ -276,3 +276,38 @@ def test_expand_chain_restores_the_members():
     assert [n.op_type for n in g.nodes] == ["Add", "Mul", "Relu", "ReduceSum"] and g.nodes[:3] == members
     for a, b in zip(run_graph(g, feed), run_graph(frontend.load(model), feed)):
         np.testing.assert_array_equal(a, b)
+
+
+def conv_hardswish_model(c=16):
+    """Conv -> x * Clip(x + 3, 0, 6) / 6 (a decomposed HardSwish, not an epilogue) -> Conv."""
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c1", "three"], ["a"]), helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
+             helper.make_node("Mul", ["c1", "cl"], ["m"]), helper.make_node("Div", ["m", "six"], ["hs"]),
+             helper.make_node("Conv", ["hs", "w2", "b2"], ["y"], pads=[1, 1, 1, 1])]
+    inits = {"w1": rand(c, c, 3, 3) * 0.3, "b1": rand(c), "w2": rand(c, c, 3, 3) * 0.3, "b2": rand(c),
+             "three": np.array(3, F), "zero": np.array(0, F), "six": np.array(6, F)}
+    model = make_model(nodes, [("x", F, [1, c, 6, 6])], [("y", F, [1, c, 6, 6])], inits)
+    return model, {"x": rand(1, c, 6, 6)}
+
+
+@pytest.mark.parametrize("target", ["generic", "avx2", "avx512"])
+def test_layout_level_fuses_the_blocked_ops_without_extra_reorders(target):
+    # a chain made at the extended level is taken apart before NCHWc blocking and fused again
+    # after it: the run stays blocked between the two convs (no reorder pair around it)
+    from onnxc import frontend
+    from onnxc.driver import optimize
+    from onnxc.ir.interp import run_graph
+    model, feed = conv_hardswish_model()
+    g = frontend.load(model)
+    optimize(g, "layout", target=target)
+    counts = g.op_counts()
+    assert counts["onnxc.ElementwiseChain"] == 1 and counts["onnxc.NchwcConv"] == 2
+    assert counts["onnxc.ReorderInput"] == 1 and counts["onnxc.ReorderOutput"] == 1  # model input/output only
+    (node,) = chains(g)
+    assert len(node.outputs[0].shape) == 5
+    np.testing.assert_allclose(run_graph(g, feed)[0], ort_run(model, feed)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_levels_extended_and_layout_with_conv_agree_with_onnxruntime(tmp_path):
+    model, feed = conv_hardswish_model()
+    check_levels(model, feed, tmp_path, levels=("extended", "layout"), rtol=1e-4, atol=1e-4)

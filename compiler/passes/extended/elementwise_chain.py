@@ -150,24 +150,62 @@ def fuse_run(graph, members: List[Node]) -> Optional[Node]:
     return node
 
 
+def fuse_runs(graph) -> List[Node]:
+    """Fuse every run of two or more members the C provider accepts; returns the new nodes."""
+    grouping = _Runs(graph)
+    for node in graph.nodes:
+        if _member_candidate(graph, node):
+            grouping.add(node)
+    return [n for n in (fuse_run(graph, members) for members in grouping.runs() if len(members) >= 2)
+            if n is not None]
+
+
+def _details(nodes) -> List[str]:
+    return [f"{n.label} <- " + ", ".join(body_n.op_type for body_n in n.attrs["body"].nodes) for n in nodes]
+
+
 @register
 class ElementwiseChainFusion(Pass):
     name = "elementwise_chain"
     level = "extended"
 
     def run(self, graph) -> PassResult:
-        grouping = _Runs(graph)
-        for node in graph.nodes:
-            if _member_candidate(graph, node):
-                grouping.add(node)
-        details = []
-        for members in grouping.runs():
-            if len(members) < 2:
-                continue
-            node = fuse_run(graph, members)
-            if node is not None:
-                details.append(f"{node.label} <- " + ", ".join(m.op_type for m in members))
-        return PassResult(bool(details), len(details), details)
+        fused = fuse_runs(graph)
+        return PassResult(bool(fused), len(fused), _details(fused))
+
+
+# --- layout level ------------------------------------------------------------------------------
+# The NCHWc pass blocks elementwise ops one by one after a blocked conv; a chain it does not
+# know would cost a reorder out of and back into the blocked layout around it.  So at the
+# layout level the chains are taken apart before it runs and the runs fused again after it
+# (blocked elementwise ops are ordinary ops on 5-D shapes, so they fuse like any others).
+_LAYOUT_MADE = "elementwise_chain.layout_made"  # graph.metadata: {id: node} of chains fused at layout
+
+
+@register
+class ElementwiseChainExpandForLayout(Pass):
+    """Runs first at the layout level (registered with the extended passes' module, i.e. before
+    the layout package's passes)."""
+    name = "elementwise_chain_expand"
+    level = "layout"
+
+    def run(self, graph) -> PassResult:
+        keep = graph.metadata.get(_LAYOUT_MADE, {})
+        todo = [n for n in graph.nodes if n.domain == DOMAIN and n.op_type == OP and id(n) not in keep]
+        for n in todo:
+            expand_chain(graph, n)
+        return PassResult(bool(todo), len(todo), [n.label for n in todo])
+
+
+class ElementwiseChainFusionLayout(Pass):
+    """Registered by the layout package after the NCHWc pass (see layout/__init__.py)."""
+    name = "elementwise_chain_layout"
+    level = "layout"
+
+    def run(self, graph) -> PassResult:
+        fused = fuse_runs(graph)
+        graph.metadata.setdefault(_LAYOUT_MADE, {}).update((id(n), n) for n in fused)  # holding n keeps ids unique
+        return PassResult(bool(fused), len(fused), _details(fused))
 
 
 def expand_chain(graph, node) -> List[Node]:
