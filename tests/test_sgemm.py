@@ -143,12 +143,12 @@ def test_mixed_transposes(lib, ta, tb):
 @pytest.mark.parametrize("ta,tb", [(0, 0), (0, 1), (1, 0), (1, 1)])
 def test_alpha_beta_strides_blocks(lib, ta, tb):
     """alpha/beta, lda/ldb/ldc larger than the row, N past the column blocks (256/512), K past
-    several K blocks, lda a multiple of 256 floats (the case where A slivers are copied)."""
+    several K blocks, lda a multiple of 256 floats (A slivers copied: 512 and 256 with transA)."""
     rng = np.random.default_rng(30 + 2 * ta + tb)
     for (M, N, K), (alpha, beta), pad in [
             ((40, 600, 300), (1.0, 0.0), (0, 0, 0)), ((33, 1100, 70), (0.5, 1.0), (3, 5, 2)),
             ((100, 50, 800), (-1.5, 0.25), (1, 0, 7)), ((29, 520, 512), (2.0, 0.0), (0, 0, 0)),
-            ((13, 64, 256), (1.0, -1.0), (0, 0, 16))]:
+            ((13, 64, 256), (1.0, -1.0), (0, 0, 16)), ((256, 40, 300), (1.0, 0.0), (0, 0, 0))]:
         run_gemm(lib, rng, ta, tb, M, N, K, alpha, beta, pad)
 
 

@@ -1,23 +1,20 @@
 /* Fast SGEMM: cache blocking and threading around the microkernel of sgemm_kernel.h.
  *
- *   onnxc_sgemm         op(B) packed here, one KC x NC block at a time, into a stack buffer
- *   onnxc_sgemm_packed  op(B) packed once, at compile time (weights), into whole-K panels
+ *   onnxc_sgemm         op(B) packed here, one KC x NC_BUF block at a time, into a stack buffer
+ *   onnxc_sgemm_packed  op(B) packed once, at compile time (weights); layout in onnxc_kernels.h
  *
  * Both run the same blocked loop:
  *
  *   for each N block of NC columns                 (jc)
  *     for each K block of at most KC               (pc)   B block kc x nc stays in L2
- *       for each TILE_M rows of C                  (i)    A sliver TILE_M x kc stays in L1
+ *       for each TILE_M rows of C                  (i)    A sliver TILE_M x kc, reused nc/TN times
  *         for each TILE_N panel of the block       (jr)   microkernel
  *
- * A is read in place (the microkernel broadcasts op(A)(i,k) straight from A, row-major or
- * transposed), so nothing but B is ever packed: packing A costs about as much as the multiply
- * itself when N is small (N = 64 in half the convolutions of a ResNet). alpha is applied when the
- * tile is stored; later K blocks accumulate into C (beta = 1).
- *
- * The packed layout (onnxc_kernels.h) stores each TILE_N panel with all K rows contiguous, so a
- * K block of a panel is one contiguous kc x TILE_N run whatever KC is: the compile-time packing
- * only depends on TILE_N.
+ * op(A) is read in place: the microkernel broadcasts op(A)(i,k) straight from A, row-major or
+ * transposed (only slivers of A with a conflicting row stride are copied, see macro_block).
+ * Packing A would cost about as much as the multiply when N is small (N = 64 in half the
+ * convolutions of a ResNet). alpha is applied when a tile is stored; later K blocks accumulate
+ * into C (beta = 1). K is cut into equal blocks of at most KC (no thin last block).
  *
  * Threads (OpenMP, as every runtime kernel): a product of at least SGEMM_PARALLEL_MIN_MACS
  * multiply-adds is split into a grid of (row range, panel range) tasks, one per thread; smaller
@@ -59,9 +56,6 @@
 #define NC_BUF 256
 #endif
 #define SGEMM_PARALLEL_MIN_MACS (1 << 20)
-#ifndef SGEMM_PACK_A_PANELS
-#define SGEMM_PACK_A_PANELS 4
-#endif
 /* A float packed costs about as much as this many multiply-adds (thread split heuristic). */
 #define PACK_COST 16
 
@@ -121,37 +115,43 @@ void onnxc_sgemm_pack_b(int transB, int64_t N, int64_t K, const float* B, int64_
     }
 }
 
-/* Copy the TM x kc sliver A[i*lda + k] (i < mr) into Ap[k*TM + i] (one k-major stream). */
-static void pack_a_sliver(const float* A, int64_t lda, int64_t mr, int64_t kc, float* Ap) {
+/* Copy the sliver op(A)[0:mr, 0:kc] (A(i,k) = A[i*rsa + k*csa]) into Ap[k*TM + i]. */
+static void pack_a_sliver(const float* A, int64_t rsa, int64_t csa, int64_t mr, int64_t kc,
+                          float* Ap) {
     int64_t i, k;
+    if (rsa == 1) {
+        for (k = 0; k < kc; ++k) memcpy(Ap + k * TM, A + k * csa, (size_t)mr * sizeof(float));
+        return;
+    }
     for (i = 0; i < mr; ++i) {
-        const float* a = A + i * lda;
+        const float* a = A + i * rsa;
         for (k = 0; k < kc; ++k) Ap[k * TM + i] = a[k];
     }
 }
 
 /* C[m0:m1, 0:nc] (C points at column jc) = alpha * op(A)[m0:m1, pc:pc+kc] * block + beta * C,
  * block panel q at Bp + q * pstride (kc x TN each).
- * Rows of A are read in place unless the sliver is reused by enough panels for a copy to pay
- * (SGEMM_PACK_A_PANELS), or lda is a multiple of 256 floats: then the TM rows of a sliver fall
- * into a few L1 sets and evict each other (1024 x 1024 ran 3x slower unpacked). */
+ * op(A) is read in place (copying it costs as much as the multiply when few panels reuse it),
+ * except when lda is a multiple of 256 floats: then the TM rows of a sliver (or its kc columns,
+ * transposed) fall into at most 4 of the 64 L1 sets and evict each other (1024 x 1024 x 1024 ran
+ * 3x slower); the sliver is copied into a contiguous k-major buffer first. */
 static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int64_t m1,
                         int64_t pc, int64_t kc, const float* Bp, int64_t pstride, int64_t nc,
                         float* C, int64_t ldc, float alpha, float beta) {
     float Ap[TM * KC] ALIGN64;
-    const int pack_a = !transA && ((nc + TN - 1) / TN >= SGEMM_PACK_A_PANELS || lda % 256 == 0);
-    const int64_t rsa = transA || pack_a ? 1 : lda, csa = pack_a ? TM : transA ? lda : 1;
+    const int pack_a = lda % 256 == 0;
+    const int64_t rsa = transA ? 1 : lda, csa = transA ? lda : 1;
     int64_t i, jr;
     for (i = m0; i < m1; i += TM) {
         const int64_t mr = MIN(TM, m1 - i);
         const float* a = transA ? A + pc * lda + i : A + i * lda + pc;
         if (pack_a) {
-            pack_a_sliver(a, lda, mr, kc, Ap);
+            pack_a_sliver(a, rsa, csa, mr, kc, Ap);
             a = Ap;
         }
         for (jr = 0; jr < nc; jr += TN)
-            onnxc_sgemm_kernel(mr, MIN(TN, nc - jr), kc, a, rsa, csa, Bp + (jr / TN) * pstride,
-                               C + i * ldc + jr, ldc, alpha, beta);
+            onnxc_sgemm_kernel(mr, MIN(TN, nc - jr), kc, a, pack_a ? 1 : rsa, pack_a ? TM : csa,
+                               Bp + (jr / TN) * pstride, C + i * ldc + jr, ldc, alpha, beta);
     }
 }
 

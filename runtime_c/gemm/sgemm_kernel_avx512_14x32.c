@@ -12,10 +12,11 @@
 #define TN 32
 
 /* m is a compile-time constant after inlining (one copy per row count), so the accumulator
- * arrays become registers; rowmajor selects A(i,k) = A[i*lda + k] versus A[k*lda + i]. */
-SGEMM_INLINE void tile(const int m, const int rowmajor, int64_t kc, const float* A, int64_t lda,
-                       const float* Bp, float* C, int64_t ldc, int64_t nr, float alpha,
-                       float beta) {
+ * arrays become registers; rowmajor selects A(i,k) = A[i*lda + k] versus A[k*lda + i]; wide == 0
+ * (nr <= TN/2: narrow outputs, N tails) skips the second vector of each row. */
+SGEMM_INLINE void tile(const int m, const int rowmajor, const int wide, int64_t kc,
+                       const float* A, int64_t lda, const float* Bp, float* C, int64_t ldc,
+                       int64_t nr, float alpha, float beta) {
     __m512 c0[TM], c1[TM];
     const float* a[TM];
     int i;
@@ -28,13 +29,13 @@ SGEMM_INLINE void tile(const int m, const int rowmajor, int64_t kc, const float*
     }
     for (k = 0; k < kc; ++k) {
         const __m512 b0 = _mm512_load_ps(Bp);
-        const __m512 b1 = _mm512_load_ps(Bp + 16);
+        const __m512 b1 = wide ? _mm512_load_ps(Bp + 16) : _mm512_setzero_ps();
         Bp += TN;
 #pragma GCC unroll 14
         for (i = 0; i < m; ++i) {
             const __m512 ai = _mm512_set1_ps(rowmajor ? a[i][k] : a[0][k * lda + i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+            if (wide) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
     {
@@ -69,22 +70,22 @@ SGEMM_INLINE void tile(const int m, const int rowmajor, int64_t kc, const float*
     }
 }
 
-#define ROWS(mode)                                                                       \
-    switch (mr) {                                                                        \
-    case 14: tile(14, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;             \
-    case 13: tile(13, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;             \
-    case 12: tile(12, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;             \
-    case 11: tile(11, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;             \
-    case 10: tile(10, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;             \
-    case 9: tile(9, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 8: tile(8, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 7: tile(7, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 6: tile(6, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 5: tile(5, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 4: tile(4, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 3: tile(3, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    case 2: tile(2, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;               \
-    default: tile(1, mode, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;              \
+#define ROWS(mode, wide)                                                                  \
+    switch (mr) {                                                                         \
+    case 14: tile(14, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;        \
+    case 13: tile(13, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;        \
+    case 12: tile(12, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;        \
+    case 11: tile(11, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;        \
+    case 10: tile(10, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;        \
+    case 9: tile(9, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 8: tile(8, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 7: tile(7, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 6: tile(6, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 5: tile(5, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 4: tile(4, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 3: tile(3, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    case 2: tile(2, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;          \
+    default: tile(1, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;         \
     }
 
 void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
@@ -92,10 +93,18 @@ void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int6
                         float beta) {
     if (csa == 1) {
         const int64_t lda = rsa;
-        ROWS(1)
+        if (nr > TN / 2) {
+            ROWS(1, 1)
+        } else {
+            ROWS(1, 0)
+        }
     } else {
         const int64_t lda = csa;
-        ROWS(0)
+        if (nr > TN / 2) {
+            ROWS(0, 1)
+        } else {
+            ROWS(0, 0)
+        }
     }
 }
 
