@@ -191,3 +191,16 @@ def test_interpreter_only_module_builds_no_c(tmp_path):
     x = np.array([3, 1, 3, 2, 1, 5], np.float32)
     np.testing.assert_array_equal(cm.run(None, {"x": x})[0], ort_run(model, {"x": x})[0])
     np.testing.assert_array_equal(onnxc.load(tmp_path / "m").run(None, {"x": x})[0], [1, 2, 3, 5])
+
+
+def test_view_of_a_constant_read_by_the_fallback_at_level_none(tmp_path):
+    """At level none Identity(constant) is a C view into the weights; a fallback reader of it
+    needs a real buffer (it used to fail the compile with a KeyError in the arena plan)."""
+    nodes = [helper.make_node("Identity", ["c"], ["ci"]), helper.make_node("NonZero", ["ci"], ["nz"]),
+             helper.make_node("Add", ["x", "ci"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [4])], [("nz", np.int64, None), ("y", np.float32, [4])],
+                       {"c": np.array([0, 2, 0, 3], np.float32)})
+    feed = {"x": np.arange(4, dtype=np.float32)}
+    m = onnxc.compile(model, output_dir=tmp_path / "o", opt_level="none")
+    for o, r in zip(m.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(o, r)

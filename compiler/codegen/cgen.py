@@ -50,6 +50,8 @@ def _alias_of(graph, c_ids):
         k = _kernel(node)
         if k.alias is None or id(node.outputs[0]) in outs:
             return None
+        if any(id(u) not in c_ids for u in node.outputs[0].users):
+            return None  # a fallback reader needs its own buffer (a view may land in the weights)
         return k.alias(node)
     return alias_of
 
