@@ -311,3 +311,24 @@ def test_layout_level_fuses_the_blocked_ops_without_extra_reorders(target):
 def test_levels_extended_and_layout_with_conv_agree_with_onnxruntime(tmp_path):
     model, feed = conv_hardswish_model()
     check_levels(model, feed, tmp_path, levels=("extended", "layout"), rtol=1e-4, atol=1e-4)
+
+
+def test_c_kernel_refuses_bodies_it_cannot_emit():
+    from onnxc.providers.c import check_node
+    model, feed = plain_model((2, 3))
+    g, _ = check_pass(model, ElementwiseChainFusion(), feed)
+    (node,) = chains(g)
+    body = node.attrs["body"]
+    assert check_node(node) is None
+    relu = body.nodes[2]
+    relu.op_type = "Softmax"
+    assert "not a one-output elementwise op" in check_node(node)
+    relu.op_type = "Relu"
+    node.outputs[0].shape = (1, 2, 3)  # a node claiming another shape than its body computes
+    assert "the body computes" in check_node(node)
+    node.outputs[0].shape = (2, 3)
+    inner = body.nodes[0].inputs[0]
+    body.nodes[0].set_input(0, g.inputs[0])  # the outer x instead of the body's input
+    assert "outside the body" in check_node(node)
+    body.nodes[0].set_input(0, inner)
+    assert check_node(node) is None

@@ -19,6 +19,9 @@ A run of two or more members is rewritten if the C provider claims the fused nod
 
 Size-1 constants move into the body (inlined as C literals); larger constants stay external
 inputs (one copy in the weights blob, shared with other readers).
+
+At the layout level the chains are expanded before NCHWc blocking and fused again after it
+(elementwise_chain_expand / elementwise_chain_layout, see the end of this module).
 """
 from __future__ import annotations
 

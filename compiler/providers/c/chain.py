@@ -14,6 +14,7 @@ import numpy as np
 
 from ...codegen.loops import broadcast_loop
 from ...errors import ModelError
+from ...ir import type_str
 from ...ops.chain import DOMAIN, OP, body_of
 from .elementwise import has_scalar_expr, scalar_expr
 from .registry import c_kernel, check_node
@@ -37,8 +38,8 @@ def _chain_check(node):
     for o, b in zip(node.outputs, body.outputs):
         if tuple(o.shape) != loop:
             return f"outputs have different shapes ({o.shape} vs {loop}): one loop nest cannot write them"
-        if o.dtype != b.dtype:
-            return f"output '{o.name}' is {o.dtype}, the body computes {b.dtype}"
+        if o.dtype != b.dtype or b.shape is None or tuple(b.shape) != loop:
+            return f"output '{o.name}' is {type_str(o)}, the body computes {type_str(b)}"
     if len({id(b) for b in body.outputs}) != len(body.outputs):
         return "the body returns one value twice"
     local = {id(v) for v in body.values()}
