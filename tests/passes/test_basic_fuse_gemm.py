@@ -20,8 +20,14 @@ def ops(g):
 def model(cshape=(5,), a_shape=(3, 4), c_first=False, c_input=False, b_input=False, extra=(), outputs=None,
           dtype=F):
     inits, inputs = {}, [("a", dtype, list(a_shape))]
-    (inputs.append(("c", dtype, list(cshape))) if c_input else inits.__setitem__("c", rnd(*cshape, seed=2, dtype=dtype)))
-    (inputs.append(("b", dtype, [4, 5])) if b_input else inits.__setitem__("b", rnd(4, 5, seed=1, dtype=dtype)))
+    if c_input:
+        inputs.append(("c", dtype, list(cshape)))
+    else:
+        inits["c"] = rnd(*cshape, seed=2, dtype=dtype)
+    if b_input:
+        inputs.append(("b", dtype, [4, 5]))
+    else:
+        inits["b"] = rnd(4, 5, seed=1, dtype=dtype)
     nodes = [helper.make_node("MatMul", ["a", "b"], ["m"]),
              helper.make_node("Add", ["c", "m"] if c_first else ["m", "c"], ["y"])] + list(extra)
     return make_model(nodes, inputs, outputs or [("y", dtype, None)], inits)

@@ -91,9 +91,10 @@ def norm_axes(axes, r: int) -> Optional[List[int]]:
 
 
 def pad_params(node):
-    """(pads over all axes, mode, constant value array or None) of a Pad node, from its
-    attributes (opset < 11) or inputs (with the opset-18 ``axes``); None when any of them is not
-    a compile-time constant or the rank is unknown."""
+    """(pads over all axes, mode, constant value array) of a Pad node, from its attributes
+    (Pad-2 ``pads``/``value``; Pad-1's ``paddings`` is not read, so Pad-1 is left alone) or its
+    inputs (with the opset-18 ``axes``); None when any of them is not a compile-time constant or
+    the rank is unknown."""
     r = rank(node.inputs[0])
     if r is None:
         return None
