@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
@@ -311,3 +313,38 @@ def test_redundant_family_compiled(tmp_path):
     built = check_levels(m, {"x": rnd(2, 3, 4)}, tmp_path, levels=("none", "basic"))
     assert built["basic"].report["op_counts"] == {"Reshape": 1, "Transpose": 1}
     assert built["basic"].report["passes"]["eliminate_identity"]["rewrites"] == 2
+
+
+# --- properties: random permutations and axes ----------------------------------------------
+PROPS = settings(max_examples=15, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+def _transposes_shaped(p1, p2, shape):
+    nodes = [helper.make_node("Transpose", ["x"], ["m"], perm=p1),
+             helper.make_node("Transpose", ["m"], ["o"], perm=p2), helper.make_node("Neg", ["o"], ["y"])]
+    return make_model(nodes, [("x", F, shape)], [("y", F, None)])
+
+
+@PROPS
+@given(st.integers(1, 4).flatmap(lambda r: st.tuples(st.permutations(range(r)), st.permutations(range(r)))))
+def test_transpose_pairs_property(perms):
+    p1, p2 = list(perms[0]), list(perms[1])
+    shape = [2, 3, 4, 5][:len(p1)]
+    g, _ = check_pass(_transposes_shaped(p1, p2, shape), FuseTransposeChain(), {"x": rnd(*shape)})
+    assert ops(g).count("Transpose") <= 1
+
+
+_RANK_AXES = st.tuples(st.integers(0, 3), st.integers(1, 2)).flatmap(
+    lambda rk: st.tuples(st.just(rk[0]), st.sets(st.integers(0, rk[0] + rk[1] - 1), min_size=rk[1], max_size=rk[1])))
+
+
+@PROPS
+@given(_RANK_AXES, st.booleans())
+def test_unsqueeze_squeeze_property(case, negative):
+    r, axes = case  # Unsqueeze axes of the rank r + len(axes) output
+    axes = sorted(axes)
+    out_rank = r + len(axes)
+    sq = [a - out_rank for a in axes] if negative else axes
+    shape = [2, 3, 4][:r]
+    g, _ = check_pass(_pair("Unsqueeze", axes, "Squeeze", sq, shape), CancelUnsqueezeSqueeze(), {"x": rnd(*shape)})
+    assert g.nodes[-1].inputs[0] is g.inputs[0]
