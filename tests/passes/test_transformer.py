@@ -79,15 +79,21 @@ def test_bias_gelu():
     assert [n.op_type for n in g.nodes] == ["MatMul", "Gelu"]
 
 
-@pytest.mark.parametrize("cube", ["pow", "mul"])
-def test_fast_gelu(cube):
-    c = {"c3": np.array(3.0, F), "k": np.array(0.044715, F), "s": np.array(math.sqrt(2 / math.pi), F),
-         "one": np.array(1.0, F), "half": np.array(0.5, F)}
+def fast_gelu_nodes(cube="pow", dtype=F):
+    """x -> y as 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    c = {"c3": np.array(3.0, dtype), "k": np.array(0.044715, dtype), "s": np.array(math.sqrt(2 / math.pi), dtype),
+         "one": np.array(1.0, dtype), "half": np.array(0.5, dtype)}
     ns = ([node("Pow", ["x", "c3"], ["x3"])] if cube == "pow" else
           [node("Mul", ["x", "x"], ["x2"]), node("Mul", ["x2", "x"], ["x3"])])
     ns += [node("Mul", ["x3", "k"], ["kx3"]), node("Add", ["x", "kx3"], ["in"]), node("Mul", ["s", "in"], ["t"]),
            node("Tanh", ["t"], ["th"]), node("Add", ["th", "one"], ["a"]), node("Mul", ["x", "half"], ["h"]),
            node("Mul", ["h", "a"], ["y"])]
+    return ns, c
+
+
+@pytest.mark.parametrize("cube", ["pow", "mul"])
+def test_fast_gelu(cube):
+    ns, c = fast_gelu_nodes(cube)
     g, _ = run(ns, {"x": rnd(3, 16, scale=2)}, ["y"], c)
     assert len(fused(g, "FastGelu")) == 1 and len(g.nodes) == 1
 
@@ -109,6 +115,9 @@ def test_gelu_does_not_fire():
     ns, c = gelu_erf_nodes("torch")
     c["c_half"] = np.array(0.25, F)
     run(ns, {"x": rnd(2, 16)}, ["y"], c, fires=False)
+    ns, c = fast_gelu_nodes(dtype=np.float64)  # float64: the fused kernels are float32 only
+    model = make_model(ns, [("x", np.float64, [2, 16])], [("y", np.float64, None)], c)
+    check_pass(model, TransformerFusion(), {"x": rnd(2, 16).astype(np.float64)}, fires=False)
 
 
 # --- LayerNorm / RMSNorm -----------------------------------------------------------------------------
