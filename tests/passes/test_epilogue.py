@@ -269,8 +269,7 @@ def test_matmul_bias_does_not_fire(case):
 # --- MatMul + Transpose ----------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["A", "B", "both"])
 def test_matmul_transpose_flags(which, tmp_path):
-    nodes, inputs, feed = [], [], {}
-    a_name, b_name = "a", "b"
+    nodes, inputs, feed, inits = [], [], {}, {}
     if which in ("A", "both"):
         nodes.append(helper.make_node("Transpose", ["at"], ["a"], perm=[0, 2, 1]))
         inputs.append(("at", F, [2, 6, 3]))
@@ -282,11 +281,10 @@ def test_matmul_transpose_flags(which, tmp_path):
         nodes.append(helper.make_node("Transpose", ["bt"], ["b"]))  # default perm reverses: rank 2 swaps
         inputs.append(("bt", F, [5, 6]))
         feed["bt"] = rnd(5, 6, seed=2)
-    else:
-        inputs.append(("b", F, [6, 5]))
-        feed["b"] = rnd(6, 5, seed=2)
-    nodes.append(helper.make_node("MatMul", [a_name, b_name], ["y"]))
-    model = make_model(nodes, inputs, [("y", F, None)])
+    else:  # constant weights: B packed at compile time, with a transposed A
+        inits["b"] = rnd(6, 5, seed=2)
+    nodes.append(helper.make_node("MatMul", ["a", "b"], ["y"]))
+    model = make_model(nodes, inputs, [("y", F, None)], inits)
     g, _ = check_pass(model, MatMulTranspose(), feed)
     (n,) = fused(g, "FusedMatMul")
     assert (n.attrs["transA"], n.attrs["transB"]) == (int(which != "B"), int(which != "A")) and len(g.nodes) == 1

@@ -19,7 +19,7 @@ from ...codegen.context import c_literal
 from ...codegen.loops import broadcast_strides, contiguous_strides
 from ...ops import get_attr
 from ...ops.fused_nn import ACTIVATIONS, activation_error, activation_of
-from .linalg import _gemm_check, _matmul_geometry, gemm
+from .linalg import _gemm_check, _matmul_geometry, _pack_worthwhile, gemm, sgemm_packed_call
 from .nn import _conv_check, _conv_scratch, conv_params
 from .registry import all_of, c_kernel, dtypes_in
 
@@ -159,10 +159,15 @@ def fused_matmul(node, ctx):
     for k, d in enumerate(batch):
         lines.append("  " * k + f"for (int64_t {bidx[k]} = 0; {bidx[k]} < {d}; ++{bidx[k]})")
     pad = "  " * len(batch)
-    lines += [pad + "{",
-              pad + f"  float* o = Y + {yoff};",
-              pad + f"  onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, A + {off(a_str, M * K)}, "
-                    f"{lda}, B + {off(b_str, K * N)}, {ldb}, 0.0f, o, {N});"]
+    lines += [pad + "{", pad + f"  float* o = Y + {yoff};"]
+    if b.is_const and len(b.shape) == 2 and _pack_worthwhile(N, K):
+        # constant weights: packed at compile time for the target's microkernel (as MatMul does)
+        call = sgemm_packed_call(ctx, ta, M, N, K, alpha, f"A + {off(a_str, M * K)}", lda,
+                                 b.const.T if tb else b.const, 0.0, "o", N)
+        lines += [pad + "  " + ln for ln in call.split("\n")]
+    else:
+        lines.append(pad + f"  onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, "
+                           f"A + {off(a_str, M * K)}, {lda}, B + {off(b_str, K * N)}, {ldb}, 0.0f, o, {N});")
     if bias is not None or name:
         # epilogue on the [M, N] block this call just wrote
         v = "o[i*%d + j]" % N
