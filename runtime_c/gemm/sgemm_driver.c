@@ -132,14 +132,16 @@ static void pack_a_sliver(const float* A, int64_t rsa, int64_t csa, int64_t mr, 
 /* C[m0:m1, 0:nc] (C points at column jc) = alpha * op(A)[m0:m1, pc:pc+kc] * block + beta * C,
  * block panel q at Bp + q * pstride (kc x TN each).
  * op(A) is read in place (copying it costs as much as the multiply when few panels reuse it),
- * except when lda is a multiple of 256 floats: then the TM rows of a sliver (or its kc columns,
- * transposed) fall into at most 4 of the 64 L1 sets and evict each other (1024 x 1024 x 1024 ran
- * 3x slower); the sliver is copied into a contiguous k-major buffer first. */
+ * except when lda is a multiple of 256 floats and more than 4 panels reuse the sliver: its TM
+ * rows (or kc columns, transposed) then fall into at most 4 of the 64 L1 sets and evict each
+ * other between panels (1024 x 1024 x 1024 ran 3x slower), so the sliver is first copied into a
+ * contiguous k-major buffer. With 1 or 2 panels the copy cost more than the misses (N = 49:
+ * 80 against 57 GFLOP/s). */
 static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int64_t m1,
                         int64_t pc, int64_t kc, const float* Bp, int64_t pstride, int64_t nc,
                         float* C, int64_t ldc, float alpha, float beta) {
     float Ap[TM * KC] ALIGN64;
-    const int pack_a = lda % 256 == 0;
+    const int pack_a = lda % 256 == 0 && nc > 4 * TN;
     const int64_t rsa = transA ? 1 : lda, csa = transA ? lda : 1;
     int64_t i, jr;
     for (i = m0; i < m1; i += TM) {
@@ -261,8 +263,8 @@ static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64
 /* ------------------------------------------------------------------------------------------ */
 
 /* Threads worth using for an M x N x K product, and the tm x tn grid of tasks among them that
- * minimizes the largest task (padded tiles it computes, plus the B floats it packs when B is
- * packed at run time: every task packs the whole B of its column range). */
+ * minimizes the largest task (padded tiles it computes, operand floats it reads, plus the B
+ * floats it packs when B is packed at run time: every task packs the whole B of its columns). */
 static void thread_grid(int64_t M, int64_t N, int64_t K, int packs_b, int* tm_out, int* tn_out) {
     *tm_out = 1;
     *tn_out = 1;
@@ -278,7 +280,9 @@ static void thread_grid(int64_t M, int64_t N, int64_t K, int packs_b, int* tm_ou
             const int tm = (int)MIN((int64_t)(T / tn), mt);
             const double m = (double)((mt + tm - 1) / tm * TM);
             const double n = (double)((nt + tn - 1) / tn * TN);
-            const double cost = m * n * (double)K + (packs_b ? PACK_COST * n * (double)K : 0.0);
+            /* + the A and B floats the task streams (splitting M re-reads all of B per thread,
+             * splitting N all of A: the tie-break goes to the smaller operand) */
+            const double cost = (m * n + 2.0 * (m + n) + (packs_b ? PACK_COST * n : 0.0)) * (double)K;
             if (best < 0.0 || cost < best) {
                 best = cost;
                 *tm_out = tm;
