@@ -12,25 +12,45 @@
 
 /* What the microkernel needs besides pointers: input blocks (or channels) to sum over and the
  * strides in floats between them, between input channels inside a block (1, or 0 taps for
- * plain NCHW input where nci = 1), kernel rows, columns and output pixels. */
+ * plain NCHW input where nci = 1), kernel rows, columns and output pixels; chunk: input blocks
+ * per pass over an output row. */
 typedef struct {
-    int64_t nblk, nci, xblk, wblk, wtap, xrow, xcol, xpix, KW, valid;
+    int64_t nblk, chunk, nci, xblk, wblk, wtap, xrow, xcol, xpix, KW, valid;
     float lo, hi;
 } NB_FN(mk_args);
 
-/* Y[0..T) (NB floats per pixel) = clamp(sum + bias + Z); padding lanes (>= valid) zero.
- * X + xoff is tap (0, 0) of pixel 0 (may lie outside X: only the taps [kh0, kh1) x [kw0, kw1)
- * are read). */
+/* Y[0..T) (NB floats per pixel) += the sums over input blocks [ib0, ib1): the first chunk
+ * (first) starts from the bias instead of Y, the last (last) adds Z, clamps and zeroes the
+ * padding lanes (>= valid).  X + xoff is tap (0, 0) of pixel 0 (may lie outside X: only the
+ * taps [kh0, kh1) x [kw0, kw1) are read).  Splitting the input blocks into chunks keeps one
+ * chunk's weights in L1 while a whole output row reuses them. */
 static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int T, const float* X,
                                    int64_t xoff, const float* W, const float* bias,
                                    const float* Z, float* Y, int64_t kh0, int64_t kh1,
-                                   int64_t kw0, int64_t kw1) {
+                                   int64_t kw0, int64_t kw1, int64_t ib0, int64_t ib1, int first,
+                                   int last) {
     int64_t ib, kh, kw, ci;
     int i, l;
 #if NB_SIMD
     VT acc[NCHWC_TILE];
-    for (i = 0; i < T; ++i) acc[i] = bias ? VLOAD(bias) : VZERO();
-    for (ib = 0; ib < a->nblk; ++ib)
+    for (i = 0; i < T; ++i) acc[i] = !first ? VLOAD(Y + i * NB) : bias ? VLOAD(bias) : VZERO();
+    if (T == 1 && a->nci == NB) {
+        /* a lone (border) pixel: four chains over the input channels instead of one, so the
+         * FMA latency does not serialize it */
+        VT part[4];
+        for (i = 0; i < 4; ++i) part[i] = VZERO();
+        for (ib = ib0; ib < ib1; ++ib)
+            for (kh = kh0; kh < kh1; ++kh)
+                for (kw = kw0; kw < kw1; ++kw) {
+                    const float* xp = X + xoff + ib * a->xblk + kh * a->xrow + kw * a->xcol;
+                    const float* wp = W + ib * a->wblk + (kh * a->KW + kw) * a->wtap;
+                    for (ci = 0; ci < NB; ci += 4)
+                        for (i = 0; i < 4; ++i)
+                            part[i] = VFMA(VSET1(xp[ci + i]), VLOAD(wp + (ci + i) * NB), part[i]);
+                }
+        acc[0] = VADD(acc[0], VADD(VADD(part[0], part[1]), VADD(part[2], part[3])));
+    } else {
+    for (ib = ib0; ib < ib1; ++ib)
         for (kh = kh0; kh < kh1; ++kh)
             for (kw = kw0; kw < kw1; ++kw) {
                 const float* xp = X + xoff + ib * a->xblk + kh * a->xrow + kw * a->xcol;
@@ -40,6 +60,11 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int T, const 
                     for (i = 0; i < T; ++i) acc[i] = VFMA(VSET1(xp[i * a->xpix + ci]), w, acc[i]);
                 }
             }
+    }
+    if (!last) {
+        for (i = 0; i < T; ++i) VSTORE(Y + i * NB, acc[i]);
+        return;
+    }
     for (i = 0; i < T; ++i) {
         VT v = acc[i];
         if (Z) v = VADD(v, VLOAD(Z + i * NB));
@@ -50,8 +75,8 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int T, const 
 #else
     float acc[NCHWC_TILE][NB];
     for (i = 0; i < T; ++i)
-        for (l = 0; l < NB; ++l) acc[i][l] = bias ? bias[l] : 0.0f;
-    for (ib = 0; ib < a->nblk; ++ib)
+        for (l = 0; l < NB; ++l) acc[i][l] = !first ? Y[i * NB + l] : bias ? bias[l] : 0.0f;
+    for (ib = ib0; ib < ib1; ++ib)
         for (kh = kh0; kh < kh1; ++kh)
             for (kw = kw0; kw < kw1; ++kw) {
                 const float* xp = X + xoff + ib * a->xblk + kh * a->xrow + kw * a->xcol;
@@ -64,6 +89,11 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int T, const 
                     }
                 }
             }
+    if (!last) {
+        for (i = 0; i < T; ++i)
+            for (l = 0; l < NB; ++l) Y[i * NB + l] = acc[i][l];
+        return;
+    }
     for (i = 0; i < T; ++i)
         for (l = 0; l < NB; ++l) {
             float v = acc[i][l] + (Z ? Z[i * NB + l] : 0.0f);
@@ -76,6 +106,12 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int T, const 
             for (l = (int)a->valid; l < NB; ++l) Y[i * NB + l] = 0.0f;
 }
 
+/* Input blocks whose weights (wblk floats each) fit the L1 budget; at least one. */
+static inline int64_t NB_FN(chunk)(int64_t wblk) {
+    const int64_t n = NCHWC_L1_WEIGHTS / (wblk * (int64_t)sizeof(float));
+    return n > 0 ? n : 1;
+}
+
 /* One output row segment [ow0, ow1) of a window conv: tiles over the interior [owlo, owhi)
  * (every kernel column inside the input), single pixels elsewhere.  iw(ow) = ow*SW - PL;
  * xbase: offset of (row ih0, column 0) of the first block/channel. */
@@ -85,23 +121,28 @@ static NCHWC_INLINE void NB_FN(conv_row)(const NB_FN(mk_args) * a, const float* 
                                          int64_t DW, int64_t owlo, int64_t owhi, int64_t kh0,
                                          int64_t kh1, int64_t cstride) {
     /* cstride: floats between input columns (NB blocked, 1 plain) */
+    int64_t ib0;
+    for (ib0 = 0; ib0 < a->nblk; ib0 += a->chunk) {
+    const int64_t ib1 = ib0 + a->chunk < a->nblk ? ib0 + a->chunk : a->nblk;
+    const int first = ib0 == 0, last = ib1 == a->nblk;
     int64_t ow = 0;
     while (ow < OW) {
         const int64_t iw0 = ow * SW - PL;
         const int64_t xoff = xbase + iw0 * cstride;
         const float* z = Z ? Z + ow * NB : NULL;
         if (ow >= owlo && ow + 8 <= owhi) {
-            NB_FN(mk)(a, 8, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, 0, a->KW);
+            NB_FN(mk)(a, 8, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, 0, a->KW, ib0, ib1, first, last);
             ow += 8;
         } else if (ow >= owlo && ow + 4 <= owhi) {
-            NB_FN(mk)(a, 4, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, 0, a->KW);
+            NB_FN(mk)(a, 4, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, 0, a->KW, ib0, ib1, first, last);
             ow += 4;
         } else {
             int64_t kw0, kw1;
             onnxc_geom_valid_range(a->KW, IW, DW, iw0, &kw0, &kw1);
-            NB_FN(mk)(a, 1, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, kw0, kw1);
+            NB_FN(mk)(a, 1, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, kw0, kw1, ib0, ib1, first, last);
             ow += 1;
         }
+    }
     }
 }
 
@@ -135,13 +176,23 @@ static void NB_FN(conv_pointwise)(const onnxc_nchwc_conv_params* p, const float*
         a.xrow = 0; a.xcol = 0; a.xpix = NB; a.KW = 1;
         a.valid = (ob % Mbg) * NB < Mg ? Mg - (ob % Mbg) * NB : 0;
         a.lo = p->lo; a.hi = p->hi;
-        W += 0;
-        for (; s + 8 <= s1; s += 8)
-            NB_FN(mk)(&a, 8, X, xbase + s * NB, W + ob * Cbg * NB * NB, bias,
-                      Z ? Z + yoff + s * NB : NULL, Y + yoff + s * NB, 0, 1, 0, 1);
-        for (; s < s1; ++s)
-            NB_FN(mk)(&a, 1, X, xbase + s * NB, W + ob * Cbg * NB * NB, bias,
-                      Z ? Z + yoff + s * NB : NULL, Y + yoff + s * NB, 0, 1, 0, 1);
+        a.chunk = NB_FN(chunk)(NB * NB);
+        {
+            const int64_t s0 = s;
+            int64_t ib0;
+            for (ib0 = 0; ib0 < Cbg; ib0 += a.chunk) {
+                const int64_t ib1 = ib0 + a.chunk < Cbg ? ib0 + a.chunk : Cbg;
+                const int first = ib0 == 0, last = ib1 == Cbg;
+                for (s = s0; s + 8 <= s1; s += 8)
+                    NB_FN(mk)(&a, 8, X, xbase + s * NB, W + ob * Cbg * NB * NB, bias,
+                              Z ? Z + yoff + s * NB : NULL, Y + yoff + s * NB, 0, 1, 0, 1, ib0, ib1,
+                              first, last);
+                for (; s < s1; ++s)
+                    NB_FN(mk)(&a, 1, X, xbase + s * NB, W + ob * Cbg * NB * NB, bias,
+                              Z ? Z + yoff + s * NB : NULL, Y + yoff + s * NB, 0, 1, 0, 1, ib0, ib1,
+                              first, last);
+            }
+        }
     }
 }
 
@@ -187,6 +238,7 @@ static void NB_FN(conv_window)(const onnxc_nchwc_conv_params* p, const float* X,
         a.xrow = p->DH * IW * cstride; a.xcol = p->DW * cstride; a.xpix = p->SW * cstride;
         a.KW = KW; a.lo = p->lo; a.hi = p->hi;
         a.valid = (ob % Mbg) * NB < Mg ? Mg - (ob % Mbg) * NB : 0;
+        a.chunk = NB_FN(chunk)(a.wblk);
         NB_FN(conv_row)(&a, X, xbase, wb, B ? B + ob * NB : NULL, Z ? Z + yoff : NULL, Y + yoff,
                         OW, IW, p->SW, p->PL, p->DW, owlo, owhi, kh0, kh1, cstride);
     }

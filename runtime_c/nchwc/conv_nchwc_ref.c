@@ -19,6 +19,8 @@
 /* Most output pixels one microkernel call accumulates in registers (8 vectors + 1 weight + 1
  * broadcast fit the 16 AVX2 registers). */
 #define NCHWC_TILE 8
+/* Bytes of weights one pass over an output row keeps hot (a part of a 32-48 KiB L1d). */
+#define NCHWC_L1_WEIGHTS (16 * 1024)
 /* Pixels per parallel work item of the pointwise kernel. */
 #define NCHWC_PW_CHUNK 64
 /* Multiply-adds below which a kernel stays on one thread. */

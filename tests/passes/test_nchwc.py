@@ -329,3 +329,17 @@ def test_second_run_is_a_fixpoint():
     model, feed = conv_chain()
     g, _ = run_pass(model, feed)
     assert not NchwcLayout().run(g).modified
+
+
+def test_many_input_channels_split_into_chunks(tmp_path):
+    # enough input blocks that the kernels sum them in several L1-sized chunks (3x3: > 7 blocks
+    # of 8; 1x1: > 64 blocks of 8 or 16 of 16), with a residual and Relu in the last chunk's epilogue
+    net = Net((1, 72, 5, 9))
+    a = net.conv("x", 72, 16, k=3)
+    b = net.conv("x", 72, 520, k=1)
+    c = net.conv(b, 520, 16, k=1)
+    s = net.op("Add", [c, a])
+    r = net.op("Relu", [s])
+    model, feed = net.model([r])
+    run_pass(model, feed)
+    levels(model, feed, tmp_path, TARGETS)
