@@ -343,3 +343,20 @@ def test_many_input_channels_split_into_chunks(tmp_path):
     model, feed = net.model([r])
     run_pass(model, feed)
     levels(model, feed, tmp_path, TARGETS)
+
+
+def test_consumers_without_a_blocked_form_read_plain_tensors():
+    # Concat off the channel axis, linear Resize, MaxPool with indices, an Add broadcasting
+    # over channels: each reads the blocked conv output through the one shared ReorderOutput
+    net = Net((1, 8, 4, 6))
+    a = net.conv("x", 8, 16, k=3)
+    cat = net.op("Concat", [a, a], axis=2)
+    up = net.op("Resize", [a, "", net.const(np.array([1, 1, 2, 2], F))], mode="linear")
+    net.nodes.append(helper.make_node("MaxPool", [a], ["mp", "mpi"], kernel_shape=[2, 2]))
+    add = net.op("Add", [a, net.const(rand(1, 1, 4, 6))])
+    model, feed = net.model([cat, up, "mp", add])
+    g, _ = run_pass(model, feed)
+    (ro,) = ops(g, "ReorderOutput")
+    readers = {n.op_type for n in ro.outputs[0].users}
+    assert readers == {"Concat", "Resize", "MaxPool", "Add"}
+    assert not ops(g, "NchwcPool")
