@@ -320,6 +320,9 @@ class _Rewriter:
                 self.convert_conv(node, plan)
             elif any(v is not None and id(v) in self.blocked for v in node.inputs):
                 self.convert_other(node)
+        for out in self.reordered.values():  # made for a node C then refused
+            if not out.uses:
+                self.g.remove_node(out.producer)
         if not self.converted:
             return 0
         for old, _ in self.converted:
