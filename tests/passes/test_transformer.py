@@ -299,12 +299,19 @@ def test_bert_attention(scale_form, mask, guard, k_form):
     assert (m.input(3) is not None) == mask
 
 
-def test_attention_fully_masked_row_guard():
-    """A fully masked sequence: NaN probabilities, zeroed by the guard exactly as the graph does."""
-    ns, c = bert_attention()
+@pytest.mark.parametrize("guard", [True, False])
+def test_attention_fully_masked_rows(guard, tmp_path):
+    """A fully masked sequence: NaN probabilities (as ONNX Softmax gives them), zeroed when the
+    graph guards them; interpreter and compiled C against onnxruntime."""
+    ns, c = bert_attention(guard=guard)
     feed = attn_feed()
     feed["mask"][0] = -np.inf
-    run(ns, feed, ["ctx"], c, rtol=1e-4, atol=1e-5)
+    g, _ = run(ns, feed, ["ctx"], c, rtol=1e-4, atol=1e-5)
+    assert fused(g, "MultiHeadAttention")
+    model = make_model(ns, [("x", F, [B, S, E]), ("mask", F, [B, 1, 1, S])], [("ctx", F, None)], c)
+    out = check_levels(model, feed, tmp_path, levels=("extended",), rtol=1e-4, atol=1e-5)
+    (y,) = out["extended"].run(None, feed)
+    assert np.isnan(y[0]).all() != guard and np.isfinite(y[1]).all()
 
 
 def test_attention_does_not_fire():
@@ -382,7 +389,7 @@ def test_rms_fast_gelu_vit_attention_levels(tmp_path):
     rms, c = rms_nodes()
     for n in rms:
         n.input[:] = ["att" if i == "x" else i for i in n.input]
-    fg = [node("Gelu", ["y", ], ["z"], approximate="tanh")]
+    fg = [node("Gelu", ["y"], ["z"], approximate="tanh")]
     ns, cv = vit_attention(x="xs", y="att2")
     c.update(cv)
     c["gamma"] = rnd(E, seed=7)
