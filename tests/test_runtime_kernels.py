@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RT = ROOT / "runtime_c"
 SOURCES = ["gemm/sgemm_ref.c", "gemm/sgemm_driver.c", "gemm/sgemm_kernel_avx512_14x32.c",
-           "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x8.c", "conv/conv_ref.c",
+           "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x16.c", "conv/conv_ref.c",
            "pool/pool_ref.c", "math/softmax_ref.c", "math/epilogue_ref.c"]
 
 # Layout probe compiled into the test library: catches drift between the header's structs and

@@ -115,18 +115,21 @@ void onnxc_sgemm_pack_b(int transB, int64_t N, int64_t K, const float* B, int64_
     }
 }
 
-/* Copy the sliver op(A)[0:mr, 0:kc] (A(i,k) = A[i*rsa + k*csa]) into Ap[k*TM + i]. */
+/* Copy the sliver op(A)[0:mr, 0:kc] (A(i,k) = A[i*rsa + k*csa]) into Ap[k*TM + i], rows past
+ * mr zero (a kernel computing all TM rows then reads no stale data). */
 static void pack_a_sliver(const float* A, int64_t rsa, int64_t csa, int64_t mr, int64_t kc,
                           float* Ap) {
     int64_t i, k;
     if (rsa == 1) {
         for (k = 0; k < kc; ++k) memcpy(Ap + k * TM, A + k * csa, (size_t)mr * sizeof(float));
-        return;
+    } else {
+        for (i = 0; i < mr; ++i) {
+            const float* a = A + i * rsa;
+            for (k = 0; k < kc; ++k) Ap[k * TM + i] = a[k];
+        }
     }
-    for (i = 0; i < mr; ++i) {
-        const float* a = A + i * rsa;
-        for (k = 0; k < kc; ++k) Ap[k * TM + i] = a[k];
-    }
+    for (k = 0; k < kc && mr < TM; ++k)
+        for (i = mr; i < TM; ++i) Ap[k * TM + i] = 0.0f;
 }
 
 /* C[m0:m1, 0:nc] (C points at column jc) = alpha * op(A)[m0:m1, pc:pc+kc] * block + beta * C,
@@ -141,7 +144,7 @@ static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int
                         int64_t pc, int64_t kc, const float* Bp, int64_t pstride, int64_t nc,
                         float* C, int64_t ldc, float alpha, float beta) {
     float Ap[TM * KC] ALIGN64;
-    const int pack_a = lda % 256 == 0 && nc > 4 * TN;
+    const int pack_a = SGEMM_ALWAYS_PACK_A || (lda % 256 == 0 && nc > 4 * TN);
     const int64_t rsa = transA ? 1 : lda, csa = transA ? lda : 1;
     int64_t i, jr;
     for (i = m0; i < m1; i += TM) {

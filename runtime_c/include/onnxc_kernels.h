@@ -35,7 +35,7 @@ void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
                      float* C, int64_t ldc);
 
 /* Register tile of the microkernel this build uses, fixed by the target's ISA macros (AVX-512F:
- * 14x32, AVX2+FMA: 6x16, otherwise portable 6x8), and the K block of the blocked loops.
+ * 14x32, AVX2+FMA: 6x16, otherwise portable 6x16), and the K block of the blocked loops.
  * Packed B layout for an op(B) of [K,N], with TN = ONNXC_SGEMM_TILE_N, Np = N rounded up to a
  * multiple of TN, kb = ceil(K / ceil(K / ONNXC_SGEMM_KC)) (equal K blocks):
  *   K block [pc, pc + kc) (pc a multiple of kb, kc = min(kb, K - pc)) starts at pc * Np and holds
@@ -53,7 +53,7 @@ void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 #define ONNXC_SGEMM_TILE_N 16
 #else
 #define ONNXC_SGEMM_TILE_M 6
-#define ONNXC_SGEMM_TILE_N 8
+#define ONNXC_SGEMM_TILE_N 16
 #endif
 #define ONNXC_SGEMM_KC 256
 

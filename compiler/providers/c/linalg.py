@@ -19,7 +19,7 @@ NUMERIC = ("float32", "float64", "int32", "int64", "uint32", "uint64")
 
 # Register tile (rows, columns) of the SGEMM microkernel per ISA and the K block: must match
 # ONNXC_SGEMM_TILE_M/N and ONNXC_SGEMM_KC in runtime_c/include/onnxc_kernels.h.
-SGEMM_TILE = {"avx512": (14, 32), "avx2": (6, 16), "generic": (6, 8)}
+SGEMM_TILE = {"avx512": (14, 32), "avx2": (6, 16), "generic": (6, 16)}
 SGEMM_KC = 256
 
 
