@@ -24,6 +24,7 @@
  * unpacked B, M == 1 and N == 1 go to the GEMV loops of the reference (sgemm_ref.c), which
  * read B in place.
  */
+#include <math.h>
 #include <string.h>
 
 #include "onnxc_kernels.h"
@@ -42,6 +43,12 @@
 #define TM ONNXC_SGEMM_TILE_M
 #define TN ONNXC_SGEMM_TILE_N
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+/* -std=c99 turns off contraction of a*b+c; fmaf() is one instruction with hardware FMA. */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define MADD(a, b, c) fmaf((a), (b), (c))
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
 
 /* K block: a TILE_M x KC sliver of A (14 KB with AVX-512) stays in L1 while the panels of
  * the B block stream from L2. Part of the packed layout (onnxc_kernels.h). */
@@ -56,6 +63,10 @@
 #define NC_BUF 256
 #endif
 #define SGEMM_PARALLEL_MIN_MACS (1 << 20)
+/* Panels the packed GEMV streams at once (GEMV_PANELS * TN accumulators). */
+#ifndef GEMV_PANELS
+#define GEMV_PANELS 4
+#endif
 /* A float packed costs about as much as this many multiply-adds (thread split heuristic). */
 #define PACK_COST 16
 
@@ -216,7 +227,7 @@ static void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 SGEMM_INLINE void gemv_panels(const int np, int64_t p, int64_t N, int64_t K, float alpha,
                               const float* x, int64_t incx, const float* packedB, float beta,
                               float* y) {
-    float acc[4][TN] ALIGN64;
+    float acc[GEMV_PANELS][TN] ALIGN64;
     const int64_t kb = k_block(K), npad = (N + TN - 1) / TN * TN;
     int64_t pc, k, j;
     int q;
@@ -228,7 +239,7 @@ SGEMM_INLINE void gemv_panels(const int np, int64_t p, int64_t N, int64_t K, flo
         for (k = 0; k < kc; ++k) {
             const float xk = x[(pc + k) * incx];
             for (q = 0; q < np; ++q)
-                for (j = 0; j < TN; ++j) acc[q][j] += xk * b[q * kc * TN + k * TN + j];
+                for (j = 0; j < TN; ++j) acc[q][j] = MADD(xk, b[q * kc * TN + k * TN + j], acc[q][j]);
         }
     }
     for (q = 0; q < np; ++q) {
@@ -244,16 +255,16 @@ SGEMM_INLINE void gemv_panels(const int np, int64_t p, int64_t N, int64_t K, flo
 
 static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64_t incx,
                         const float* packedB, float beta, float* y) {
-    const int64_t panels = (N + TN - 1) / TN, groups = (panels + 3) / 4;
+    const int64_t panels = (N + TN - 1) / TN, groups = (panels + GEMV_PANELS - 1) / GEMV_PANELS;
     int64_t g;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (N * K >= SGEMM_PARALLEL_MIN_MACS && groups > 1 \
                                               && !omp_in_parallel())
 #endif
     for (g = 0; g < groups; ++g) {
-        const int64_t p = 4 * g;
-        if (p + 4 <= panels) {
-            gemv_panels(4, p, N, K, alpha, x, incx, packedB, beta, y);
+        const int64_t p = GEMV_PANELS * g;
+        if (p + GEMV_PANELS <= panels) {
+            gemv_panels(GEMV_PANELS, p, N, K, alpha, x, incx, packedB, beta, y);
         } else {
             int64_t q;
             for (q = p; q < panels; ++q) gemv_panels(1, q, N, K, alpha, x, incx, packedB, beta, y);
