@@ -99,6 +99,14 @@ def test_dropout_opset6_is_test(keep_opset):
     assert not EliminateIdentity().run(frontend.load(model(0))).modified
 
 
+def test_dropout10_mask_used_kept(keep_opset):
+    # onnxruntime's Dropout-10 mask is all false, the reference's all true: not rewritten
+    nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"]), helper.make_node("Not", ["mask"], ["nm"])]
+    m = make_model(nodes, [("x", F, [2, 3])], [("d", F, [2, 3]), ("nm", np.bool_, [2, 3])], opset=10)
+    g = frontend.load(m)
+    assert g.nodes[0].opset == 10 and not EliminateIdentity().run(g).modified
+
+
 # --- no-op Cast / Expand / Reshape / Slice / Transpose ------------------------------------
 def _unary(op, inputs, inits, out_shape=(2, 3), attrs=None, out_dtype=F, opset=18):
     nodes = [helper.make_node(op, ["x"] + inputs, ["o"], **(attrs or {})), helper.make_node("Neg", ["o"], ["y"])]

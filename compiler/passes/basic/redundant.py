@@ -41,9 +41,9 @@ def _drop_dropout(graph, node) -> bool:
     x = node.inputs[0]
     if len(node.outputs) > 1 and not unused(node.outputs[1]):
         mask = node.outputs[1]
-        # the spec's inference mask is all true (bool from Dropout-10 on); earlier masks are
-        # typed like the data and left alone
-        if (node.opset < 10 or mask.dtype != np.bool_ or not x.is_static
+        # Dropout-12's inference mask is all true (the reference and onnxruntime agree); for
+        # Dropout-7/10 onnxruntime returns all false where the reference says true: left alone
+        if (node.opset < 12 or mask.dtype != np.bool_ or not x.is_static
                 or int(np.prod(x.shape, dtype=np.int64)) > _MAX_MASK_ELEMENTS):
             return False
         ones = graph.add_const(np.ones(x.shape, np.bool_), hint=f"{mask.name}_ones")
