@@ -332,3 +332,16 @@ def test_c_kernel_refuses_bodies_it_cannot_emit():
     assert "outside the body" in check_node(node)
     body.nodes[0].set_input(0, inner)
     assert check_node(node) is None
+
+
+def test_casts_from_and_to_float16_stay_outside_the_run(tmp_path):
+    # a fused node touching a narrow type would be refused as a whole; the float32 middle fuses
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.FLOAT), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Mul", ["r", "w"], ["m"]), helper.make_node("Sigmoid", ["m"], ["s"]),
+             helper.make_node("Cast", ["s"], ["y"], to=TensorProto.FLOAT16)]
+    model = make_model(nodes, [("x", np.float16, [3, 4]), ("w", F, [4])], [("y", np.float16, [3, 4])])
+    feed = {"x": rand(3, 4, dtype=np.float16), "w": rand(4)}
+    g, _ = check_pass(model, ElementwiseChainFusion(), feed)
+    assert [n.op_type for n in g.nodes] == ["Cast", "ElementwiseChain", "Cast"]
+    assert body_ops(chains(g)[0]) == ["Relu", "Mul", "Sigmoid"]
+    check_levels(model, feed, tmp_path, levels=("extended",), rtol=1e-3, atol=1e-3)

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 from ...ir import Graph, Node
 from ...ops.chain import DOMAIN, OP
 from ...providers.c.elementwise import has_scalar_expr
+from ...providers.c.narrow import touches_narrow
 from ..manager import Pass, PassResult, register
 from ..util import c_supported, remove_chain
 
@@ -45,7 +46,9 @@ def _member_candidate(graph, node) -> bool:
     # a value read inside a subgraph has a reader whose position in this graph we do not see
     if any(u.graph is not graph for u, _ in out.uses):
         return False
-    return c_supported(node)
+    # a fused node with a float16/bfloat16/float8 input or output is refused (narrow types are
+    # legalized per op, later): a Cast from or to one stays outside so the rest can fuse
+    return not touches_narrow(node) and c_supported(node)
 
 
 class _Runs:
