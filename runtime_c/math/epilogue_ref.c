@@ -2,15 +2,17 @@
  * applied by a kernel to the block it just produced while that block is still in cache.
  *
  * The formulas are those of the C expression table in compiler/providers/c/fused_nn.py (the
- * same float operations in the same order, so a fused and an unfused model agree): Relu keeps
- * NaN, Clip is max-then-min, HardSigmoid keeps NaN, SiLU is x * sigmoid(x).
+ * same float operations in the same order): Relu keeps NaN, Clip is max-then-min, HardSigmoid
+ * keeps NaN, SiLU is x * sigmoid(x); Sigmoid/SiLU use the vectorizable onnxc_expf (~2 ulp), so
+ * they may differ from the unfused ops (libm expf) in the last bits.
  * One switch per row, outside the element loop, so every case is a plain vectorizable loop.
  */
 #include <math.h>
 
 #include "onnxc_kernels.h"
 
-static inline float ep_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* onnxc_expf (onnxc_transformer.h) rather than libm's expf: branch-free, so the loops vectorize */
+static inline float ep_sigmoid(float x) { return 1.0f / (1.0f + onnxc_expf(-x)); }
 
 void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n) {
     int64_t i;
