@@ -98,12 +98,13 @@ def fused_conv(node, ctx):
 @c_kernel("FusedGemm", domain="onnxc", check=all_of(F32, _gemm_check, _activation_check))
 def fused_gemm(node, ctx):
     name, params = activation_of(node)
-    code = gemm(node, ctx)  # declares Y and leaves alpha*A'B' + beta*C in it
+    code = gemm(node, ctx)  # leaves alpha*A'B' + beta*C in the output
     if not name:
         return code
     M, N = node.outputs[0].shape
-    return code + (f"\nfor (int64_t i = 0; i < {M * N}; ++i) {{ const float v = Y[i]; "
-                   f"Y[i] = {c_activation(name, params, 'v')}; }}")
+    return code + (f"\n{{\n  float* ONNXC_RESTRICT e = {ctx.ptr(node.outputs[0])};\n"
+                   f"  for (int64_t i = 0; i < {M * N}; ++i) {{ const float v = e[i]; "
+                   f"e[i] = {c_activation(name, params, 'v')}; }}\n}}")
 
 
 # --- FusedMatMul ---------------------------------------------------------------------------------
@@ -151,8 +152,10 @@ def fused_matmul(node, ctx):
         M, batch = M * int(np.prod(batch)), []
     a_str = broadcast_strides(ash[:-2], batch) if batch else []
     b_str = broadcast_strides(bsh[:-2], batch) if batch else []
-    lines = [f"const float* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"const float* ONNXC_RESTRICT B = {ctx.ptr(b)};",
-             f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    packed = b.is_const and len(b.shape) == 2 and _pack_worthwhile(N, K)
+    lines = [f"const float* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if not packed:  # (a packed B replaces the original in the weights blob)
+        lines.append(f"const float* ONNXC_RESTRICT B = {ctx.ptr(b)};")
     if bias is not None:
         lines.append(f"const float* ONNXC_RESTRICT bias = {ctx.ptr(bias)};")
     bidx = [f"b{k}" for k in range(len(batch))]
@@ -162,7 +165,7 @@ def fused_matmul(node, ctx):
         lines.append("  " * k + f"for (int64_t {bidx[k]} = 0; {bidx[k]} < {d}; ++{bidx[k]})")
     pad = "  " * len(batch)
     lines += [pad + "{", pad + f"  float* o = Y + {yoff};"]
-    if b.is_const and len(b.shape) == 2 and _pack_worthwhile(N, K):
+    if packed:
         # constant weights: packed at compile time for the target's microkernel (as MatMul does)
         call = sgemm_packed_call(ctx, ta, M, N, K, alpha, f"A + {off(a_str, M * K)}", lda,
                                  b.const.T if tb else b.const, 0.0, "o", N)
