@@ -48,11 +48,12 @@ def coalesce(shape: Sequence[int], strides: List[List[int]]) -> Tuple[List[int],
 
 
 def broadcast_loop(out_shape: Sequence[int], operands: Sequence[Tuple[str, Sequence[int]]],
-                   body: Callable[[List[str], str], str], parallel: bool = True) -> str:
+                   body: Callable[[List[str], str], str], parallel: bool = True, block: bool = False) -> str:
     """C loop nest over ``out_shape``.
 
     operands: (pointer expression, shape) per input, broadcast against out_shape.
     body(elems, out_index): C statement(s), elems[i] the i-th operand's element expression.
+    block: the body is several lines (one statement each), laid out as an indented block.
     """
     out_shape = [int(d) for d in out_shape]
     total = int(np.prod(out_shape, dtype=np.int64)) if out_shape else 1
@@ -75,5 +76,10 @@ def broadcast_loop(out_shape: Sequence[int], operands: Sequence[Tuple[str, Seque
         lines.append("ONNXC_OMP_FOR")
     for k in range(rank):
         lines.append("  " * k + f"for (int64_t {idx[k]} = 0; {idx[k]} < {shape[k]}; ++{idx[k]})")
-    lines.append("  " * rank + "{ " + body(elems, offset(strides[0])) + " }")
+    if block:
+        lines.append("  " * rank + "{")
+        lines.extend("  " * (rank + 1) + line for line in body(elems, offset(strides[0])).splitlines())
+        lines.append("  " * rank + "}")
+    else:
+        lines.append("  " * rank + "{ " + body(elems, offset(strides[0])) + " }")
     return "\n".join(lines)

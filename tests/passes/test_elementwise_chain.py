@@ -345,3 +345,13 @@ def test_casts_from_and_to_float16_stay_outside_the_run(tmp_path):
     assert [n.op_type for n in g.nodes] == ["Cast", "ElementwiseChain", "Cast"]
     assert body_ops(chains(g)[0]) == ["Relu", "Mul", "Sigmoid"]
     check_levels(model, feed, tmp_path, levels=("extended",), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [[], [0, 3]], ids=["scalar", "empty"])
+def test_scalar_and_empty_chains_compile(tmp_path, shape):
+    nodes = [helper.make_node("Sub", ["x", "y"], ["d"]), helper.make_node("Relu", ["d"], ["r"]),
+             helper.make_node("Neg", ["r"], ["z"])]
+    model = make_model(nodes, [("x", F, shape), ("y", F, shape)], [("z", F, shape)])
+    feed = {"x": rand(*shape), "y": rand(*shape)}
+    built = check_levels(model, feed, tmp_path, levels=("extended",))
+    assert "ElementwiseChain" in (built["extended"].output_dir / f"{built['extended'].prefix}.c").read_text()

@@ -104,5 +104,5 @@ def _emit_chain(node, ctx):
     def element(elems, oi):
         lines = [f"const {ct} {nm} = {e};" for (ct, nm), e in zip(loaded, elems)] + steps
         lines += [f"y{j}[{oi}] = {names[id(b)]};" for j, b in enumerate(body.outputs)]
-        return "\n  ".join(lines)
-    return "\n".join(decls + [broadcast_loop(node.outputs[0].shape, operands, element)])
+        return "\n".join(lines)
+    return "\n".join(decls + [broadcast_loop(node.outputs[0].shape, operands, element, block=True)])
