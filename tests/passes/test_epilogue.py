@@ -150,6 +150,14 @@ def test_activation_does_not_fire_when_c_refuses_the_fused_node():
     assert [n.op_type for n in g.nodes] == ["Conv", "Relu"]
 
 
+def test_symbolic_shapes_are_left_alone():
+    """Without static shapes there is no C kernel to fuse into: nothing fires, nothing raises."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "c"], ["s"]),
+             helper.make_node("Relu", ["s"], ["a"])]
+    model = make_model(nodes, [("x", F, ["n", 4])], [("a", F, None)], {"w": rnd(4, 5), "c": rnd(5, seed=1)})
+    check_pass(model, Epilogues(), {"x": rnd(3, 4, seed=2)}, fires=False)
+
+
 def test_activation_skips_non_float32():
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["a"])]
     model = make_model(nodes, [("x", np.float64, [3, 4])], [("a", np.float64, None)], {"w": rnd(4, 5).astype(np.float64)})

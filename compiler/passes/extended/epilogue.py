@@ -38,7 +38,8 @@ def _is_fused(node, *ops) -> bool:
 
 
 def _f32(node) -> bool:
-    return all(v is None or v.dtype == F32 for v in list(node.inputs) + list(node.outputs))
+    """float32 with static shapes throughout (what the fused C kernels take)."""
+    return all(v is None or (v.dtype == F32 and v.is_static) for v in list(node.inputs) + list(node.outputs))
 
 
 def _matmul_like(node) -> bool:
