@@ -105,7 +105,11 @@ def cdef(prefix: str, partitions=()) -> str:
             f"size_t {prefix}_weights_bytes(void);\n"
             f"int {prefix}_run(const void* weights, void* arena, const void* const* inputs, "
             f"void* const* outputs);\n"
-            f"void {prefix}_set_num_threads(int n);\n")
+            f"void {prefix}_set_num_threads(int n);\n"
+            f"void {prefix}_profile_enable(int on);\n"
+            f"void {prefix}_profile_reset(void);\n"
+            f"const double* {prefix}_profile_seconds(void);\n"
+            f"int {prefix}_profile_nodes(void);\n")
 
 
 def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "native",

@@ -76,7 +76,29 @@ def cmd_run(args) -> int:
             np.save(f"{args.save}_{spec.name.replace('/', '_')}.npy", out)
     if times:
         print(f"latency: median {sorted(times)[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs")
+    if args.profile:
+        print_profile(model.profile(feed, repeat=max(args.repeat, 10)), args.top)
     return 0
+
+
+def print_profile(rows, top: int = 25) -> None:
+    """Per-node table (slowest first), then totals by op type and by partition."""
+    total = sum(r["ms"] for r in rows) or 1e-12
+    print(f"\nprofile: {total:.3f} ms per run in {len(rows)} nodes/partitions (mean of the profiled runs)")
+    print(f"{'ms':>9} {'%':>6}  {'part':>4}  {'op':30} name")
+    for r in sorted(rows, key=lambda r: -r["ms"])[:top]:
+        print(f"{r['ms']:9.3f} {100 * r['ms'] / total:6.1f}  {r['partition']:4d}  {r['op']:30} {r['name']}")
+    by_op, by_part = {}, {}
+    for r in rows:
+        by_op[r["op"]] = by_op.get(r["op"], 0.0) + r["ms"]
+        key = (r["partition"], r["provider"])
+        by_part[key] = by_part.get(key, 0.0) + r["ms"]
+    print(f"\n{'ms':>9} {'%':>6}  op type")
+    for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1]):
+        print(f"{ms:9.3f} {100 * ms / total:6.1f}  {op}")
+    print(f"\n{'ms':>9} {'%':>6}  partition")
+    for (part, prov), ms in sorted(by_part.items()):
+        print(f"{ms:9.3f} {100 * ms / total:6.1f}  {part} ({prov})")
 
 
 def cmd_inspect(args) -> int:
@@ -144,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
     r.add_argument("--threads", type=int, default=None, help="number of threads")
     r.add_argument("--save", metavar="PREFIX", help="save outputs as PREFIX_<name>.npy")
+    r.add_argument("--profile", action="store_true",
+                   help="time every node (C) and fallback partition; print the slowest and totals by op type")
+    r.add_argument("--top", type=int, default=25, help="with --profile: how many nodes to list (default 25)")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("inspect", help="print the IR, the passes' work or the partitions")

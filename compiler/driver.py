@@ -135,6 +135,13 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
 
 
+def node_table(graph, partitions):
+    """[[node number in the generated C, op, name, partition, provider]] for profiles."""
+    number = {id(n): i for i, n in enumerate(graph.nodes)}
+    return [[number[id(n)], n.op_type if not n.domain else f"{n.domain}.{n.op_type}", n.name, p.index, p.provider]
+            for p in partitions for n in p.nodes]
+
+
 def _update_report(out: Path, report: Dict) -> None:
     m = json.loads((out / MANIFEST).read_text())
     m["report"] = report
@@ -218,6 +225,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
         "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,
+        "nodes": node_table(graph, parts.partitions),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report

@@ -195,6 +195,45 @@ class CompiledModel:
                 outs[k] = env[o["value"]]
         return [outs[i] for i in wanted]
 
+    def profile(self, input_feed: Dict, repeat: int = 10) -> List[Dict]:
+        """Run ``repeat`` times with the per-node counters on; rows of {node, op, name, partition,
+        provider, ms} (mean per run), C nodes timed in C, fallback partitions as one row each."""
+        lib, p = self._lib, self.prefix
+        if not hasattr(lib, f"{p}_profile_enable"):
+            raise ModelError(f"{self.output_dir}: module has no profile counters (compiled by an older onnxc)")
+        fb_time: Dict[int, float] = {}
+        steps = self._steps
+        if steps is not None:  # time interpreter partitions from Python
+            import time as _time
+
+            def timed(fb):
+                def run(*a):
+                    t = _time.perf_counter()
+                    fb.run(*a)
+                    fb_time[fb.index] = fb_time.get(fb.index, 0.0) + _time.perf_counter() - t
+                return type("Timed", (), {"run": staticmethod(run)})()
+            self._steps = [(c, timed(fb) if fb is not None else None) for c, fb in steps]
+        getattr(lib, f"{p}_profile_reset")()
+        getattr(lib, f"{p}_profile_enable")(1)
+        try:
+            for _ in range(max(1, repeat)):
+                self.run(None, input_feed)
+        finally:
+            getattr(lib, f"{p}_profile_enable")(0)
+            self._steps = steps
+        secs = getattr(lib, f"{p}_profile_seconds")()
+        n = max(1, repeat)
+        rows = []
+        for idx, op, name, part, provider in self.manifest.get("nodes", []):
+            if provider == "c":
+                rows.append({"node": idx, "op": op, "name": name, "partition": part, "provider": provider,
+                             "ms": secs[idx] * 1e3 / n})
+        for part, t in fb_time.items():
+            ops = [op for _, op, _, pi, prov in self.manifest.get("nodes", []) if pi == part and prov != "c"]
+            rows.append({"node": None, "op": f"fallback partition ({len(ops)} nodes)", "name": ", ".join(ops[:6]),
+                         "partition": part, "provider": "fallback", "ms": t * 1e3 / n})
+        return rows
+
     def __repr__(self) -> str:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
 

@@ -49,6 +49,8 @@ static inline uint64_t onnxc_f2u64(double x) {
 
 /* Thread count for OpenMP regions; no-op in a build without OpenMP. */
 void onnxc_rt_set_num_threads(int n);
+/* Seconds on a monotonic clock (profile counters). */
+double onnxc_rt_now(void);
 int onnxc_rt_get_num_threads(void);
 
 #endif

@@ -1,0 +1,43 @@
+"""Per-node profiling: CompiledModel.profile and `onnxc run --profile`."""
+import numpy as np
+from onnx import helper
+
+import onnxc
+from helpers import make_model
+from onnxc.cli import main as cli_main
+
+
+def model_with(nodes, outputs, inits=None):
+    return make_model(nodes, [("x", np.float32, [64, 64])], outputs, inits)
+
+
+def test_profile_times_every_c_node_and_leaves_results_unchanged(tmp_path):
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Exp", ["a"], ["b"]),
+             helper.make_node("ReduceSum", ["b"], ["y"], keepdims=0)]
+    m = onnxc.compile(model_with(nodes, [("y", np.float32, None)], {"w": w * 0.01}), output_dir=tmp_path / "o",
+                      opt_level="none")
+    feed = {"x": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}
+    want = m.run(None, feed)[0]
+    rows = m.profile(feed, repeat=3)
+    assert [r["op"] for r in rows] == ["MatMul", "Exp", "ReduceSum"]
+    assert all(r["provider"] == "c" and r["ms"] >= 0 for r in rows) and sum(r["ms"] for r in rows) > 0
+    np.testing.assert_array_equal(m.run(None, feed)[0], want)
+    secs = getattr(m._lib, "model_profile_seconds")()
+    getattr(m._lib, "model_profile_reset")()
+    assert [secs[i] for i in range(3)] == [0.0, 0.0, 0.0]
+    m.run(None, feed)  # profiling is off again after profile(): counters stay zero
+    assert [secs[i] for i in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_profile_reports_fallback_partitions(tmp_path, capsys):
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("NonZero", ["r"], ["nz"]),
+             helper.make_node("Neg", ["r"], ["y"])]
+    m = onnxc.compile(model_with(nodes, [("nz", np.int64, None), ("y", np.float32, [64, 64])]),
+                      output_dir=tmp_path / "o")
+    rows = m.profile({"x": np.ones((64, 64), np.float32)}, repeat=2)
+    assert any(r["provider"] == "fallback" and "NonZero" in r["name"] for r in rows)
+    assert {r["op"] for r in rows if r["provider"] == "c"} == {"Relu", "Neg"}
+    assert cli_main(["run", str(tmp_path / "o"), "--random", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "op type" in out and "fallback partition" in out and "Relu" in out
