@@ -157,7 +157,7 @@ static void conv_depthwise(const onnxc_conv_params* p, const onnxc_geom3* g, con
             }
         }
         /* epilogue on this channel's plane, still in cache */
-        if (Z || act) onnxc_epilogue_row(act, Z ? Z + nm * g->out_sp : NULL, y, g->out_sp);
+        if (Z || act) onnxc_epilogue_row(act, 0.0f, Z ? Z + nm * g->out_sp : NULL, y, g->out_sp);
     }
 }
 
@@ -171,6 +171,8 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
     onnxc_geom3 g;
     int64_t group, Cg, Mg, Kdim, n, gi;
     int pointwise;
+    /* with an epilogue the bias joins it (one pass over Y less than filling Y with it first) */
+    const int epilogue = Z != NULL || act != NULL;
     if (p->N <= 0 || p->M <= 0) return;
     conv_geom_init(p, &g);
     if (g.out_sp <= 0) return;
@@ -194,7 +196,7 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
                 conv_im2col(&g, Cg, xg, scratch);
                 col = scratch;
             }
-            if (B) {
+            if (B && !epilogue) {
                 int64_t m, i;
                 for (m = 0; m < Mg; ++m) {
                     const float b = B[gi * Mg + m];
@@ -205,7 +207,7 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
             }
             onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
                         g.out_sp);
-            if (Z || act) {
+            if (epilogue) {
                 const float* zg = Z ? Z + (n * p->M + gi * Mg) * g.out_sp : NULL;
                 const int parallel = Mg > 1 && Mg * g.out_sp >= CONV_PARALLEL_MIN_WORK;
                 int64_t m;
@@ -215,8 +217,8 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
                 (void)parallel;
 #endif
                 for (m = 0; m < Mg; ++m)
-                    onnxc_epilogue_row(act, zg ? zg + m * g.out_sp : NULL, yg + m * g.out_sp,
-                                       g.out_sp);
+                    onnxc_epilogue_row(act, B ? B[gi * Mg + m] : 0.0f,
+                                       zg ? zg + m * g.out_sp : NULL, yg + m * g.out_sp, g.out_sp);
             }
         }
     }

@@ -317,8 +317,10 @@ typedef struct {
 /* y[i] = act(y[i]) for i < n; act may be NULL (none). */
 void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n);
 
-/* y[i] = act(y[i] + z[i]) for i < n; z may be NULL (no residual), act may be NULL (none). */
-void onnxc_epilogue_row(const onnxc_activation* act, const float* z, float* y, int64_t n);
+/* y[i] = act((y[i] + bias) + z[i]) for i < n; z may be NULL (no residual), act may be NULL
+ * (none). */
+void onnxc_epilogue_row(const onnxc_activation* act, float bias, const float* z, float* y,
+                        int64_t n);
 
 /* Y = act(conv(X, W) + B + Z): onnxc_conv with a residual Z (Y's shape, may be NULL; must not
  * alias Y) and an activation (may be NULL) applied per output channel as soon as that channel's

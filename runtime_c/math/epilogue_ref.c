@@ -51,9 +51,12 @@ void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n) {
     }
 }
 
-void onnxc_epilogue_row(const onnxc_activation* act, const float* z, float* y, int64_t n) {
+void onnxc_epilogue_row(const onnxc_activation* act, float bias, const float* z, float* y,
+                        int64_t n) {
     int64_t i;
     if (z)
-        for (i = 0; i < n; ++i) y[i] += z[i];
+        for (i = 0; i < n; ++i) y[i] = (y[i] + bias) + z[i];
+    else if (bias != 0.0f)
+        for (i = 0; i < n; ++i) y[i] += bias;
     onnxc_activation_row(act, y, n);
 }
