@@ -107,7 +107,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     if in_cache:
         from .build import cache_root
         output_dir = cache_root() / "models" / key
-    out = Path(output_dir)
+    out = Path(output_dir).resolve()  # cffi builds in a temporary directory: relative include paths break
     if not force and (out / MANIFEST).exists():
         try:
             if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
@@ -204,6 +204,9 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         fallback.append({k: v for k, v in fb.items() if k != "model"})
     module_name = f"_onnxc_{key}"
     c_parts = [i for kind, i in result.steps if kind == "c"]
+    from .build import compile_flags
+    # the flags the C was generated for (ISA of prepacked weights): what an embedder compiles with
+    (out / "cflags.txt").write_text(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])) + "\n")
     so = None
     if c_parts or not fallback:  # a module of interpreter partitions only has nothing to compile
         so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],

@@ -184,3 +184,13 @@ def test_cli_compile_run_inspect(tmp_path):
     r = subprocess.run(exe + ["compile", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o2")],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "error" in r.stderr
+
+
+def test_relative_output_dir(tmp_path, monkeypatch):
+    """A relative output directory (as `onnxc compile m.onnx -o out/` gives) used to break the cffi
+    build, which compiles in a temporary directory."""
+    monkeypatch.chdir(tmp_path)
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", np.float32, [3])], [("y", np.float32, [3])])
+    m = onnxc.compile(model, output_dir="rel/out")
+    assert (tmp_path / "rel" / "out" / "cflags.txt").exists()
+    np.testing.assert_array_equal(m.run(None, {"x": np.array([-1, 0, 2], np.float32)})[0], [0, 0, 2])
