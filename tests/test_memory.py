@@ -36,12 +36,15 @@ def test_arena_reported_for_compiled_chain(tmp_path):
     from helpers import make_model
     nodes = [helper.make_node("Relu" if i % 2 else "Neg", [f"t{i}"], [f"t{i + 1}"]) for i in range(8)]
     model = make_model(nodes, [("t0", np.float32, [64, 64])], [("t8", np.float32, [64, 64])])
-    m = onnxc.compile(model, output_dir=tmp_path / "o")
+    m = onnxc.compile(model, output_dir=tmp_path / "o", opt_level="basic")  # keep the 8 nodes
     r = m.report
     assert r["intermediate_bytes"] == 7 * 64 * 64 * 4
     assert r["arena_bytes"] == 2 * 64 * 64 * 4  # ping-pong between two buffers
     x = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     np.testing.assert_array_equal(m.run(None, {"t0": x})[0], _ref_chain(x))
+    fused = onnxc.compile(model, output_dir=tmp_path / "f", opt_level="extended")  # one chain: no arena
+    assert fused.report["arena_bytes"] == 0 and fused.report["op_counts"] == {"onnxc.ElementwiseChain": 1}
+    np.testing.assert_array_equal(fused.run(None, {"t0": x})[0], _ref_chain(x))
 
 
 def _ref_chain(x):
