@@ -22,15 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import inputs_for, median_ms, model_paths  # noqa: E402
+from bench_models import inputs_for, median_ms, model_paths, rel_err  # noqa: E402
 
 DEFAULT_MODELS = "resnet50,mobilenet_v2,bert_tiny,vit_s16"
 LEVELS = "none,basic,extended,layout"
-
-
-def rel_err(outs, refs) -> float:
-    return max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))
-               for o, r in zip(outs, refs))
 
 
 def bench_model(name, path, levels, threads, repeat, out_root):

@@ -40,14 +40,21 @@ def inputs_for(path: Path, sess):
     return {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
 
 
-def median_ms(fn, repeat):
-    fn()
+def median_ms(fn, repeat, warmup=1):
+    for _ in range(warmup):
+        fn()
     ts = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts) * 1e3
+
+
+def rel_err(outs, refs) -> float:
+    """Largest max-abs difference relative to the reference's max-abs, over all outputs."""
+    return max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))
+               for o, r in zip(outs, refs))
 
 
 def bench(name, path, threads, repeat, out_root):
@@ -68,8 +75,7 @@ def bench(name, path, threads, repeat, out_root):
     model = onnxc.load(out_dir, num_threads=threads)
     load_s = time.perf_counter() - t
     refs, outs = sess.run(None, feed), model.run(None, feed)
-    err = max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))
-              for o, r in zip(outs, refs))
+    err = rel_err(outs, refs)
     row = {"model": name, "compile_s": round(compile_s, 2), "load_ms": round(load_s * 1e3, 2),
            "ort_session_ms": round(ort_create * 1e3, 2), "rel_err": err,
            "arena_bytes": model.report.get("arena_bytes"), "intermediate_bytes": model.report.get("intermediate_bytes")}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_models import inputs_for, model_paths  # noqa: E402
+from bench_models import inputs_for, median_ms, model_paths, rel_err  # noqa: E402
 
 SUITE = ["resnet50", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0",
          "squeezenet1_1", "vit_s16", "bert_base", "bert_tiny"]
@@ -68,22 +67,6 @@ def model_gflop(path) -> float:
     return 2 * macs / 1e9
 
 
-def timed(fn, warmup, repeat):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
-
-
-def rel_err(outs, refs) -> float:
-    return max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))
-               for o, r in zip(outs, refs))
-
-
 def bench_model(name, path, threads, warmup, repeat, opt_level, out_root, peak):
     import onnxruntime as ort
 
@@ -110,8 +93,8 @@ def bench_model(name, path, threads, warmup, repeat, opt_level, out_root, peak):
                "load_ratio": round(load_ms / ort_create_ms, 3), "rel_err": err,
                "fallback_nodes": len(m.fallback_nodes)}
         if err <= 1e-4:
-            row["onnxc_ms"] = round(timed(lambda: m.run(None, feed), warmup, repeat), 3)
-            row["ort_ms"] = round(timed(lambda: sess.run(None, feed), warmup, repeat), 3)
+            row["onnxc_ms"] = round(median_ms(lambda: m.run(None, feed), repeat, warmup), 3)
+            row["ort_ms"] = round(median_ms(lambda: sess.run(None, feed), repeat, warmup), 3)
             row["speedup"] = round(row["ort_ms"] / row["onnxc_ms"], 3)
             row["onnxc_gflops"] = round(gflop / row["onnxc_ms"] * 1e3, 1)
             row["ort_gflops"] = round(gflop / row["ort_ms"] * 1e3, 1)
