@@ -13,14 +13,14 @@ from .errors import (CompileError, InputError, ModelError, OnnxcError, Unsupport
 from .runtime import CompiledModel, load
 
 
-def compile(model, input_shapes=None, opt_level="extended", num_threads=None, output_dir=None, **options):
+def compile(model, input_shapes=None, opt_level="layout", num_threads=None, output_dir=None, **options):
     """Compile an ONNX model (path, bytes or ModelProto) to a native module; see compiler.driver."""
     from .driver import compile_model
     return compile_model(model, input_shapes=input_shapes, opt_level=opt_level, num_threads=num_threads,
                          output_dir=output_dir, **options)
 
 
-def optimize(model, input_shapes=None, opt_level="extended", target="native", save_to=None):
+def optimize(model, input_shapes=None, opt_level="layout", target="native", save_to=None):
     """Run onnxc's graph passes and return the optimized model as an onnx.ModelProto (fused ops
     in the ``onnxc`` domain); also written to ``save_to`` when given."""
     from .driver import optimize_model

@@ -146,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output directory (C sources, weights, .so)")
     c.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                    help="bind an input's free dimensions (repeatable)")
-    c.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"],
-                   help="graph optimization level (default: extended)")
+    c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
+                   help="graph optimization level (default: layout, i.e. all levels)")
     c.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
                    help="instruction set the C is compiled for (default: this machine)")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print the IR, the passes' work or the partitions")
     i.add_argument("model", help="path to an .onnx model")
     i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
-    i.add_argument("-O", "--opt-level", default="extended", choices=["none", "basic", "extended", "layout"])
+    i.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
     i.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
                    help="target ISA the layout passes block for (default: this machine)")

@@ -22,6 +22,8 @@ from .errors import UnsupportedError
 from .runtime import MANIFEST, CompiledModel
 
 DEFAULT_PREFIX = "model"
+# like onnxruntime's default ORT_ENABLE_ALL: every level, NCHWc blocking included
+DEFAULT_LEVEL = "layout"
 log = logging.getLogger("onnxc")
 
 
@@ -47,7 +49,7 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     return h.hexdigest()[:24]
 
 
-def optimize(graph, opt_level: str = "extended", verify_each: bool = False, target: str = "native"):
+def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native"):
     from .passes import PassManager
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
@@ -56,7 +58,7 @@ def optimize(graph, opt_level: str = "extended", verify_each: bool = False, targ
     return pm
 
 
-def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
+def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                    target: str = "native", save_to=None):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
@@ -83,7 +85,7 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
-def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = "extended",
+def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",

@@ -17,7 +17,7 @@ from .runtime import CompiledModel, NodeArg, _ort_type
 
 class InferenceSession:
     def __init__(self, path_or_bytes, sess_options=None, providers=None, input_shapes: Optional[Mapping] = None,
-                 num_threads: Optional[int] = None, opt_level: str = "extended", **compile_options):
+                 num_threads: Optional[int] = None, opt_level: str = "layout", **compile_options):
         from .frontend import read_model
         from .frontend.onnx_import import _type_of, ort_type_string
         from .dtypes import dtype_name

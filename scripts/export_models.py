@@ -60,6 +60,8 @@ def export_vit(out: Path):
     torch.manual_seed(0)
     model = tv.models.VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=6,
                                         hidden_dim=384, mlp_dim=1536).eval()
+    with torch.no_grad():  # torchvision zero-initializes the head: outputs would be all zeros
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     torch.onnx.export(model, (x,), str(out / "vit_s16.onnx"), opset_version=17, input_names=["input"],
                       output_names=["output"], dynamo=False)

@@ -81,7 +81,7 @@ class PassFailure(OnnxcError):
 
 
 class PassManager:
-    def __init__(self, level: str = "extended", passes: Optional[List[Pass]] = None,
+    def __init__(self, level: str = "layout", passes: Optional[List[Pass]] = None,
                  verify_each: bool = False, max_iterations: int = 10):
         self.level = level
         self.passes = passes if passes is not None else passes_for(level)
