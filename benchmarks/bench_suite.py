@@ -1,7 +1,7 @@
 """The benchmark suite of issue 5: onnxc against onnxruntime, same process, same inputs.
 
     python benchmarks/bench_suite.py [--models a,b] [--threads 1,2] [--repeat 20] [--warmup 3]
-                                     [--out benchmarks/results/suite] [--opt-level extended]
+                                     [--out benchmarks/results/suite] [--opt-level layout]
 
 Models: the issue's list (exported by `scripts/export_models.py --bench` into models/) and the
 nine light models of the onnx package.  For each model: compile once, time loading the compiled
@@ -173,7 +173,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--opt-level", default="extended")
+    ap.add_argument("--opt-level", default="layout", help="onnxc optimization level (default: layout, onnxc's default)")
     ap.add_argument("--out", default=str(HERE / "results" / "suite"))
     args = ap.parse_args()
     paths = model_paths()
