@@ -154,6 +154,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
+    from .codegen.weights import blob_digest
     from .ir import verify
     from .fallback import python_values, static_required
     from .partition import default_providers, partition
@@ -227,6 +228,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
         "format": 1, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
         "module_name": module_name, "module_file": so.name if so else None,
         "arena_bytes": result.plan.size, "weights_file": "weights.bin",
+        "weights_digest": blob_digest(out / "weights.bin"),
         "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
         "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,

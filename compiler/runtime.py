@@ -88,7 +88,10 @@ class CompiledModel:
             import cffi
             self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
         from .codegen.weights import read_blob
-        self._weights = read_blob(self.output_dir / m["weights_file"])
+        try:
+            self._weights = read_blob(self.output_dir / m["weights_file"], m.get("weights_digest"))
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
             raise ModelError(f"{self.output_dir}: weights file does not match the compiled module")
         self._run_fn = getattr(self._lib, f"{self.prefix}_run")

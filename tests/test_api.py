@@ -194,3 +194,32 @@ def test_relative_output_dir(tmp_path, monkeypatch):
     m = onnxc.compile(model, output_dir="rel/out")
     assert (tmp_path / "rel" / "out" / "cflags.txt").exists()
     np.testing.assert_array_equal(m.run(None, {"x": np.array([-1, 0, 2], np.float32)})[0], [0, 0, 2])
+
+
+def test_weights_are_mapped_checked_and_survive_a_rebuild(tmp_path):
+    """Weights are memory-mapped at load; a weights file from another build is refused by its
+    digest; recompiling into the same directory leaves an already loaded module working."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+
+    def model(scale):
+        w = (rng.standard_normal((8, 8)) * scale).astype(np.float32)
+        return make_model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", np.float32, [4, 8])],
+                          [("y", np.float32, [4, 8])], {"w": w}), w
+    m1, w1 = model(1.0)
+    a = onnxc.compile(m1, output_dir=tmp_path / "o")
+    np.testing.assert_allclose(a.run(None, {"x": x})[0], x @ w1, rtol=1e-5, atol=1e-5)
+    m2, w2 = model(2.0)
+    b = onnxc.compile(m2, output_dir=tmp_path / "o2")
+    np.testing.assert_allclose(b.run(None, {"x": x})[0], x @ w2, rtol=1e-5, atol=1e-5)
+    import shutil
+    # same size, another build; replaced as a new file (editing a mapped file in place would change
+    # the loaded module's weights under it: the compiler never does that, see docs/performance.md)
+    shutil.copy(tmp_path / "o2" / "weights.bin", tmp_path / "w.tmp")
+    os.replace(tmp_path / "w.tmp", tmp_path / "o" / "weights.bin")
+    with pytest.raises(onnxc.ModelError, match="another build"):
+        onnxc.load(tmp_path / "o")
+    np.testing.assert_allclose(a.run(None, {"x": x})[0], x @ w1, rtol=1e-5, atol=1e-5)  # old map intact
+    c = onnxc.compile(m1, output_dir=tmp_path / "o", force=True)  # rebuild in place while a is loaded
+    np.testing.assert_allclose(a.run(None, {"x": x})[0], x @ w1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c.run(None, {"x": x})[0], x @ w1, rtol=1e-5, atol=1e-5)

@@ -7,8 +7,9 @@ Keeping weights out of the C source keeps compile times flat (ResNet-50 is ~100 
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -51,25 +52,46 @@ class WeightsBlob:
         payload = self.payload()
         header = MAGIC + struct.pack("<Q", len(payload)) + digest(payload)
         header += b"\0" * (HEADER - len(header))
-        with open(path, "wb") as f:
+        # a new file renamed into place: a module already loaded from this directory keeps its
+        # memory map of the old file (truncating a mapped file would crash it with SIGBUS)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "wb") as f:
             f.write(header)
             f.write(payload)
+        os.replace(tmp, path)
         return len(payload)
 
 
-def read_blob(path) -> np.ndarray:
-    """Read a weights file into a 64-byte aligned uint8 array (payload only), checking it."""
-    raw = np.fromfile(path, dtype=np.uint8)
+def read_blob(path, expect_digest: Optional[str] = None, verify: bool = False) -> np.ndarray:
+    """The payload of a weights file as a read-only, 64-byte aligned uint8 array.
+
+    The file is memory-mapped (the payload starts 64 bytes into a page-aligned mapping), so loading
+    costs no copy and pages arrive on first use.  The header's size is checked against the file and
+    its digest against ``expect_digest`` (the manifest's, recorded at compile time: a weights file
+    from another build is refused); ``verify`` also re-hashes the payload (reads every byte)."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r")
     if raw.size < HEADER or bytes(raw[:8]) != MAGIC:
         raise ValueError(f"{path} is not an onnxc weights file (bad magic)")
     (n,) = struct.unpack("<Q", bytes(raw[8:16]))
     h = bytes(raw[16:32])
     if raw.size - HEADER != n:
         raise ValueError(f"{path}: weights payload is {raw.size - HEADER} bytes, header says {n}")
-    buf = np.empty(n + ALIGN, dtype=np.uint8)
-    start = (-buf.ctypes.data) % ALIGN
-    out = buf[start:start + n]
-    out[:] = raw[HEADER:]
-    if digest(out) != h:
-        raise ValueError(f"{path}: weights checksum mismatch (file corrupted or from another build)")
+    if expect_digest is not None and h.hex() != expect_digest:
+        raise ValueError(f"{path}: weights are from another build (digest {h.hex()}, the module expects "
+                         f"{expect_digest})")
+    out = raw[HEADER:]
+    if out.ctypes.data % ALIGN:  # cannot happen with page-aligned mappings; copy rather than fail
+        buf = np.empty(n + ALIGN, dtype=np.uint8)
+        start = (-buf.ctypes.data) % ALIGN
+        buf[start:start + n] = out
+        out = buf[start:start + n]
+    if verify and digest(out) != h:
+        raise ValueError(f"{path}: weights checksum mismatch (file corrupted)")
     return out
+
+
+def blob_digest(path) -> str:
+    """The payload digest recorded in a weights file's header (hex)."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER)
+    return head[16:32].hex()
