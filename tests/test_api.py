@@ -196,9 +196,9 @@ def test_relative_output_dir(tmp_path, monkeypatch):
     np.testing.assert_array_equal(m.run(None, {"x": np.array([-1, 0, 2], np.float32)})[0], [0, 0, 2])
 
 
-def test_weights_are_mapped_checked_and_survive_a_rebuild(tmp_path):
-    """Weights are memory-mapped at load; a weights file from another build is refused by its
-    digest; recompiling into the same directory leaves an already loaded module working."""
+def test_weights_are_checked_and_survive_a_rebuild(tmp_path):
+    """A weights file from another build is refused by its digest; recompiling into the same
+    directory leaves an already loaded module working."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 8)).astype(np.float32)
 
@@ -213,8 +213,7 @@ def test_weights_are_mapped_checked_and_survive_a_rebuild(tmp_path):
     b = onnxc.compile(m2, output_dir=tmp_path / "o2")
     np.testing.assert_allclose(b.run(None, {"x": x})[0], x @ w2, rtol=1e-5, atol=1e-5)
     import shutil
-    # same size, another build; replaced as a new file (editing a mapped file in place would change
-    # the loaded module's weights under it: the compiler never does that, see docs/performance.md)
+    # same size, another build
     shutil.copy(tmp_path / "o2" / "weights.bin", tmp_path / "w.tmp")
     os.replace(tmp_path / "w.tmp", tmp_path / "o" / "weights.bin")
     with pytest.raises(onnxc.ModelError, match="another build"):

@@ -63,28 +63,30 @@ class WeightsBlob:
 
 
 def read_blob(path, expect_digest: Optional[str] = None, verify: bool = False) -> np.ndarray:
-    """The payload of a weights file as a read-only, 64-byte aligned uint8 array.
+    """The payload of a weights file, read straight into a 64-byte aligned uint8 array (one copy,
+    from the file; 64 bytes of slack after it, so a vector load at the very end stays in bounds).
 
-    The file is memory-mapped (the payload starts 64 bytes into a page-aligned mapping), so loading
-    costs no copy and pages arrive on first use.  The header's size is checked against the file and
-    its digest against ``expect_digest`` (the manifest's, recorded at compile time: a weights file
-    from another build is refused); ``verify`` also re-hashes the payload (reads every byte)."""
-    raw = np.memmap(path, dtype=np.uint8, mode="r")
-    if raw.size < HEADER or bytes(raw[:8]) != MAGIC:
-        raise ValueError(f"{path} is not an onnxc weights file (bad magic)")
-    (n,) = struct.unpack("<Q", bytes(raw[8:16]))
-    h = bytes(raw[16:32])
-    if raw.size - HEADER != n:
-        raise ValueError(f"{path}: weights payload is {raw.size - HEADER} bytes, header says {n}")
-    if expect_digest is not None and h.hex() != expect_digest:
-        raise ValueError(f"{path}: weights are from another build (digest {h.hex()}, the module expects "
-                         f"{expect_digest})")
-    out = raw[HEADER:]
-    if out.ctypes.data % ALIGN:  # cannot happen with page-aligned mappings; copy rather than fail
-        buf = np.empty(n + ALIGN, dtype=np.uint8)
+    The header's size is checked against the file and its digest against ``expect_digest`` (the
+    manifest's, recorded at compile time: a weights file from another build is refused); ``verify``
+    also re-hashes the payload, which costs about as much as reading it."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER)
+        if len(head) < HEADER or head[:8] != MAGIC:
+            raise ValueError(f"{path} is not an onnxc weights file (bad magic)")
+        (n,) = struct.unpack("<Q", head[8:16])
+        h = head[16:32]
+        size = os.fstat(f.fileno()).st_size
+        if size - HEADER != n:
+            raise ValueError(f"{path}: weights payload is {size - HEADER} bytes, header says {n}")
+        if expect_digest is not None and h.hex() != expect_digest:
+            raise ValueError(f"{path}: weights are from another build (digest {h.hex()}, the module expects "
+                             f"{expect_digest})")
+        buf = np.empty(n + 2 * ALIGN, dtype=np.uint8)
         start = (-buf.ctypes.data) % ALIGN
-        buf[start:start + n] = out
         out = buf[start:start + n]
+        buf[start + n:] = 0
+        if n and f.readinto(memoryview(out)) != n:
+            raise ValueError(f"{path}: short read")
     if verify and digest(out) != h:
         raise ValueError(f"{path}: weights checksum mismatch (file corrupted)")
     return out
