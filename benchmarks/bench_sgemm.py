@@ -29,21 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from compiler.build import c_compiler, compile_flags  # noqa: E402
-from compiler.resources import runtime_dir  # noqa: E402
+from compiler.resources import kernels_cdef, runtime_dir  # noqa: E402
 
 SHAPES = [(256, 256, 256), (1024, 1024, 1024), (3136, 64, 576), (49, 2048, 512), (1, 1000, 2048)]
-CDEF = """
-void onnxc_sgemm(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t);
-void onnxc_sgemm_ref(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                     const float*, int64_t, float, float*, int64_t);
-size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K);
-void onnxc_sgemm_pack_b(int, int64_t, int64_t, const float*, int64_t, float*);
-void onnxc_sgemm_packed(int, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                        const float*, float, float*, int64_t);
-int onnxc_sgemm_tile_m(void);
-int onnxc_sgemm_tile_n(void);
-"""
 
 
 def build(target: str, out: Path):
@@ -54,7 +42,7 @@ def build(target: str, out: Path):
            *map(str, sorted((rt / "gemm").glob("*.c"))), "-o", str(so), "-lm"]
     subprocess.run(cmd, check=True)
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(kernels_cdef())
     return ffi, ffi.dlopen(str(so))
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onnxc.resources import kernels_cdef
+
 ROOT = Path(__file__).resolve().parent.parent
 RT = ROOT / "runtime_c"
 SOURCES = ["gemm/sgemm_ref.c", "gemm/sgemm_driver.c", "gemm/sgemm_kernel_avx512_14x32.c",
@@ -40,14 +42,6 @@ VARIANTS = {
     "serial": ["-O2"],
     "openmp": ["-O3", "-march=native", "-fopenmp"],
 }
-
-
-def _header_cdef() -> str:
-    """The declarations of onnxc_kernels.h without preprocessor lines and extern "C"."""
-    text = (RT / "include" / "onnxc_kernels.h").read_text()
-    lines = [ln for ln in text.splitlines()
-             if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")]
-    return "\n".join(lines)
 
 
 class Lib:
@@ -80,7 +74,7 @@ def _build(tmp: Path, name: str, flags) -> Lib:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}"
     ffi = cffi.FFI()
-    ffi.cdef(_header_cdef())
+    ffi.cdef(kernels_cdef())
     ffi.cdef(PROBE_CDEF)
     return Lib(ffi, ffi.dlopen(str(so)), name)
 

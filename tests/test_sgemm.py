@@ -20,26 +20,13 @@ from onnx import helper
 import onnxc
 from onnxc.build import c_compiler, compile_flags
 from onnxc.providers.c.linalg import SGEMM_KC, SGEMM_TILE, pack_sgemm_b
-from onnxc.resources import runtime_dir
+from onnxc.resources import kernels_cdef, runtime_dir
 from onnxc.target import REQUIRED_FLAGS, host_flags, host_isa
 
 from helpers import make_model, ort_run
 
 ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() for f in REQUIRED_FLAGS[isa])]
 TARGETS = ["generic", "native"] + (["avx2"] if "avx2" in ISAS else [])
-
-CDEF = """
-void onnxc_sgemm(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                 int64_t, float, float*, int64_t);
-void onnxc_sgemm_ref(int, int, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                     const float*, int64_t, float, float*, int64_t);
-size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K);
-void onnxc_sgemm_pack_b(int, int64_t, int64_t, const float*, int64_t, float*);
-void onnxc_sgemm_packed(int, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                        const float*, float, float*, int64_t);
-int onnxc_sgemm_tile_m(void);
-int onnxc_sgemm_tile_n(void);
-"""
 
 
 class Lib:
@@ -64,7 +51,7 @@ def lib(request, tmp_path_factory):
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, proc.stdout
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(kernels_cdef())
     out = Lib(isa, ffi, ffi.dlopen(str(so)))
     out.lib.onnxc_sgemm  # noqa: B018 - resolves the symbol now
     return out
