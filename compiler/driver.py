@@ -71,9 +71,13 @@ def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = 
     pm = optimize(graph, opt_level, target=target)
     proto = optimized_model(graph, in_names, out_names)
     if save_to is not None:
-        Path(os.fspath(save_to)).parent.mkdir(parents=True, exist_ok=True)
-        Path(os.fspath(save_to)).write_bytes(proto.SerializeToString())
+        _write_model(proto, save_to)
     return proto, pm
+
+
+def _write_model(proto, path) -> None:
+    Path(os.fspath(path)).parent.mkdir(parents=True, exist_ok=True)
+    Path(os.fspath(path)).write_bytes(proto.SerializeToString())
 
 
 def require_static(graph, values=None) -> None:
@@ -95,8 +99,6 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     "reference") picks its interpreter when the module is loaded (not part of the build).
     ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
     onnxc domain), as ``onnxc.optimize`` does."""
-    if save_optimized is not None:
-        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()
@@ -113,6 +115,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     if not force and (out / MANIFEST).exists():
         try:
             if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
+                if save_optimized is not None:  # a cached build: run the passes just for the file
+                    optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
                 return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
         except (ValueError, OSError):
             pass
@@ -122,7 +126,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         # same model (parallel test workers) never see a half-written directory
         tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        report = build_into(src, tmp, key, options, verbose=verbose)
+        report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
         report["seconds_total"] = round(time.perf_counter() - t0, 3)
         _update_report(tmp, report)
         shutil.rmtree(out, ignore_errors=True)
@@ -131,7 +135,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         except OSError:  # another process installed the same build first
             shutil.rmtree(tmp, ignore_errors=True)
         return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
-    report = build_into(src, out, key, options, verbose=verbose)
+    report = build_into(src, out, key, options, verbose=verbose, save_optimized=save_optimized)
     report["seconds_total"] = round(time.perf_counter() - t0, 3)
     _update_report(out, report)
     return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
@@ -150,7 +154,7 @@ def _update_report(out: Path, report: Dict) -> None:
     (out / MANIFEST).write_text(json.dumps(m, indent=1))
 
 
-def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False) -> Dict:
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None) -> Dict:
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
@@ -170,6 +174,9 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False)
 
     t = time.perf_counter()
     pm = optimize(graph, options["opt_level"], target=options["target"])
+    if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
+        from .ir.onnx_export import optimized_model
+        _write_model(optimized_model(graph, in_names, out_names), save_optimized)
     times["passes"] = time.perf_counter() - t
     legalize_outputs(graph)
 

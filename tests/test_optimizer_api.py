@@ -43,6 +43,9 @@ def test_cli_save_optimized_and_inspect_passes(tmp_path, capsys):
     saved = tmp_path / "opt" / "m.opt.onnx"
     assert cli_main(["compile", str(path), "-o", str(tmp_path / "o"), "--save-optimized", str(saved)]) == 0
     onnx.checker.check_model(onnx.load(str(saved)))
+    again = tmp_path / "again.onnx"  # the build is cached now: the passes run just for the file
+    assert cli_main(["compile", str(path), "-o", str(tmp_path / "o"), "--save-optimized", str(again)]) == 0
+    assert again.read_bytes() == saved.read_bytes()
     assert cli_main(["inspect", str(path), "--passes", "-v"]) == 0
     out = capsys.readouterr().out
     assert "constant_folding" in out and "dead_code_elimination" in out
