@@ -51,6 +51,25 @@ def median_ms(fn, repeat, warmup=1):
     return statistics.median(ts) * 1e3
 
 
+def paired_median_ms(fns, repeat, warmup=1, rounds=5):
+    """Medians (ms) of several functions timed in alternating blocks, so that a noisy neighbour
+    or a change of clock hits them alike; each block starts with an untimed run, so no timed run
+    directly follows another function's (whose pool threads may still be spinning)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    per_block = max(1, -(-repeat // rounds))
+    ts = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, acc in zip(fns, ts):
+            fn()
+            for _ in range(per_block):
+                t = time.perf_counter()
+                fn()
+                acc.append(time.perf_counter() - t)
+    return [statistics.median(acc) * 1e3 for acc in ts]
+
+
 def rel_err(outs, refs) -> float:
     """Largest max-abs difference relative to the reference's max-abs, over all outputs."""
     return max(float(np.max(np.abs(o.astype(np.float64) - r)) / max(float(np.max(np.abs(r))), 1e-30))

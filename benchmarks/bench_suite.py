@@ -6,8 +6,8 @@
 Models: the issue's list (exported by `scripts/export_models.py --bench` into models/) and the
 nine light models of the onnx package.  For each model: compile once, time loading the compiled
 module (weights included) against onnxruntime's session creation; then for each thread count a
-warm-up and ``repeat`` timed runs of both, reporting medians, the ratio ORT/onnxc (> 1: onnxc is
-faster), GFLOP/s from the model's MAC count, and the fraction of the measured machine peak
+warm-up and ``repeat`` timed runs of both (in alternating blocks), reporting medians, the ratio
+ORT/onnxc (> 1: onnxc is faster), GFLOP/s from the model's MAC count, and the fraction of the measured machine peak
 (a single-thread numpy/BLAS SGEMM, times the thread count).  Speed is only reported for a model
 whose outputs match onnxruntime's within 1e-4 relative.  Writes <out>.json, <out>.md and, when
 matplotlib is installed, <out>.png.
@@ -27,7 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_models import inputs_for, median_ms, model_paths, rel_err  # noqa: E402
+from bench_models import inputs_for, model_paths, paired_median_ms, rel_err  # noqa: E402
 
 SUITE = ["resnet50", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0",
          "squeezenet1_1", "vit_s16", "bert_base", "bert_tiny"]
@@ -96,8 +96,9 @@ def bench_model(name, path, threads, warmup, repeat, opt_level, out_root, peak):
                "load_ratio": round(load_ms / ort_create_ms, 3), "rel_err": err,
                "fallback_nodes": len(m.fallback_nodes)}
         if err <= 1e-4:
-            row["onnxc_ms"] = round(median_ms(lambda: m.run(None, feed), repeat, warmup), 3)
-            row["ort_ms"] = round(median_ms(lambda: sess.run(None, feed), repeat, warmup), 3)
+            onnxc_ms, ort_ms = paired_median_ms([lambda: m.run(None, feed), lambda: sess.run(None, feed)],
+                                                repeat, warmup)
+            row["onnxc_ms"], row["ort_ms"] = round(onnxc_ms, 3), round(ort_ms, 3)
             row["speedup"] = round(row["ort_ms"] / row["onnxc_ms"], 3)
             row["onnxc_gflops"] = round(gflop / row["onnxc_ms"] * 1e3, 1)
             row["ort_gflops"] = round(gflop / row["ort_ms"] * 1e3, 1)
