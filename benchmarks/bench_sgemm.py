@@ -17,7 +17,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -28,22 +27,15 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler.build import c_compiler, compile_flags  # noqa: E402
-from compiler.resources import kernels_cdef, runtime_dir  # noqa: E402
+from compiler.build import build_kernel_library, compile_flags  # noqa: E402
+from compiler.resources import runtime_dir  # noqa: E402
 
 SHAPES = [(256, 256, 256), (1024, 1024, 1024), (3136, 64, 576), (49, 2048, 512), (1, 1000, 2048)]
 
 
 def build(target: str, out: Path):
-    import cffi
-    rt = runtime_dir()
-    so = out / f"libsgemm_{target}.so"
-    cmd = [c_compiler(), *compile_flags(target), "-shared", "-I", str(rt / "include"),
-           *map(str, sorted((rt / "gemm").glob("*.c"))), "-o", str(so), "-lm"]
-    subprocess.run(cmd, check=True)
-    ffi = cffi.FFI()
-    ffi.cdef(kernels_cdef())
-    return ffi, ffi.dlopen(str(so))
+    srcs = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "gemm").glob("*.c"))
+    return build_kernel_library(out / f"libsgemm_{target}.so", srcs, compile_flags(target))
 
 
 def aligned(n: int) -> np.ndarray:

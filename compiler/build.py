@@ -141,3 +141,26 @@ def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "na
 
 def python_tag() -> str:
     return f"{sys.implementation.cache_tag}-{sysconfig.get_config_var('SOABI')}"
+
+
+def build_kernel_library(so: Path, sources, flags: List[str], extra_c: str = "", extra_cdef: str = ""):
+    """Runtime kernels alone as a plain shared library, for tests and benchmarks that call them
+    through cffi: ``sources`` (paths relative to runtime_c/) compiled with ``flags`` (e.g.
+    compile_flags(target)) and -Wall -Wextra -Werror, plus ``extra_c`` (e.g. a layout probe).
+    Returns (ffi, lib) with the declarations of onnxc_kernels.h (and ``extra_cdef``)."""
+    import cffi
+    from .resources import kernels_cdef
+    so = Path(so)
+    srcs = [str(runtime_dir() / s) for s in sources]
+    if extra_c:
+        probe = so.with_suffix(".extra.c")
+        probe.write_text(extra_c)
+        srcs.append(str(probe))
+    cmd = [c_compiler(), "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", *flags,
+           "-I", str(runtime_dir() / "include"), *srcs, "-o", str(so), "-lm", "-Wl,-Bsymbolic"]
+    _run(cmd, f"building {so.name}")
+    ffi = cffi.FFI()
+    ffi.cdef(kernels_cdef())
+    if extra_cdef:
+        ffi.cdef(extra_cdef)
+    return ffi, ffi.dlopen(str(so))

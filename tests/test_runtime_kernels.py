@@ -1,23 +1,19 @@
 """Tests of the hand-written C kernels in runtime_c/ (GEMM, conv, pooling, LRN, softmax).
 
-The kernels are compiled once per session into two shared libraries (plain -O2, and
--O3 -march=native -fopenmp) loaded with cffi in ABI mode, and compared with float64 numpy
+The kernels are compiled once per session into two shared libraries (plain -O2, and the native
+target's flags with OpenMP) loaded with cffi in ABI mode, and compared with float64 numpy
 references or with onnxruntime running a single-node ONNX model.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from onnxc.resources import kernels_cdef
+from onnxc.build import build_kernel_library, c_compiler, compile_flags
 
-ROOT = Path(__file__).resolve().parent.parent
-RT = ROOT / "runtime_c"
 SOURCES = ["gemm/sgemm_ref.c", "gemm/sgemm_driver.c", "gemm/sgemm_kernel_avx512_14x32.c",
            "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x16.c", "conv/conv_ref.c",
            "pool/pool_ref.c", "math/softmax_ref.c", "math/epilogue_ref.c"]
@@ -40,7 +36,7 @@ size_t probe_pool_cip(void); size_t probe_pool_pad_end(void);
 
 VARIANTS = {
     "serial": ["-O2"],
-    "openmp": ["-O3", "-march=native", "-fopenmp"],
+    "openmp": compile_flags("native"),
 }
 
 
@@ -58,25 +54,11 @@ class Lib:
 
 
 def _build(tmp: Path, name: str, flags) -> Lib:
-    import cffi
-    cc = os.environ.get("CC") or "gcc"
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc})")
-    probe = tmp / "probe.c"
-    probe.write_text(PROBE_C)
-    so = tmp / f"libonnxc_kernels_{name}.so"
-    cmd = [cc, "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", *flags,
-           "-I", str(RT / "include"), *[str(RT / s) for s in SOURCES], str(probe),
-           "-o", str(so), "-lm", "-Wl,-Bsymbolic"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0 and "-march=native" in flags:
-        cmd.remove("-march=native")  # e.g. a compiler without -march=native support
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}"
-    ffi = cffi.FFI()
-    ffi.cdef(kernels_cdef())
-    ffi.cdef(PROBE_CDEF)
-    return Lib(ffi, ffi.dlopen(str(so)), name)
+    if shutil.which(c_compiler()) is None:
+        pytest.skip(f"no C compiler ({c_compiler()})")
+    ffi, lib = build_kernel_library(tmp / f"libonnxc_kernels_{name}.so", SOURCES, flags,
+                                    extra_c=PROBE_C, extra_cdef=PROBE_CDEF)
+    return Lib(ffi, lib, name)
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
