@@ -146,12 +146,14 @@ def python_tag() -> str:
 def build_kernel_library(so: Path, sources, flags: List[str], extra_c: str = "", extra_cdef: str = ""):
     """Runtime kernels alone as a plain shared library, for tests and benchmarks that call them
     through cffi: ``sources`` (paths relative to runtime_c/) compiled with ``flags`` (e.g.
-    compile_flags(target)) and -Wall -Wextra -Werror, plus ``extra_c`` (e.g. a layout probe).
+    compile_flags(target)) and -Wall -Wextra -Werror, with runtime_c/common (threads, timers:
+    what every kernel may call), plus ``extra_c`` (e.g. a layout probe).
     Returns (ffi, lib) with the declarations of onnxc_kernels.h (and ``extra_cdef``)."""
     import cffi
     from .resources import kernels_cdef
     so = Path(so)
-    srcs = [str(runtime_dir() / s) for s in sources]
+    common = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "common").glob("*.c"))
+    srcs = [str(runtime_dir() / s) for s in dict.fromkeys([*sources, *common])]
     if extra_c:
         probe = so.with_suffix(".extra.c")
         probe.write_text(extra_c)
