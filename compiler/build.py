@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,16 @@ def compile_flags(target: str = "native", opt: str = "-O3", openmp: bool = True)
              "-Wno-unused-function"] + (native_flags() if target == "native" else TARGETS[target])
     if openmp:
         flags.append("-fopenmp")
-    return flags
+    return flags + extra_cflags()
+
+
+def extra_cflags() -> List[str]:
+    """ONNXC_EXTRA_CFLAGS: test-only flags appended to every compile and link of generated C and
+    runtime_c (e.g. "-fsanitize=address -fno-omit-frame-pointer -O1"; a later -O wins). They are
+    part of the build cache keys, so instrumented and plain builds never mix. A sanitized module
+    loaded by an uninstrumented python needs the sanitizer runtime preloaded, see
+    tests/test_asan.py."""
+    return shlex.split(os.environ.get("ONNXC_EXTRA_CFLAGS", ""))
 
 
 def _run(cmd: List[str], what: str) -> None:
@@ -123,7 +133,7 @@ def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "na
     ffi.set_source(module_name, f'#include "{prefix}.h"', sources=[str(out_dir / f"{prefix}.c")],
                    include_dirs=[str(out_dir), str(runtime_dir() / "include")],
                    extra_compile_args=flags, extra_objects=[str(o) for o in objs],
-                   extra_link_args=["-fopenmp"] if openmp else [])
+                   extra_link_args=(["-fopenmp"] if openmp else []) + extra_cflags())
     build_tmp = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir))
     old_cc = os.environ.get("CC")
     try:
