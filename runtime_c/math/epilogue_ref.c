@@ -14,6 +14,10 @@
 /* onnxc_expf (onnxc_transformer.h) rather than libm's expf: branch-free, so the loops vectorize */
 static inline float ep_sigmoid(float x) { return 1.0f / (1.0f + onnxc_expf(-x)); }
 
+/* min(1, max(0, v)) by comparisons: vectorizes (fminf/fmaxf are libm calls without
+ * -ffinite-math-only) and keeps a NaN, as the spec's clamp does */
+static inline float ep_clamp01(float v) { return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; }
+
 void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n) {
     int64_t i;
     const float a = act ? act->alpha : 0.0f, b = act ? act->beta : 0.0f;
@@ -37,11 +41,10 @@ void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n) {
             for (i = 0; i < n; ++i) y[i] = tanhf(y[i]);
             break;
         case ONNXC_ACT_HARDSIGMOID:
-            for (i = 0; i < n; ++i)
-                y[i] = y[i] != y[i] ? y[i] : fmaxf(0.0f, fminf(1.0f, a * y[i] + b));
+            for (i = 0; i < n; ++i) y[i] = ep_clamp01(a * y[i] + b);
             break;
         case ONNXC_ACT_HARDSWISH:
-            for (i = 0; i < n; ++i) y[i] = y[i] * fmaxf(0.0f, fminf(1.0f, y[i] / 6.0f + 0.5f));
+            for (i = 0; i < n; ++i) y[i] = y[i] * ep_clamp01(y[i] / 6.0f + 0.5f);
             break;
         case ONNXC_ACT_SILU:
             for (i = 0; i < n; ++i) y[i] = y[i] * ep_sigmoid(y[i]);

@@ -158,13 +158,18 @@ def _trelu(x, t, n):
 def _hsig(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.2), t)
     b = n.ctx.lit(get_attr(n, "beta", 0.5), t)
-    # fmin/fmax drop a NaN operand; the spec's max(0, min(1, .)) keeps it (as ORT does)
-    return f"({x} != {x} ? {x} : {_f('fmax', t)}(0, {_f('fmin', t)}(1, {a} * {x} + {b})))"
+    return _clamp01(f"({a} * {x} + {b})")
+
+
+def _clamp01(e):
+    # comparisons, not fmin/fmax: those are libm calls without -ffinite-math-only (no
+    # vectorization) and drop a NaN operand, where the spec's max(0, min(1, .)) keeps it
+    return f"({e} < 0 ? 0 : {e} > 1 ? 1 : {e})"
 
 
 @unary("HardSwish")
 def _hswish(x, t, n):
-    return f"({x} * {_f('fmax', t)}(0, {_f('fmin', t)}(1, {x} / 6 + 0.5)))"
+    return f"({x} * {_clamp01(f'({x} / 6 + 0.5)')})"
 
 
 @unary("Mish")

@@ -30,6 +30,12 @@ def _f(v) -> str:
     return c_literal(v, np.float32)
 
 
+def _clamp01(e: str) -> str:
+    """min(1, max(0, e)) by comparisons (NaN passes through); e is evaluated at most thrice,
+    a pure expression the compiler computes once."""
+    return f"({e} < 0.0f ? 0.0f : {e} > 1.0f ? 1.0f : {e})"
+
+
 C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
     "Relu": lambda x, p: f"({x} < 0.0f ? 0.0f : {x})",
     "LeakyRelu": lambda x, p: f"({x} < 0.0f ? {_f(p[0])} * {x} : {x})",
@@ -39,9 +45,11 @@ C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
     # is a scalar call: 2-3x slower on SiLU/Sigmoid epilogues); within ~2 ulp of expf
     "Sigmoid": lambda x, p: f"(1.0f / (1.0f + onnxc_expf(-{x})))",
     "Tanh": lambda x, p: f"tanhf({x})",
-    # fmin/fmax drop a NaN operand; the spec's max(0, min(1, .)) keeps it
-    "HardSigmoid": lambda x, p: f"({x} != {x} ? {x} : fmaxf(0.0f, fminf(1.0f, {_f(p[0])} * {x} + {_f(p[1])})))",
-    "HardSwish": lambda x, p: f"({x} * fmaxf(0.0f, fminf(1.0f, {x} / 6.0f + 0.5f)))",
+    # clamps as comparisons, not fminf/fmaxf: those are libm calls without -ffinite-math-only
+    # (the loop does not vectorize) and drop a NaN operand, where the spec's max(0, min(1, .))
+    # keeps it
+    "HardSigmoid": lambda x, p: _clamp01(f"({_f(p[0])} * {x} + {_f(p[1])})"),
+    "HardSwish": lambda x, p: f"({x} * {_clamp01(f'({x} / 6.0f + 0.5f)')})",
     "SiLU": lambda x, p: f"({x} * (1.0f / (1.0f + onnxc_expf(-{x}))))",
 }
 assert set(C_ACTIVATIONS) == set(ACTIVATIONS)

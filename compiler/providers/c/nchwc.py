@@ -115,23 +115,23 @@ def nchwc_conv(node, ctx):
         f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)});",
     ]
     if name and name not in _CLAMPS:
-        # the activation on real channels only: act(0) may be nonzero and padding must stay 0
-        n, cb, hw = y.shape[0], y.shape[1], _hw(y.shape)
-        lines += [
-            "{",
-            f"    float* ONNXC_RESTRICT Yb = {ctx.ptr(y)};",
-            f"    for (int64_t nb = 0; nb < {n * cb}; ++nb) {{",
-            f"        const int64_t lanes = {m} - (nb % {cb}) * {b} < {b} ? {m} - (nb % {cb}) * {b} : {b};",
-            f"        float* yb = Yb + nb * {hw * b};",
-            f"        for (int64_t s = 0; s < {hw}; ++s)",
-            "            for (int64_t l = 0; l < lanes; ++l) {",
-            f"                const float v = yb[s * {b} + l];",
-            f"                yb[s * {b} + l] = {c_activation(name, params, 'v')};",
-            "            }",
-            "    }",
-            "}",
-        ]
+        # act(0) may be nonzero and padding must stay 0: the loop re-zeroes the padding lanes
+        lines += nchwc_activation_loop(ctx.ptr(y), y.shape, m, c_activation(name, params, "v"))
     return "\n".join(lines)
+
+
+def nchwc_activation_loop(ptr: str, shape, channels: int, expr: str) -> list:
+    """C lines applying ``expr`` (of the float ``v``) in place to blocked ``shape``: one flat
+    loop over every lane (vectorizes), then the padding lanes of a partial last block are
+    zeroed again (expr(0) may be nonzero: HardSigmoid, Sigmoid)."""
+    n, cb, b, hw = shape[0], shape[1], shape[-1], _hw(shape)
+    lines = ["{", f"    float* ONNXC_RESTRICT Yb = {ptr};",
+             f"    for (int64_t i = 0; i < {n * cb * hw * b}; ++i) {{ const float v = Yb[i]; Yb[i] = {expr}; }}"]
+    if channels % b:
+        lines += [f"    for (int64_t nb = 0; nb < {n}; ++nb)",
+                  f"        for (int64_t s = 0; s < {hw}; ++s)",
+                  f"            for (int64_t l = {channels % b}; l < {b}; ++l) Yb[((nb * {cb} + {cb - 1}) * {hw} + s) * {b} + l] = 0.0f;"]
+    return lines + ["}"]
 
 
 # --- pools ---------------------------------------------------------------------------------------
