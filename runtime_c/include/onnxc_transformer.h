@@ -52,6 +52,17 @@ typedef union {
     uint32_t u;
 } onnxc_tf_bits;
 
+/* a * b + c as one fused multiply-add where the target has one: -std=c99 does not contract
+ * a*b+c, and the polynomials below are mostly such steps (twice the instructions otherwise;
+ * fmaf would be a libm call without hardware FMA). */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define ONNXC_TF_MADD(a, b, c) fmaf((a), (b), (c))
+#define ONNXC_TF_HAS_FMA 1
+#else
+#define ONNXC_TF_MADD(a, b, c) ((a) * (b) + (c))
+#define ONNXC_TF_HAS_FMA 0
+#endif
+
 /* exp(x) within ~2 ulp: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), exp(r) by its degree-7
  * Taylor polynomial (truncation < 1e-8 relative), 2^n applied in two halves so results in the
  * subnormal range come out right. NaN -> NaN, overflow -> inf, x < -104 (below the smallest
@@ -62,19 +73,19 @@ static inline float onnxc_expf(float x) {
     float xc = x > hi ? hi : x, n, r, p;
     int32_t ni, h;
     xc = xc < lo ? lo : xc; /* NaN passes both (comparisons are false) */
-    t.f = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+    t.f = ONNXC_TF_MADD(xc, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
     n = t.f - 12582912.0f;
     ni = (int32_t)(t.u - 0x4B400000u);
-    r = xc - n * 0.693145751953125f; /* ln2 = this (exact product for |n| < 2^9) + the next */
-    r = r - n * 1.4286068202862268e-06f;
+    r = ONNXC_TF_MADD(n, -0.693145751953125f, xc); /* ln2 = this (exact product for |n| < 2^9) + the next */
+    r = ONNXC_TF_MADD(n, -1.4286068202862268e-06f, r);
     p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    p = ONNXC_TF_MADD(p, r, 1.0f / 720.0f);
+    p = ONNXC_TF_MADD(p, r, 1.0f / 120.0f);
+    p = ONNXC_TF_MADD(p, r, 1.0f / 24.0f);
+    p = ONNXC_TF_MADD(p, r, 1.0f / 6.0f);
+    p = ONNXC_TF_MADD(p, r, 0.5f);
+    p = ONNXC_TF_MADD(p, r, 1.0f);
+    p = ONNXC_TF_MADD(p, r, 1.0f);
     h = ni / 2;
     s1.u = (uint32_t)(h + 127) << 23;
     s2.u = (uint32_t)(ni - h + 127) << 23;
@@ -91,23 +102,29 @@ static inline float onnxc_expf(float x) {
 static inline float onnxc_gelu_erff(float x) {
     const float z = x * 0.70710678118654752f;
     const float a = z < 0 ? -z : z;
-    const float t = 1.0f / (1.0f + 0.5f * a);
+    const float t = 1.0f / ONNXC_TF_MADD(0.5f, a, 1.0f);
     /* a^2 = x^2 / 2 from x itself (the rounding of z would cost 2 a^2 half-ulps of relative
-     * error in the tail), with x^2's rounding error kept (Veltkamp split) */
-    const float c = 4097.0f * x, xh = c - (c - x), xl = x - xh, x2 = x * x;
-    const float a2 = 0.5f * x2, a2lo = 0.5f * (((xh * xh - x2) + 2.0f * xh * xl) + xl * xl);
+     * error in the tail), with x^2's rounding error kept: one FMA gives it exactly, else a
+     * Veltkamp split */
+    const float x2 = x * x, a2 = 0.5f * x2;
+#if ONNXC_TF_HAS_FMA
+    const float a2lo = 0.5f * fmaf(x, x, -x2);
+#else
+    const float c = 4097.0f * x, xh = c - (c - x), xl = x - xh;
+    const float a2lo = 0.5f * (((xh * xh - x2) + 2.0f * xh * xl) + xl * xl);
+#endif
     float P = -1.129111856e-01f, s, bb, err, ec;
-    P = P * t + 5.739814290e-01f;
-    P = P * t - 1.037219781e+00f;
-    P = P * t + 4.995799868e-01f;
-    P = P * t + 7.629573577e-01f;
-    P = P * t - 1.067496618e+00f;
-    P = P * t + 4.449727420e-01f;
-    P = P * t - 2.991000127e-01f;
-    P = P * t + 1.321383219e-01f;
-    P = P * t + 3.680728424e-01f;
-    P = P * t + 1.000556327e+00f;
-    P = P * t - 1.265531426e+00f;
+    P = ONNXC_TF_MADD(P, t, 5.739814290e-01f);
+    P = ONNXC_TF_MADD(P, t, -1.037219781e+00f);
+    P = ONNXC_TF_MADD(P, t, 4.995799868e-01f);
+    P = ONNXC_TF_MADD(P, t, 7.629573577e-01f);
+    P = ONNXC_TF_MADD(P, t, -1.067496618e+00f);
+    P = ONNXC_TF_MADD(P, t, 4.449727420e-01f);
+    P = ONNXC_TF_MADD(P, t, -2.991000127e-01f);
+    P = ONNXC_TF_MADD(P, t, 1.321383219e-01f);
+    P = ONNXC_TF_MADD(P, t, 3.680728424e-01f);
+    P = ONNXC_TF_MADD(P, t, 1.000556327e+00f);
+    P = ONNXC_TF_MADD(P, t, -1.265531426e+00f);
     s = P - a2; /* two-sum: err is what s lost */
     bb = s - P;
     err = (P - (s - bb)) + (-a2 - bb);
