@@ -116,6 +116,7 @@ def cdef(prefix: str, partitions=()) -> str:
             f"int {prefix}_run(const void* weights, void* arena, const void* const* inputs, "
             f"void* const* outputs);\n"
             f"void {prefix}_set_num_threads(int n);\n"
+            f"int {prefix}_get_num_threads(void);\n"
             f"void {prefix}_profile_enable(int on);\n"
             f"void {prefix}_profile_reset(void);\n"
             f"const double* {prefix}_profile_seconds(void);\n"

@@ -36,6 +36,7 @@ class _NoCode:
         setattr(self, f"{prefix}_weights_bytes", lambda: 0)
         setattr(self, f"{prefix}_arena_bytes", lambda: int(manifest.get("arena_bytes", 0)))
         setattr(self, f"{prefix}_set_num_threads", lambda n: None)
+        setattr(self, f"{prefix}_get_num_threads", lambda: 1)
         setattr(self, f"{prefix}_run", lambda *a: 3)  # ONNXC_ERR_FALLBACK
 
 

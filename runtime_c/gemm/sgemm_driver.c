@@ -16,9 +16,10 @@
  * convolutions of a ResNet). alpha is applied when a tile is stored; later K blocks accumulate
  * into C (beta = 1). K is cut into equal blocks of at most KC (no thin last block).
  *
- * Threads (OpenMP, as every runtime kernel): a product of at least SGEMM_PARALLEL_MIN_MACS
- * multiply-adds is split into a grid of (row range, panel range) tasks, one per thread; smaller
- * ones, and calls made from inside a parallel region, run on the calling thread.
+ * Threads (the runtime's pool, onnxc_threads.h): a product of at least SGEMM_PARALLEL_MIN_MACS
+ * multiply-adds is split into a grid of (row range, panel range) tasks, one per usable thread;
+ * smaller ones, and calls the pool would run serially (nested, pool busy), stay on the calling
+ * thread.
  *
  * M == 1 with packed B has its own GEMV loop (panels streamed once, several at a time); with
  * unpacked B, M == 1 and N == 1 go to the GEMV loops of the reference (sgemm_ref.c), which
@@ -29,6 +30,7 @@
 
 #include "onnxc_kernels.h"
 #include "sgemm_kernel.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -253,15 +255,20 @@ SGEMM_INLINE void gemv_panels(const int np, int64_t p, int64_t N, int64_t K, flo
     }
 }
 
-static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64_t incx,
-                        const float* packedB, float beta, float* y) {
-    const int64_t panels = (N + TN - 1) / TN, groups = (panels + GEMV_PANELS - 1) / GEMV_PANELS;
+typedef struct {
+    int64_t N, K, incx;
+    float alpha, beta;
+    const float *x, *packedB;
+    float* y;
+} gemv_job;
+
+static void gemv_groups(void* ctx, int64_t g0, int64_t g1) {
+    const gemv_job* j = (const gemv_job*)ctx;
+    const int64_t N = j->N, K = j->K, incx = j->incx, panels = (N + TN - 1) / TN;
+    const float alpha = j->alpha, beta = j->beta, *x = j->x, *packedB = j->packedB;
+    float* y = j->y;
     int64_t g;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (N * K >= SGEMM_PARALLEL_MIN_MACS && groups > 1 \
-                                              && !omp_in_parallel())
-#endif
-    for (g = 0; g < groups; ++g) {
+    for (g = g0; g < g1; ++g) {
         const int64_t p = GEMV_PANELS * g;
         if (p + GEMV_PANELS <= panels) {
             gemv_panels(GEMV_PANELS, p, N, K, alpha, x, incx, packedB, beta, y);
@@ -270,6 +277,15 @@ static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64
             for (q = p; q < panels; ++q) gemv_panels(1, q, N, K, alpha, x, incx, packedB, beta, y);
         }
     }
+}
+
+static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64_t incx,
+                        const float* packedB, float beta, float* y) {
+    const int64_t panels = (N + TN - 1) / TN, groups = (panels + GEMV_PANELS - 1) / GEMV_PANELS;
+    gemv_job j;
+    j.N = N; j.K = K; j.incx = incx; j.alpha = alpha; j.beta = beta;
+    j.x = x; j.packedB = packedB; j.y = y;
+    onnxc_parallel_for(groups, N * K >= SGEMM_PARALLEL_MIN_MACS && groups > 1, gemv_groups, &j);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -282,12 +298,11 @@ static void gemv_packed(int64_t N, int64_t K, float alpha, const float* x, int64
 static void thread_grid(int64_t M, int64_t N, int64_t K, int packs_b, int* tm_out, int* tn_out) {
     *tm_out = 1;
     *tn_out = 1;
-#ifdef _OPENMP
     {
         const int64_t mt = (M + TM - 1) / TM, nt = (N + TN - 1) / TN;
         const double macs = (double)M * (double)N * (double)K;
         double best = -1.0;
-        int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+        int T = onnxc_rt_threads_usable();
         int tn;
         if ((double)T > macs / SGEMM_PARALLEL_MIN_MACS) T = (int)(macs / SGEMM_PARALLEL_MIN_MACS);
         for (tn = 1; tn <= T && tn <= nt; ++tn) {
@@ -304,12 +319,8 @@ static void thread_grid(int64_t M, int64_t N, int64_t K, int packs_b, int* tm_ou
             }
         }
     }
-#else
-    (void)M; (void)N; (void)K; (void)packs_b;
-#endif
 }
 
-#ifdef _OPENMP
 /* Row and column range of task t in a tm x tn grid (tile-aligned). */
 static void task_range(int t, int tm, int tn, int64_t M, int64_t N, int64_t* m0, int64_t* m1,
                        int64_t* n0, int64_t* n1) {
@@ -320,7 +331,49 @@ static void task_range(int t, int tm, int tn, int64_t M, int64_t N, int64_t* m0,
     *n0 = MIN(N, (nt * bj / tn) * TN);
     *n1 = MIN(N, (nt * (bj + 1) / tn) * TN);
 }
-#endif
+
+/* Arguments of one product split into a tm x tn grid of tasks (onnxc_sgemm and _packed). */
+typedef struct {
+    int transA, transB, tm, tn;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float* C;
+} grid_job;
+
+static void grid_unpacked(void* ctx, int64_t t0, int64_t t1) {
+    const grid_job* j = (const grid_job*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        int64_t m0, m1, n0, n1;
+        task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
+        if (m0 < m1 && n0 < n1)
+            task_unpacked(j->transA, j->transB, m0, m1, n0, n1, j->K, j->alpha, j->A, j->lda, j->B,
+                          j->ldb, j->beta, j->C, j->ldc);
+    }
+}
+
+static void grid_packed(void* ctx, int64_t t0, int64_t t1) {
+    const grid_job* j = (const grid_job*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        int64_t m0, m1, n0, n1;
+        task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
+        if (m0 < m1 && n0 < n1)
+            task_packed(j->transA, m0, m1, n0, n1, j->N, j->K, j->alpha, j->A, j->lda, j->B,
+                        j->beta, j->C, j->ldc);
+    }
+}
+
+static void grid_run(onnxc_task_fn fn, int transA, int transB, int tm, int tn, int64_t M,
+                     int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    grid_job j;
+    j.transA = transA; j.transB = transB; j.tm = tm; j.tn = tn;
+    j.M = M; j.N = N; j.K = K; j.lda = lda; j.ldb = ldb; j.ldc = ldc;
+    j.alpha = alpha; j.beta = beta; j.A = A; j.B = B; j.C = C;
+    onnxc_parallel_for((int64_t)tm * tn, 1, fn, &j);
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Entry points                                                                                */
@@ -340,22 +393,10 @@ void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float 
         return;
     }
     thread_grid(M, N, K, 1, &tm, &tn);
-#ifdef _OPENMP
     if (tm * tn > 1) {
-#pragma omp parallel num_threads(tm * tn)
-        {
-            int t;
-            for (t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
-                int64_t m0, m1, n0, n1;
-                task_range(t, tm, tn, M, N, &m0, &m1, &n0, &n1);
-                if (m0 < m1 && n0 < n1)
-                    task_unpacked(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta,
-                                  C, ldc);
-            }
-        }
+        grid_run(grid_unpacked, transA, transB, tm, tn, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#endif
     task_unpacked(transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -373,20 +414,9 @@ void onnxc_sgemm_packed(int transA, int64_t M, int64_t N, int64_t K, float alpha
         return;
     }
     thread_grid(M, N, K, 0, &tm, &tn);
-#ifdef _OPENMP
     if (tm * tn > 1) {
-#pragma omp parallel num_threads(tm * tn)
-        {
-            int t;
-            for (t = omp_get_thread_num(); t < tm * tn; t += omp_get_num_threads()) {
-                int64_t m0, m1, n0, n1;
-                task_range(t, tm, tn, M, N, &m0, &m1, &n0, &n1);
-                if (m0 < m1 && n0 < n1)
-                    task_packed(transA, m0, m1, n0, n1, N, K, alpha, A, lda, packedB, beta, C, ldc);
-            }
-        }
+        grid_run(grid_packed, transA, 0, tm, tn, M, N, K, alpha, A, lda, packedB, 0, beta, C, ldc);
         return;
     }
-#endif
     task_packed(transA, 0, M, 0, N, N, K, alpha, A, lda, packedB, beta, C, ldc);
 }

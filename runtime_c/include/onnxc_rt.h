@@ -10,6 +10,7 @@
 
 #include "onnxc_kernels.h"
 #include "onnxc_half.h"
+#include "onnxc_threads.h"
 
 /* Status codes returned by <prefix>_run(). */
 #define ONNXC_OK 0
@@ -21,7 +22,9 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#define ONNXC_OMP_FOR _Pragma("omp parallel for schedule(static)")
+/* Loops of generated code that still use OpenMP fork only when the runtime's pool is idle and
+ * no other run of the module is in flight (onnxc_threads.h). */
+#define ONNXC_OMP_FOR _Pragma("omp parallel for schedule(static) if(onnxc_rt_omp_ok())")
 #else
 #define ONNXC_OMP_FOR
 #endif
@@ -47,10 +50,7 @@ static inline uint64_t onnxc_f2u64(double x) {
     return (uint64_t)onnxc_f2i64(x);
 }
 
-/* Thread count for OpenMP regions; no-op in a build without OpenMP. */
-void onnxc_rt_set_num_threads(int n);
 /* Seconds on a monotonic clock (profile counters). */
 double onnxc_rt_now(void);
-int onnxc_rt_get_num_threads(void);
 
 #endif

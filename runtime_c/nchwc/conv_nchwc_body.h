@@ -148,8 +148,35 @@ static NCHWC_INLINE void NB_FN(conv_row)(const NB_FN(mk_args) * a, const float* 
 
 /* Pointwise (1x1, stride 1, no padding): per output block a GEMM over the blocked input
  * channels with the pixels as one long row. */
-static void NB_FN(conv_pointwise)(const onnxc_nchwc_conv_params* p, const float* X,
-                                  const float* W, const float* B, const float* Z, float* Y) {
+#include "onnxc_threads.h"
+
+/* One convolution's arguments; body(job, t0, t1) runs its tasks [t0, t1), and with t1 < 0
+ * decides whether to split them across the runtime's pool (onnxc_threads.h). */
+typedef struct NB_FN(conv_job_s) {
+    const onnxc_nchwc_conv_params* p;
+    const float *X, *W, *B, *Z;
+    float* Y;
+    int nchw_input;
+    void (*body)(struct NB_FN(conv_job_s) *, int64_t, int64_t);
+} NB_FN(conv_job);
+
+static void NB_FN(conv_tasks)(void* job, int64_t t0, int64_t t1) {
+    ((NB_FN(conv_job)*)job)->body((NB_FN(conv_job)*)job, t0, t1);
+}
+
+static void NB_FN(conv_run)(void (*body)(NB_FN(conv_job) *, int64_t, int64_t),
+                            const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                            const float* B, const float* Z, float* Y, int nchw_input) {
+    NB_FN(conv_job) job;
+    job.p = p; job.X = X; job.W = W; job.B = B; job.Z = Z; job.Y = Y;
+    job.nchw_input = nchw_input; job.body = body;
+    body(&job, 0, -1);
+}
+
+static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
+    const onnxc_nchwc_conv_params* p = job->p;
+    const float *X = job->X, *W = job->W, *B = job->B, *Z = job->Z;
+    float* Y = job->Y;
     const int64_t Cg = p->C / p->group, Mg = p->M / p->group;
     const int64_t Cbg = (Cg + NB - 1) / NB, Mbg = (Mg + NB - 1) / NB;
     const int64_t Cb = Cbg * p->group, Mb = Mbg * p->group;
@@ -158,12 +185,11 @@ static void NB_FN(conv_pointwise)(const onnxc_nchwc_conv_params* p, const float*
     const int64_t total = p->N * Mb * chunks;
     const int parallel = total > 1 && total * NCHWC_PW_CHUNK * Cbg * NB * NB >= NCHWC_PARALLEL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(conv_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / (Mb * chunks), ob = (t / chunks) % Mb, ch = t % chunks;
         const int64_t g = ob / Mbg;
         const int64_t s1 = (ch + 1) * NCHWC_PW_CHUNK < HW ? (ch + 1) * NCHWC_PW_CHUNK : HW;
@@ -198,8 +224,11 @@ static void NB_FN(conv_pointwise)(const onnxc_nchwc_conv_params* p, const float*
 
 /* Direct (blocked input) and plain-NCHW-input convolutions share the row driver; they differ in
  * what one "input block" is (NB channels of a blocked plane, or one plain channel plane). */
-static void NB_FN(conv_window)(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
-                               const float* B, const float* Z, float* Y, int nchw_input) {
+static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
+    const onnxc_nchwc_conv_params* p = job->p;
+    const float *X = job->X, *W = job->W, *B = job->B, *Z = job->Z;
+    float* Y = job->Y;
+    const int nchw_input = job->nchw_input;
     const int64_t Cg = p->C / p->group, Mg = p->M / p->group;
     const int64_t Cbg = (Cg + NB - 1) / NB, Mbg = (Mg + NB - 1) / NB;
     const int64_t Cb = Cbg * p->group, Mb = Mbg * p->group;
@@ -211,12 +240,11 @@ static void NB_FN(conv_window)(const onnxc_nchwc_conv_params* p, const float* X,
     /* interior columns: every tap of the window inside [0, IW) */
     onnxc_geom_valid_range(OW, IW - (KW - 1) * p->DW, p->SW, -p->PL, &owlo, &owhi);
     parallel = total > 1 && total * OW * Cg * NB * KH * KW >= NCHWC_PARALLEL_MIN_WORK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(conv_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / (Mb * OH), ob = (t / OH) % Mb, oh = t % OH;
         const int64_t g = ob / Mbg;
         const int64_t ih0 = oh * p->SH - p->PT;
@@ -249,15 +277,15 @@ void NB_FN(onnxc_nchwc_conv)(const onnxc_nchwc_conv_params* p, const float* X, c
     if (p->N <= 0 || p->M <= 0 || p->OH <= 0 || p->OW <= 0) return;
     if (p->KH == 1 && p->KW == 1 && p->SH == 1 && p->SW == 1 && p->PT == 0 && p->PL == 0 &&
         p->OH == p->IH && p->OW == p->IW)
-        NB_FN(conv_pointwise)(p, X, W, B, Z, Y);
+        NB_FN(conv_run)(NB_FN(conv_pointwise), p, X, W, B, Z, Y, 0);
     else
-        NB_FN(conv_window)(p, X, W, B, Z, Y, 0);
+        NB_FN(conv_run)(NB_FN(conv_window), p, X, W, B, Z, Y, 0);
 }
 
 void NB_FN(onnxc_nchwc_conv_nchw)(const onnxc_nchwc_conv_params* p, const float* X,
                                   const float* W, const float* B, const float* Z, float* Y) {
     if (p->N <= 0 || p->M <= 0 || p->OH <= 0 || p->OW <= 0) return;
-    NB_FN(conv_window)(p, X, W, B, Z, Y, 1);
+    NB_FN(conv_run)(NB_FN(conv_window), p, X, W, B, Z, Y, 1);
 }
 
 /* Depthwise microkernel: T pixels of one channel block; per tap one input vector per pixel
@@ -307,9 +335,18 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
             for (l = (int)valid; l < NB; ++l) Y[i * NB + l] = 0.0f;
 }
 
+static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_conv_depthwise)(const onnxc_nchwc_conv_params* p, const float* X,
                                        const float* W, const float* B, const float* Z,
                                        float* Y) {
+    NB_FN(conv_run)(NB_FN(conv_dw), p, X, W, B, Z, Y, 0);
+}
+
+static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
+    const onnxc_nchwc_conv_params* p = job->p;
+    const float *X = job->X, *W = job->W, *B = job->B, *Z = job->Z;
+    float* Y = job->Y;
     const int64_t Cb = (p->C + NB - 1) / NB;
     const int64_t IH = p->IH, IW = p->IW, OH = p->OH, OW = p->OW, KH = p->KH, KW = p->KW;
     const int64_t total = p->N * Cb * OH;
@@ -317,12 +354,11 @@ void NB_FN(onnxc_nchwc_conv_depthwise)(const onnxc_nchwc_conv_params* p, const f
     int64_t owlo, owhi, t;
     if (p->N <= 0 || p->C <= 0 || OH <= 0 || OW <= 0) return;
     onnxc_geom_valid_range(OW, IW - (KW - 1) * p->DW, p->SW, -p->PL, &owlo, &owhi);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(conv_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / (Cb * OH), cb = (t / OH) % Cb, oh = t % OH;
         const int64_t valid = p->C - cb * NB;
         const int64_t ih0 = oh * p->SH - p->PT;

@@ -2,21 +2,56 @@
  * pool_nchwc_ref.c once per size with NB and NB_FN(name) defined (see conv_nchwc_body.h).
  * Every loop works on whole NB-lane channel vectors; padding lanes come out as zeros. */
 
+#include "onnxc_threads.h"
+
+/* One call's arguments; body(job, t0, t1) runs its tasks [t0, t1), and with t1 < 0 decides
+ * whether to split them across the runtime's pool (onnxc_threads.h). */
+typedef struct NB_FN(pool_job_s) {
+    const onnxc_nchwc_pool_params* p;
+    int64_t N, C, HW;
+    int is_max, nchw_out;
+    const float *X, *S, *T;
+    float* Y;
+    void (*body)(struct NB_FN(pool_job_s) *, int64_t, int64_t);
+} NB_FN(pool_job);
+
+static void NB_FN(pool_tasks)(void* job, int64_t t0, int64_t t1) {
+    ((NB_FN(pool_job)*)job)->body((NB_FN(pool_job)*)job, t0, t1);
+}
+
+static void NB_FN(pool_run)(void (*body)(NB_FN(pool_job) *, int64_t, int64_t),
+                            const onnxc_nchwc_pool_params* p, int64_t N, int64_t C, int64_t HW,
+                            int is_max, int nchw_out, const float* X, const float* S,
+                            const float* T, float* Y) {
+    NB_FN(pool_job) job;
+    job.p = p; job.N = N; job.C = C; job.HW = HW; job.is_max = is_max; job.nchw_out = nchw_out;
+    job.X = X; job.S = S; job.T = T; job.Y = Y; job.body = body;
+    body(&job, 0, -1);
+}
+
 static inline void NB_FN(pool_store)(const float* v, float* y, int64_t valid) {
     int l;
     for (l = 0; l < NB; ++l) y[l] = l < valid ? v[l] : 0.0f;
 }
 
+static void NB_FN(maxpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_maxpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    NB_FN(pool_run)(NB_FN(maxpool_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
+}
+
+static void NB_FN(maxpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const onnxc_nchwc_pool_params* p = job->p;
+    const float* X = job->X;
+    float* Y = job->Y;
     const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
     const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t nc = t / p->OH, oh = t % p->OH;
         const int64_t valid = p->C - (nc % Cb) * NB;
         const float* x = X + nc * p->IH * p->IW * NB;
@@ -57,16 +92,24 @@ static int64_t NB_FN(pool_count_below)(int64_t start, int64_t k, int64_t d, int6
     return n < k ? n : k;
 }
 
+static void NB_FN(avgpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    NB_FN(pool_run)(NB_FN(avgpool_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
+}
+
+static void NB_FN(avgpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const onnxc_nchwc_pool_params* p = job->p;
+    const float* X = job->X;
+    float* Y = job->Y;
     const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
     const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t nc = t / p->OH, oh = t % p->OH;
         const int64_t valid = p->C - (nc % Cb) * NB;
         const float* x = X + nc * p->IH * p->IW * NB;
@@ -103,17 +146,26 @@ void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X
     }
 }
 
+static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_global_pool)(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
                                     const float* X, float* Y) {
+    NB_FN(pool_run)(NB_FN(global_pool_tasks), NULL, N, C, HW, is_max, nchw_out, X, NULL, NULL, Y);
+}
+
+static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const int64_t N = job->N, C = job->C, HW = job->HW;
+    const int is_max = job->is_max, nchw_out = job->nchw_out;
+    const float* X = job->X;
+    float* Y = job->Y;
     const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
     const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
         const float* x = X + t * HW * NB;
         float r[NB];
@@ -137,17 +189,25 @@ void NB_FN(onnxc_nchwc_global_pool)(int64_t N, int64_t C, int64_t HW, int is_max
     }
 }
 
+static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_reorder_input)(int64_t N, int64_t C, int64_t HW, const float* X,
                                       float* Y) {
+    NB_FN(pool_run)(NB_FN(reorder_input_tasks), NULL, N, C, HW, 0, 0, X, NULL, NULL, Y);
+}
+
+static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const int64_t N = job->N, C = job->C, HW = job->HW;
+    const float* X = job->X;
+    float* Y = job->Y;
     const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
     const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
         const float* x = X + (n * C + cb * NB) * HW;
         float* y = Y + t * HW * NB;
@@ -163,17 +223,25 @@ void NB_FN(onnxc_nchwc_reorder_input)(int64_t N, int64_t C, int64_t HW, const fl
     }
 }
 
+static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_reorder_output)(int64_t N, int64_t C, int64_t HW, const float* X,
                                        float* Y) {
+    NB_FN(pool_run)(NB_FN(reorder_output_tasks), NULL, N, C, HW, 0, 0, X, NULL, NULL, Y);
+}
+
+static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const int64_t N = job->N, C = job->C, HW = job->HW;
+    const float* X = job->X;
+    float* Y = job->Y;
     const int64_t Cb = (C + NB - 1) / NB, total = N * C;
     const int parallel = total > 1 && total * HW >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const int64_t n = t / C, c = t % C;
         const float* x = X + ((n * Cb + c / NB) * HW) * NB + c % NB;
         float* y = Y + t * HW;
@@ -182,17 +250,25 @@ void NB_FN(onnxc_nchwc_reorder_output)(int64_t N, int64_t C, int64_t HW, const f
     }
 }
 
+static void NB_FN(scale_shift_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
+
 void NB_FN(onnxc_nchwc_scale_shift)(int64_t N, int64_t Cb, int64_t HW, const float* X,
                                     const float* S, const float* T, float* Y) {
+    NB_FN(pool_run)(NB_FN(scale_shift_tasks), NULL, N, Cb, HW, 0, 0, X, S, T, Y);
+}
+
+static void NB_FN(scale_shift_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+    const int64_t N = job->N, Cb = job->C, HW = job->HW;
+    const float *X = job->X, *S = job->S, *T = job->T;
+    float* Y = job->Y;
     const int64_t total = N * Cb;
     const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (t = 0; t < total; ++t) {
+    if (t1 < 0) {
+        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+        return;
+    }
+    for (t = t0; t < t1; ++t) {
         const float* s = S + (t % Cb) * NB;
         const float* sh = T + (t % Cb) * NB;
         const float* x = X + t * HW * NB;
