@@ -1,6 +1,7 @@
 /* NCHWc pooling, reorders and per-channel scale/shift for one block size; included by
- * pool_nchwc_ref.c once per size with NB and NB_FN(name) defined (see conv_nchwc_body.h).
- * Every loop works on whole NB-lane channel vectors; padding lanes come out as zeros. */
+ * pool_nchwc_ref.c once per size with NB, NB_FN(name) and NB_SIMD (1: the VT/V* macros are
+ * one NB-float register) defined (see conv_nchwc_body.h).  Every loop works on whole NB-lane
+ * channel vectors; padding lanes come out as zeros. */
 
 #include "onnxc_threads.h"
 
@@ -29,59 +30,78 @@ static void NB_FN(pool_run)(void (*body)(NB_FN(pool_job) *, int64_t, int64_t),
     body(&job, 0, -1);
 }
 
-static inline void NB_FN(pool_store)(const float* v, float* y, int64_t valid) {
+/* Zero the padding lanes (>= valid) of n consecutive pixels: only an empty max window
+ * (-FLT_MAX) can make them nonzero, the inputs' padding lanes being zero. */
+static inline void NB_FN(pool_zero_pad)(float* y, int64_t n, int64_t valid) {
+    int64_t i;
     int l;
-    for (l = 0; l < NB; ++l) y[l] = l < valid ? v[l] : 0.0f;
+    if (valid >= NB) return;
+    for (i = 0; i < n; ++i)
+        for (l = (int)valid; l < NB; ++l) y[i * NB + l] = 0.0f;
 }
 
-static void NB_FN(maxpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
-
-void NB_FN(onnxc_nchwc_maxpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
-    NB_FN(pool_run)(NB_FN(maxpool_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
-}
-
-static void NB_FN(maxpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
-    const onnxc_nchwc_pool_params* p = job->p;
-    const float* X = job->X;
-    float* Y = job->Y;
-    const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
-    const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
-    int64_t t;
-    if (t1 < 0) {
-        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+/* Max over the taps [kh0, kh1) x [kw0, kw1) of the window whose tap (0, 0) is at xp (whole
+ * NB-lane vectors).  The first tap is taken as is (NaN included), later ones only when
+ * larger: onnxc_maxpool's rule, lane by lane (VMAX(a, b) is a > b ? a : b).  An empty window
+ * gives -FLT_MAX, as onnxc_maxpool. */
+static inline void NB_FN(max_window)(const float* xp, int64_t xrow, int64_t xcol, int64_t kh0,
+                                     int64_t kh1, int64_t kw0, int64_t kw1, float* y) {
+    int64_t kh, kw;
+#if NB_SIMD
+    VT m;
+    if (kh0 >= kh1 || kw0 >= kw1) {
+        VSTORE(y, VSET1(-FLT_MAX));
         return;
     }
-    for (t = t0; t < t1; ++t) {
-        const int64_t nc = t / p->OH, oh = t % p->OH;
-        const int64_t valid = p->C - (nc % Cb) * NB;
-        const float* x = X + nc * p->IH * p->IW * NB;
-        float* y = Y + (nc * p->OH + oh) * p->OW * NB;
-        const int64_t ih0 = oh * p->SH - p->PT;
-        int64_t khlo, khhi, ow;
-        onnxc_geom_valid_range(p->KH, p->IH, p->DH, ih0, &khlo, &khhi);
-        for (ow = 0; ow < p->OW; ++ow) {
-            const int64_t iw0 = ow * p->SW - p->PL;
-            float m[NB];
-            int64_t kh, kw, kwlo, kwhi;
-            int l, first = 1;
-            onnxc_geom_valid_range(p->KW, p->IW, p->DW, iw0, &kwlo, &kwhi);
-            for (l = 0; l < NB; ++l) m[l] = -FLT_MAX; /* an empty window, as onnxc_maxpool */
-            for (kh = khlo; kh < khhi; ++kh) {
-                const float* xr = x + (ih0 + kh * p->DH) * p->IW * NB;
-                for (kw = kwlo; kw < kwhi; ++kw) {
-                    const float* xp = xr + (iw0 + kw * p->DW) * NB;
-                    /* the first element is taken as is (NaN included), later ones only when
-                     * larger: onnxc_maxpool's rule, lane by lane */
-                    if (first)
-                        for (l = 0; l < NB; ++l) m[l] = xp[l];
-                    else
-                        for (l = 0; l < NB; ++l) m[l] = xp[l] > m[l] ? xp[l] : m[l];
-                    first = 0;
-                }
-            }
-            NB_FN(pool_store)(m, y + ow * NB, valid);
-        }
+    m = VLOAD(xp + kh0 * xrow + kw0 * xcol);
+    for (kh = kh0; kh < kh1; ++kh)
+        for (kw = kh == kh0 ? kw0 + 1 : kw0; kw < kw1; ++kw) m = VMAX(VLOAD(xp + kh * xrow + kw * xcol), m);
+    VSTORE(y, m);
+#else
+    float m[NB];
+    int l;
+    if (kh0 >= kh1 || kw0 >= kw1) {
+        for (l = 0; l < NB; ++l) y[l] = -FLT_MAX;
+        return;
     }
+    for (l = 0; l < NB; ++l) m[l] = xp[kh0 * xrow + kw0 * xcol + l];
+    for (kh = kh0; kh < kh1; ++kh)
+        for (kw = kh == kh0 ? kw0 + 1 : kw0; kw < kw1; ++kw) {
+            const float* x = xp + kh * xrow + kw * xcol;
+            for (l = 0; l < NB; ++l) m[l] = x[l] > m[l] ? x[l] : m[l];
+        }
+    for (l = 0; l < NB; ++l) y[l] = m[l];
+#endif
+}
+
+/* Sum of the taps [kh0, kh1) x [kw0, kw1) divided by cnt (0 for an empty window). */
+static inline void NB_FN(avg_window)(const float* xp, int64_t xrow, int64_t xcol, int64_t kh0,
+                                     int64_t kh1, int64_t kw0, int64_t kw1, float cnt, float* y) {
+    int64_t kh, kw;
+#if NB_SIMD
+    VT s = VZERO();
+    if (kh0 >= kh1 || kw0 >= kw1) {
+        VSTORE(y, s); /* window entirely in padding */
+        return;
+    }
+    for (kh = kh0; kh < kh1; ++kh)
+        for (kw = kw0; kw < kw1; ++kw) s = VADD(s, VLOAD(xp + kh * xrow + kw * xcol));
+    VSTORE(y, VDIV(s, VSET1(cnt)));
+#else
+    float s[NB];
+    int l;
+    for (l = 0; l < NB; ++l) s[l] = 0.0f;
+    if (kh0 >= kh1 || kw0 >= kw1) {
+        for (l = 0; l < NB; ++l) y[l] = 0.0f;
+        return;
+    }
+    for (kh = kh0; kh < kh1; ++kh)
+        for (kw = kw0; kw < kw1; ++kw) {
+            const float* x = xp + kh * xrow + kw * xcol;
+            for (l = 0; l < NB; ++l) s[l] += x[l];
+        }
+    for (l = 0; l < NB; ++l) y[l] = s[l] / cnt;
+#endif
 }
 
 /* Number of window positions start + t*d (t < k) below end. */
@@ -92,58 +112,59 @@ static int64_t NB_FN(pool_count_below)(int64_t start, int64_t k, int64_t d, int6
     return n < k ? n : k;
 }
 
-static void NB_FN(avgpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
-
-void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
-    NB_FN(pool_run)(NB_FN(avgpool_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
-}
-
-static void NB_FN(avgpool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
+/* Max (job->is_max) or average pool; tasks are (n, channel block, output row).  Per output
+ * row the valid kernel rows are computed once; columns whose whole window lies inside the
+ * input (the interior [owlo, owhi)) skip the per-pixel range computation (two divisions, the
+ * main cost of small windows otherwise). */
+static void NB_FN(pool2d_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
     const onnxc_nchwc_pool_params* p = job->p;
+    const int is_avg = !job->is_max;
     const float* X = job->X;
     float* Y = job->Y;
     const int64_t Cb = (p->C + NB - 1) / NB, total = p->N * Cb * p->OH;
     const int parallel = total > 1 && total * p->OW * p->KH * p->KW * NB >= NCHWC_POOL_MIN_WORK;
-    int64_t t;
+    const int64_t xrow = p->DH * p->IW * NB, xcol = p->DW * NB;
+    int64_t owlo, owhi, t;
     if (t1 < 0) {
         onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
         return;
     }
+    onnxc_geom_valid_range(p->OW, p->IW - (p->KW - 1) * p->DW, p->SW, -p->PL, &owlo, &owhi);
     for (t = t0; t < t1; ++t) {
         const int64_t nc = t / p->OH, oh = t % p->OH;
         const int64_t valid = p->C - (nc % Cb) * NB;
-        const float* x = X + nc * p->IH * p->IW * NB;
-        float* y = Y + (nc * p->OH + oh) * p->OW * NB;
         const int64_t ih0 = oh * p->SH - p->PT;
-        int64_t khlo, khhi, ch, ow;
+        const float* x = X + (nc * p->IH + ih0) * p->IW * NB; /* row ih0 (may lie outside X) */
+        float* y = Y + (nc * p->OH + oh) * p->OW * NB;
+        int64_t khlo, khhi, ch = 0, ow;
         onnxc_geom_valid_range(p->KH, p->IH, p->DH, ih0, &khlo, &khhi);
-        ch = p->count_include_pad ? NB_FN(pool_count_below)(ih0, p->KH, p->DH, p->IH + p->PB)
-                                  : khhi - khlo;
+        if (is_avg)
+            ch = p->count_include_pad ? NB_FN(pool_count_below)(ih0, p->KH, p->DH, p->IH + p->PB)
+                                      : khhi - khlo;
         for (ow = 0; ow < p->OW; ++ow) {
             const int64_t iw0 = ow * p->SW - p->PL;
-            float s[NB];
-            int64_t kh, kw, kwlo, kwhi, cw;
-            int l;
-            onnxc_geom_valid_range(p->KW, p->IW, p->DW, iw0, &kwlo, &kwhi);
-            cw = p->count_include_pad ? NB_FN(pool_count_below)(iw0, p->KW, p->DW, p->IW + p->PR)
-                                      : kwhi - kwlo;
-            for (l = 0; l < NB; ++l) s[l] = 0.0f;
-            for (kh = khlo; kh < khhi; ++kh) {
-                const float* xr = x + (ih0 + kh * p->DH) * p->IW * NB;
-                for (kw = kwlo; kw < kwhi; ++kw) {
-                    const float* xp = xr + (iw0 + kw * p->DW) * NB;
-                    for (l = 0; l < NB; ++l) s[l] += xp[l];
-                }
-            }
-            if (khhi <= khlo || kwhi <= kwlo) {
-                for (l = 0; l < NB; ++l) s[l] = 0.0f; /* window entirely in padding */
+            const float* xp = x + iw0 * NB;
+            int64_t kwlo = 0, kwhi = p->KW;
+            if (ow < owlo || ow >= owhi) onnxc_geom_valid_range(p->KW, p->IW, p->DW, iw0, &kwlo, &kwhi);
+            if (!is_avg) {
+                NB_FN(max_window)(xp, xrow, xcol, khlo, khhi, kwlo, kwhi, y + ow * NB);
             } else {
-                const float cnt = (float)(ch * cw);
-                for (l = 0; l < NB; ++l) s[l] /= cnt;
+                const int64_t cw = p->count_include_pad
+                                       ? NB_FN(pool_count_below)(iw0, p->KW, p->DW, p->IW + p->PR)
+                                       : kwhi - kwlo;
+                NB_FN(avg_window)(xp, xrow, xcol, khlo, khhi, kwlo, kwhi, (float)(ch * cw), y + ow * NB);
             }
-            NB_FN(pool_store)(s, y + ow * NB, valid);
         }
+        NB_FN(pool_zero_pad)(y, p->OW, valid);
     }
+}
+
+void NB_FN(onnxc_nchwc_maxpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    NB_FN(pool_run)(NB_FN(pool2d_tasks), p, 0, 0, 0, 1, 0, X, NULL, NULL, Y);
+}
+
+void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+    NB_FN(pool_run)(NB_FN(pool2d_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
 }
 
 static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
@@ -184,7 +205,7 @@ static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t 
         if (nchw_out) {
             for (l = 0; l < NB && l < valid; ++l) Y[n * C + cb * NB + l] = r[l];
         } else {
-            NB_FN(pool_store)(r, Y + t * NB, valid);
+            for (l = 0; l < NB; ++l) Y[t * NB + l] = l < valid ? r[l] : 0.0f;
         }
     }
 }
