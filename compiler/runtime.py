@@ -255,9 +255,14 @@ def _check_status(rc: int) -> None:
         raise RuntimeError(f"compiled model returned error code {rc}")
 
 
+_NUMPY_NAMES = frozenset("float16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32 uint64 bool".split())
+
+
 def _np_dtype(name):
     if name is None:
         return None
+    if name in _NUMPY_NAMES:  # without importing ml_dtypes (~20 ms of a first load)
+        return np.dtype(name)
     from .dtypes import np_dtype_from_name  # bfloat16, float8, int4, ...: ml_dtypes names too
     return np_dtype_from_name(name)
 

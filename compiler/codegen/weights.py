@@ -6,7 +6,6 @@ Keeping weights out of the C source keeps compile times flat (ResNet-50 is ~100 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from typing import Dict, List, Optional
@@ -19,6 +18,7 @@ ALIGN = 64
 
 
 def digest(data) -> bytes:
+    import hashlib  # here, not at the top: importing it (OpenSSL) is ~25 ms of a first load
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
