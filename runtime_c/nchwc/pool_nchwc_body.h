@@ -232,15 +232,24 @@ static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_
         const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
         const float* x = X + (n * C + cb * NB) * HW;
         float* y = Y + t * HW * NB;
-        int64_t s;
+        int64_t s = 0;
         int l;
-        if (valid >= NB) {
-            for (s = 0; s < HW; ++s)
-                for (l = 0; l < NB; ++l) y[s * NB + l] = x[l * HW + s];
-        } else {
-            for (s = 0; s < HW; ++s)
-                for (l = 0; l < NB; ++l) y[s * NB + l] = l < valid ? x[l * HW + s] : 0.0f;
-        }
+#if NCHWC_TR8
+        /* 8 pixels x 8 channels at a time: 8 channel rows loaded, transposed in registers */
+        if (valid >= NB)
+            for (; s + 8 <= HW; s += 8) {
+                int l0;
+                for (l0 = 0; l0 < NB; l0 += 8) {
+                    __m256 r[8];
+                    int i;
+                    for (i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + (l0 + i) * HW + s);
+                    onnxc_nchwc_tr8(r);
+                    for (i = 0; i < 8; ++i) _mm256_storeu_ps(y + (s + i) * NB + l0, r[i]);
+                }
+            }
+#endif
+        for (; s < HW; ++s)
+            for (l = 0; l < NB; ++l) y[s * NB + l] = l < valid ? x[l * HW + s] : 0.0f;
     }
 }
 
@@ -255,19 +264,35 @@ static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64
     const int64_t N = job->N, C = job->C, HW = job->HW;
     const float* X = job->X;
     float* Y = job->Y;
-    const int64_t Cb = (C + NB - 1) / NB, total = N * C;
-    const int parallel = total > 1 && total * HW >= NCHWC_POOL_MIN_WORK;
+    const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
+    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
     int64_t t;
     if (t1 < 0) {
         onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
         return;
     }
+    /* tasks are (n, channel block): the block's plane is read once, in pixel order (one
+     * strided pass per channel would re-read every cache line of it NB times) */
     for (t = t0; t < t1; ++t) {
-        const int64_t n = t / C, c = t % C;
-        const float* x = X + ((n * Cb + c / NB) * HW) * NB + c % NB;
-        float* y = Y + t * HW;
-        int64_t s;
-        for (s = 0; s < HW; ++s) y[s] = x[s * NB];
+        const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB < NB ? C - cb * NB : NB;
+        const float* x = X + t * HW * NB;
+        float* y = Y + (n * C + cb * NB) * HW;
+        int64_t s = 0;
+        int l;
+#if NCHWC_TR8
+        for (; s + 8 <= HW; s += 8) {
+            int l0;
+            for (l0 = 0; l0 < valid; l0 += 8) {
+                __m256 r[8];
+                int i;
+                for (i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + (s + i) * NB + l0);
+                onnxc_nchwc_tr8(r);
+                for (i = 0; i < 8 && l0 + i < valid; ++i) _mm256_storeu_ps(y + (l0 + i) * HW + s, r[i]);
+            }
+        }
+#endif
+        for (; s < HW; ++s)
+            for (l = 0; l < valid; ++l) y[l * HW + s] = x[s * NB + l];
     }
 }
 

@@ -182,6 +182,18 @@ def test_channels_not_multiple_of_block(tmp_path):
     levels(model, feed, tmp_path, TARGETS)
 
 
+def test_reorders_partial_blocks_and_pixel_tails(tmp_path):
+    # the reorders move 8x8 tiles (AVX2 transposes) with scalar tails: 20 input channels (a
+    # partial last block), 2 images, 9x9 and 5x7 pixels (not multiples of 8); 24 / 20 outputs
+    for shape, cout in (((2, 20, 9, 9), 24), ((1, 20, 5, 7), 20)):
+        net = Net(shape)
+        a = net.conv("x", 20, cout, k=1)
+        model, feed = net.model([a])
+        g, _ = run_pass(model, feed)
+        assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+        levels(model, feed, tmp_path / f"c{cout}", TARGETS)
+
+
 def test_grouped_conv_with_aligned_groups(tmp_path):
     net = Net((1, 32, 6, 6))
     a = net.conv("x", 32, 32, k=3, group=2)
