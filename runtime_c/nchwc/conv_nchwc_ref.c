@@ -16,11 +16,13 @@
 #include <immintrin.h>
 #endif
 
-/* Most output pixels one microkernel call accumulates in registers (8 vectors + 1 weight + 1
- * broadcast fit the 16 AVX2 registers). */
+/* Most output pixels of one depthwise or pointwise microkernel call (8 accumulators + 1 weight
+ * + 1 broadcast fit the 16 AVX2 registers). */
 #define NCHWC_TILE 8
 /* Bytes of weights one pass over an output row keeps hot (a part of a 32-48 KiB L1d). */
-#define NCHWC_L1_WEIGHTS (16 * 1024)
+#ifndef NCHWC_CHUNK_WEIGHTS
+#define NCHWC_CHUNK_WEIGHTS (16 * 1024)
+#endif
 /* Pixels per parallel work item of the pointwise kernel. */
 #define NCHWC_PW_CHUNK 64
 /* Multiply-adds below which a kernel stays on one thread. */
@@ -32,10 +34,16 @@
 #define NCHWC_INLINE inline
 #endif
 
+/* Register tiles of the window convs (NB_OBMAX output blocks x NB_TMAX pixels): AVX2 has 16
+ * vector registers, 2x6 accumulators + 2 weights + 1 broadcast; AVX-512 has 32, 4x6 + 4 weights
+ * + 1 broadcast.  The portable path takes 2x4 (fewer registers, and the multi-block code stays
+ * exercised on every build). */
 #define NB 8
 #define NB_FN(name) name##_b8
 #if defined(__AVX2__) && defined(__FMA__)
 #define NB_SIMD 1
+#define NB_OBMAX 2
+#define NB_TMAX 6
 #define VT __m256
 #define VLOAD _mm256_loadu_ps
 #define VSTORE _mm256_storeu_ps
@@ -47,11 +55,15 @@
 #define VMIN _mm256_min_ps
 #else
 #define NB_SIMD 0
+#define NB_OBMAX 2
+#define NB_TMAX 4
 #endif
 #include "conv_nchwc_body.h"
 #undef NB
 #undef NB_FN
 #undef NB_SIMD
+#undef NB_OBMAX
+#undef NB_TMAX
 #undef VT
 #undef VLOAD
 #undef VSTORE
@@ -66,6 +78,8 @@
 #define NB_FN(name) name##_b16
 #if defined(__AVX512F__)
 #define NB_SIMD 1
+#define NB_OBMAX 4
+#define NB_TMAX 6
 #define VT __m512
 #define VLOAD _mm512_loadu_ps
 #define VSTORE _mm512_storeu_ps
@@ -77,5 +91,7 @@
 #define VMIN _mm512_min_ps
 #else
 #define NB_SIMD 0
+#define NB_OBMAX 2
+#define NB_TMAX 4
 #endif
 #include "conv_nchwc_body.h"

@@ -1,0 +1,181 @@
+"""The NCHWc convolution kernels (runtime_c/nchwc/conv_nchwc_*.c) called directly, against a
+float64 numpy convolution, for every register-tile path the host can run.
+
+conv_nchwc_ref.c is compiled three ways: portable (-O2, the plain-C path at both blocks),
+AVX2 (b=8 in intrinsics, b=16 plain C) and AVX-512 (both in intrinsics; only when the host has
+it).  Each library runs both block sizes, so every microkernel variant (tile of output blocks x
+pixels, remainder tiles, border pixels, chunked input-channel sums, plain-NCHW input) meets
+shapes chosen to reach it: output-block counts that leave partial tiles and partial blocks,
+widths below, at and past a tile, strides, dilation, asymmetric pads, groups, residual and
+clamps (a clamp above 0 checks that padding lanes are still zeroed).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
+from onnxc.target import host_isa
+
+ROOT = Path(__file__).resolve().parent.parent
+RT = Path(os.environ.get("NCHWC_RT", str(ROOT / "runtime_c")))
+FLAGS = {"generic": ["-O2"], "avx2": ["-O3", "-mavx2", "-mfma"],
+         "avx512": ["-O3", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"]}
+ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
+    (["avx512"] if host_isa() == "avx512" else [])
+RNG = np.random.default_rng(5)
+
+
+@pytest.fixture(scope="module", params=ISAS)
+def lib(request, tmp_path_factory):
+    import cffi
+    cc = os.environ.get("CC") or "gcc"
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc})")
+    so = tmp_path_factory.mktemp(f"nchwc-{request.param}") / "libnchwc.so"
+    # the kernels hand their loops to the runtime's thread pool when there is one
+    srcs = [RT / "nchwc" / "conv_nchwc_ref.c"] + [p for p in [RT / "common" / "threads.c"] if p.exists()]
+    cmd = [cc, "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fopenmp",
+           *FLAGS[request.param], "-I", str(RT / "include"), *map(str, srcs), "-o", str(so), "-lm",
+           "-lpthread"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}"
+    ffi = cffi.FFI()
+    text = (RT / "include" / "onnxc_nchwc.h").read_text()  # its declarations, as cffi takes them
+    ffi.cdef("\n".join(ln for ln in text.splitlines()
+                       if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")))
+    return ffi, ffi.dlopen(str(so))
+
+
+def conv_ref(x, w, b, stride, pads, dil, group):
+    """float64 2-D convolution; pads [top, left, bottom, right]."""
+    n, c, ih, iw = x.shape
+    m, cg, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh = (ih + pads[0] + pads[2] - (kh - 1) * dil[0] - 1) // stride[0] + 1
+    ow = (iw + pads[1] + pads[3] - (kw - 1) * dil[1] - 1) // stride[1] + 1
+    y = np.zeros((n, m, oh, ow))
+    mg = m // group
+    for g in range(group):
+        wg = w[g * mg:(g + 1) * mg].astype(np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                r0, c0 = i * dil[0], j * dil[1]
+                patch = xp[:, g * cg:(g + 1) * cg, r0:r0 + (oh - 1) * stride[0] + 1:stride[0],
+                           c0:c0 + (ow - 1) * stride[1] + 1:stride[1]]
+                y[:, g * mg:(g + 1) * mg] += np.einsum("nchw,mc->nmhw", patch, wg[:, :, i, j])
+    if b is not None:
+        y += b.astype(np.float64)[None, :, None, None]
+    return y
+
+
+def run(lib, nb, kind, x, w, bias, z, stride, pads, dil, group, lo, hi):
+    ffi, L = lib
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    n, c, ih, iw = x.shape
+    m, _, kh, kw = w.shape
+    ref = conv_ref(x, w, bias, stride, pads, dil, group)
+    oh, ow = ref.shape[2:]
+    if z is not None:
+        ref = ref + z
+    ref = np.clip(ref, lo, hi)
+    if kind == "nchw":
+        xk, wk = np.ascontiguousarray(x), pack_nchw(w, nb)
+    elif kind == "depthwise":
+        xk, wk = to_blocked(x, nb), pack_depthwise(w, nb)
+    else:
+        xk, wk = to_blocked(x, nb), pack_direct(w, nb, group)
+    bk = None
+    if bias is not None:
+        bk = np.zeros(blocks(m, nb) * nb, np.float32)
+        bk[:m] = bias
+    zk = to_blocked(z.astype(np.float32), nb) if z is not None else None
+    y = np.full((n, blocks(m, nb), oh, ow, nb), np.nan, np.float32)  # every lane must be written
+    p = ffi.new("onnxc_nchwc_conv_params *", dict(
+        N=n, C=c, M=m, group=group, IH=ih, IW=iw, OH=oh, OW=ow, KH=kh, KW=kw, SH=stride[0],
+        SW=stride[1], PT=pads[0], PL=pads[1], DH=dil[0], DW=dil[1], lo=lo, hi=hi))
+    fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
+    fn = {"direct": "onnxc_nchwc_conv", "nchw": "onnxc_nchwc_conv_nchw",
+          "depthwise": "onnxc_nchwc_conv_depthwise"}[kind]
+    getattr(L, f"{fn}_b{nb}")(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y))
+    got = np.moveaxis(y, -1, 2).reshape(n, blocks(m, nb) * nb, oh, ow)
+    scale = 1 + np.abs(ref).max()
+    np.testing.assert_allclose(got[:, :m], ref, rtol=1e-4, atol=1e-4 * scale)
+    assert not got[:, m:].any(), "padding lanes must be zero"
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# (C, M, group, IH, IW, K, stride, pads, dilation): 3x3 and 1x1 shapes that reach partial
+# output-block tiles (M blocks 1..7 at both blocks), partial blocks, interior runs below/at/past
+# a tile, single-pixel rows, strides, dilation, asymmetric pads, grouped tiles.
+DIRECT = [
+    (16, 16, 1, 6, 6, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (16, 40, 1, 7, 7, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (24, 72, 1, 5, 13, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (32, 112, 1, 9, 14, 3, (1, 1), (0, 1, 2, 0), (1, 1)),
+    (48, 64, 1, 11, 11, 3, (2, 2), (1, 1, 1, 1), (1, 1)),
+    (40, 20, 1, 12, 15, 3, (1, 2), (2, 2, 2, 2), (2, 2)),
+    (16, 48, 1, 1, 1, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (8, 24, 1, 3, 20, 5, (1, 1), (2, 2, 2, 2), (1, 1)),
+    (64, 96, 2, 6, 9, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (96, 80, 1, 4, 4, 1, (2, 2), (0, 0, 0, 0), (1, 1)),
+    # pointwise (1x1, stride 1, no pads): pixels not a tile multiple, past one work chunk; input
+    # blocks past one chunk's worth of weights
+    (48, 72, 1, 9, 11, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (160, 56, 1, 3, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (64, 128, 4, 5, 7, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (20, 7, 1, 2, 3, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", DIRECT, ids=lambda c: "c{}m{}g{}_{}x{}_k{}s{}{}p{}d{}".format(
+    c[0], c[1], c[2], c[3], c[4], c[5], *c[6], "".join(map(str, c[7])), c[8][0]))
+def test_direct(lib, nb, case):
+    c, m, group, ih, iw, k, stride, pads, dil = case
+    if group > 1 and ((c // group) % nb or (m // group) % nb):
+        pytest.skip("grouped kernels need channels per group that are multiples of the block")
+    x = rand(2, c, ih, iw)
+    w = rand(m, c // group, k, k) / np.sqrt(c // group * k * k)
+    run(lib, nb, "direct", x, w, rand(m), None, stride, pads, dil, group, -np.inf, np.inf)
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("k", [1, 3])
+def test_direct_epilogue(lib, nb, k):
+    """Residual Z, no bias, and Relu / Clip with a floor above 0 (padding lanes stay 0)."""
+    c, m, hw = 40, 52, (7, 10)
+    pads = (k // 2,) * 4
+    x = rand(1, c, *hw)
+    w = rand(m, c, k, k) / np.sqrt(c * k * k)
+    z = rand(1, m, *hw).astype(np.float64)
+    run(lib, nb, "direct", x, w, None, z, (1, 1), pads, (1, 1), 1, 0.0, np.inf)
+    run(lib, nb, "direct", x, w, rand(m), z, (1, 1), pads, (1, 1), 1, 0.25, 1.0)
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", [(3, 64, 23, 23, 7, 2, 3), (3, 20, 9, 14, 3, 1, 1), (1, 40, 5, 5, 3, 1, 0)])
+def test_nchw_input(lib, nb, case):
+    c, m, ih, iw, k, s, pd = case
+    x = rand(2, c, ih, iw)
+    w = rand(m, c, k, k) / np.sqrt(c * k * k)
+    run(lib, nb, "nchw", x, w, rand(m), None, (s, s), (pd,) * 4, (1, 1), 1, 0.0, np.inf)
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", [(24, 11, 13, 3, 1, 1), (40, 9, 9, 5, 2, 2)])
+def test_depthwise(lib, nb, case):
+    c, ih, iw, k, s, pd = case
+    x = rand(1, c, ih, iw)
+    w = rand(c, 1, k, k)
+    run(lib, nb, "depthwise", x, w, rand(c), rand(1, c, (ih + 2 * pd - k) // s + 1,
+                                                 (iw + 2 * pd - k) // s + 1).astype(np.float64),
+        (s, s), (pd,) * 4, (1, 1), c, -np.inf, 6.0)
