@@ -170,7 +170,11 @@ def build_kernel_library(so: Path, sources, flags: List[str], extra_c: str = "",
         probe.write_text(extra_c)
         srcs.append(str(probe))
     cmd = [c_compiler(), "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", *flags,
-           "-I", str(runtime_dir() / "include"), *srcs, "-o", str(so), "-lm", "-Wl,-Bsymbolic"]
+           "-I", str(runtime_dir() / "include"), *srcs, "-o", str(so), "-lm", "-Wl,-Bsymbolic",
+           # never unmapped by dlclose (cffi closes a library when its lib object is collected,
+           # at the latest at interpreter exit): unloading it would also unload libgomp under its
+           # idle worker threads, which then crash the process (SIGSEGV at exit, test_guard_pages)
+           "-Wl,-z,nodelete"]
     _run(cmd, f"building {so.name}")
     ffi = cffi.FFI()
     ffi.cdef(kernels_cdef())

@@ -199,3 +199,36 @@ def test_guard_page_faults():
             "ctypes.c_float.from_address(a.ctypes.data + 20).value" % os.path.dirname(__file__))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "1.0" and r.returncode < 0, (r.returncode, r.stderr[-2000:])
+
+
+OMP_PROBE = """
+#include <omp.h>
+double onnxc_test_omp_sum(int n) {
+    double s = 0.0;
+    int i;
+#pragma omp parallel for reduction(+ : s) num_threads(2)
+    for (i = 0; i < n; ++i) s += 0.5 * i;
+    return s;
+}
+"""
+
+
+def test_kernel_library_with_openmp_survives_dlclose_and_exit(tmp_path):
+    """A kernel library whose OpenMP region started libgomp worker threads, closed by cffi (as
+    at interpreter exit): unloading it used to unload libgomp under those threads (SIGSEGV at
+    exit, seen once in a generic-ISA SGEMM harness); build_kernel_library links it nodelete."""
+    import subprocess
+    import sys
+    code = f"""
+import sys, time
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from onnxc.build import build_kernel_library, compile_flags
+ffi, lib = build_kernel_library({str(tmp_path / 'libomp_probe.so')!r}, ["math/softmax_ref.c"], compile_flags("generic"),
+                                extra_c={OMP_PROBE!r}, extra_cdef="double onnxc_test_omp_sum(int n);")
+print(lib.onnxc_test_omp_sum(2000000), flush=True)
+ffi.dlclose(lib)
+time.sleep(0.3)
+print("alive", flush=True)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "alive" in r.stdout, (r.returncode, r.stdout, r.stderr[-2000:])
