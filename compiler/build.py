@@ -71,8 +71,8 @@ def extra_cflags() -> List[str]:
     """ONNXC_EXTRA_CFLAGS: test-only flags appended to every compile and link of generated C and
     runtime_c (e.g. "-fsanitize=address -fno-omit-frame-pointer -O1"; a later -O wins). They are
     part of the build cache keys, so instrumented and plain builds never mix. A sanitized module
-    loaded by an uninstrumented python needs the sanitizer runtime preloaded, see
-    tests/test_asan.py."""
+    loaded by an uninstrumented python needs the sanitizer runtime preloaded (docs/performance.md,
+    Measuring)."""
     return shlex.split(os.environ.get("ONNXC_EXTRA_CFLAGS", ""))
 
 
