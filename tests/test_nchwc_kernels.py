@@ -3,7 +3,7 @@ float64 numpy convolution, for every register-tile path the host can run.
 
 conv_nchwc_ref.c is compiled three ways: portable (-O2, the plain-C path at both blocks),
 AVX2 (b=8 in intrinsics, b=16 plain C) and AVX-512 (both in intrinsics; only when the host has
-it).  Each library runs both block sizes, so every microkernel variant (tile of output blocks x
+it), plus the best of these with tiny weight budgets (input blocks summed in chunks).  Each library runs both block sizes, so every microkernel variant (tile of output blocks x
 pixels, remainder tiles, border pixels, chunked input-channel sums, plain-NCHW input) meets
 shapes chosen to reach it: output-block counts that leave partial tiles and partial blocks,
 widths below, at and past a tile, strides, dilation, asymmetric pads, groups, residual and
@@ -28,6 +28,10 @@ FLAGS = {"generic": ["-O2"], "avx2": ["-O3", "-mavx2", "-mfma"],
          "avx512": ["-O3", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"]}
 ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
     (["avx512"] if host_isa() == "avx512" else [])
+# The best ISA again with weight budgets of 2 KiB, so that window convs too sum their input
+# blocks in several chunks (partial sums in Y) at these small shapes.
+FLAGS["chunked"] = FLAGS[ISAS[-1]] + ["-DNCHWC_WINDOW_CHUNK_WEIGHTS=2048", "-DNCHWC_PW_CHUNK_WEIGHTS=2048"]
+ISAS.append("chunked")
 RNG = np.random.default_rng(5)
 
 

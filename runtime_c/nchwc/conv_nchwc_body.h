@@ -136,21 +136,20 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
 
 /* Input blocks whose weights (wblk floats per input block and output block, OBN output
  * blocks) fit the cache budget; at least one. */
-static inline int64_t NB_FN(chunk)(int64_t wblk, int OBN) {
-    const int64_t n = NCHWC_CHUNK_WEIGHTS / (wblk * OBN * (int64_t)sizeof(float));
+static inline int64_t NB_FN(chunk)(int64_t budget, int64_t wblk, int OBN) {
+    const int64_t n = budget / (wblk * OBN * (int64_t)sizeof(float));
     return n > 0 ? n : 1;
 }
 
-/* One out-of-line copy of the microkernel per tile shape (OBN, T) and KIND, picked from a
- * table at run time: the call costs nothing next to a tile's FMAs, and the number of copies
- * (and the build time) stays at OBMAX x TMAX x 3. */
+/* Window convs: one out-of-line copy of the microkernel per tile shape (OBN, T) and KIND (0 or
+ * 1), picked from a table at run time: the call costs little next to a tile's taps x channels
+ * of FMAs, and the number of copies (and the build time) stays at OBMAX x TMAX x 2. */
 typedef void (*NB_FN(mk_fn))(const NB_FN(mk_args) * a, const float* X, int64_t xoff,
                              const float* W, const float* bias, const float* Z, float* Y,
                              int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ib0,
                              int64_t ib1, int first, int last);
 #define NCHWC_KIND_1 0
 #define NCHWC_KIND_N 1
-#define NCHWC_KIND_P 2
 #define NCHWC_MK_INST(o, t, c)                                                                    \
     static void NB_FN(mk_##o##_##t##_##c)(const NB_FN(mk_args) * a, const float* X,              \
                                           int64_t xoff, const float* W, const float* bias,        \
@@ -245,15 +244,6 @@ static const NB_FN(mk_fn) NB_FN(mk_tab)[2][NB_OBMAX][NB_TMAX] = {
      NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, 1)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, 1))},
     {NCHWC_TAB_T(1, N) NCHWC_IFO2(NCHWC_C NCHWC_TAB_T(2, N))
      NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, N)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, N))}};
-/* Pointwise convs take one output block x up to NCHWC_TILE pixels: measured on Zen 4 (b=16),
- * several output blocks per tile ran a 1x1 conv 5-10% slower than one block (the weights of
- * one block for a whole chunk of input blocks stay in L1; several blocks' weight streams and
- * partial sums do not), while window convs gain from them. */
-NCHWC_MK_INST(1, 1, P) NCHWC_MK_INST(1, 2, P) NCHWC_MK_INST(1, 3, P) NCHWC_MK_INST(1, 4, P)
-NCHWC_MK_INST(1, 5, P) NCHWC_MK_INST(1, 6, P) NCHWC_MK_INST(1, 7, P) NCHWC_MK_INST(1, 8, P)
-static const NB_FN(mk_fn) NB_FN(mk_tab_pw)[NCHWC_TILE] = {
-    NB_FN(mk_1_1_P), NB_FN(mk_1_2_P), NB_FN(mk_1_3_P), NB_FN(mk_1_4_P),
-    NB_FN(mk_1_5_P), NB_FN(mk_1_6_P), NB_FN(mk_1_7_P), NB_FN(mk_1_8_P)};
 #undef NCHWC_MK_INST
 #undef NCHWC_MK_T
 #undef NCHWC_MK_IF
@@ -275,7 +265,33 @@ static const NB_FN(mk_fn) NB_FN(mk_tab_pw)[NCHWC_TILE] = {
 #undef NCHWC_IFO4
 #undef NCHWC_KIND_1
 #undef NCHWC_KIND_N
-#undef NCHWC_KIND_P
+
+/* Pointwise convs take one output block x up to NCHWC_TILE pixels: measured on Zen 4 (b=16),
+ * several output blocks per tile ran a 1x1 conv 5-10% slower than one block (the weights of
+ * one block for a whole chunk of input blocks stay in L1; several blocks' weight streams and
+ * partial sums do not), while window convs gain from them.  Pixels [s0, s1) of one output
+ * block, input blocks [ib0, ib1); the full tiles' microkernel is inlined into the loop (a call
+ * per tile cost ~5% at 4 input blocks). */
+#define NCHWC_PW_R(k)                                                                             \
+    case k:                                                                                       \
+        NB_FN(mk)(a, 1, k, 2, X, xbase + s * NB, W, bias, Z ? Z + s * NB : NULL, Y + s * NB, 0,  \
+                  1, 0, 1, ib0, ib1, first, last);                                                \
+        break
+static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xbase,
+                            const float* W, const float* bias, const float* Z, float* Y,
+                            int64_t s0, int64_t s1, int64_t ib0, int64_t ib1, int first,
+                            int last) {
+    int64_t s = s0;
+    for (; s + NCHWC_TILE <= s1; s += NCHWC_TILE)
+        NB_FN(mk)(a, 1, NCHWC_TILE, 2, X, xbase + s * NB, W, bias, Z ? Z + s * NB : NULL,
+                  Y + s * NB, 0, 1, 0, 1, ib0, ib1, first, last);
+    switch (s1 - s) {
+        NCHWC_PW_R(1); NCHWC_PW_R(2); NCHWC_PW_R(3); NCHWC_PW_R(4);
+        NCHWC_PW_R(5); NCHWC_PW_R(6); NCHWC_PW_R(7);
+        default: break;
+    }
+}
+#undef NCHWC_PW_R
 
 /* One output row [0, OW) of obn output blocks of a window conv: tiles over the interior
  * [owlo, owhi) (every kernel column inside the input), single pixels elsewhere.
@@ -315,18 +331,10 @@ static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* 
 /* Pixels [s0, s1) of one output block of a pointwise conv (one long row, no borders). */
 static void NB_FN(pw_run)(const NB_FN(mk_args) * a, const float* X, int64_t xbase, const float* W,
                           const float* bias, const float* Z, float* Y, int64_t s0, int64_t s1) {
-    const NB_FN(mk_fn)* tab = NB_FN(mk_tab_pw);
     int64_t ib0;
     for (ib0 = 0; ib0 < a->nblk; ib0 += a->chunk) {
         const int64_t ib1 = ib0 + a->chunk < a->nblk ? ib0 + a->chunk : a->nblk;
-        const int first = ib0 == 0, last = ib1 == a->nblk;
-        int64_t s = s0;
-        while (s < s1) {
-            const int64_t T = s1 - s < NCHWC_TILE ? s1 - s : NCHWC_TILE;
-            tab[T - 1](a, X, xbase + s * NB, W, bias, Z ? Z + s * NB : NULL, Y + s * NB, 0, 1, 0,
-                       1, ib0, ib1, first, last);
-            s += T;
-        }
+        NB_FN(pw_tiles)(a, X, xbase, W, bias, Z, Y, s0, s1, ib0, ib1, ib0 == 0, ib1 == a->nblk);
     }
 }
 
@@ -397,7 +405,7 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         a.xrow = 0; a.xcol = 0; a.xpix = NB; a.KW = 1;
         a.valid = NB_FN(tile_valid)(Mg, Mbg, ob % Mbg + 1);
         a.lo = p->lo; a.hi = p->hi;
-        a.chunk = NB_FN(chunk)(NB * NB, 1);
+        a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, 1);
         NB_FN(pw_run)(&a, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
     }
 }
@@ -449,7 +457,7 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         a.xrow = p->DH * IW * cstride; a.xcol = p->DW * cstride; a.xpix = p->SW * cstride;
         a.KW = KW; a.lo = p->lo; a.hi = p->hi;
         a.valid = NB_FN(tile_valid)(Mg, Mbg, obe);
-        a.chunk = NB_FN(chunk)(a.wblk, (int)(obe - obg));
+        a.chunk = NB_FN(chunk)(NCHWC_WINDOW_CHUNK_WEIGHTS, a.wblk, (int)(obe - obg));
         NB_FN(conv_row)(&a, obe - obg, X, xbase, wb, B ? B + ob * NB : NULL, Z ? Z + yoff : NULL,
                         Y + yoff, OW, IW, p->SW, p->PL, p->DW, owlo, owhi, kh0, kh1, cstride);
     }
