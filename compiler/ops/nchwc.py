@@ -16,6 +16,9 @@ padding channels (lanes past C in the last block) zero.  The ops (all carry ``bl
                           count_include_pad, ``channels``; ``nchw_output`` (global pools: the
                           result as plain [N, C, 1, 1])
     onnxc.NchwcScaleShift [X, S, T]        Y = X * S[c] + T[c] (S, T padded to Cb*b with zeros)
+    onnxc.NchwcChannelGather [X0, X1, ...] output channel j = channel ``source_channels[j]`` of
+                          input ``sources[j]`` (``channels`` outputs; ``input_channels`` the
+                          inputs' C): Concat, channel Slice/Split and channel shuffles, blocked
 
 The references unblock, run the plain op, and block the result again, so testing a rewritten
 graph against onnxruntime checks the layout conventions as well as the arithmetic.
@@ -174,6 +177,12 @@ def _scale_shift_shape(node):
     return [(x.dtype, tuple(x.shape))]
 
 
+@shape_rule("NchwcChannelGather", DOMAIN)
+def _channel_gather_shape(node):
+    x, b = node.inputs[0], _b(node)
+    return [(x.dtype, (x.shape[0], blocks(node.attrs["channels"], b)) + tuple(x.shape[2:-1]) + (b,))]
+
+
 # --- references ----------------------------------------------------------------------------------
 def _plain(op_type: str, attrs: dict, arrays: List, opset: int = 19):
     """Evaluate a standard op on plain arrays (through ops.evaluate: numpy or onnx.reference)."""
@@ -228,6 +237,14 @@ def _nchwc_pool_ref(node, x):
         attrs["count_include_pad"] = int(node.attrs.get("count_include_pad", 0))
     y = _plain(mode, attrs, [xs])
     return [to_blocked(np.asarray(y, x.dtype), b)]
+
+
+@reference("NchwcChannelGather", DOMAIN)
+def _channel_gather_ref(node, *xs):
+    plain = [from_blocked(x, int(c)) for x, c in zip(xs, node.attrs["input_channels"])]
+    y = np.stack([plain[int(i)][:, int(c)] for i, c in zip(node.attrs["sources"], node.attrs["source_channels"])],
+                 axis=1)
+    return [to_blocked(y, _b(node))]
 
 
 @reference("NchwcScaleShift", DOMAIN)

@@ -73,6 +73,17 @@ void onnxc_nchwc_global_pool_b8(int64_t N, int64_t C, int64_t HW, int is_max, in
 void onnxc_nchwc_global_pool_b16(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
                                  const float* X, float* Y);
 
+/* Channel gather: Y (blocked, Cb blocks, N images of HW pixels) takes each channel from one
+ * channel of the blocked inputs X[i] (in_blocks[i] blocks each).  Output block ob is built from
+ * the entries [first[ob], first[ob+1]) of ent, each 3 + b int32: input i, its block, the mask of
+ * output lanes it fills, the b source lanes; unfilled lanes are zero (gather_nchwc_ref.c). */
+void onnxc_nchwc_channel_gather_b8(int64_t N, int64_t HW, int64_t Cb, const float* const* X,
+                                   const int64_t* in_blocks, const int32_t* first,
+                                   const int32_t* ent, float* Y);
+void onnxc_nchwc_channel_gather_b16(int64_t N, int64_t HW, int64_t Cb, const float* const* X,
+                                    const int64_t* in_blocks, const int32_t* first,
+                                    const int32_t* ent, float* Y);
+
 /* NCHW [N, C, HW] -> blocked [N, ceil(C/b), HW, b] (padding channels zeroed), and back. */
 void onnxc_nchwc_reorder_input_b8(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
 void onnxc_nchwc_reorder_input_b16(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);

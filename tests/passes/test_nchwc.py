@@ -12,7 +12,7 @@ import pytest
 from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
-from onnxc.passes.layout.nchwc import NchwcLayout
+from onnxc.passes.layout.nchwc import NchwcGatherFold, NchwcLayout
 from onnxc.target import host_isa
 
 RNG = np.random.default_rng(11)
@@ -269,15 +269,102 @@ def test_batchnorm_concat_resize(tmp_path):
     levels(model, feed, tmp_path)
 
 
-def test_concat_with_padded_channels_stays_plain():
+def test_concat_with_padded_channels_is_a_gather(tmp_path):
+    # 12 + 16 channels: padding lanes inside the result, so a channel gather instead of Concat
     net = Net((1, 8, 5, 5))
     a = net.conv("x", 8, 12, k=3)
     b = net.conv("x", 8, 16, k=3)
     cat = net.op("Concat", [a, b], axis=1)
     model, feed = net.model([cat])
     g, _ = run_pass(model, feed)
-    concat = ops(g, "Concat", "")[0]
-    assert all(v.producer.op_type == "ReorderOutput" for v in concat.inputs)
+    (ga,) = ops(g, "NchwcChannelGather")
+    assert ga.attrs["input_channels"] == [12, 16] and not ops(g, "Concat", "")
+    levels(model, feed, tmp_path, TARGETS)
+
+
+# --- channel shuffles (ShuffleNet) ----------------------------------------------------------------
+def shuffle_unit(c=20, transpose_out=False, perm=(0, 2, 1, 3, 4), slice_axis=1):
+    """ShuffleNetV2's unit: Concat of two c-channel branches, channel shuffle (Reshape,
+    Transpose, Reshape), Slice into halves, a conv on the second, Concat again, a last conv."""
+    net = Net((1, 8, 6, 5))
+    a = net.conv("x", 8, c, k=3)
+    b = net.conv("x", 8, c, k=1)
+    cat = net.op("Concat", [a, b], axis=1)
+    r = net.op("Reshape", [cat, net.const(np.array([1, 2, c, 6, 5], np.int64))])
+    t = net.op("Transpose", [r], perm=list(perm))
+    sh = net.op("Reshape", [t, net.const(np.array([1, 2 * c, 6, 5], np.int64))])
+    i64 = lambda v: net.const(np.array([v], np.int64))  # noqa: E731
+    half = c if slice_axis == 1 else 3
+    s1 = net.op("Slice", [sh, i64(0), i64(half), i64(slice_axis)])
+    s2 = net.op("Slice", [sh, i64(half), i64(2 * half), i64(slice_axis)])
+    outs = [t] if transpose_out else []
+    if slice_axis != 1:
+        return net.model([s1, s2] + outs)
+    d = net.conv(s2, c, c, k=1)
+    cat2 = net.op("Concat", [s1, d], axis=1)
+    e = net.conv(cat2, 2 * c, 16, k=1)
+    return net.model([e] + outs)
+
+
+def test_channel_shuffle_stays_blocked(tmp_path):
+    model, feed = shuffle_unit()
+    g, _ = run_pass(model, feed)
+    assert not [n for n in g.nodes if n.op_type in ("Transpose", "Reshape", "Slice", "Concat")]
+    assert len(ops(g, "ReorderInput")) == 1 and len(ops(g, "ReorderOutput")) == 1
+    gathers = ops(g, "NchwcChannelGather")
+    assert len(gathers) == 5  # Concat, shuffle, two Slices, Concat
+    (shuffle,) = [n for n in gathers if n.attrs["input_channels"] == [40] and n.attrs["channels"] == 40]
+    assert shuffle.attrs["source_channels"][:4] == [0, 20, 1, 21]
+    levels(model, feed, tmp_path, TARGETS)
+
+
+def test_gather_fold_composes_the_copies():
+    from onnxc import frontend
+    from onnxc.ir import verify
+    from onnxc.ir.interp import run_graph
+    from onnxc.target import resolve
+    from helpers import ort_run
+    model, feed = shuffle_unit()
+    ref = ort_run(model, feed)
+    for target in ("avx2", "avx512"):
+        g = frontend.load(model)
+        g.metadata["target"] = resolve(target)
+        assert NchwcLayout().run(g).modified
+        res = NchwcGatherFold().run(g)
+        verify(g)
+        assert res.modified
+        # the Concat/shuffle/Slice copies fold into the last Concat's gather, which now reads
+        # the three convs' outputs; the second half's Slice remains as the conv's input
+        gathers = ops(g, "NchwcChannelGather")
+        assert len(gathers) == 2, [n.name for n in gathers]
+        assert all(v.producer.op_type == "NchwcConv" for n in gathers for v in n.inputs)
+        np.testing.assert_allclose(run_graph(g, feed)[0], ref[0], rtol=1e-4, atol=1e-5)
+        assert not NchwcGatherFold().run(g).modified
+
+
+@pytest.mark.parametrize("variant", [dict(transpose_out=True), dict(perm=(0, 1, 2, 4, 3)), dict(slice_axis=2)])
+def test_channel_shuffle_must_not_fire(variant):
+    # the Transpose also a graph output, a Transpose that is no channel shuffle: the shuffle
+    # stays plain, reading the blocked Concat through a ReorderOutput; Slices on H stay plain
+    model, feed = shuffle_unit(**variant)
+    g, _ = run_pass(model, feed)
+    if variant.get("slice_axis"):
+        slices = ops(g, "Slice", "")
+        assert len(slices) == 2 and all(n.inputs[0].producer.op_type == "ReorderOutput" for n in slices)
+    else:
+        (tr,) = ops(g, "Transpose", "")
+        assert tr.inputs[0].producer.op_type == "Reshape" and ops(g, "ReorderOutput")
+
+
+def test_slice_with_dynamic_bounds_stays_plain():
+    net = Net((1, 8, 4, 4))
+    a = net.conv("x", 8, 16, k=3)
+    net.inputs.append(("start", np.int64, [1]))
+    net.feed["start"] = np.array([2], np.int64)
+    s = net.op("Slice", [a, "start", net.const(np.array([10], np.int64)), net.const(np.array([1], np.int64))])
+    model, feed = net.model([s])
+    g, _ = run_pass(model, feed)
+    assert len(ops(g, "Slice", "")) == 1 and not ops(g, "NchwcChannelGather")
 
 
 def test_global_pool_flatten_gemm(tmp_path):

@@ -15,10 +15,14 @@ One pass, in topological order (ONNX Runtime's NchwcTransformer does the same jo
     blocked conv reads it), BatchNormalization (per-channel scale+shift), elementwise ops
     (unary and broadcasting binary/variadic: the standard kernels run on the 5-D shapes, other
     operands reordered, per-channel constants reblocked at compile time), Concat on channels
-    (every input's C a multiple of b) and nearest Resize with integer spatial scales;
+    (every input's C a multiple of b; else an NchwcChannelGather), nearest Resize with integer
+    spatial scales, and as NchwcChannelGather a constant Slice on channels and a channel
+    shuffle (Reshape [N, g, C/g, H, W] -> Transpose [0, 2, 1, 3, 4] -> Reshape back);
   * borders: a plain value a blocked node reads gets one ReorderInput (shared by all its blocked
     readers); a blocked value with plain readers or that is a graph output gets one ReorderOutput
     (shared by all of them), so a chain of blocked ops never returns to NCHW in between.
+NchwcGatherFold (next pass) then composes chained gathers, so ShuffleNet's Concat -> shuffle ->
+Slice is one copy per Slice.
 Padding channels must stay zero (a later conv multiplies them by zero weights, which 0*inf
 would break): ops with f(0) != 0 (Sigmoid, Exp, an Add of a scalar, ...) are blocked only when
 C is a multiple of b.  Every rewritten node must be claimed by the C provider, else it stays.
@@ -184,6 +188,10 @@ class _Rewriter:
             return self.batchnorm(node)
         if op == "Concat":
             return self.concat(node)
+        if op == "Slice":
+            return self.channel_slice(node)
+        if op == "Reshape":
+            return self.channel_shuffle(node)
         if op == "Resize":
             return self.resize(node)
         if op in UNARY or op in BINARY:
@@ -292,10 +300,88 @@ class _Rewriter:
         axis = int(get_attr(node, "axis", 1))
         if axis not in (1, -3) or not _image(y) or not all(_image(v) for v in node.inputs):
             return False
-        if not any(id(v) in self.blocked for v in node.inputs) or any(v.shape[1] % self.b for v in node.inputs):
+        if not any(id(v) in self.blocked for v in node.inputs):
             return False
+        if any(v.shape[1] % self.b for v in node.inputs):
+            # padding lanes inside the result: a channel gather (ShuffleNet's 58 + 58 channels)
+            if any(tuple(v.shape[:1]) + tuple(v.shape[2:]) != tuple(y.shape[:1]) + tuple(y.shape[2:])
+                   for v in node.inputs):
+                return False
+            pairs = [(i, c) for i, v in enumerate(node.inputs) for c in range(v.shape[1])]
+            return self.gather(node, list(node.inputs), pairs)
         ins = [self.blocked_input(v, node) for v in node.inputs]
         return self.emit(node, "Concat", ins, {"axis": 1}, [L.blocked_shape(y.shape, self.b)], domain=node.domain)
+
+    # --- channel selections and permutations as NchwcChannelGather --------------------------
+    def gather(self, old, inputs, pairs, extra_dead=()) -> bool:
+        """Replace ``old`` (and the nodes ``extra_dead`` between it and ``inputs``) by one
+        NchwcChannelGather whose output channel j is channel pairs[j][1] of inputs[pairs[j][0]]."""
+        y = old.outputs[0]
+        ins = [self.blocked_input(v, old) for v in inputs]
+        attrs = {"block": self.b, "channels": len(pairs), "sources": [int(i) for i, _ in pairs],
+                 "source_channels": [int(c) for _, c in pairs], "input_channels": [int(v.shape[1]) for v in inputs]}
+        if not self.emit(old, "NchwcChannelGather", ins, attrs, [L.blocked_shape(y.shape, self.b)]):
+            return False
+        self.converted.extend((n, {}) for n in extra_dead)
+        return True
+
+    def channel_slice(self, node) -> bool:
+        """Slice on the channel axis only (constant starts/ends/axes/steps)."""
+        x, y = node.inputs[0], node.outputs[0]
+        if id(x) not in self.blocked or not _image(y) or len(node.outputs) != 1 or node.opset < 10:
+            return False
+        consts = [None if v is None else const(v) for v in node.inputs[1:]]
+        if any(v is not None and c is None for v, c in zip(node.inputs[1:], consts)) or len(consts) < 3:
+            return False
+        axes = consts[2]
+        if axes is None or [int(a) % 4 for a in np.ravel(axes)] != [1]:
+            return False
+        if tuple(y.shape[:1]) + tuple(y.shape[2:]) != tuple(x.shape[:1]) + tuple(x.shape[2:]):
+            return False
+        channels = self.channel_indices(node, x.shape[1])
+        if channels is None or len(channels) != y.shape[1] or not len(channels):
+            return False
+        return self.gather(node, [x], [(0, int(c)) for c in channels])
+
+    def channel_indices(self, node, c: int) -> Optional[np.ndarray]:
+        """The channels ``node`` (a Slice on axis 1) keeps, by evaluating it on [1, c, 1, 1]
+        channel numbers (exact: ONNX's clamping and negative steps come from the reference)."""
+        from ...ir import Value
+        from ...ops import evaluate
+        probe = [np.arange(c, dtype=np.float32).reshape(1, c, 1, 1)] + [
+            None if v is None else v.const for v in node.inputs[1:]]
+        ins = [None if a is None else Value(f"p{i}", a.dtype, a.shape) for i, a in enumerate(probe)]
+        tmp = Node(node.op_type, ins, [Value("probe_out")], dict(node.attrs), domain=node.domain, opset=node.opset)
+        try:
+            out = np.asarray(evaluate(tmp, probe)[0])
+        except Exception:  # noqa: BLE001 - not provably a channel selection: leave it plain
+            return None
+        return out.reshape(-1).astype(np.int64) if out.shape[::2] == (1, 1) and out.shape[3] == 1 else None
+
+    def channel_shuffle(self, node) -> bool:
+        """Reshape [N, C, H, W] -> [N, g, C/g, H, W], Transpose swapping the two channel
+        factors, Reshape back to [N, C, H, W]: one gather with the permuted channel order."""
+        x, r1 = node.inputs[0], node.outputs[0]
+        if id(x) not in self.blocked or len(node.outputs) != 1 or not r1.is_static or len(r1.shape) != 5:
+            return False
+        n, c, h, w = x.shape
+        if r1.shape[0] != n or r1.shape[3:] != (h, w) or r1.shape[1] * r1.shape[2] != c or self.g.is_output(r1):
+            return False
+        tr = r1.users[0] if len(r1.uses) == 1 else None
+        if tr is None or not (tr.op_type == "Transpose" and tr.domain in ("", "ai.onnx")):
+            return False
+        perm = list(get_attr(tr, "perm", []) or [])
+        t = tr.outputs[0]
+        if perm != [0, 2, 1, 3, 4] or len(t.uses) != 1 or self.g.is_output(t):
+            return False
+        r2 = t.users[0]
+        if not (r2.op_type == "Reshape" and r2.domain in ("", "ai.onnx")) or len(r2.outputs) != 1:
+            return False
+        y = r2.outputs[0]
+        if not _image(y) or tuple(y.shape) != tuple(x.shape):
+            return False
+        order = np.arange(c).reshape(r1.shape[1], r1.shape[2]).T.reshape(-1)
+        return self.gather(r2, [x], [(0, int(k)) for k in order], extra_dead=(tr, node))
 
     def resize(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
@@ -350,3 +436,77 @@ class NchwcLayout(Pass):
         if n:
             graph.prune_constants()
         return PassResult(n > 0, n, rw.details)
+
+
+def _channel_map(node, b: int):
+    """(inputs, [(input index, channel)] per output channel, the inputs' channel counts) of a
+    blocked channel gather or a blocked Concat (whole blocks per input), else None."""
+    if node.domain == "onnxc" and node.op_type == "NchwcChannelGather" and node.attrs.get("block") == b:
+        return (list(node.inputs), list(zip(node.attrs["sources"], node.attrs["source_channels"])),
+                list(node.attrs["input_channels"]))
+    if (node.domain in ("", "ai.onnx") and node.op_type == "Concat" and node.outputs[0].is_static
+            and len(node.outputs[0].shape) == 5 and node.outputs[0].shape[-1] == b
+            and int(get_attr(node, "axis", 1)) == 1 and all(v.is_static and len(v.shape) == 5 for v in node.inputs)):
+        return (list(node.inputs), [(i, c) for i, v in enumerate(node.inputs) for c in range(v.shape[1] * b)],
+                [v.shape[1] * b for v in node.inputs])
+    return None
+
+
+@register
+class NchwcGatherFold(Pass):
+    """A channel gather reading another gather (or a blocked Concat) reads that one's inputs
+    instead: ShuffleNet's Concat -> shuffle -> Slice becomes one copy per Slice.  Gathers left
+    without readers are removed."""
+    name = "nchwc_gather_fold"
+    level = "layout"
+
+    def run(self, graph) -> PassResult:
+        b = _target_block(graph)
+        details = []
+        for node in list(graph.nodes):
+            if not (node.domain == "onnxc" and node.op_type == "NchwcChannelGather" and node.graph is graph):
+                continue
+            inputs, pairs, channels = _channel_map(node, b)
+            if not any(v.producer is not None and _channel_map(v.producer, b) for v in inputs):
+                continue
+            new_inputs, index, new_pairs, in_ch = [], {}, [], []
+            for i, c in pairs:
+                v, ch, cv = inputs[int(i)], int(c), channels[int(i)]
+                m = _channel_map(v.producer, b) if v.producer is not None else None
+                if m is not None:
+                    src = int(m[1][ch][0])
+                    v, ch, cv = m[0][src], int(m[1][ch][1]), m[2][src]
+                if id(v) not in index:
+                    index[id(v)] = len(new_inputs)
+                    new_inputs.append(v)
+                    in_ch.append(int(cv))
+                new_pairs.append((index[id(v)], ch))
+            attrs = dict(node.attrs, sources=[i for i, _ in new_pairs], source_channels=[c for _, c in new_pairs],
+                         input_channels=in_ch)
+            folded = Node(node.op_type, new_inputs, [], attrs, name=node.name, domain=node.domain, opset=node.opset)
+            folded.outputs = list(node.outputs)
+            if not c_supported(folded):
+                folded.detach_inputs()
+                continue
+            for o in folded.outputs:
+                o.producer = folded
+            graph.insert(folded, before=node)
+            graph.remove_node(node)
+            details.append(node.label)
+            _remove_dead_gathers(graph, inputs)
+        return PassResult(bool(details), len(details), details)
+
+
+def _remove_dead_gathers(graph, values) -> None:
+    """Remove the gathers/Concats producing ``values`` that nothing reads any more (and so on
+    up the chain)."""
+    todo = list(values)
+    while todo:
+        v = todo.pop()
+        p = v.producer
+        if p is None or p.graph is not graph or v.uses or graph.is_output(v) or _channel_map(p, _target_block(graph)) is None:
+            continue
+        if any(o.uses or graph.is_output(o) for o in p.outputs):
+            continue
+        todo.extend(p.inputs)
+        graph.remove_node(p)

@@ -1,5 +1,6 @@
 """C emitters of the NCHWc ops (onnxc.ReorderInput/ReorderOutput/NchwcConv/NchwcPool/
-NchwcScaleShift) through runtime_c/nchwc/ (one kernel per block size: _b8, _b16).
+NchwcScaleShift/NchwcChannelGather) through runtime_c/nchwc/ (one kernel per block size: _b8,
+_b16).
 
 Weights arrive already packed by the layout pass (ops/nchwc.py), so an emitter only fills the
 geometry struct.  NchwcConv clamps in the kernel epilogue (none, Relu, Clip); other fused
@@ -184,3 +185,57 @@ def nchwc_scale_shift(node, ctx):
     y, b = node.outputs[0], node.attrs["block"]
     return (f"onnxc_nchwc_scale_shift_b{b}({x.shape[0]}, {x.shape[1]}, {_hw(x.shape)}, {ctx.ptr(x)}, "
             f"{ctx.ptr(s)}, {ctx.ptr(t)}, {ctx.ptr(y)});")
+
+
+# --- channel gather (Concat / channel Slice / channel shuffle on blocked tensors) -----------------
+def _gather_check(node) -> Optional[str]:
+    b, xs, y = node.attrs["block"], node.inputs, node.outputs[0]
+    srcs, chs = list(node.attrs.get("sources", [])), list(node.attrs.get("source_channels", []))
+    in_ch = list(node.attrs.get("input_channels", []))
+    c = int(node.attrs.get("channels", 0))
+    if not xs or any(x is None for x in xs):
+        return "channel gather needs at least one input"
+    if len(in_ch) != len(xs) or len(srcs) != c or len(chs) != c or c <= 0:
+        return "sources/source_channels must list every output channel, input_channels every input"
+    for x, ci in zip(xs, in_ch):
+        if len(x.shape) != 5 or x.shape[-1] != b or x.shape[1] != blocks(ci, b):
+            return f"input shape {x.shape} is not blocked [N, ceil({ci}/{b}), H, W, {b}]"
+        if tuple(x.shape[0:1]) + tuple(x.shape[2:]) != tuple(xs[0].shape[0:1]) + tuple(xs[0].shape[2:]):
+            return "inputs differ in batch or spatial size"
+    if any(not 0 <= int(i) < len(xs) or not 0 <= int(k) < in_ch[int(i)] for i, k in zip(srcs, chs)):
+        return "a source channel lies outside its input"
+    return None
+
+
+def gather_tables(node):
+    """(first, entries) of onnxc_nchwc_channel_gather: per output block the source vectors
+    (input, block) it reads, each with the mask of output lanes it fills and their source lanes."""
+    b, c = node.attrs["block"], int(node.attrs["channels"])
+    srcs, chs = node.attrs["sources"], node.attrs["source_channels"]
+    first, ent = [0], []
+    for ob in range(blocks(c, b)):
+        groups = {}
+        for lane in range(min(b, c - ob * b)):
+            i, k = int(srcs[ob * b + lane]), int(chs[ob * b + lane])
+            g = groups.setdefault((i, k // b), [0, [0] * b])
+            g[0] |= 1 << lane
+            g[1][lane] = k % b
+        for (i, blk), (mask, idx) in groups.items():
+            ent += [i, blk, mask] + idx
+        first.append(len(ent) // (3 + b))
+    return first, ent
+
+
+@c_kernel("NchwcChannelGather", domain="onnxc", check=all_of(F32, _block_check, _gather_check))
+def nchwc_channel_gather(node, ctx):
+    b, y = node.attrs["block"], node.outputs[0]
+    first, ent = gather_tables(node)
+    inb = [x.shape[1] for x in node.inputs]
+    ints = lambda v: ", ".join(str(int(i)) for i in v)  # noqa: E731
+    return "\n".join([
+        f"static const int32_t first[] = {{{ints(first)}}};",
+        f"static const int32_t ent[] = {{{ints(ent)}}};",
+        f"static const int64_t inb[] = {{{ints(inb)}}};",
+        f"const float* const xs[] = {{{', '.join(ctx.ptr(x) for x in node.inputs)}}};",
+        f"onnxc_nchwc_channel_gather_b{b}({y.shape[0]}, {_hw(y.shape)}, {y.shape[1]}, xs, inb, first, ent, {ctx.ptr(y)});",
+    ])

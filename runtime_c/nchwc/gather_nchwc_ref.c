@@ -1,0 +1,56 @@
+/* NCHWc channel gather (onnxc.NchwcChannelGather): each output channel copies one channel of
+ * one of several blocked inputs, so a Concat, a Slice/Split on channels or a channel shuffle
+ * (Reshape-Transpose-Reshape) whose channel counts are not multiples of the block stays
+ * blocked (ShuffleNet).  Compiled once per block size, as the conv and pool kernels.
+ *
+ * The map comes precomputed per output block as "entries": one entry per source vector (input
+ * i, block k) the output block takes lanes from, with the output lanes it fills (mask) and for
+ * each of them the source lane (idx).  Per pixel an output vector is then one load, one lane
+ * permute and one masked merge per entry (AVX-512 b=16, AVX2 b=8), lanes no entry fills (the
+ * padding) stay zero. */
+#include <stdint.h>
+
+#include "onnxc_kernels.h"
+#include "onnxc_threads.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* Elements copied below which the gather stays on one thread. */
+#define NCHWC_GATHER_MIN_WORK (1 << 16)
+/* Entry layout: input, block, lane mask, then NB source lanes. */
+#define GATHER_ENT(NB) (3 + (NB))
+
+typedef struct {
+    int64_t N, HW, Cb;
+    const float* const* X;
+    const int64_t* in_blocks;
+    const int32_t* first;
+    const int32_t* ent;
+    float* Y;
+} gather_job;
+
+#define NB 8
+#define NB_FN(name) name##_b8
+#if defined(__AVX2__)
+#define GATHER_SIMD 1
+#else
+#define GATHER_SIMD 0
+#endif
+#include "gather_nchwc_body.h"
+#undef NB
+#undef NB_FN
+#undef GATHER_SIMD
+
+#define NB 16
+#define NB_FN(name) name##_b16
+#if defined(__AVX512F__)
+#define GATHER_SIMD 1
+#else
+#define GATHER_SIMD 0
+#endif
+#include "gather_nchwc_body.h"
+#undef NB
+#undef NB_FN
+#undef GATHER_SIMD
