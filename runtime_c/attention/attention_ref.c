@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -194,7 +195,7 @@ void onnxc_attention(const onnxc_attention_params* p, const float* Q, const floa
     if (present_value) attn_concat(p, past_value, V, p->v_str, p->Dv, present_value);
     if (tasks <= 0 || T <= 0) return;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif

@@ -14,6 +14,7 @@
 #include <math.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -60,19 +61,23 @@ static void mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m)
         for (j = 0; j < S; ++j) x[j] = x[j] != x[j] ? 0.0f : x[j];
 }
 
-void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
-                      float* tiles) {
+typedef struct {
+    const onnxc_mha_params* p;
+    const float *qkv, *mask;
+    float *Y, *tiles;
+} mha_job;
+
+/* Slots [g0, g1): each slot owns one score tile and the tasks t = g mod slots. */
+static void mha_slots(void* ctx, int64_t g0, int64_t g1) {
+    const mha_job* job = (const mha_job*)ctx;
+    const onnxc_mha_params* p = job->p;
+    const float *qkv = job->qkv, *mask = job->mask;
+    float *Y = job->Y, *tiles = job->tiles;
     const int64_t B = p->B, S = p->S, H = p->H, D = p->D, HD = p->H * p->D;
     const int64_t ts = p->seq_first ? B : 1; /* rows between consecutive tokens of one batch */
     const int64_t tiles_per_head = (S + p->tile_rows - 1) / p->tile_rows, tasks = B * H * tiles_per_head;
-    const int parallel = p->slots > 1 && tasks * p->tile_rows * S * D >= MHA_PARALLEL_MIN_WORK;
     int64_t g;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-    (void)parallel;
-#endif
-    for (g = 0; g < p->slots; ++g) {
+    for (g = g0; g < g1; ++g) {
         float* sc = tiles + g * p->tile_rows * S;
         int64_t t;
         for (t = g; t < tasks; t += p->slots) {
@@ -96,6 +101,15 @@ void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* 
             onnxc_sgemm(0, 0, r, D, S, 1.0f, sc, S, v, ld, 0.0f, y, ts * HD);
         }
     }
+}
+
+void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
+                      float* tiles) {
+    const int64_t tasks = p->B * p->H * ((p->S + p->tile_rows - 1) / p->tile_rows);
+    mha_job job;
+    job.p = p; job.qkv = qkv; job.mask = mask; job.Y = Y; job.tiles = tiles;
+    onnxc_parallel_for(p->slots, p->slots > 1 && tasks * p->tile_rows * p->S * p->D >= MHA_PARALLEL_MIN_WORK,
+                       mha_slots, &job);
 }
 
 void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,

@@ -19,6 +19,7 @@
 
 #include "onnxc_geom.h"
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -60,7 +61,7 @@ static void conv_im2col(const onnxc_geom3* g, int64_t Cg, const float* x, float*
     const int parallel = rows > 1 && rows * g->out_sp >= CONV_PARALLEL_MIN_WORK;
     int64_t r;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -117,7 +118,7 @@ static void conv_depthwise(const onnxc_conv_params* p, const onnxc_geom3* g, con
     const int parallel = total > 1 && total * g->out_sp * g->k_sp >= CONV_PARALLEL_MIN_WORK;
     int64_t nm;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -212,7 +213,7 @@ void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W
                 const int parallel = Mg > 1 && Mg * g.out_sp >= CONV_PARALLEL_MIN_WORK;
                 int64_t m;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
                 (void)parallel;
 #endif

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -296,7 +297,7 @@ static void gemv_dot(int64_t n, int64_t K, const float* Mat, int64_t ldm, const 
     const int64_t nblocks = (n + GEMV_DOT_ROWS - 1) / GEMV_DOT_ROWS;
     int64_t blk;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n * K >= SGEMM_PARALLEL_MIN_MACS && nblocks > 1)
+#pragma omp parallel for schedule(static) if (n * K >= SGEMM_PARALLEL_MIN_MACS && nblocks > 1 && onnxc_rt_omp_ok())
 #endif
     for (blk = 0; blk < nblocks; ++blk) {
         const int64_t j0 = blk * GEMV_DOT_ROWS;
@@ -325,7 +326,7 @@ static void gemv_axpy(int64_t n, int64_t K, const float* Mat, int64_t ldm, const
     const int64_t nblocks = (n + GEMV_AXPY_COLS - 1) / GEMV_AXPY_COLS;
     int64_t blk;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n * K >= SGEMM_PARALLEL_MIN_MACS && nblocks > 1)
+#pragma omp parallel for schedule(static) if (n * K >= SGEMM_PARALLEL_MIN_MACS && nblocks > 1 && onnxc_rt_omp_ok())
 #endif
     for (blk = 0; blk < nblocks; ++blk) {
         const int64_t j0 = blk * GEMV_AXPY_COLS;
@@ -425,7 +426,7 @@ void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 #ifdef _OPENMP
     {
         const double macs = (double)M * (double)N * (double)K;
-        int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+        int T = onnxc_rt_omp_ok() ? omp_get_max_threads() : 1;
         const double max_useful = macs / (double)SGEMM_PARALLEL_MIN_MACS;
         int tm = 1, tn = 1;
         if ((double)T > max_useful) T = (int)max_useful;

@@ -13,6 +13,7 @@
 
 #include "onnxc_geom.h"
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -59,7 +60,7 @@ static void col2im_channels(const onnxc_geom3* g, int64_t channels, const float*
     const int parallel = channels > 1 && channels * g->k_sp * g->out_sp >= COL2IM_PARALLEL_MIN_WORK;
     int64_t c;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif

@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -153,7 +154,7 @@ void onnxc_gridsample(const onnxc_gridsample_params* p, const float* X, const fl
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif

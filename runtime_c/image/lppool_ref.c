@@ -4,6 +4,7 @@
 
 #include "onnxc_geom.h"
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,7 +27,7 @@ void onnxc_lppool(const onnxc_pool_params* p, int64_t pw, const float* X, float*
                      p->dilation);
     parallel = planes > 1 && planes * g.out_sp * g.k_sp >= LPPOOL_PARALLEL_MIN_WORK;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -76,7 +77,7 @@ void onnxc_roialign(const onnxc_roialign_params* p, const float* X, const float*
     const int parallel = tasks > 1 && p->num_rois * bins * C >= (1 << 12);
     int64_t t;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif

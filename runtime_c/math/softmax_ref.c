@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -81,36 +82,44 @@ static void softmax_cols(const float* x, float* y, int64_t axis_len, int64_t inn
     }
 }
 
+typedef struct {
+    int64_t axis_len, inner, chunks;
+    const float* X;
+    float* Y;
+    int log_mode;
+} softmax_job;
+
+static void softmax_rows(void* ctx, int64_t t0, int64_t t1) {
+    const softmax_job* j = (const softmax_job*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) softmax_row(j->X + t * j->axis_len, j->Y + t * j->axis_len, j->axis_len, j->log_mode);
+}
+
+static void softmax_col_chunks(void* ctx, int64_t t0, int64_t t1) {
+    const softmax_job* j = (const softmax_job*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        const int64_t o = t / j->chunks;
+        const int64_t j0 = (t % j->chunks) * SOFTMAX_CHUNK;
+        const int64_t w = j->inner - j0 < SOFTMAX_CHUNK ? j->inner - j0 : SOFTMAX_CHUNK;
+        const int64_t base = o * j->axis_len * j->inner + j0;
+        softmax_cols(j->X + base, j->Y + base, j->axis_len, j->inner, w, j->log_mode);
+    }
+}
+
 static void softmax_any(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y,
                         int log_mode) {
-    int64_t t;
+    softmax_job j;
     if (outer <= 0 || axis_len <= 0 || inner <= 0) return;
-    if (inner == 1) {
-        const int parallel = outer > 1 && outer * axis_len >= SOFTMAX_PARALLEL_MIN_WORK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-        (void)parallel;
-#endif
-        for (t = 0; t < outer; ++t)
-            softmax_row(X + t * axis_len, Y + t * axis_len, axis_len, log_mode);
-    } else {
-        const int64_t chunks = (inner + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
-        const int64_t tasks = outer * chunks;
-        const int parallel = tasks > 1 && outer * axis_len * inner >= SOFTMAX_PARALLEL_MIN_WORK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
-#else
-        (void)parallel;
-#endif
-        for (t = 0; t < tasks; ++t) {
-            const int64_t o = t / chunks;
-            const int64_t j0 = (t % chunks) * SOFTMAX_CHUNK;
-            const int64_t w = inner - j0 < SOFTMAX_CHUNK ? inner - j0 : SOFTMAX_CHUNK;
-            const int64_t base = o * axis_len * inner + j0;
-            softmax_cols(X + base, Y + base, axis_len, inner, w, log_mode);
-        }
-    }
+    j.axis_len = axis_len; j.inner = inner; j.X = X; j.Y = Y; j.log_mode = log_mode;
+    j.chunks = (inner + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
+    if (inner == 1)
+        onnxc_parallel_for(outer, outer > 1 && outer * axis_len >= SOFTMAX_PARALLEL_MIN_WORK,
+                           softmax_rows, &j);
+    else
+        onnxc_parallel_for(outer * j.chunks,
+                           outer * j.chunks > 1 && outer * axis_len * inner >= SOFTMAX_PARALLEL_MIN_WORK,
+                           softmax_col_chunks, &j);
 }
 
 void onnxc_softmax(int64_t outer, int64_t axis_len, int64_t inner, const float* X, float* Y) {

@@ -9,6 +9,7 @@
 
 #include "onnxc_geom.h"
 #include "onnxc_kernels.h"
+#include "onnxc_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -30,7 +31,7 @@ void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t
     pool_geom_init(p, &g);
     parallel = planes > 1 && planes * g.out_sp * g.k[0] * g.k[1] * g.k[2] >= POOL_PARALLEL_MIN_WORK;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -92,7 +93,7 @@ void onnxc_avgpool(const onnxc_pool_params* p, const float* X, float* Y) {
     pool_geom_init(p, &g);
     parallel = planes > 1 && planes * g.out_sp * g.k[0] * g.k[1] * g.k[2] >= POOL_PARALLEL_MIN_WORK;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -140,7 +141,7 @@ void onnxc_global_avgpool(int64_t NC, int64_t spatial, const float* X, float* Y)
     const int parallel = NC > 1 && NC * spatial >= POOL_PARALLEL_MIN_WORK;
     int64_t i;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -164,7 +165,7 @@ void onnxc_global_maxpool(int64_t NC, int64_t spatial, const float* X, float* Y)
     const int parallel = NC > 1 && NC * spatial >= POOL_PARALLEL_MIN_WORK;
     int64_t i;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
@@ -186,7 +187,7 @@ void onnxc_lrn(int64_t N, int64_t C, int64_t spatial, int64_t size, float alpha,
     const int parallel = total > 1 && total * spatial * size >= POOL_PARALLEL_MIN_WORK;
     int64_t nc;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
     (void)parallel;
 #endif
