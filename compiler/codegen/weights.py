@@ -87,7 +87,8 @@ class _Mapping:
     def __init__(self, libc, base: int, length: int):
         import weakref
         self.base, self.length = base, length
-        weakref.finalize(self, libc.munmap, base, length)
+        # not at interpreter exit: a daemon thread may still be running the model; the OS frees it
+        weakref.finalize(self, libc.munmap, base, length).atexit = False
 
 
 class _MappedBytes:
