@@ -64,7 +64,7 @@ class WeightsBlob:
 
 # Zero bytes mapped after the payload (rounded up to whole pages). The runtime kernels do not
 # read past the end of the buffers they are given (audited: masked SGEMM tails, whole NCHWc blocks,
-# B packed to whole panels at compile time; tests/test_load_mmap.py and tests/test_asan.py), so
+# B packed to whole panels at compile time; tests/test_guard_pages.py, ASan runs of models), so
 # this is a safety margin, not a requirement: a future kernel that reads a full vector past the
 # end of the last constant reads zeros instead of faulting. Untouched anonymous pages cost nothing.
 SLACK = 64 * 1024
