@@ -31,7 +31,9 @@ PAGE = mmap.PAGESIZE
 ISAS = sorted({"generic", host_isa()})
 SOURCES = ["gemm/sgemm_driver.c", "gemm/sgemm_ref.c", "gemm/sgemm_kernel_avx512_14x32.c",
            "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x16.c",
-           "nchwc/conv_nchwc_ref.c", "nchwc/pool_nchwc_ref.c", "math/softmax_ref.c"]
+           "nchwc/conv_nchwc_ref.c", "nchwc/pool_nchwc_ref.c", "math/softmax_ref.c", "math/layernorm_ref.c"]
+LAYERNORM_CDEF = """void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip, const float* bias,
+                     const float* gamma, const float* beta, float eps, int rms, float* Y, float* sum);"""
 
 
 def _cdef(header: str) -> str:
@@ -43,7 +45,7 @@ def _cdef(header: str) -> str:
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
     so = tmp_path_factory.mktemp(f"guard-{request.param}") / "libguard.so"
-    ffi, dl = build_kernel_library(so, SOURCES, compile_flags(request.param), extra_cdef=_cdef("onnxc_nchwc.h"))
+    ffi, dl = build_kernel_library(so, SOURCES, compile_flags(request.param), extra_cdef=_cdef("onnxc_nchwc.h") + LAYERNORM_CDEF)
     return ffi, dl
 
 
@@ -188,6 +190,24 @@ def test_softmax(lib, shape, where):
         y = g(np.full_like(x, np.nan))
         fn(*shape, fp(ffi, g(x)), fp(ffi, y))
         np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("where", ["end", "start"])
+@pytest.mark.parametrize("rows,n", [(3, 37), (1, 768), (5, 8)])
+def test_layernorm(lib, rows, n, where):
+    ffi, L = lib
+    rng = np.random.default_rng(n)
+    x, skip, bias, gamma, beta = rand(rng, rows, n), rand(rng, rows, n), rand(rng, n), rand(rng, n), rand(rng, n)
+    g = Guarded(where)
+    for rms in (0, 1):
+        want, want_sum = np.zeros_like(x), np.zeros_like(x)
+        L.onnxc_layernorm(rows, n, fp(ffi, x), fp(ffi, skip), fp(ffi, bias), fp(ffi, gamma), fp(ffi, beta), 1e-5,
+                          rms, fp(ffi, want), fp(ffi, want_sum))
+        y, s = g(np.full_like(x, np.nan)), g(np.full_like(x, np.nan))
+        L.onnxc_layernorm(rows, n, fp(ffi, g(x)), fp(ffi, g(skip)), fp(ffi, g(bias)), fp(ffi, g(gamma)),
+                          fp(ffi, g(beta)), 1e-5, rms, fp(ffi, y), fp(ffi, s))
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(s, want_sum)
 
 
 def test_guard_page_faults():
