@@ -356,6 +356,31 @@ def test_channel_shuffle_must_not_fire(variant):
         assert tr.inputs[0].producer.op_type == "Reshape" and ops(g, "ReorderOutput")
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_split_on_channels(tmp_path, axis):
+    # channels 20 -> [8, 12]: two gathers, the second half's conv and a Concat stay blocked;
+    # a Split on H stays plain (reading the conv through a ReorderOutput)
+    net = Net((1, 8, 6, 5))
+    a = net.conv("x", 8, 20, k=3)
+    sizes = [8, 12] if axis == 1 else [2, 4]
+    net.nodes.append(helper.make_node("Split", [a, net.const(np.array(sizes, np.int64))], ["s1", "s2"], axis=axis))
+    if axis == 1:
+        b = net.conv("s2", 12, 16, k=1)
+        cat = net.op("Concat", ["s1", b], axis=1)
+        model, feed = net.model([cat])
+    else:
+        model, feed = net.model(["s1", "s2"])
+    g, _ = run_pass(model, feed)
+    if axis == 1:
+        # b = 8: the Concat of 8 + 16 channels is whole blocks, a blocked Concat
+        assert not ops(g, "Split", "") and ops(g, "Concat", "")[0].outputs[0].shape == (1, 3, 6, 5, 8)
+        assert [n.attrs["source_channels"][0] for n in ops(g, "NchwcChannelGather")] == [0, 8]
+        levels(model, feed, tmp_path, TARGETS)
+    else:
+        (sp,) = ops(g, "Split", "")
+        assert sp.inputs[0].producer.op_type == "ReorderOutput" and not ops(g, "NchwcChannelGather")
+
+
 def test_slice_with_dynamic_bounds_stays_plain():
     net = Net((1, 8, 4, 4))
     a = net.conv("x", 8, 16, k=3)

@@ -16,7 +16,7 @@ One pass, in topological order (ONNX Runtime's NchwcTransformer does the same jo
     (unary and broadcasting binary/variadic: the standard kernels run on the 5-D shapes, other
     operands reordered, per-channel constants reblocked at compile time), Concat on channels
     (every input's C a multiple of b; else an NchwcChannelGather), nearest Resize with integer
-    spatial scales, and as NchwcChannelGather a constant Slice on channels and a channel
+    spatial scales, and as NchwcChannelGather a constant Slice or Split on channels and a channel
     shuffle (Reshape [N, g, C/g, H, W] -> Transpose [0, 2, 1, 3, 4] -> Reshape back);
   * borders: a plain value a blocked node reads gets one ReorderInput (shared by all its blocked
     readers); a blocked value with plain readers or that is a graph output gets one ReorderOutput
@@ -190,6 +190,8 @@ class _Rewriter:
             return self.concat(node)
         if op == "Slice":
             return self.channel_slice(node)
+        if op == "Split":
+            return self.channel_split(node)
         if op == "Reshape":
             return self.channel_shuffle(node)
         if op == "Resize":
@@ -343,20 +345,60 @@ class _Rewriter:
             return False
         return self.gather(node, [x], [(0, int(c)) for c in channels])
 
-    def channel_indices(self, node, c: int) -> Optional[np.ndarray]:
-        """The channels ``node`` (a Slice on axis 1) keeps, by evaluating it on [1, c, 1, 1]
-        channel numbers (exact: ONNX's clamping and negative steps come from the reference)."""
+    def channel_indices(self, node, c: int, output: int = 0) -> Optional[np.ndarray]:
+        """The channels output ``output`` of ``node`` (a Slice/Split on axis 1 with constant
+        operands) keeps, by evaluating it on [1, c, 1, 1] channel numbers (exact: ONNX's
+        clamping, negative steps and split rules come from the reference)."""
         from ...ir import Value
         from ...ops import evaluate
         probe = [np.arange(c, dtype=np.float32).reshape(1, c, 1, 1)] + [
             None if v is None else v.const for v in node.inputs[1:]]
         ins = [None if a is None else Value(f"p{i}", a.dtype, a.shape) for i, a in enumerate(probe)]
-        tmp = Node(node.op_type, ins, [Value("probe_out")], dict(node.attrs), domain=node.domain, opset=node.opset)
+        outs = [Value(f"probe_out{i}") for i in range(len(node.outputs))]
+        tmp = Node(node.op_type, ins, outs, dict(node.attrs), domain=node.domain, opset=node.opset)
         try:
-            out = np.asarray(evaluate(tmp, probe)[0])
+            out = np.asarray(evaluate(tmp, probe)[output])
         except Exception:  # noqa: BLE001 - not provably a channel selection: leave it plain
             return None
         return out.reshape(-1).astype(np.int64) if out.shape[::2] == (1, 1) and out.shape[3] == 1 else None
+
+    def channel_split(self, node) -> bool:
+        """Split on the channel axis (constant split sizes): one gather per output."""
+        x = node.inputs[0]
+        if id(x) not in self.blocked or any(v is not None and not v.is_const for v in node.inputs[1:]):
+            return False
+        if int(get_attr(node, "axis", 0)) % 4 != 1 or not node.outputs:
+            return False
+        twins, new_nodes = {}, []
+        for k, y in enumerate(node.outputs):
+            if not _image(y) or tuple(y.shape[:1]) + tuple(y.shape[2:]) != tuple(x.shape[:1]) + tuple(x.shape[2:]):
+                break
+            chans = self.channel_indices(node, x.shape[1], k)
+            if chans is None or len(chans) != y.shape[1] or not len(chans):
+                break
+            twin = self.new_value(y, L.blocked_shape(y.shape, self.b))
+            attrs = {"block": self.b, "channels": len(chans), "sources": [0] * len(chans),
+                     "source_channels": [int(c) for c in chans], "input_channels": [int(x.shape[1])]}
+            g = Node("NchwcChannelGather", [self.blocked[id(x)]], [], attrs,
+                     name=self.g.fresh_name(f"{node.name or 'Split'}_{k}_nchwc"), domain="onnxc",
+                     opset=self.g.opset.get("onnxc", 1))
+            g.outputs = [twin]
+            new_nodes.append(g)
+            twins[id(y)] = twin
+            if not c_supported(g):
+                break
+        else:
+            for g in new_nodes:
+                g.outputs[0].producer = g
+                self.g.insert(g, before=node)
+            self.converted.append((node, twins))
+            for y in node.outputs:
+                self.blocked[id(y)] = twins[id(y)]
+            self.details.append(node.label)
+            return True
+        for g in new_nodes:
+            g.detach_inputs()
+        return False
 
     def channel_shuffle(self, node) -> bool:
         """Reshape [N, C, H, W] -> [N, g, C/g, H, W], Transpose swapping the two channel
