@@ -218,7 +218,8 @@ def test_guard_page_faults():
             "a = Guarded('end')(np.ones(5, np.float32)); print(float(a[-1]), flush=True); "
             "ctypes.c_float.from_address(a.ctypes.data + 20).value" % os.path.dirname(__file__))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert r.stdout.strip() == "1.0" and r.returncode < 0, (r.returncode, r.stderr[-2000:])
+    # killed by SIGSEGV, or exit code 1 when a sanitizer's handler reports the fault
+    assert r.stdout.strip() == "1.0" and r.returncode != 0, (r.returncode, r.stderr[-2000:])
 
 
 OMP_PROBE = """
