@@ -3,7 +3,8 @@
 A blocked tensor of logical shape [N, C, H, W] is stored as [N, ceil(C/b), H, W, b] with the
 padding channels (lanes past C in the last block) zero.  The ops (all carry ``block`` = b):
 
-    onnxc.ReorderInput    [X]              NCHW -> blocked
+    onnxc.ReorderInput    [X]              NCHW -> blocked; optional ``channel_order``: blocked
+                          channel j is X's channel channel_order[j] (a folded channel shuffle)
     onnxc.ReorderOutput   [X]              blocked -> NCHW (``channels`` = C)
     onnxc.NchwcConv       [X, W, B?, Z?]   Y = act(conv(X, W) + B + Z), Y and Z blocked;
                           ``kind``: "direct" (X blocked, W [Mb, Cbg, KH, KW, b_in, b_out]),
@@ -194,7 +195,8 @@ def _plain(op_type: str, attrs: dict, arrays: List, opset: int = 19):
 
 @reference("ReorderInput", DOMAIN)
 def _reorder_input_ref(node, x):
-    return [to_blocked(x, _b(node))]
+    order = node.attrs.get("channel_order")
+    return [to_blocked(x if order is None else x[:, [int(c) for c in order]], _b(node))]
 
 
 @reference("ReorderOutput", DOMAIN)

@@ -87,6 +87,12 @@ void onnxc_nchwc_channel_gather_b16(int64_t N, int64_t HW, int64_t Cb, const flo
 /* NCHW [N, C, HW] -> blocked [N, ceil(C/b), HW, b] (padding channels zeroed), and back. */
 void onnxc_nchwc_reorder_input_b8(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
 void onnxc_nchwc_reorder_input_b16(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
+/* The same with output channel c taken from input channel chan[c] (a channel shuffle folded
+ * into the reorder). */
+void onnxc_nchwc_reorder_input_perm_b8(int64_t N, int64_t C, int64_t HW, const float* X,
+                                       const int32_t* chan, float* Y);
+void onnxc_nchwc_reorder_input_perm_b16(int64_t N, int64_t C, int64_t HW, const float* X,
+                                        const int32_t* chan, float* Y);
 void onnxc_nchwc_reorder_output_b8(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
 void onnxc_nchwc_reorder_output_b16(int64_t N, int64_t C, int64_t HW, const float* X, float* Y);
 

@@ -12,6 +12,7 @@ typedef struct NB_FN(pool_job_s) {
     int64_t N, C, HW;
     int is_max, nchw_out;
     const float *X, *S, *T;
+    const int32_t* chan; /* reorder_input: source channel of each output channel (NULL: identity) */
     float* Y;
     void (*body)(struct NB_FN(pool_job_s) *, int64_t, int64_t);
 } NB_FN(pool_job);
@@ -26,7 +27,7 @@ static void NB_FN(pool_run)(void (*body)(NB_FN(pool_job) *, int64_t, int64_t),
                             const float* T, float* Y) {
     NB_FN(pool_job) job;
     job.p = p; job.N = N; job.C = C; job.HW = HW; job.is_max = is_max; job.nchw_out = nchw_out;
-    job.X = X; job.S = S; job.T = T; job.Y = Y; job.body = body;
+    job.X = X; job.S = S; job.T = T; job.Y = Y; job.body = body; job.chan = NULL;
     body(&job, 0, -1);
 }
 
@@ -217,6 +218,15 @@ void NB_FN(onnxc_nchwc_reorder_input)(int64_t N, int64_t C, int64_t HW, const fl
     NB_FN(pool_run)(NB_FN(reorder_input_tasks), NULL, N, C, HW, 0, 0, X, NULL, NULL, Y);
 }
 
+void NB_FN(onnxc_nchwc_reorder_input_perm)(int64_t N, int64_t C, int64_t HW, const float* X,
+                                           const int32_t* chan, float* Y) {
+    NB_FN(pool_job) job;
+    job.p = NULL; job.N = N; job.C = C; job.HW = HW; job.is_max = 0; job.nchw_out = 0;
+    job.X = X; job.S = NULL; job.T = NULL; job.Y = Y; job.chan = chan;
+    job.body = NB_FN(reorder_input_tasks);
+    job.body(&job, 0, -1);
+}
+
 static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
     const int64_t N = job->N, C = job->C, HW = job->HW;
     const float* X = job->X;
@@ -230,10 +240,13 @@ static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_
     }
     for (t = t0; t < t1; ++t) {
         const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
-        const float* x = X + (n * C + cb * NB) * HW;
+        const float* xn = X + n * C * HW;
         float* y = Y + t * HW * NB;
+        const float* xc[NB]; /* each lane's source channel plane (padding lanes: unused) */
         int64_t s = 0;
         int l;
+        for (l = 0; l < NB; ++l)
+            xc[l] = xn + (l < valid ? (job->chan ? job->chan[cb * NB + l] : cb * NB + l) : 0) * HW;
 #if NCHWC_TR8
         /* 8 pixels x 8 channels at a time: 8 channel rows loaded, transposed in registers */
         if (valid >= NB)
@@ -242,14 +255,14 @@ static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_
                 for (l0 = 0; l0 < NB; l0 += 8) {
                     __m256 r[8];
                     int i;
-                    for (i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(x + (l0 + i) * HW + s);
+                    for (i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(xc[l0 + i] + s);
                     onnxc_nchwc_tr8(r);
                     for (i = 0; i < 8; ++i) _mm256_storeu_ps(y + (s + i) * NB + l0, r[i]);
                 }
             }
 #endif
         for (; s < HW; ++s)
-            for (l = 0; l < NB; ++l) y[s * NB + l] = l < valid ? x[l * HW + s] : 0.0f;
+            for (l = 0; l < NB; ++l) y[s * NB + l] = l < valid ? xc[l][s] : 0.0f;
     }
 }
 

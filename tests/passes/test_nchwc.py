@@ -381,6 +381,30 @@ def test_split_on_channels(tmp_path, axis):
         assert sp.inputs[0].producer.op_type == "ReorderOutput" and not ops(g, "NchwcChannelGather")
 
 
+def test_shuffle_of_a_plain_tensor_folds_into_the_reorder(tmp_path):
+    # ShuffleNet v1: a grouped conv the blocked kernels do not take (20 channels per group),
+    # shuffled, then a depthwise conv: one ReorderInput with the shuffled channel order
+    net = Net((1, 40, 5, 6))
+    a = net.conv("x", 40, 40, k=1, group=2)
+    r = net.op("Reshape", [a, net.const(np.array([1, 2, 20, 5, 6], np.int64))])
+    t = net.op("Transpose", [r], perm=[0, 2, 1, 3, 4])
+    sh = net.op("Reshape", [t, net.const(np.array([1, 40, 5, 6], np.int64))])
+    d = net.conv(sh, 40, 40, k=3, group=40)
+    model, feed = net.model([d])
+    g, _ = run_pass(model, feed)
+    (ri,) = ops(g, "ReorderInput")
+    assert ri.attrs["channel_order"][:3] == [0, 20, 1] and not ops(g, "Transpose", "")
+    levels(model, feed, tmp_path, TARGETS)
+    # no blocked reader: the shuffle stays as it is
+    net = Net((1, 40, 5, 6))
+    a = net.conv("x", 40, 40, k=1, group=2)
+    r = net.op("Reshape", [a, net.const(np.array([1, 2, 20, 5, 6], np.int64))])
+    t = net.op("Transpose", [r], perm=[0, 2, 1, 3, 4])
+    sh = net.op("Reshape", [t, net.const(np.array([1, 40, 5, 6], np.int64))])
+    model, feed = net.model([net.op("Relu", [sh])])
+    run_pass(model, feed, fires=False)
+
+
 def test_slice_with_dynamic_bounds_stays_plain():
     net = Net((1, 8, 4, 4))
     a = net.conv("x", 8, 16, k=3)

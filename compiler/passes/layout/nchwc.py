@@ -17,7 +17,8 @@ One pass, in topological order (ONNX Runtime's NchwcTransformer does the same jo
     operands reordered, per-channel constants reblocked at compile time), Concat on channels
     (every input's C a multiple of b; else an NchwcChannelGather), nearest Resize with integer
     spatial scales, and as NchwcChannelGather a constant Slice or Split on channels and a channel
-    shuffle (Reshape [N, g, C/g, H, W] -> Transpose [0, 2, 1, 3, 4] -> Reshape back);
+    shuffle (Reshape [N, g, C/g, H, W] -> Transpose [0, 2, 1, 3, 4] -> Reshape back; of a
+    plain tensor that a blocked conv reads: the channel order of its ReorderInput);
   * borders: a plain value a blocked node reads gets one ReorderInput (shared by all its blocked
     readers); a blocked value with plain readers or that is a graph output gets one ReorderOutput
     (shared by all of them), so a chain of blocked ops never returns to NCHW in between.
@@ -404,7 +405,7 @@ class _Rewriter:
         """Reshape [N, C, H, W] -> [N, g, C/g, H, W], Transpose swapping the two channel
         factors, Reshape back to [N, C, H, W]: one gather with the permuted channel order."""
         x, r1 = node.inputs[0], node.outputs[0]
-        if id(x) not in self.blocked or len(node.outputs) != 1 or not r1.is_static or len(r1.shape) != 5:
+        if not _image(x) or len(node.outputs) != 1 or not r1.is_static or len(r1.shape) != 5:
             return False
         n, c, h, w = x.shape
         if r1.shape[0] != n or r1.shape[3:] != (h, w) or r1.shape[1] * r1.shape[2] != c or self.g.is_output(r1):
@@ -423,7 +424,17 @@ class _Rewriter:
         if not _image(y) or tuple(y.shape) != tuple(x.shape):
             return False
         order = np.arange(c).reshape(r1.shape[1], r1.shape[2]).T.reshape(-1)
-        return self.gather(r2, [x], [(0, int(k)) for k in order], extra_dead=(tr, node))
+        if id(x) in self.blocked:
+            return self.gather(r2, [x], [(0, int(k)) for k in order], extra_dead=(tr, node))
+        # a plain input (ShuffleNet v1: after a grouped conv that is not blocked) whose shuffled
+        # result a blocked conv reads: the shuffle becomes the order of that reorder
+        if not any(self.conv_plan(u) is not None for u in y.users):
+            return False
+        if not self.emit(r2, "ReorderInput", [x], {"block": self.b, "channel_order": [int(k) for k in order]},
+                         [L.blocked_shape(y.shape, self.b)]):
+            return False
+        self.converted.extend([(tr, {}), (node, {})])
+        return True
 
     def resize(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
@@ -448,6 +459,8 @@ class _Rewriter:
                 self.convert_conv(node, plan)
             elif any(v is not None and id(v) in self.blocked for v in node.inputs):
                 self.convert_other(node)
+            elif node.op_type == "Reshape" and node.domain in ("", "ai.onnx"):
+                self.channel_shuffle(node)  # a shuffle of a plain tensor into a blocked conv
         for out in self.reordered.values():  # made for a node C then refused
             if not out.uses:
                 self.g.remove_node(out.producer)

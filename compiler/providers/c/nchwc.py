@@ -42,6 +42,9 @@ def _reorder_check(node) -> Optional[str]:
     nchw = x if node.op_type == "ReorderInput" else y
     if len(nchw.shape) != 4:
         return f"rank {len(nchw.shape)} tensor (NCHWc reorders are 2-D images)"
+    order = node.attrs.get("channel_order")
+    if order is not None and (node.op_type != "ReorderInput" or sorted(int(c) for c in order) != list(range(x.shape[1]))):
+        return "channel_order must be a permutation of the input channels (ReorderInput only)"
     return None
 
 
@@ -50,6 +53,11 @@ def reorder(node, ctx):
     b = node.attrs["block"]
     x, y = node.inputs[0], node.outputs[0]
     nchw = x if node.op_type == "ReorderInput" else y
+    order = node.attrs.get("channel_order")
+    if order is not None:
+        return "\n".join([f"static const int32_t chan[] = {{{', '.join(str(int(c)) for c in order)}}};",
+                          f"onnxc_nchwc_reorder_input_perm_b{b}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, "
+                          f"{ctx.ptr(x)}, chan, {ctx.ptr(y)});"])
     fn = "onnxc_nchwc_reorder_input" if node.op_type == "ReorderInput" else "onnxc_nchwc_reorder_output"
     return f"{fn}_b{b}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, {ctx.ptr(x)}, {ctx.ptr(y)});"
 
