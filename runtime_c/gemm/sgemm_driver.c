@@ -21,6 +21,9 @@
  * smaller ones, and calls the pool would run serially (nested, pool busy), stay on the calling
  * thread.
  *
+ * The _ep entry points take an epilogue callback (onnxc_kernels.h), run on each mr x nc block
+ * of C right after its last K block, while it is in L1 (bias, activation: no second pass).
+ *
  * M == 1 with packed B has its own GEMV loop (panels streamed once, several at a time); with
  * unpacked B, M == 1 and N == 1 go to the GEMV loops of the reference (sgemm_ref.c), which
  * read B in place.
@@ -155,7 +158,8 @@ static void pack_a_sliver(const float* A, int64_t rsa, int64_t csa, int64_t mr, 
  * 80 against 57 GFLOP/s). */
 static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int64_t m1,
                         int64_t pc, int64_t kc, const float* Bp, int64_t pstride, int64_t nc,
-                        float* C, int64_t ldc, float alpha, float beta) {
+                        float* C, int64_t ldc, float alpha, float beta, int64_t jc,
+                        const onnxc_sgemm_epilogue* ep) {
     float Ap[TM * KC] ALIGN64;
     const int pack_a = SGEMM_ALWAYS_PACK_A || (lda % 256 == 0 && nc > 4 * TN);
     const int64_t rsa = transA ? 1 : lda, csa = transA ? lda : 1;
@@ -170,13 +174,15 @@ static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int
         for (jr = 0; jr < nc; jr += TN)
             onnxc_sgemm_kernel(mr, MIN(TN, nc - jr), kc, a, pack_a ? 1 : rsa, pack_a ? TM : csa,
                                Bp + (jr / TN) * pstride, C + i * ldc + jr, ldc, alpha, beta);
+        /* last K block (callers pass ep only then): the mr x nc block is final and still in L1 */
+        if (ep) ep->fn(ep->arg, C + i * ldc, ldc, i, mr, jc, nc);
     }
 }
 
 /* Rows [m0, m1) and columns [n0, n1) of C, op(B) prepacked (n0 a multiple of TN). */
 static void task_packed(int transA, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t N,
                         int64_t K, float alpha, const float* A, int64_t lda, const float* packedB,
-                        float beta, float* C, int64_t ldc) {
+                        float beta, float* C, int64_t ldc, const onnxc_sgemm_epilogue* ep) {
     const int64_t kb = k_block(K), npad = (N + TN - 1) / TN * TN;
     int64_t jc, pc;
     for (jc = n0; jc < n1; jc += NC_PACKED) {
@@ -184,7 +190,7 @@ static void task_packed(int transA, int64_t m0, int64_t m1, int64_t n0, int64_t 
         for (pc = 0; pc < K; pc += kb) {
             const int64_t kc = MIN(kb, K - pc);
             macro_block(transA, A, lda, m0, m1, pc, kc, packedB + pc * npad + jc * kc, kc * TN,
-                        nc, C + jc, ldc, alpha, pc == 0 ? beta : 1.0f);
+                        nc, C + jc, ldc, alpha, pc == 0 ? beta : 1.0f, jc, pc + kc >= K ? ep : NULL);
         }
     }
 }
@@ -192,7 +198,8 @@ static void task_packed(int transA, int64_t m0, int64_t m1, int64_t n0, int64_t 
 /* Same with op(B) packed here, block by block. */
 static void task_unpacked(int transA, int transB, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
                           int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                          int64_t ldb, float beta, float* C, int64_t ldc) {
+                          int64_t ldb, float beta, float* C, int64_t ldc,
+                          const onnxc_sgemm_epilogue* ep) {
     float Bp[KC * NC_BUF] ALIGN64;
     const int64_t kb = k_block(K);
     int64_t jc, pc;
@@ -202,7 +209,7 @@ static void task_unpacked(int transA, int transB, int64_t m0, int64_t m1, int64_
             const int64_t kc = MIN(kb, K - pc);
             pack_panels(transB, B, ldb, pc, kc, jc, nc, Bp, kc * TN);
             macro_block(transA, A, lda, m0, m1, pc, kc, Bp, kc * TN, nc, C + jc, ldc, alpha,
-                        pc == 0 ? beta : 1.0f);
+                        pc == 0 ? beta : 1.0f, jc, pc + kc >= K ? ep : NULL);
         }
     }
 }
@@ -339,6 +346,7 @@ typedef struct {
     float alpha, beta;
     const float *A, *B;
     float* C;
+    const onnxc_sgemm_epilogue* ep;
 } grid_job;
 
 static void grid_unpacked(void* ctx, int64_t t0, int64_t t1) {
@@ -349,7 +357,7 @@ static void grid_unpacked(void* ctx, int64_t t0, int64_t t1) {
         task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
         if (m0 < m1 && n0 < n1)
             task_unpacked(j->transA, j->transB, m0, m1, n0, n1, j->K, j->alpha, j->A, j->lda, j->B,
-                          j->ldb, j->beta, j->C, j->ldc);
+                          j->ldb, j->beta, j->C, j->ldc, j->ep);
     }
 }
 
@@ -361,17 +369,18 @@ static void grid_packed(void* ctx, int64_t t0, int64_t t1) {
         task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
         if (m0 < m1 && n0 < n1)
             task_packed(j->transA, m0, m1, n0, n1, j->N, j->K, j->alpha, j->A, j->lda, j->B,
-                        j->beta, j->C, j->ldc);
+                        j->beta, j->C, j->ldc, j->ep);
     }
 }
 
 static void grid_run(onnxc_task_fn fn, int transA, int transB, int tm, int tn, int64_t M,
                      int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                     const onnxc_sgemm_epilogue* ep) {
     grid_job j;
     j.transA = transA; j.transB = transB; j.tm = tm; j.tn = tn;
     j.M = M; j.N = N; j.K = K; j.lda = lda; j.ldb = ldb; j.ldc = ldc;
-    j.alpha = alpha; j.beta = beta; j.A = A; j.B = B; j.C = C;
+    j.alpha = alpha; j.beta = beta; j.A = A; j.B = B; j.C = C; j.ep = ep;
     onnxc_parallel_for((int64_t)tm * tn, 1, fn, &j);
 }
 
@@ -382,41 +391,53 @@ static void grid_run(onnxc_task_fn fn, int transA, int transB, int tm, int tn, i
 void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                  float* C, int64_t ldc) {
+    onnxc_sgemm_ep(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void onnxc_sgemm_ep(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                    float* C, int64_t ldc, const onnxc_sgemm_epilogue* ep) {
     int tm, tn;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
-        return;
-    }
-    if (M == 1 || N == 1) {  /* GEMV: B is read once, packing it would not pay */
-        onnxc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (K <= 0 || alpha == 0.0f || M == 1 || N == 1) {
+        if (K <= 0 || alpha == 0.0f)
+            scale_c(M, N, beta, C, ldc);
+        else  /* GEMV: B is read once, packing it would not pay */
+            onnxc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (ep) ep->fn(ep->arg, C, ldc, 0, M, 0, N);
         return;
     }
     thread_grid(M, N, K, 1, &tm, &tn);
     if (tm * tn > 1) {
-        grid_run(grid_unpacked, transA, transB, tm, tn, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        grid_run(grid_unpacked, transA, transB, tm, tn, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
         return;
     }
-    task_unpacked(transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    task_unpacked(transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 
 void onnxc_sgemm_packed(int transA, int64_t M, int64_t N, int64_t K, float alpha,
                         const float* A, int64_t lda, const float* packedB, float beta,
                         float* C, int64_t ldc) {
+    onnxc_sgemm_packed_ep(transA, M, N, K, alpha, A, lda, packedB, beta, C, ldc, NULL);
+}
+
+void onnxc_sgemm_packed_ep(int transA, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float* A, int64_t lda, const float* packedB, float beta,
+                           float* C, int64_t ldc, const onnxc_sgemm_epilogue* ep) {
     int tm, tn;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
-        return;
-    }
-    if (M == 1) {
-        gemv_packed(N, K, alpha, A, transA ? lda : 1, packedB, beta, C);
+    if (K <= 0 || alpha == 0.0f || M == 1) {
+        if (K <= 0 || alpha == 0.0f)
+            scale_c(M, N, beta, C, ldc);
+        else
+            gemv_packed(N, K, alpha, A, transA ? lda : 1, packedB, beta, C);
+        if (ep) ep->fn(ep->arg, C, ldc, 0, M, 0, N);
         return;
     }
     thread_grid(M, N, K, 0, &tm, &tn);
     if (tm * tn > 1) {
-        grid_run(grid_packed, transA, 0, tm, tn, M, N, K, alpha, A, lda, packedB, 0, beta, C, ldc);
+        grid_run(grid_packed, transA, 0, tm, tn, M, N, K, alpha, A, lda, packedB, 0, beta, C, ldc, ep);
         return;
     }
-    task_packed(transA, 0, M, 0, N, N, K, alpha, A, lda, packedB, beta, C, ldc);
+    task_packed(transA, 0, M, 0, N, N, K, alpha, A, lda, packedB, beta, C, ldc, ep);
 }

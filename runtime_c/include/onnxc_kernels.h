@@ -69,6 +69,24 @@ void onnxc_sgemm_packed(int transA, int64_t M, int64_t N, int64_t K, float alpha
                         const float* A, int64_t lda, const float* packedB, float beta,
                         float* C, int64_t ldc);
 
+/* Epilogue of a GEMM (fused bias/activation): called once for every element of C, in blocks,
+ * right after the block's last K step (while it is in cache), from whichever thread computed
+ * it: fn(arg, c, ldc, i0, m, j0, n) with c = &C[i0 * ldc + j0], the block being m x n. */
+typedef void (*onnxc_sgemm_epilogue_fn)(const void* arg, float* c, int64_t ldc, int64_t i0,
+                                        int64_t m, int64_t j0, int64_t n);
+typedef struct {
+    onnxc_sgemm_epilogue_fn fn;
+    const void* arg;
+} onnxc_sgemm_epilogue;
+
+/* onnxc_sgemm / onnxc_sgemm_packed, then ep (may be NULL) on every block of the result. */
+void onnxc_sgemm_ep(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                    float* C, int64_t ldc, const onnxc_sgemm_epilogue* ep);
+void onnxc_sgemm_packed_ep(int transA, int64_t M, int64_t N, int64_t K, float alpha,
+                           const float* A, int64_t lda, const float* packedB, float beta,
+                           float* C, int64_t ldc, const onnxc_sgemm_epilogue* ep);
+
 /* ONNXC_SGEMM_TILE_M / _N of the build (lets code built elsewhere check the packed layout). */
 int onnxc_sgemm_tile_m(void);
 int onnxc_sgemm_tile_n(void);

@@ -2,8 +2,9 @@
 
 The activation and the residual run in the kernel epilogue, on the block the kernel just
 produced: FusedConv through onnxc_conv_fused (runtime_c/conv/conv_ref.c, per channel plane or
-GEMM tile), FusedGemm/FusedMatMul as a loop over the output of each onnxc_sgemm call, right after
-it.  Geometry comes from the unfused emitters (nn.py, linalg.py).
+GEMM tile), FusedGemm/FusedMatMul in the SGEMM epilogue (linalg.sgemm_epilogue: a callback the
+driver runs on each block of C right after its last K step).  Geometry comes from the unfused
+emitters (nn.py, linalg.py).
 
 C_ACTIVATIONS is the C side of ops/fused_nn.ACTIVATIONS: name -> fn(x, params) giving a float32
 C expression of the C variable ``x`` (a plain name: it may be read more than once).  The runtime
@@ -19,7 +20,7 @@ from ...codegen.context import c_literal
 from ...codegen.loops import broadcast_strides, contiguous_strides
 from ...ops import get_attr
 from ...ops.fused_nn import ACTIVATIONS, activation_error, activation_of
-from .linalg import _gemm_check, _matmul_geometry, _pack_worthwhile, gemm, sgemm_packed_call
+from .linalg import _gemm_check, _matmul_geometry, _pack_worthwhile, gemm, sgemm_epilogue, sgemm_packed_call
 from .nn import _conv_check, _conv_scratch, conv_params
 from .registry import all_of, c_kernel, dtypes_in
 
@@ -105,14 +106,7 @@ def fused_conv(node, ctx):
 # --- FusedGemm -----------------------------------------------------------------------------------
 @c_kernel("FusedGemm", domain="onnxc", check=all_of(F32, _gemm_check, _activation_check))
 def fused_gemm(node, ctx):
-    name, params = activation_of(node)
-    code = gemm(node, ctx)  # leaves alpha*A'B' + beta*C in the output
-    if not name:
-        return code
-    M, N = node.outputs[0].shape
-    return code + (f"\n{{\n  float* ONNXC_RESTRICT e = {ctx.ptr(node.outputs[0])};\n"
-                   f"  for (int64_t i = 0; i < {M * N}; ++i) {{ const float v = e[i]; "
-                   f"e[i] = {c_activation(name, params, 'v')}; }}\n}}")
+    return gemm(node, ctx)  # beta*C and the activation run in the SGEMM epilogue
 
 
 # --- FusedMatMul ---------------------------------------------------------------------------------
@@ -162,10 +156,14 @@ def fused_matmul(node, ctx):
     b_str = broadcast_strides(bsh[:-2], batch) if batch else []
     packed = b.is_const and len(b.shape) == 2 and _pack_worthwhile(N, K)
     lines = [f"const float* ONNXC_RESTRICT A = {ctx.ptr(a)};", f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    ep = None
+    if bias is not None or name:
+        # bias and activation in the SGEMM epilogue, on each block while it is in cache
+        decl, ep = sgemm_epilogue(ctx, node, (ctx.ptr(bias), 0, 1, 1.0) if bias is not None else None,
+                                  (lambda v: c_activation(name, params, v)) if name else None)
+        lines.append(decl)
     if not packed:  # (a packed B replaces the original in the weights blob)
         lines.append(f"const float* ONNXC_RESTRICT B = {ctx.ptr(b)};")
-    if bias is not None:
-        lines.append(f"const float* ONNXC_RESTRICT bias = {ctx.ptr(bias)};")
     bidx = [f"b{k}" for k in range(len(batch))]
     off = lambda st, mat: " + ".join([f"{i}*{s * mat}" for i, s in zip(bidx, st) if s] or ["0"])  # noqa: E731
     yoff = " + ".join([f"{i}*{s * M * N}" for i, s in zip(bidx, contiguous_strides(batch))] or ["0"])
@@ -176,18 +174,12 @@ def fused_matmul(node, ctx):
     if packed:
         # constant weights: packed at compile time for the target's microkernel (as MatMul does)
         call = sgemm_packed_call(ctx, ta, M, N, K, alpha, f"A + {off(a_str, M * K)}", lda,
-                                 b.const.T if tb else b.const, 0.0, "o", N)
+                                 b.const.T if tb else b.const, 0.0, "o", N, ep)
         lines += [pad + "  " + ln for ln in call.split("\n")]
     else:
-        lines.append(pad + f"  onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, "
-                           f"A + {off(a_str, M * K)}, {lda}, B + {off(b_str, K * N)}, {ldb}, 0.0f, o, {N});")
-    if bias is not None or name:
-        # epilogue on the [M, N] block this call just wrote
-        v = "o[i*%d + j]" % N
-        val = f"{v} + bias[j]" if bias is not None else v
-        lines += [pad + f"  for (int64_t i = 0; i < {M}; ++i)",
-                  pad + f"    for (int64_t j = 0; j < {N}; ++j) {{ const float v = {val}; "
-                        f"{v} = {c_activation(name, params, 'v')}; }}"]
+        args = (f"{ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, "
+                f"A + {off(a_str, M * K)}, {lda}, B + {off(b_str, K * N)}, {ldb}, 0.0f, o, {N}")
+        lines.append(pad + (f"  onnxc_sgemm_ep({args}, {ep});" if ep else f"  onnxc_sgemm({args});"))
     lines.append(pad + "}")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ emitted call carries a preprocessor check that the C build agrees (onnxc_kernels
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -45,17 +45,50 @@ def pack_sgemm_b(op_b: np.ndarray, isa: str) -> np.ndarray:
 
 
 def sgemm_packed_call(ctx, ta: int, M: int, N: int, K: int, alpha: float, a_ptr: str, lda: int,
-                      op_b: np.ndarray, beta: float, c_ptr: str, ldc: int) -> str:
+                      op_b: np.ndarray, beta: float, c_ptr: str, ldc: int, ep: Optional[str] = None) -> str:
     """C statements: C = alpha * op(A) * op_b + beta * C with the constant op_b ([K, N]) packed
-    at compile time for the module's target."""
+    at compile time for the module's target; ``ep``: an epilogue (sgemm_epilogue) run on C."""
     isa = target_isa(ctx)
     tm, tn = SGEMM_TILE[isa]
     packed = ctx.const_array(pack_sgemm_b(np.asarray(op_b, np.float32), isa))
+    args = (f"{ta}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {a_ptr}, {lda}, "
+            f"{packed}, {ctx.lit(beta, np.float32)}, {c_ptr}, {ldc}")
     return (f"#if ONNXC_SGEMM_TILE_N != {tn} || ONNXC_SGEMM_KC != {SGEMM_KC}\n"
             f'#error "B was packed for the {isa} SGEMM tile ({tm}x{tn}); this build selects another '
             f'microkernel (compile flags and target disagree)"\n#endif\n'
-            f"onnxc_sgemm_packed({ta}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {a_ptr}, {lda}, "
-            f"{packed}, {ctx.lit(beta, np.float32)}, {c_ptr}, {ldc});")
+            + (f"onnxc_sgemm_packed_ep({args}, {ep});" if ep else f"onnxc_sgemm_packed({args});"))
+
+
+def sgemm_epilogue(ctx, node, addend: Optional[Tuple[str, int, int, float]] = None,
+                   act: Optional[Callable[[str], str]] = None, tag: str = "") -> Tuple[str, str]:
+    """An SGEMM epilogue (onnxc_kernels.h) y = act(y + scale * P[i*rs + j*cs]) for the GEMM of
+    ``node``, run by the driver on each block of C while it is in cache instead of a second pass
+    over the output.  addend: (C pointer expression of P, row stride rs, column stride cs, scale)
+    in the [M, N] index space of C (stride 0 broadcasts: a bias is (ptr, 0, 1, 1.0)); act: C
+    expression of the float variable ``v``.  The loop is a file-scope helper function with the
+    strides, scale and activation as constants.  Returns (statement declaring the
+    onnxc_sgemm_epilogue, expression of its address)."""
+    name = f"onnxc_ep{ctx.node_index[id(node)]}{tag}"
+    if addend is not None:
+        ptr, rs, cs, scale = addend
+        sc = "" if scale == 1.0 else f"{ctx.lit(scale, np.float32)} * "
+        row = f"const float* ONNXC_RESTRICT q = P + (i0 + i) * {rs}LL + j0 * {cs}LL;"
+        val = f"y[j] + {sc}q[{'j' if cs == 1 else f'j * {cs}LL'}]"
+    else:
+        ptr, row, val = "NULL", "", "y[j]"
+    body = act("v") if act is not None else "v"
+    helper = "\n".join([
+        f"static void {name}(const void* arg, float* c, int64_t ldc, int64_t i0, int64_t m, int64_t j0, int64_t n) {{",
+        "    const float* ONNXC_RESTRICT P = (const float*)arg;",
+        "    (void)P; (void)i0; (void)j0;",
+        "    for (int64_t i = 0; i < m; ++i) {",
+        "        float* ONNXC_RESTRICT y = c + i * ldc;",
+        *([f"        {row}"] if row else []),
+        f"        for (int64_t j = 0; j < n; ++j) {{ const float v = {val}; y[j] = {body}; }}",
+        "    }",
+        "}"])
+    ctx.options.setdefault("helpers", []).append(helper)
+    return f"const onnxc_sgemm_epilogue ep{tag} = {{{name}, {ptr}}};", f"&ep{tag}"
 
 
 def _pack_worthwhile(N: int, K: int) -> bool:
@@ -87,19 +120,37 @@ def gemm(node, ctx):
     K = a.shape[0] if ta else a.shape[1]
     lines = [f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     use_c = c is not None and beta != 0.0 and c.size > 0
-    if use_c:
-        # Y = beta*C broadcast, then Y += alpha*A*B
-        lines.append(f"const float* ONNXC_RESTRICT Cb = {ctx.ptr(c)};")
-        lines.append(broadcast_loop([M, N], [("Cb", c.shape)],
-                                    lambda e, oi: f"Y[{oi}] = {ctx.lit(beta, np.float32)} * {e[0]};"))
+    if y.size == 0:
+        return "/* empty output */"
+    act = gemm_activation(node)
+    ep = None
+    if use_c or act is not None:
+        # Y = act(alpha*A*B + beta*C) in the SGEMM epilogue, block by block while C is in cache
+        # (no pass that fills Y with beta*C first, none that applies the activation after)
+        addend = None
+        if use_c:
+            rs, cs = broadcast_strides(c.shape, [M, N])[-2:] if len(c.shape) else (0, 0)
+            addend = (ctx.ptr(c), rs, cs, beta)
+        decl, ep = sgemm_epilogue(ctx, node, addend, act)
+        lines.append(decl)
     if b.is_const and _pack_worthwhile(N, K):
         op_b = b.const.T if tb else b.const
-        lines.append(sgemm_packed_call(ctx, ta, M, N, K, alpha, ctx.ptr(a), a.shape[1], op_b,
-                                       1.0 if use_c else 0.0, "Y", N))
+        lines.append(sgemm_packed_call(ctx, ta, M, N, K, alpha, ctx.ptr(a), a.shape[1], op_b, 0.0, "Y", N, ep))
     else:
-        lines.append(f"onnxc_sgemm({ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {ctx.ptr(a)}, "
-                     f"{a.shape[1]}, {ctx.ptr(b)}, {b.shape[1]}, {'1.0f' if use_c else '0.0f'}, Y, {N});")
+        args = (f"{ta}, {tb}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {ctx.ptr(a)}, "
+                f"{a.shape[1]}, {ctx.ptr(b)}, {b.shape[1]}, 0.0f, Y, {N}")
+        lines.append(f"onnxc_sgemm_ep({args}, {ep});" if ep else f"onnxc_sgemm({args});")
     return "\n".join(lines)
+
+
+def gemm_activation(node) -> Optional[Callable[[str], str]]:
+    """The epilogue activation of a FusedGemm (None for Gemm and for none)."""
+    if node.domain != "onnxc":
+        return None
+    from .fused_nn import c_activation
+    from ...ops.fused_nn import activation_of
+    name, params = activation_of(node)
+    return (lambda v: c_activation(name, params, v)) if name else None
 
 
 def _matmul_geometry(node, trans_a: int = 0, trans_b: int = 0):
