@@ -1,6 +1,8 @@
 """Transformer runtime kernels at every ISA the host runs (generic always, AVX2 and AVX-512 when
-present): the inline transcendentals of onnxc_transformer.h (onnxc_expf, onnxc_gelu_erff,
-onnxc_gelu_tanhf), compiled with and without hardware FMA, against float64 numpy.
+present), against float64 numpy: the inline transcendentals of onnxc_transformer.h (onnxc_expf,
+onnxc_gelu_erff, onnxc_gelu_tanhf), compiled with and without hardware FMA, the attention of
+onnxc.MultiHeadAttention (onnxc_mha_attend: tiles, masks, NaN rows, sequence-first layout) and
+onnxc_layernorm (LayerNorm, RMSNorm, SkipLayerNorm with bias and sum output, large means).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.resources import runtime_dir
 from onnxc.target import REQUIRED_FLAGS, host_flags
 
 ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() for f in REQUIRED_FLAGS[isa])]
@@ -23,6 +26,12 @@ void tk_gelu_erf(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i
 void tk_gelu_tanh(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i < n; ++i) y[i] = onnxc_gelu_tanhf(x[i]); }
 """
 WRAPPERS_CDEF = """
+typedef struct { int64_t B, S, E, H, D; int seq_first; float scale; int has_mask; int64_t mask_str[4];
+                 int nan_to_zero; int64_t tile_rows, slots; } onnxc_mha_params;
+void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y, float* tiles);
+size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p);
+void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip, const float* bias,
+                     const float* gamma, const float* beta, float eps, int rms, float* Y, float* sum);
 void tk_expf(const float* x, float* y, int64_t n);
 void tk_gelu_erf(const float* x, float* y, int64_t n);
 void tk_gelu_tanh(const float* x, float* y, int64_t n);
@@ -50,7 +59,9 @@ def lib(request, tmp_path_factory):
         pytest.skip("no C compiler")
     isa = request.param
     so = tmp_path_factory.mktemp(f"tk-{isa}") / f"libtk_{isa}.so"
-    ffi, dl = build_kernel_library(so, [], compile_flags(isa), extra_c=WRAPPERS, extra_cdef=WRAPPERS_CDEF)
+    srcs = sorted(str(p.relative_to(runtime_dir())) for d in ("gemm", "attention") for p in (runtime_dir() / d).glob("*.c"))
+    srcs.append("math/layernorm_ref.c")
+    ffi, dl = build_kernel_library(so, srcs, compile_flags(isa), extra_c=WRAPPERS, extra_cdef=WRAPPERS_CDEF)
     return Lib(isa, ffi, dl)
 
 
@@ -92,3 +103,89 @@ def test_gelu(lib, form):
     ok = ~np.isnan(want)
     np.testing.assert_allclose(y[ok], want[ok].astype(np.float32), rtol=2e-6 if form == "erf" else 2e-5,
                                atol=1e-37, err_msg=lib.isa)
+
+
+def mha_reference(qkv, B, S, H, D, scale, mask, nan_to_zero, seq_first):
+    """float64 attention of the projected qkv rows ([B*S, 3*H*D], X's token order)."""
+    x = qkv.astype(np.float64).reshape(*((S, B) if seq_first else (B, S)), 3, H, D)
+    if seq_first:
+        x = x.transpose(1, 0, 2, 3, 4)
+    q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # [B, H, S, D]
+    s = q @ k.transpose(0, 1, 3, 2) * scale
+    if mask is not None:
+        s = s + mask
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(s - s.max(-1, keepdims=True))
+        p = e / e.sum(-1, keepdims=True)
+    if nan_to_zero:
+        p = np.where(np.isnan(p), 0.0, p)
+    y = (p @ v).transpose(0, 2, 1, 3).reshape(B, S, H * D)
+    return (y.transpose(1, 0, 2) if seq_first else y).reshape(B * S, H * D)
+
+
+@pytest.mark.parametrize("B,S,H,D,tile_rows,slots,seq_first,mask_kind,nan_to_zero", [
+    (1, 37, 2, 16, 37, 2, 0, None, 0),        # one tile per head, tail past the lanes
+    (2, 50, 3, 8, 16, 4, 0, "keys", 1),       # several tiles per head, [B, 1, 1, S] padding mask
+    (2, 33, 2, 32, 33, 4, 1, "full", 0),      # sequence-first, [B, H, S, S] mask with -inf rows
+    (1, 40, 2, 16, 13, 3, 0, "full", 1),      # -inf rows guarded to 0, tiles not dividing S
+    (1, 24, 1, 8, 24, 1, 0, "bcast", 0),      # mask broadcast along the keys (stride 0)
+])
+def test_mha_attend(lib, B, S, H, D, tile_rows, slots, seq_first, mask_kind, nan_to_zero):
+    rng = np.random.default_rng(S * 7 + B)
+    qkv = rng.standard_normal((B * S, 3 * H * D)).astype(np.float32)
+    mask, strides = None, [0, 0, 0, 0]
+    if mask_kind == "keys":
+        mask = np.where(rng.random((B, 1, 1, S)) < 0.3, -np.inf, 0.0).astype(np.float32)
+        strides = [S, 0, 0, 1]
+    elif mask_kind == "full":
+        mask = rng.standard_normal((B, H, S, S)).astype(np.float32)
+        mask[:, :, ::7, :] = -np.inf  # whole rows masked: NaN, or 0 with nan_to_zero
+        strides = [H * S * S, S * S, S, 1]
+    elif mask_kind == "bcast":
+        mask = rng.standard_normal((1, 1, S, 1)).astype(np.float32)
+        strides = [0, 0, 1, 0]
+    p = lib.ffi.new("onnxc_mha_params*")
+    p.B, p.S, p.E, p.H, p.D, p.seq_first, p.scale = B, S, H * D, H, D, seq_first, 0.3
+    p.has_mask, p.mask_str, p.nan_to_zero = int(mask is not None), strides, nan_to_zero
+    p.tile_rows, p.slots = tile_rows, slots
+    tiles = np.full(lib.lib.onnxc_mha_scratch_floats(p) - B * S * 3 * H * D, np.nan, np.float32)
+    Y = np.full((B * S, H * D), np.nan, np.float32)
+    m = np.ascontiguousarray(mask) if mask is not None else np.zeros(1, np.float32)
+    lib.lib.onnxc_mha_attend(p, lib.f(qkv), lib.f(m), lib.f(Y), lib.f(tiles))
+    want = mha_reference(qkv, B, S, H, D, 0.3, mask, nan_to_zero, seq_first)
+    np.testing.assert_array_equal(np.isnan(Y), np.isnan(want), err_msg=lib.isa)
+    np.testing.assert_allclose(Y, want, rtol=1e-5, atol=1e-5, err_msg=lib.isa)
+
+
+@pytest.mark.parametrize("n", [1, 37, 384])
+@pytest.mark.parametrize("kind", ["ln", "rms", "skip", "skip_bias_sum", "ln_plain"])
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+def test_layernorm(lib, n, kind, offset):
+    """onnxc_layernorm against float64: rows of spread ~1 around a mean of 0 or 300 (a float32
+    ulp at 300 is 3e-5: statistics must not cancel), n below, at and past the lane count."""
+    rng = np.random.default_rng(n)
+    rows, eps = 5, 1e-5
+    x = (rng.standard_normal((rows, n)) + offset).astype(np.float32)
+    skip = rng.standard_normal((rows, n)).astype(np.float32) if kind.startswith("skip") else None
+    bias = rng.standard_normal(n).astype(np.float32) if kind == "skip_bias_sum" else None
+    gamma = None if kind == "ln_plain" else rng.standard_normal(n).astype(np.float32)
+    beta = rng.standard_normal(n).astype(np.float32) if kind in ("ln", "skip", "skip_bias_sum") else None
+    y = np.full((rows, n), np.nan, np.float32)
+    total = np.full((rows, n), np.nan, np.float32) if kind == "skip_bias_sum" else None
+    ptr = lambda a: lib.f(a) if a is not None else lib.ffi.NULL  # noqa: E731
+    lib.lib.onnxc_layernorm(rows, n, ptr(x), ptr(skip), ptr(bias), ptr(gamma), ptr(beta), eps, int(kind == "rms"),
+                            ptr(y), ptr(total))
+    s = x.astype(np.float64)
+    if skip is not None:  # the float32 sum, as the kernel forms it
+        s = ((x + bias if bias is not None else x) + skip).astype(np.float32).astype(np.float64)
+    if total is not None:
+        np.testing.assert_array_equal(total, s.astype(np.float32), err_msg=lib.isa)
+    d = s if kind == "rms" else s - s.mean(-1, keepdims=True)
+    want = d / np.sqrt((d * d).mean(-1, keepdims=True) + eps)
+    if gamma is not None:
+        want = want * gamma
+    if beta is not None:
+        want = want + beta
+    # the output is rounded from x - mean with x at |x| ~ offset: half an ulp of x per unit std
+    atol = 1e-6 + 2 * np.spacing(np.float32(offset + 4)) * (np.abs(gamma).max() if gamma is not None else 1)
+    np.testing.assert_allclose(y, want, rtol=2e-5, atol=atol, err_msg=f"{lib.isa} {kind}")

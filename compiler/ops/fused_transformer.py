@@ -3,6 +3,9 @@
     onnxc.Gelu        [X, bias?]  Y = 0.5 v (1 + erf(v / sqrt 2)),  v = X + bias
     onnxc.FastGelu    [X, bias?]  Y = 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))
                       (bias is [N], X's last dim)
+    onnxc.MatMulGelu  [A, B, bias?] {approximate}
+                      Y = Gelu(A @ B + bias) (approximate "none": the erf form of onnxc.Gelu,
+                      "tanh": FastGelu's); A [..., K], B [K, N] (2-D), bias [N]
     onnxc.LayerNormalization [X, gamma?, beta?] {epsilon}
                       over X's last dim: Y = (X - mean) / sqrt(var + eps) * gamma + beta
     onnxc.RMSNormalization   [X, gamma?] {epsilon}
@@ -65,6 +68,19 @@ def _gelu(node, x, bias=None):
 @reference("FastGelu", "onnxc")
 def _fast_gelu(node, x, bias=None):
     return [gelu_tanh(_biased(x, bias))]
+
+
+@shape_rule("MatMulGelu", "onnxc")
+def _matmul_gelu_shape(node):
+    a, b = node.inputs[0], node.inputs[1]
+    return [(a.dtype, tuple(a.shape[:-1]) + (b.shape[-1],))]
+
+
+@reference("MatMulGelu", "onnxc")
+def _matmul_gelu(node, a, b, bias=None):
+    v = np.matmul(a, b).astype(a.dtype)
+    fn = gelu_tanh if get_attr(node, "approximate", "none") == "tanh" else gelu_erf
+    return [fn(_biased(v, bias))]
 
 
 # --- normalizations ---------------------------------------------------------------------------

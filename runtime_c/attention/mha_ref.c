@@ -1,12 +1,13 @@
 /* Fused multi-head self-attention (onnxc.MultiHeadAttention), float32.
  *
  * 1. One GEMM projects every token: QKV[rows, 3*H*D] = X[rows, E] W + bias (rows = B*S, in X's
- *    own token order, batch-major or sequence-major).
+ *    own token order, batch-major or sequence-major); the bias is added in its epilogue.
  * 2. Tasks of up to tile_rows query rows of one (batch, head): scores = scale * Q K^T with
  *    onnxc_sgemm straight from the strided QKV rows (no head transposes), then per row the
  *    additive mask, a plain softmax (as ONNX Softmax: an all -inf row gives NaN; exp is the
  *    vectorizable onnxc_expf) and, when the exported graph guarded it, NaN -> 0; finally
- *    Y = P V written into the head's columns of Y.
+ *    Y = P V written into the head's columns of Y, each row's 1 / sum applied in the GEMM's
+ *    epilogue.
  * Tasks are spread over `slots` scratch tiles (slot g runs tasks g, g + slots, ...).
  * onnxc_mha_attend is step 2 alone, for callers that project with weights packed at compile
  * time (onnxc_sgemm_packed).
@@ -21,44 +22,74 @@
 #endif
 
 #define MHA_PARALLEL_MIN_WORK (1 << 15)
-#define MHA_LANES 8
+#define MHA_LANES 16
 
 size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p) {
-    return (size_t)(p->B * p->S * 3 * p->H * p->D + p->slots * p->tile_rows * p->S);
+    return (size_t)(p->B * p->S * 3 * p->H * p->D + p->slots * p->tile_rows * (p->S + 1));
 }
 
-/* Softmax of one score row in place, as ONNX Softmax computes it (max subtracted; a row with
- * no finite maximum gives NaN). Lanes of independent partial max/sum let the loops vectorize
- * (a single float accumulator is a serial chain the compiler may not reorder). */
-static void mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m) {
+/* Softmax numerators of one score row in place: x = exp(x + mask - max), returning 1 / their
+ * sum; the normalization is left to the P V product's epilogue (mha_rows_ep: D columns per row to
+ * scale instead of S). As ONNX Softmax: a row whose sum is NaN (a NaN score, or no finite
+ * maximum: all -inf or some +inf) is all NaN, and with nan_to_zero (the exported Where(IsNaN)
+ * guard) all 0; a finite sum is >= 1 (the maximum contributes exp(0)), so no other row holds NaN.
+ * Two passes (mask + max, exp + sum), each over MHA_LANES independent partial max/sums so that
+ * the loops vectorize (a single float accumulator is a serial chain the compiler may not
+ * reorder). */
+static float mha_softmax_row(const onnxc_mha_params* p, float* x, const float* m) {
     const int64_t S = p->S;
-    float mx = -INFINITY, sum = 0.0f, inv, lm[MHA_LANES], ls[MHA_LANES];
+    float mx = -INFINITY, sum = 0.0f, lm[MHA_LANES], ls[MHA_LANES];
     int64_t j;
     int l;
-    if (m) {
-        const int64_t ms = p->mask_str[3];
-        if (ms == 1)
-            for (j = 0; j < S; ++j) x[j] += m[j];
-        else
-            for (j = 0; j < S; ++j) x[j] += m[j * ms];
-    }
     for (l = 0; l < MHA_LANES; ++l) {
         lm[l] = -INFINITY;
         ls[l] = 0.0f;
     }
-    for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
-        for (l = 0; l < MHA_LANES; ++l) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
-    for (; j < S; ++j) mx = x[j] > mx ? x[j] : mx;
+    if (m && p->mask_str[3] == 1) {
+        for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
+            for (l = 0; l < MHA_LANES; ++l) {
+                const float v = x[j + l] + m[j + l];
+                x[j + l] = v;
+                lm[l] = v > lm[l] ? v : lm[l];
+            }
+    } else {
+        if (m) /* a mask broadcast along the keys (stride 0) or strided */
+            for (j = 0; j < S; ++j) x[j] += m[j * p->mask_str[3]];
+        for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
+            for (l = 0; l < MHA_LANES; ++l) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
+    }
+    for (; j < S; ++j) {
+        if (m && p->mask_str[3] == 1) x[j] += m[j];
+        mx = x[j] > mx ? x[j] : mx;
+    }
     for (l = 0; l < MHA_LANES; ++l) mx = lm[l] > mx ? lm[l] : mx;
-    for (j = 0; j < S; ++j) x[j] = onnxc_expf(x[j] - mx);
     for (j = 0; j + MHA_LANES <= S; j += MHA_LANES)
-        for (l = 0; l < MHA_LANES; ++l) ls[l] += x[j + l];
-    for (; j < S; ++j) sum += x[j];
+        for (l = 0; l < MHA_LANES; ++l) {
+            const float e = onnxc_expf(x[j + l] - mx);
+            x[j + l] = e;
+            ls[l] += e;
+        }
+    for (; j < S; ++j) {
+        x[j] = onnxc_expf(x[j] - mx);
+        sum += x[j];
+    }
     for (l = 0; l < MHA_LANES; ++l) sum += ls[l];
-    inv = 1.0f / sum;
-    for (j = 0; j < S; ++j) x[j] *= inv;
-    if (p->nan_to_zero)
-        for (j = 0; j < S; ++j) x[j] = x[j] != x[j] ? 0.0f : x[j];
+    if (sum != sum) {
+        const float fill = p->nan_to_zero ? 0.0f : NAN;
+        for (j = 0; j < S; ++j) x[j] = fill;
+        return 1.0f;
+    }
+    return 1.0f / sum;
+}
+
+/* SGEMM epilogue of P V: row i of the tile times its softmax factor ((const float*)arg)[i]. */
+static void mha_rows_ep(const void* arg, float* c, int64_t ldc, int64_t i0, int64_t m, int64_t j0,
+                        int64_t n) {
+    const float* inv = (const float*)arg + i0;
+    int64_t i, j;
+    (void)j0;
+    for (i = 0; i < m; ++i)
+        for (j = 0; j < n; ++j) c[i * ldc + j] *= inv[i];
 }
 
 typedef struct {
@@ -78,8 +109,12 @@ static void mha_slots(void* ctx, int64_t g0, int64_t g1) {
     const int64_t tiles_per_head = (S + p->tile_rows - 1) / p->tile_rows, tasks = B * H * tiles_per_head;
     int64_t g;
     for (g = g0; g < g1; ++g) {
-        float* sc = tiles + g * p->tile_rows * S;
+        float* sc = tiles + g * (p->tile_rows * S + p->tile_rows);
+        float* inv = sc + p->tile_rows * S; /* the tile rows' softmax factors */
+        onnxc_sgemm_epilogue ep;
         int64_t t;
+        ep.fn = mha_rows_ep;
+        ep.arg = inv;
         for (t = g; t < tasks; t += p->slots) {
             const int64_t tile = t % tiles_per_head, bh = t / tiles_per_head, b = bh / H, h = bh % H;
             const int64_t i0 = tile * p->tile_rows;
@@ -96,9 +131,9 @@ static void mha_slots(void* ctx, int64_t g0, int64_t g1) {
                 const float* m = p->has_mask ? mask + b * p->mask_str[0] + h * p->mask_str[1] +
                                                    (i0 + i) * p->mask_str[2]
                                              : NULL;
-                mha_softmax_row(p, sc + i * S, m);
+                inv[i] = mha_softmax_row(p, sc + i * S, m);
             }
-            onnxc_sgemm(0, 0, r, D, S, 1.0f, sc, S, v, ld, 0.0f, y, ts * HD);
+            onnxc_sgemm_ep(0, 0, r, D, S, 1.0f, sc, S, v, ld, 0.0f, y, ts * HD, &ep);
         }
     }
 }
@@ -112,15 +147,23 @@ void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* 
                        mha_slots, &job);
 }
 
+/* SGEMM epilogue: the projection bias, added to each block of QKV while it is in cache. */
+static void mha_bias_ep(const void* arg, float* c, int64_t ldc, int64_t i0, int64_t m, int64_t j0,
+                        int64_t n) {
+    const float* bias = (const float*)arg + j0;
+    int64_t i, j;
+    (void)i0;
+    for (i = 0; i < m; ++i)
+        for (j = 0; j < n; ++j) c[i * ldc + j] += bias[j];
+}
+
 void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const float* bias,
                const float* mask, float* Y, float* scratch) {
     const int64_t rows = p->B * p->S, N = 3 * p->H * p->D;
     float* qkv = scratch;
-    if (bias) {
-        int64_t r, c;
-        for (r = 0; r < rows; ++r)
-            for (c = 0; c < N; ++c) qkv[r * N + c] = bias[c];
-    }
-    onnxc_sgemm(0, 0, rows, N, p->E, 1.0f, X, p->E, W, N, bias ? 1.0f : 0.0f, qkv, N);
+    onnxc_sgemm_epilogue ep;
+    ep.fn = mha_bias_ep;
+    ep.arg = bias;
+    onnxc_sgemm_ep(0, 0, rows, N, p->E, 1.0f, X, p->E, W, N, 0.0f, qkv, N, bias ? &ep : NULL);
     onnxc_mha_attend(p, qkv, mask, Y, scratch + rows * N);
 }

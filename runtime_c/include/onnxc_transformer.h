@@ -24,7 +24,7 @@ void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip,
  * Y (X's layout, [.., .., H*D]) = per head softmax(scale * Q K^T + mask) V. The float mask (used
  * when has_mask) is addressed by element strides over (batch, head, query, key), 0 along
  * broadcast dims. nan_to_zero: NaN probabilities become 0. tile_rows query rows per task,
- * `slots` score tiles. */
+ * `slots` score tiles (of tile_rows * (S + 1) floats: scores and row factors). */
 typedef struct {
     int64_t B, S, E, H, D;
     int seq_first;
@@ -41,7 +41,7 @@ void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const 
                const float* mask, float* Y, float* scratch);
 
 /* The attention alone, from the projected qkv [B*S, 3*H*D] (X's token order); `tiles` holds
- * slots * tile_rows * S floats (onnxc_mha's scratch past its first B*S*3*H*D floats). */
+ * slots * tile_rows * (S + 1) floats (onnxc_mha's scratch past its first B*S*3*H*D floats). */
 void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
                       float* tiles);
 

@@ -1,10 +1,13 @@
 /* LayerNorm / RMSNorm / SkipLayerNorm over the last dim of a [rows, n] float32 tensor.
  *
- * One read of the input row gathers the statistics: sums of (x - K) and (x - K)^2 in double
- * with K = the row's first element (the shift keeps E[x^2] - E[x]^2 from cancelling when the
- * mean is large next to the spread); a second loop writes the normalized row. With a skip input
- * the summed row (x + bias) + skip is formed first, into `sum` when the caller wants it, else
- * into Y itself (normalized in place afterwards: each element is read before it is written).
+ * Per row, in float with LN_LANES independent partial sums (the loops vectorize: one float
+ * accumulator would be a serial chain the compiler may not reorder): the mean of (x - K), K =
+ * the row's first element (the shift keeps a large mean from costing the sum its low bits),
+ * then the variance as the mean of squared deviations from that mean (no E[x^2] - E[x]^2
+ * cancellation), then the normalized row. The row is in L1 for all three passes. With a skip
+ * input the summed row (x + bias) + skip is formed first, into `sum` when the caller wants it,
+ * else into Y itself (normalized in place afterwards: each element is read before it is
+ * written).
  */
 #include <math.h>
 
@@ -16,46 +19,42 @@
 #endif
 
 #define LN_PARALLEL_MIN_WORK (1 << 15)
-#define LN_LANES 8
+#define LN_LANES 16
 
 static void ln_row(int64_t n, const float* x, const float* skip, const float* bias,
                    const float* gamma, const float* beta, float eps, int rms, float* s, float* y) {
     const float* src = x;
-    double s1 = 0.0, s2 = 0.0, mean, var;
-    float k0, m, inv;
+    float a1[LN_LANES], s1 = 0.0f, m, inv, k0;
     int64_t k;
+    int j;
     if (n <= 0) return;
     if (skip) {
-        for (k = 0; k < n; ++k) s[k] = (bias ? x[k] + bias[k] : x[k]) + skip[k];
+        if (bias)
+            for (k = 0; k < n; ++k) s[k] = (x[k] + bias[k]) + skip[k];
+        else
+            for (k = 0; k < n; ++k) s[k] = x[k] + skip[k];
         src = s;
     }
-    k0 = rms ? 0.0f : src[0];
-    {
-        /* LN_LANES independent partial sums: one double accumulator would be a serial chain
-         * (no vectorization without reassociating, which -ffast-math alone would allow) */
-        double a1[LN_LANES] = {0}, a2[LN_LANES] = {0};
-        int j;
+    m = 0.0f;
+    if (!rms) {
+        k0 = src[0];
+        for (j = 0; j < LN_LANES; ++j) a1[j] = 0.0f;
         for (k = 0; k + LN_LANES <= n; k += LN_LANES)
-            for (j = 0; j < LN_LANES; ++j) {
-                const double d = (double)src[k + j] - k0;
-                a1[j] += d;
-                a2[j] += d * d;
-            }
-        for (; k < n; ++k) {
-            const double d = (double)src[k] - k0;
-            s1 += d;
-            s2 += d * d;
-        }
-        for (j = 0; j < LN_LANES; ++j) {
-            s1 += a1[j];
-            s2 += a2[j];
-        }
+            for (j = 0; j < LN_LANES; ++j) a1[j] += src[k + j] - k0;
+        for (; k < n; ++k) s1 += src[k] - k0;
+        for (j = 0; j < LN_LANES; ++j) s1 += a1[j];
+        m = k0 + s1 / (float)n;
     }
-    mean = s1 / (double)n;
-    var = rms ? s2 / (double)n : s2 / (double)n - mean * mean;
-    if (var < 0.0) var = 0.0;
-    m = rms ? 0.0f : (float)(mean + k0);
-    inv = (float)(1.0 / sqrt(var + (double)eps));
+    s1 = 0.0f;
+    for (j = 0; j < LN_LANES; ++j) a1[j] = 0.0f;
+    for (k = 0; k + LN_LANES <= n; k += LN_LANES)
+        for (j = 0; j < LN_LANES; ++j) {
+            const float d = src[k + j] - m;
+            a1[j] += d * d;
+        }
+    for (; k < n; ++k) s1 += (src[k] - m) * (src[k] - m);
+    for (j = 0; j < LN_LANES; ++j) s1 += a1[j];
+    inv = 1.0f / sqrtf(s1 / (float)n + eps);
     if (gamma && beta)
         for (k = 0; k < n; ++k) y[k] = (src[k] - m) * inv * gamma[k] + beta[k];
     else if (gamma)

@@ -16,7 +16,13 @@ fused node).  In run order:
   Sqrt, Div or Reciprocal + Mul, Mul gamma?) over the last dim -> onnxc.LayerNormalization /
   onnxc.RMSNormalization; the standard LayerNormalization op over the last dim is taken over too;
 * a residual Add (with an optional bias Add on one side) feeding a LayerNormalization ->
-  onnxc.SkipLayerNormalization, with the sum as a second output when something else reads it.
+  onnxc.SkipLayerNormalization, with the sum as a second output when something else reads it;
+* (transformer_matmul_gelu, a pass of its own after these) MatMul with constant 2-D weights
+  whose sole reader is an onnxc.Gelu / FastGelu -> onnxc.MatMulGelu: bias and Gelu run in the
+  SGEMM epilogue, on each block of the product while it is in cache, instead of a second pass.
+* (transformer_unit_transpose, after that) a Transpose that only moves size-1 dims (torchvision
+  ViT's [1, S, E] <-> [S, 1, E] around its attention) -> Reshape: the same elements in the same
+  order, so an alias instead of a copy.
 
 Every intermediate of a matched subgraph must be read only inside it (and not be a graph
 output); constants (eps, gamma, beta, biases, weights, scales) must be compile-time constants.
@@ -764,4 +770,58 @@ class TransformerFusion(Pass):
         n += _fuse_gelus(graph, details)
         n += _fuse_norms(graph, details)
         n += _fuse_skip_norms(graph, details)
+        return PassResult(n > 0, n, details)
+
+
+@register
+class TransformerMatMulGelu(Pass):
+    """MatMul(A, constant 2-D B) -> onnxc.Gelu / FastGelu (bias?) => onnxc.MatMulGelu."""
+    name = "transformer_matmul_gelu"
+    level = "extended"
+
+    def run(self, graph) -> PassResult:
+        details: List[str] = []
+        n = 0
+        for g in list(graph.nodes):
+            if g.graph is not graph or g.domain != "onnxc" or g.op_type not in ("Gelu", "FastGelu"):
+                continue
+            mm = _prod(g.inputs[0])
+            if not is_op(mm, "MatMul") or sole_user(mm.outputs[0]) is not g:
+                continue
+            a, b = mm.inputs
+            if not _f32(a, b, g.outputs[0]) or not b.is_const or len(b.shape) != 2 or len(a.shape) < 2:
+                continue
+            ins = [a, b] + ([g.input(1)] if g.input(1) is not None else [])
+            approx = "tanh" if g.op_type == "FastGelu" else "none"
+            n += _fuse(graph, [mm, g], g, "MatMulGelu", ins, {"approximate": approx}, details)
+        return PassResult(n > 0, n, details)
+
+
+@register
+class TransformerUnitTranspose(Pass):
+    """Transpose whose permutation keeps the dims larger than 1 in their order -> Reshape."""
+    name = "transformer_unit_transpose"
+    level = "extended"
+
+    def run(self, graph) -> PassResult:
+        details: List[str] = []
+        n = 0
+        for t in list(graph.nodes):
+            if t.graph is not graph or not is_op(t, "Transpose"):
+                continue
+            x, y = t.inputs[0], t.outputs[0]
+            shape = _shape(x)
+            if shape is None or _shape(y) is None or len(shape) < 2 or 0 in shape:
+                continue  # (a 0 in Reshape's shape would mean "copy that dim")
+            perm = list(get_attr(t, "perm", None) or reversed(range(len(shape))))
+            moved = [p for p in perm if shape[p] != 1]
+            if moved != sorted(moved) or perm == sorted(perm):
+                continue
+            target = graph.add_const(np.array(_shape(y), np.int64), "unit_transpose_shape")
+            node = replace_with(graph, [t], "Reshape", [x, target], {}, domain="", check_c=True)
+            if node is None:
+                graph.prune_constants()
+                continue
+            details.append(node.label)
+            n += 1
         return PassResult(n > 0, n, details)

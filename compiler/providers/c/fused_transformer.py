@@ -1,6 +1,6 @@
 """C emitters of the onnxc transformer fusions (float32): Gelu / FastGelu (with optional bias) as
-emitted loops, LayerNormalization / RMSNormalization / SkipLayerNormalization through
-onnxc_layernorm (runtime_c/math/layernorm_ref.c), MultiHeadAttention through onnxc_mha
+emitted loops, MatMulGelu as one SGEMM with bias + Gelu in its epilogue, LayerNormalization /
+RMSNormalization / SkipLayerNormalization through onnxc_layernorm (runtime_c/math/layernorm_ref.c), MultiHeadAttention through onnxc_mha
 (runtime_c/attention/mha_ref.c).  Semantics: compiler/ops/fused_transformer.py."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
 from ...ops.fused_transformer import mha_geometry
-from .linalg import sgemm_packed_call
+from .linalg import _pack_worthwhile, sgemm_epilogue, sgemm_packed_call
 from .registry import c_kernel
 
 F32 = np.dtype(np.float32)
-_TILE_ROWS = 64
-_TILE_FLOATS = 1 << 16
+_TILE_ROWS = 256        # query rows per attention task: a whole head up to S = 256 (K^T packed once)
+_TILE_FLOATS = 1 << 16  # cap of one task's score tile (256 KB, in L2)
 _MAX_SLOTS = 16
 
 
@@ -73,6 +73,43 @@ def gelu(node, ctx):
               f"for (int64_t r = 0; r < {rows}; ++r)",
               f"  for (int64_t k = 0; k < {n}; ++k) {{ const float v = {v}; Y[r*{n} + k] = {f}; }}"]
     return "\n".join(line for line in lines if line)
+
+
+# --- MatMulGelu ----------------------------------------------------------------------------------
+def _matmul_gelu_check(node) -> Optional[str]:
+    reason = _f32_check(node)
+    if reason:
+        return reason
+    a, b, bias = node.inputs[0], node.inputs[1], node.input(2)
+    if len(a.shape) < 2 or len(b.shape) != 2:
+        return f"A must have rank >= 2 and B rank 2 (shapes {a.shape}, {b.shape})"
+    if a.shape[-1] != b.shape[0]:
+        return f"inner dims differ ({a.shape[-1]} vs {b.shape[0]})"
+    if bias is not None and tuple(bias.shape) != (b.shape[1],):
+        return f"bias shape {bias.shape} is not [N] = [{b.shape[1]}]"
+    if get_attr(node, "approximate", "none") not in ("none", "tanh"):
+        return f"approximate {get_attr(node, 'approximate')!r} is neither 'none' nor 'tanh'"
+    return None
+
+
+@c_kernel("MatMulGelu", domain="onnxc", check=_matmul_gelu_check)
+def matmul_gelu(node, ctx):
+    a, b, y, bias = node.inputs[0], node.inputs[1], node.outputs[0], node.input(2)
+    if y.size == 0:
+        return "/* empty */"
+    K, N = b.shape
+    rows = y.size // N
+    f = "onnxc_gelu_tanhf" if get_attr(node, "approximate", "none") == "tanh" else "onnxc_gelu_erff"
+    # bias + Gelu in the SGEMM epilogue: each block of Y is finished while it is in L1
+    decl, ep = sgemm_epilogue(ctx, node, (ctx.ptr(bias), 0, 1, 1.0) if bias is not None else None,
+                              lambda v: f"{f}({v})")
+    lines = [decl, f"float* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
+    if b.is_const and _pack_worthwhile(N, K):
+        lines.append(sgemm_packed_call(ctx, 0, rows, N, K, 1.0, ctx.ptr(a), K, b.const, 0.0, "Y", N, ep))
+    else:
+        lines.append(f"onnxc_sgemm_ep(0, 0, {rows}, {N}, {K}, 1.0f, {ctx.ptr(a)}, {K}, {ctx.ptr(b)}, {N}, "
+                     f"0.0f, Y, {N}, {ep});")
+    return "\n".join(lines)
 
 
 # --- normalizations -----------------------------------------------------------------------------
@@ -160,7 +197,7 @@ def _mha_check(node) -> Optional[str]:
 
 def _mha_scratch(node) -> int:
     p = _mha_params(node)
-    return 4 * (p["B"] * p["S"] * 3 * p["H"] * p["D"] + p["slots"] * p["tile_rows"] * p["S"])
+    return 4 * (p["B"] * p["S"] * 3 * p["H"] * p["D"] + p["slots"] * p["tile_rows"] * (p["S"] + 1))
 
 
 @c_kernel("MultiHeadAttention", domain="onnxc", check=_mha_check, scratch=_mha_scratch)
@@ -180,11 +217,10 @@ def mha(node, ctx):
     # constant weights: the projection runs on B packed at compile time, then the attention
     rows, n = p["B"] * p["S"], 3 * p["H"] * p["D"]
     lines.append(f"float* QKV = {ctx.scratch(node, 'float')};")
-    if bias is not None:
-        lines += [f"const float* ONNXC_RESTRICT Bq = {ctx.ptr(bias)};",
-                  f"for (int64_t r = 0; r < {rows}; ++r)",
-                  f"  for (int64_t c = 0; c < {n}; ++c) QKV[r*{n} + c] = Bq[c];"]
-    lines.append(sgemm_packed_call(ctx, 0, rows, n, p["E"], 1.0, ctx.ptr(x), p["E"], w.const,
-                                   1.0 if bias is not None else 0.0, "QKV", n))
+    ep = None
+    if bias is not None:  # added in the SGEMM epilogue while each block is in cache
+        decl, ep = sgemm_epilogue(ctx, node, (ctx.ptr(bias), 0, 1, 1.0))
+        lines.append(decl)
+    lines.append(sgemm_packed_call(ctx, 0, rows, n, p["E"], 1.0, ctx.ptr(x), p["E"], w.const, 0.0, "QKV", n, ep))
     lines.append(f"onnxc_mha_attend(&p, QKV, {mask_p}, {y_p}, QKV + {rows * n});")
     return "\n".join(lines)
