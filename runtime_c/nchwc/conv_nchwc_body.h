@@ -19,23 +19,30 @@
  * others are whole). */
 typedef struct {
     int64_t nblk, chunk, xblk, wblk, wtap, wob, yob, xrow, xcol, xpix, KW, valid;
+    int64_t IW, SW, DW; /* input width, column stride and dilation (border tiles) */
     float lo, hi;
 } NB_FN(mk_args);
+
+/* What a border tile's pixels read at taps outside the input. */
+static const float NB_FN(zeros)[NB] = {0};
 
 /* Y[o][0..T) (o < OBN output blocks, NB floats per pixel) += the sums over input blocks
  * [ib0, ib1): the first chunk (first) starts from the bias instead of Y, the last (last) adds
  * Z, clamps and zeroes the padding lanes (>= valid) of the last block.  KIND: 0 plain NCHW
  * input (one channel per input "block"), 1 blocked input, 2 pointwise (blocked, one tap, pixels
- * NB floats apart: the constants let the compiler drop the tap loops and index arithmetic).
- * X + xoff is tap (0, 0) of pixel 0 (may lie outside X: only the taps [kh0, kh1) x [kw0, kw1)
- * are read).  Splitting the input blocks into chunks keeps one chunk's weights in cache while
+ * NB floats apart: the constants let the compiler drop the tap loops and index arithmetic);
+ * KIND | 4: a border tile of a window conv (0 or 1), whose pixels read zeros at the columns of
+ * a tap outside [0, IW) (iw0: input column of pixel 0's tap 0), so border pixels run in tiles
+ * too.  X + xoff is tap (0, 0) of pixel 0 (may lie outside X: only the taps [kh0, kh1) x
+ * [kw0, kw1) inside the input are read).  Splitting the input blocks into chunks keeps one chunk's weights in cache while
  * a whole output row reuses them. */
 static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, const int T,
-                                   const int KIND, const float* X, int64_t xoff, const float* W,
+                                   const int KIND, const float* X, int64_t xoff, int64_t iw0,
+                                   const float* W,
                                    const float* bias, const float* Z, float* Y, int64_t kh0,
                                    int64_t kh1, int64_t kw0, int64_t kw1, int64_t ib0,
                                    int64_t ib1, int first, int last) {
-    const int NCI = KIND == 0 ? 1 : NB, PW = KIND == 2;
+    const int NCI = (KIND & 3) == 0 ? 1 : NB, PW = KIND == 2, BORDER = (KIND & 4) != 0;
     const int64_t wob = a->wob, yob = a->yob, xpix = PW ? NB : a->xpix;
     const int64_t wblk = PW ? NB * NB : a->wblk;
     int64_t ib, kh, kw;
@@ -77,11 +84,16 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
                 for (kw = kw0; kw < kw1; ++kw) {
                     const float* xp = X + xoff + ib * a->xblk + kh * a->xrow + kw * a->xcol;
                     const float* wp = W + ib * wblk + (kh * a->KW + kw) * a->wtap;
+                    const float* xq[NCHWC_TILE];
+                    for (i = 0; i < T; ++i) {
+                        const int64_t c = iw0 + i * a->SW + kw * a->DW;
+                        xq[i] = !BORDER || (c >= 0 && c < a->IW) ? xp + i * xpix : NB_FN(zeros);
+                    }
                     for (ci = 0; ci < NCI; ++ci) {
                         VT w[NB_OBMAX];
                         for (o = 0; o < OBN; ++o) w[o] = VLOAD(wp + o * wob + ci * NB);
                         for (i = 0; i < T; ++i) {
-                            const VT xv = VSET1(xp[i * xpix + ci]);
+                            const VT xv = VSET1(xq[i][ci]);
                             for (o = 0; o < OBN; ++o) acc[o][i] = VFMA(xv, w[o], acc[o][i]);
                         }
                     }
@@ -112,7 +124,8 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
                     for (o = 0; o < OBN; ++o) {
                         const float* w = wp + o * wob + ci * NB;
                         for (i = 0; i < T; ++i) {
-                            const float xv = xp[i * xpix + ci];
+                            const int64_t c = iw0 + i * a->SW + kw * a->DW;
+                            const float xv = !BORDER || (c >= 0 && c < a->IW) ? xp[i * xpix + ci] : 0.0f;
                             for (l = 0; l < NB; ++l) acc[o][i][l] += xv * w[l];
                         }
                     }
@@ -145,19 +158,21 @@ static inline int64_t NB_FN(chunk)(int64_t budget, int64_t wblk, int OBN) {
  * 1), picked from a table at run time: the call costs little next to a tile's taps x channels
  * of FMAs, and the number of copies (and the build time) stays at OBMAX x TMAX x 2. */
 typedef void (*NB_FN(mk_fn))(const NB_FN(mk_args) * a, const float* X, int64_t xoff,
-                             const float* W, const float* bias, const float* Z, float* Y,
+                             int64_t iw0, const float* W, const float* bias, const float* Z, float* Y,
                              int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1, int64_t ib0,
                              int64_t ib1, int first, int last);
 #define NCHWC_KIND_1 0
 #define NCHWC_KIND_N 1
+#define NCHWC_KIND_B1 4
+#define NCHWC_KIND_BN 5
 #define NCHWC_MK_INST(o, t, c)                                                                    \
     static void NB_FN(mk_##o##_##t##_##c)(const NB_FN(mk_args) * a, const float* X,              \
-                                          int64_t xoff, const float* W, const float* bias,        \
-                                          const float* Z, float* Y, int64_t kh0, int64_t kh1,     \
-                                          int64_t kw0, int64_t kw1, int64_t ib0, int64_t ib1,     \
-                                          int first, int last) {                                  \
-        NB_FN(mk)(a, o, t, NCHWC_KIND_##c, X, xoff, W, bias, Z, Y, kh0, kh1, kw0, kw1, ib0, ib1,  \
-                  first, last);                                                                   \
+                                          int64_t xoff, int64_t iw0, const float* W,              \
+                                          const float* bias, const float* Z, float* Y,            \
+                                          int64_t kh0, int64_t kh1, int64_t kw0, int64_t kw1,     \
+                                          int64_t ib0, int64_t ib1, int first, int last) {        \
+        NB_FN(mk)(a, o, t, NCHWC_KIND_##c, X, xoff, iw0, W, bias, Z, Y, kh0, kh1, kw0, kw1, ib0,  \
+                  ib1, first, last);                                                              \
     }
 /* NCHWC_IF<k>(x): x when the tile has a k-th pixel (T) / output block (O), else nothing. */
 #define NCHWC_KEEP(x) x
@@ -228,22 +243,26 @@ typedef void (*NB_FN(mk_fn))(const NB_FN(mk_args) * a, const float* X, int64_t x
       NCHWC_IFT3(NCHWC_C NB_FN(mk_##o##_3_##c)) NCHWC_IFT4(NCHWC_C NB_FN(mk_##o##_4_##c))        \
       NCHWC_IFT5(NCHWC_C NB_FN(mk_##o##_5_##c)) NCHWC_IFT6(NCHWC_C NB_FN(mk_##o##_6_##c))        \
       NCHWC_IFT7(NCHWC_C NB_FN(mk_##o##_7_##c)) NCHWC_IFT8(NCHWC_C NB_FN(mk_##o##_8_##c)) }
-NCHWC_MK_T(1, 1) NCHWC_MK_T(1, N)
+NCHWC_MK_T(1, 1) NCHWC_MK_T(1, N) NCHWC_MK_T(1, B1) NCHWC_MK_T(1, BN)
 #if NB_OBMAX >= 2
-NCHWC_MK_T(2, 1) NCHWC_MK_T(2, N)
+NCHWC_MK_T(2, 1) NCHWC_MK_T(2, N) NCHWC_MK_T(2, B1) NCHWC_MK_T(2, BN)
 #endif
 #if NB_OBMAX >= 3
-NCHWC_MK_T(3, 1) NCHWC_MK_T(3, N)
+NCHWC_MK_T(3, 1) NCHWC_MK_T(3, N) NCHWC_MK_T(3, B1) NCHWC_MK_T(3, BN)
 #endif
 #if NB_OBMAX >= 4
-NCHWC_MK_T(4, 1) NCHWC_MK_T(4, N)
+NCHWC_MK_T(4, 1) NCHWC_MK_T(4, N) NCHWC_MK_T(4, B1) NCHWC_MK_T(4, BN)
 #endif
-/* window convs: [KIND][OBN - 1][T - 1] */
-static const NB_FN(mk_fn) NB_FN(mk_tab)[2][NB_OBMAX][NB_TMAX] = {
+/* window convs: [border tile * 2 + blocked input][OBN - 1][T - 1] */
+static const NB_FN(mk_fn) NB_FN(mk_tab)[4][NB_OBMAX][NB_TMAX] = {
     {NCHWC_TAB_T(1, 1) NCHWC_IFO2(NCHWC_C NCHWC_TAB_T(2, 1))
      NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, 1)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, 1))},
     {NCHWC_TAB_T(1, N) NCHWC_IFO2(NCHWC_C NCHWC_TAB_T(2, N))
-     NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, N)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, N))}};
+     NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, N)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, N))},
+    {NCHWC_TAB_T(1, B1) NCHWC_IFO2(NCHWC_C NCHWC_TAB_T(2, B1))
+     NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, B1)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, B1))},
+    {NCHWC_TAB_T(1, BN) NCHWC_IFO2(NCHWC_C NCHWC_TAB_T(2, BN))
+     NCHWC_IFO3(NCHWC_C NCHWC_TAB_T(3, BN)) NCHWC_IFO4(NCHWC_C NCHWC_TAB_T(4, BN))}};
 #undef NCHWC_MK_INST
 #undef NCHWC_MK_T
 #undef NCHWC_MK_IF
@@ -265,6 +284,8 @@ static const NB_FN(mk_fn) NB_FN(mk_tab)[2][NB_OBMAX][NB_TMAX] = {
 #undef NCHWC_IFO4
 #undef NCHWC_KIND_1
 #undef NCHWC_KIND_N
+#undef NCHWC_KIND_B1
+#undef NCHWC_KIND_BN
 
 /* Pointwise convs take one output block x up to NCHWC_TILE pixels: measured on Zen 4 (b=16),
  * several output blocks per tile ran a 1x1 conv 5-10% slower than one block (the weights of
@@ -274,8 +295,8 @@ static const NB_FN(mk_fn) NB_FN(mk_tab)[2][NB_OBMAX][NB_TMAX] = {
  * per tile cost ~5% at 4 input blocks). */
 #define NCHWC_PW_R(k)                                                                             \
     case k:                                                                                       \
-        NB_FN(mk)(a, 1, k, 2, X, xbase + s * NB, W, bias, Z ? Z + s * NB : NULL, Y + s * NB, 0,  \
-                  1, 0, 1, ib0, ib1, first, last);                                                \
+        NB_FN(mk)(a, 1, k, 2, X, xbase + s * NB, 0, W, bias, Z ? Z + s * NB : NULL, Y + s * NB,  \
+                  0, 1, 0, 1, ib0, ib1, first, last);                                             \
         break
 static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xbase,
                             const float* W, const float* bias, const float* Z, float* Y,
@@ -283,7 +304,7 @@ static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xb
                             int last) {
     int64_t s = s0;
     for (; s + NCHWC_TILE <= s1; s += NCHWC_TILE)
-        NB_FN(mk)(a, 1, NCHWC_TILE, 2, X, xbase + s * NB, W, bias, Z ? Z + s * NB : NULL,
+        NB_FN(mk)(a, 1, NCHWC_TILE, 2, X, xbase + s * NB, 0, W, bias, Z ? Z + s * NB : NULL,
                   Y + s * NB, 0, 1, 0, 1, ib0, ib1, first, last);
     switch (s1 - s) {
         NCHWC_PW_R(1); NCHWC_PW_R(2); NCHWC_PW_R(3); NCHWC_PW_R(4);
@@ -293,37 +314,40 @@ static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xb
 }
 #undef NCHWC_PW_R
 
-/* One output row [0, OW) of obn output blocks of a window conv: tiles over the interior
- * [owlo, owhi) (every kernel column inside the input), single pixels elsewhere.
- * iw(ow) = ow*SW - PL; xbase: offset of (row ih0, column 0) of the first block/channel;
- * cstride: floats between input columns (NB blocked, 1 plain). */
+/* One output row [0, OW) of obn output blocks of a window conv, in tiles of at most NB_TMAX
+ * pixels of balanced widths (7 -> 4 + 3 rather than 6 + 1); a tile with a pixel whose window
+ * leaves the input (outside the interior [owlo, owhi)) runs the border copy of the
+ * microkernel, a lone pixel its valid taps only; input blocks [ib0, ib1).  iw(ow) = ow*SW - PL;
+ * xbase: offset of (row ih0, column 0) of the first block/channel; cstride: floats between
+ * input columns (NB blocked, 1 plain). */
 static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* X, int64_t xbase,
                             const float* W, const float* bias, const float* Z, float* Y,
-                            int64_t OW, int64_t IW, int64_t SW, int64_t PL, int64_t DW,
-                            int64_t owlo, int64_t owhi, int64_t kh0, int64_t kh1,
-                            int64_t cstride) {
-    const NB_FN(mk_fn)* tab = NB_FN(mk_tab)[cstride == NB][obn - 1];
-    int64_t ib0;
-    for (ib0 = 0; ib0 < a->nblk; ib0 += a->chunk) {
-        const int64_t ib1 = ib0 + a->chunk < a->nblk ? ib0 + a->chunk : a->nblk;
-        const int first = ib0 == 0, last = ib1 == a->nblk;
-        int64_t ow = 0;
-        while (ow < OW) {
-            const int64_t iw0 = ow * SW - PL;
+                            int64_t OW, int64_t PL, int64_t owlo, int64_t owhi, int64_t kh0,
+                            int64_t kh1, int64_t cstride, int64_t ib0, int64_t ib1) {
+    const int blocked = cstride == NB;
+    const int64_t ntiles = (OW + NB_TMAX - 1) / NB_TMAX;
+    const int first = ib0 == 0, last = ib1 == a->nblk;
+    {
+        int64_t ow = 0, j;
+        for (j = 0; j < ntiles; ++j) {
+            const int64_t T = (OW - ow + ntiles - j - 1) / (ntiles - j);
+            const int64_t iw0 = ow * a->SW - PL;
             const int64_t xoff = xbase + iw0 * cstride;
             const float* z = Z ? Z + ow * NB : NULL;
-            if (ow >= owlo && ow < owhi) {
-                const int64_t T = owhi - ow < NB_TMAX ? owhi - ow : NB_TMAX;
-                tab[T - 1](a, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, 0, a->KW, ib0, ib1,
-                           first, last);
-                ow += T;
-            } else {
+            if (ow >= owlo && ow + T <= owhi) {
+                NB_FN(mk_tab)[blocked][obn - 1][T - 1](a, X, xoff, iw0, W, bias, z, Y + ow * NB, kh0,
+                                                       kh1, 0, a->KW, ib0, ib1, first, last);
+            } else if (T == 1) {
                 int64_t kw0, kw1;
-                onnxc_geom_valid_range(a->KW, IW, DW, iw0, &kw0, &kw1);
-                tab[0](a, X, xoff, W, bias, z, Y + ow * NB, kh0, kh1, kw0, kw1, ib0, ib1, first,
-                       last);
-                ow += 1;
+                onnxc_geom_valid_range(a->KW, a->IW, a->DW, iw0, &kw0, &kw1);
+                NB_FN(mk_tab)[blocked][obn - 1][0](a, X, xoff, iw0, W, bias, z, Y + ow * NB, kh0,
+                                                   kh1, kw0, kw1, ib0, ib1, first, last);
+            } else {
+                NB_FN(mk_tab)[2 + blocked][obn - 1][T - 1](a, X, xoff, iw0, W, bias, z, Y + ow * NB,
+                                                           kh0, kh1, 0, a->KW, ib0, ib1, first,
+                                                           last);
             }
+            ow += T;
         }
     }
 }
@@ -405,6 +429,7 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         a.xrow = 0; a.xcol = 0; a.xpix = NB; a.KW = 1;
         a.valid = NB_FN(tile_valid)(Mg, Mbg, ob % Mbg + 1);
         a.lo = p->lo; a.hi = p->hi;
+        a.IW = HW; a.SW = 1; a.DW = 1;
         a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, 1);
         NB_FN(pw_run)(&a, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
     }
@@ -422,7 +447,11 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     const int64_t Cb = Cbg * p->group, Mb = Mbg * p->group, nt = NB_FN(ntile)(Mbg);
     const int64_t IH = p->IH, IW = p->IW, OH = p->OH, OW = p->OW, KH = p->KH, KW = p->KW;
     const int64_t cstride = nchw_input ? 1 : NB;
-    const int64_t total = p->N * p->group * nt * OH;
+    /* rows per task: at least ~NCHWC_WINDOW_PIXELS output pixels, so that on small images (7x7,
+     * 14x14) a chunk's weights serve several rows from L2 instead of streaming from L3 per row */
+    const int64_t R = OH < (NCHWC_WINDOW_PIXELS + OW - 1) / OW ? OH : (NCHWC_WINDOW_PIXELS + OW - 1) / OW;
+    const int64_t nr = (OH + R - 1) / R;
+    const int64_t total = p->N * p->group * nt * nr;
     int64_t owlo, owhi, t;
     int parallel;
     /* interior columns: every tap of the window inside [0, IW) */
@@ -433,24 +462,21 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         return;
     }
     for (t = t0; t < t1; ++t) {
-        const int64_t n = t / (p->group * nt * OH), g = (t / (nt * OH)) % p->group;
-        const int64_t j = (t / OH) % nt, oh = t % OH;
+        const int64_t n = t / (p->group * nt * nr), g = (t / (nt * nr)) % p->group;
+        const int64_t j = (t / nr) % nt, oh0 = (t % nr) * R, oh1 = oh0 + R < OH ? oh0 + R : OH;
         const int64_t obg = j * NB_OBMAX, obe = obg + NB_OBMAX < Mbg ? obg + NB_OBMAX : Mbg;
         const int64_t ob = g * Mbg + obg;
-        const int64_t ih0 = oh * p->SH - p->PT;
-        const int64_t yoff = ((n * Mb + ob) * OH + oh) * OW * NB;
         NB_FN(mk_args) a;
-        int64_t kh0, kh1, xbase;
+        int64_t xbase, ib0, oh;
         const float* wb;
-        onnxc_geom_valid_range(KH, IH, p->DH, ih0, &kh0, &kh1);
         if (nchw_input) {
             a.nblk = p->C; a.xblk = IH * IW; a.wblk = KH * KW * NB; a.wtap = NB;
             a.wob = p->C * KH * KW * NB;
-            xbase = n * p->C * IH * IW + ih0 * IW;
+            xbase = n * p->C * IH * IW;
         } else {
             a.nblk = Cbg; a.xblk = IH * IW * NB; a.wblk = KH * KW * NB * NB; a.wtap = NB * NB;
             a.wob = Cbg * KH * KW * NB * NB;
-            xbase = ((n * Cb + g * Cbg) * IH + ih0) * IW * NB;
+            xbase = (n * Cb + g * Cbg) * IH * IW * NB;
         }
         wb = W + ob * a.wob;
         a.yob = OH * OW * NB;
@@ -458,8 +484,19 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         a.KW = KW; a.lo = p->lo; a.hi = p->hi;
         a.valid = NB_FN(tile_valid)(Mg, Mbg, obe);
         a.chunk = NB_FN(chunk)(NCHWC_WINDOW_CHUNK_WEIGHTS, a.wblk, (int)(obe - obg));
-        NB_FN(conv_row)(&a, obe - obg, X, xbase, wb, B ? B + ob * NB : NULL, Z ? Z + yoff : NULL,
-                        Y + yoff, OW, IW, p->SW, p->PL, p->DW, owlo, owhi, kh0, kh1, cstride);
+        a.IW = IW; a.SW = p->SW; a.DW = p->DW;
+        for (ib0 = 0; ib0 < a.nblk; ib0 += a.chunk) {
+            const int64_t ib1 = ib0 + a.chunk < a.nblk ? ib0 + a.chunk : a.nblk;
+            for (oh = oh0; oh < oh1; ++oh) {
+                const int64_t ih0 = oh * p->SH - p->PT;
+                const int64_t yoff = ((n * Mb + ob) * OH + oh) * OW * NB;
+                int64_t kh0, kh1;
+                onnxc_geom_valid_range(KH, IH, p->DH, ih0, &kh0, &kh1);
+                NB_FN(conv_row)(&a, obe - obg, X, xbase + ih0 * IW * cstride, wb,
+                                B ? B + ob * NB : NULL, Z ? Z + yoff : NULL, Y + yoff, OW, p->PL,
+                                owlo, owhi, kh0, kh1, cstride, ib0, ib1);
+            }
+        }
     }
 }
 

@@ -21,17 +21,18 @@
 #define NCHWC_TILE 8
 /* Bytes of weights one pass over the pixels uses before the partial sums go back to Y (the
  * input blocks are summed in chunks of this much weight).  Pointwise: a part of the L1d, so a
- * chunk's weights stay there while 64 pixels reuse them.  Window convs: one pass over all
- * input blocks unless that is huge; smaller chunks (16 KiB to 512 KiB) measured 3-15% slower
- * on 3x3 layers at AVX-512 (each chunk stores and reloads the 4x6 accumulators, and the
- * weights stream from L2 either way).  Overridable for the tests, which shrink it to reach
- * the chunked path with small shapes. */
+ * chunk's weights stay there while 64 pixels reuse them.  Window convs: a part of the L2, so
+ * a chunk's weights serve all the rows of a task (16 KiB chunks measured 3-15% slower on 3x3
+ * layers at AVX-512: each chunk stores and reloads the 4x6 accumulators).  Overridable for
+ * the tests, which shrink them to reach the chunked paths with small shapes. */
 #ifndef NCHWC_PW_CHUNK_WEIGHTS
 #define NCHWC_PW_CHUNK_WEIGHTS (16 * 1024)
 #endif
 #ifndef NCHWC_WINDOW_CHUNK_WEIGHTS
-#define NCHWC_WINDOW_CHUNK_WEIGHTS (4 * 1024 * 1024)
+#define NCHWC_WINDOW_CHUNK_WEIGHTS (256 * 1024)
 #endif
+/* Output pixels (whole rows) one window-conv task covers at least. */
+#define NCHWC_WINDOW_PIXELS 48
 /* Pixels per parallel work item of the pointwise kernel. */
 #define NCHWC_PW_CHUNK 64
 /* Multiply-adds below which a kernel stays on one thread. */
@@ -44,9 +45,11 @@
 #endif
 
 /* Register tiles of the window convs (NB_OBMAX output blocks x NB_TMAX pixels): AVX2 has 16
- * vector registers, 2x6 accumulators + 2 weights + 1 broadcast; AVX-512 has 32, 4x6 + 4 weights
- * + 1 broadcast.  The portable path takes 2x4 (fewer registers, and the multi-block code stays
- * exercised on every build). */
+ * vector registers, 2x6 accumulators + 2 weights + 1 broadcast; AVX-512 has 32, 4x7 + 4 weights
+ * (+ 1 broadcast: GCC spills one accumulator, still faster than 4x6: 7 divides the 7/14/28/56
+ * widths of ImageNet CNNs, so rows split into whole tiles; 3x3 512@7 90 -> 111 GFLOP/s).  The
+ * portable path takes 2x4 (fewer registers, and the multi-block code stays exercised on every
+ * build). */
 #define NB 8
 #define NB_FN(name) name##_b8
 #if defined(__AVX2__) && defined(__FMA__)
@@ -88,7 +91,7 @@
 #if defined(__AVX512F__)
 #define NB_SIMD 1
 #define NB_OBMAX 4
-#define NB_TMAX 6
+#define NB_TMAX 7
 #define VT __m512
 #define VLOAD _mm512_loadu_ps
 #define VSTORE _mm512_storeu_ps
