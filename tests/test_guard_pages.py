@@ -179,6 +179,32 @@ def test_nchwc_pools(lib, nb, where):
 
 
 @pytest.mark.parametrize("where", ["end", "start"])
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("c,hw", [(19, 13), (8, 8), (37, 70), (3, 1)])
+def test_nchwc_reorders(lib, nb, c, hw, where):
+    """NCHW <-> blocked (8x8 in-register transposes with pixel and channel tails), and the
+    channel-permuting reorder."""
+    ffi, L = lib
+    rng = np.random.default_rng(c * hw)
+    x = rand(rng, 2, c, hw)
+    g = Guarded(where)
+    blocked = np.zeros((2, blocks(c, nb), hw, nb), np.float32)
+    getattr(L, f"onnxc_nchwc_reorder_input_b{nb}")(2, c, hw, fp(ffi, x), fp(ffi, blocked))
+    np.testing.assert_array_equal(blocked, to_blocked(x.reshape(2, c, hw, 1), nb).reshape(blocked.shape))
+    y = g(np.full_like(blocked, np.nan))
+    getattr(L, f"onnxc_nchwc_reorder_input_b{nb}")(2, c, hw, fp(ffi, g(x)), fp(ffi, y))
+    np.testing.assert_array_equal(y, blocked)
+    back = g(np.full_like(x, np.nan))
+    getattr(L, f"onnxc_nchwc_reorder_output_b{nb}")(2, c, hw, fp(ffi, g(blocked)), fp(ffi, back))
+    np.testing.assert_array_equal(back, x)
+    chan = rng.permutation(c).astype(np.int32)
+    yp = g(np.full_like(blocked, np.nan))
+    getattr(L, f"onnxc_nchwc_reorder_input_perm_b{nb}")(2, c, hw, fp(ffi, g(x)), ffi.cast("int32_t *", g(chan).ctypes.data),
+                                                          fp(ffi, yp))
+    np.testing.assert_array_equal(yp, to_blocked(x[:, chan].reshape(2, c, hw, 1), nb).reshape(blocked.shape))
+
+
+@pytest.mark.parametrize("where", ["end", "start"])
 @pytest.mark.parametrize("shape", [(3, 37, 1), (2, 5, 7), (1, 1000, 1)])
 def test_softmax(lib, shape, where):
     ffi, L = lib
