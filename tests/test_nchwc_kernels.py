@@ -131,6 +131,9 @@ DIRECT = [
     (8, 24, 1, 3, 20, 5, (1, 1), (2, 2, 2, 2), (1, 1)),
     (64, 96, 2, 6, 9, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
     (96, 80, 1, 4, 4, 1, (2, 2), (0, 0, 0, 0), (1, 1)),
+    # 7-pixel border tiles of two output blocks at b=16 (whole, and with a partial last block)
+    (48, 32, 1, 5, 14, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (48, 24, 1, 4, 7, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
     # pointwise (1x1, stride 1, no pads): pixels not a tile multiple, past one work chunk; input
     # blocks past one chunk's worth of weights
     (48, 72, 1, 9, 11, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
