@@ -85,7 +85,7 @@ size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K) {
 
 /* K blocks of equal size (at most KC): no thin last block. */
 static int64_t k_block(int64_t K) {
-    const int64_t nb = (K + KC - 1) / KC;
+    const int64_t nb = K > 0 ? (K + KC - 1) / KC : 1; /* K = 0: no blocks, but no division by 0 */
     return (K + nb - 1) / nb;
 }
 
