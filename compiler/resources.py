@@ -27,11 +27,11 @@ def runtime_sources():
     return sorted(p for p in runtime_dir().rglob("*.c"))
 
 
-def kernels_cdef() -> str:
-    """onnxc_kernels.h's own declarations for cffi.cdef (preprocessor lines and extern "C"
+def kernels_cdef(header: str = "onnxc_kernels.h") -> str:
+    """A runtime header's own declarations for cffi.cdef (preprocessor lines and extern "C"
     dropped), for tests and benchmarks that call runtime kernels directly: one source of truth
     instead of hand-copied prototypes."""
-    text = (runtime_dir() / "include" / "onnxc_kernels.h").read_text()
+    text = (runtime_dir() / "include" / header).read_text()
     lines = [ln for ln in text.splitlines()
              if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")]
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """The NCHWc convolution kernels (runtime_c/nchwc/conv_nchwc_*.c) called directly, against a
 float64 numpy convolution, for every register-tile path the host can run.
 
-conv_nchwc_ref.c is compiled three ways: portable (-O2, the plain-C path at both blocks),
-AVX2 (b=8 in intrinsics, b=16 plain C) and AVX-512 (both in intrinsics; only when the host has
-it), plus the best of these with tiny weight budgets (input blocks summed in chunks).  Each library runs both block sizes, so every microkernel variant (tile of output blocks x
+conv_nchwc_ref.c is compiled with the flags of three targets: generic (the plain-C path at both
+blocks), AVX2 (b=8 in intrinsics, b=16 plain C) and AVX-512 (both in intrinsics; only when the
+host has it), plus the best of these with tiny weight budgets (input blocks summed in chunks).
+Each library runs both block sizes, so every microkernel variant (tile of output blocks x
 pixels, remainder tiles, border pixels, chunked input-channel sums, plain-NCHW input) meets
 shapes chosen to reach it: output-block counts that leave partial tiles and partial blocks,
 widths below, at and past a tile, strides, dilation, asymmetric pads, groups, residual and
@@ -11,21 +12,17 @@ clamps (a clamp above 0 checks that padding lanes are still zeroed).
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from onnxc.build import build_kernel_library, c_compiler, compile_flags
 from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
+from onnxc.resources import kernels_cdef
 from onnxc.target import host_isa
 
-ROOT = Path(__file__).resolve().parent.parent
-RT = Path(os.environ.get("NCHWC_RT", str(ROOT / "runtime_c")))
-FLAGS = {"generic": ["-O2"], "avx2": ["-O3", "-mavx2", "-mfma"],
-         "avx512": ["-O3", "-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma"]}
+FLAGS = {isa: compile_flags(isa) for isa in ("generic", "avx2", "avx512")}
 ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
     (["avx512"] if host_isa() == "avx512" else [])
 # The best ISA again with weight budgets of 2 KiB, so that window convs too sum their input
@@ -37,23 +34,11 @@ RNG = np.random.default_rng(5)
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    import cffi
-    cc = os.environ.get("CC") or "gcc"
-    if shutil.which(cc) is None:
-        pytest.skip(f"no C compiler ({cc})")
+    if shutil.which(c_compiler()) is None:
+        pytest.skip(f"no C compiler ({c_compiler()})")
     so = tmp_path_factory.mktemp(f"nchwc-{request.param}") / "libnchwc.so"
-    # the kernels hand their loops to the runtime's thread pool when there is one
-    srcs = [RT / "nchwc" / "conv_nchwc_ref.c"] + [p for p in [RT / "common" / "threads.c"] if p.exists()]
-    cmd = [cc, "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fopenmp",
-           *FLAGS[request.param], "-I", str(RT / "include"), *map(str, srcs), "-o", str(so), "-lm",
-           "-lpthread"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}"
-    ffi = cffi.FFI()
-    text = (RT / "include" / "onnxc_nchwc.h").read_text()  # its declarations, as cffi takes them
-    ffi.cdef("\n".join(ln for ln in text.splitlines()
-                       if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")))
-    return ffi, ffi.dlopen(str(so))
+    return build_kernel_library(so, ["nchwc/conv_nchwc_ref.c"], FLAGS[request.param],
+                                extra_cdef=kernels_cdef("onnxc_nchwc.h"))
 
 
 def conv_ref(x, w, b, stride, pads, dil, group):
