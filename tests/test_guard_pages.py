@@ -22,7 +22,7 @@ import pytest
 
 from onnxc.build import build_kernel_library, compile_flags
 from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
-from onnxc.resources import runtime_dir
+from onnxc.resources import kernels_cdef
 from onnxc.target import host_isa
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs mmap/mprotect")
@@ -36,17 +36,11 @@ LAYERNORM_CDEF = """void onnxc_layernorm(int64_t rows, int64_t n, const float* X
                      const float* gamma, const float* beta, float eps, int rms, float* Y, float* sum);"""
 
 
-def _cdef(header: str) -> str:
-    text = (runtime_dir() / "include" / header).read_text()
-    return "\n".join(ln for ln in text.splitlines()
-                     if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}"))
-
-
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
     so = tmp_path_factory.mktemp(f"guard-{request.param}") / "libguard.so"
-    ffi, dl = build_kernel_library(so, SOURCES, compile_flags(request.param), extra_cdef=_cdef("onnxc_nchwc.h") + LAYERNORM_CDEF)
-    return ffi, dl
+    return build_kernel_library(so, SOURCES, compile_flags(request.param),
+                                extra_cdef=kernels_cdef("onnxc_nchwc.h") + LAYERNORM_CDEF)
 
 
 class Guarded:
