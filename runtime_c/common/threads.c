@@ -303,10 +303,12 @@ void onnxc_rt_run_begin(void) { __atomic_add_fetch(&P.active_runs, 1, __ATOMIC_S
 void onnxc_rt_run_end(void) { __atomic_sub_fetch(&P.active_runs, 1, __ATOMIC_SEQ_CST); }
 
 int onnxc_rt_omp_ok(void) {
-#ifdef _OPENMP
-    if (omp_in_parallel()) return 0;
-#endif
-    return !in_pool && onnxc_rt_threads_usable() > 1;
+    /* Never next to the pool: after a team ends, libgomp's idle thread spins (its default wait
+     * policy) and takes the core the pool's worker needs for the following loops; measured,
+     * EfficientNet-B0 at 2 threads ran as slow as at 1 with both cores busy (OMP_WAIT_POLICY=
+     * passive gave 1.3x). The loops left on OpenMP are the generated elementwise loops and
+     * reference kernels: small next to the pooled ones. */
+    return 0;
 }
 
 #else /* no pthreads: every loop runs on the calling thread */

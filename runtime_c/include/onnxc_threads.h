@@ -42,7 +42,8 @@ void onnxc_rt_run_begin(void);
 void onnxc_rt_run_end(void);
 
 /* Nonzero when an OpenMP loop may fork a team now (the if() clause of ONNXC_OMP_FOR and of the
- * reference kernels' loops): not nested, one run in flight, more than one thread. */
+ * reference kernels' loops). With the pool: never (libgomp's spinning idle threads would compete
+ * with it); in a build without the pool: not nested and more than one thread. */
 int onnxc_rt_omp_ok(void);
 
 #ifdef __cplusplus
