@@ -508,3 +508,25 @@ def test_consumers_without_a_blocked_form_read_plain_tensors():
     readers = {n.op_type for n in ro.outputs[0].users}
     assert readers == {"Concat", "Resize", "MaxPool", "Add"}
     assert not ops(g, "NchwcPool")
+
+
+@pytest.mark.parametrize("act", ["HardSwish", "Sigmoid"])
+def test_activation_pass_split_over_threads(tmp_path, act):
+    # act(0) != 0 activations run as a pass after the kernel, split into pool tasks above
+    # ACT_PARALLEL_MIN elements; 20 channels leave padding lanes the pass must re-zero
+    import onnxc
+    from helpers import ort_run
+    from onnxc.providers.c.nchwc import ACT_PARALLEL_MIN, ACT_TASK
+    net = Net((1, 8, 74, 74))
+    a = net.conv("x", 8, 20)
+    h = net.op(act, [a])
+    b = net.conv(h, 20, 16)
+    model, feed = net.model([b])
+    assert 20 * 74 * 74 > ACT_PARALLEL_MIN and 24 * 74 * 74 % ACT_TASK  # a partial last task
+    ref = ort_run(model, feed)[0]
+    m = onnxc.compile(model, output_dir=tmp_path, target="avx2")
+    assert "onnxc_parallel_for(" in (tmp_path / "model.c").read_text()
+    for threads in (1, 2):
+        out = onnxc.load(tmp_path, num_threads=threads).run(None, feed)[0]
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    del m

@@ -125,17 +125,32 @@ def nchwc_conv(node, ctx):
     ]
     if name and name not in _CLAMPS:
         # act(0) may be nonzero and padding must stay 0: the loop re-zeroes the padding lanes
-        lines += nchwc_activation_loop(ctx.ptr(y), y.shape, m, c_activation(name, params, "v"))
+        lines += nchwc_activation_loop(ctx, node, ctx.ptr(y), y.shape, m, c_activation(name, params, "v"))
     return "\n".join(lines)
 
 
-def nchwc_activation_loop(ptr: str, shape, channels: int, expr: str) -> list:
+# Elements per task of the activation pass (64 KiB) and the size below which it stays serial.
+ACT_TASK = 16384
+ACT_PARALLEL_MIN = 65536
+
+
+def nchwc_activation_loop(ctx, node, ptr: str, shape, channels: int, expr: str) -> list:
     """C lines applying ``expr`` (of the float ``v``) in place to blocked ``shape``: one flat
-    loop over every lane (vectorizes), then the padding lanes of a partial last block are
-    zeroed again (expr(0) may be nonzero: HardSigmoid, Sigmoid)."""
+    loop over every lane (vectorizes), split into tasks for the runtime's thread pool through a
+    file-scope helper (a serial pass here was the part of the conv that did not scale with
+    threads), then the padding lanes of a partial last block are zeroed again (expr(0) may be
+    nonzero: HardSigmoid, Sigmoid)."""
     n, cb, b, hw = shape[0], shape[1], shape[-1], _hw(shape)
+    total = n * cb * hw * b
+    fn = f"onnxc_act{ctx.node_index[id(node)]}"
+    ctx.options.setdefault("helpers", []).append("\n".join([
+        f"static void {fn}(void* arg, int64_t t0, int64_t t1) {{",
+        "    float* ONNXC_RESTRICT Yb = (float*)arg;",
+        f"    const int64_t e = t1 * {ACT_TASK} < {total} ? t1 * {ACT_TASK} : {total};",
+        f"    for (int64_t i = t0 * {ACT_TASK}; i < e; ++i) {{ const float v = Yb[i]; Yb[i] = {expr}; }}",
+        "}"]))
     lines = ["{", f"    float* ONNXC_RESTRICT Yb = {ptr};",
-             f"    for (int64_t i = 0; i < {n * cb * hw * b}; ++i) {{ const float v = Yb[i]; Yb[i] = {expr}; }}"]
+             f"    onnxc_parallel_for({-(-total // ACT_TASK)}, {int(total >= ACT_PARALLEL_MIN)}, {fn}, Yb);"]
     if channels % b:
         lines += [f"    for (int64_t nb = 0; nb < {n}; ++nb)",
                   f"        for (int64_t s = 0; s < {hw}; ++s)",
