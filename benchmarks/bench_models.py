@@ -54,18 +54,17 @@ def median_ms(fn, repeat, warmup=1):
 def paired_median_ms(fns, repeat, warmup=1, rounds=5, settle_s=0.05):
     """Medians (ms) of several functions timed in alternating blocks, so that a noisy neighbour
     or a change of clock hits them alike.  Each block starts after a pause of ``settle_s`` and
-    an untimed run: the other engine's idle pool threads (onnxruntime's spin after every run)
-    must be asleep, or they take the cores this one is timed on (measured: MobileNetV2 at 2
-    threads 6.6 ms next to onnxruntime's spinning workers, 4.5-4.8 ms alone)."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
+    ``warmup`` untimed runs: the other engine's idle pool threads (onnxruntime's spin after every
+    run) must be asleep, or they take the cores this one is timed on (measured: MobileNetV2 at 2
+    threads 6.6 ms next to onnxruntime's spinning workers, 4.5-4.8 ms alone), and the first runs
+    after a pause are slow for both engines (sleeping workers and vCPUs wake up)."""
     per_block = max(1, -(-repeat // rounds))
     ts = [[] for _ in fns]
     for _ in range(rounds):
         for fn, acc in zip(fns, ts):
             time.sleep(settle_s)
-            fn()
+            for _ in range(max(1, warmup)):
+                fn()
             for _ in range(per_block):
                 t = time.perf_counter()
                 fn()
