@@ -341,7 +341,7 @@ static void task_range(int t, int tm, int tn, int64_t M, int64_t N, int64_t* m0,
 
 /* Arguments of one product split into a tm x tn grid of tasks (onnxc_sgemm and _packed). */
 typedef struct {
-    int transA, transB, tm, tn;
+    int packed, transA, transB, tm, tn;
     int64_t M, N, K, lda, ldb, ldc;
     float alpha, beta;
     const float *A, *B;
@@ -349,39 +349,32 @@ typedef struct {
     const onnxc_sgemm_epilogue* ep;
 } grid_job;
 
-static void grid_unpacked(void* ctx, int64_t t0, int64_t t1) {
+static void grid_tasks(void* ctx, int64_t t0, int64_t t1) {
     const grid_job* j = (const grid_job*)ctx;
     int64_t t;
     for (t = t0; t < t1; ++t) {
         int64_t m0, m1, n0, n1;
         task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
-        if (m0 < m1 && n0 < n1)
+        if (m0 >= m1 || n0 >= n1) continue;
+        if (j->packed)
+            task_packed(j->transA, m0, m1, n0, n1, j->N, j->K, j->alpha, j->A, j->lda, j->B,
+                        j->beta, j->C, j->ldc, j->ep);
+        else
             task_unpacked(j->transA, j->transB, m0, m1, n0, n1, j->K, j->alpha, j->A, j->lda, j->B,
                           j->ldb, j->beta, j->C, j->ldc, j->ep);
     }
 }
 
-static void grid_packed(void* ctx, int64_t t0, int64_t t1) {
-    const grid_job* j = (const grid_job*)ctx;
-    int64_t t;
-    for (t = t0; t < t1; ++t) {
-        int64_t m0, m1, n0, n1;
-        task_range((int)t, j->tm, j->tn, j->M, j->N, &m0, &m1, &n0, &n1);
-        if (m0 < m1 && n0 < n1)
-            task_packed(j->transA, m0, m1, n0, n1, j->N, j->K, j->alpha, j->A, j->lda, j->B,
-                        j->beta, j->C, j->ldc, j->ep);
-    }
-}
-
-static void grid_run(onnxc_task_fn fn, int transA, int transB, int tm, int tn, int64_t M,
+/* packed: B is onnxc_sgemm_pack_b's layout (ldb and transB unused). */
+static void grid_run(int packed, int transA, int transB, int tm, int tn, int64_t M,
                      int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                      const onnxc_sgemm_epilogue* ep) {
     grid_job j;
-    j.transA = transA; j.transB = transB; j.tm = tm; j.tn = tn;
+    j.packed = packed; j.transA = transA; j.transB = transB; j.tm = tm; j.tn = tn;
     j.M = M; j.N = N; j.K = K; j.lda = lda; j.ldb = ldb; j.ldc = ldc;
     j.alpha = alpha; j.beta = beta; j.A = A; j.B = B; j.C = C; j.ep = ep;
-    onnxc_parallel_for((int64_t)tm * tn, 1, fn, &j);
+    onnxc_parallel_for((int64_t)tm * tn, 1, grid_tasks, &j);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -409,7 +402,7 @@ void onnxc_sgemm_ep(int transA, int transB, int64_t M, int64_t N, int64_t K, flo
     }
     thread_grid(M, N, K, 1, &tm, &tn);
     if (tm * tn > 1) {
-        grid_run(grid_unpacked, transA, transB, tm, tn, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+        grid_run(0, transA, transB, tm, tn, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
         return;
     }
     task_unpacked(transA, transB, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
@@ -436,7 +429,7 @@ void onnxc_sgemm_packed_ep(int transA, int64_t M, int64_t N, int64_t K, float al
     }
     thread_grid(M, N, K, 0, &tm, &tn);
     if (tm * tn > 1) {
-        grid_run(grid_packed, transA, 0, tm, tn, M, N, K, alpha, A, lda, packedB, 0, beta, C, ldc, ep);
+        grid_run(1, transA, 0, tm, tn, M, N, K, alpha, A, lda, packedB, 0, beta, C, ldc, ep);
         return;
     }
     task_packed(transA, 0, M, 0, N, N, K, alpha, A, lda, packedB, beta, C, ldc, ep);
