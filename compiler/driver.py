@@ -89,6 +89,27 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
+def _install(tmp: Path, out: Path, replace: bool) -> None:
+    """Rename the finished build ``tmp`` to the cache entry ``out``. An entry another process
+    installed meanwhile is kept (same key, same content; deleting it pulled a module from under
+    a process about to load it: a conformance case once failed with "cannot open shared object
+    file"); only a broken leftover, or any entry when ``replace``, is moved aside first."""
+    try:
+        os.replace(tmp, out)  # fails while out is a non-empty directory
+        return
+    except OSError:
+        pass
+    if replace or not (out / MANIFEST).exists():
+        stale = out.with_name(f"{out.name}.stale{os.getpid()}")
+        try:
+            os.replace(out, stale)
+            os.replace(tmp, out)
+        except OSError:
+            pass
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
@@ -129,11 +150,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
         report["seconds_total"] = round(time.perf_counter() - t0, 3)
         _update_report(tmp, report)
-        shutil.rmtree(out, ignore_errors=True)
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process installed the same build first
-            shutil.rmtree(tmp, ignore_errors=True)
+        _install(tmp, out, replace=force)
         return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
     report = build_into(src, out, key, options, verbose=verbose, save_optimized=save_optimized)
     report["seconds_total"] = round(time.perf_counter() - t0, 3)
