@@ -67,6 +67,13 @@ def compile_flags(target: str = "native", opt: str = "-O3", openmp: bool = True)
     return flags + extra_cflags()
 
 
+def default_openmp() -> bool:
+    """Whether a module is built with -fopenmp when the caller does not say.  Not where the runtime
+    has its pthread pool (POSIX): a pool build never forks an OpenMP team (onnxc_rt_omp_ok), so
+    -fopenmp would only link libgomp, whose loading was a third of a small model's first load."""
+    return os.name != "posix"
+
+
 def extra_cflags() -> List[str]:
     """ONNXC_EXTRA_CFLAGS: test-only flags appended to every compile and link of generated C and
     runtime_c (e.g. "-fsanitize=address -fno-omit-frame-pointer -O1"; a later -O wins). They are

@@ -46,6 +46,8 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     h.update(tree_digest().encode())
     h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
     h.update(c_compiler().encode())
+    if os.environ.get("ONNXC_WINOGRAD") is not None:  # read by the NCHWc layout pass
+        h.update(("winograd=" + os.environ["ONNXC_WINOGRAD"]).encode())
     return h.hexdigest()[:24]
 
 
@@ -112,20 +114,23 @@ def _install(tmp: Path, out: Path, replace: bool) -> None:
 
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
-                  prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: bool = True,
+                  prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
                   save_optimized=None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
     ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
-    onnxc domain), as ``onnxc.optimize`` does."""
+    onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
+    the runtime has no thread pool, see build.default_openmp)."""
+    from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()
     raw = _model_bytes(model)
     options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
-               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": openmp,
+               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
+               "openmp": default_openmp() if openmp is None else bool(openmp),
                "fallback": bool(fallback)}
     key = cache_key(raw, options)
     in_cache = output_dir is None

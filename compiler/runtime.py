@@ -44,7 +44,7 @@ def check_cpu(manifest: Dict, where) -> None:
     """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
     lacks (running it would die with SIGILL). The manifest records the ISA the build resolved
     (also for target "native", which may have been built on another machine)."""
-    from .target import REQUIRED_FLAGS, host_flags
+    from .cpu import REQUIRED_FLAGS, host_flags
     isa = manifest.get("isa") or manifest.get("options", {}).get("target")
     if isa not in REQUIRED_FLAGS:  # "native" in a manifest older than the isa key: unknown
         return

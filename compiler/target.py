@@ -7,13 +7,11 @@ the C compiler targets, and keeps the blocked code paths exercised on any CI mac
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
+from .cpu import REQUIRED_FLAGS, host_flags, host_isa  # noqa: F401 (re-exported)
+
 ISAS = ("generic", "avx2", "avx512")
-# CPU flags (as /proc/cpuinfo spells them) a module built for the ISA executes.
-REQUIRED_FLAGS = {"generic": (), "avx2": ("avx2", "fma", "f16c"),
-                  "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c")}
 _BLOCK = {"generic": 8, "avx2": 8, "avx512": 16}
 
 
@@ -25,26 +23,6 @@ class Target:
     @property
     def nchwc_block(self) -> int:
         return _BLOCK[self.isa]
-
-
-@functools.lru_cache(maxsize=1)
-def host_flags() -> frozenset:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def host_isa() -> str:
-    flags = host_flags()
-    for isa in ("avx512", "avx2"):
-        if all(f in flags for f in REQUIRED_FLAGS[isa]):
-            return isa
-    return "generic"
 
 
 def resolve(target: str = "native") -> Target:

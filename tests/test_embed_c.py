@@ -39,7 +39,7 @@ def test_generated_c_builds_and_runs_without_python(tmp_path, level):
     assert "-std=c99" in flags
     subprocess.run([c_compiler(), *flags, "-Wall", "-I", str(out), "-I",
                     str(out / "runtime_c" / "include"), str(EXAMPLE / "main.c"), str(out / "model.c"), *srcs,
-                    "-lm", "-o", str(exe)], check=True, capture_output=True, text=True)
+                    "-lm", "-pthread", "-o", str(exe)], check=True, capture_output=True, text=True)
     x.tofile(tmp_path / "x.bin")
     r = subprocess.run([str(exe), str(out / "weights.bin"), str(tmp_path / "x.bin"), str(tmp_path / "y.bin")],
                        capture_output=True, text=True)

@@ -260,14 +260,14 @@ def test_load_refuses_missing_cpu_features(tmp_path, monkeypatch, isa):
     manifest["isa"] = isa
     manifest["options"]["target"] = isa
     (out / "manifest.json").write_text(json.dumps(manifest))
-    import onnxc.target as target_mod
-    monkeypatch.setattr(target_mod, "host_flags", lambda: frozenset({"sse2", "avx", "fma"}))
+    import onnxc.cpu as cpu_mod
+    monkeypatch.setattr(cpu_mod, "host_flags", lambda: frozenset({"sse2", "avx", "fma"}))
     with pytest.raises(onnxc.ModelError) as err:
         onnxc.CompiledModel(out)
     msg = str(err.value)
     assert f"ISA {isa}" in msg and "avx2" in msg and "f16c" in msg and "fma" not in msg.split("lacks")[1]
     # the same module on a CPU with every required flag loads and runs
-    monkeypatch.setattr(target_mod, "host_flags", lambda: frozenset(REQUIRED_FLAGS[isa]))
+    monkeypatch.setattr(cpu_mod, "host_flags", lambda: frozenset(REQUIRED_FLAGS[isa]))
     m = onnxc.CompiledModel(out)
     x = np.ones((3, 5), np.float32)
     assert m.run(None, {"x": x})[0].shape == (3, 6)
@@ -280,7 +280,7 @@ def test_load_checks_native_builds(tmp_path, monkeypatch):
     assert manifest["isa"] == host_isa()
     if manifest["isa"] == "generic":
         pytest.skip("host has no AVX2: a native build needs nothing")
-    import onnxc.target as target_mod
-    monkeypatch.setattr(target_mod, "host_flags", lambda: frozenset({"sse2"}))
+    import onnxc.cpu as cpu_mod
+    monkeypatch.setattr(cpu_mod, "host_flags", lambda: frozenset({"sse2"}))
     with pytest.raises(onnxc.ModelError, match="target 'native'"):
         onnxc.CompiledModel(out)

@@ -3,6 +3,8 @@ at 1 and 2 threads, concurrent callers correct and never more than one pool in u
 loops serial; the pool's protocol itself checked by a C program (also under ThreadSanitizer)."""
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import threading
 
@@ -212,13 +214,26 @@ def test_concurrent_callers(compiled):
     assert not errors, errors[0]
 
 
-def test_build_without_openmp(compiled, tmp_path):
-    """openmp=False still builds and still runs the pool's loops on 2 threads, bit for bit."""
+def test_default_build_skips_openmp(compiled):
+    """Where the runtime has its pool, the default build does not link libgomp (it would only cost
+    load time: pool builds never fork OpenMP teams)."""
+    out = compiled[0]
+    flags = (out / "cflags.txt").read_text().split()
+    assert ("-fopenmp" in flags) == (os.name != "posix")
+    so = next(out.glob("*.so"), None)
+    if so is not None and shutil.which("readelf"):
+        needed = subprocess.run(["readelf", "-d", str(so)], capture_output=True, text=True).stdout
+        assert ("libgomp" in needed) == (os.name != "posix")
+
+
+def test_build_with_openmp(compiled, tmp_path):
+    """openmp=True still builds and still runs the pool's loops on 2 threads, bit for bit."""
     import onnxc
     out, model, feed = compiled
     ref = onnxc.load(out, num_threads=1).run(None, feed)
-    m = onnxc.compile(model, output_dir=tmp_path / "noomp", openmp=False)
-    m = onnxc.load(tmp_path / "noomp", num_threads=2)
+    m = onnxc.compile(model, output_dir=tmp_path / "omp", openmp=True)
+    assert "-fopenmp" in (tmp_path / "omp" / "cflags.txt").read_text().split()
+    m = onnxc.load(tmp_path / "omp", num_threads=2)
     assert _threads(m) == 2
     for a, b in zip(m.run(None, feed), ref):
         np.testing.assert_array_equal(a, b)

@@ -2,7 +2,7 @@
  *
  *   onnxc compile model.onnx -o out/ --prefix model
  *   cc $(cat out/cflags.txt) -I out -I out/runtime_c/include main.c out/model.c \
- *      $(find out/runtime_c -name '*.c') -lm -o infer
+ *      $(find out/runtime_c -name '*.c') -lm -pthread -o infer
  *   (out/cflags.txt: the flags the C was generated for — the target ISA must match)
  *   ./infer out/weights.bin input.bin output.bin
  *

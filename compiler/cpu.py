@@ -1,0 +1,31 @@
+"""What the host CPU can execute: the flags a module's ISA needs and the host's flags.
+
+Kept apart from target.py (and free of heavy imports) because loading a compiled module checks
+the CPU first: importing target.py's dataclass machinery cost ~2 ms of a first load."""
+from __future__ import annotations
+
+import functools
+
+# CPU flags (as /proc/cpuinfo spells them) a module built for the ISA executes.
+REQUIRED_FLAGS = {"generic": (), "avx2": ("avx2", "fma", "f16c"),
+                  "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c")}
+
+
+@functools.lru_cache(maxsize=1)
+def host_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def host_isa() -> str:
+    flags = host_flags()
+    for isa in ("avx512", "avx2"):
+        if all(f in flags for f in REQUIRED_FLAGS[isa]):
+            return isa
+    return "generic"
