@@ -227,17 +227,24 @@ void NB_FN(onnxc_nchwc_reorder_input_perm)(int64_t N, int64_t C, int64_t HW, con
     job.body(&job, 0, -1);
 }
 
+/* The reorders' tasks are (image, channel block).  Called with t1 < 0 (the entry): hands all of
+ * them to the pool and returns 1; else returns 0 and the caller runs tasks [t0, t1). */
+static int NB_FN(reorder_dispatch)(NB_FN(pool_job) * job, int64_t t1) {
+    const int64_t total = job->N * ((job->C + NB - 1) / NB);
+    if (t1 >= 0)
+        return 0;
+    onnxc_parallel_for(total, total > 1 && total * job->HW * NB >= NCHWC_POOL_MIN_WORK, NB_FN(pool_tasks), job);
+    return 1;
+}
+
 static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
-    const int64_t N = job->N, C = job->C, HW = job->HW;
+    const int64_t C = job->C, HW = job->HW;
     const float* X = job->X;
     float* Y = job->Y;
-    const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
-    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
+    const int64_t Cb = (C + NB - 1) / NB;
     int64_t t;
-    if (t1 < 0) {
-        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+    if (NB_FN(reorder_dispatch)(job, t1))
         return;
-    }
     for (t = t0; t < t1; ++t) {
         const int64_t n = t / Cb, cb = t % Cb, valid = C - cb * NB;
         const float* xn = X + n * C * HW;
@@ -274,16 +281,13 @@ void NB_FN(onnxc_nchwc_reorder_output)(int64_t N, int64_t C, int64_t HW, const f
 }
 
 static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
-    const int64_t N = job->N, C = job->C, HW = job->HW;
+    const int64_t C = job->C, HW = job->HW;
     const float* X = job->X;
     float* Y = job->Y;
-    const int64_t Cb = (C + NB - 1) / NB, total = N * Cb;
-    const int parallel = total > 1 && total * HW * NB >= NCHWC_POOL_MIN_WORK;
+    const int64_t Cb = (C + NB - 1) / NB;
     int64_t t;
-    if (t1 < 0) {
-        onnxc_parallel_for(total, parallel, NB_FN(pool_tasks), job);
+    if (NB_FN(reorder_dispatch)(job, t1))
         return;
-    }
     /* tasks are (n, channel block): the block's plane is read once, in pixel order (one
      * strided pass per channel would re-read every cache line of it NB times) */
     for (t = t0; t < t1; ++t) {
