@@ -8,6 +8,8 @@ padding channels (lanes past C in the last block) zero.  The ops (all carry ``bl
     onnxc.ReorderOutput   [X]              blocked -> NCHW (``channels`` = C)
     onnxc.NchwcConv       [X, W, B?, Z?]   Y = act(conv(X, W) + B + Z), Y and Z blocked;
                           ``kind``: "direct" (X blocked, W [Mb, Cbg, KH, KW, b_in, b_out]),
+                          "winograd" (X blocked, 3x3 stride 1 dilation 1 group 1, W the
+                          F(2x2, 3x3) transform [16, Mb, Cb, b_in, b_out]),
                           "depthwise" (X blocked, W [Cb, KH, KW, b]) or "nchw" (X plain NCHW,
                           W [Mb, C, KH, KW, b]); B padded to Mb*b; ``channels`` = M,
                           ``input_channels`` = C, resolved ``pads`` [top, left, bottom, right],
@@ -114,6 +116,45 @@ def unpack_nchw(wp: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(wp.transpose(0, 4, 1, 2, 3).reshape(mb * b, c, kh, kw)[:m])
 
 
+# Winograd F(2x2, 3x3): U = G g G^T per channel pair (runtime_c/nchwc/conv_winograd_body.h).
+WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# G has full column rank, so pinv(G) G = I recovers g from U (the reference, below).
+_WINOGRAD_G_PINV = np.linalg.pinv(WINOGRAD_G)
+
+
+def pack_winograd(w: np.ndarray, b: int) -> np.ndarray:
+    """W [M, C, 3, 3] -> U [16, Mb, Cb, b_in, b_out], U[xi] = (G g G^T)[xi // 4, xi % 4]
+    (computed in float64), padding channels zero."""
+    m, c, kh, kw = w.shape
+    if (kh, kw) != (3, 3):
+        raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {kh}x{kw}")
+    u = np.einsum("ik,mckl,jl->ijmc", WINOGRAD_G, w.astype(np.float64), WINOGRAD_G).reshape(16, m, c)
+    mb, cb = blocks(m, b), blocks(c, b)
+    full = np.zeros((16, mb * b, cb * b), np.float64)
+    full[:, :m, :c] = u
+    full = full.reshape(16, mb, b, cb, b)  # [xi, ob, co, ib, ci]
+    return np.ascontiguousarray(full.transpose(0, 1, 3, 4, 2).astype(w.dtype))
+
+
+def unpack_winograd(up: np.ndarray, m: int, c: int) -> np.ndarray:
+    """U [16, Mb, Cb, b, b] -> W [M, C, 3, 3] (g = pinv(G) U pinv(G)^T, exact up to rounding)."""
+    _, mb, cb, b, _ = up.shape
+    u = up.astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(4, 4, mb * b, cb * b)[:, :, :m, :c]
+    w = np.einsum("ki,ijmc,lj->mckl", _WINOGRAD_G_PINV, u, _WINOGRAD_G_PINV)
+    return np.ascontiguousarray(w.astype(up.dtype))
+
+
+def winograd_scratch_bytes(n: int, c: int, m: int, oh: int, ow: int, b: int) -> int:
+    """Scratch of onnxc_nchwc_conv_winograd_b<b> (the rule in onnxc_nchwc.h; constants there)."""
+    chunk_bytes, max_tiles, slots = 384 * 1024, 96, 4
+    cb, mb = blocks(c, b), blocks(m, b)
+    tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
+    t = min(tiles, max(1, min(max_tiles, chunk_bytes // (64 * (cb + mb) * b))))
+    if t <= 0:
+        return 0
+    return min(-(-tiles // t), slots) * 64 * (cb + mb) * b * t
+
+
 def pool_output_hw(in_hw, kernel, strides, pads, dilations, ceil_mode) -> List[int]:
     """Output H, W of a 2-D pool/conv window grid (pads [top, left, bottom, right])."""
     out = []
@@ -213,6 +254,8 @@ def _nchwc_conv_ref(node, x, wp, bias=None, z=None):
         w, xs = unpack_nchw(wp, m), x
     elif kind == "depthwise":
         w, xs = unpack_depthwise(wp, c), from_blocked(x, c)
+    elif kind == "winograd":
+        w, xs = unpack_winograd(wp, m, c), from_blocked(x, c)
     else:
         w, xs = unpack_direct(wp, m, c // group, group), from_blocked(x, c)
     attrs = {k: list(node.attrs[k]) for k in ("kernel_shape", "strides", "pads", "dilations")}
@@ -257,4 +300,5 @@ def _scale_shift_ref(node, x, s, t):
 
 __all__ = ["blocks", "blocked_shape", "to_blocked", "from_blocked", "pad_channels", "pack_direct",
            "unpack_direct", "pack_depthwise", "unpack_depthwise", "pack_nchw", "unpack_nchw",
+           "pack_winograd", "unpack_winograd", "winograd_scratch_bytes",
            "pool_output_hw", "get_attr"]

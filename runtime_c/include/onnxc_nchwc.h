@@ -52,6 +52,30 @@ void onnxc_nchwc_conv_nchw_b8(const onnxc_nchwc_conv_params* p, const float* X, 
 void onnxc_nchwc_conv_nchw_b16(const onnxc_nchwc_conv_params* p, const float* X,
                                const float* W, const float* B, const float* Z, float* Y);
 
+/* Winograd F(2x2, 3x3) (conv_winograd.c): 3x3, stride 1, dilation 1, group 1, any pads and
+ * sizes; Y = clamp(conv(X, W) + B + Z) as onnxc_nchwc_conv.  U is the transformed weight
+ * [16][Mb][Cb][b_in][b_out]: U[xi][ob][ib][ci][co] = (G g G^T)[xi / 4][xi % 4] of the 3x3 kernel
+ * g from input channel ib*b + ci to output channel ob*b + co (0 for padding channels), G =
+ * [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].  scratch: at least
+ * onnxc_nchwc_conv_winograd_scratch_b<b>(p) bytes, computable at compile time: with
+ * tiles = N * ceil(OH/2) * ceil(OW/2), Cb = ceil(C/b), Mb = ceil(M/b),
+ *   T = min(tiles, max(1, min(ONNXC_WINOGRAD_MAX_TILES,
+ *                             ONNXC_WINOGRAD_CHUNK_BYTES / (64 * (Cb + Mb) * b)))),
+ *   bytes = min(ceil(tiles / T), ONNXC_WINOGRAD_SLOTS) * 64 * (Cb + Mb) * b * T
+ * (output tiles run in chunks of at most T, each chunk's transformed input and products in one
+ * of at most ONNXC_WINOGRAD_SLOTS slots, one per thread at work). */
+#define ONNXC_WINOGRAD_CHUNK_BYTES (384 * 1024)
+#define ONNXC_WINOGRAD_MAX_TILES 96
+#define ONNXC_WINOGRAD_SLOTS 4
+void onnxc_nchwc_conv_winograd_b8(const onnxc_nchwc_conv_params* p, const float* X,
+                                  const float* U, const float* B, const float* Z, float* Y,
+                                  float* scratch);
+void onnxc_nchwc_conv_winograd_b16(const onnxc_nchwc_conv_params* p, const float* X,
+                                   const float* U, const float* B, const float* Z, float* Y,
+                                   float* scratch);
+int64_t onnxc_nchwc_conv_winograd_scratch_b8(const onnxc_nchwc_conv_params* p);
+int64_t onnxc_nchwc_conv_winograd_scratch_b16(const onnxc_nchwc_conv_params* p);
+
 /* 2-D pooling geometry on blocked tensors (C real channels); PB/PR trailing pads (read only by
  * AveragePool with count_include_pad, as onnxc_avgpool does). */
 typedef struct {

@@ -530,3 +530,73 @@ def test_activation_pass_split_over_threads(tmp_path, act):
         out = onnxc.load(tmp_path, num_threads=threads).run(None, feed)[0]
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
     del m
+
+
+# --- Winograd F(2x2, 3x3) ---------------------------------------------------------------------------
+def winograd_net():
+    """One conv of each kind around the Winograd rule: 3x3 stride 1 big enough (odd output
+    width, channels not block multiples), and 3x3 convs with stride 2, dilation 2, 2 groups and
+    a 5x5, all as big, that must stay direct."""
+    net = Net((1, 36, 23, 25))
+    a = net.conv("x", 36, 64)  # 36*64*23*25 = 1.3M >= WINOGRAD_MIN_SIZE
+    r = net.op("Relu", [a])
+    s = net.conv(r, 64, 48, strides=(2, 2))
+    d = net.conv(r, 64, 48, pads=[2, 2, 2, 2], dilations=[2, 2])
+    g = net.conv(r, 64, 64, group=2)
+    f = net.conv(r, 64, 48, k=5)
+    return net.model([s, d, g, f])
+
+
+def conv_kinds(g):
+    return [(n.attrs["kind"], tuple(n.attrs["kernel_shape"]), tuple(n.attrs["strides"]),
+             tuple(n.attrs["dilations"]), n.attrs["group"]) for n in ops(g, "NchwcConv")]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_winograd_where_it_pays(target):
+    from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
+    assert 36 * 64 * 23 * 25 >= WINOGRAD_MIN_SIZE
+    model, feed = winograd_net()
+    g, _ = run_pass(model, feed, target=target)
+    kinds = conv_kinds(g)
+    assert kinds[0] == ("winograd", (3, 3), (1, 1), (1, 1), 1), kinds
+    assert [k[0] for k in kinds[1:]] == ["direct"] * 4, kinds
+    b = BLOCK[target]
+    assert ops(g, "NchwcConv")[0].inputs[1].shape == (16, 64 // b, 36 // b + (36 % b > 0), b, b)
+
+
+def test_winograd_not_below_the_size_rule_or_when_disabled(monkeypatch):
+    from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
+    net = Net((1, 16, 12, 12))
+    a = net.conv("x", 16, 24)  # 55k: the transforms do not pay
+    model, feed = net.model([a])
+    assert 16 * 24 * 12 * 12 < WINOGRAD_MIN_SIZE
+    g, _ = run_pass(model, feed)
+    assert [k[0] for k in conv_kinds(g)] == ["direct"]
+    monkeypatch.setenv("ONNXC_WINOGRAD", "0")
+    model, feed = winograd_net()
+    g, _ = run_pass(model, feed)
+    assert [k[0] for k in conv_kinds(g)] == ["direct"] * 5
+
+
+def test_winograd_compiles_with_epilogue(tmp_path):
+    # bias + residual + Relu in the kernel epilogue, a non-clamp activation (HardSigmoid) in the
+    # pass after it, pads 0 with an odd output, and a chain of two Winograd convs
+    net = Net((2, 24, 21, 19))
+    a = net.conv("x", 24, 40)
+    r = net.op("Relu", [a])
+    b = net.conv(r, 40, 40)
+    s = net.op("Add", [b, r])
+    h = net.op("Relu", [s])
+    c = net.conv(h, 40, 36, pads=[0, 0, 0, 0], bias=False)
+    hs = net.op("HardSigmoid", [c], alpha=0.3, beta=0.4)
+    model, feed = net.model([hs])
+    for t, src in levels(model, feed, tmp_path, TARGETS).items():
+        assert src.count(f"onnxc_nchwc_conv_winograd_b{BLOCK[t]}(") == 3, t
+    from onnxc import frontend
+    from onnxc.driver import optimize
+    g = frontend.load(model)
+    optimize(g, "layout", target="avx2")
+    convs = ops(g, "NchwcConv")
+    assert [n.attrs["kind"] for n in convs] == ["winograd"] * 3
+    assert any(len(n.inputs) == 4 for n in convs) and convs[-1].attrs["activation"] == "HardSigmoid"

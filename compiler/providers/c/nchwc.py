@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ...codegen.context import c_literal
-from ...ops.nchwc import blocks
+from ...ops.nchwc import blocks, winograd_scratch_bytes
 from .registry import all_of, c_kernel, dtypes_in
 
 F32 = dtypes_in("float32")
@@ -78,7 +78,8 @@ def _conv_check(node) -> Optional[str]:
     kh, kw = node.attrs["kernel_shape"]
     expect_w = {"direct": (blocks(m // group, b) * group, blocks(c // group, b), kh, kw, b, b),
                 "depthwise": (blocks(c, b), kh, kw, b),
-                "nchw": (blocks(m, b), c, kh, kw, b)}.get(kind)
+                "nchw": (blocks(m, b), c, kh, kw, b),
+                "winograd": (16, blocks(m, b), blocks(c, b), b, b)}.get(kind)
     if expect_w is None:
         return f"unknown NchwcConv kind '{kind}'"
     if tuple(w.shape) != expect_w:
@@ -87,6 +88,9 @@ def _conv_check(node) -> Optional[str]:
         return "depthwise NchwcConv needs group == input channels == output channels"
     if kind == "nchw" and group != 1:
         return "NCHW-input NchwcConv needs group 1"
+    if kind == "winograd" and (group != 1 or (kh, kw) != (3, 3) or list(node.attrs["strides"]) != [1, 1]
+                               or list(node.attrs["dilations"]) != [1, 1]):
+        return "Winograd NchwcConv needs a 3x3 kernel, stride 1, dilation 1 and group 1"
     if kind == "direct" and group > 1 and (c % (group * b) or m % (group * b)):
         return "grouped NchwcConv needs channels per group that are multiples of the block"
     xs = (x.shape[0], c) + tuple(x.shape[2:]) if kind == "nchw" else (x.shape[0], blocks(c, b) * b)
@@ -101,7 +105,16 @@ def _conv_check(node) -> Optional[str]:
     return activation_error(*_act(node))
 
 
-@c_kernel("NchwcConv", domain="onnxc", check=all_of(F32, _block_check, _conv_check))
+def _conv_scratch(node) -> int:
+    """Winograd's transform buffers (the rule of onnxc_nchwc.h); the other kinds need none."""
+    if node.attrs.get("kind") != "winograd":
+        return 0
+    y = node.outputs[0]
+    return winograd_scratch_bytes(y.shape[0], int(node.attrs["input_channels"]), int(node.attrs["channels"]),
+                                  y.shape[2], y.shape[3], node.attrs["block"])
+
+
+@c_kernel("NchwcConv", domain="onnxc", check=all_of(F32, _block_check, _conv_check), scratch=_conv_scratch)
 def nchwc_conv(node, ctx):
     from .fused_nn import c_activation
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
@@ -115,13 +128,14 @@ def nchwc_conv(node, ctx):
     name, params = _act(node)
     lo, hi = _CLAMPS[name](params) if name in _CLAMPS else (-np.inf, np.inf)
     fn = {"direct": "onnxc_nchwc_conv", "depthwise": "onnxc_nchwc_conv_depthwise",
-          "nchw": "onnxc_nchwc_conv_nchw"}[kind]
+          "nchw": "onnxc_nchwc_conv_nchw", "winograd": "onnxc_nchwc_conv_winograd"}[kind]
     opt = lambda v: ctx.ptr(v) if v is not None else "NULL"  # noqa: E731
+    scratch = f", {ctx.scratch(node)}" if kind == "winograd" else ""
     lines = [
         f"static const onnxc_nchwc_conv_params p = {{{x.shape[0]}, {c}, {m}, {node.attrs.get('group', 1)}, "
         f"{x.shape[2]}, {x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
         f"{dh}, {dw}, {_f(lo)}, {_f(hi)}}};",
-        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)});",
+        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)}{scratch});",
     ]
     if name and name not in _CLAMPS:
         # act(0) may be nonzero and padding must stay 0: the loop re-zeroes the padding lanes

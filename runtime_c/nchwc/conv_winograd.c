@@ -1,0 +1,86 @@
+/* Winograd F(2x2, 3x3) convolution on NCHWc tensors, block sizes 8 and 16 (the body,
+ * conv_winograd_body.h, is compiled once per block).  Same split as conv_nchwc_ref.c: a block
+ * matching the build's vector registers (8 with AVX2+FMA, 16 with AVX-512F) uses intrinsics,
+ * every other combination the portable C path of the same loop nest. */
+#include <math.h>
+
+#include "onnxc_kernels.h"
+#include "onnxc_threads.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#if defined(__GNUC__)
+#define WG_INLINE inline __attribute__((always_inline))
+#else
+#define WG_INLINE inline
+#endif
+
+/* Multiply-adds (of the direct conv the kernel replaces) below which it stays on one thread:
+ * the direct kernel's threshold. */
+#define WG_PARALLEL_MIN_WORK (1 << 18)
+
+/* Register tiles of the transform-domain GEMM (WG_OBMAX output blocks x WG_TMAX tiles of
+ * accumulators): AVX-512 4x6 (24 accumulators + 4 weights + 1 broadcast of 32 registers),
+ * AVX2 2x6 (12 + 2 + 1 of 16), portable 2x4. */
+#define NB 8
+#define NB_FN(name) name##_b8
+#if defined(__AVX2__) && defined(__FMA__)
+#define NB_SIMD 1
+#define WG_OBMAX 2
+#define WG_TMAX 6
+#define VT __m256
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VZERO _mm256_setzero_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMAX _mm256_max_ps
+#define VMIN _mm256_min_ps
+#else
+#define NB_SIMD 0
+#define WG_OBMAX 2
+#define WG_TMAX 4
+#endif
+#include "conv_winograd_body.h"
+#undef NB
+#undef NB_FN
+#undef NB_SIMD
+#undef WG_OBMAX
+#undef WG_TMAX
+#undef VT
+#undef VLOAD
+#undef VSTORE
+#undef VZERO
+#undef VSET1
+#undef VFMA
+#undef VADD
+#undef VSUB
+#undef VMAX
+#undef VMIN
+
+#define NB 16
+#define NB_FN(name) name##_b16
+#if defined(__AVX512F__)
+#define NB_SIMD 1
+#define WG_OBMAX 4
+#define WG_TMAX 6
+#define VT __m512
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VZERO _mm512_setzero_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VMAX _mm512_max_ps
+#define VMIN _mm512_min_ps
+#else
+#define NB_SIMD 0
+#define WG_OBMAX 2
+#define WG_TMAX 4
+#endif
+#include "conv_winograd_body.h"

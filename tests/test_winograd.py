@@ -1,0 +1,139 @@
+"""The Winograd F(2x2, 3x3) NCHWc convolution (runtime_c/nchwc/conv_winograd*.c) called directly,
+against a float64 numpy convolution, at every ISA the host runs (generic: the portable path at
+both blocks; AVX2: b=8 in intrinsics; AVX-512: both), plus the weight transform and the scratch
+rule that the emitter computes at compile time.
+
+Shapes reach: odd and even output sizes (half-outside last tile row/column), pads 0 and 1 (and
+asymmetric), channels that are not block multiples (padding lanes zero in and out), output
+block counts that leave partial register tiles, tile counts past one chunk and one register
+tile, several images (chunks spanning images), bias/Z/clamp present and absent, 1 and 2 threads.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.ops.nchwc import blocks, pack_winograd, to_blocked, unpack_winograd, winograd_scratch_bytes
+from onnxc.resources import kernels_cdef
+from onnxc.target import host_isa
+
+ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
+    (["avx512"] if host_isa() == "avx512" else [])
+RNG = np.random.default_rng(11)
+
+
+@pytest.fixture(scope="module", params=ISAS)
+def lib(request, tmp_path_factory):
+    if shutil.which(c_compiler()) is None:
+        pytest.skip(f"no C compiler ({c_compiler()})")
+    so = tmp_path_factory.mktemp(f"winograd-{request.param}") / "libwinograd.so"
+    return build_kernel_library(so, ["nchwc/conv_winograd.c"], compile_flags(request.param),
+                                extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
+
+
+def conv_ref(x, w, pads):
+    """float64 3x3 stride-1 convolution; pads [top, left, bottom, right]."""
+    n, c, ih, iw = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh, ow = ih + pads[0] + pads[2] - 2, iw + pads[1] + pads[3] - 2
+    y = np.zeros((n, w.shape[0], oh, ow))
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("nchw,mc->nmhw", xp[:, :, i:i + oh, j:j + ow], w[:, :, i, j].astype(np.float64))
+    return y
+
+
+def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
+    ffi, L = lib
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    L.onnxc_rt_set_num_threads(threads)
+    n, c, ih, iw = x.shape
+    m = w.shape[0]
+    ref = conv_ref(x, w, pads)
+    oh, ow = ref.shape[2:]
+    if bias is not None:
+        ref += bias.astype(np.float64)[None, :, None, None]
+    if z is not None:
+        ref = ref + z
+    ref = np.clip(ref, lo, hi)
+    xk, uk = to_blocked(x, nb), pack_winograd(w, nb)
+    bk = None
+    if bias is not None:
+        bk = np.zeros(blocks(m, nb) * nb, np.float32)
+        bk[:m] = bias
+    zk = to_blocked(z.astype(np.float32), nb) if z is not None else None
+    y = np.full((n, blocks(m, nb), oh, ow, nb), np.nan, np.float32)  # every lane must be written
+    p = ffi.new("onnxc_nchwc_conv_params *", dict(
+        N=n, C=c, M=m, group=1, IH=ih, IW=iw, OH=oh, OW=ow, KH=3, KW=3, SH=1, SW=1, PT=pads[0],
+        PL=pads[1], DH=1, DW=1, lo=lo, hi=hi))
+    nbytes = getattr(L, f"onnxc_nchwc_conv_winograd_scratch_b{nb}")(p)
+    assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb)
+    # a guard past the end: the kernel must stay inside the scratch it asked for
+    scratch = np.full(nbytes // 4 + 64, 7.0, np.float32)
+    fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
+    try:
+        getattr(L, f"onnxc_nchwc_conv_winograd_b{nb}")(p, fp(xk), fp(uk), fp(bk), fp(zk), fp(y), fp(scratch))
+    finally:
+        L.onnxc_rt_set_num_threads(1)
+    assert (scratch[nbytes // 4:] == 7.0).all(), "wrote past the scratch"
+    got = np.moveaxis(y, -1, 2).reshape(n, blocks(m, nb) * nb, oh, ow)
+    scale = 1 + np.abs(ref).max()
+    np.testing.assert_allclose(got[:, :m], ref, rtol=1e-4, atol=1e-5 * scale)
+    assert not got[:, m:].any(), "padding lanes must be zero"
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+# (N, C, M, IH, IW, pads)
+CASES = [
+    (1, 16, 16, 6, 6, (1, 1, 1, 1)),      # even output
+    (1, 16, 40, 7, 7, (1, 1, 1, 1)),      # odd output: half-outside last tile row and column
+    (2, 24, 72, 5, 13, (1, 1, 1, 1)),     # two images, partial blocks in and out
+    (1, 32, 112, 9, 14, (0, 1, 2, 0)),    # asymmetric pads
+    (1, 20, 7, 8, 9, (0, 0, 0, 0)),       # no pads, M < b, odd width
+    (1, 48, 64, 2, 3, (1, 1, 1, 1)),      # fewer tiles than a register tile
+    (1, 8, 24, 3, 3, (0, 0, 0, 0)),       # a single output pixel
+    (2, 64, 96, 15, 17, (1, 1, 1, 1)),    # tiles past one chunk
+    (1, 3, 5, 4, 4, (1, 1, 1, 1)),        # C, M below the block
+]
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}m{}_{}x{}_p{}".format(*c[:5], "".join(map(str, c[5]))))
+def test_winograd(lib, nb, case):
+    n, c, m, ih, iw, pads = case
+    x = rand(n, c, ih, iw)
+    w = rand(m, c, 3, 3) / np.sqrt(c * 9)
+    run(lib, nb, x, w, rand(m), None, pads)
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_epilogue_threads(lib, nb, threads):
+    """Residual Z, no bias, Relu / Clip with a floor above 0 (padding lanes stay 0), at 1 and 2
+    threads on a shape big enough to be split (several chunks)."""
+    c, m, hw = 40, 52, (23, 26)
+    x = rand(2, c, *hw)
+    w = rand(m, c, 3, 3) / np.sqrt(c * 9)
+    z = rand(2, m, *hw).astype(np.float64)
+    run(lib, nb, x, w, None, z, (1, 1, 1, 1), 0.0, np.inf, threads=threads)
+    run(lib, nb, x, w, rand(m), z, (1, 1, 1, 1), 0.25, 1.0, threads=threads)
+    run(lib, nb, rand(1, 136, 14, 14), rand(140, 136, 3, 3) / 35.0, rand(140), None, (1, 1, 1, 1),
+        threads=threads)
+
+
+@pytest.mark.parametrize("b", [8, 16])
+def test_pack_roundtrip(b):
+    w = rand(20, 13, 3, 3)
+    u = pack_winograd(w, b)
+    assert u.shape == (16, blocks(20, b), blocks(13, b), b, b)
+    np.testing.assert_allclose(unpack_winograd(u, 20, 13), w, rtol=1e-5, atol=1e-5)
+    full = u.transpose(0, 1, 4, 2, 3).reshape(16, blocks(20, b) * b, blocks(13, b) * b)
+    assert not full[:, 20:].any() and not full[:, :, 13:].any(), "padding channels must be zero"
+    with pytest.raises(ValueError, match="3x3"):
+        pack_winograd(rand(4, 4, 5, 5), b)
