@@ -1,6 +1,6 @@
 """Transformer runtime kernels at every ISA the host runs (generic always, AVX2 and AVX-512 when
 present), against float64 numpy: the inline transcendentals of onnxc_transformer.h (onnxc_expf,
-onnxc_gelu_erff, onnxc_gelu_tanhf), compiled with and without hardware FMA, the attention of
+onnxc_sigmoidf, onnxc_gelu_erff, onnxc_gelu_tanhf), compiled with and without hardware FMA, the attention of
 onnxc.MultiHeadAttention (onnxc_mha_attend: tiles, masks, NaN rows, sequence-first layout) and
 onnxc_layernorm (LayerNorm, RMSNorm, SkipLayerNorm with bias and sum output, large means).
 """
@@ -22,6 +22,7 @@ ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() fo
 WRAPPERS = r"""
 #include "onnxc_kernels.h"
 void tk_expf(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i < n; ++i) y[i] = onnxc_expf(x[i]); }
+void tk_sigmoid(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i < n; ++i) y[i] = onnxc_sigmoidf(x[i]); }
 void tk_gelu_erf(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i < n; ++i) y[i] = onnxc_gelu_erff(x[i]); }
 void tk_gelu_tanh(const float* x, float* y, int64_t n) { int64_t i; for (i = 0; i < n; ++i) y[i] = onnxc_gelu_tanhf(x[i]); }
 """
@@ -33,6 +34,7 @@ size_t onnxc_mha_scratch_floats(const onnxc_mha_params* p);
 void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip, const float* bias,
                      const float* gamma, const float* beta, float eps, int rms, float* Y, float* sum);
 void tk_expf(const float* x, float* y, int64_t n);
+void tk_sigmoid(const float* x, float* y, int64_t n);
 void tk_gelu_erf(const float* x, float* y, int64_t n);
 void tk_gelu_tanh(const float* x, float* y, int64_t n);
 """
@@ -84,6 +86,24 @@ def test_expf(lib):
     finite = np.isfinite(wf)
     assert np.all(err[finite] <= 2 * ulp[finite]), f"{lib.isa}: max {np.max(err[finite] / ulp[finite]):.2f} ulp"
     np.testing.assert_array_equal(y[ok][~finite], wf[~finite])
+
+
+def test_sigmoid(lib):
+    """Within 3 ulp wherever the result is at least FLT_MIN, 0 below it, exact limits, NaN kept."""
+    x = np.concatenate([np.linspace(-90, 90, 200001), np.linspace(-1e-3, 1e-3, 2001), SPECIAL]).astype(np.float32)
+    y = lib.unary("tk_sigmoid", x)
+    xd = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        want = np.where(xd >= 0, 1 / (1 + np.exp(-xd)), np.exp(xd) / (1 + np.exp(xd)))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(xd), err_msg=lib.isa)
+    tiny = np.finfo(np.float32).tiny
+    normal = ~np.isnan(xd) & (want >= tiny)
+    ulp = np.spacing(want[normal].astype(np.float32)).astype(np.float64)
+    err = np.abs(y[normal] - want[normal]) / ulp
+    assert np.all(err <= 3), f"{lib.isa}: max {err.max():.2f} ulp at x={x[normal][np.argmax(err)]}"
+    below = ~np.isnan(xd) & (want < tiny)
+    assert np.all((y[below] == 0) | (np.abs(y[below] - want[below]) <= tiny)), lib.isa
+    assert y[x == np.inf][0] == 1.0 and y[x == -np.inf][0] == 0.0 and y[x == 0][0] == 0.5
 
 
 @pytest.mark.parametrize("form", ["erf", "tanh"])

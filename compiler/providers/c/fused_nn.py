@@ -42,16 +42,16 @@ C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
     "LeakyRelu": lambda x, p: f"({x} < 0.0f ? {_f(p[0])} * {x} : {x})",
     "Clip": lambda x, p: f"(({x} < {_f(p[0])} ? {_f(p[0])} : {x}) > {_f(p[1])} ? {_f(p[1])} : "
                          f"({x} < {_f(p[0])} ? {_f(p[0])} : {x}))",
-    # onnxc_expf (onnxc_transformer.h): branch-free, so the epilogue loop vectorizes (libm's expf
-    # is a scalar call: 2-3x slower on SiLU/Sigmoid epilogues); within ~2 ulp of expf
-    "Sigmoid": lambda x, p: f"(1.0f / (1.0f + onnxc_expf(-{x})))",
+    # onnxc_sigmoidf (onnxc_transformer.h): branch-free, so the epilogue loop vectorizes (libm's
+    # expf is a scalar call: 2-3x slower on SiLU/Sigmoid epilogues); within ~3 ulp
+    "Sigmoid": lambda x, p: f"onnxc_sigmoidf({x})",
     "Tanh": lambda x, p: f"tanhf({x})",
     # clamps as comparisons, not fminf/fmaxf: those are libm calls without -ffinite-math-only
     # (the loop does not vectorize) and drop a NaN operand, where the spec's max(0, min(1, .))
     # keeps it
     "HardSigmoid": lambda x, p: _clamp01(f"({_f(p[0])} * {x} + {_f(p[1])})"),
     "HardSwish": lambda x, p: f"({x} * {_clamp01(f'({x} / 6.0f + 0.5f)')})",
-    "SiLU": lambda x, p: f"({x} * (1.0f / (1.0f + onnxc_expf(-{x}))))",
+    "SiLU": lambda x, p: f"({x} * onnxc_sigmoidf({x}))",
 }
 assert set(C_ACTIVATIONS) == set(ACTIVATIONS)
 
