@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from compiler.build import build_kernel_library, compile_flags  # noqa: E402
 from compiler.resources import runtime_dir  # noqa: E402
 
-SHAPES = [(256, 256, 256), (1024, 1024, 1024), (3136, 64, 576), (49, 2048, 512), (1, 1000, 2048)]
+SHAPES = [(256, 256, 256), (1024, 1024, 1024), (3136, 64, 576), (49, 2048, 512), (1, 1000, 2048), (197, 1536, 384), (196, 1536, 384), (197, 384, 1536), (128, 512, 128), (128, 128, 512)]
 
 
 def build(target: str, out: Path):
