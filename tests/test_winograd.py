@@ -1,7 +1,8 @@
 """The Winograd F(2x2, 3x3) NCHWc convolution (runtime_c/nchwc/conv_winograd*.c) called directly,
 against a float64 numpy convolution, at every ISA the host runs (generic: the portable path at
 both blocks; AVX2: b=8 in intrinsics; AVX-512: both), plus the weight transform and the scratch
-rule that the emitter computes at compile time.
+rule that the emitter computes at compile time; a build with tiny chunk budgets runs both modes
+(slots: a chunk per thread; phases: each step of a chunk split across threads) over many chunks.
 
 Shapes reach: odd and even output sizes (half-outside last tile row/column), pads 0 and 1 (and
 asymmetric), channels that are not block multiples (padding lanes zero in and out), output
@@ -22,6 +23,13 @@ from onnxc.target import host_isa
 
 ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
     (["avx512"] if host_isa() == "avx512" else [])
+FLAGS = {isa: compile_flags(isa) for isa in ISAS}
+# The best ISA again with tiny chunk budgets and phases mode from 64x64 channels on, so that
+# these small shapes run both modes over many chunks (its scratch rule then differs from the
+# compile-time one: the test asks the library).
+FLAGS["chunked"] = FLAGS[ISAS[-1]] + ["-DONNXC_WINOGRAD_CHUNK_BYTES=8192", "-DONNXC_WINOGRAD_PHASES_BYTES=32768",
+                                      "-DONNXC_WINOGRAD_PHASES_MIN_CM=4096"]
+ISAS.append("chunked")
 RNG = np.random.default_rng(11)
 
 
@@ -30,8 +38,9 @@ def lib(request, tmp_path_factory):
     if shutil.which(c_compiler()) is None:
         pytest.skip(f"no C compiler ({c_compiler()})")
     so = tmp_path_factory.mktemp(f"winograd-{request.param}") / "libwinograd.so"
-    return build_kernel_library(so, ["nchwc/conv_winograd.c"], compile_flags(request.param),
-                                extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
+    ffi, L = build_kernel_library(so, ["nchwc/conv_winograd.c"], FLAGS[request.param],
+                                  extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
+    return ffi, L, request.param != "chunked"
 
 
 def conv_ref(x, w, pads):
@@ -47,7 +56,7 @@ def conv_ref(x, w, pads):
 
 
 def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
-    ffi, L = lib
+    ffi, L, default_rule = lib
     x, w = x.astype(np.float32), w.astype(np.float32)
     L.onnxc_rt_set_num_threads(threads)
     n, c, ih, iw = x.shape
@@ -70,7 +79,8 @@ def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
         N=n, C=c, M=m, group=1, IH=ih, IW=iw, OH=oh, OW=ow, KH=3, KW=3, SH=1, SW=1, PT=pads[0],
         PL=pads[1], DH=1, DW=1, lo=lo, hi=hi))
     nbytes = getattr(L, f"onnxc_nchwc_conv_winograd_scratch_b{nb}")(p)
-    assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb)
+    if default_rule:
+        assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb)
     # a guard past the end: the kernel must stay inside the scratch it asked for
     scratch = np.full(nbytes // 4 + 64, 7.0, np.float32)
     fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
@@ -100,6 +110,7 @@ CASES = [
     (1, 8, 24, 3, 3, (0, 0, 0, 0)),       # a single output pixel
     (2, 64, 96, 15, 17, (1, 1, 1, 1)),    # tiles past one chunk
     (1, 3, 5, 4, 4, (1, 1, 1, 1)),        # C, M below the block
+    (1, 200, 180, 6, 7, (1, 1, 1, 1)),    # phases mode (C*M >= ONNXC_WINOGRAD_PHASES_MIN_CM)
 ]
 
 
@@ -124,6 +135,9 @@ def test_winograd_epilogue_threads(lib, nb, threads):
     run(lib, nb, x, w, None, z, (1, 1, 1, 1), 0.0, np.inf, threads=threads)
     run(lib, nb, x, w, rand(m), z, (1, 1, 1, 1), 0.25, 1.0, threads=threads)
     run(lib, nb, rand(1, 136, 14, 14), rand(140, 136, 3, 3) / 35.0, rand(140), None, (1, 1, 1, 1),
+        threads=threads)
+    # phases mode: each step split across the threads
+    run(lib, nb, rand(1, 184, 9, 12), rand(196, 184, 3, 3) / 40.0, rand(196), None, (1, 1, 1, 1), 0.0,
         threads=threads)
 
 

@@ -146,13 +146,15 @@ def unpack_winograd(up: np.ndarray, m: int, c: int) -> np.ndarray:
 
 def winograd_scratch_bytes(n: int, c: int, m: int, oh: int, ow: int, b: int) -> int:
     """Scratch of onnxc_nchwc_conv_winograd_b<b> (the rule in onnxc_nchwc.h; constants there)."""
-    chunk_bytes, max_tiles, slots = 384 * 1024, 96, 4
     cb, mb = blocks(c, b), blocks(m, b)
+    phases = cb * mb * b * b >= 32768
+    budget, most = (4 << 20, 192) if phases else (384 << 10, 96)
     tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
-    t = min(tiles, max(1, min(max_tiles, chunk_bytes // (64 * (cb + mb) * b))))
+    t = min(tiles, max(1, min(most, budget // (64 * (cb + mb) * b))))
     if t <= 0:
         return 0
-    return min(-(-tiles // t), slots) * 64 * (cb + mb) * b * t
+    slots = 1 if phases else min(-(-tiles // t), 4)
+    return slots * 64 * (cb + mb) * b * t
 
 
 def pool_output_hw(in_hw, kernel, strides, pads, dilations, ceil_mode) -> List[int]:

@@ -59,14 +59,32 @@ void onnxc_nchwc_conv_nchw_b16(const onnxc_nchwc_conv_params* p, const float* X,
  * [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].  scratch: at least
  * onnxc_nchwc_conv_winograd_scratch_b<b>(p) bytes, computable at compile time: with
  * tiles = N * ceil(OH/2) * ceil(OW/2), Cb = ceil(C/b), Mb = ceil(M/b),
- *   T = min(tiles, max(1, min(ONNXC_WINOGRAD_MAX_TILES,
- *                             ONNXC_WINOGRAD_CHUNK_BYTES / (64 * (Cb + Mb) * b)))),
- *   bytes = min(ceil(tiles / T), ONNXC_WINOGRAD_SLOTS) * 64 * (Cb + Mb) * b * T
- * (output tiles run in chunks of at most T, each chunk's transformed input and products in one
- * of at most ONNXC_WINOGRAD_SLOTS slots, one per thread at work). */
+ * phases = Cb*Mb*b*b >= ONNXC_WINOGRAD_PHASES_MIN_CM, (budget, most) = phases ?
+ * (ONNXC_WINOGRAD_PHASES_BYTES, ONNXC_WINOGRAD_PHASES_MAX_TILES) : (ONNXC_WINOGRAD_CHUNK_BYTES,
+ * ONNXC_WINOGRAD_MAX_TILES),
+ *   T = min(tiles, max(1, min(most, budget / (64 * (Cb + Mb) * b)))),
+ *   slots = phases ? 1 : min(ceil(tiles / T), ONNXC_WINOGRAD_SLOTS),
+ *   bytes = slots * 64 * (Cb + Mb) * b * T
+ * (output tiles run in chunks of at most T; a chunk's transformed input and products take one
+ * slot: one per thread at work, or one shared by the threads in phases mode). */
+#ifndef ONNXC_WINOGRAD_CHUNK_BYTES
 #define ONNXC_WINOGRAD_CHUNK_BYTES (384 * 1024)
+#endif
+#ifndef ONNXC_WINOGRAD_MAX_TILES
 #define ONNXC_WINOGRAD_MAX_TILES 96
+#endif
+#ifndef ONNXC_WINOGRAD_SLOTS
 #define ONNXC_WINOGRAD_SLOTS 4
+#endif
+#ifndef ONNXC_WINOGRAD_PHASES_MIN_CM
+#define ONNXC_WINOGRAD_PHASES_MIN_CM 32768
+#endif
+#ifndef ONNXC_WINOGRAD_PHASES_BYTES
+#define ONNXC_WINOGRAD_PHASES_BYTES (4 * 1024 * 1024)
+#endif
+#ifndef ONNXC_WINOGRAD_PHASES_MAX_TILES
+#define ONNXC_WINOGRAD_PHASES_MAX_TILES 192
+#endif
 void onnxc_nchwc_conv_winograd_b8(const onnxc_nchwc_conv_params* p, const float* X,
                                   const float* U, const float* B, const float* Z, float* Y,
                                   float* scratch);

@@ -26,10 +26,20 @@ typedef struct {
     int64_t next; /* next unclaimed chunk (atomic) */
 } NB_FN(wg_job);
 
-/* The chunk size rule (onnxc_nchwc.h; ops/nchwc.py winograd_scratch_bytes mirrors it). */
+/* The modes and chunk sizes (the rule of onnxc_nchwc.h; ops/nchwc.py winograd_scratch_bytes
+ * mirrors it): phases mode for big channel products (the weights, 64*C*M bytes, are what
+ * limits: one chunk at a time, each step split across the threads, so every chunk reads them
+ * once), else slots mode (small chunks, each thread its own). */
+static int NB_FN(wg_phases)(int64_t Cb, int64_t Mb) {
+    return Cb * Mb * NB * NB >= ONNXC_WINOGRAD_PHASES_MIN_CM;
+}
+
 static int64_t NB_FN(wg_chunk_tiles)(int64_t Cb, int64_t Mb, int64_t tiles) {
-    int64_t t = ONNXC_WINOGRAD_CHUNK_BYTES / (16 * (Cb + Mb) * NB * (int64_t)sizeof(float));
-    if (t > ONNXC_WINOGRAD_MAX_TILES) t = ONNXC_WINOGRAD_MAX_TILES;
+    const int phases = NB_FN(wg_phases)(Cb, Mb);
+    const int64_t budget = phases ? ONNXC_WINOGRAD_PHASES_BYTES : ONNXC_WINOGRAD_CHUNK_BYTES;
+    const int64_t most = phases ? ONNXC_WINOGRAD_PHASES_MAX_TILES : ONNXC_WINOGRAD_MAX_TILES;
+    int64_t t = budget / (16 * (Cb + Mb) * NB * (int64_t)sizeof(float));
+    if (t > most) t = most;
     if (t < 1) t = 1;
     return t < tiles ? t : tiles;
 }
@@ -39,23 +49,25 @@ int64_t NB_FN(onnxc_nchwc_conv_winograd_scratch)(const onnxc_nchwc_conv_params* 
     const int64_t tiles = p->N * ((p->OH + 1) / 2) * ((p->OW + 1) / 2);
     const int64_t T = NB_FN(wg_chunk_tiles)(Cb, Mb, tiles);
     const int64_t nchunks = T > 0 ? (tiles + T - 1) / T : 0;
-    const int64_t slots = nchunks < ONNXC_WINOGRAD_SLOTS ? nchunks : ONNXC_WINOGRAD_SLOTS;
+    int64_t slots = nchunks < ONNXC_WINOGRAD_SLOTS ? nchunks : ONNXC_WINOGRAD_SLOTS;
+    if (NB_FN(wg_phases)(Cb, Mb) && slots > 1) slots = 1;
     return slots * 16 * (Cb + Mb) * NB * T * (int64_t)sizeof(float);
 }
 
 /* Step 1 for tiles [g0, g0 + nt) into V (stride T tiles). */
-static void NB_FN(wg_input)(const NB_FN(wg_job) * job, int64_t g0, int64_t nt, float* V) {
+static void NB_FN(wg_input)(const NB_FN(wg_job) * job, int64_t g0, int64_t i0, int64_t i1,
+                            int64_t ib0, int64_t ib1, float* V) {
     const onnxc_nchwc_conv_params* p = job->p;
     const int64_t IH = p->IH, IW = p->IW, Cb = job->Cb, T = job->T;
     const int64_t xi_stride = Cb * T * NB;
     int64_t ib, i;
     int r, c, l;
-    for (i = 0; i < nt; ++i) {
+    for (i = i0; i < i1; ++i) {
         const int64_t g = g0 + i, n = g / (job->TH * job->TW);
         const int64_t th = (g / job->TW) % job->TH, tw = g % job->TW;
         const int64_t ih0 = 2 * th - p->PT, iw0 = 2 * tw - p->PL;
         const int inside = ih0 >= 0 && ih0 + 4 <= IH && iw0 >= 0 && iw0 + 4 <= IW;
-        for (ib = 0; ib < Cb; ++ib) {
+        for (ib = ib0; ib < ib1; ++ib) {
             const float* x = job->X + (n * Cb + ib) * IH * IW * NB;
             float* v = V + (ib * T + i) * NB;
             const float* src[4][4];
@@ -190,15 +202,16 @@ static const NB_FN(wg_mk_fn) NB_FN(wg_tab)[2][WG_TMAX] = {WG_TAB_T(1), WG_TAB_T(
 /* Step 2 for a chunk of nt tiles: per position, per group of output blocks, per group of tiles
  * (one position's weights for WG_OBMAX output blocks, Cb*NB*NB*WG_OBMAX floats, stay in L2
  * while all the chunk's tiles use them). */
-static void NB_FN(wg_gemm)(const NB_FN(wg_job) * job, int64_t nt, const float* V, float* Mt) {
+static void NB_FN(wg_gemm)(const NB_FN(wg_job) * job, int64_t nt, const float* V, float* Mt,
+                           int64_t xi0, int64_t xi1, int64_t ob0, int64_t ob1) {
     const int64_t Cb = job->Cb, Mb = job->Mb, T = job->T;
     const int64_t vib = T * NB, uob = Cb * NB * NB, mob = T * 16 * NB;
     int64_t xi, ob, t;
-    for (xi = 0; xi < 16; ++xi) {
+    for (xi = xi0; xi < xi1; ++xi) {
         const float* vx = V + xi * Cb * T * NB;
         const float* ux = job->U + xi * Mb * Cb * NB * NB;
-        for (ob = 0; ob < Mb; ob += WG_OBMAX) {
-            const int obn = Mb - ob < WG_OBMAX ? (int)(Mb - ob) : WG_OBMAX;
+        for (ob = ob0; ob < ob1; ob += WG_OBMAX) {
+            const int obn = ob1 - ob < WG_OBMAX ? (int)(ob1 - ob) : WG_OBMAX;
             for (t = 0; t < nt; t += WG_TMAX) {
                 const int tt = nt - t < WG_TMAX ? (int)(nt - t) : WG_TMAX;
                 const float* v = vx + t * NB;
@@ -214,16 +227,17 @@ static void NB_FN(wg_gemm)(const NB_FN(wg_job) * job, int64_t nt, const float* V
 }
 
 /* Step 3 for a chunk of nt tiles starting at tile g0. */
-static void NB_FN(wg_output)(const NB_FN(wg_job) * job, int64_t g0, int64_t nt, const float* Mt) {
+static void NB_FN(wg_output)(const NB_FN(wg_job) * job, int64_t g0, int64_t i0, int64_t i1,
+                             int64_t ob0, int64_t ob1, const float* Mt) {
     const onnxc_nchwc_conv_params* p = job->p;
     const int64_t OH = p->OH, OW = p->OW, Mb = job->Mb, T = job->T;
     const int64_t valid = p->M - (Mb - 1) * NB;
     int64_t ob, i;
     int r, c, l;
-    for (ob = 0; ob < Mb; ++ob) {
+    for (ob = ob0; ob < ob1; ++ob) {
         const float* bias = job->B ? job->B + ob * NB : NULL;
         const int64_t nvalid = ob == Mb - 1 ? valid : NB;
-        for (i = 0; i < nt; ++i) {
+        for (i = i0; i < i1; ++i) {
             const int64_t g = g0 + i, n = g / (job->TH * job->TW);
             const int64_t th = (g / job->TW) % job->TH, tw = g % job->TW;
             const int64_t oh0 = 2 * th, ow0 = 2 * tw;
@@ -306,12 +320,67 @@ static void NB_FN(wg_slots)(void* ctx, int64_t s0, int64_t s1) {
             if (ch >= job->nchunks) break;
             g0 = ch * job->T;
             nt = job->tiles - g0 < job->T ? job->tiles - g0 : job->T;
-            NB_FN(wg_input)(job, g0, nt, V);
-            NB_FN(wg_gemm)(job, nt, V, Mt);
-            NB_FN(wg_output)(job, g0, nt, Mt);
+            NB_FN(wg_input)(job, g0, 0, nt, 0, job->Cb, V);
+            NB_FN(wg_gemm)(job, nt, V, Mt, 0, 16, 0, job->Mb);
+            NB_FN(wg_output)(job, g0, 0, nt, 0, job->Mb, Mt);
         }
     }
 }
+
+/* Phases mode: chunks one after the other, each step split across the threads: input
+ * (input block x tile group), GEMM (position x group of output blocks: each task reads its
+ * weight panel once for the whole chunk), output (output block x tile group). */
+#define WG_TG 16
+typedef struct {
+    NB_FN(wg_job) * job;
+    int64_t g0, nt, ntg, nog;
+    float *V, *Mt;
+} NB_FN(wg_chunk);
+
+static void NB_FN(wg_in_tasks)(void* ctx, int64_t t0, int64_t t1) {
+    NB_FN(wg_chunk)* c = (NB_FN(wg_chunk)*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        const int64_t ib = t / c->ntg, i0 = (t % c->ntg) * WG_TG;
+        NB_FN(wg_input)(c->job, c->g0, i0, i0 + WG_TG < c->nt ? i0 + WG_TG : c->nt, ib, ib + 1, c->V);
+    }
+}
+
+static void NB_FN(wg_gemm_tasks)(void* ctx, int64_t t0, int64_t t1) {
+    NB_FN(wg_chunk)* c = (NB_FN(wg_chunk)*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        const int64_t xi = t / c->nog, ob0 = (t % c->nog) * WG_OBMAX;
+        const int64_t ob1 = ob0 + WG_OBMAX < c->job->Mb ? ob0 + WG_OBMAX : c->job->Mb;
+        NB_FN(wg_gemm)(c->job, c->nt, c->V, c->Mt, xi, xi + 1, ob0, ob1);
+    }
+}
+
+static void NB_FN(wg_out_tasks)(void* ctx, int64_t t0, int64_t t1) {
+    NB_FN(wg_chunk)* c = (NB_FN(wg_chunk)*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        const int64_t ob = t / c->ntg, i0 = (t % c->ntg) * WG_TG;
+        NB_FN(wg_output)(c->job, c->g0, i0, i0 + WG_TG < c->nt ? i0 + WG_TG : c->nt, ob, ob + 1, c->Mt);
+    }
+}
+
+static void NB_FN(wg_run_phases)(NB_FN(wg_job) * job, int parallel) {
+    NB_FN(wg_chunk) c;
+    int64_t ch;
+    job->T = (job->tiles + job->nchunks - 1) / job->nchunks; /* even chunks */
+    c.job = job; c.V = job->scratch; c.Mt = job->scratch + 16 * job->Cb * NB * job->T;
+    c.nog = (job->Mb + WG_OBMAX - 1) / WG_OBMAX;
+    for (ch = 0; ch < job->nchunks; ++ch) {
+        c.g0 = ch * job->T;
+        c.nt = job->tiles - c.g0 < job->T ? job->tiles - c.g0 : job->T;
+        c.ntg = (c.nt + WG_TG - 1) / WG_TG;
+        onnxc_parallel_for(job->Cb * c.ntg, parallel, NB_FN(wg_in_tasks), &c);
+        onnxc_parallel_for(16 * c.nog, parallel, NB_FN(wg_gemm_tasks), &c);
+        onnxc_parallel_for(job->Mb * c.ntg, parallel, NB_FN(wg_out_tasks), &c);
+    }
+}
+#undef WG_TG
 
 void NB_FN(onnxc_nchwc_conv_winograd)(const onnxc_nchwc_conv_params* p, const float* X,
                                       const float* U, const float* B, const float* Z, float* Y,
@@ -328,7 +397,12 @@ void NB_FN(onnxc_nchwc_conv_winograd)(const onnxc_nchwc_conv_params* p, const fl
     Tmax = NB_FN(wg_chunk_tiles)(job.Cb, job.Mb, job.tiles);
     job.nchunks = (job.tiles + Tmax - 1) / Tmax;
     slots = job.nchunks < ONNXC_WINOGRAD_SLOTS ? job.nchunks : ONNXC_WINOGRAD_SLOTS;
-    parallel = slots > 1 && p->N * job.Mb * p->OH * p->OW * job.Cb * NB * NB * 9 >= WG_PARALLEL_MIN_WORK;
+    parallel = p->N * job.Mb * p->OH * p->OW * job.Cb * NB * NB * 9 >= WG_PARALLEL_MIN_WORK;
+    if (NB_FN(wg_phases)(job.Cb, job.Mb)) {
+        NB_FN(wg_run_phases)(&job, parallel);
+        return;
+    }
+    parallel = parallel && slots > 1;
     threads = parallel ? onnxc_rt_threads_usable() : 1;
     if (threads < 2) {
         parallel = 0;
