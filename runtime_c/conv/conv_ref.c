@@ -167,60 +167,93 @@ void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, cons
     onnxc_conv_fused(p, X, W, B, NULL, NULL, Y, scratch);
 }
 
-void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
-                      const float* Z, const onnxc_activation* act, float* Y, float* scratch) {
+/* One (image, group) of the im2col + GEMM path: Y_g = W_g col (+ bias, residual, activation). */
+typedef struct {
+    const onnxc_conv_params* p;
     onnxc_geom3 g;
-    int64_t group, Cg, Mg, Kdim, n, gi;
-    int pointwise;
-    /* with an epilogue the bias joins it (one pass over Y less than filling Y with it first) */
-    const int epilogue = Z != NULL || act != NULL;
-    if (p->N <= 0 || p->M <= 0) return;
-    conv_geom_init(p, &g);
-    if (g.out_sp <= 0) return;
-    group = p->group > 0 ? p->group : 1;
-    if (conv_is_depthwise(p)) {
-        conv_depthwise(p, &g, X, W, B, Z, act, Y);
-        return;
+    const float *X, *W, *B, *Z;
+    const onnxc_activation* act;
+    float *Y, *scratch;
+    int64_t group, Cg, Mg, Kdim;
+    int pointwise, epilogue;
+} conv_gemm_job;
+
+static void conv_gemm_group(const conv_gemm_job* j, int64_t n, int64_t gi) {
+    const onnxc_conv_params* p = j->p;
+    const int64_t Cg = j->Cg, Mg = j->Mg, Kdim = j->Kdim, out_sp = j->g.out_sp;
+    const float* xg = j->X + (n * p->C + gi * Cg) * j->g.in_sp;
+    const float* wg = j->W + gi * Mg * Kdim;
+    float* yg = j->Y + (n * p->M + gi * Mg) * out_sp;
+    const float* col = xg;
+    float beta = 0.0f;
+    if (!j->pointwise) {
+        conv_im2col(&j->g, Cg, xg, j->scratch);
+        col = j->scratch;
     }
-    Cg = p->C / group;
-    Mg = p->M / group;
-    Kdim = Cg * g.k_sp;
-    pointwise = conv_is_pointwise(&g);
-    for (n = 0; n < p->N; ++n) {
-        for (gi = 0; gi < group; ++gi) {
-            const float* xg = X + (n * p->C + gi * Cg) * g.in_sp;
-            const float* wg = W + gi * Mg * Kdim;
-            float* yg = Y + (n * p->M + gi * Mg) * g.out_sp;
-            const float* col = xg;
-            float beta = 0.0f;
-            if (!pointwise) {
-                conv_im2col(&g, Cg, xg, scratch);
-                col = scratch;
-            }
-            if (B && !epilogue) {
-                int64_t m, i;
-                for (m = 0; m < Mg; ++m) {
-                    const float b = B[gi * Mg + m];
-                    float* yrow = yg + m * g.out_sp;
-                    for (i = 0; i < g.out_sp; ++i) yrow[i] = b;
-                }
-                beta = 1.0f;
-            }
-            onnxc_sgemm(0, 0, Mg, g.out_sp, Kdim, 1.0f, wg, Kdim, col, g.out_sp, beta, yg,
-                        g.out_sp);
-            if (epilogue) {
-                const float* zg = Z ? Z + (n * p->M + gi * Mg) * g.out_sp : NULL;
-                const int parallel = Mg > 1 && Mg * g.out_sp >= CONV_PARALLEL_MIN_WORK;
-                int64_t m;
+    if (j->B && !j->epilogue) {
+        int64_t m, i;
+        for (m = 0; m < Mg; ++m) {
+            const float b = j->B[gi * Mg + m];
+            float* yrow = yg + m * out_sp;
+            for (i = 0; i < out_sp; ++i) yrow[i] = b;
+        }
+        beta = 1.0f;
+    }
+    onnxc_sgemm(0, 0, Mg, out_sp, Kdim, 1.0f, wg, Kdim, col, out_sp, beta, yg, out_sp);
+    if (j->epilogue) {
+        const float* zg = j->Z ? j->Z + (n * p->M + gi * Mg) * out_sp : NULL;
+        const int parallel = Mg > 1 && Mg * out_sp >= CONV_PARALLEL_MIN_WORK;
+        int64_t m;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
 #else
-                (void)parallel;
+        (void)parallel;
 #endif
-                for (m = 0; m < Mg; ++m)
-                    onnxc_epilogue_row(act, B ? B[gi * Mg + m] : 0.0f,
-                                       zg ? zg + m * g.out_sp : NULL, yg + m * g.out_sp, g.out_sp);
-            }
-        }
+        for (m = 0; m < Mg; ++m)
+            onnxc_epilogue_row(j->act, j->B ? j->B[gi * Mg + m] : 0.0f, zg ? zg + m * out_sp : NULL,
+                               yg + m * out_sp, out_sp);
     }
+}
+
+/* Tasks t = n * group + gi of a pointwise grouped convolution (no shared im2col scratch). */
+static void conv_group_tasks(void* ctx, int64_t t0, int64_t t1) {
+    const conv_gemm_job* j = (const conv_gemm_job*)ctx;
+    int64_t t;
+    for (t = t0; t < t1; ++t) conv_gemm_group(j, t / j->group, t % j->group);
+}
+
+/* Multiply-adds from which the (image, group) GEMMs of a pointwise grouped convolution run as
+ * pool tasks, each GEMM on one thread: ShuffleNet's 4-group 1x1 convolutions are ~0.9M MACs per
+ * group, too small to split well inside the GEMM (a split per group is 4 pool loops per node). */
+#define CONV_GROUP_PARALLEL_MIN_MACS (1 << 19)
+
+void onnxc_conv_fused(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
+                      const float* Z, const onnxc_activation* act, float* Y, float* scratch) {
+    conv_gemm_job j;
+    int64_t n, gi;
+    if (p->N <= 0 || p->M <= 0) return;
+    conv_geom_init(p, &j.g);
+    if (j.g.out_sp <= 0) return;
+    if (conv_is_depthwise(p)) {
+        conv_depthwise(p, &j.g, X, W, B, Z, act, Y);
+        return;
+    }
+    j.p = p; j.X = X; j.W = W; j.B = B; j.Z = Z; j.act = act; j.Y = Y; j.scratch = scratch;
+    j.group = p->group > 0 ? p->group : 1;
+    j.Cg = p->C / j.group;
+    j.Mg = p->M / j.group;
+    j.Kdim = j.Cg * j.g.k_sp;
+    j.pointwise = conv_is_pointwise(&j.g);
+    /* with an epilogue the bias joins it (one pass over Y less than filling Y with it first) */
+    j.epilogue = Z != NULL || act != NULL;
+    if (j.pointwise && j.group > 1 && p->N * j.group >= onnxc_rt_threads_usable()) {
+        /* every task computes whole GEMMs exactly as the serial loop: results do not depend on
+         * the thread count */
+        const int64_t tasks = p->N * j.group;
+        const double macs = (double)p->M * (double)j.Kdim * (double)j.g.out_sp * (double)p->N;
+        onnxc_parallel_for(tasks, macs >= CONV_GROUP_PARALLEL_MIN_MACS, conv_group_tasks, &j);
+        return;
+    }
+    for (n = 0; n < p->N; ++n)
+        for (gi = 0; gi < j.group; ++gi) conv_gemm_group(&j, n, gi);
 }

@@ -67,7 +67,13 @@
 #ifndef NC_BUF
 #define NC_BUF 256
 #endif
-#define SGEMM_PARALLEL_MIN_MACS (1 << 20)
+/* Multiply-adds per thread below which a product is not split further (~5 us of work: handing
+ * a loop to the pool costs ~1 us while the workers spin; at 1 << 20 the 0.5-2M MAC products of
+ * the small models, e.g. the 1x1 convolutions' GEMMs of ShuffleNet and MobileNetV3's 576x1024
+ * GEMV, stayed on one thread). */
+#ifndef SGEMM_PARALLEL_MIN_MACS
+#define SGEMM_PARALLEL_MIN_MACS (1 << 18)
+#endif
 /* Panels the packed GEMV streams at once (GEMV_PANELS * TN accumulators). */
 #ifndef GEMV_PANELS
 #define GEMV_PANELS 4

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...codegen.loops import broadcast_loop
+from ...codegen.loops import pooled_loop
 from ...errors import ModelError
 from ...ir import type_str
 from ...ops.chain import DOMAIN, OP, body_of
@@ -67,7 +67,7 @@ def _chain_check(node):
 def _emit_chain(node, ctx):
     body = body_of(node)
     names = {}     # id(body value) -> C expression of its element (local name or literal)
-    decls, loaded = [], []  # loaded: (C type, local name) per loop operand, in operand order
+    ptrs, loaded = [], []  # ptrs: (C pointer type, name, expression); loaded: (C type, local name) per operand
     operands = []
     for v, b in zip(node.inputs, body.inputs):
         if not b.uses:
@@ -77,7 +77,7 @@ def _emit_chain(node, ctx):
             names[id(b)] = lit
             continue
         k = len(operands)
-        decls.append(f"const {ctx.ctype(v)}* ONNXC_RESTRICT x{k} = {ctx.ptr(v)};")
+        ptrs.append((f"const {ctx.ctype(v)}*", f"x{k}", ctx.ptr(v)))
         operands.append((f"x{k}", v.shape))
         loaded.append((ctx.ctype(b), f"a{k}"))
         names[id(b)] = f"a{k}"
@@ -88,12 +88,12 @@ def _emit_chain(node, ctx):
             names[id(c)] = ctx.lit(c.const.reshape(-1)[0], c.dtype)
             continue
         k = len(operands)
-        decls.append(f"const {ctx.ctype(c)}* ONNXC_RESTRICT x{k} = {ctx.const_array(c.const)};")
+        ptrs.append((f"const {ctx.ctype(c)}*", f"x{k}", ctx.const_array(c.const)))
         operands.append((f"x{k}", c.shape))
         loaded.append((ctx.ctype(c), f"a{k}"))
         names[id(c)] = f"a{k}"
     for j, o in enumerate(node.outputs):
-        decls.append(f"{ctx.ctype(o)}* ONNXC_RESTRICT y{j} = {ctx.ptr(o)};")
+        ptrs.append((f"{ctx.ctype(o)}*", f"y{j}", ctx.ptr(o)))
     steps = []
     for k, n in enumerate(body.nodes):
         out = n.outputs[0]
@@ -105,4 +105,4 @@ def _emit_chain(node, ctx):
         lines = [f"const {ct} {nm} = {e};" for (ct, nm), e in zip(loaded, elems)] + steps
         lines += [f"y{j}[{oi}] = {names[id(b)]};" for j, b in enumerate(body.outputs)]
         return "\n".join(lines)
-    return "\n".join(decls + [broadcast_loop(node.outputs[0].shape, operands, element, block=True)])
+    return pooled_loop(ctx, node, ptrs, node.outputs[0].shape, operands, element, block=True)

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-from ...codegen.loops import broadcast_loop
+from ...codegen.loops import pooled_loop
 from ...dtypes import c_type
 from ...ops import get_attr
 from . import narrow
@@ -528,15 +528,14 @@ def _batchnorm(node, ctx):
 def _emit_map_ptrs(node, ctx, operands: List[tuple], expr_of) -> str:
     """Declare named pointers for (pointer expression, shape) operands, then the loop nest."""
     out = node.outputs[0]
-    decls = []
+    ptrs = []
     named = []
     for i, (p, shape) in enumerate(operands):
         ct = p[p.index("(") + 2:p.index("*")].strip()  # "((const float*)..." -> "const float"
         if not ct.startswith("const "):
             ct = "const " + ct
-        decls.append(f"{ct}* ONNXC_RESTRICT x{i} = {p};")
+        ptrs.append((f"{ct}*", f"x{i}", p))
         named.append((f"x{i}", shape))
-    decls.append(f"{ctx.ctype(out)}* ONNXC_RESTRICT y = {ctx.ptr(out)};")
-    loop = broadcast_loop(out.shape, named,
-                          lambda elems, oi: f"y[{oi}] = ({ctx.ctype(out)})({expr_of(elems)});")
-    return "\n".join(decls + [loop])
+    ptrs.append((f"{ctx.ctype(out)}*", "y", ctx.ptr(out)))
+    return pooled_loop(ctx, node, ptrs, out.shape, named,
+                       lambda elems, oi: f"y[{oi}] = ({ctx.ctype(out)})({expr_of(elems)});")

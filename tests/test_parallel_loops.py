@@ -1,0 +1,140 @@
+"""Generated elementwise loops split into thread-pool tasks (codegen/loops.py pooled_loop): the
+elementwise ops and onnxc.ElementwiseChain above POOL_MIN output elements run as a file-scope
+task function through onnxc_parallel_for; results at 2 threads are bit-identical to 1 thread and
+match onnxruntime, including a partial last task; small loops stay inline and serial."""
+import re
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from helpers import make_model, ort_run
+from onnxc.codegen import loops
+
+RNG = np.random.default_rng(3)
+F = np.float32
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(F)
+
+
+def _compile(model, out, level="none"):
+    import onnxc
+    onnxc.compile(model, output_dir=out, opt_level=level, fallback=False)
+    return (out / "model.c").read_text()
+
+
+def _run_both(out, feed):
+    import onnxc
+    r1 = onnxc.load(out, num_threads=1).run(None, feed)
+    r2 = onnxc.load(out, num_threads=2).run(None, feed)
+    for _ in range(3):  # several runs: the worker is awake for some, asleep for others
+        r2 = onnxc.load(out, num_threads=2).run(None, feed)
+        for a, b in zip(r1, r2):
+            np.testing.assert_array_equal(a, b)
+    return r1
+
+
+def _tasks(code):
+    """Task counts of the pooled loops in the generated C."""
+    return [int(n) for n in re.findall(r"onnxc_parallel_for\((\d+), 1, onnxc_loop", code)]
+
+
+def test_flat_loop_partial_last_task(tmp_path):
+    # 21000 elements, one flat loop: tasks of POOL_TASK elements, the last one 520
+    shape = (7, 3, 1000)
+    assert loops.POOL_MIN <= 21000 and 21000 % loops.POOL_TASK
+    model = make_model([helper.make_node("Add", ["x", "y"], ["a"]), helper.make_node("Tanh", ["a"], ["z"])],
+                       [("x", F, list(shape)), ("y", F, list(shape))], [("z", F, list(shape))])
+    feed = {"x": rand(*shape), "y": rand(*shape)}
+    code = _compile(model, tmp_path / "m")
+    assert _tasks(code) == [-(-21000 // loops.POOL_TASK)] * 2
+    assert "ONNXC_OMP_FOR" not in code
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_loop_split_on_outer_dim(tmp_path):
+    # [9, 3, 700] * [3, 1]: the nest stays 3-D (the bias breaks the merge), 2 rows of 2100 per
+    # task, 5 tasks, the last with one row
+    model = make_model([helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Sub", ["m", "b"], ["z"])],
+                       [("x", F, [9, 3, 700]), ("s", F, [3, 1]), ("b", F, [700])], [("z", F, [9, 3, 700])])
+    feed = {"x": rand(9, 3, 700), "s": rand(3, 1), "b": rand(700)}
+    code = _compile(model, tmp_path / "m")
+    assert _tasks(code) == [5, 5]
+    assert re.search(r"const int64_t b0 = t0 \* 2, e0 = t1 \* 2 < 9 \? t1 \* 2 : 9;", code)
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+
+
+def test_int_and_bool_loops(tmp_path):
+    # integer division guards and a comparison (bool output) through the task function
+    shape = [5, 4100]
+    model = make_model([helper.make_node("Div", ["p", "q"], ["d"]), helper.make_node("Greater", ["p", "q"], ["g"])],
+                       [("p", np.int32, shape), ("q", np.int32, shape)],
+                       [("d", np.int32, shape), ("g", np.bool_, shape)])
+    feed = {"p": RNG.integers(-1000, 1000, shape).astype(np.int32),
+            "q": RNG.integers(1, 50, shape).astype(np.int32)}
+    code = _compile(model, tmp_path / "m")
+    assert _tasks(code) == [-(-20500 // loops.POOL_TASK)] * 2  # same shapes: one flat loop each
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(o, r)
+
+
+def test_elementwise_chain_pooled(tmp_path):
+    # at extended the four ops become one ElementwiseChain with a per-channel scale: one pooled
+    # loop with two outputs (a chain intermediate that is also a graph output)
+    shape = [2, 12, 30, 30]
+    nodes = [helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Add", ["m", "y"], ["a"]),
+             helper.make_node("Sigmoid", ["a"], ["g"]), helper.make_node("Mul", ["a", "g"], ["z"])]
+    model = make_model(nodes, [("x", F, shape), ("y", F, shape)], [("z", F, shape), ("a", F, shape)],
+                       {"s": rand(12, 1, 1)})
+    feed = {"x": rand(*shape), "y": rand(*shape)}
+    code = _compile(model, tmp_path / "m", level="extended")
+    assert "ElementwiseChain" in code and len(_tasks(code)) == 1
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+
+
+def test_small_loops_stay_inline(tmp_path):
+    shape = [4, 1000]  # below POOL_MIN
+    model = make_model([helper.make_node("Relu", ["x"], ["z"])], [("x", F, shape)], [("z", F, shape)])
+    code = _compile(model, tmp_path / "m")
+    assert "onnxc_parallel_for" not in code and "onnxc_loop" not in code
+    feed = {"x": rand(*shape)}
+    np.testing.assert_array_equal(_run_both(tmp_path / "m", feed)[0], np.maximum(feed["x"], 0))
+
+
+@pytest.mark.parametrize("shape", [[2, 3000], [1, 1, 20000]])
+def test_outer_dim_too_short_or_flat(tmp_path, shape):
+    # [2, 3000] is below POOL_MIN: inline; [1, 1, 20000] coalesces to one flat loop: 5 tasks
+    model = make_model([helper.make_node("Neg", ["x"], ["z"])], [("x", F, shape)], [("z", F, shape)])
+    code = _compile(model, tmp_path / "m")
+    total = int(np.prod(shape))
+    assert _tasks(code) == ([-(-total // loops.POOL_TASK)] if total >= loops.POOL_MIN else [])
+    feed = {"x": rand(*shape)}
+    np.testing.assert_array_equal(_run_both(tmp_path / "m", feed)[0], -feed["x"])
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_grouped_pointwise_conv_groups_as_tasks(tmp_path, fused):
+    """conv_ref.c: a 1x1 grouped Conv above CONV_GROUP_PARALLEL_MIN_MACS runs its (image, group)
+    GEMMs as pool tasks (2 images x 3 groups: 6 tasks, an odd split for 2 threads); at level
+    "none" it stays a plain Conv (onnxc_conv), at "extended" Conv + Add + Relu become
+    FusedConv (the epilogue inside each task).  Bit-identical at 1 and 2 threads."""
+    n, c, m, hw, g = 2, 96, 96, 20, 3  # 96 * 32 * 400 * 2 = 2.5M multiply-adds
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=g)]
+    outs = [("c", F, [n, m, hw, hw])]
+    if fused:
+        nodes += [helper.make_node("Add", ["c", "z"], ["a"]), helper.make_node("Relu", ["a"], ["y"])]
+        outs = [("y", F, [n, m, hw, hw])]
+    ins = [("x", F, [n, c, hw, hw])] + ([("z", F, [n, m, hw, hw])] if fused else [])
+    model = make_model(nodes, ins, outs, {"w": rand(m, c // g, 1, 1) * 0.2, "b": rand(m)})
+    feed = {"x": rand(n, c, hw, hw)}
+    if fused:
+        feed["z"] = rand(n, m, hw, hw)
+    code = _compile(model, tmp_path / "m", level="extended" if fused else "none")
+    assert ("onnxc_conv_fused(" if fused else "onnxc_conv(") in code
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
