@@ -1,4 +1,5 @@
-"""The Winograd F(2x2, 3x3) NCHWc convolution (runtime_c/nchwc/conv_winograd*.c) called directly,
+"""The Winograd F(2x2, 3x3) and F(4x4, 3x3) NCHWc convolutions (runtime_c/nchwc/conv_winograd*.c)
+called directly,
 against a float64 numpy convolution, at every ISA the host runs (generic: the portable path at
 both blocks; AVX2: b=8 in intrinsics; AVX-512: both), plus the weight transform and the scratch
 rule that the emitter computes at compile time; a build with tiny chunk budgets runs both modes
@@ -55,7 +56,7 @@ def conv_ref(x, w, pads):
     return y
 
 
-def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
+def run(lib, nb, tile, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
     ffi, L, default_rule = lib
     x, w = x.astype(np.float32), w.astype(np.float32)
     L.onnxc_rt_set_num_threads(threads)
@@ -68,7 +69,8 @@ def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
     if z is not None:
         ref = ref + z
     ref = np.clip(ref, lo, hi)
-    xk, uk = to_blocked(x, nb), pack_winograd(w, nb)
+    xk, uk = to_blocked(x, nb), pack_winograd(w, nb, tile)
+    fn = "onnxc_nchwc_conv_winograd" + ("_f4" if tile == 4 else "")
     bk = None
     if bias is not None:
         bk = np.zeros(blocks(m, nb) * nb, np.float32)
@@ -78,14 +80,14 @@ def run(lib, nb, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
     p = ffi.new("onnxc_nchwc_conv_params *", dict(
         N=n, C=c, M=m, group=1, IH=ih, IW=iw, OH=oh, OW=ow, KH=3, KW=3, SH=1, SW=1, PT=pads[0],
         PL=pads[1], DH=1, DW=1, lo=lo, hi=hi))
-    nbytes = getattr(L, f"onnxc_nchwc_conv_winograd_scratch_b{nb}")(p)
+    nbytes = getattr(L, fn.replace("winograd", "winograd_scratch") + f"_b{nb}")(p)
     if default_rule:
-        assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb)
+        assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb, tile)
     # a guard past the end: the kernel must stay inside the scratch it asked for
     scratch = np.full(nbytes // 4 + 64, 7.0, np.float32)
     fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
     try:
-        getattr(L, f"onnxc_nchwc_conv_winograd_b{nb}")(p, fp(xk), fp(uk), fp(bk), fp(zk), fp(y), fp(scratch))
+        getattr(L, f"{fn}_b{nb}")(p, fp(xk), fp(uk), fp(bk), fp(zk), fp(y), fp(scratch))
     finally:
         L.onnxc_rt_set_num_threads(1)
     assert (scratch[nbytes // 4:] == 7.0).all(), "wrote past the scratch"
@@ -114,40 +116,46 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("nb", [8, 16])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}m{}_{}x{}_p{}".format(*c[:5], "".join(map(str, c[5]))))
-def test_winograd(lib, nb, case):
+def test_winograd(lib, nb, tile, case):
     n, c, m, ih, iw, pads = case
     x = rand(n, c, ih, iw)
     w = rand(m, c, 3, 3) / np.sqrt(c * 9)
-    run(lib, nb, x, w, rand(m), None, pads)
+    run(lib, nb, tile, x, w, rand(m), None, pads)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("nb", [8, 16])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_winograd_epilogue_threads(lib, nb, threads):
+def test_winograd_epilogue_threads(lib, nb, threads, tile):
     """Residual Z, no bias, Relu / Clip with a floor above 0 (padding lanes stay 0), at 1 and 2
     threads on a shape big enough to be split (several chunks)."""
     c, m, hw = 40, 52, (23, 26)
     x = rand(2, c, *hw)
     w = rand(m, c, 3, 3) / np.sqrt(c * 9)
     z = rand(2, m, *hw).astype(np.float64)
-    run(lib, nb, x, w, None, z, (1, 1, 1, 1), 0.0, np.inf, threads=threads)
-    run(lib, nb, x, w, rand(m), z, (1, 1, 1, 1), 0.25, 1.0, threads=threads)
-    run(lib, nb, rand(1, 136, 14, 14), rand(140, 136, 3, 3) / 35.0, rand(140), None, (1, 1, 1, 1),
+    run(lib, nb, tile, x, w, None, z, (1, 1, 1, 1), 0.0, np.inf, threads=threads)
+    run(lib, nb, tile, x, w, rand(m), z, (1, 1, 1, 1), 0.25, 1.0, threads=threads)
+    run(lib, nb, tile, rand(1, 136, 14, 14), rand(140, 136, 3, 3) / 35.0, rand(140), None, (1, 1, 1, 1),
         threads=threads)
     # phases mode: each step split across the threads
-    run(lib, nb, rand(1, 184, 9, 12), rand(196, 184, 3, 3) / 40.0, rand(196), None, (1, 1, 1, 1), 0.0,
+    run(lib, nb, tile, rand(1, 184, 9, 12), rand(196, 184, 3, 3) / 40.0, rand(196), None, (1, 1, 1, 1), 0.0,
         threads=threads)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("b", [8, 16])
-def test_pack_roundtrip(b):
+def test_pack_roundtrip(b, tile):
     w = rand(20, 13, 3, 3)
-    u = pack_winograd(w, b)
-    assert u.shape == (16, blocks(20, b), blocks(13, b), b, b)
+    u = pack_winograd(w, b, tile)
+    p = (tile + 2) ** 2
+    assert u.shape == (p, blocks(20, b), blocks(13, b), b, b)
     np.testing.assert_allclose(unpack_winograd(u, 20, 13), w, rtol=1e-5, atol=1e-5)
-    full = u.transpose(0, 1, 4, 2, 3).reshape(16, blocks(20, b) * b, blocks(13, b) * b)
+    full = u.transpose(0, 1, 4, 2, 3).reshape(p, blocks(20, b) * b, blocks(13, b) * b)
     assert not full[:, 20:].any() and not full[:, :, 13:].any(), "padding channels must be zero"
     with pytest.raises(ValueError, match="3x3"):
         pack_winograd(rand(4, 4, 5, 5), b)
+    with pytest.raises(ValueError, match="tile 3"):
+        pack_winograd(w, b, 3)

@@ -8,8 +8,9 @@ padding channels (lanes past C in the last block) zero.  The ops (all carry ``bl
     onnxc.ReorderOutput   [X]              blocked -> NCHW (``channels`` = C)
     onnxc.NchwcConv       [X, W, B?, Z?]   Y = act(conv(X, W) + B + Z), Y and Z blocked;
                           ``kind``: "direct" (X blocked, W [Mb, Cbg, KH, KW, b_in, b_out]),
-                          "winograd" (X blocked, 3x3 stride 1 dilation 1 group 1, W the
-                          F(2x2, 3x3) transform [16, Mb, Cb, b_in, b_out]),
+                          "winograd" (X blocked, 3x3 stride 1 dilation 1 group 1; ``tile``
+                          2 or 4: W the F(tile x tile, 3x3) transform [(tile+2)^2, Mb, Cb,
+                          b_in, b_out]),
                           "depthwise" (X blocked, W [Cb, KH, KW, b]) or "nchw" (X plain NCHW,
                           W [Mb, C, KH, KW, b]); B padded to Mb*b; ``channels`` = M,
                           ``input_channels`` = C, resolved ``pads`` [top, left, bottom, right],
@@ -116,45 +117,56 @@ def unpack_nchw(wp: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(wp.transpose(0, 4, 1, 2, 3).reshape(mb * b, c, kh, kw)[:m])
 
 
-# Winograd F(2x2, 3x3): U = G g G^T per channel pair (runtime_c/nchwc/conv_winograd_body.h).
+# Winograd F(2x2, 3x3) / F(4x4, 3x3): U = G g G^T per channel pair
+# (runtime_c/nchwc/conv_winograd_body.h has B^T and A^T).
 WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-# G has full column rank, so pinv(G) G = I recovers g from U (the reference, below).
-_WINOGRAD_G_PINV = np.linalg.pinv(WINOGRAD_G)
+WINOGRAD_G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_WINOGRAD = {2: WINOGRAD_G, 4: WINOGRAD_G4}
 
 
-def pack_winograd(w: np.ndarray, b: int) -> np.ndarray:
-    """W [M, C, 3, 3] -> U [16, Mb, Cb, b_in, b_out], U[xi] = (G g G^T)[xi // 4, xi % 4]
-    (computed in float64), padding channels zero."""
+def pack_winograd(w: np.ndarray, b: int, tile: int = 2) -> np.ndarray:
+    """W [M, C, 3, 3] -> U [P, Mb, Cb, b_in, b_out] for F(tile x tile, 3x3) (P = (tile + 2)^2
+    positions), U[xi] = (G g G^T)[xi // (tile + 2), xi % (tile + 2)] computed in float64,
+    padding channels zero."""
     m, c, kh, kw = w.shape
     if (kh, kw) != (3, 3):
-        raise ValueError(f"Winograd F(2x2, 3x3) needs a 3x3 kernel, got {kh}x{kw}")
-    u = np.einsum("ik,mckl,jl->ijmc", WINOGRAD_G, w.astype(np.float64), WINOGRAD_G).reshape(16, m, c)
+        raise ValueError(f"Winograd F(tile, 3x3) needs a 3x3 kernel, got {kh}x{kw}")
+    if tile not in _WINOGRAD:
+        raise ValueError(f"Winograd output tile {tile} not supported ({sorted(_WINOGRAD)})")
+    g = _WINOGRAD[tile]
+    a = tile + 2
+    u = np.einsum("ik,mckl,jl->ijmc", g, w.astype(np.float64), g).reshape(a * a, m, c)
     mb, cb = blocks(m, b), blocks(c, b)
-    full = np.zeros((16, mb * b, cb * b), np.float64)
+    full = np.zeros((a * a, mb * b, cb * b), np.float64)
     full[:, :m, :c] = u
-    full = full.reshape(16, mb, b, cb, b)  # [xi, ob, co, ib, ci]
+    full = full.reshape(a * a, mb, b, cb, b)  # [xi, ob, co, ib, ci]
     return np.ascontiguousarray(full.transpose(0, 1, 3, 4, 2).astype(w.dtype))
 
 
 def unpack_winograd(up: np.ndarray, m: int, c: int) -> np.ndarray:
-    """U [16, Mb, Cb, b, b] -> W [M, C, 3, 3] (g = pinv(G) U pinv(G)^T, exact up to rounding)."""
-    _, mb, cb, b, _ = up.shape
-    u = up.astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(4, 4, mb * b, cb * b)[:, :, :m, :c]
-    w = np.einsum("ki,ijmc,lj->mckl", _WINOGRAD_G_PINV, u, _WINOGRAD_G_PINV)
+    """U [P, Mb, Cb, b, b] -> W [M, C, 3, 3]: G has full column rank, so g = pinv(G) U pinv(G)^T
+    (exact up to rounding); the tile follows from P."""
+    p, mb, cb, b, _ = up.shape
+    a = int(round(p ** 0.5))
+    pinv = np.linalg.pinv(_WINOGRAD[a - 2])
+    u = up.astype(np.float64).transpose(0, 1, 4, 2, 3).reshape(a, a, mb * b, cb * b)[:, :, :m, :c]
+    w = np.einsum("ki,ijmc,lj->mckl", pinv, u, pinv)
     return np.ascontiguousarray(w.astype(up.dtype))
 
 
-def winograd_scratch_bytes(n: int, c: int, m: int, oh: int, ow: int, b: int) -> int:
-    """Scratch of onnxc_nchwc_conv_winograd_b<b> (the rule in onnxc_nchwc.h; constants there)."""
+def winograd_scratch_bytes(n: int, c: int, m: int, oh: int, ow: int, b: int, tile: int = 2) -> int:
+    """Scratch of onnxc_nchwc_conv_winograd[_f4]_b<b> (the rule in onnxc_nchwc.h; constants there)."""
     cb, mb = blocks(c, b), blocks(m, b)
+    p = (tile + 2) ** 2
     phases = cb * mb * b * b >= 32768
     budget, most = (4 << 20, 192) if phases else (384 << 10, 96)
-    tiles = n * ((oh + 1) // 2) * ((ow + 1) // 2)
-    t = min(tiles, max(1, min(most, budget // (64 * (cb + mb) * b))))
+    tiles = n * -(-oh // tile) * -(-ow // tile)
+    t = min(tiles, max(1, min(most, budget // (4 * p * (cb + mb) * b))))
     if t <= 0:
         return 0
     slots = 1 if phases else min(-(-tiles // t), 4)
-    return slots * 64 * (cb + mb) * b * t
+    return slots * 4 * p * (cb + mb) * b * t
 
 
 def pool_output_hw(in_hw, kernel, strides, pads, dilations, ceil_mode) -> List[int]:

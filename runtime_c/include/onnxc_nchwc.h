@@ -93,6 +93,17 @@ void onnxc_nchwc_conv_winograd_b16(const onnxc_nchwc_conv_params* p, const float
                                    float* scratch);
 int64_t onnxc_nchwc_conv_winograd_scratch_b8(const onnxc_nchwc_conv_params* p);
 int64_t onnxc_nchwc_conv_winograd_scratch_b16(const onnxc_nchwc_conv_params* p);
+/* F(4x4, 3x3): the same with U [36][Mb][Cb][b_in][b_out] = (G4 g G4^T) (G4: ops/nchwc.py
+ * WINOGRAD_G4), 4x4 output tiles (tiles = N * ceil(OH/4) * ceil(OW/4)) and 144 instead of 64 in
+ * the scratch rule (36 positions). */
+void onnxc_nchwc_conv_winograd_f4_b8(const onnxc_nchwc_conv_params* p, const float* X,
+                                     const float* U, const float* B, const float* Z, float* Y,
+                                     float* scratch);
+void onnxc_nchwc_conv_winograd_f4_b16(const onnxc_nchwc_conv_params* p, const float* X,
+                                      const float* U, const float* B, const float* Z, float* Y,
+                                      float* scratch);
+int64_t onnxc_nchwc_conv_winograd_scratch_f4_b8(const onnxc_nchwc_conv_params* p);
+int64_t onnxc_nchwc_conv_winograd_scratch_f4_b16(const onnxc_nchwc_conv_params* p);
 
 /* 2-D pooling geometry on blocked tensors (C real channels); PB/PR trailing pads (read only by
  * AveragePool with count_include_pad, as onnxc_avgpool does). */

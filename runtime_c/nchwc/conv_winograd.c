@@ -1,5 +1,6 @@
-/* Winograd F(2x2, 3x3) convolution on NCHWc tensors, block sizes 8 and 16 (the body,
- * conv_winograd_body.h, is compiled once per block).  Same split as conv_nchwc_ref.c: a block
+/* Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions on NCHWc tensors, block sizes 8 and 16
+ * (the body, conv_winograd_body.h, is compiled once per block and tile size WG_M: WG_A = WG_M + 2
+ * input patch, WG_P = WG_A^2 positions; F(4x4) functions carry _f4 before the block suffix).  Same split as conv_nchwc_ref.c: a block
  * matching the build's vector registers (8 with AVX2+FMA, 16 with AVX-512F) uses intrinsics,
  * every other combination the portable C path of the same loop nest. */
 #include <math.h>
@@ -45,7 +46,22 @@
 #define WG_OBMAX 2
 #define WG_TMAX 4
 #endif
+#define WG_M 2
+#define WG_A 4
+#define WG_P 16
 #include "conv_winograd_body.h"
+#undef NB_FN
+#undef WG_M
+#undef WG_A
+#undef WG_P
+#define NB_FN(name) name##_f4_b8
+#define WG_M 4
+#define WG_A 6
+#define WG_P 36
+#include "conv_winograd_body.h"
+#undef WG_M
+#undef WG_A
+#undef WG_P
 #undef NB
 #undef NB_FN
 #undef NB_SIMD
@@ -83,4 +99,16 @@
 #define WG_OBMAX 2
 #define WG_TMAX 4
 #endif
+#define WG_M 2
+#define WG_A 4
+#define WG_P 16
+#include "conv_winograd_body.h"
+#undef NB_FN
+#undef WG_M
+#undef WG_A
+#undef WG_P
+#define NB_FN(name) name##_f4_b16
+#define WG_M 4
+#define WG_A 6
+#define WG_P 36
 #include "conv_winograd_body.h"

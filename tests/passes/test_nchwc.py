@@ -565,6 +565,25 @@ def test_winograd_where_it_pays(target):
     assert ops(g, "NchwcConv")[0].inputs[1].shape == (16, 64 // b, 36 // b + (36 % b > 0), b, b)
 
 
+@pytest.mark.parametrize("mode", [None, "2"])
+def test_winograd_tile_rule(monkeypatch, mode):
+    # F(4x4) for a big enough channel product or image, F(2x2) for few tiles of a small product
+    # or of huge weights (or when ONNXC_WINOGRAD=2)
+    if mode is not None:
+        monkeypatch.setenv("ONNXC_WINOGRAD", mode)
+    net = Net((1, 64, 15, 14))
+    a = net.conv("x", 64, 128)  # C*M 8192, 16 tiles of 4x4: F(4x4)
+    b = net.conv(a, 128, 32)  # C*M 4096, 16 tiles: F(2x2)
+    model, feed = net.model([b])
+    g, _ = run_pass(model, feed, target="avx512" if "avx512" in TARGETS else "avx2", rtol=1e-4, atol=3e-5)
+    convs = ops(g, "NchwcConv")
+    assert [n.attrs.get("tile") for n in convs] == ([2, 2] if mode == "2" else [4, 2])
+    assert convs[0].inputs[1].shape[0] == (16 if mode == "2" else 36)
+    from onnxc.passes.layout.nchwc import winograd_tile
+    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 7, 7)) == 2  # 144 MB of U for 4 tiles
+    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 14, 14)) == (2 if mode == "2" else 4)
+
+
 def test_winograd_not_below_the_size_rule_or_when_disabled(monkeypatch):
     from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
     net = Net((1, 16, 12, 12))
@@ -580,23 +599,26 @@ def test_winograd_not_below_the_size_rule_or_when_disabled(monkeypatch):
 
 
 def test_winograd_compiles_with_epilogue(tmp_path):
-    # bias + residual + Relu in the kernel epilogue, a non-clamp activation (HardSigmoid) in the
-    # pass after it, pads 0 with an odd output, and a chain of two Winograd convs
-    net = Net((2, 24, 21, 19))
-    a = net.conv("x", 24, 40)
+    # F(4x4) then, after a stride-2 conv, F(2x2) with the residual Add + Relu in its epilogue and
+    # one with pads 0 (odd output) and a non-clamp activation (HardSigmoid) in the pass after it
+    net = Net((2, 24, 29, 31))
+    a = net.conv("x", 24, 40)  # 2 * 8 * 8 = 128 4x4 tiles: F(4x4)
     r = net.op("Relu", [a])
-    b = net.conv(r, 40, 40)
-    s = net.op("Add", [b, r])
+    d = net.conv(r, 40, 40, strides=(2, 2))  # direct, 15x16
+    b = net.conv(d, 40, 40)  # 32 tiles of a small product: F(2x2)
+    s = net.op("Add", [b, d])
     h = net.op("Relu", [s])
-    c = net.conv(h, 40, 36, pads=[0, 0, 0, 0], bias=False)
+    c = net.conv(h, 40, 36, pads=[0, 0, 0, 0], bias=False)  # 13x14, F(2x2)
     hs = net.op("HardSigmoid", [c], alpha=0.3, beta=0.4)
     model, feed = net.model([hs])
-    for t, src in levels(model, feed, tmp_path, TARGETS).items():
-        assert src.count(f"onnxc_nchwc_conv_winograd_b{BLOCK[t]}(") == 3, t
+    for t, src in levels(model, feed, tmp_path, TARGETS, atol=3e-5).items():
+        assert src.count(f"onnxc_nchwc_conv_winograd_f4_b{BLOCK[t]}(") == 1, t
+        assert src.count(f"onnxc_nchwc_conv_winograd_b{BLOCK[t]}(") == 2, t
     from onnxc import frontend
     from onnxc.driver import optimize
     g = frontend.load(model)
     optimize(g, "layout", target="avx2")
     convs = ops(g, "NchwcConv")
-    assert [n.attrs["kind"] for n in convs] == ["winograd"] * 3
-    assert any(len(n.inputs) == 4 for n in convs) and convs[-1].attrs["activation"] == "HardSigmoid"
+    assert [(n.attrs["kind"], n.attrs.get("tile")) for n in convs] == [("winograd", 4), ("direct", None),
+                                                                         ("winograd", 2), ("winograd", 2)]
+    assert len(convs[2].inputs) == 4 and convs[-1].attrs["activation"] == "HardSigmoid"

@@ -10,7 +10,7 @@ One pass, in topological order (ONNX Runtime's NchwcTransformer does the same jo
     compile time; the fused activation and residual Z stay in the kernel epilogue.  A group-1
     conv with fewer than b input channels reading a plain tensor (a first layer) reads it
     directly, without a reorder; 3x3 stride-1 convs big enough to pay run as Winograd
-    F(2x2, 3x3) (kind "winograd", weights transformed here; winograd_pays below);
+    F(4x4, 3x3) or F(2x2, 3x3) (kind "winograd", weights transformed here; winograd_tile below);
   * propagation: a node whose image input is already blocked is rewritten to its blocked form
     when there is one: MaxPool/AveragePool, global pools (plain [N, C, 1, 1] output unless a
     blocked conv reads it), BatchNormalization (per-channel scale+shift), elementwise ops
@@ -64,32 +64,43 @@ def _image(v) -> bool:
     return v is not None and v.dtype == F32 and v.is_static and len(v.shape) == 4
 
 
-# Winograd F(2x2, 3x3) (kind "winograd", runtime_c/nchwc/conv_winograd*.c) for 3x3 stride-1
-# undilated group-1 convs on blocked input, when the layer is big enough.  Measured on Zen 4
-# (AVX-512, b=16), 1 thread, direct -> Winograd ms (speedup; 2 threads in brackets):
-#   ResNet 64@56 2.02 -> 1.12 (1.80; 1.71), 128@28 1.95x (1.99), 256@14 1.85x (1.61),
-#   512@7 2.05 -> 1.57 (1.31; 1.19); VGG 64@224 1.65x, 128@112 1.76x, 256@56 1.98x,
-#   512@28 1.82x, 512@14 1.73x; SqueezeNet expand3x3 16->64@55 1.47x (1.31), 32->128@27 1.56x,
-#   48->192@13 1.52x, 64->256@13 1.53x (1.38); DenseNet 128->32 @56 1.76x, @28 1.69x,
-#   @14 1.61x, @7 1.01x (0.99); Inception 96->128@28 1.85x, 64->96@28 1.76x, 112->224@14 1.87x,
-#   160->320@7 1.33x (1.51), 32->64@14 1.44x (0.92), 16->32@28 1.21x (1.16).
-# So every real layer wins except the smallest (~0.04 ms, where the transforms' fixed costs and
-# the thread split do not pay): the rule takes N*C*M*OH*OW >= 500k (direct MACs / 9), which keeps
-# 128->32@7 (200k) and 32->64@14 / 16->32@28 (401k) direct.  F(2x2, 3x3) differs from direct
-# by ~1e-6 relative (the benchmark accepts 1e-4).
-# ONNXC_WINOGRAD=0 in the environment at compile time turns it off (part of the build cache key).
+# Winograd (kind "winograd", runtime_c/nchwc/conv_winograd*.c) for 3x3 stride-1 undilated
+# group-1 convs on blocked input when the layer is big enough, with 4x4 output tiles (F(4x4, 3x3):
+# 36 multiplies per 16 outputs) or 2x2 (F(2x2, 3x3): 16 per 4).  Measured on Zen 4 (AVX-512,
+# b=16), kernel alone, 1 thread (2 threads), speedup over the direct kernel F(2x2) / F(4x4):
+#   ResNet 64@56 1.78 / 2.74 (1.52 / 2.02), 128@28 1.88 / 2.81, 256@14 1.82 / 2.12 (1.30 / 1.51),
+#   512@7 1.38 / 1.30 (1.13 / 1.24); VGG 128@112 1.79 / 3.06, 512@28 1.93 / 3.07, 512@14 1.86 / 2.28;
+#   SqueezeNet expand3x3 16->64@55 1.38 / 2.03, 64->256@13 1.49 / 1.82; DenseNet 128->32@14
+#   1.63 / 1.68 (1.48 / 0.99), @7 F(2x2) 1.01 (0.99); Inception 160->320@7 1.37 / 2.10,
+#   96->128@28 1.85 (F(2x2)), 32->64@14 1.43 / 1.60 (0.94 / 1.06), 16->32@28 F(2x2) 1.21 (1.16).
+# Every real layer wins except the smallest (~0.04 ms, where the transforms' fixed costs and the
+# thread split do not pay): Winograd from N*C*M*OH*OW >= 500k (direct MACs / 9), which keeps
+# 128->32@7 (200k), 32->64@14 and 16->32@28 (401k) direct.  F(4x4) loses where the 144*C*M
+# bytes of transformed weights are read for few tiles (512@7: 4 tiles; C*M above 32768 per
+# 4x4 tile) and on small products with few tiles (DenseNet 128->32@14 at 2 threads): F(4x4)
+# when C*M <= 32768 * tiles and (C*M >= 8192 or tiles >= 64), tiles = N*ceil(OH/4)*ceil(OW/4).
+# Error against float64: F(2x2) ~2e-6, F(4x4) ~1e-5 relative per layer (the benchmark accepts
+# 1e-4 on the model output; real-model errors in the commit message).
+# ONNXC_WINOGRAD in the environment at compile time (part of the build cache key): 0 turns
+# Winograd off, 2 allows only F(2x2).
 WINOGRAD_MIN_SIZE = 500_000
 
 
-def winograd_enabled() -> bool:
-    return os.environ.get("ONNXC_WINOGRAD", "1") != "0"
+def winograd_mode() -> str:
+    return os.environ.get("ONNXC_WINOGRAD", "4")
 
 
-def winograd_pays(c, m, group, kernel, strides, dil, out_shape) -> bool:
-    """out_shape: the conv's [N, M, OH, OW] (the size counts every image)."""
+def winograd_tile(c, m, group, kernel, strides, dil, out_shape) -> int:
+    """The Winograd output tile (2 or 4) for a conv with output [N, M, OH, OW], 0 for none."""
     n, _, oh, ow = (int(d) for d in out_shape)
-    return (winograd_enabled() and group == 1 and list(kernel) == [3, 3] and list(strides) == [1, 1]
-            and list(dil) == [1, 1] and n * c * m * oh * ow >= WINOGRAD_MIN_SIZE)
+    mode = winograd_mode()
+    if not (mode != "0" and group == 1 and list(kernel) == [3, 3] and list(strides) == [1, 1]
+            and list(dil) == [1, 1] and n * c * m * oh * ow >= WINOGRAD_MIN_SIZE):
+        return 0
+    tiles4 = n * -(-oh // 4) * -(-ow // 4)
+    if mode != "2" and c * m <= 32768 * tiles4 and (c * m >= 8192 or tiles4 >= 64):
+        return 4
+    return 2
 
 
 def _geometry(node, kernel):
@@ -178,20 +189,22 @@ class _Rewriter:
         strides, dil, pads = _geometry(node, w.shape[2:])
         if list(y.shape[2:]) != L.pool_output_hw(x.shape[2:], w.shape[2:], strides, pads, dil, False):
             return None
-        if kind == "direct" and winograd_pays(c, m, group, list(w.shape[2:]), strides, dil, y.shape):
-            kind = "winograd"
+        tile = 0
+        if kind == "direct":
+            tile = winograd_tile(c, m, group, list(w.shape[2:]), strides, dil, y.shape)
+            kind = "winograd" if tile else kind
         act, params = "", []
         if fused:
             from ...ops.fused_nn import activation_of
             act, params = activation_of(node)
         return dict(kind=kind, c=c, m=m, group=group, strides=strides, dil=dil, pads=pads, act=act,
-                    params=params, z=z, bias=bias)
+                    params=params, z=z, bias=bias, tile=tile)
 
     def convert_conv(self, node, plan) -> bool:
         b, x, w, y = self.b, node.inputs[0], node.inputs[1].const, node.outputs[0]
         kind = plan["kind"]
         packed = {"direct": lambda: L.pack_direct(w, b, plan["group"]), "depthwise": lambda: L.pack_depthwise(w, b),
-                  "nchw": lambda: L.pack_nchw(w, b), "winograd": lambda: L.pack_winograd(w, b)}[kind]()
+                  "nchw": lambda: L.pack_nchw(w, b), "winograd": lambda: L.pack_winograd(w, b, plan["tile"])}[kind]()
         ins = [x if kind == "nchw" else self.blocked_input(x, node),
                self.g.add_const(packed, node.inputs[1].name + "_nchwc")]
         ins.append(None if plan["bias"] is None else
@@ -204,6 +217,8 @@ class _Rewriter:
                  "group": plan["group"], "kernel_shape": list(w.shape[2:]), "strides": plan["strides"],
                  "pads": plan["pads"], "dilations": plan["dil"], "activation": plan["act"],
                  "activation_params": plan["params"]}
+        if kind == "winograd":
+            attrs["tile"] = plan["tile"]
         return self.emit(node, "NchwcConv", ins, attrs, [L.blocked_shape(y.shape, b)])
 
     # --- blocked consumers ------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _conv_check(node) -> Optional[str]:
     expect_w = {"direct": (blocks(m // group, b) * group, blocks(c // group, b), kh, kw, b, b),
                 "depthwise": (blocks(c, b), kh, kw, b),
                 "nchw": (blocks(m, b), c, kh, kw, b),
-                "winograd": (16, blocks(m, b), blocks(c, b), b, b)}.get(kind)
+                "winograd": ((int(node.attrs.get("tile", 2)) + 2) ** 2, blocks(m, b), blocks(c, b), b, b)}.get(kind)
     if expect_w is None:
         return f"unknown NchwcConv kind '{kind}'"
     if tuple(w.shape) != expect_w:
@@ -91,6 +91,8 @@ def _conv_check(node) -> Optional[str]:
     if kind == "winograd" and (group != 1 or (kh, kw) != (3, 3) or list(node.attrs["strides"]) != [1, 1]
                                or list(node.attrs["dilations"]) != [1, 1]):
         return "Winograd NchwcConv needs a 3x3 kernel, stride 1, dilation 1 and group 1"
+    if kind == "winograd" and node.attrs.get("tile", 2) not in (2, 4):
+        return f"Winograd output tile {node.attrs.get('tile')} not supported (2, 4)"
     if kind == "direct" and group > 1 and (c % (group * b) or m % (group * b)):
         return "grouped NchwcConv needs channels per group that are multiples of the block"
     xs = (x.shape[0], c) + tuple(x.shape[2:]) if kind == "nchw" else (x.shape[0], blocks(c, b) * b)
@@ -111,7 +113,7 @@ def _conv_scratch(node) -> int:
         return 0
     y = node.outputs[0]
     return winograd_scratch_bytes(y.shape[0], int(node.attrs["input_channels"]), int(node.attrs["channels"]),
-                                  y.shape[2], y.shape[3], node.attrs["block"])
+                                  y.shape[2], y.shape[3], node.attrs["block"], int(node.attrs.get("tile", 2)))
 
 
 @c_kernel("NchwcConv", domain="onnxc", check=all_of(F32, _block_check, _conv_check), scratch=_conv_scratch)
@@ -131,6 +133,8 @@ def nchwc_conv(node, ctx):
           "nchw": "onnxc_nchwc_conv_nchw", "winograd": "onnxc_nchwc_conv_winograd"}[kind]
     opt = lambda v: ctx.ptr(v) if v is not None else "NULL"  # noqa: E731
     scratch = f", {ctx.scratch(node)}" if kind == "winograd" else ""
+    if kind == "winograd" and int(node.attrs.get("tile", 2)) == 4:
+        fn += "_f4"
     lines = [
         f"static const onnxc_nchwc_conv_params p = {{{x.shape[0]}, {c}, {m}, {node.attrs.get('group', 1)}, "
         f"{x.shape[2]}, {x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
