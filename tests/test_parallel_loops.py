@@ -138,3 +138,16 @@ def test_grouped_pointwise_conv_groups_as_tasks(tmp_path, fused):
     assert ("onnxc_conv_fused(" if fused else "onnxc_conv(") in code
     for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m, k, n", [(64, 96, 128), (1, 512, 600), (37, 100, 70)])
+def test_gemm_between_old_and_new_split_threshold(tmp_path, m, k, n):
+    """sgemm_driver.c splits from 2 * SGEMM_PARALLEL_MIN_MACS (512K) on 2 threads: a 786K MAC
+    MatMul (grid), a 307K MAC GEMV with packed B (column groups) split now; 259K stays serial.
+    Either way 1 and 2 threads give the same bits."""
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", F, [m, k])], [("y", F, [m, n])],
+                       {"b": rand(k, n)})
+    feed = {"a": rand(m, k)}
+    _compile(model, tmp_path / "m")
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
