@@ -151,3 +151,23 @@ def test_gemm_between_old_and_new_split_threshold(tmp_path, m, k, n):
     _compile(model, tmp_path / "m")
     for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+
+
+def test_pooled_loops_inside_if_branches(tmp_path):
+    """Branch subgraphs emit their task functions into the same file (SubContext shares the
+    helpers); the same node index in both branches gets distinct functions (body hash)."""
+    shape = [4, 5000]
+
+    def vi(name):
+        return helper.make_tensor_value_info(name, 1, shape)
+    then = helper.make_graph([helper.make_node("Mul", ["h", "y"], ["a"])], "then", [], [vi("a")])
+    els = helper.make_graph([helper.make_node("Sub", ["h", "y"], ["b"])], "else", [], [vi("b")])
+    nodes = [helper.make_node("Tanh", ["x"], ["h"]),
+             helper.make_node("If", ["cond"], ["r"], then_branch=then, else_branch=els)]
+    model = make_model(nodes, [("x", F, shape), ("y", F, shape), ("cond", np.bool_, [])], [("r", F, shape)])
+    code = _compile(model, tmp_path / "m")
+    assert len(_tasks(code)) == 3 and len(set(re.findall(r"static void (onnxc_loop\w+)", code))) == 3
+    for cond in (True, False):
+        feed = {"x": rand(*shape), "y": rand(*shape), "cond": np.array(cond)}
+        for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+            np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
