@@ -171,3 +171,16 @@ def test_pooled_loops_inside_if_branches(tmp_path):
         feed = {"x": rand(*shape), "y": rand(*shape), "cond": np.array(cond)}
         for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
             np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+
+
+def test_layernorm_rows_split_from_8k_elements(tmp_path):
+    """layernorm_ref.c splits rows from 8K elements (BERT-tiny's 128 x 128); 100 rows of 96
+    (9600 elements) over 2 threads: an odd row count per task, same bits as 1 thread."""
+    shape = [100, 96]
+    model = make_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+                       [("x", F, shape)], [("y", F, shape)], {"g": rand(96), "b": rand(96)}, opset=17)
+    feed = {"x": rand(*shape)}
+    code = _compile(model, tmp_path / "m", level="extended")  # onnxc.LayerNormalization
+    assert "onnxc_layernorm(" in code
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-5)
