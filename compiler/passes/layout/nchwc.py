@@ -82,7 +82,7 @@ def _image(v) -> bool:
 # Error against float64: F(2x2) ~2e-6, F(4x4) ~1e-5 relative per layer (the benchmark accepts
 # 1e-4 on the model output; real-model errors in the commit message).
 # ONNXC_WINOGRAD in the environment at compile time (part of the build cache key): 0 turns
-# Winograd off, 2 allows only F(2x2).
+# Winograd off, 2 allows only F(2x2), anything else (unset: "4") both tiles by the rule.
 WINOGRAD_MIN_SIZE = 500_000
 
 
