@@ -184,3 +184,61 @@ def test_layernorm_rows_split_from_8k_elements(tmp_path):
     assert "onnxc_layernorm(" in code
     for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-5)
+
+
+def _tasks_cpu():
+    import glob
+    import os
+    out = {}
+    for t in glob.glob(f"/proc/{os.getpid()}/task/*/stat"):
+        try:
+            out[int(t.split("/")[-2])] = int(open(t).read().rsplit(")", 1)[1].split()[36])
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or len(__import__("os").sched_getaffinity(0)) < 2
+                    or not __import__("os").path.exists("/proc/self/task"), reason="needs Linux and 2 CPUs")
+def test_worker_leaves_the_callers_cpu(tmp_path, monkeypatch):
+    """threads.c: a worker that finds itself on the CPU of the thread that published the loop
+    moves to another one (wake-affine placement had both time-sharing one vCPU).  The worker,
+    made to spin for long after each loop (ONNXC_SPIN_US, read when the pool starts), is moved
+    onto the caller's CPU by hand (mask narrowed, then widened again: a running thread migrates
+    at once and stays until something moves it)."""
+    import os
+    import threading
+    import time
+
+    import onnxc
+    shape = [8, 8192]
+    model = make_model([helper.make_node("Tanh", ["x"], ["z"])], [("x", F, shape)], [("z", F, shape)])
+    _compile(model, tmp_path / "m")
+    feed = {"x": rand(*shape)}
+    me = threading.get_native_id()
+    mask = os.sched_getaffinity(me)
+    cpu0 = min(mask)
+    before = set(_tasks_cpu())
+    monkeypatch.setenv("ONNXC_SPIN_US", "300000")
+    m = onnxc.load(tmp_path / "m", num_threads=2)
+    try:
+        os.sched_setaffinity(me, {cpu0})
+        m.run(None, feed)  # starts the worker; the loop is published from cpu0
+        monkeypatch.delenv("ONNXC_SPIN_US")
+        workers = set(_tasks_cpu()) - before
+        if len(workers) != 1:
+            pytest.skip("the pool's worker thread was not identified")
+        (w,) = workers
+        for _ in range(3):
+            m.run(None, feed)  # the worker spins for 300 ms from here
+            os.sched_setaffinity(w, {cpu0})
+            moved = _tasks_cpu()[w] == cpu0
+            os.sched_setaffinity(w, mask)
+            if not moved:
+                continue  # the worker was not running: its CPU shows only when it next runs
+            time.sleep(0.005)
+            assert _tasks_cpu()[w] != cpu0
+            return
+        pytest.skip("could not place the worker on the caller's CPU")
+    finally:
+        os.sched_setaffinity(me, mask)
