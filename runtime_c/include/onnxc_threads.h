@@ -4,7 +4,9 @@
  * thread.  A kernel hands it a loop of n independent tasks; the tasks are claimed in chunks by
  * whichever threads are running, so a worker that is asleep, descheduled or busy elsewhere never
  * holds the caller back (the caller then does the chunks itself).  Workers spin briefly after a
- * loop (the next node's loop usually follows within microseconds) and then sleep.
+ * loop (the next node's loop usually follows within microseconds) and then sleep.  On Linux a
+ * worker that finds itself on the CPU of the loop's caller moves to another one (the scheduler
+ * may place a woken worker next to its waker, where the two only time-share one CPU).
  *
  * A loop runs serially on the calling thread when: the pool has one thread, the caller is
  * already inside a pool loop (a nested kernel), another thread owns the pool, or two runs of
