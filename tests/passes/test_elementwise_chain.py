@@ -256,7 +256,7 @@ def test_generated_c_is_one_loop_nest(tmp_path, broadcast):
     assert len(loops) == (3 if broadcast else 1)
     assert loops == list(range(loops[0], loops[0] + len(loops)))  # nested, not one after another
     assert c_src.count("for (") == len(loops)  # the whole model is this one nest
-    assert block.count("y0[") == 1 and "expf(" in block  # one store; Sigmoid computed in the loop
+    assert block.count("y0[") == 1 and "onnxc_sigmoidf(" in block  # one store; Sigmoid computed in the loop
 
 
 def test_expand_chain_restores_the_members():
