@@ -63,20 +63,16 @@ typedef union {
 #define ONNXC_TF_HAS_FMA 0
 #endif
 
-/* exp(x) within ~2 ulp: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), exp(r) by its degree-7
- * Taylor polynomial (truncation < 1e-8 relative), 2^n applied in two halves so results in the
- * subnormal range come out right. NaN -> NaN, overflow -> inf, x < -104 (below the smallest
- * subnormal) -> 0. */
-static inline float onnxc_expf(float x) {
-    const float hi = 88.72283935546875f, lo = -104.0f;
-    onnxc_tf_bits t, s1, s2;
-    float xc = x > hi ? hi : x, n, r, p;
-    int32_t ni, h;
-    xc = xc < lo ? lo : xc; /* NaN passes both (comparisons are false) */
-    t.f = ONNXC_TF_MADD(xc, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
+/* The shared core of onnxc_expf and onnxc_sigmoidf: x = n ln2 + r (Cody-Waite, |r| <= ln2/2);
+ * returns exp(r) by its degree-7 Taylor polynomial (truncation < 1e-8 relative) and sets *ni to
+ * n.  x must lie in [-104, 88.73] (the callers clamp). */
+static inline float onnxc_exp_reduce(float x, int32_t* ni) {
+    onnxc_tf_bits t;
+    float n, r, p;
+    t.f = ONNXC_TF_MADD(x, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
     n = t.f - 12582912.0f;
-    ni = (int32_t)(t.u - 0x4B400000u);
-    r = ONNXC_TF_MADD(n, -0.693145751953125f, xc); /* ln2 = this (exact product for |n| < 2^9) + the next */
+    *ni = (int32_t)(t.u - 0x4B400000u);
+    r = ONNXC_TF_MADD(n, -0.693145751953125f, x); /* ln2 = this (exact product for |n| < 2^9) + the next */
     r = ONNXC_TF_MADD(n, -1.4286068202862268e-06f, r);
     p = 1.0f / 5040.0f;
     p = ONNXC_TF_MADD(p, r, 1.0f / 720.0f);
@@ -85,7 +81,19 @@ static inline float onnxc_expf(float x) {
     p = ONNXC_TF_MADD(p, r, 1.0f / 6.0f);
     p = ONNXC_TF_MADD(p, r, 0.5f);
     p = ONNXC_TF_MADD(p, r, 1.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f);
+    return ONNXC_TF_MADD(p, r, 1.0f);
+}
+
+/* exp(x) within ~2 ulp: onnxc_exp_reduce, then 2^n applied in two halves so results in the
+ * subnormal range come out right. NaN -> NaN, overflow -> inf, x < -104 (below the smallest
+ * subnormal) -> 0. */
+static inline float onnxc_expf(float x) {
+    const float hi = 88.72283935546875f, lo = -104.0f;
+    onnxc_tf_bits s1, s2;
+    float xc = x > hi ? hi : x, p;
+    int32_t ni, h;
+    xc = xc < lo ? lo : xc; /* NaN passes both (comparisons are false) */
+    p = onnxc_exp_reduce(xc, &ni);
     h = ni / 2;
     s1.u = (uint32_t)(h + 127) << 23;
     s2.u = (uint32_t)(ni - h + 127) << 23;
@@ -102,21 +110,11 @@ static inline float onnxc_expf(float x) {
 static inline float onnxc_sigmoidf(float x) {
     const float ax = x < 0 ? -x : x;
     const float m = ax > 87.33654f ? -87.33654f : -ax; /* NaN: -NaN; exp(-87.33654) >= FLT_MIN */
-    onnxc_tf_bits t, sc;
-    float n, r, p, e, q;
-    t.f = ONNXC_TF_MADD(m, 1.44269504088896341f, 12582912.0f);
-    n = t.f - 12582912.0f;
-    r = ONNXC_TF_MADD(n, -0.693145751953125f, m);
-    r = ONNXC_TF_MADD(n, -1.4286068202862268e-06f, r);
-    p = 1.0f / 5040.0f;
-    p = ONNXC_TF_MADD(p, r, 1.0f / 720.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 120.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 24.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 6.0f);
-    p = ONNXC_TF_MADD(p, r, 0.5f);
-    p = ONNXC_TF_MADD(p, r, 1.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f);
-    sc.u = (t.u - 0x4B400000u + 127u) << 23; /* 2^n, n in [-126, 0] */
+    onnxc_tf_bits sc;
+    int32_t ni;
+    const float p = onnxc_exp_reduce(m, &ni);
+    float e, q;
+    sc.u = (uint32_t)(ni + 127) << 23; /* 2^n, n in [-126, 0] */
     e = p * sc.f;
     q = 1.0f / (1.0f + e);
     q = x >= 0 ? q : e * q;
