@@ -8,10 +8,6 @@
 #include "onnxc_kernels.h"
 #include "onnxc_threads.h"
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #if defined(__GNUC__)
 #define WG_INLINE inline __attribute__((always_inline))
 #else
@@ -24,28 +20,13 @@
 
 /* Register tiles of the transform-domain GEMM (WG_OBMAX output blocks x WG_TMAX tiles of
  * accumulators): AVX-512 4x6 (24 accumulators + 4 weights + 1 broadcast of 32 registers),
- * AVX2 2x6 (12 + 2 + 1 of 16), portable 2x4. */
+ * AVX2 2x6 (12 + 2 + 1 of 16), portable 2x4.  Each block size is compiled for both tile sizes:
+ * F(2x2) (WG_M 2) and F(4x4) (WG_M 4, functions named _f4_b<NB>). */
 #define NB 8
 #define NB_FN(name) name##_b8
-#if defined(__AVX2__) && defined(__FMA__)
-#define NB_SIMD 1
+#include "nchwc_vec.h"
 #define WG_OBMAX 2
-#define WG_TMAX 6
-#define VT __m256
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VZERO _mm256_setzero_ps
-#define VSET1 _mm256_set1_ps
-#define VFMA _mm256_fmadd_ps
-#define VADD _mm256_add_ps
-#define VSUB _mm256_sub_ps
-#define VMAX _mm256_max_ps
-#define VMIN _mm256_min_ps
-#else
-#define NB_SIMD 0
-#define WG_OBMAX 2
-#define WG_TMAX 4
-#endif
+#define WG_TMAX (NB_SIMD ? 6 : 4)
 #define WG_M 2
 #define WG_A 4
 #define WG_P 16
@@ -62,43 +43,15 @@
 #undef WG_M
 #undef WG_A
 #undef WG_P
-#undef NB
-#undef NB_FN
-#undef NB_SIMD
 #undef WG_OBMAX
 #undef WG_TMAX
-#undef VT
-#undef VLOAD
-#undef VSTORE
-#undef VZERO
-#undef VSET1
-#undef VFMA
-#undef VADD
-#undef VSUB
-#undef VMAX
-#undef VMIN
+#include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
-#if defined(__AVX512F__)
-#define NB_SIMD 1
-#define WG_OBMAX 4
-#define WG_TMAX 6
-#define VT __m512
-#define VLOAD _mm512_loadu_ps
-#define VSTORE _mm512_storeu_ps
-#define VZERO _mm512_setzero_ps
-#define VSET1 _mm512_set1_ps
-#define VFMA _mm512_fmadd_ps
-#define VADD _mm512_add_ps
-#define VSUB _mm512_sub_ps
-#define VMAX _mm512_max_ps
-#define VMIN _mm512_min_ps
-#else
-#define NB_SIMD 0
-#define WG_OBMAX 2
-#define WG_TMAX 4
-#endif
+#include "nchwc_vec.h"
+#define WG_OBMAX (NB_SIMD ? 4 : 2)
+#define WG_TMAX (NB_SIMD ? 6 : 4)
 #define WG_M 2
 #define WG_A 4
 #define WG_P 16
@@ -112,3 +65,9 @@
 #define WG_A 6
 #define WG_P 36
 #include "conv_winograd_body.h"
+#undef WG_M
+#undef WG_A
+#undef WG_P
+#undef WG_OBMAX
+#undef WG_TMAX
+#include "nchwc_vec_end.h"

@@ -1,5 +1,5 @@
 /* Channel gather for one block size; included by gather_nchwc_ref.c with NB, NB_FN(name) and
- * GATHER_SIMD defined (1: NB matches the build's vector registers). */
+ * NB_SIMD defined (1: NB matches the build's vector registers). */
 
 static void NB_FN(gather_tasks)(void* arg, int64_t t0, int64_t t1) {
     const gather_job* j = (const gather_job*)arg;
@@ -16,7 +16,7 @@ static void NB_FN(gather_tasks)(void* arg, int64_t t0, int64_t t1) {
             const int32_t* en = j->ent + (int64_t)e * GATHER_ENT(NB);
             src[e - e0] = j->X[en[0]] + (n * j->in_blocks[en[0]] + en[1]) * HW * NB;
         }
-#if GATHER_SIMD && NB == 16
+#if NB_SIMD && NB == 16
         {
             __m512i idx[NB];
             __mmask16 mask[NB];
@@ -32,7 +32,7 @@ static void NB_FN(gather_tasks)(void* arg, int64_t t0, int64_t t1) {
                 _mm512_storeu_ps(y + s * NB, v);
             }
         }
-#elif GATHER_SIMD && NB == 8
+#elif NB_SIMD && NB == 8
         {
             __m256i idx[NB];
             __m256 mask[NB];

@@ -33,24 +33,12 @@ typedef struct {
 
 #define NB 8
 #define NB_FN(name) name##_b8
-#if defined(__AVX2__)
-#define GATHER_SIMD 1
-#else
-#define GATHER_SIMD 0
-#endif
+#include "nchwc_vec.h"
 #include "gather_nchwc_body.h"
-#undef NB
-#undef NB_FN
-#undef GATHER_SIMD
+#include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
-#if defined(__AVX512F__)
-#define GATHER_SIMD 1
-#else
-#define GATHER_SIMD 0
-#endif
+#include "nchwc_vec.h"
 #include "gather_nchwc_body.h"
-#undef NB
-#undef NB_FN
-#undef GATHER_SIMD
+#include "nchwc_vec_end.h"

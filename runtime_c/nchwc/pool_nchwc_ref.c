@@ -50,47 +50,12 @@ static inline void onnxc_nchwc_tr8(__m256 r[8]) {
 
 #define NB 8
 #define NB_FN(name) name##_b8
-#if defined(__AVX2__)
-#define NB_SIMD 1
-#define VT __m256
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VZERO _mm256_setzero_ps
-#define VSET1 _mm256_set1_ps
-#define VADD _mm256_add_ps
-#define VDIV _mm256_div_ps
-#define VMAX _mm256_max_ps
-#else
-#define NB_SIMD 0
-#endif
+#include "nchwc_vec.h"
 #include "pool_nchwc_body.h"
-#undef NB
-#undef NB_FN
-#undef NB_SIMD
-#undef VT
-#undef VLOAD
-#undef VSTORE
-#undef VZERO
-#undef VSET1
-#undef VADD
-#undef VDIV
-#undef VMAX
+#include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
-#if defined(__AVX512F__)
-#define NB_SIMD 1
-#define VT __m512
-#define VLOAD _mm512_loadu_ps
-#define VSTORE _mm512_storeu_ps
-#define VZERO _mm512_setzero_ps
-#define VSET1 _mm512_set1_ps
-#define VADD _mm512_add_ps
-#define VDIV _mm512_div_ps
-#define VMAX _mm512_max_ps
-#else
-#define NB_SIMD 0
-#endif
+#include "nchwc_vec.h"
 #include "pool_nchwc_body.h"
-#undef NB
-#undef NB_FN
+#include "nchwc_vec_end.h"
