@@ -153,13 +153,39 @@ def test_direct_epilogue(lib, nb, k):
     run(lib, nb, "direct", x, w, rand(m), z, (1, 1), pads, (1, 1), 1, 0.25, 1.0)
 
 
+# Plain-NCHW-input first layers (C, M, IH, IW, K, stride, pads): the interior runs in tiles
+# over a flat table of the row's taps, the border columns pixel by pixel over their valid taps.
+# M spans 1..5 output blocks (whole and partial tiles of blocks at both blocks); widths leave
+# interior runs of every tile width 1..7 (and none: 3 wide with pad 2), border pixels on one or
+# both sides (asymmetric pads), border rows (fewer kernel rows in the table); C x K x K past
+# the table (15 x 5 x 5 = 375 taps) runs the nested loops.
+NCHW = [
+    (3, 64, 23, 23, 7, 2, (3, 3, 3, 3)),
+    (3, 20, 9, 14, 3, 1, (1, 1, 1, 1)),
+    (1, 40, 5, 5, 3, 1, (0, 0, 0, 0)),
+    (3, 16, 30, 30, 3, 2, (1, 1, 1, 1)),
+    (3, 32, 13, 24, 3, 2, (0, 1, 1, 0)),
+    (3, 72, 6, 17, 3, 1, (1, 0, 2, 2)),
+    (2, 8, 5, 3, 3, 1, (2, 2, 2, 2)),
+    (3, 24, 4, 9, 1, 1, (0, 0, 0, 0)),
+    (15, 36, 8, 11, 5, 1, (2, 2, 2, 2)),
+    (4, 48, 7, 12, 3, 2, (1, 1, 1, 1)),
+] + [(3, 40, 5, w, 3, 1, (1, 1, 1, 1)) for w in range(2, 11)]
+
+
 @pytest.mark.parametrize("nb", [8, 16])
-@pytest.mark.parametrize("case", [(3, 64, 23, 23, 7, 2, 3), (3, 20, 9, 14, 3, 1, 1), (1, 40, 5, 5, 3, 1, 0)])
+@pytest.mark.parametrize("case", NCHW, ids=lambda c: "c{}m{}_{}x{}_k{}s{}p{}".format(
+    *c[:6], "".join(map(str, c[6]))))
 def test_nchw_input(lib, nb, case):
-    c, m, ih, iw, k, s, pd = case
+    c, m, ih, iw, k, s, pads = case
     x = rand(2, c, ih, iw)
     w = rand(m, c, k, k) / np.sqrt(c * k * k)
-    run(lib, nb, "nchw", x, w, rand(m), None, (s, s), (pd,) * 4, (1, 1), 1, 0.0, np.inf)
+    run(lib, nb, "nchw", x, w, rand(m), None, (s, s), pads, (1, 1), 1, 0.0, np.inf)
+    # residual and a clamp above 0: the epilogue of lone border pixels and of the tiles
+    oh = (ih + pads[0] + pads[2] - k) // s + 1
+    ow = (iw + pads[1] + pads[3] - k) // s + 1
+    run(lib, nb, "nchw", x, w, None, rand(2, m, oh, ow).astype(np.float64), (s, s), pads, (1, 1),
+        1, 0.25, 1.5)
 
 
 @pytest.mark.parametrize("nb", [8, 16])

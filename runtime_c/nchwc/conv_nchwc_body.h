@@ -21,6 +21,11 @@ typedef struct {
     int64_t nblk, chunk, xblk, wblk, wtap, wob, yob, xrow, xcol, xpix, KW, valid;
     int64_t IW, SW, DW; /* input width, column stride and dilation (border tiles) */
     float lo, hi;
+    /* plain NCHW input: the row's taps (input channel, kernel row, column) in summation order
+     * as (X offset, W offset) pairs, ntap of them (tap == NULL: none); whole-window tiles run one
+     * flat loop over them instead of three nested short ones */
+    const int64_t* tap;
+    int64_t ntap;
 } NB_FN(mk_args);
 
 /* What a border tile's pixels read at taps outside the input. */
@@ -77,6 +82,19 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
         for (o = 0; o < OBN; ++o) {
             for (l = 1; l < P; ++l) part[0][o] = VADD(part[0][o], part[l][o]);
             acc[o][0] = part[0][o];
+        }
+    } else if (KIND == 0 && a->tap && kw0 == 0 && kw1 == a->KW) {
+        const int64_t* tp = a->tap;
+        const int64_t* te = tp + 2 * a->ntap;
+        for (; tp < te; tp += 2) {
+            const float* xp = X + xoff + tp[0];
+            const float* wp = W + tp[1];
+            VT w[NB_OBMAX];
+            for (o = 0; o < OBN; ++o) w[o] = VLOAD(wp + o * wob);
+            for (i = 0; i < T; ++i) {
+                const VT xv = VSET1(xp[i * xpix]);
+                for (o = 0; o < OBN; ++o) acc[o][i] = VFMA(xv, w[o], acc[o][i]);
+            }
         }
     } else {
         for (ib = ib0; ib < ib1; ++ib)
@@ -340,12 +358,42 @@ static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* 
                             int64_t OW, int64_t PL, int64_t owlo, int64_t owhi, int64_t kh0,
                             int64_t kh1, int64_t cstride, int64_t ib0, int64_t ib1) {
     const int blocked = cstride == NB;
-    const int64_t ntiles = (OW + NB_TMAX - 1) / NB_TMAX;
     const int first = ib0 == 0, last = ib1 == a->nblk;
+    NB_FN(mk_args) an;
+    int64_t taps[2 * NCHWC_NCHW_TAPS];
+    if (!blocked && (ib1 - ib0) * (kh1 - kh0) * a->KW <= NCHWC_NCHW_TAPS) {
+        int64_t ib, kh, kw, n = 0;
+        for (ib = ib0; ib < ib1; ++ib)
+            for (kh = kh0; kh < kh1; ++kh)
+                for (kw = 0; kw < a->KW; ++kw, ++n) {
+                    taps[2 * n] = ib * a->xblk + kh * a->xrow + kw * a->xcol;
+                    taps[2 * n + 1] = ib * a->wblk + (kh * a->KW + kw) * a->wtap;
+                }
+        an = *a;
+        an.tap = taps;
+        an.ntap = n;
+        a = &an;
+    }
     {
-        int64_t ow = 0, j;
-        for (j = 0; j < ntiles; ++j) {
-            const int64_t T = (OW - ow + ntiles - j - 1) / (ntiles - j);
+        /* plain input: the border pixels run alone over their valid taps and the tiles cover
+         * the interior (a border tile would test every pixel's column at each of its few taps
+         * per FMA); blocked input: tiles over the whole row */
+        const int64_t t0 = blocked ? 0 : owlo, t1 = blocked ? OW : owhi;
+        const int64_t ntiles = (t1 - t0 + NB_TMAX - 1) / NB_TMAX;
+        int64_t ow, j;
+        for (ow = 0; ow < OW; ++ow) {
+            if (ow == t0) ow = t1;
+            if (ow >= OW) break;
+            {
+                const int64_t iw0 = ow * a->SW - PL;
+                int64_t kw0, kw1;
+                onnxc_geom_valid_range(a->KW, a->IW, a->DW, iw0, &kw0, &kw1);
+                NB_FN(mk_tab)[0][obn - 1][0](a, X, xbase + iw0, iw0, W, bias, Z ? Z + ow * NB : NULL,
+                                             Y + ow * NB, kh0, kh1, kw0, kw1, ib0, ib1, first, last);
+            }
+        }
+        for (ow = t0, j = 0; j < ntiles; ++j) {
+            const int64_t T = (t1 - ow + ntiles - j - 1) / (ntiles - j);
             const int64_t iw0 = ow * a->SW - PL;
             const int64_t xoff = xbase + iw0 * cstride;
             const float* z = Z ? Z + ow * NB : NULL;
@@ -453,6 +501,7 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         a.valid = NB_FN(tile_valid)(Mg, Mbg, ob % Mbg + 1);
         a.lo = p->lo; a.hi = p->hi;
         a.IW = HW; a.SW = 1; a.DW = 1;
+        a.tap = NULL; a.ntap = 0;
         a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, 1);
         NB_FN(pw_run)(&a, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
     }
@@ -508,6 +557,7 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         a.valid = NB_FN(tile_valid)(Mg, Mbg, obe);
         a.chunk = NB_FN(chunk)(NCHWC_WINDOW_CHUNK_WEIGHTS, a.wblk, (int)(obe - obg));
         a.IW = IW; a.SW = p->SW; a.DW = p->DW;
+        a.tap = NULL; a.ntap = 0;
         for (ib0 = 0; ib0 < a.nblk; ib0 += a.chunk) {
             const int64_t ib1 = ib0 + a.chunk < a.nblk ? ib0 + a.chunk : a.nblk;
             for (oh = oh0; oh < oh1; ++oh) {

@@ -33,6 +33,9 @@
 #endif
 /* Output pixels (whole rows) one window-conv task covers at least. */
 #define NCHWC_WINDOW_PIXELS 48
+/* Most taps (input channels x kernel rows x columns) of a plain-NCHW-input row the flat tap
+ * table covers (first layers: 3 x 7 x 7 = 147); more run the nested loops. */
+#define NCHWC_NCHW_TAPS 256
 /* Pixels per parallel work item of the pointwise kernel. */
 #define NCHWC_PW_CHUNK 64
 /* Multiply-adds below which a kernel stays on one thread. */
