@@ -38,7 +38,7 @@ def lib(request, tmp_path_factory):
         pytest.skip(f"no C compiler ({c_compiler()})")
     so = tmp_path_factory.mktemp(f"nchwc-{request.param}") / "libnchwc.so"
     return build_kernel_library(so, ["nchwc/conv_nchwc_ref.c"], FLAGS[request.param],
-                                extra_cdef=kernels_cdef("onnxc_nchwc.h"))
+                                extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
 
 
 def conv_ref(x, w, b, stride, pads, dil, group):
@@ -96,6 +96,7 @@ def run(lib, nb, kind, x, w, bias, z, stride, pads, dil, group, lo, hi):
     scale = 1 + np.abs(ref).max()
     np.testing.assert_allclose(got[:, :m], ref, rtol=1e-4, atol=1e-4 * scale)
     assert not got[:, m:].any(), "padding lanes must be zero"
+    return got
 
 
 def rand(*shape):
@@ -197,3 +198,38 @@ def test_depthwise(lib, nb, case):
     run(lib, nb, "depthwise", x, w, rand(c), rand(1, c, (ih + 2 * pd - k) // s + 1,
                                                  (iw + 2 * pd - k) // s + 1).astype(np.float64),
         (s, s), (pd,) * 4, (1, 1), c, -np.inf, 6.0)
+
+
+# Window convs with small outputs, whose row ranges per task change with the thread count (the
+# split balances the pool's chunks): 7x7 and 14x14 outputs, several images, groups, a
+# plain-input first layer.  (C, M, group, N, IH, IW, K, stride, pads, kind)
+SPLIT = [
+    (32, 64, 1, 1, 28, 28, 3, 2, 1, "direct"),
+    (64, 96, 1, 1, 14, 14, 3, 2, 1, "direct"),
+    (48, 48, 1, 3, 9, 7, 3, 1, 1, "direct"),
+    (64, 64, 2, 1, 11, 13, 3, 1, 1, "direct"),
+    (3, 48, 1, 1, 30, 30, 3, 2, 1, "nchw"),
+]
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", SPLIT, ids=lambda c: "c{}m{}g{}n{}_{}x{}_k{}s{}_{}".format(*c[:8], c[9]))
+def test_window_threads(lib, nb, case):
+    """1 and 2 threads give bit-identical outputs (each correct)."""
+    ffi, L = lib
+    c, m, group, n, ih, iw, k, s, pd, kind = case
+    if group > 1 and ((c // group) % nb or (m // group) % nb):
+        pytest.skip("grouped kernels need channels per group that are multiples of the block")
+    x = rand(n, c, ih, iw)
+    w = rand(m, c // group, k, k) / np.sqrt(c // group * k * k)
+    b = rand(m)
+    out = {}
+    try:
+        for threads in (1, 2):
+            L.onnxc_rt_set_num_threads(threads)
+            assert L.onnxc_rt_threads_usable() == threads
+            out[threads] = run(lib, nb, kind, x, w, b, None, (s, s), (pd,) * 4, (1, 1), group,
+                               -np.inf, np.inf)
+    finally:
+        L.onnxc_rt_set_num_threads(1)
+    np.testing.assert_array_equal(out[1], out[2])

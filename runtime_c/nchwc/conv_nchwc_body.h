@@ -453,6 +453,7 @@ typedef struct NB_FN(conv_job_s) {
     const float *X, *W, *B, *Z;
     float* Y;
     int nchw_input;
+    int64_t nr; /* window convs: row ranges per output-block tile (decided with the split) */
     void (*body)(struct NB_FN(conv_job_s) *, int64_t, int64_t);
 } NB_FN(conv_job);
 
@@ -465,7 +466,7 @@ static void NB_FN(conv_run)(void (*body)(NB_FN(conv_job) *, int64_t, int64_t),
                             const float* B, const float* Z, float* Y, int nchw_input) {
     NB_FN(conv_job) job;
     job.p = p; job.X = X; job.W = W; job.B = B; job.Z = Z; job.Y = Y;
-    job.nchw_input = nchw_input; job.body = body;
+    job.nchw_input = nchw_input; job.nr = 0; job.body = body;
     body(&job, 0, -1);
 }
 
@@ -507,6 +508,36 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
     }
 }
 
+/* Row ranges per output-block tile (of OH rows; Q tiles of whole images) for P threads: the
+ * pool claims a loop's tasks in about 4 chunks per thread of equal task counts (threads.c), so
+ * Q * nr tasks that do not fill such chunks evenly leave one thread a chunk more (ResNet-50's
+ * stride-2 3x3 of layer2: 2 tiles x 14 ranges of 2 rows = 28 tasks, 7 chunks of 4, split 4:3).
+ * Keeps nr when the busiest thread's share of rows (chunk counts rounded up, each range at most
+ * ceil(OH/nr) rows) is already even, else takes the nr with the smallest such share, the one
+ * nearest nr first.  The split does not change any output's summation: a task covers whole rows
+ * of whole tiles and sums every input-block chunk of them in order. */
+static int64_t NB_FN(split_rows)(int64_t Q, int64_t OH, int64_t nr0, int P) {
+    int64_t best = nr0, bcost = 0, d, k;
+    if (P <= 1) return nr0;
+    for (d = 0; d < 2 * OH; ++d) {
+        /* candidates nr0, nr0 + 1, nr0 - 1, nr0 + 2, ... */
+        const int64_t k0 = d % 2 ? nr0 + (d + 1) / 2 : nr0 - d / 2;
+        int64_t n, c, chunk, cost;
+        k = k0;
+        if (k < 1 || k > OH) continue;
+        n = Q * k;
+        c = n < 4 * (int64_t)P ? n : 4 * (int64_t)P;
+        chunk = (n + c - 1) / c;
+        c = (n + chunk - 1) / chunk;
+        cost = (c + P - 1) / P * chunk * ((OH + k - 1) / k);
+        if (d == 0 || cost < bcost) {
+            best = k;
+            bcost = cost;
+        }
+    }
+    return best;
+}
+
 /* Direct (blocked input) and plain-NCHW-input convolutions share the row driver; they differ in
  * what one "input block" is (NB channels of a blocked plane, or one plain channel plane). */
 static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
@@ -519,23 +550,28 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     const int64_t Cb = Cbg * p->group, Mb = Mbg * p->group, nt = NB_FN(ntile)(Mbg);
     const int64_t IH = p->IH, IW = p->IW, OH = p->OH, OW = p->OW, KH = p->KH, KW = p->KW;
     const int64_t cstride = nchw_input ? 1 : NB;
-    /* rows per task: at least ~NCHWC_WINDOW_PIXELS output pixels, so that on small images (7x7,
-     * 14x14) a chunk's weights serve several rows from L2 instead of streaming from L3 per row */
-    const int64_t R = OH < (NCHWC_WINDOW_PIXELS + OW - 1) / OW ? OH : (NCHWC_WINDOW_PIXELS + OW - 1) / OW;
-    const int64_t nr = (OH + R - 1) / R;
-    const int64_t total = p->N * p->group * nt * nr;
-    int64_t owlo, owhi, t;
-    int parallel;
+    const int64_t Q = p->N * p->group * nt; /* tasks of whole images */
+    int64_t owlo, owhi, t, nr;
     /* interior columns: every tap of the window inside [0, IW) */
     onnxc_geom_valid_range(OW, IW - (KW - 1) * p->DW, p->SW, -p->PL, &owlo, &owhi);
-    parallel = total > 1 && p->N * Mb * OH * OW * Cg * NB * KH * KW >= NCHWC_PARALLEL_MIN_WORK;
     if (t1 < 0) {
-        onnxc_parallel_for(total, parallel, NB_FN(conv_tasks), job);
+        /* rows per task: at least ~NCHWC_WINDOW_PIXELS output pixels, so that on small images
+         * (7x7, 14x14) a chunk's weights serve several rows from L2 instead of streaming from
+         * L3 per row; across threads, row ranges that balance (NB_FN(split_rows)) */
+        const int64_t R = OH < (NCHWC_WINDOW_PIXELS + OW - 1) / OW ? OH : (NCHWC_WINDOW_PIXELS + OW - 1) / OW;
+        const int parallel = Q * ((OH + R - 1) / R) > 1 &&
+                             p->N * Mb * OH * OW * Cg * NB * KH * KW >= NCHWC_PARALLEL_MIN_WORK;
+        nr = (OH + R - 1) / R;
+        if (parallel) nr = NB_FN(split_rows)(Q, OH, nr, onnxc_rt_threads_usable());
+        job->nr = nr;
+        onnxc_parallel_for(Q * nr, parallel, NB_FN(conv_tasks), job);
         return;
     }
+    nr = job->nr;
     for (t = t0; t < t1; ++t) {
         const int64_t n = t / (p->group * nt * nr), g = (t / (nt * nr)) % p->group;
-        const int64_t j = (t / nr) % nt, oh0 = (t % nr) * R, oh1 = oh0 + R < OH ? oh0 + R : OH;
+        /* row range r of nr: sizes differ by at most one row */
+        const int64_t j = (t / nr) % nt, oh0 = (t % nr) * OH / nr, oh1 = (t % nr + 1) * OH / nr;
         const int64_t obg = j * NB_OBMAX, obe = obg + NB_OBMAX < Mbg ? obg + NB_OBMAX : Mbg;
         const int64_t ob = g * Mbg + obg;
         NB_FN(mk_args) a;
