@@ -26,10 +26,55 @@ typedef struct {
      * flat loop over them instead of three nested short ones */
     const int64_t* tap;
     int64_t ntap;
+    int64_t reps; /* with tap: tiles of T pixels side by side one call runs (vector builds) */
 } NB_FN(mk_args);
 
 /* What a border tile's pixels read at taps outside the input. */
 static const float NB_FN(zeros)[NB] = {0};
+
+#if NB_SIMD
+/* Plain-NCHW-input tiles whose whole window lies inside the input: a->reps tiles of T pixels
+ * side by side, each one flat loop over the row's tap table (see mk below for the rest); one
+ * call for the run of tiles, as a first layer's tile (27 taps) is short next to a call. */
+static NCHWC_INLINE void NB_FN(mk_flat)(const NB_FN(mk_args) * a, const int OBN, const int T,
+                                        const float* X, int64_t xoff, const float* W,
+                                        const float* bias, const float* Z, float* Y, int first,
+                                        int last) {
+    const int64_t wob = a->wob, yob = a->yob, xpix = a->xpix;
+    const int64_t* te = a->tap + 2 * a->ntap;
+    int64_t r;
+    int i, o, l;
+    for (r = 0; r < a->reps; ++r, xoff += T * xpix, Y += T * NB, Z = Z ? Z + T * NB : NULL) {
+        VT acc[NB_OBMAX][NCHWC_TILE];
+        const int64_t* tp;
+        for (o = 0; o < OBN; ++o)
+            for (i = 0; i < T; ++i)
+                acc[o][i] = !first ? VLOAD(Y + o * yob + i * NB) : bias ? VLOAD(bias + o * NB) : VZERO();
+        for (tp = a->tap; tp < te; tp += 2) {
+            const float* xp = X + xoff + tp[0];
+            const float* wp = W + tp[1];
+            VT w[NB_OBMAX];
+            for (o = 0; o < OBN; ++o) w[o] = VLOAD(wp + o * wob);
+            for (i = 0; i < T; ++i) {
+                const VT xv = VSET1(xp[i * xpix]);
+                for (o = 0; o < OBN; ++o) acc[o][i] = VFMA(xv, w[o], acc[o][i]);
+            }
+        }
+        for (o = 0; o < OBN; ++o)
+            for (i = 0; i < T; ++i) {
+                VT v = acc[o][i];
+                if (last) {
+                    if (Z) v = VADD(v, VLOAD(Z + o * yob + i * NB));
+                    v = VMIN(VSET1(a->hi), VMAX(VSET1(a->lo), v));
+                }
+                VSTORE(Y + o * yob + i * NB, v);
+            }
+        if (last && a->valid < NB)
+            for (i = 0; i < T; ++i)
+                for (l = (int)a->valid; l < NB; ++l) Y[(OBN - 1) * yob + i * NB + l] = 0.0f;
+    }
+}
+#endif
 
 /* Y[o][0..T) (o < OBN output blocks, NB floats per pixel) += the sums over input blocks
  * [ib0, ib1): the first chunk (first) starts from the bias instead of Y, the last (last) adds
@@ -57,6 +102,10 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
     }
 #if NB_SIMD
     VT acc[NB_OBMAX][NCHWC_TILE];
+    if (KIND == 0 && a->tap && kw0 == 0 && kw1 == a->KW) {
+        NB_FN(mk_flat)(a, OBN, T, X, xoff, W, bias, Z, Y, first, last);
+        return;
+    }
     for (o = 0; o < OBN; ++o)
         for (i = 0; i < T; ++i)
             acc[o][i] = !first ? VLOAD(Y + o * yob + i * NB) : bias ? VLOAD(bias + o * NB) : VZERO();
@@ -82,19 +131,6 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
         for (o = 0; o < OBN; ++o) {
             for (l = 1; l < P; ++l) part[0][o] = VADD(part[0][o], part[l][o]);
             acc[o][0] = part[0][o];
-        }
-    } else if (KIND == 0 && a->tap && kw0 == 0 && kw1 == a->KW) {
-        const int64_t* tp = a->tap;
-        const int64_t* te = tp + 2 * a->ntap;
-        for (; tp < te; tp += 2) {
-            const float* xp = X + xoff + tp[0];
-            const float* wp = W + tp[1];
-            VT w[NB_OBMAX];
-            for (o = 0; o < OBN; ++o) w[o] = VLOAD(wp + o * wob);
-            for (i = 0; i < T; ++i) {
-                const VT xv = VSET1(xp[i * xpix]);
-                for (o = 0; o < OBN; ++o) acc[o][i] = VFMA(xv, w[o], acc[o][i]);
-            }
         }
     } else {
         for (ib = ib0; ib < ib1; ++ib)
@@ -372,6 +408,7 @@ static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* 
         an = *a;
         an.tap = taps;
         an.ntap = n;
+        an.reps = 1;
         a = &an;
     }
     {
@@ -391,6 +428,21 @@ static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* 
                 NB_FN(mk_tab)[0][obn - 1][0](a, X, xbase + iw0, iw0, W, bias, Z ? Z + ow * NB : NULL,
                                              Y + ow * NB, kh0, kh1, kw0, kw1, ib0, ib1, first, last);
             }
+        }
+        if (NB_SIMD && !blocked && a->tap && ntiles > 0) {
+            /* the balanced widths: (t1 - t0) % ntiles tiles of q + 1 pixels, then q-wide ones */
+            const int64_t q = (t1 - t0) / ntiles, nq1 = (t1 - t0) % ntiles;
+            an.reps = nq1;
+            if (nq1)
+                NB_FN(mk_tab)[0][obn - 1][q](a, X, xbase + t0 * a->SW - PL, 0, W, bias,
+                                             Z ? Z + t0 * NB : NULL, Y + t0 * NB, kh0, kh1, 0,
+                                             a->KW, ib0, ib1, first, last);
+            an.reps = ntiles - nq1;
+            ow = t0 + nq1 * (q + 1);
+            NB_FN(mk_tab)[0][obn - 1][q - 1](a, X, xbase + ow * a->SW - PL, 0, W, bias,
+                                             Z ? Z + ow * NB : NULL, Y + ow * NB, kh0, kh1, 0,
+                                             a->KW, ib0, ib1, first, last);
+            return;
         }
         for (ow = t0, j = 0; j < ntiles; ++j) {
             const int64_t T = (t1 - ow + ntiles - j - 1) / (ntiles - j);
@@ -502,7 +554,7 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         a.valid = NB_FN(tile_valid)(Mg, Mbg, ob % Mbg + 1);
         a.lo = p->lo; a.hi = p->hi;
         a.IW = HW; a.SW = 1; a.DW = 1;
-        a.tap = NULL; a.ntap = 0;
+        a.tap = NULL; a.ntap = 0; a.reps = 1;
         a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, 1);
         NB_FN(pw_run)(&a, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
     }
@@ -593,7 +645,7 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         a.valid = NB_FN(tile_valid)(Mg, Mbg, obe);
         a.chunk = NB_FN(chunk)(NCHWC_WINDOW_CHUNK_WEIGHTS, a.wblk, (int)(obe - obg));
         a.IW = IW; a.SW = p->SW; a.DW = p->DW;
-        a.tap = NULL; a.ntap = 0;
+        a.tap = NULL; a.ntap = 0; a.reps = 1;
         for (ib0 = 0; ib0 < a.nblk; ib0 += a.chunk) {
             const int64_t ib1 = ib0 + a.chunk < a.nblk ? ib0 + a.chunk : a.nblk;
             for (oh = oh0; oh < oh1; ++oh) {

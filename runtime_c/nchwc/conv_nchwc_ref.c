@@ -31,7 +31,8 @@
 #ifndef NCHWC_WINDOW_CHUNK_WEIGHTS
 #define NCHWC_WINDOW_CHUNK_WEIGHTS (256 * 1024)
 #endif
-/* Output pixels (whole rows) one window-conv task covers at least. */
+/* Output pixels (whole rows) one window-conv task covers at least (at 2+ threads fewer when
+ * that balances the threads' shares: split_rows in conv_nchwc_body.h). */
 #define NCHWC_WINDOW_PIXELS 48
 /* Most taps (input channels x kernel rows x columns) of a plain-NCHW-input row the flat tap
  * table covers (first layers: 3 x 7 x 7 = 147); more run the nested loops. */
