@@ -12,9 +12,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 /* Most output pixels of one depthwise or pointwise microkernel call (8 accumulators + 1 weight
  * + 1 broadcast fit the 16 AVX2 registers). */
@@ -56,58 +53,31 @@
  * build). */
 #define NB 8
 #define NB_FN(name) name##_b8
-#if defined(__AVX2__) && defined(__FMA__)
-#define NB_SIMD 1
+#include "nchwc_vec.h"
+#if NB_SIMD
 #define NB_OBMAX 2
 #define NB_TMAX 6
-#define VT __m256
-#define VLOAD _mm256_loadu_ps
-#define VSTORE _mm256_storeu_ps
-#define VZERO _mm256_setzero_ps
-#define VSET1 _mm256_set1_ps
-#define VFMA _mm256_fmadd_ps
-#define VADD _mm256_add_ps
-#define VMAX _mm256_max_ps
-#define VMIN _mm256_min_ps
 #else
-#define NB_SIMD 0
 #define NB_OBMAX 2
 #define NB_TMAX 4
 #endif
 #include "conv_nchwc_body.h"
-#undef NB
-#undef NB_FN
-#undef NB_SIMD
 #undef NB_OBMAX
 #undef NB_TMAX
-#undef VT
-#undef VLOAD
-#undef VSTORE
-#undef VZERO
-#undef VSET1
-#undef VFMA
-#undef VADD
-#undef VMAX
-#undef VMIN
+#include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
-#if defined(__AVX512F__)
-#define NB_SIMD 1
+#include "nchwc_vec.h"
+#if NB_SIMD
 #define NB_OBMAX 4
 #define NB_TMAX 7
-#define VT __m512
-#define VLOAD _mm512_loadu_ps
-#define VSTORE _mm512_storeu_ps
-#define VZERO _mm512_setzero_ps
-#define VSET1 _mm512_set1_ps
-#define VFMA _mm512_fmadd_ps
-#define VADD _mm512_add_ps
-#define VMAX _mm512_max_ps
-#define VMIN _mm512_min_ps
 #else
-#define NB_SIMD 0
 #define NB_OBMAX 2
 #define NB_TMAX 4
 #endif
 #include "conv_nchwc_body.h"
+#undef NB_OBMAX
+#undef NB_TMAX
+#include "nchwc_vec_end.h"
+
