@@ -180,7 +180,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
-    from .codegen.weights import blob_digest
+    from .blob import blob_digest
     from .ir import verify
     from .fallback import python_values, static_required
     from .partition import default_providers, partition

@@ -88,7 +88,7 @@ class CompiledModel:
         else:  # every node runs in the fallback interpreter: nothing was compiled
             import cffi
             self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
-        from .codegen.weights import read_blob
+        from .blob import read_blob
         try:
             self._weights = read_blob(self.output_dir / m["weights_file"], m.get("weights_digest"))
         except ValueError as e:

@@ -5,7 +5,7 @@ second round so that it starts exactly after one: a vector load or store that ru
 buffer's end (an unmasked tail, a whole block read where part is valid, an edge tile packed too
 wide) or before its start faults instead of reading a neighbour's bytes. The results are
 compared with the same call on ordinary arrays. This is what lets weights.bin be memory-mapped
-(compiler/codegen/weights.py): the last constant of the blob may end where the file ends.
+(compiler/blob.py): the last constant of the blob may end where the file ends.
 
 Kernels: SGEMM (run-time packed B, compile-time packed B, GEMV paths; tails in M, N and K),
 the NCHWc convolutions (direct, pointwise, plain-NCHW input, depthwise; partial channel blocks),

@@ -1,4 +1,4 @@
-"""Loading weights by memory-mapping weights.bin (compiler/codegen/weights.py read_blob).
+"""Loading weights by memory-mapping weights.bin (compiler/blob.py read_blob).
 
 The mapping is read-only and private, 64-byte aligned, followed by zero-filled slack (reads past
 the payload's end see zeros, never a fault), refused when the file is truncated, from another
@@ -17,7 +17,8 @@ import pytest
 from onnx import helper
 
 import onnxc
-from onnxc.codegen import weights as W
+from onnxc import blob as W
+from onnxc.codegen.weights import WeightsBlob
 
 from helpers import make_model
 
@@ -35,7 +36,7 @@ def matmul_model(rng, n=24):
 def blob_file(tmp_path, nbytes=1000):
     class V:
         const = np.arange(nbytes, dtype=np.uint8)
-    b = W.WeightsBlob()
+    b = WeightsBlob()
     b.add(V())
     path = tmp_path / "weights.bin"
     b.write(path)
