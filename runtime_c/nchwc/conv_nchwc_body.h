@@ -33,6 +33,44 @@ typedef struct {
 static const float NB_FN(zeros)[NB] = {0};
 
 #if NB_SIMD
+/* A tile's accumulators at its first input chunk (the bias, or zero) or later ones (the partial
+ * sums in Y). */
+static NCHWC_INLINE void NB_FN(tile_start)(VT acc[NB_OBMAX][NCHWC_TILE], const int OBN, const int T,
+                                           const float* bias, const float* Y, int64_t yob, int first) {
+    int i, o;
+    for (o = 0; o < OBN; ++o)
+        for (i = 0; i < T; ++i)
+            acc[o][i] = !first ? VLOAD(Y + o * yob + i * NB) : bias ? VLOAD(bias + o * NB) : VZERO();
+}
+
+/* Stores a tile; after the last input chunk (last) with Z added and clamped (max/min with v
+ * second: a NaN v passes through, as the C comparisons would). */
+static NCHWC_INLINE void NB_FN(tile_finish)(const NB_FN(mk_args) * a, VT acc[NB_OBMAX][NCHWC_TILE],
+                                            const int OBN, const int T, const float* Z, float* Y,
+                                            int64_t yob, int last) {
+    int i, o;
+    for (o = 0; o < OBN; ++o)
+        for (i = 0; i < T; ++i) {
+            VT v = acc[o][i];
+            if (last) {
+                if (Z) v = VADD(v, VLOAD(Z + o * yob + i * NB));
+                v = VMIN(VSET1(a->hi), VMAX(VSET1(a->lo), v));
+            }
+            VSTORE(Y + o * yob + i * NB, v);
+        }
+}
+#endif
+
+/* After the last input chunk: the padding lanes (>= valid) of the tile's last block are zero. */
+static NCHWC_INLINE void NB_FN(tile_pad)(const NB_FN(mk_args) * a, const int OBN, const int T, float* Y,
+                                         int64_t yob, int last) {
+    int i, l;
+    if (last && a->valid < NB)
+        for (i = 0; i < T; ++i)
+            for (l = (int)a->valid; l < NB; ++l) Y[(OBN - 1) * yob + i * NB + l] = 0.0f;
+}
+
+#if NB_SIMD
 /* Plain-NCHW-input tiles whose whole window lies inside the input: a->reps tiles of T pixels
  * side by side, each one flat loop over the row's tap table (see mk below for the rest); one
  * call for the run of tiles, as a first layer's tile (27 taps) is short next to a call. */
@@ -43,13 +81,11 @@ static NCHWC_INLINE void NB_FN(mk_flat)(const NB_FN(mk_args) * a, const int OBN,
     const int64_t wob = a->wob, yob = a->yob, xpix = a->xpix;
     const int64_t* te = a->tap + 2 * a->ntap;
     int64_t r;
-    int i, o, l;
+    int i, o;
     for (r = 0; r < a->reps; ++r, xoff += T * xpix, Y += T * NB, Z = Z ? Z + T * NB : NULL) {
         VT acc[NB_OBMAX][NCHWC_TILE];
         const int64_t* tp;
-        for (o = 0; o < OBN; ++o)
-            for (i = 0; i < T; ++i)
-                acc[o][i] = !first ? VLOAD(Y + o * yob + i * NB) : bias ? VLOAD(bias + o * NB) : VZERO();
+        NB_FN(tile_start)(acc, OBN, T, bias, Y, yob, first);
         for (tp = a->tap; tp < te; tp += 2) {
             const float* xp = X + xoff + tp[0];
             const float* wp = W + tp[1];
@@ -60,18 +96,8 @@ static NCHWC_INLINE void NB_FN(mk_flat)(const NB_FN(mk_args) * a, const int OBN,
                 for (o = 0; o < OBN; ++o) acc[o][i] = VFMA(xv, w[o], acc[o][i]);
             }
         }
-        for (o = 0; o < OBN; ++o)
-            for (i = 0; i < T; ++i) {
-                VT v = acc[o][i];
-                if (last) {
-                    if (Z) v = VADD(v, VLOAD(Z + o * yob + i * NB));
-                    v = VMIN(VSET1(a->hi), VMAX(VSET1(a->lo), v));
-                }
-                VSTORE(Y + o * yob + i * NB, v);
-            }
-        if (last && a->valid < NB)
-            for (i = 0; i < T; ++i)
-                for (l = (int)a->valid; l < NB; ++l) Y[(OBN - 1) * yob + i * NB + l] = 0.0f;
+        NB_FN(tile_finish)(a, acc, OBN, T, Z, Y, yob, last);
+        NB_FN(tile_pad)(a, OBN, T, Y, yob, last);
     }
 }
 #endif
@@ -106,9 +132,7 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
         NB_FN(mk_flat)(a, OBN, T, X, xoff, W, bias, Z, Y, first, last);
         return;
     }
-    for (o = 0; o < OBN; ++o)
-        for (i = 0; i < T; ++i)
-            acc[o][i] = !first ? VLOAD(Y + o * yob + i * NB) : bias ? VLOAD(bias + o * NB) : VZERO();
+    NB_FN(tile_start)(acc, OBN, T, bias, Y, yob, first);
     if (T == 1 && NCI == NB) {
         /* a lone (border) pixel: P chains per output block over the input channels, so the FMA
          * latency does not serialize it */
@@ -153,16 +177,7 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
                     }
                 }
     }
-    for (o = 0; o < OBN; ++o)
-        for (i = 0; i < T; ++i) {
-            VT v = acc[o][i];
-            if (last) {
-                if (Z) v = VADD(v, VLOAD(Z + o * yob + i * NB));
-                /* max/min with v second: a NaN v passes through, as the C comparisons would */
-                v = VMIN(VSET1(a->hi), VMAX(VSET1(a->lo), v));
-            }
-            VSTORE(Y + o * yob + i * NB, v);
-        }
+    NB_FN(tile_finish)(a, acc, OBN, T, Z, Y, yob, last);
 #else
     float acc[NB_OBMAX][NCHWC_TILE][NB];
     for (o = 0; o < OBN; ++o)
@@ -196,9 +211,7 @@ static NCHWC_INLINE void NB_FN(mk)(const NB_FN(mk_args) * a, const int OBN, cons
                 Y[o * yob + i * NB + l] = v;
             }
 #endif
-    if (last && a->valid < NB)
-        for (i = 0; i < T; ++i)
-            for (l = (int)a->valid; l < NB; ++l) Y[(OBN - 1) * yob + i * NB + l] = 0.0f;
+    NB_FN(tile_pad)(a, OBN, T, Y, yob, last);
 }
 
 /* Input blocks whose weights (wblk floats per input block and output block, OBN output
