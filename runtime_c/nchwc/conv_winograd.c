@@ -23,51 +23,17 @@
  * AVX2 2x6 (12 + 2 + 1 of 16), portable 2x4.  Each block size is compiled for both tile sizes:
  * F(2x2) (WG_M 2) and F(4x4) (WG_M 4, functions named _f4_b<NB>). */
 #define NB 8
-#define NB_FN(name) name##_b8
+#define WG_FN2(name) name##_b8
+#define WG_FN4(name) name##_f4_b8
 #include "nchwc_vec.h"
 #define WG_OBMAX 2
 #define WG_TMAX (NB_SIMD ? 6 : 4)
-#define WG_M 2
-#define WG_A 4
-#define WG_P 16
-#include "conv_winograd_body.h"
-#undef NB_FN
-#undef WG_M
-#undef WG_A
-#undef WG_P
-#define NB_FN(name) name##_f4_b8
-#define WG_M 4
-#define WG_A 6
-#define WG_P 36
-#include "conv_winograd_body.h"
-#undef WG_M
-#undef WG_A
-#undef WG_P
-#undef WG_OBMAX
-#undef WG_TMAX
-#include "nchwc_vec_end.h"
+#include "conv_winograd_tiles.h"
 
 #define NB 16
-#define NB_FN(name) name##_b16
+#define WG_FN2(name) name##_b16
+#define WG_FN4(name) name##_f4_b16
 #include "nchwc_vec.h"
 #define WG_OBMAX (NB_SIMD ? 4 : 2)
 #define WG_TMAX (NB_SIMD ? 6 : 4)
-#define WG_M 2
-#define WG_A 4
-#define WG_P 16
-#include "conv_winograd_body.h"
-#undef NB_FN
-#undef WG_M
-#undef WG_A
-#undef WG_P
-#define NB_FN(name) name##_f4_b16
-#define WG_M 4
-#define WG_A 6
-#define WG_P 36
-#include "conv_winograd_body.h"
-#undef WG_M
-#undef WG_A
-#undef WG_P
-#undef WG_OBMAX
-#undef WG_TMAX
-#include "nchwc_vec_end.h"
+#include "conv_winograd_tiles.h"
