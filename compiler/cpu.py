@@ -29,3 +29,9 @@ def host_isa() -> str:
         if all(f in flags for f in REQUIRED_FLAGS[isa]):
             return isa
     return "generic"
+
+
+def runnable_isas() -> list:
+    """The ISAs whose modules this CPU executes, portable first (what kernel tests build)."""
+    flags = host_flags()
+    return [isa for isa in ("generic", "avx2", "avx512") if all(f in flags for f in REQUIRED_FLAGS[isa])]

@@ -118,3 +118,17 @@ def check_levels(model, feed, out_dir, levels=("none", "basic", "extended", "lay
             np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=f"opt_level={lvl}")
         built[lvl] = m
     return built
+
+
+def kernel_library(tmp_path_factory, tag: str, sources, flags, **kw):
+    """(ffi, lib) of runtime_c ``sources`` built with ``flags`` into a fresh directory named after
+    ``tag`` (onnxc.build.build_kernel_library; extra_c / extra_cdef pass through); skips the test
+    without a C compiler."""
+    import shutil
+
+    import pytest
+
+    from onnxc.build import build_kernel_library, c_compiler
+    if shutil.which(c_compiler()) is None:
+        pytest.skip(f"no C compiler ({c_compiler()})")
+    return build_kernel_library(tmp_path_factory.mktemp(tag) / f"lib{tag}.so", sources, flags, **kw)

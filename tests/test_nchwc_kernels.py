@@ -12,19 +12,18 @@ clamps (a clamp above 0 checks that padding lanes are still zeroed).
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
-from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.build import compile_flags
+from onnxc.cpu import runnable_isas
 from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
 from onnxc.resources import kernels_cdef
-from onnxc.target import host_isa
+
+from helpers import kernel_library
 
 FLAGS = {isa: compile_flags(isa) for isa in ("generic", "avx2", "avx512")}
-ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
-    (["avx512"] if host_isa() == "avx512" else [])
+ISAS = runnable_isas()
 # The best ISA again with weight budgets of 2 KiB, so that window convs too sum their input
 # blocks in several chunks (partial sums in Y) at these small shapes.
 FLAGS["chunked"] = FLAGS[ISAS[-1]] + ["-DNCHWC_WINDOW_CHUNK_WEIGHTS=2048", "-DNCHWC_PW_CHUNK_WEIGHTS=2048"]
@@ -34,11 +33,8 @@ RNG = np.random.default_rng(5)
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    if shutil.which(c_compiler()) is None:
-        pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"nchwc-{request.param}") / "libnchwc.so"
-    return build_kernel_library(so, ["nchwc/conv_nchwc_ref.c"], FLAGS[request.param],
-                                extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
+    return kernel_library(tmp_path_factory, f"nchwc-{request.param}", ["nchwc/conv_nchwc_ref.c"], FLAGS[request.param],
+                          extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
 
 
 def conv_ref(x, w, b, stride, pads, dil, group):

@@ -10,21 +10,20 @@ onnxruntime.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from onnx import helper
 
 import onnxc
-from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.build import compile_flags
+from onnxc.cpu import REQUIRED_FLAGS, host_isa, runnable_isas
 from onnxc.providers.c.linalg import SGEMM_KC, SGEMM_TILE, pack_sgemm_b
 from onnxc.resources import runtime_dir
-from onnxc.target import REQUIRED_FLAGS, host_flags, host_isa
 
-from helpers import make_model, ort_run
+from helpers import kernel_library, make_model, ort_run
 
-ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() for f in REQUIRED_FLAGS[isa])]
+ISAS = runnable_isas()
 GEMM_SOURCES = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "gemm").glob("*.c"))
 TARGETS = ["generic", "native"] + (["avx2"] if "avx2" in ISAS else [])
 
@@ -40,11 +39,8 @@ class Lib:
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
     isa = request.param
-    so = tmp_path_factory.mktemp(f"sgemm-{isa}") / f"libsgemm_{isa}.so"
-    ffi, dl = build_kernel_library(so, GEMM_SOURCES, compile_flags(isa))
+    ffi, dl = kernel_library(tmp_path_factory, f"sgemm-{isa}", GEMM_SOURCES, compile_flags(isa))
     out = Lib(isa, ffi, dl)
     out.lib.onnxc_sgemm  # noqa: B018 - resolves the symbol now
     return out

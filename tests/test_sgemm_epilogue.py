@@ -4,16 +4,16 @@ the bias; at every ISA the host runs, on shapes that take each path of the drive
 alpha = 0, one and several K blocks, several column blocks, partial tiles)."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
-from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.build import compile_flags
+from onnxc.cpu import runnable_isas
 from onnxc.resources import runtime_dir
-from onnxc.target import REQUIRED_FLAGS, host_flags
 
-ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() for f in REQUIRED_FLAGS[isa])]
+from helpers import kernel_library
+
+ISAS = runnable_isas()
 GEMM_SOURCES = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "gemm").glob("*.c"))
 
 # y = (y + bias[j])^2: not linear, so an epilogue run before the last K block, or twice, shows
@@ -50,11 +50,9 @@ CDEF = """void tk_gemm(int packed, int ta, int tb, int64_t M, int64_t N, int64_t
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
     isa = request.param
-    so = tmp_path_factory.mktemp(f"sgemm-ep-{isa}") / f"libsgemm_ep_{isa}.so"
-    ffi, dl = build_kernel_library(so, GEMM_SOURCES, compile_flags(isa), extra_c=EXTRA, extra_cdef=CDEF)
+    ffi, dl = kernel_library(tmp_path_factory, f"sgemm-ep-{isa}", GEMM_SOURCES, compile_flags(isa), extra_c=EXTRA,
+                             extra_cdef=CDEF)
     return isa, ffi, dl
 
 

@@ -7,16 +7,17 @@ onnxc_layernorm (LayerNorm, RMSNorm, SkipLayerNorm with bias and sum output, lar
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
 
-from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.build import compile_flags
+from onnxc.cpu import runnable_isas
 from onnxc.resources import runtime_dir
-from onnxc.target import REQUIRED_FLAGS, host_flags
 
-ISAS = [isa for isa in ("generic", "avx2", "avx512") if all(f in host_flags() for f in REQUIRED_FLAGS[isa])]
+from helpers import kernel_library
+
+ISAS = runnable_isas()
 
 # loops over the inline functions, compiled like generated code (the loops vectorize)
 WRAPPERS = r"""
@@ -57,13 +58,11 @@ class Lib:
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
     isa = request.param
-    so = tmp_path_factory.mktemp(f"tk-{isa}") / f"libtk_{isa}.so"
     srcs = sorted(str(p.relative_to(runtime_dir())) for d in ("gemm", "attention") for p in (runtime_dir() / d).glob("*.c"))
     srcs.append("math/layernorm_ref.c")
-    ffi, dl = build_kernel_library(so, srcs, compile_flags(isa), extra_c=WRAPPERS, extra_cdef=WRAPPERS_CDEF)
+    ffi, dl = kernel_library(tmp_path_factory, f"tk-{isa}", srcs, compile_flags(isa), extra_c=WRAPPERS,
+                             extra_cdef=WRAPPERS_CDEF)
     return Lib(isa, ffi, dl)
 
 

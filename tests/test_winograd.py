@@ -12,18 +12,17 @@ tile, several images (chunks spanning images), bias/Z/clamp present and absent, 
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
-from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.build import compile_flags
+from onnxc.cpu import runnable_isas
 from onnxc.ops.nchwc import blocks, pack_winograd, to_blocked, unpack_winograd, winograd_scratch_bytes
 from onnxc.resources import kernels_cdef
-from onnxc.target import host_isa
 
-ISAS = ["generic"] + (["avx2"] if host_isa() in ("avx2", "avx512") else []) + \
-    (["avx512"] if host_isa() == "avx512" else [])
+from helpers import kernel_library
+
+ISAS = runnable_isas()
 FLAGS = {isa: compile_flags(isa) for isa in ISAS}
 # The best ISA again with tiny chunk budgets and phases mode from 64x64 channels on, so that
 # these small shapes run both modes over many chunks (its scratch rule then differs from the
@@ -36,11 +35,8 @@ RNG = np.random.default_rng(11)
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    if shutil.which(c_compiler()) is None:
-        pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"winograd-{request.param}") / "libwinograd.so"
-    ffi, L = build_kernel_library(so, ["nchwc/conv_winograd.c"], FLAGS[request.param],
-                                  extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
+    ffi, L = kernel_library(tmp_path_factory, f"winograd-{request.param}", ["nchwc/conv_winograd.c"],
+                            FLAGS[request.param], extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
     return ffi, L, request.param != "chunked"
 
 
