@@ -107,9 +107,10 @@ POOL_TASK = 1 << 12
 
 def pooled_loop(ctx, node, ptrs: Sequence[Tuple[str, str, str]], out_shape: Sequence[int],
                 operands: Sequence[Tuple[str, Sequence[int]]], body: Callable[[List[str], str], str],
-                block: bool = False) -> str:
+                block: bool = False, min_elems: int = POOL_MIN, task_elems: int = POOL_TASK) -> str:
     """The loop nest of ``broadcast_loop`` with its pointers declared first, split into tasks
-    of the runtime's thread pool when the output has at least POOL_MIN elements.
+    of the runtime's thread pool (of about ``task_elems`` elements) when the output has at least
+    ``min_elems`` elements.
 
     ptrs: (C pointer type, local name, pointer expression) per pointer the body uses (the
     operands' names and the outputs'), e.g. ("const float*", "x0", ctx.ptr(v)).  A split loop
@@ -119,9 +120,9 @@ def pooled_loop(ctx, node, ptrs: Sequence[Tuple[str, str, str]], out_shape: Sequ
     decls = [f"{t} ONNXC_RESTRICT {n} = {e};" for t, n, e in ptrs]
     total, shape, _ = _nest(out_shape, operands)
     group = ntasks = 1
-    if total >= POOL_MIN and shape:
+    if total >= min_elems and shape:
         inner = total // shape[0]
-        group = max(1, -(-POOL_TASK // inner))
+        group = max(1, -(-task_elems // inner))
         ntasks = -(-shape[0] // group)
     if ntasks < 2:
         return "\n".join(decls + [broadcast_loop(out_shape, operands, body, parallel=False, block=block)])

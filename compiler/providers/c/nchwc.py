@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ...codegen.context import c_literal
+from ...codegen.loops import pooled_loop
 from ...ops.nchwc import blocks, winograd_scratch_bytes
 from .registry import all_of, c_kernel, dtypes_in
 
@@ -154,23 +155,19 @@ ACT_PARALLEL_MIN = 65536
 
 def nchwc_activation_loop(ctx, node, ptr: str, shape, channels: int, expr: str) -> list:
     """C lines applying ``expr`` (of the float ``v``) in place to blocked ``shape``: one flat
-    loop over every lane (vectorizes), split into tasks for the runtime's thread pool through a
-    file-scope helper (a serial pass here was the part of the conv that did not scale with
-    threads), then the padding lanes of a partial last block are zeroed again (expr(0) may be
-    nonzero: HardSigmoid, Sigmoid)."""
+    loop over every lane (vectorizes), split into tasks for the runtime's thread pool
+    (codegen/loops.py pooled_loop: a serial pass here was the part of the conv that did not
+    scale with threads), then the padding lanes of a partial last block are zeroed again
+    (expr(0) may be nonzero: HardSigmoid, Sigmoid)."""
     n, cb, b, hw = shape[0], shape[1], shape[-1], _hw(shape)
     total = n * cb * hw * b
-    fn = f"onnxc_act{ctx.node_index[id(node)]}"
-    ctx.options.setdefault("helpers", []).append("\n".join([
-        f"static void {fn}(void* arg, int64_t t0, int64_t t1) {{",
-        "    float* ONNXC_RESTRICT Yb = (float*)arg;",
-        f"    const int64_t e = t1 * {ACT_TASK} < {total} ? t1 * {ACT_TASK} : {total};",
-        f"    for (int64_t i = t0 * {ACT_TASK}; i < e; ++i) {{ const float v = Yb[i]; Yb[i] = {expr}; }}",
-        "}"]))
-    lines = ["{", f"    float* ONNXC_RESTRICT Yb = {ptr};",
-             f"    onnxc_parallel_for({-(-total // ACT_TASK)}, {int(total >= ACT_PARALLEL_MIN)}, {fn}, Yb);"]
+    loop = pooled_loop(ctx, node, [("float*", "Yb", ptr)], [total], [("Yb", [total])],
+                       lambda elems, oi: f"const float v = {elems[0]}; Yb[{oi}] = {expr};",
+                       min_elems=ACT_PARALLEL_MIN, task_elems=ACT_TASK)
+    lines = ["{", "    {"] + ["        " + line for line in loop.splitlines()] + ["    }"]
     if channels % b:
-        lines += [f"    for (int64_t nb = 0; nb < {n}; ++nb)",
+        lines += [f"    float* ONNXC_RESTRICT Yb = {ptr};",
+                  f"    for (int64_t nb = 0; nb < {n}; ++nb)",
                   f"        for (int64_t s = 0; s < {hw}; ++s)",
                   f"            for (int64_t l = {channels % b}; l < {b}; ++l) Yb[((nb * {cb} + {cb - 1}) * {hw} + s) * {b} + l] = 0.0f;"]
     return lines + ["}"]
