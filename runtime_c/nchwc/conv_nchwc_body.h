@@ -582,13 +582,12 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
  * nearest nr first.  The split does not change any output's summation: a task covers whole rows
  * of whole tiles and sums every input-block chunk of them in order. */
 static int64_t NB_FN(split_rows)(int64_t Q, int64_t OH, int64_t nr0, int P) {
-    int64_t best = nr0, bcost = 0, d, k;
+    int64_t best = nr0, bcost = 0, d;
     if (P <= 1) return nr0;
     for (d = 0; d < 2 * OH; ++d) {
         /* candidates nr0, nr0 + 1, nr0 - 1, nr0 + 2, ... */
-        const int64_t k0 = d % 2 ? nr0 + (d + 1) / 2 : nr0 - d / 2;
+        const int64_t k = d % 2 ? nr0 + (d + 1) / 2 : nr0 - d / 2;
         int64_t n, c, chunk, cost;
-        k = k0;
         if (k < 1 || k > OH) continue;
         n = Q * k;
         c = n < 4 * (int64_t)P ? n : 4 * (int64_t)P;
