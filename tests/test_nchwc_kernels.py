@@ -17,7 +17,7 @@ import pytest
 
 from onnxc.build import compile_flags
 from onnxc.cpu import runnable_isas
-from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
+from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, pad_channels, to_blocked
 from onnxc.resources import kernels_cdef
 
 from helpers import kernel_library
@@ -75,10 +75,7 @@ def run(lib, nb, kind, x, w, bias, z, stride, pads, dil, group, lo, hi):
         xk, wk = to_blocked(x, nb), pack_depthwise(w, nb)
     else:
         xk, wk = to_blocked(x, nb), pack_direct(w, nb, group)
-    bk = None
-    if bias is not None:
-        bk = np.zeros(blocks(m, nb) * nb, np.float32)
-        bk[:m] = bias
+    bk = pad_channels(bias.astype(np.float32), nb) if bias is not None else None
     zk = to_blocked(z.astype(np.float32), nb) if z is not None else None
     y = np.full((n, blocks(m, nb), oh, ow, nb), np.nan, np.float32)  # every lane must be written
     p = ffi.new("onnxc_nchwc_conv_params *", dict(

@@ -17,7 +17,7 @@ import pytest
 
 from onnxc.build import compile_flags
 from onnxc.cpu import runnable_isas
-from onnxc.ops.nchwc import blocks, pack_winograd, to_blocked, unpack_winograd, winograd_scratch_bytes
+from onnxc.ops.nchwc import blocks, pack_winograd, pad_channels, to_blocked, unpack_winograd, winograd_scratch_bytes
 from onnxc.resources import kernels_cdef
 
 from helpers import kernel_library
@@ -67,10 +67,7 @@ def run(lib, nb, tile, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
     ref = np.clip(ref, lo, hi)
     xk, uk = to_blocked(x, nb), pack_winograd(w, nb, tile)
     fn = "onnxc_nchwc_conv_winograd" + ("_f4" if tile == 4 else "")
-    bk = None
-    if bias is not None:
-        bk = np.zeros(blocks(m, nb) * nb, np.float32)
-        bk[:m] = bias
+    bk = pad_channels(bias.astype(np.float32), nb) if bias is not None else None
     zk = to_blocked(z.astype(np.float32), nb) if z is not None else None
     y = np.full((n, blocks(m, nb), oh, ow, nb), np.nan, np.float32)  # every lane must be written
     p = ffi.new("onnxc_nchwc_conv_params *", dict(
