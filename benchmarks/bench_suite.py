@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -216,6 +217,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--opt-level", default="layout", help="onnxc optimization level (default: layout, onnxc's default)")
     ap.add_argument("--out", default=str(HERE / "results" / "suite"))
+    ap.add_argument("--keep-builds", action="store_true",
+                    help="keep the compiled modules (default: each is deleted after its model; ~2 GB in all)")
     args = ap.parse_args()
     paths = model_paths()
     wanted = [m for m in args.models.split(",") if m] or SUITE + sorted(p for p in paths if p.startswith("light-"))
@@ -234,6 +237,13 @@ def main():
         except Exception as e:  # noqa: BLE001 - report and go on with the other models
             print(f"{name:22} FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             rows.append({"model": name, "error": str(e)[:2000]})
+        finally:
+            if not args.keep_builds:
+                shutil.rmtree(out_root / name, ignore_errors=True)
+    if args.keep_builds:
+        print(f"compiled modules kept in {out_root}")
+    else:
+        shutil.rmtree(out_root, ignore_errors=True)
     ok = [r for r in rows if "error" not in r]
     for th, g in geomeans(ok).items():
         print(f"geometric mean ORT/onnxc at {th} thread(s): {g:.3f}")

@@ -89,9 +89,18 @@ def _run(cmd: List[str], what: str) -> None:
         raise CompileError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{proc.stdout[-4000:]}")
 
 
+# A module links every runtime object but calls a handful of kernels: with each function in its
+# own section and not exported from the .so, the linker drops the rest (a one-node model's .so
+# went from 0.9 MB to ~60 KB; less to map at load and less disk per build). GNU ld and lld only.
+GC_SECTIONS = sys.platform.startswith("linux")
+RUNTIME_OBJECT_FLAGS = ["-ffunction-sections", "-fdata-sections", "-fvisibility=hidden"] if GC_SECTIONS else []
+MODULE_LINK_FLAGS = ["-Wl,--gc-sections"] if GC_SECTIONS else []
+
+
 def runtime_objects(flags: List[str]) -> List[Path]:
     """Object files of runtime_c compiled with ``flags``, cached; safe for concurrent builders."""
     srcs = runtime_sources()
+    flags = [*flags, *RUNTIME_OBJECT_FLAGS]
     h = hashlib.sha256(" ".join(flags).encode() + c_compiler().encode())
     for p in srcs + sorted(runtime_dir().rglob("*.h")):
         h.update(str(p.relative_to(runtime_dir())).encode())
@@ -141,19 +150,19 @@ def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "na
     ffi.set_source(module_name, f'#include "{prefix}.h"', sources=[str(out_dir / f"{prefix}.c")],
                    include_dirs=[str(out_dir), str(runtime_dir() / "include")],
                    extra_compile_args=flags, extra_objects=[str(o) for o in objs],
-                   extra_link_args=(["-fopenmp"] if openmp else []) + extra_cflags())
+                   extra_link_args=(["-fopenmp"] if openmp else []) + MODULE_LINK_FLAGS + extra_cflags())
     build_tmp = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir))
     old_cc = os.environ.get("CC")
     try:
         so = ffi.compile(tmpdir=str(build_tmp), verbose=False)
+        final = out_dir / Path(so).name
+        os.replace(so, final)
     except Exception as e:  # noqa: BLE001 - distutils raises CompileError/LinkError
         raise CompileError(f"building {module_name} failed: {e}") from None
     finally:
         if old_cc is None:
             os.environ.pop("CC", None)
-    final = out_dir / Path(so).name
-    os.replace(so, final)
-    shutil.rmtree(build_tmp, ignore_errors=True)
+        shutil.rmtree(build_tmp, ignore_errors=True)
     return final
 
 

@@ -152,10 +152,13 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         # same model (parallel test workers) never see a half-written directory
         tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
-        report["seconds_total"] = round(time.perf_counter() - t0, 3)
-        _update_report(tmp, report)
-        _install(tmp, out, replace=force)
+        try:
+            report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
+            report["seconds_total"] = round(time.perf_counter() - t0, 3)
+            _update_report(tmp, report)
+            _install(tmp, out, replace=force)
+        finally:  # a failed build (unsupported op, compiler error) leaves nothing in the cache
+            shutil.rmtree(tmp, ignore_errors=True)
         return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
     report = build_into(src, out, key, options, verbose=verbose, save_optimized=save_optimized)
     report["seconds_total"] = round(time.perf_counter() - t0, 3)

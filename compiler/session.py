@@ -62,11 +62,16 @@ class InferenceSession:
         return list(self._default.get_outputs() if self._default else self._outputs)
 
     @property
+    def compiled_models(self) -> List[CompiledModel]:
+        """The modules compiled so far: the one for the given or static shapes, then one per
+        input shape seen by run()."""
+        return ([self._default] if self._default else []) + list(self._compiled.values())
+
+    @property
     def fallback_nodes(self) -> List[Dict]:
         """Nodes of the compiled specializations that run in the Python fallback provider."""
-        models = ([self._default] if self._default else []) + list(self._compiled.values())
         seen, out = set(), []
-        for m in models:
+        for m in self.compiled_models:
             for n in m.fallback_nodes:
                 if n["name"] not in seen:
                     seen.add(n["name"])

@@ -1,5 +1,8 @@
 """The build cache's install step (driver._install): concurrent compiles of one model must never
 delete an entry another process installed (it may be loading it)."""
+import numpy as np
+from onnx import helper
+
 from onnxc.driver import _install
 from onnxc.runtime import MANIFEST
 
@@ -30,3 +33,16 @@ def test_broken_leftover_or_force_is_replaced(tmp_path):
     _install(_entry(tmp_path / "t2", "forced"), out, replace=True)
     assert (out / "tag").read_text() == "forced"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failed_build_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    import pytest
+    import onnxc
+    from onnxc.errors import CompileError
+    from helpers import make_model
+    monkeypatch.setenv("ONNXC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # the C compiler fails after the C files are written
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", np.float32, [4])], [("y", np.float32, [4])])
+    with pytest.raises(CompileError):
+        onnxc.compile(model)
+    assert not list((tmp_path / "models").iterdir())

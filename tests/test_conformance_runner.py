@@ -48,6 +48,16 @@ def test_run_case_statuses(monkeypatch):
     assert runner.run_case(case, {})[0] == "error"
 
 
+def test_case_builds_are_deleted_unless_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("ONNXC_CACHE_DIR", str(tmp_path))
+    case = next(c for c in runner.load_cases("node") if c[0] == "test_relu")
+    models = tmp_path / "models"
+    assert runner.run_case(case, {"c_opt": "-O1"})[0] == "pass"
+    assert models.is_dir() and not list(models.iterdir())  # ~2,000 cases: nothing left behind
+    assert runner.run_case(case, {"c_opt": "-O1", "keep_builds": True})[0] == "pass"
+    assert [p.name for p in models.iterdir() if (p / "manifest.json").exists()]
+
+
 def test_random_ops_are_not_compared_and_fallback_is_counted():
     from onnx import helper
     g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"])], "g",

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,9 @@ def run_case(case, options):
     if rnd:
         return "unsupported", (f"random op(s) {', '.join(rnd)}: outputs are draws from a generator and "
                                "cannot be compared with the case's expected values")
+    options = dict(options)
+    keep = options.pop("keep_builds", False)
+    rep = None
     try:
         rep = backend.prepare(model, **options)
         for inputs, refs in data_sets:
@@ -136,6 +140,10 @@ def run_case(case, options):
         return "unsupported", str(e)
     except Exception as e:  # noqa: BLE001 - classified, the run goes on
         return "error", f"{type(e).__name__}: {e}"
+    finally:
+        if rep is not None and not keep:  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
+            for m in getattr(getattr(rep, "session", None), "compiled_models", []):
+                shutil.rmtree(m.output_dir, ignore_errors=True)
 
 
 # --- worker -----------------------------------------------------------------------------------
@@ -264,6 +272,8 @@ def main(argv=None):
                     help="interpreter of fallback partitions (default: onnx.reference, the spec's own)")
     ap.add_argument("--no-fallback", action="store_true",
                     help="compile C-only: nodes without a C kernel make the case unsupported")
+    ap.add_argument("--keep-builds", action="store_true",
+                    help="keep each case's compiled module in the cache (default: deleted after the case)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -271,7 +281,8 @@ def main(argv=None):
         worker_main(args.suite, json.loads(args.options))
         return 0
     os.environ.setdefault("ONNXC_CACHE_DIR", os.path.join(tempfile.gettempdir(), "onnxc-conformance-cache"))
-    options = {"c_opt": args.c_opt, "fallback": not args.no_fallback, "fallback_engine": args.fallback_engine}
+    options = {"c_opt": args.c_opt, "fallback": not args.no_fallback, "fallback_engine": args.fallback_engine,
+               "keep_builds": args.keep_builds}
     suites = ("node",) + DATA_SUITES if args.suite == "all" else (args.suite,)
     all_results, failed_total, passed_total = {}, 0, 0
     floor_path = Path(args.check_floor or Path(__file__).with_name("floor.json"))
