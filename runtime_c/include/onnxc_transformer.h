@@ -45,11 +45,18 @@ void onnxc_mha(const onnxc_mha_params* p, const float* X, const float* W, const 
 void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* mask, float* Y,
                       float* tiles);
 
-/* Branch-free float32 exp and GELU for loops the compiler vectorizes (libm's expf/erff are
- * scalar calls). Both are plain C99; select expressions rather than branches. */
+/* Branch-free float32 exp, sigmoid, SiLU and GELU for loops the compiler vectorizes (libm's
+ * expf/erff are scalar calls). Plain C99, written for GCC's vectorizer at every ISA:
+ *  - a select whose arm is an FP value computed for it alone is not vectorized without AVX-512
+ *    (GCC sinks the computation into the arm and will not speculate a trapping FP op), so
+ *    selects here pick between constants and inputs, or act on the bits;
+ *  - float range clamps are integer minima of the bits (one instruction; a float select is a
+ *    compare and a blend): for x >= 0 the bits order as signed integers, for x <= 0 as unsigned
+ *    ones, and only one side of each clamp is ever reached by the other sign. */
 typedef union {
     float f;
     uint32_t u;
+    int32_t i;
 } onnxc_tf_bits;
 
 /* a * b + c as one fused multiply-add where the target has one: -std=c99 does not contract
@@ -63,102 +70,144 @@ typedef union {
 #define ONNXC_TF_HAS_FMA 0
 #endif
 
-/* The shared core of onnxc_expf and onnxc_sigmoidf: x = n ln2 + r (Cody-Waite, |r| <= ln2/2);
- * returns exp(r) by its degree-7 Taylor polynomial (truncation < 1e-8 relative) and sets *ni to
- * n.  x must lie in [-104, 88.73] (the callers clamp). */
-static inline float onnxc_exp_reduce(float x, int32_t* ni) {
-    onnxc_tf_bits t;
-    float n, r, p;
-    t.f = ONNXC_TF_MADD(x, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
-    n = t.f - 12582912.0f;
-    *ni = (int32_t)(t.u - 0x4B400000u);
-    r = ONNXC_TF_MADD(n, -0.693145751953125f, x); /* ln2 = this (exact product for |n| < 2^9) + the next */
-    r = ONNXC_TF_MADD(n, -1.4286068202862268e-06f, r);
-    p = 1.0f / 5040.0f;
-    p = ONNXC_TF_MADD(p, r, 1.0f / 720.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 120.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 24.0f);
-    p = ONNXC_TF_MADD(p, r, 1.0f / 6.0f);
-    p = ONNXC_TF_MADD(p, r, 0.5f);
+/* min(bits, m) for bits of x >= 0 (or any x when m is the bits of a positive bound: negative x
+ * are negative integers) and for bits of x <= 0 against the bits of a negative bound */
+#define ONNXC_TF_MIN_S(b, m) ((b) < (int32_t)(m) ? (b) : (int32_t)(m))
+#define ONNXC_TF_MIN_U(b, m) ((b) < (uint32_t)(m) ? (b) : (uint32_t)(m))
+
+/* exp(r) for |r| <= ln2/2 (+ rounding): degree-6 minimax polynomial of the relative error,
+ * coefficients rounded to float32 one at a time with the rest refitted: 3.1e-9 relative (0.05
+ * ulp) in exact arithmetic. */
+static inline float onnxc_exp_poly(float r) {
+    float p = 1.381829614e-03f;
+    p = ONNXC_TF_MADD(p, r, 8.368532173e-03f);
+    p = ONNXC_TF_MADD(p, r, 4.166829214e-02f);
+    p = ONNXC_TF_MADD(p, r, 1.666652262e-01f);
+    p = ONNXC_TF_MADD(p, r, 4.999999404e-01f);
     p = ONNXC_TF_MADD(p, r, 1.0f);
     return ONNXC_TF_MADD(p, r, 1.0f);
 }
 
-/* exp(x) within ~2 ulp: onnxc_exp_reduce, then 2^n applied in two halves so results in the
- * subnormal range come out right. NaN -> NaN, overflow -> inf, x < -104 (below the smallest
- * subnormal) -> 0. */
+/* Range reduction x = n ln2 + r: t = x log2(e) + 1.5 * 2^23 + bias rounds to an integer whose
+ * low bits are n + bias (bias folded into the constant, so 2^n needs no integer add); ln2 is
+ * split so n * ONNXC_TF_LN2HI is exact for |n| < 2^9 (Cody-Waite). */
+#define ONNXC_TF_LOG2E 1.44269504088896341f
+#define ONNXC_TF_LN2HI 0.693145751953125f
+#define ONNXC_TF_LN2LO 1.4286068202862268e-06f
+#define ONNXC_TF_SHIFTER 12582912.0f /* 1.5 * 2^23 */
+
+/* exp(x) within ~1.5 ulp, subnormal results included: NaN -> NaN, x > 88.72 -> inf, below the
+ * smallest subnormal -> 0. 2^n is applied as two normal factors 2^h * 2^(n-h) (n in
+ * [-150, 128]), so results in the subnormal range are rounded once and overflow comes out as
+ * inf from the product. The bounds: x <= 89 (n <= 128) by an integer min that also maps +NaN
+ * to 89 for n, while r is taken from x clamped only below (a float select keeps NaN), so NaN,
+ * +inf and large x reach the polynomial (NaN, or r > 0.27 and p * 2^128 = inf). */
 static inline float onnxc_expf(float x) {
-    const float hi = 88.72283935546875f, lo = -104.0f;
-    onnxc_tf_bits s1, s2;
-    float xc = x > hi ? hi : x, p;
-    int32_t ni, h;
-    xc = xc < lo ? lo : xc; /* NaN passes both (comparisons are false) */
-    p = onnxc_exp_reduce(xc, &ni);
-    h = ni / 2;
-    s1.u = (uint32_t)(h + 127) << 23;
-    s2.u = (uint32_t)(ni - h + 127) << 23;
-    p = p * s1.f * s2.f;
-    return x > hi ? (float)INFINITY : (x < lo ? 0.0f : p);
+    onnxc_tf_bits c, t, s1, s2;
+    float xl, n, r;
+    xl = x < -104.0f ? -104.0f : x;              /* exp(-104) < 2^-150: rounds to 0 */
+    c.f = xl;
+    c.i = ONNXC_TF_MIN_S(c.i, 0x42B20000u);       /* 89.0f */
+    t.f = ONNXC_TF_MADD(c.f, ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 254.0f);
+    n = t.f - (ONNXC_TF_SHIFTER + 254.0f);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, xl);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r);
+    /* t.u = 0x4B400000 + n + 254 (even constant part): 2^h with h + 127 = (n + 254) >> 1, and
+     * 2^(n-h) from the rest (the constant's bits shift out past bit 31) */
+    s1.u = (t.u >> 1) << 23;
+    s2.u = (t.u << 23) - s1.u;
+    return onnxc_exp_poly(r) * s1.f * s2.f;
 }
 
-/* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|) in (0, 1]: the exp
- * never overflows, so it needs neither onnxc_expf's overflow handling nor its split scaling for
- * subnormal results (|x| is clamped to 87.33654, where exp is still normal): about half of the vector
- * instructions of 1 / (1 + onnxc_expf(-x)), the cost of SiLU/Sigmoid epilogues.  Same reduction
- * and polynomial as onnxc_expf (within ~3 ulp); results below FLT_MIN (x < -87.33654) are 0,
- * NaN -> NaN. */
+/* 1 + exp(-x) for sigmoid and SiLU, from clamped x: xu <= 87 (exp(-87) < 2^-125 vanishes next
+ * to 1; n >= -126 keeps 2^n normal) and xc = max(xu, -88.5) (n <= 128; 2^128 is the bits of inf,
+ * so x <= -88.38 gives inf: sigmoid 0, below the subnormal results that x in (-88.38, -87.34)
+ * gets). r comes from xu, so a NaN or -inf x that the integer min turned into -88.5 still
+ * reaches the polynomial (NaN, or +inf: denominator inf). One FMA forms 1 + p 2^n. */
+static inline float onnxc_sigmoid_den(float xu, float xc) {
+    onnxc_tf_bits t, s;
+    float n, r;
+    t.f = ONNXC_TF_MADD(xc, -ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 127.0f);
+    n = t.f - (ONNXC_TF_SHIFTER + 127.0f);
+    s.u = t.u << 23; /* 2^n: t.u = 0x4B400000 + n + 127 */
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, -xu);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r);
+    return ONNXC_TF_MADD(onnxc_exp_poly(r), s.f, 1.0f);
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)), within 2.5 ulp down to x = -87.33 (FLT_MIN), subnormal below
+ * until 0 from x <= -88.38; exact 0.5, 1 and 0 at 0, +inf and -inf; NaN -> NaN. No sign split:
+ * for x < 0 the denominator is large and its relative error is the result's, as for x > 0. */
 static inline float onnxc_sigmoidf(float x) {
-    const float ax = x < 0 ? -x : x;
-    const float m = ax > 87.33654f ? -87.33654f : -ax; /* NaN: -NaN; exp(-87.33654) >= FLT_MIN */
-    onnxc_tf_bits sc;
-    int32_t ni;
-    const float p = onnxc_exp_reduce(m, &ni);
-    float e, q;
-    sc.u = (uint32_t)(ni + 127) << 23; /* 2^n, n in [-126, 0] */
-    e = p * sc.f;
-    q = 1.0f / (1.0f + e);
-    q = x >= 0 ? q : e * q;
-    return x < -87.33654f ? 0.0f : q;
+    onnxc_tf_bits c;
+    const float xu = x > 87.0f ? 87.0f : x; /* keeps NaN (the comparison is false) */
+    c.f = xu;
+    c.u = ONNXC_TF_MIN_U(c.u, 0xC2B10000u); /* -88.5f; also -NaN, which xu carries into r */
+    return 1.0f / onnxc_sigmoid_den(xu, c.f);
 }
 
-/* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)), with 1 + erf(z) = erfc(-z) for z < 0 and
- * 2 - erfc(z) otherwise, so the negative tail keeps its relative accuracy. erfc(a), a >= 0, is
- * t exp(P(t) - a^2), t = 1 / (1 + a/2), P a degree-11 polynomial fitted (least squares on
- * Chebyshev terms) to ln(erfc(a) / t) + a^2 over [0, 10.5] (2e-8 relative in exact
- * arithmetic); the rounding errors of a^2 and of P - a^2 are carried into the result. Within
- * ~7 ulp of the exact value (9 near the subnormal range); erfc(a) < 2e-45 for a >= 10 is 0. */
+/* SiLU x * sigmoid(x) = x / (1 + exp(-x)): one division instead of a division and a product,
+ * and both clamps integer minima (x itself carries a NaN into the quotient). Within 2.5 ulp for
+ * x >= -88.37 (results down to -4e-37); -0 below, NaN at -inf as x * sigmoid(x). */
+static inline float onnxc_siluf(float x) {
+    onnxc_tf_bits c;
+    c.f = x;
+    c.i = ONNXC_TF_MIN_S(c.i, 0x42AE0000u); /* 87.0f */
+    c.u = ONNXC_TF_MIN_U(c.u, 0xC2B10000u); /* -88.5f */
+    return x / onnxc_sigmoid_den(c.f, c.f);
+}
+
+/* GELU, erf form: x Phi(x) = x [x >= 0] - g, g = |x|/2 erfc(a) >= 0, a = |x| / sqrt 2 (x < 0:
+ * -g; x >= 0: x - g, g <= x/2). erfc(a) = t exp(P(u) - a^2), t = 1 / (1 + 0.45 a), u = 1 - t, P a
+ * degree-9 polynomial with P(0) = 0 fitted (minimax, float32 coefficients) to ln(erfc(a) / t) +
+ * a^2 over a in [0, 10.3]: 1.7e-8 absolute, i.e. relative in erfc (in u rather than t: Horner
+ * near t = 1 would sum large alternating terms to ~0, losing erfc's relative accuracy at small a). a^2 = x^2 / 2 is taken from |x| with its rounding
+ * error (one FMA, or a Veltkamp split), and the rounding of P - a^2 by Fast2Sum (exact where
+ * a^2 >= |P|, and below 2^-26 elsewhere); both go into the reduced argument of the exp, so the
+ * large exponent costs no accuracy. The exp is scaled by 2^32 (n + 32 >= -126 down to
+ * a = 10.3) and g formed before the scaling is undone, so subnormal g rounds once. |x| is
+ * clamped to 14.5 (integer min; also NaN and inf), where g < 2^-150 rounds to 0; x itself
+ * carries NaN. Within 6 ulp (7 without FMA) where the result is at least FLT_MIN, within FLT_MIN
+ * below; gelu(inf) = inf, gelu(-inf) = NaN (-inf * 0, as the formula and onnxruntime give). */
 static inline float onnxc_gelu_erff(float x) {
-    const float z = x * 0.70710678118654752f;
-    const float a = z < 0 ? -z : z;
-    const float t = 1.0f / ONNXC_TF_MADD(0.5f, a, 1.0f);
-    /* a^2 = x^2 / 2 from x itself (the rounding of z would cost 2 a^2 half-ulps of relative
-     * error in the tail), with x^2's rounding error kept: one FMA gives it exactly, else a
-     * Veltkamp split */
-    const float x2 = x * x, a2 = 0.5f * x2;
+    onnxc_tf_bits b, tt, sc;
+    float ax, t, u, x2, x2lo, P, s, w, corr, n, r, ecs;
+    b.f = x;
+    b.u &= 0x7FFFFFFFu;
+    b.u = ONNXC_TF_MIN_U(b.u, 0x41680000u); /* 14.5f */
+    ax = b.f;
+    t = 1.0f / ONNXC_TF_MADD(0.45f * 0.70710678118654752f, ax, 1.0f);
+    x2 = ax * ax;
 #if ONNXC_TF_HAS_FMA
-    const float a2lo = 0.5f * fmaf(x, x, -x2);
+    x2lo = fmaf(ax, ax, -x2);
 #else
-    const float c = 4097.0f * x, xh = c - (c - x), xl = x - xh;
-    const float a2lo = 0.5f * (((xh * xh - x2) + 2.0f * xh * xl) + xl * xl);
+    {
+        const float c = 4097.0f * ax, xh = c - (c - ax), xl = ax - xh;
+        x2lo = ((xh * xh - x2) + 2.0f * xh * xl) + xl * xl;
+    }
 #endif
-    float P = -1.129111856e-01f, s, bb, err, ec;
-    P = ONNXC_TF_MADD(P, t, 5.739814290e-01f);
-    P = ONNXC_TF_MADD(P, t, -1.037219781e+00f);
-    P = ONNXC_TF_MADD(P, t, 4.995799868e-01f);
-    P = ONNXC_TF_MADD(P, t, 7.629573577e-01f);
-    P = ONNXC_TF_MADD(P, t, -1.067496618e+00f);
-    P = ONNXC_TF_MADD(P, t, 4.449727420e-01f);
-    P = ONNXC_TF_MADD(P, t, -2.991000127e-01f);
-    P = ONNXC_TF_MADD(P, t, 1.321383219e-01f);
-    P = ONNXC_TF_MADD(P, t, 3.680728424e-01f);
-    P = ONNXC_TF_MADD(P, t, 1.000556327e+00f);
-    P = ONNXC_TF_MADD(P, t, -1.265531426e+00f);
-    s = P - a2; /* two-sum: err is what s lost */
-    bb = s - P;
-    err = (P - (s - bb)) + (-a2 - bb);
-    ec = t * onnxc_expf(s) * (1.0f + (err - a2lo));
-    ec = a < 10.0f ? ec : 0.0f; /* also NaN: the product below stays NaN */
-    return 0.5f * x * (z >= 0 ? 2.0f - ec : ec);
+    u = 1.0f - t; /* exact for t >= 1/2 */
+    P = -1.790818721e-01f;
+    P = ONNXC_TF_MADD(P, u, 5.909497142e-01f);
+    P = ONNXC_TF_MADD(P, u, -6.050615311e-01f);
+    P = ONNXC_TF_MADD(P, u, 1.299766451e-01f);
+    P = ONNXC_TF_MADD(P, u, -9.448058903e-02f);
+    P = ONNXC_TF_MADD(P, u, 2.213499546e-01f);
+    P = ONNXC_TF_MADD(P, u, 2.858863771e-01f);
+    P = ONNXC_TF_MADD(P, u, -2.130046934e-01f);
+    P = ONNXC_TF_MADD(P, u, -1.507509232e+00f);
+    P *= u;
+    s = ONNXC_TF_MADD(-0.5f, x2, P);                  /* P - a^2, rounded */
+    w = ONNXC_TF_MADD(0.5f, x2, s);                   /* s + a^2 */
+    corr = ONNXC_TF_MADD(-0.5f, x2lo, P - w);         /* what s lost, less a^2's rounding */
+    tt.f = ONNXC_TF_MADD(s, ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 159.0f);
+    n = tt.f - (ONNXC_TF_SHIFTER + 159.0f);
+    sc.u = tt.u << 23;                                /* 2^(n + 32) */
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, s);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r) + corr;
+    ecs = t * onnxc_exp_poly(r) * sc.f;              /* erfc(a) 2^32 */
+    /* x * [x >= 0] - g: -inf * 0 is NaN, as 0.5 x (1 + erf(x / sqrt 2)) computes it */
+    return ONNXC_TF_MADD(x, x < 0.0f ? 0.0f : 1.0f, -(ax * ecs * 1.16415321826934814e-10f)); /* 2^-32 / 2 */
 }
 
 /* GELU, tanh form: 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)

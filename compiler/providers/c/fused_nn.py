@@ -51,7 +51,7 @@ C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
     # keeps it
     "HardSigmoid": lambda x, p: _clamp01(f"({_f(p[0])} * {x} + {_f(p[1])})"),
     "HardSwish": lambda x, p: f"({x} * {_clamp01(f'({x} / 6.0f + 0.5f)')})",
-    "SiLU": lambda x, p: f"({x} * onnxc_sigmoidf({x}))",
+    "SiLU": lambda x, p: f"onnxc_siluf({x})",  # x / (1 + exp(-x)): one division, no product
 }
 assert set(C_ACTIVATIONS) == set(ACTIVATIONS)
 
