@@ -62,6 +62,24 @@ static void rendezvous(void* c, int64_t b, int64_t e) {
                 sched_yield();
     }
 }
+
+/* every range the pool hands out has n / c or n / c + 1 tasks (c = min(n, 4 x 2 threads)) */
+static int64_t range_min, range_max;
+static void sizes(void* c, int64_t b, int64_t e) {
+    int64_t m;
+    (void)c;
+    for (m = __atomic_load_n(&range_min, __ATOMIC_RELAXED); e - b < m;)
+        if (__atomic_compare_exchange_n(&range_min, &m, e - b, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+    for (m = __atomic_load_n(&range_max, __ATOMIC_RELAXED); e - b > m;)
+        if (__atomic_compare_exchange_n(&range_max, &m, e - b, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+}
+static void balanced(int64_t n) {
+    const int64_t c = n < 8 ? n : 8;
+    range_min = n + 1;
+    range_max = 0;
+    onnxc_parallel_for(n, 1, sizes, NULL);
+    CHECK(range_min == n / c && range_max == (n + c - 1) / c);
+}
 #endif
 
 static pthread_barrier_t bar;
@@ -90,6 +108,8 @@ int main(void) {
     CHECK(onnxc_rt_threads_usable() == 2);
     onnxc_parallel_for(2, 1, rendezvous, NULL);
     CHECK(started1 == 1);
+    for (n = 1; n < 300; ++n) balanced(n);
+    balanced(100003);
 #endif
     onnxc_rt_set_num_threads(1);
     CHECK(onnxc_rt_get_num_threads() == 1 && onnxc_rt_threads_usable() == 1);
@@ -121,9 +141,10 @@ def _c_program(tmp_path, *flags):
 
 @pytest.mark.parametrize("flags", [(), ("-fopenmp",), ("-DONNXC_NO_THREADS",)], ids=["pthreads", "openmp", "serial"])
 def test_pool_protocol_in_c(tmp_path, flags):
-    """Every task exactly once for any n; two threads really run tasks at once (a rendezvous
-    only two concurrent threads pass); nested loops and overlapping runs stay on the caller's
-    thread; set/get of the count; the serial build passes the same checks."""
+    """Every task exactly once for any n, in chunks whose sizes differ by at most one; two
+    threads really run tasks at once (a rendezvous only two concurrent threads pass); nested
+    loops and overlapping runs stay on the caller's thread; set/get of the count; the serial
+    build passes the same checks."""
     exe = _c_program(tmp_path, *flags)
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -574,12 +574,10 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
 }
 
 /* Row ranges per output-block tile (of OH rows; Q tiles of whole images) for P threads: the
- * pool claims a loop's tasks in about 4 chunks per thread of equal task counts (threads.c), so
- * Q * nr tasks that do not fill such chunks evenly leave one thread a chunk more (ResNet-50's
- * stride-2 3x3 of layer2: 2 tiles x 14 ranges of 2 rows = 28 tasks, 7 chunks of 4, split 4:3).
- * Keeps nr when the busiest thread's share of rows (chunk counts rounded up, each range at most
- * ceil(OH/nr) rows) is already even, else takes the nr with the smallest such share, the one
- * nearest nr first.  The split does not change any output's summation: a task covers whole rows
+ * pool claims a loop's n = Q * nr tasks in c = min(n, 4P) chunks whose sizes differ by at most
+ * one task (threads.c), so a thread may take ceil(c/P) chunks, the n % c larger ones first.
+ * Keeps nr when that busiest share of rows (each range at most ceil(OH/nr) rows) is already
+ * the smallest, else takes the nr with the smallest such share, the one nearest nr first.  The split does not change any output's summation: a task covers whole rows
  * of whole tiles and sums every input-block chunk of them in order. */
 static int64_t NB_FN(split_rows)(int64_t Q, int64_t OH, int64_t nr0, int P) {
     int64_t best = nr0, bcost = 0, d;
@@ -587,13 +585,12 @@ static int64_t NB_FN(split_rows)(int64_t Q, int64_t OH, int64_t nr0, int P) {
     for (d = 0; d < 2 * OH; ++d) {
         /* candidates nr0, nr0 + 1, nr0 - 1, nr0 + 2, ... */
         const int64_t k = d % 2 ? nr0 + (d + 1) / 2 : nr0 - d / 2;
-        int64_t n, c, chunk, cost;
+        int64_t n, c, per, cost;
         if (k < 1 || k > OH) continue;
         n = Q * k;
         c = n < 4 * (int64_t)P ? n : 4 * (int64_t)P;
-        chunk = (n + c - 1) / c;
-        c = (n + chunk - 1) / chunk;
-        cost = (c + P - 1) / P * chunk * ((OH + k - 1) / k);
+        per = (c + P - 1) / P;
+        cost = (per * (n / c) + (n % c < per ? n % c : per)) * ((OH + k - 1) / k);
         if (d == 0 || cost < bcost) {
             best = k;
             bcost = cost;
