@@ -748,7 +748,7 @@ static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     const int64_t Cb = (p->C + NB - 1) / NB;
     const int64_t IH = p->IH, IW = p->IW, OH = p->OH, OW = p->OW, KH = p->KH, KW = p->KW;
     const int64_t total = p->N * Cb * OH;
-    const int parallel = total > 1 && total * OW * NB * KH * KW >= NCHWC_PARALLEL_MIN_WORK;
+    const int parallel = total > 1 && total * OW * NB * KH * KW >= NCHWC_DW_PARALLEL_MIN_WORK;
     int64_t owlo, owhi, t;
     if (p->N <= 0 || p->C <= 0 || OH <= 0 || OW <= 0) return;
     onnxc_geom_valid_range(OW, IW - (KW - 1) * p->DW, p->SW, -p->PL, &owlo, &owhi);

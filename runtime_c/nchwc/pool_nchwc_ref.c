@@ -12,8 +12,9 @@
 
 /* Elements visited below which a kernel stays on one thread.  Low: at 2 threads a serial
  * reorder or pool reads half its input from the other core's cache, where the split conv before
- * it left it (ShuffleNet at 2 threads 2.93 -> 2.63 ms going from 2^16 to 2^14; 1 thread same). */
-#define NCHWC_POOL_MIN_WORK (1 << 14)
+ * it left it (ShuffleNet at 2 threads 2.93 -> 2.63 ms going from 2^16 to 2^14; 1 thread same;
+ * 2^12 with the depthwise and gather thresholds lowered alike, see conv_nchwc_ref.c). */
+#define NCHWC_POOL_MIN_WORK (1 << 12)
 
 /* A block that matches the build's vector registers (8 with AVX2, 16 with AVX-512F) uses
  * intrinsics for the window loops; the other combinations run the plain C path (the tests
