@@ -52,7 +52,8 @@ void onnxc_mha_attend(const onnxc_mha_params* p, const float* qkv, const float* 
  *    selects here pick between constants and inputs, or act on the bits;
  *  - float range clamps are integer minima of the bits (one instruction; a float select is a
  *    compare and a blend): for x >= 0 the bits order as signed integers, for x <= 0 as unsigned
- *    ones, and only one side of each clamp is ever reached by the other sign. */
+ *    ones, and only one side of each clamp is ever reached by the other sign; a NaN is clamped
+ *    too, so it is restored from the input (onnxc_tf_nan_mask, or x in a final product). */
 typedef union {
     float f;
     uint32_t u;
@@ -96,66 +97,71 @@ static inline float onnxc_exp_poly(float r) {
 #define ONNXC_TF_LN2LO 1.4286068202862268e-06f
 #define ONNXC_TF_SHIFTER 12582912.0f /* 1.5 * 2^23 */
 
+/* A NaN x as a mask of all ones (a NaN when or-ed into a result's bits), from its bits: integer
+ * compare, so no float select whose arm is computed (see above) */
+static inline uint32_t onnxc_tf_nan_mask(float x) {
+    onnxc_tf_bits b;
+    b.f = x;
+    return (b.u & 0x7FFFFFFFu) > 0x7F800000u ? 0xFFFFFFFFu : 0u;
+}
+
 /* exp(x) within ~1.5 ulp, subnormal results included: NaN -> NaN, x > 88.72 -> inf, below the
- * smallest subnormal -> 0. 2^n is applied as two normal factors 2^h * 2^(n-h) (n in
- * [-150, 128]), so results in the subnormal range are rounded once and overflow comes out as
- * inf from the product. The bounds: x <= 89 (n <= 128) by an integer min that also maps +NaN
- * to 89 for n, while r is taken from x clamped only below (a float select keeps NaN), so NaN,
- * +inf and large x reach the polynomial (NaN, or r > 0.27 and p * 2^128 = inf). */
+ * smallest subnormal -> 0. x is clamped to [-104, 89] (exp(-104) < 2^-150 rounds to 0; exp(89)
+ * still overflows), so n is in [-150, 128] and 2^n is applied as two normal factors
+ * 2^h * 2^(n-h): results in the subnormal range are rounded once and overflow comes out as inf
+ * from the product. The clamps also take NaN (either sign) to a bound; the NaN mask restores it. */
 static inline float onnxc_expf(float x) {
-    onnxc_tf_bits c, t, s1, s2;
-    float xl, n, r;
-    xl = x < -104.0f ? -104.0f : x;              /* exp(-104) < 2^-150: rounds to 0 */
-    c.f = xl;
-    c.i = ONNXC_TF_MIN_S(c.i, 0x42B20000u);       /* 89.0f */
+    onnxc_tf_bits c, t, s1, s2, y;
+    float n, r;
+    c.f = x;
+    c.u = ONNXC_TF_MIN_U(c.u, 0xC2D00000u); /* -104.0f */
+    c.i = ONNXC_TF_MIN_S(c.i, 0x42B20000u); /* 89.0f */
     t.f = ONNXC_TF_MADD(c.f, ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 254.0f);
     n = t.f - (ONNXC_TF_SHIFTER + 254.0f);
-    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, xl);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, c.f);
     r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r);
     /* t.u = 0x4B400000 + n + 254 (even constant part): 2^h with h + 127 = (n + 254) >> 1, and
      * 2^(n-h) from the rest (the constant's bits shift out past bit 31) */
     s1.u = (t.u >> 1) << 23;
     s2.u = (t.u << 23) - s1.u;
-    return onnxc_exp_poly(r) * s1.f * s2.f;
+    y.f = onnxc_exp_poly(r) * s1.f * s2.f;
+    y.u |= onnxc_tf_nan_mask(x);
+    return y.f;
 }
 
-/* 1 + exp(-x) for sigmoid and SiLU, from clamped x: xu <= 87 (exp(-87) < 2^-125 vanishes next
- * to 1; n >= -126 keeps 2^n normal) and xc = max(xu, -88.5) (n <= 128; 2^128 is the bits of inf,
- * so x <= -88.38 gives inf: sigmoid 0, below the subnormal results that x in (-88.38, -87.34)
- * gets). r comes from xu, so a NaN or -inf x that the integer min turned into -88.5 still
- * reaches the polynomial (NaN, or +inf: denominator inf). One FMA forms 1 + p 2^n. */
-static inline float onnxc_sigmoid_den(float xu, float xc) {
-    onnxc_tf_bits t, s;
+/* 1 + exp(-x) for sigmoid and SiLU, x clamped to [-88.5, 87] by integer minima (also NaN, to a
+ * bound): exp(-87) < 2^-125 vanishes next to 1 and n >= -126 keeps 2^n normal; n <= 128, and
+ * 2^128 is the bits of inf, so x <= -88.38 gives an infinite denominator (sigmoid 0, below the
+ * subnormal results that x in (-88.38, -87.34) gets). One FMA forms 1 + p 2^n. */
+static inline float onnxc_sigmoid_den(float x) {
+    onnxc_tf_bits c, t, s;
     float n, r;
-    t.f = ONNXC_TF_MADD(xc, -ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 127.0f);
+    c.f = x;
+    c.i = ONNXC_TF_MIN_S(c.i, 0x42AE0000u); /* 87.0f */
+    c.u = ONNXC_TF_MIN_U(c.u, 0xC2B10000u); /* -88.5f */
+    t.f = ONNXC_TF_MADD(c.f, -ONNXC_TF_LOG2E, ONNXC_TF_SHIFTER + 127.0f);
     n = t.f - (ONNXC_TF_SHIFTER + 127.0f);
     s.u = t.u << 23; /* 2^n: t.u = 0x4B400000 + n + 127 */
-    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, -xu);
+    r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, -c.f);
     r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r);
     return ONNXC_TF_MADD(onnxc_exp_poly(r), s.f, 1.0f);
 }
 
 /* sigmoid(x) = 1 / (1 + exp(-x)), within 2.5 ulp down to x = -87.33 (FLT_MIN), subnormal below
- * until 0 from x <= -88.38; exact 0.5, 1 and 0 at 0, +inf and -inf; NaN -> NaN. No sign split:
- * for x < 0 the denominator is large and its relative error is the result's, as for x > 0. */
+ * until 0 from x <= -88.38; exact 0.5, 1 and 0 at 0, +inf and -inf; NaN -> NaN (the mask makes
+ * the denominator NaN). No sign split: for x < 0 the denominator is large and its relative error
+ * is the result's, as for x > 0. */
 static inline float onnxc_sigmoidf(float x) {
-    onnxc_tf_bits c;
-    const float xu = x > 87.0f ? 87.0f : x; /* keeps NaN (the comparison is false) */
-    c.f = xu;
-    c.u = ONNXC_TF_MIN_U(c.u, 0xC2B10000u); /* -88.5f; also -NaN, which xu carries into r */
-    return 1.0f / onnxc_sigmoid_den(xu, c.f);
+    onnxc_tf_bits d;
+    d.f = onnxc_sigmoid_den(x);
+    d.u |= onnxc_tf_nan_mask(x);
+    return 1.0f / d.f;
 }
 
-/* SiLU x * sigmoid(x) = x / (1 + exp(-x)): one division instead of a division and a product,
- * and both clamps integer minima (x itself carries a NaN into the quotient). Within 2.5 ulp for
- * x >= -88.37 (results down to -4e-37); -0 below, NaN at -inf as x * sigmoid(x). */
-static inline float onnxc_siluf(float x) {
-    onnxc_tf_bits c;
-    c.f = x;
-    c.i = ONNXC_TF_MIN_S(c.i, 0x42AE0000u); /* 87.0f */
-    c.u = ONNXC_TF_MIN_U(c.u, 0xC2B10000u); /* -88.5f */
-    return x / onnxc_sigmoid_den(c.f, c.f);
-}
+/* SiLU x * sigmoid(x) = x / (1 + exp(-x)): one division instead of a division and a product (x
+ * itself carries a NaN into the quotient). Within 2.5 ulp for x >= -88.37 (results down to
+ * -4e-37); -0 below, NaN at -inf as x * sigmoid(x). */
+static inline float onnxc_siluf(float x) { return x / onnxc_sigmoid_den(x); }
 
 /* GELU, erf form: x Phi(x) = x [x >= 0] - g, g = |x|/2 erfc(a) >= 0, a = |x| / sqrt 2 (x < 0:
  * -g; x >= 0: x - g, g <= x/2). erfc(a) = t exp(P(u) - a^2), t = 1 / (1 + 0.45 a), u = 1 - t, P a
@@ -206,8 +212,11 @@ static inline float onnxc_gelu_erff(float x) {
     r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2HI, s);
     r = ONNXC_TF_MADD(-n, ONNXC_TF_LN2LO, r) + corr;
     ecs = t * onnxc_exp_poly(r) * sc.f;              /* erfc(a) 2^32 */
-    /* x * [x >= 0] - g: -inf * 0 is NaN, as 0.5 x (1 + erf(x / sqrt 2)) computes it */
-    return ONNXC_TF_MADD(x, x < 0.0f ? 0.0f : 1.0f, -(ax * ecs * 1.16415321826934814e-10f)); /* 2^-32 / 2 */
+    /* x * [x >= 0] - g (-inf * 0 is NaN, as 0.5 x (1 + erf(x / sqrt 2)) computes it); [x >= 0]
+     * as 1.0f or 0 from the sign bit: GCC's SSE2 build does not vectorize the float select */
+    b.f = x;
+    b.u = ((b.u >> 31) - 1u) & 0x3F800000u;
+    return ONNXC_TF_MADD(x, b.f, -(ax * ecs * 1.16415321826934814e-10f)); /* 2^-32 / 2 */
 }
 
 /* GELU, tanh form: 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
