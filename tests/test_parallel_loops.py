@@ -186,6 +186,31 @@ def test_layernorm_rows_split_from_8k_elements(tmp_path):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-5)
 
 
+
+def test_small_nchwc_depthwise_and_channel_shuffle_split(tmp_path):
+    """NCHWc depthwise convs split from 2^15 multiply-adds and channel gathers from 2^13
+    elements (a serial one at 2 threads reads half its input from the other core's cache): a
+    ShuffleNet-like unit (1x1 conv, 3x3 depthwise of 48 channels at 16x16: 110K multiply-adds,
+    channel shuffle of 12K elements) gives the same bits at 1 and 2 threads and matches ORT."""
+    c, hw = 48, 16
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["d"], group=c, pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["d", "s1"], ["t0"]),
+             helper.make_node("Transpose", ["t0"], ["t1"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t1", "s2"], ["t2"]),
+             helper.make_node("Conv", ["t2", "w3"], ["y"])]
+    inits = {"w1": rand(c, c, 1, 1) * 0.2, "b1": rand(c), "w2": rand(c, 1, 3, 3) * 0.3, "b2": rand(c),
+             "s1": np.array([1, 2, c // 2, hw, hw], np.int64), "s2": np.array([1, c, hw, hw], np.int64),
+             "w3": rand(c, c, 1, 1) * 0.2}
+    model = make_model(nodes, [("x", F, [1, c, hw, hw])], [("y", F, [1, c, hw, hw])], inits)
+    feed = {"x": rand(1, c, hw, hw)}
+    code = _compile(model, tmp_path / "m", level="layout")
+    assert "onnxc_nchwc_conv_depthwise" in code
+    assert "NchwcChannelGather" in code
+    for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
+        np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)
+
 def _tasks_cpu():
     import glob
     import os
