@@ -8,10 +8,10 @@
  * worker that has not started a chunk: tasks are claimed with one compare-and-swap each, the
  * caller claims too, and it only waits for chunks already running.
  *
- * Protocol.  A loop is published as (fn, ctx, n, chunk) plus one 64-bit word holding the end of
- * the unclaimed chunks (high half, initially the chunk count) and the first unclaimed chunk (low
- * half).  A claim is a CAS that raises the low half (the caller) or lowers the high half (the
- * workers) while low < high, so a claim is always of the loop the word currently describes; the loop fields are read only after a successful claim (acquire), and the caller
+ * Protocol.  A loop is published as (fn, ctx, n, chunk) plus one 64-bit word holding the chunk
+ * count (high half) and the next unclaimed chunk (low half).  A claim is a CAS that advances the
+ * low half while it is below the high half, so a claim is always of the loop the word currently
+ * describes; the loop fields are read only after a successful claim (acquire), and the caller
  * rewrites them only after every chunk is finished (pending == 0), so they cannot change under a
  * claimed chunk.  Workers wait for a new loop on `seq`: spin up to spin_us, then sleep on a
  * condition variable (sleepers is raised before the last check of seq, and the caller reads it
@@ -82,7 +82,7 @@ static struct {
     onnxc_task_fn fn;
     void* ctx;
     int64_t n, chunk, rem; /* chunk: tasks per chunk (n / chunks); the first rem chunks get one more */
-    uint64_t word;      /* end of the unclaimed chunks << 32 | first unclaimed chunk */
+    uint64_t word;      /* chunks << 32 | next unclaimed chunk */
     int pending;        /* chunks not finished yet */
 } P;
 
@@ -117,25 +117,16 @@ static void init_once(void) {
     }
 }
 
-/* Claims and runs chunks of the published loop until none is left: the caller from the front
- * (low half of the word up), the workers from the back (high half down).  So at 2 threads the
- * caller runs the first part of every loop and the worker the last part, split where they meet:
- * a node that reads what the previous one wrote by the same task order (channel blocks,
- * rows) finds most of it in its own core's cache.  Claimed in a race, chunk by chunk, a
- * thread's share moved from node to node, and on this 2-vCPU VM reading data the other core
- * wrote costs a lot: a 7x7 depthwise conv after a split pointwise one took 27 us alone, 145 us
- * after it (MobileNetV2, serial kernel reading the worker's half). */
-static void run_chunks(int back) {
-    const uint64_t step = back ? (uint64_t)1 << 32 : 1;
+/* Claims and runs chunks of the published loop until none is left. */
+static void run_chunks(void) {
     for (;;) {
         uint64_t w = LOAD(&P.word);
         if ((w & 0xffffffffu) >= (w >> 32)) return;
-        if (__atomic_compare_exchange_n(&P.word, &w, back ? w - step : w + step, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
+        if (__atomic_compare_exchange_n(&P.word, &w, w + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             /* chunk k of c over n tasks: [k*q + min(k, r), ...) with q = n / c, r = n % c, so
              * chunk sizes differ by at most one task (ceil(n/c)-sized chunks left the last one
              * short or dropped chunks: 28 tasks made 7 chunks of 4, split 4:3 between 2 threads) */
-            const int64_t k = back ? (int64_t)(w >> 32) - 1 : (int64_t)(w & 0xffffffffu);
+            const int64_t k = (int64_t)(w & 0xffffffffu);
             const int64_t b = k * P.chunk + (k < P.rem ? k : P.rem);
             const int64_t e = b + P.chunk + (k < P.rem);
             P.fn(P.ctx, b, e);
@@ -204,7 +195,7 @@ static void* worker_main(void* arg) {
         /* a worker above the current size (the pool was shrunk) stays idle */
         if (index < LOAD(&P.nthreads) - 1) {
             leave_caller_cpu();
-            run_chunks(1);
+            run_chunks();
         }
     }
 }
@@ -308,7 +299,7 @@ void onnxc_parallel_for(int64_t n, int parallel, onnxc_task_fn fn, void* ctx) {
         pthread_mutex_unlock(&pool_mu);
     }
     in_pool = 1;
-    run_chunks(0);
+    run_chunks();
     in_pool = 0;
     /* wait for the chunks other threads are still running */
     if (LOAD(&P.pending)) {
