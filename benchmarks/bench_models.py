@@ -51,13 +51,15 @@ def median_ms(fn, repeat, warmup=1):
     return statistics.median(ts) * 1e3
 
 
-def paired_median_ms(fns, repeat, warmup=1, rounds=5, settle_s=0.05):
+def paired_median_ms(fns, repeat, warmup=1, rounds=5, settle_s=0.12):
     """Medians (ms) of several functions timed in alternating blocks, so that a noisy neighbour
     or a change of clock hits them alike.  Each block starts after a pause of ``settle_s`` and
-    ``warmup`` untimed runs: the other engine's idle pool threads (onnxruntime's spin after every
-    run) must be asleep, or they take the cores this one is timed on (measured: MobileNetV2 at 2
-    threads 6.6 ms next to onnxruntime's spinning workers, 4.5-4.8 ms alone), and the first runs
-    after a pause are slow for both engines (sleeping workers and vCPUs wake up)."""
+    ``warmup`` untimed runs: the other engine's idle pool threads must be asleep, or they take the
+    cores this one is timed on, and the first runs after a pause are slow for both engines
+    (sleeping workers and vCPUs wake up).  onnxruntime's worker spins on a whole core for ~50 ms
+    after its last run (measured: 52 ms of CPU time burnt during the 100 ms after a run of
+    MobileNetV2 at 2 threads); with a 50 ms pause, onnxc's MobileNetV2 at 2 threads measured
+    5-8 ms in the block after onnxruntime's and 3.8-4.0 ms alone.  onnxc's workers spin 100 us."""
     per_block = max(1, -(-repeat // rounds))
     ts = [[] for _ in fns]
     for _ in range(rounds):
