@@ -51,9 +51,12 @@ def median_ms(fn, repeat, warmup=1):
     return statistics.median(ts) * 1e3
 
 
-def paired_median_ms(fns, repeat, warmup=1, rounds=5, settle_s=0.12):
+def paired_median_ms(fns, repeat, warmup=1, rounds=10, settle_s=0.12):
     """Medians (ms) of several functions timed in alternating blocks, so that a noisy neighbour
-    or a change of clock hits them alike.  Each block starts after a pause of ``settle_s`` and
+    or a change of clock hits them alike (10 short rounds, not 5 long ones: this VM has slow
+    spells of a second or more in which both vCPUs run at up to half speed: light SqueezeNet at 2
+    threads gave block ratios of 0.5-0.9 inside such spells and 1.0-1.25 outside, and measured
+    0.88 in one suite run of 5 rounds, 1.12 in the run before).  Each block starts after a pause of ``settle_s`` and
     ``warmup`` untimed runs: the other engine's idle pool threads must be asleep, or they take the
     cores this one is timed on, and the first runs after a pause are slow for both engines
     (sleeping workers and vCPUs wake up).  onnxruntime's worker spins on a whole core for ~50 ms
