@@ -111,7 +111,10 @@ static void init_once(void) {
     {
         const char* s = getenv("ONNXC_SPIN_US");
         int n = env_threads();
-        P.spin_us = s ? atoi(s) : 100;
+        /* 1 ms: measured against 100 us and 20 ms, in-process A/B at 2 threads, medians of ~20
+         * blocks: light SqueezeNet -4..-6%, light ShuffleNet -9..+1%, MobileNetV3-small -2%,
+         * MobileNetV2 and EfficientNet-B0 within +-2%; 20 ms no better than 1 ms */
+        P.spin_us = s ? atoi(s) : 1000;
         if (n <= 0) n = cpus_available();
         P.nthreads = n < MAX_THREADS ? n : MAX_THREADS;
     }
