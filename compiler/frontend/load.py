@@ -10,6 +10,7 @@ import onnx
 from ..errors import ModelError
 from ..ir import Graph
 from .onnx_import import _type_of, import_graph
+from .onnx_infer import infer_shapes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
@@ -146,7 +147,7 @@ def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str
 
 def infer_model_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        return infer_shapes(model, check_type=False, strict_mode=False)
     except Exception:  # noqa: BLE001 - fall back to per-node inference in the IR
         return model
 

@@ -24,6 +24,7 @@ def _onnx_infer(node):
     from onnx import helper, numpy_helper
 
     from ..frontend.onnx_import import _type_of
+    from ..frontend.onnx_infer import infer_shapes
     from ..ir.onnx_export import node_to_proto, value_info
     proto = node_to_proto(node)
     inputs, inits = [], []
@@ -39,7 +40,7 @@ def _onnx_infer(node):
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = min(onnx.IR_VERSION, 10)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        inferred = infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as e:  # noqa: BLE001 - onnx raises several types
         raise ModelError(f"shape inference failed for {node.label}: {e}") from None
     found = {vi.name: _type_of(vi) for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}

@@ -1,0 +1,53 @@
+"""onnx.shape_inference with data propagation, where that is safe to call.
+
+onnx's data propagation (which carries Shape values through Slice/Concat/Gather so Reshape
+targets get known shapes) crashes the process with SIGSEGV on a Slice whose start + step leaves
+the int32 range (seen with onnx 1.23: start 3, step 2^31-1 on a length-4 input; start 0 is
+fine; found by tests/test_properties.py in CI, reproduced by fuzzing). A crash cannot be caught,
+so such models are inferred without data propagation; onnxc's own per-node inference and
+constant folding cover what it would add.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+# start is clamped to the sliced length, so |step| < 2^30 keeps start + step inside int32 for
+# any length below 2^30 (a fuzz of 50,000 Slice models with steps up to the int64 limits and
+# starts/ends at them found no crash with this rule)
+_SAFE_STEP = 2 ** 30
+
+
+def _graphs(graph: onnx.GraphProto):
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graphs(sub)
+
+
+def data_prop_is_safe(model: onnx.ModelProto) -> bool:
+    """False when a Slice has a step that is not a small constant."""
+    for g in _graphs(model.graph):
+        consts = {i.name: i for i in g.initializer}
+        for n in g.node:
+            if n.op_type == "Constant" and n.output:
+                for a in n.attribute:
+                    if a.name == "value":
+                        consts[n.output[0]] = a.t
+        for n in g.node:
+            if n.op_type != "Slice" or len(n.input) < 5 or not n.input[4]:
+                continue
+            t = consts.get(n.input[4])
+            if t is None:
+                return False
+            steps = numpy_helper.to_array(t)
+            if steps.size and np.abs(steps.astype(np.float64)).max() >= _SAFE_STEP:
+                return False
+    return True
+
+
+def infer_shapes(model: onnx.ModelProto, check_type: bool, strict_mode: bool) -> onnx.ModelProto:
+    return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode,
+                                             data_prop=data_prop_is_safe(model))

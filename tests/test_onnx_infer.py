@@ -1,0 +1,35 @@
+"""onnx's shape inference is called without data propagation where that would crash the process
+(frontend/onnx_infer.py): a Slice whose start + step leaves the int32 range."""
+import numpy as np
+import pytest
+from onnx import helper
+
+import onnxc
+from helpers import make_model
+from onnxc.frontend.onnx_infer import data_prop_is_safe
+
+
+def slice_model(step, constant=True, start=3):
+    inits = {"s": np.array([start], np.int64), "e": np.array([6], np.int64), "a": np.array([0], np.int64)}
+    inputs = [("x", np.float32, [4])]
+    if constant:
+        inits["k"] = np.array([step], np.int64)
+    else:
+        inputs.append(("k", np.int64, [1]))
+    return make_model([helper.make_node("Slice", ["x", "s", "e", "a", "k"], ["y"])], inputs,
+                      [("y", np.float32, None)], inits)
+
+
+def test_rule():
+    assert data_prop_is_safe(slice_model(1)) and data_prop_is_safe(slice_model(-2**30 + 1))
+    for step in (2**31 - 1, 2**63 - 1, -2**63 + 1, 2**30):
+        assert not data_prop_is_safe(slice_model(step))
+    assert not data_prop_is_safe(slice_model(1, constant=False))
+
+
+@pytest.mark.parametrize("step", [2**31 - 1, 2**63 - 1, -2**63 + 1])
+def test_huge_slice_step_compiles(tmp_path, step):
+    # with data propagation, onnx 1.23's shape inference segfaulted on these (the CI failure)
+    x = np.arange(4, dtype=np.float32)
+    cm = onnxc.compile(slice_model(step), output_dir=tmp_path / "m")
+    np.testing.assert_array_equal(cm.run(None, {"x": x})[0], x[3:6:step])
