@@ -56,13 +56,13 @@ def paired_median_ms(fns, repeat, warmup=1, rounds=10, settle_s=0.12):
     or a change of clock hits them alike (10 short rounds, not 5 long ones: this VM has slow
     spells of a second or more in which both vCPUs run at up to half speed: light SqueezeNet at 2
     threads gave block ratios of 0.5-0.9 inside such spells and 1.0-1.25 outside, and measured
-    0.88 in one suite run of 5 rounds, 1.12 in the run before).  Each block starts after a pause of ``settle_s`` and
-    ``warmup`` untimed runs: the other engine's idle pool threads must be asleep, or they take the
+    0.88 in one suite run of 5 rounds, 1.12 in the run before).  Each block starts after a pause
+    of ``settle_s`` and ``warmup`` untimed runs: the other engine's idle pool threads must be asleep, or they take the
     cores this one is timed on, and the first runs after a pause are slow for both engines
     (sleeping workers and vCPUs wake up).  onnxruntime's worker spins on a whole core for ~50 ms
     after its last run (measured: 52 ms of CPU time burnt during the 100 ms after a run of
     MobileNetV2 at 2 threads); with a 50 ms pause, onnxc's MobileNetV2 at 2 threads measured
-    5-8 ms in the block after onnxruntime's and 3.8-4.0 ms alone.  onnxc's workers spin 100 us."""
+    5-8 ms in the block after onnxruntime's and 3.8-4.0 ms alone.  onnxc's workers spin 1 ms."""
     per_block = max(1, -(-repeat // rounds))
     ts = [[] for _ in fns]
     for _ in range(rounds):

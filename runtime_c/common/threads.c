@@ -81,7 +81,7 @@ static struct {
     /* the published loop */
     onnxc_task_fn fn;
     void* ctx;
-    int64_t n, chunk, rem; /* chunk: tasks per chunk (n / chunks); the first rem chunks get one more */
+    int64_t chunk, rem; /* chunk: tasks per chunk (n / chunks); the first rem chunks get one more */
     uint64_t word;      /* chunks << 32 | next unclaimed chunk */
     int pending;        /* chunks not finished yet */
 } P;
@@ -290,7 +290,6 @@ void onnxc_parallel_for(int64_t n, int parallel, onnxc_task_fn fn, void* ctx) {
     if (chunks > n) chunks = n;
     P.fn = fn;
     P.ctx = ctx;
-    P.n = n;
     P.chunk = n / chunks;
     P.rem = n % chunks;
     __atomic_store_n(&P.pending, (int)chunks, __ATOMIC_RELAXED);
