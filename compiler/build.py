@@ -136,7 +136,15 @@ def cdef(prefix: str, partitions=()) -> str:
             f"void {prefix}_profile_enable(int on);\n"
             f"void {prefix}_profile_reset(void);\n"
             f"const double* {prefix}_profile_seconds(void);\n"
-            f"int {prefix}_profile_nodes(void);\n")
+            f"int {prefix}_profile_nodes(void);\n"
+            # self-description and manifest checksums, checked at load (compiler/verify.py)
+            f"int {prefix}_num_inputs(void);\n"
+            f"int {prefix}_num_outputs(void);\n"
+            f"size_t {prefix}_input_bytes(int i);\n"
+            f"size_t {prefix}_output_bytes(int i);\n"
+            f"const char* {prefix}_input_dtype(int i);\n"
+            f"const char* {prefix}_output_dtype(int i);\n"
+            f"const char* {prefix}_manifest_checksums(void);\n")
 
 
 def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "native",

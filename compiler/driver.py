@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
 from ._version import __version__
+from . import install
 from .errors import UnsupportedError
+from .install import install_entry as _install  # noqa: F401 (tests/test_cache_install.py)
 from .runtime import MANIFEST, CompiledModel
 
 DEFAULT_PREFIX = "model"
@@ -91,27 +93,6 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
-def _install(tmp: Path, out: Path, replace: bool) -> None:
-    """Rename the finished build ``tmp`` to the cache entry ``out``. An entry another process
-    installed meanwhile is kept (same key, same content; deleting it pulled a module from under
-    a process about to load it: a conformance case once failed with "cannot open shared object
-    file"); only a broken leftover, or any entry when ``replace``, is moved aside first."""
-    try:
-        os.replace(tmp, out)  # fails while out is a non-empty directory
-        return
-    except OSError:
-        pass
-    if replace or not (out / MANIFEST).exists():
-        stale = out.with_name(f"{out.name}.stale{os.getpid()}")
-        try:
-            os.replace(out, stale)
-            os.replace(tmp, out)
-        except OSError:
-            pass
-        shutil.rmtree(stale, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
@@ -137,33 +118,38 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     if in_cache:
         from .build import cache_root
         output_dir = cache_root() / "models" / key
+        lock = install.cache_lock(cache_root(), key)
     out = Path(output_dir).resolve()  # cffi builds in a temporary directory: relative include paths break
-    if not force and (out / MANIFEST).exists():
-        try:
-            if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
-                if save_optimized is not None:  # a cached build: run the passes just for the file
-                    optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
-                return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
-        except (ValueError, OSError):
-            pass
-    src = raw if not hasattr(model, "SerializeToString") else model
-    if in_cache:
-        # build beside the cache entry and rename it into place: concurrent compiles of the
-        # same model (parallel test workers) never see a half-written directory
-        tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not in_cache:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = out / install.LOCK_NAME
+    # one compile at a time per directory: the others wait, then find the finished build
+    with install.locked(lock):
+        replace = force
+        if not force and (out / MANIFEST).exists():
+            try:
+                if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
+                    m = CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+                    if save_optimized is not None:  # a cached build: run the passes just for the file
+                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
+                    return m
+            except (ValueError, OSError) as e:  # ModelError: the build failed verification
+                log.warning("onnxc: rebuilding %s: %s", out, e)
+                replace = True
+        src = raw if not hasattr(model, "SerializeToString") else model
+        # built in a temporary directory and moved into place: nobody sees a half-written build
+        tmp = install.build_dir(out, in_cache)
         try:
             report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
             report["seconds_total"] = round(time.perf_counter() - t0, 3)
             _update_report(tmp, report)
-            _install(tmp, out, replace=force)
-        finally:  # a failed build (unsupported op, compiler error) leaves nothing in the cache
+            if in_cache:
+                _install(tmp, out, replace=replace)
+            else:
+                install.install_files(tmp, out)
+        finally:  # a failed build (unsupported op, compiler error) leaves nothing behind
             shutil.rmtree(tmp, ignore_errors=True)
         return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
-    report = build_into(src, out, key, options, verbose=verbose, save_optimized=save_optimized)
-    report["seconds_total"] = round(time.perf_counter() - t0, 3)
-    _update_report(out, report)
-    return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
 
 
 def node_table(graph, partitions):
@@ -188,6 +174,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     from .fallback import python_values, static_required
     from .partition import default_providers, partition
     from .resources import runtime_dir
+    from .verify import FORMAT, c_manifest_checksums, file_record, record
 
     times = {}
     t = time.perf_counter()
@@ -221,31 +208,36 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     times["codegen"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{prefix}.c").write_text(result.c_source)
-    (out / f"{prefix}.h").write_text(result.header)
+    out.mkdir(parents=True, exist_ok=True)  # a fresh directory (compile_model installs it)
     result.blob.write(out / "weights.bin")
-    rt_copy = out / "runtime_c"
-    if rt_copy.exists():
-        shutil.rmtree(rt_copy)
-    shutil.copytree(runtime_dir(), rt_copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    for old in out.glob("_onnxc_*.so"):
-        old.unlink()
-    for old in out.glob("fallback*.onnx"):
-        old.unlink()
+    shutil.copytree(runtime_dir(), out / "runtime_c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     fallback = []
     for fb in result.fallback:
         (out / fb["file"]).write_bytes(fb["model"])
-        fallback.append({k: v for k, v in fb.items() if k != "model"})
+        fallback.append({**{k: v for k, v in fb.items() if k != "model"}, **record(fb["model"])})
     module_name = f"_onnxc_{key}"
     c_parts = [i for kind, i in result.steps if kind == "c"]
+    manifest = {
+        "format": FORMAT, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
+        "module_name": module_name, "module_file": None,
+        "arena_bytes": result.plan.size, "weights_file": "weights.bin",
+        "weights_digest": blob_digest(out / "weights.bin"),
+        "inputs": result.inputs, "outputs": result.outputs, "options": options,
+        "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
+        "steps": result.steps, "fallback": fallback,
+        "nodes": node_table(graph, parts.partitions),
+    }
+    # the module vouches for the manifest fields the loader acts on (compiler/verify.py)
+    (out / f"{prefix}.c").write_text(result.c_source + c_manifest_checksums(prefix, manifest))
+    (out / f"{prefix}.h").write_text(result.header)
     from .build import compile_flags
     # the flags the C was generated for (ISA of prepacked weights): what an embedder compiles with
     (out / "cflags.txt").write_text(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])) + "\n")
-    so = None
     if c_parts or not fallback:  # a module of interpreter partitions only has nothing to compile
         so = build_module(out, prefix, module_name, target=options["target"], opt=options["c_opt"],
                           openmp=options["openmp"], partitions=c_parts if fallback else ())
+        rec = file_record(so)
+        manifest.update(module_file=so.name, module_bytes=rec["bytes"], module_checksum=rec["checksum"])
     times["build"] = time.perf_counter() - t
     report = {
         "nodes_before": nodes_before, "nodes_after": len(graph.nodes), "op_counts": graph.op_counts(),
@@ -256,15 +248,6 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "passes": {name: {"rewrites": s.rewrites, "ms": round(s.seconds * 1e3, 2)} for name, s in pm.stats.items()},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
-    manifest = {
-        "format": 1, "onnxc_version": __version__, "cache_key": key, "prefix": prefix,
-        "module_name": module_name, "module_file": so.name if so else None,
-        "arena_bytes": result.plan.size, "weights_file": "weights.bin",
-        "weights_digest": blob_digest(out / "weights.bin"),
-        "inputs": result.inputs, "outputs": result.outputs, "options": options, "report": report,
-        "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
-        "steps": result.steps, "fallback": fallback,
-        "nodes": node_table(graph, parts.partitions),
-    }
+    manifest["report"] = report
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report

@@ -70,7 +70,10 @@ class FallbackPartition:
         self.spec = spec
         self.index = spec["index"]
         self._requested = engine
-        self._model_bytes = (out_dir / spec["file"]).read_bytes()
+        from .verify import check_bytes, read_file
+        path = out_dir / str(spec["file"])
+        self._model_bytes = read_file(path, "fallback model")
+        check_bytes(self._model_bytes, spec, path, "fallback model")  # before an interpreter parses it
         self.engine, self._run = _make_engine(self._model_bytes, engine, num_threads)
 
     def _view(self, arena: np.ndarray, b: Dict) -> np.ndarray:
@@ -108,6 +111,8 @@ class FallbackPartition:
                 env[where] = r
                 continue
             r = np.asarray(r)
+            if r.dtype.byteorder in "<>" and r.dtype.newbyteorder("=") == np.dtype(b["dtype"]):
+                r = r.astype(b["dtype"])  # byte-swapped: to native order
             if r.dtype != np.dtype(b["dtype"]) or list(r.shape) != list(b["shape"]):
                 raise FallbackError(f"fallback partition {self.index}: value '{b['name']}' came back as "
                                    f"{r.dtype}{list(r.shape)}, the compiled code expects "

@@ -65,7 +65,10 @@ def _import_so(path: Path, module_name: str):
     if spec is None or spec.loader is None:
         raise ModelError(f"cannot import compiled module {path}")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except ImportError as e:  # checksums matched, yet the module does not load (e.g. a missing library)
+        raise ModelError(f"cannot import compiled module {path}: {e}") from None
     sys.modules[module_name] = mod
     return mod
 
@@ -73,26 +76,37 @@ def _import_so(path: Path, module_name: str):
 class CompiledModel:
     """A compiled model: ``run(output_names, input_feed)`` like onnxruntime."""
 
-    def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto"):
+    def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
+                 verify: Optional[str] = None):
+        from . import verify as V
         self.output_dir = Path(output_dir)
         mpath = self.output_dir / MANIFEST
         if not mpath.exists():
             raise FileNotFoundError(f"{self.output_dir} holds no compiled onnxc module ({MANIFEST} missing)")
-        self.manifest = json.loads(mpath.read_text())
+        mode = V.mode(verify)
+        # nothing of the build runs before the manifest, the module and its self-description agree
+        self.manifest = V.read_manifest(mpath)
         m = self.manifest
         self.prefix = m["prefix"]
         if m.get("module_file"):
             check_cpu(m, self.output_dir)
-            self._mod = _import_so(self.output_dir / m["module_file"], m["module_name"])
+            so = self.output_dir / str(m["module_file"])
+            V.check_file(so, m.get("module_bytes"), m.get("module_checksum"), "module")
+            self._mod = _import_so(so, str(m["module_name"]))
             self._lib, self._ffi = self._mod.lib, self._mod.ffi
+            V.check_module(self._lib, self._ffi, m, self.output_dir, _np_dtype)
         else:  # every node runs in the fallback interpreter: nothing was compiled
             import cffi
             self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
         from .blob import read_blob
         try:
-            self._weights = read_blob(self.output_dir / m["weights_file"], m.get("weights_digest"))
+            self._weights = read_blob(self.output_dir / str(m["weights_file"]), m["weights_digest"],
+                                      verify=mode == "full")
         except ValueError as e:
-            raise ModelError(str(e)) from None
+            raise ModelError(f"{e}; {V.RECOMPILE}") from None
+        except OSError as e:
+            raise ModelError(f"{self.output_dir}: weights file {m['weights_file']} cannot be read ({e.strerror}); "
+                             f"{V.RECOMPILE}") from None
         if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
             raise ModelError(f"{self.output_dir}: weights file does not match the compiled module")
         self._run_fn = getattr(self._lib, f"{self.prefix}_run")
@@ -159,7 +173,10 @@ class CompiledModel:
             if not isinstance(x, np.ndarray):
                 x = np.asarray(x)
             if x.dtype != dt:
-                raise InputError(f"input '{spec['name']}': expected dtype {dt.name}, got {x.dtype.name}")
+                if x.dtype.byteorder in "<>" and x.dtype.newbyteorder("=") == dt:
+                    x = x.astype(dt)  # byte-swapped (e.g. '>f4' read from a big-endian file): to native order
+                else:
+                    raise InputError(f"input '{spec['name']}': expected dtype {dt.name}, got {_dtype_text(x.dtype)}")
             if spec["shape"] is not None and list(x.shape) != list(spec["shape"]):
                 raise InputError(f"input '{spec['name']}': expected shape {tuple(spec['shape'])}, got "
                                  f"{tuple(x.shape)} (recompile with input_shapes to change it)")
@@ -226,10 +243,14 @@ class CompiledModel:
             getattr(lib, f"{p}_profile_enable")(0)
             self._steps = steps
         secs = getattr(lib, f"{p}_profile_seconds")()
+        n_nodes = int(getattr(lib, f"{p}_profile_nodes")())
         n = max(1, repeat)
         rows = []
         for idx, op, name, part, provider in self.manifest.get("nodes", []):
             if provider == "c":
+                if not (isinstance(idx, int) and 0 <= idx < n_nodes):  # secs is a raw C array
+                    raise ModelError(f"{self.output_dir}: manifest node number {idx!r} ({op} '{name}') is outside "
+                                     f"the module's {n_nodes} profiled nodes (edited manifest): recompile it")
                 rows.append({"node": idx, "op": op, "name": name, "partition": part, "provider": provider,
                              "ms": secs[idx] * 1e3 / n})
         for part, t in fb_time.items():
@@ -255,6 +276,13 @@ def _check_status(rc: int) -> None:
         raise RuntimeError(f"compiled model returned error code {rc}")
 
 
+def _dtype_text(dt: np.dtype) -> str:
+    """A dtype's name, with its byte order when that is not the native one."""
+    if dt.byteorder in "<>":
+        return f"{dt.name} ({'big' if dt.byteorder == '>' else 'little'}-endian)"
+    return dt.name
+
+
 _NUMPY_NAMES = frozenset("float16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32 uint64 bool".split())
 
 
@@ -267,8 +295,15 @@ def _np_dtype(name):
     return np_dtype_from_name(name)
 
 
-def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto") -> CompiledModel:
+def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
+         verify: Optional[str] = None) -> CompiledModel:
     """Load a compiled module from its output directory without recompiling.  ``fallback_engine``
     picks the interpreter of fallback partitions: "auto" (onnxruntime if it accepts the
-    partition, else onnx.reference), "onnxruntime" or "reference"."""
-    return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine)
+    partition, else onnx.reference), "onnxruntime" or "reference".
+
+    A damaged or edited build raises ModelError naming what failed, before any of its code runs.
+    ``verify`` (default: $ONNXC_VERIFY, else "fast"): "fast" checks the manifest, the module's
+    size and checksum, its inputs and outputs against the manifest, and weights.bin's size and
+    header digest (a truncated or swapped file), not its payload; "full" also re-hashes the weights
+    payload (a bit flip in a weight), which reads every page of it (compiler/verify.py)."""
+    return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine, verify=verify)
