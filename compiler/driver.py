@@ -169,7 +169,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
-    from .blob import blob_digest
+    from .blob import HEADER, blob_digest
     from .ir import verify
     from .fallback import python_values, static_required
     from .partition import default_providers, partition
@@ -222,6 +222,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "module_name": module_name, "module_file": None,
         "arena_bytes": result.plan.size, "weights_file": "weights.bin",
         "weights_digest": blob_digest(out / "weights.bin"),
+        "weights_checksum": file_record(out / "weights.bin", HEADER)["checksum"],  # for verify="full"
         "inputs": result.inputs, "outputs": result.outputs, "options": options,
         "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,

@@ -100,8 +100,7 @@ class CompiledModel:
             self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
         from .blob import read_blob
         try:
-            self._weights = read_blob(self.output_dir / str(m["weights_file"]), m["weights_digest"],
-                                      verify=mode == "full")
+            self._weights = read_blob(self.output_dir / str(m["weights_file"]), m["weights_digest"])
         except ValueError as e:
             raise ModelError(f"{e}; {V.RECOMPILE}") from None
         except OSError as e:
@@ -109,6 +108,8 @@ class CompiledModel:
                              f"{V.RECOMPILE}") from None
         if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
             raise ModelError(f"{self.output_dir}: weights file does not match the compiled module")
+        if mode == "full":
+            V.check_payload(self._weights, m.get("weights_checksum"), self.output_dir / str(m["weights_file"]))
         self._run_fn = getattr(self._lib, f"{self.prefix}_run")
         self._arena_bytes = int(getattr(self._lib, f"{self.prefix}_arena_bytes")())
         self._local = threading.local()
@@ -304,6 +305,6 @@ def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "
     A damaged or edited build raises ModelError naming what failed, before any of its code runs.
     ``verify`` (default: $ONNXC_VERIFY, else "fast"): "fast" checks the manifest, the module's
     size and checksum, its inputs and outputs against the manifest, and weights.bin's size and
-    header digest (a truncated or swapped file), not its payload; "full" also re-hashes the weights
-    payload (a bit flip in a weight), which reads every page of it (compiler/verify.py)."""
+    header digest (a truncated or swapped file), not its payload; "full" also checks the payload's
+    CRC-32 (a bit flip in a weight), which reads every page of it (compiler/verify.py)."""
     return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine, verify=verify)

@@ -194,6 +194,7 @@ EDITS = {
     "isa": (lambda m: m.update(isa="generic" if m["isa"] != "generic" else "avx2"), ["isa"]),
     "arena": (_set(["arena_bytes"], 1), ["arena_bytes"]),
     "weights digest": (_set(["weights_digest"], "00" * 16), ["weights_digest"]),
+    "weights checksum": (_set(["weights_checksum"], "crc32:00000000"), ["weights_checksum"]),
     "module checksum": (_set(["module_checksum"], "crc32:00000000"), ["checksum crc32:", "crc32:00000000"]),
     "module bytes": (_set(["module_bytes"], 12), ["the manifest records 12"]),
     "old format": (_set(["format"], 1), ["manifest format 1", "recompile"]),
@@ -237,7 +238,7 @@ def test_edited_profile_node_number_is_refused(build):
 def test_weights_bit_flip(build, tmp_path):
     """The default check reads weights.bin's header only (size against the file, digest against
     the manifest: truncated, extended or swapped files), so a flipped payload byte loads and runs
-    (wrong numbers, no crash); verify="full" (or ONNXC_VERIFY=full) re-hashes the payload."""
+    (wrong numbers, no crash); verify="full" (or ONNXC_VERIFY=full) checks the payload's CRC-32."""
     d, model_path, expected = build
     p = d / "weights.bin"
     data = bytearray(p.read_bytes())
