@@ -16,6 +16,9 @@
  *                     p holds, for its columns j = 0..15, the stored bytes of rows 4g..4g+3 at
  *                     j*4 + 0..3 (the VNNI dot-product order; zero past K and past N). Panel p
  *                     starts at panels_off + p * Kp * 16. Kp = K rounded up to 64 (an AMX tile).
+ *                     ONNXC_QPACK_K2 (the AVX2 vpmaddwd kernels): groups of 2 rows instead, 32
+ *                     bytes, column j at j*2 + 0..1. Either way row k of panel p is in the 64
+ *                     bytes at k * 16 of the panel.
  *   corr_off          (ONNXC_QPACK_PAIRSAFE only) int32 index[Np/16 + 1] (first correction of
  *                     each panel, then the total), then ncorr entries {int32 k, n, e} sorted by
  *                     (n, k): the true stored value at (k, n) is the packed byte + e.
@@ -62,7 +65,8 @@ enum {
     /* header flags */
     ONNXC_QPACK_B_U8 = 1,          /* stored bytes are unsigned (else signed) */
     ONNXC_QPACK_PAIRSAFE = 2,      /* pair-limited values + correction list */
-    ONNXC_QPACK_ZB_PER_COLUMN = 4  /* B had a zero point per column (informative) */
+    ONNXC_QPACK_ZB_PER_COLUMN = 4, /* B had a zero point per column (informative) */
+    ONNXC_QPACK_K2 = 8             /* groups of 2 k (32 bytes) instead of 4 (vpmaddwd kernels) */
 };
 
 typedef struct {
@@ -89,7 +93,7 @@ typedef struct onnxc_qgemm_kernel {
     int kc;              /* K block (a multiple of 64) */
     int a_signed;        /* A is int8 (s8s8 kernels) */
     int a_xor;           /* the kernel multiplies A ^ 0x80 (int8 A seen as uint8 + 128) */
-    unsigned pack_flags; /* the ONNXC_QPACK_B_U8 / _PAIRSAFE flags its packed B must carry */
+    unsigned pack_flags; /* the ONNXC_QPACK_B_U8 / _PAIRSAFE / _K2 flags its packed B must carry */
     int amx;             /* needs the OS tile permission (else `fallback` runs) */
     const struct onnxc_qgemm_kernel* fallback;
 } onnxc_qgemm_kernel;
@@ -173,6 +177,12 @@ extern const onnxc_qgemm_kernel onnxc_u8s8_gemm_6x16__avx2_info;
 /* s8s8 6x16, avx2: qgemm/qgemm_avx2_6x16.c */
 void onnxc_s8s8_gemm_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A, int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C, int64_t ldc, const int32_t* col, const int32_t* row, const int32_t* zbn);
 extern const onnxc_qgemm_kernel onnxc_s8s8_gemm_6x16__avx2_info;
+/* u8s8 6x16, avx2: qgemm/qgemmps_avx2_6x16.c */
+void onnxc_u8s8_gemmps_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A, int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C, int64_t ldc, const int32_t* col, const int32_t* row, const int32_t* zbn);
+extern const onnxc_qgemm_kernel onnxc_u8s8_gemmps_6x16__avx2_info;
+/* s8s8 6x16, avx2: qgemm/qgemmps_avx2_6x16.c */
+void onnxc_s8s8_gemmps_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A, int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C, int64_t ldc, const int32_t* col, const int32_t* row, const int32_t* zbn);
+extern const onnxc_qgemm_kernel onnxc_s8s8_gemmps_6x16__avx2_info;
 /* u8s8 6x16, avx2vnni: qgemm/qgemm_avx2vnni_6x16.c */
 void onnxc_u8s8_gemm_6x16__avx2vnni(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A, int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C, int64_t ldc, const int32_t* col, const int32_t* row, const int32_t* zbn);
 extern const onnxc_qgemm_kernel onnxc_u8s8_gemm_6x16__avx2vnni_info;

@@ -61,6 +61,7 @@ QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, in
     if (k < kc) { /* K tail: B is zero past K */
         const __m256i b0 = _mm256_loadu_si256((const __m256i*)(B + k * 16));
         const __m256i b1 = _mm256_loadu_si256((const __m256i*)(B + k * 16 + 32));
+        #pragma GCC unroll 6
         for (i = 0; i < m; ++i) {
             const __m256i a = bcast4(A + i * lda + k, kc - k);
             c0[i] = DP(c0[i], a, b0);
@@ -74,6 +75,7 @@ QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, in
             _mm256_storeu_si256((__m256i*)(C + i * ldc + 8), c1[i]);
         }
     } else {
+        #pragma GCC unroll 6
         for (i = 0; i < m; ++i) {
             _mm256_maskstore_epi32(C + i * ldc, m0, c0[i]);
             _mm256_maskstore_epi32(C + i * ldc + 8, m1, c1[i]);
@@ -118,16 +120,23 @@ QGEMM_INLINE void row1(const int s8, int64_t nr, int64_t kc, const uint8_t* A, c
     _mm256_maskstore_epi32(C + 8, m1, _mm256_add_epi32(_mm256_add_epi32(c1[0], c1[1]), c1[2]));
 }
 
+/* Rows of the tile in chunks of 6, 4, 2, 1 (fewer instantiations to compile than one per
+ * row count; the panel re-read for a remainder chunk is in L1). */
 #define ARGS nr, kc, A, lda, B, C, ldc, col, row, zbn
-#define ROWS(s8, wide)                                                           \
-    switch (mr) {                                                                \
-    case 6: tile(s8, 6, wide, ARGS); break;                                      \
-    case 5: tile(s8, 5, wide, ARGS); break;                                      \
-    case 4: tile(s8, 4, wide, ARGS); break;                                      \
-    case 3: tile(s8, 3, wide, ARGS); break;                                      \
-    case 2: tile(s8, 2, wide, ARGS); break;                                      \
-    default: row1(s8, nr, kc, A, B, C, ldc, col, row, zbn); break;               \
-    }
+#define ROWS(s8, wide)                                                                         \
+    do {                                                                                       \
+        int64_t m = mr, d;                                                                     \
+        while (m > 0) {                                                                        \
+            if (m >= 6) { tile(s8, 6, wide, ARGS); d = 6; } else \
+            if (m >= 4) { tile(s8, 4, wide, ARGS); d = 4; } else \
+            if (m >= 2) { tile(s8, 2, wide, ARGS); d = 2; } else \
+            { row1(s8, nr, kc, A, B, C, ldc, col, row, zbn); d = 1; }                                                  \
+            A += d * lda;                                                                      \
+            C += d * ldc;                                                                      \
+            if (row) row += d;                                                                 \
+            m -= d;                                                                            \
+        }                                                                                      \
+    } while (0)
 
 void onnxc_u8s8_gemm_6x16__avx2vnni(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A,
                                     int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C,
@@ -135,9 +144,9 @@ void onnxc_u8s8_gemm_6x16__avx2vnni(int64_t mr, int64_t nr, int64_t kc, const ui
                                     const int32_t* zbn) {
     (void)bstride;
     if (nr > 8) {
-        ROWS(0, 1)
+        ROWS(0, 1);
     } else {
-        ROWS(0, 0)
+        ROWS(0, 0);
     }
 }
 
@@ -147,9 +156,9 @@ void onnxc_s8s8_gemm_6x16__avx2vnni(int64_t mr, int64_t nr, int64_t kc, const ui
                                     const int32_t* zbn) {
     (void)bstride;
     if (nr > 8) {
-        ROWS(1, 1)
+        ROWS(1, 1);
     } else {
-        ROWS(1, 0)
+        ROWS(1, 0);
     }
 }
 

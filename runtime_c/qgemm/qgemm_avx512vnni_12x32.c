@@ -17,36 +17,42 @@ QGEMM_INLINE __m512i bcast4(const uint8_t* p, int64_t n) {
     return _mm512_set1_epi32((int)qgemm_load4(p, n));
 }
 
+/* acc += u8 x s8 dot products of 4 bytes per lane; inline asm on GCC/clang ties the accumulator
+ * to one register (with the intrinsic GCC 12 copied every accumulator each iteration). */
+#if defined(__GNUC__) || defined(__clang__)
+#define DPBUSD(acc, u, s) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s))
+#else
+#define DPBUSD(acc, u, s) ((acc) = _mm512_dpbusd_epi32((acc), (u), (s)))
+#endif
 /* s8: A is int8 and B uint8 (operands swapped) */
-#define DP(acc, a, b) (s8 ? _mm512_dpbusd_epi32((acc), (b), (a)) : _mm512_dpbusd_epi32((acc), (a), (b)))
+#define DP(acc, a, b)                 \
+    do {                              \
+        if (s8) DPBUSD(acc, b, a);    \
+        else DPBUSD(acc, a, b);       \
+    } while (0)
 
-QGEMM_INLINE void start(const int m, const int wide, __m512i* c0, __m512i* c1, __mmask16 m0,
-                        __mmask16 m1, int32_t* C, int64_t ldc, const int32_t* col,
-                        const int32_t* row, const int32_t* zbn) {
-    int i;
-    if (col) {
-        const __m512i v0 = _mm512_maskz_loadu_epi32(m0, col);
-        const __m512i v1 = wide ? _mm512_maskz_loadu_epi32(m1, col + 16) : _mm512_setzero_si512();
-        const __m512i z0 = row ? _mm512_maskz_loadu_epi32(m0, zbn) : _mm512_setzero_si512();
-        const __m512i z1 = row && wide ? _mm512_maskz_loadu_epi32(m1, zbn + 16) : _mm512_setzero_si512();
-#pragma GCC unroll 12
-        for (i = 0; i < m; ++i) {
-            c0[i] = v0;
-            c1[i] = v1;
-            if (row) {
-                const __m512i r = _mm512_set1_epi32(row[i]);
-                c0[i] = _mm512_add_epi32(c0[i], _mm512_mullo_epi32(r, z0));
-                if (wide) c1[i] = _mm512_add_epi32(c1[i], _mm512_mullo_epi32(r, z1));
-            }
-        }
-    } else {
-#pragma GCC unroll 12
-        for (i = 0; i < m; ++i) {
-            c0[i] = _mm512_maskz_loadu_epi32(m0, C + i * ldc);
-            c1[i] = wide ? _mm512_maskz_loadu_epi32(m1, C + i * ldc + 16) : _mm512_setzero_si512();
-        }
-    }
-}
+/* Accumulator start of rows [0, m): col + row * zbn (first K block) or C (later blocks). A macro,
+ * not a function taking the arrays: their address escaping made GCC keep them in memory. */
+#define START(m, wide, c0, c1)                                                                   \
+    do {                                                                                         \
+        int i_;                                                                                  \
+        if (col) {                                                                               \
+            const __m512i v0 = _mm512_maskz_loadu_epi32(m0, col);                                \
+            const __m512i v1 = wide ? _mm512_maskz_loadu_epi32(m1, col + 16) : _mm512_setzero_si512(); \
+            const __m512i z0 = row ? _mm512_maskz_loadu_epi32(m0, zbn) : _mm512_setzero_si512(); \
+            const __m512i z1 = row && wide ? _mm512_maskz_loadu_epi32(m1, zbn + 16) : _mm512_setzero_si512(); \
+            _Pragma("GCC unroll 12") for (i_ = 0; i_ < (m); ++i_) {                                                       \
+                const __m512i r_ = _mm512_set1_epi32(row ? row[i_] : 0);                         \
+                c0[i_] = _mm512_add_epi32(v0, _mm512_mullo_epi32(r_, z0));                       \
+                c1[i_] = _mm512_add_epi32(v1, _mm512_mullo_epi32(r_, z1));                       \
+            }                                                                                    \
+        } else {                                                                                 \
+            _Pragma("GCC unroll 12") for (i_ = 0; i_ < (m); ++i_) {                                                       \
+                c0[i_] = _mm512_maskz_loadu_epi32(m0, C + i_ * ldc);                             \
+                c1[i_] = wide ? _mm512_maskz_loadu_epi32(m1, C + i_ * ldc + 16) : _mm512_setzero_si512(); \
+            }                                                                                    \
+        }                                                                                        \
+    } while (0)
 
 QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, int64_t kc,
                        const uint8_t* A, int64_t lda, const uint8_t* B, int64_t bstride,
@@ -58,24 +64,25 @@ QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, in
     const uint8_t* B1 = B + bstride;
     int64_t k = 0;
     int i;
-    start(m, wide, c0, c1, m0, m1, C, ldc, col, row, zbn);
+    START(m, wide, c0, c1);
     for (; k + 4 <= kc; k += 4) {
         const __m512i b0 = _mm512_loadu_si512((const void*)(B + k * 16));
         const __m512i b1 = wide ? _mm512_loadu_si512((const void*)(B1 + k * 16)) : _mm512_setzero_si512();
 #pragma GCC unroll 12
         for (i = 0; i < m; ++i) {
             const __m512i a = bcast4(A + i * lda + k, 4);
-            c0[i] = DP(c0[i], a, b0);
-            if (wide) c1[i] = DP(c1[i], a, b1);
+            DP(c0[i], a, b0);
+            if (wide) DP(c1[i], a, b1);
         }
     }
     if (k < kc) { /* last group of a K that is not a multiple of 4: B is zero past K */
         const __m512i b0 = _mm512_loadu_si512((const void*)(B + k * 16));
         const __m512i b1 = wide ? _mm512_loadu_si512((const void*)(B1 + k * 16)) : _mm512_setzero_si512();
+        #pragma GCC unroll 12
         for (i = 0; i < m; ++i) {
             const __m512i a = bcast4(A + i * lda + k, kc - k);
-            c0[i] = DP(c0[i], a, b0);
-            if (wide) c1[i] = DP(c1[i], a, b1);
+            DP(c0[i], a, b0);
+            if (wide) DP(c1[i], a, b1);
         }
     }
 #pragma GCC unroll 12
@@ -95,20 +102,20 @@ QGEMM_INLINE void row1(const int s8, const int wide, int64_t nr, int64_t kc, con
     const uint8_t* B1 = B + bstride;
     int64_t k = 0;
     int u;
-    start(1, wide, c0, c1, m0, m1, C, ldc, col, row, zbn);
+    START(1, wide, c0, c1);
     for (u = 1; u < 4; ++u) c0[u] = c1[u] = _mm512_setzero_si512();
     for (; k + 16 <= kc; k += 16) {
 #pragma GCC unroll 4
         for (u = 0; u < 4; ++u) {
             const __m512i a = bcast4(A + k + 4 * u, 4);
-            c0[u] = DP(c0[u], a, _mm512_loadu_si512((const void*)(B + (k + 4 * u) * 16)));
-            if (wide) c1[u] = DP(c1[u], a, _mm512_loadu_si512((const void*)(B1 + (k + 4 * u) * 16)));
+            DP(c0[u], a, _mm512_loadu_si512((const void*)(B + (k + 4 * u) * 16)));
+            if (wide) DP(c1[u], a, _mm512_loadu_si512((const void*)(B1 + (k + 4 * u) * 16)));
         }
     }
     for (; k < kc; k += 4) {
         const __m512i a = bcast4(A + k, kc - k);
-        c0[0] = DP(c0[0], a, _mm512_loadu_si512((const void*)(B + k * 16)));
-        if (wide) c1[0] = DP(c1[0], a, _mm512_loadu_si512((const void*)(B1 + k * 16)));
+        DP(c0[0], a, _mm512_loadu_si512((const void*)(B + k * 16)));
+        if (wide) DP(c1[0], a, _mm512_loadu_si512((const void*)(B1 + k * 16)));
     }
     c0[0] = _mm512_add_epi32(_mm512_add_epi32(c0[0], c0[1]), _mm512_add_epi32(c0[2], c0[3]));
     _mm512_mask_storeu_epi32(C, m0, c0[0]);
@@ -118,31 +125,33 @@ QGEMM_INLINE void row1(const int s8, const int wide, int64_t nr, int64_t kc, con
     }
 }
 
+/* Rows of the tile in chunks of 12, 8, 4, 2, 1 (fewer instantiations to compile than one per
+ * row count; the panel re-read for a remainder chunk is in L1). */
 #define ARGS nr, kc, A, lda, B, bstride, C, ldc, col, row, zbn
-#define ROWS(s8, wide)                                                                   \
-    switch (mr) {                                                                        \
-    case 12: tile(s8, 12, wide, ARGS); break;                                            \
-    case 11: tile(s8, 11, wide, ARGS); break;                                            \
-    case 10: tile(s8, 10, wide, ARGS); break;                                            \
-    case 9: tile(s8, 9, wide, ARGS); break;                                              \
-    case 8: tile(s8, 8, wide, ARGS); break;                                              \
-    case 7: tile(s8, 7, wide, ARGS); break;                                              \
-    case 6: tile(s8, 6, wide, ARGS); break;                                              \
-    case 5: tile(s8, 5, wide, ARGS); break;                                              \
-    case 4: tile(s8, 4, wide, ARGS); break;                                              \
-    case 3: tile(s8, 3, wide, ARGS); break;                                              \
-    case 2: tile(s8, 2, wide, ARGS); break;                                              \
-    default: row1(s8, wide, nr, kc, A, B, bstride, C, ldc, col, row, zbn); break;        \
-    }
+#define ROWS(s8, wide)                                                                         \
+    do {                                                                                       \
+        int64_t m = mr, d;                                                                     \
+        while (m > 0) {                                                                        \
+            if (m >= 12) { tile(s8, 12, wide, ARGS); d = 12; } else \
+            if (m >= 8) { tile(s8, 8, wide, ARGS); d = 8; } else \
+            if (m >= 4) { tile(s8, 4, wide, ARGS); d = 4; } else \
+            if (m >= 2) { tile(s8, 2, wide, ARGS); d = 2; } else \
+            { row1(s8, wide, nr, kc, A, B, bstride, C, ldc, col, row, zbn); d = 1; }                                                  \
+            A += d * lda;                                                                      \
+            C += d * ldc;                                                                      \
+            if (row) row += d;                                                                 \
+            m -= d;                                                                            \
+        }                                                                                      \
+    } while (0)
 
 void onnxc_u8s8_gemm_12x32__avx512vnni(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A,
                                        int64_t lda, const uint8_t* B, int64_t bstride, int32_t* C,
                                        int64_t ldc, const int32_t* col, const int32_t* row,
                                        const int32_t* zbn) {
     if (nr > 16) {
-        ROWS(0, 1)
+        ROWS(0, 1);
     } else {
-        ROWS(0, 0)
+        ROWS(0, 0);
     }
 }
 
@@ -151,9 +160,9 @@ void onnxc_s8s8_gemm_12x32__avx512vnni(int64_t mr, int64_t nr, int64_t kc, const
                                        int64_t ldc, const int32_t* col, const int32_t* row,
                                        const int32_t* zbn) {
     if (nr > 16) {
-        ROWS(1, 1)
+        ROWS(1, 1);
     } else {
-        ROWS(1, 0)
+        ROWS(1, 0);
     }
 }
 

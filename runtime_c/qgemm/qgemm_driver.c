@@ -366,7 +366,7 @@ int onnxc_qgemm(const onnxc_qgemm_kernel* kernel, int64_t M, int64_t N, int64_t 
                 const void* A, int64_t lda, int32_t a_zero_point, const void* packedB,
                 const int32_t* bias, const onnxc_qgemm_output* out) {
     const onnxc_qgemm_packed_header* h = (const onnxc_qgemm_packed_header*)packedB;
-    const unsigned mask = ONNXC_QPACK_B_U8 | ONNXC_QPACK_PAIRSAFE;
+    const unsigned mask = ONNXC_QPACK_B_U8 | ONNXC_QPACK_PAIRSAFE | ONNXC_QPACK_K2;
     const onnxc_qgemm_kernel* k;
     job_t J;
     int64_t n;

@@ -42,7 +42,7 @@ static void layout(const onnxc_qgemm_kernel* kern, int64_t K, int64_t N, int64_t
                    onnxc_qgemm_packed_header* h) {
     memset(h, 0, sizeof(*h));
     h->magic = (uint32_t)ONNXC_QPACK_MAGIC;
-    h->flags = kern->pack_flags & (ONNXC_QPACK_B_U8 | ONNXC_QPACK_PAIRSAFE);
+    h->flags = kern->pack_flags & (ONNXC_QPACK_B_U8 | ONNXC_QPACK_PAIRSAFE | ONNXC_QPACK_K2);
     h->K = K;
     h->N = N;
     h->Kp = round_up(K, ONNXC_QPACK_KALIGN);
@@ -71,6 +71,7 @@ void onnxc_qgemm_pack_b(const onnxc_qgemm_kernel* kern, int64_t K, int64_t N, co
     const uint8_t* B = (const uint8_t*)Bv;
     const int store_u8 = (kern->pack_flags & ONNXC_QPACK_B_U8) != 0;
     const int pairsafe = (kern->pack_flags & ONNXC_QPACK_PAIRSAFE) != 0;
+    const int64_t kg = (kern->pack_flags & ONNXC_QPACK_K2) ? 2 : 4; /* k per group */
     const int32_t shift = b_signed == store_u8 ? (b_signed ? 128 : -128) : 0;
     onnxc_qgemm_packed_header h;
     uint8_t* out = (uint8_t*)dst;
@@ -104,7 +105,7 @@ void onnxc_qgemm_pack_b(const onnxc_qgemm_kernel* kern, int64_t K, int64_t N, co
                     ++e;
                 }
             }
-            panel[(k / 4) * 64 + j * 4 + (k % 4)] = (uint8_t)p;
+            panel[(k / kg) * kg * PANEL + j * kg + (k % kg)] = (uint8_t)p;
         }
         colsum[n] = s;
     }
