@@ -17,6 +17,9 @@
 
 #include <immintrin.h>
 
+#ifndef QGEMM_AMX_KC
+#define QGEMM_AMX_KC 1024 /* K block (the driver's unit of K) */
+#endif
 #define MR 32
 #define NR 32
 
@@ -47,6 +50,30 @@ QGEMM_INLINE void copy_a(uint8_t* buf, const uint8_t* A, int64_t lda, int64_t n,
     }
 }
 
+/* C[i][j] = src[i][j] + (col ? col[j] + (row ? row[i] * zbn[j] : 0) : 0) for i < mr, j < nr
+ * (src may be C) */
+static void add_start_values(int64_t mr, int64_t nr, const int32_t* src, int64_t lds, int32_t* C,
+                             int64_t ldc, const int32_t* col, const int32_t* row, const int32_t* zbn) {
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
+    const __m512i v0 = col ? _mm512_maskz_loadu_epi32(m0, col) : _mm512_setzero_si512();
+    const __m512i v1 = col ? _mm512_maskz_loadu_epi32(m1, col + 16) : _mm512_setzero_si512();
+    const __m512i z0 = col && row ? _mm512_maskz_loadu_epi32(m0, zbn) : _mm512_setzero_si512();
+    const __m512i z1 = col && row ? _mm512_maskz_loadu_epi32(m1, zbn + 16) : _mm512_setzero_si512();
+    int64_t i;
+    for (i = 0; i < mr; ++i) {
+        __m512i x0 = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m0, src + i * lds), v0);
+        __m512i x1 = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m1, src + i * lds + 16), v1);
+        if (col && row) {
+            const __m512i r = _mm512_set1_epi32(row[i]);
+            x0 = _mm512_add_epi32(x0, _mm512_mullo_epi32(r, z0));
+            x1 = _mm512_add_epi32(x1, _mm512_mullo_epi32(r, z1));
+        }
+        _mm512_mask_storeu_epi32(C + i * ldc, m0, x0);
+        _mm512_mask_storeu_epi32(C + i * ldc + 16, m1, x1);
+    }
+}
+
 #define DP(c, a, b)                      \
     do {                                 \
         if (s8) _tile_dpbsud(c, a, b);   \
@@ -59,12 +86,21 @@ QGEMM_INLINE void kernel(const int s8, int64_t mr, int64_t nr, int64_t kc, const
     uint8_t abuf[2][16 * 64] QGEMM_ALIGN64;
     int32_t cbuf[32 * 32] QGEMM_ALIGN64;
     const int two_r = mr > 16, two_c = nr > 16, full = mr == 32 && nr == 32;
+    /* no per-row term: the start is col[] in every row (the usual u8s8 case, zero points of
+     * symmetric int8 weights are 0) */
+    const int same_start = col && !row && nr == NR;
+    const int add_start = col && !same_start; /* start added when the tiles are stored */
     const int64_t r1 = mr - 16; /* rows of the second row tile */
     const uint8_t* B1 = B + bstride;
     int64_t k, i;
     if (mr < 16) memset(abuf[0] + mr * 64, 0, (size_t)(16 - mr) * 64);
     if (two_r && r1 < 16) memset(abuf[1] + r1 * 64, 0, (size_t)(16 - r1) * 64);
-    if (col) {
+    if (same_start) { /* every row starts at col[]: rows of stride 0 */
+        _tile_loadd(0, col, 0);
+        _tile_loadd(1, col + 16, 0);
+        _tile_loadd(2, col, 0);
+        _tile_loadd(3, col + 16, 0);
+    } else if (col) {
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
@@ -109,11 +145,12 @@ QGEMM_INLINE void kernel(const int s8, int64_t mr, int64_t nr, int64_t kc, const
             if (two_c) DP(3, 5, 7);
         }
     }
-    if (full && !col) {
+    if (full) {
         _tile_stored(0, C, ldc * 4);
         _tile_stored(1, C + 16, ldc * 4);
         _tile_stored(2, C + 16 * ldc, ldc * 4);
         _tile_stored(3, C + 16 * ldc + 16, ldc * 4);
+        if (add_start) add_start_values(32, 32, C, ldc, C, ldc, col, row, zbn);
         return;
     }
     _tile_stored(0, cbuf, 128);
@@ -122,25 +159,7 @@ QGEMM_INLINE void kernel(const int s8, int64_t mr, int64_t nr, int64_t kc, const
         _tile_stored(2, cbuf + 16 * 32, 128);
         if (two_c) _tile_stored(3, cbuf + 16 * 32 + 16, 128);
     }
-    {
-        const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-        const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
-        const __m512i v0 = col ? _mm512_maskz_loadu_epi32(m0, col) : _mm512_setzero_si512();
-        const __m512i v1 = col ? _mm512_maskz_loadu_epi32(m1, col + 16) : _mm512_setzero_si512();
-        const __m512i z0 = col && row ? _mm512_maskz_loadu_epi32(m0, zbn) : _mm512_setzero_si512();
-        const __m512i z1 = col && row ? _mm512_maskz_loadu_epi32(m1, zbn + 16) : _mm512_setzero_si512();
-        for (i = 0; i < mr; ++i) {
-            __m512i x0 = _mm512_add_epi32(_mm512_load_si512((const void*)(cbuf + i * 32)), v0);
-            __m512i x1 = _mm512_add_epi32(_mm512_load_si512((const void*)(cbuf + i * 32 + 16)), v1);
-            if (col && row) {
-                const __m512i r = _mm512_set1_epi32(row[i]);
-                x0 = _mm512_add_epi32(x0, _mm512_mullo_epi32(r, z0));
-                x1 = _mm512_add_epi32(x1, _mm512_mullo_epi32(r, z1));
-            }
-            _mm512_mask_storeu_epi32(C + i * ldc, m0, x0);
-            _mm512_mask_storeu_epi32(C + i * ldc + 16, m1, x1);
-        }
-    }
+    add_start_values(mr, nr, cbuf, 32, C, ldc, add_start ? col : NULL, row, zbn);
 }
 
 void onnxc_u8s8_gemm_32x32__amx(int64_t mr, int64_t nr, int64_t kc, const uint8_t* A,
@@ -157,8 +176,8 @@ void onnxc_s8s8_gemm_32x32__amx(int64_t mr, int64_t nr, int64_t kc, const uint8_
     kernel(1, mr, nr, kc, A, lda, B, bstride, C, ldc, col, row, zbn);
 }
 
-ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_32x32__amx, MR, NR, 1024, 0, 0, 0, 1, &onnxc_u8s8_gemm_12x32__avx512vnni_info);
-ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_32x32__amx, MR, NR, 1024, 1, 0, ONNXC_QPACK_B_U8, 1,
+ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_32x32__amx, MR, NR, QGEMM_AMX_KC, 0, 0, 0, 1, &onnxc_u8s8_gemm_12x32__avx512vnni_info);
+ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_32x32__amx, MR, NR, QGEMM_AMX_KC, 1, 0, ONNXC_QPACK_B_U8, 1,
                  &onnxc_s8s8_gemm_12x32__avx512vnni_info);
 
 #endif

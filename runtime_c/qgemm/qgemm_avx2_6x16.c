@@ -13,6 +13,9 @@
 
 #include <immintrin.h>
 
+#ifndef QGEMM_AVX2_KC
+#define QGEMM_AVX2_KC 512 /* K block (the driver's unit of K) */
+#endif
 #define MR 6
 #define NR 16
 #define KW 256 /* k widened at a time */
@@ -136,7 +139,7 @@ void onnxc_s8s8_gemm_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const uint8_
     }
 }
 
-ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_6x16__avx2, MR, NR, 512, 0, 0, ONNXC_QPACK_K2, 0, 0);
-ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_6x16__avx2, MR, NR, 512, 1, 0, ONNXC_QPACK_K2, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_6x16__avx2, MR, NR, QGEMM_AVX2_KC, 0, 0, ONNXC_QPACK_K2, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_6x16__avx2, MR, NR, QGEMM_AVX2_KC, 1, 0, ONNXC_QPACK_K2, 0, 0);
 
 #endif

@@ -9,6 +9,9 @@
 
 #include <immintrin.h>
 
+#ifndef QGEMM_AVX2VNNI_KC
+#define QGEMM_AVX2VNNI_KC 512 /* K block (the driver's unit of K) */
+#endif
 #define MR 6
 #define NR 16
 
@@ -162,7 +165,7 @@ void onnxc_s8s8_gemm_6x16__avx2vnni(int64_t mr, int64_t nr, int64_t kc, const ui
     }
 }
 
-ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_6x16__avx2vnni, MR, NR, 512, 0, 0, 0, 0, 0);
-ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_6x16__avx2vnni, MR, NR, 512, 1, 0, ONNXC_QPACK_B_U8, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_6x16__avx2vnni, MR, NR, QGEMM_AVX2VNNI_KC, 0, 0, 0, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_6x16__avx2vnni, MR, NR, QGEMM_AVX2VNNI_KC, 1, 0, ONNXC_QPACK_B_U8, 0, 0);
 
 #endif

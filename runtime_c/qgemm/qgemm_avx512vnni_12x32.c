@@ -10,6 +10,9 @@
 
 #include <immintrin.h>
 
+#ifndef QGEMM_AVX512VNNI_KC
+#define QGEMM_AVX512VNNI_KC 512 /* K block (the driver's unit of K) */
+#endif
 #define MR 12
 #define NR 32
 
@@ -166,7 +169,7 @@ void onnxc_s8s8_gemm_12x32__avx512vnni(int64_t mr, int64_t nr, int64_t kc, const
     }
 }
 
-ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_12x32__avx512vnni, MR, NR, 512, 0, 0, 0, 0, 0);
-ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_12x32__avx512vnni, MR, NR, 512, 1, 0, ONNXC_QPACK_B_U8, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_u8s8_gemm_12x32__avx512vnni, MR, NR, QGEMM_AVX512VNNI_KC, 0, 0, 0, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_s8s8_gemm_12x32__avx512vnni, MR, NR, QGEMM_AVX512VNNI_KC, 1, 0, ONNXC_QPACK_B_U8, 0, 0);
 
 #endif

@@ -40,8 +40,14 @@
 #include <unistd.h>
 #endif
 
-#define MC 96   /* rows per block: a multiple of every MR (4, 6, 12, 32 -> 96) */
-#define NC 256  /* columns per block: a multiple of every NR */
+#ifndef QGEMM_MC
+#define QGEMM_MC 96  /* rows per block: a multiple of every MR (4, 6, 12, 32 -> 96) */
+#endif
+#ifndef QGEMM_NC
+#define QGEMM_NC 64 /* columns per block: a multiple of every NR; MC x NC int32 stay in L1 */
+#endif
+#define MC QGEMM_MC
+#define NC QGEMM_NC
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 /* ~4x the SGEMM threshold: an int8 multiply-add costs about a quarter of a float one */
 #ifndef QGEMM_PARALLEL_MIN_MACS
@@ -152,37 +158,42 @@ static void requant_row(const int32_t* acc, int64_t n, const float* sc, int per_
     {
         const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), s0 = _mm512_set1_ps(sc[0]);
         const __m512i vzp = _mm512_set1_epi32(zp);
+        /* the packs interleave 4-value groups of the 4 vectors per 128-bit lane: back in order */
+        const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+#define RQ16(m, off)                                                                               \
+    _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(                               \
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + (off))),                \
+                      per_col ? _mm512_maskz_loadu_ps(m, sc + (off)) : s0), vlo), vhi)), vzp)
+        for (; j + 64 <= n; j += 64) {
+            /* in range after the clamp: the saturating packs keep every value */
+            const __m512i w0 = _mm512_packs_epi32(RQ16(0xFFFF, j), RQ16(0xFFFF, j + 16));
+            const __m512i w1 = _mm512_packs_epi32(RQ16(0xFFFF, j + 32), RQ16(0xFFFF, j + 48));
+            const __m512i b = is_signed ? _mm512_packs_epi16(w0, w1) : _mm512_packus_epi16(w0, w1);
+            _mm512_storeu_si512((void*)(y + j), _mm512_permutexvar_epi32(order, b));
+        }
         for (; j < n; j += 16) {
             const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
-            __m512 f = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + j));
-            f = _mm512_mul_ps(f, per_col ? _mm512_maskz_loadu_ps(m, sc + j) : s0);
-            f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
-            {
-                const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
-                /* in range after the clamp: truncating to bytes keeps the value */
-                _mm_mask_storeu_epi8(y + j, m, _mm512_cvtepi32_epi8(q));
-            }
+            _mm_mask_storeu_epi8(y + j, m, _mm512_cvtepi32_epi8(RQ16(m, j)));
         }
-        (void)is_signed;
+#undef RQ16
         return;
     }
 #elif defined(QGEMM_AVX2)
     {
         const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), s0 = _mm256_set1_ps(sc[0]);
         const __m256i vzp = _mm256_set1_epi32(zp);
-        const __m256i bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                               0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-        for (; j + 8 <= n; j += 8) {
-            __m256 f = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i*)(acc + j)));
-            f = _mm256_mul_ps(f, per_col ? _mm256_loadu_ps(sc + j) : s0);
-            f = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-            {
-                const __m256i q = _mm256_shuffle_epi8(_mm256_add_epi32(_mm256_cvtps_epi32(f), vzp), bytes);
-                const uint32_t w0 = (uint32_t)_mm256_extract_epi32(q, 0), w1 = (uint32_t)_mm256_extract_epi32(q, 4);
-                memcpy(y + j, &w0, 4);
-                memcpy(y + j + 4, &w1, 4);
-            }
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#define RQ8(off)                                                                                   \
+    _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(                               \
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i*)(acc + (off)))),       \
+                      per_col ? _mm256_loadu_ps(sc + (off)) : s0), vlo), vhi)), vzp)
+        for (; j + 32 <= n; j += 32) {
+            const __m256i w0 = _mm256_packs_epi32(RQ8(j), RQ8(j + 8));
+            const __m256i w1 = _mm256_packs_epi32(RQ8(j + 16), RQ8(j + 24));
+            const __m256i b = is_signed ? _mm256_packs_epi16(w0, w1) : _mm256_packus_epi16(w0, w1);
+            _mm256_storeu_si256((__m256i*)(y + j), _mm256_permutevar8x32_epi32(b, order));
         }
+#undef RQ8
     }
 #endif
     for (; j < n; ++j) {

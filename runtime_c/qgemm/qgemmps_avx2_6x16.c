@@ -15,6 +15,9 @@
 
 #include <immintrin.h>
 
+#ifndef QGEMM_AVX2PS_KC
+#define QGEMM_AVX2PS_KC 512 /* K block (the driver's unit of K) */
+#endif
 #define MR 6
 #define NR 16
 
@@ -169,7 +172,7 @@ void onnxc_s8s8_gemmps_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const uint
     }
 }
 
-ONNXC_QGEMM_INFO(onnxc_u8s8_gemmps_6x16__avx2, MR, NR, 512, 0, 0, ONNXC_QPACK_PAIRSAFE, 0, 0);
-ONNXC_QGEMM_INFO(onnxc_s8s8_gemmps_6x16__avx2, MR, NR, 512, 1, 1, ONNXC_QPACK_PAIRSAFE, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_u8s8_gemmps_6x16__avx2, MR, NR, QGEMM_AVX2PS_KC, 0, 0, ONNXC_QPACK_PAIRSAFE, 0, 0);
+ONNXC_QGEMM_INFO(onnxc_s8s8_gemmps_6x16__avx2, MR, NR, QGEMM_AVX2PS_KC, 1, 1, ONNXC_QPACK_PAIRSAFE, 0, 0);
 
 #endif
