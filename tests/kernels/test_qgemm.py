@@ -16,11 +16,11 @@ import pytest
 from onnx import helper
 
 from onnxc import isa as isa_table
-from onnxc.build import c_compiler
+from onnxc.build import build_kernel_library, c_compiler
 from onnxc.kernels import qgemm as Q
 from onnxc.resources import kernels_cdef, runtime_dir
 
-from helpers import kernel_library, make_model, ort_run
+from helpers import make_model, ort_run
 
 HOST = Q.host_isas()
 S32, U8, S8, F32 = 0, 1, 2, 3
@@ -98,11 +98,14 @@ class QLib:
 @pytest.fixture(scope="module", params=HOST)
 def qlib(request, tmp_path_factory):
     row = request.param
-    ffi, lib = kernel_library(tmp_path_factory, f"qgemm-{row}", Q.sources(),
-                              ["-O2", *isa_table.BY_NAME[row].cflags],
-                              extra_cdef=kernels_cdef("onnxc_qgemm.h").replace("extern const ", "extern ")
-                              + EXTRA_CDEF)
+    if shutil.which(c_compiler()) is None:
+        pytest.skip(f"no C compiler ({c_compiler()})")
+    so = tmp_path_factory.mktemp(f"qgemm-{row}") / f"libqgemm-{row}.so"
+    ffi, lib = build_kernel_library(so, Q.sources(), ["-O2", *isa_table.BY_NAME[row].cflags],
+                                    extra_cdef=kernels_cdef("onnxc_qgemm.h").replace("extern const ", "extern ")
+                                    + EXTRA_CDEF)
     q = QLib(row, ffi, lib)
+    q.path = so
     yield q
     lib.onnxc_qgemm_set_amx(1)
     lib.onnxc_rt_set_num_threads(0)
@@ -356,6 +359,39 @@ def test_float_output(qlib):
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=k.name)
 
 
+def test_output_hook(qlib):
+    """The hook sees every output element once, after the built-in stage (here: uint8)."""
+    k = Q.kernel_for(qlib.row if qlib.row != "avx512" else "avx2", "uint8")
+    ffi, lib = qlib.ffi, qlib.lib
+    rng = np.random.default_rng(4)
+    M, N, K = 101, 83, 70
+    A = rand_a(rng, k, (M, K))
+    B = rand_b(rng, np.int8, (K, N))
+    seen = np.zeros((M, N), np.int32)
+    C = np.zeros((M, N), np.uint8)
+    copies = np.zeros((M, N), np.uint8)
+
+    @ffi.callback("void(const void *, void *, int64_t, int64_t, int64_t, int64_t, int64_t)")
+    def hook(arg, c, ldc, i0, m, j0, n):
+        block = np.frombuffer(ffi.buffer(c, int((m - 1) * ldc + n)), np.uint8)
+        for i in range(m):
+            copies[i0 + i, j0:j0 + n] = block[i * ldc:i * ldc + n]
+        seen[i0:i0 + m, j0:j0 + n] += 1
+
+    sc = np.array([2e-3], np.float32)
+    o = ffi.new("onnxc_qgemm_output *")
+    o.type, o.C, o.ldc = U8, qlib.ptr(C), N
+    o.scale, o.zero_point, o.qmin, o.qmax, o.hook = qlib.ptr(sc, "float *"), 9, 0, 255, hook
+    lib.onnxc_rt_set_num_threads(1)
+    try:
+        assert lib.onnxc_qgemm(qlib.info(k), M, N, K, qlib.ptr(A), K, 0, qlib.ptr(Q.pack_b(B, k)), ffi.NULL, o) == 0
+    finally:
+        lib.onnxc_rt_set_num_threads(0)
+    np.testing.assert_array_equal(seen, 1)
+    np.testing.assert_array_equal(copies, C)
+    np.testing.assert_array_equal(C, ref_requant(ref_acc(A, 0, B, None), sc, 9, 0, 255, np.uint8))
+
+
 def test_bad_pack_refused(qlib):
     """A packed B for another layout or another K/N is refused, not misread."""
     for k in kernels_of(qlib.row):
@@ -419,6 +455,21 @@ def test_amx_permission_and_fallback(qlib):
                 np.testing.assert_array_equal(qlib.gemm(k, A, 5, packed, 50), want)
         finally:
             lib.onnxc_qgemm_set_amx(1)
+
+
+@pytest.mark.skipif("amx" not in HOST, reason="host lacks AMX-INT8")
+def test_amx_env_switch(qlib):
+    """ONNXC_NO_AMX=1 in the environment keeps the tiles off from the first use (a fresh process
+    loading the same library)."""
+    import sys
+    if qlib.row != "amx":
+        pytest.skip("AMX kernels are only in the amx build")
+    code = ("import cffi; ffi = cffi.FFI(); ffi.cdef('int onnxc_qgemm_amx_ready(void);'); "
+            f"print(ffi.dlopen({str(qlib.path)!r}).onnxc_qgemm_amx_ready())")
+    for env, want in (("1", "0"), ("0", "1")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**__import__("os").environ, "ONNXC_NO_AMX": env})
+        assert out.returncode == 0 and out.stdout.strip() == want, (env, out.stdout, out.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
