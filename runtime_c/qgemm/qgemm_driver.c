@@ -277,7 +277,7 @@ static void run_task(const job_t* J, int64_t m0, int64_t m1, int64_t n0, int64_t
     const int direct = J->out->type == ONNXC_QOUT_S32, mode = a_mode(k);
     const int MR = k->mr, NR = k->nr;
     int32_t col[NC] QGEMM_ALIGN64, zbn[NC] QGEMM_ALIGN64, row[MC] QGEMM_ALIGN64;
-    int32_t scratch[MC * NC] QGEMM_ALIGN64; /* 96 KB: pool workers have 8 MB stacks */
+    int32_t scratch[MC * NC] QGEMM_ALIGN64; /* 24 KB of stack */
     int64_t jc, ic, pc, jr, ir, j, i;
     for (jc = n0; jc < n1; jc += NC) {
         const int64_t nc = MIN(NC, n1 - jc);
