@@ -154,6 +154,13 @@ void onnxc_qgemm_pack_b(const onnxc_qgemm_kernel* kernel, int64_t K, int64_t N, 
                         int64_t ldb, int transB, int b_signed, const int32_t* zb,
                         int zb_per_column, void* dst);
 
+/* The output stage alone, for drivers that run the microkernels themselves (the int8 convolution,
+ * runtime_c/qconv): converts (S32: copies) the int32 block C32 (m x n, row stride ld) into rows
+ * i0.. and columns j0.. of out (scale[j0 + j] when per column), then calls out->hook, exactly as
+ * onnxc_qgemm does for each of its blocks. */
+void onnxc_qgemm_output_block(const onnxc_qgemm_output* out, const int32_t* C32, int64_t ld,
+                              int64_t i0, int64_t m, int64_t j0, int64_t n);
+
 /* AMX: 1 when the AMX kernels run tiles here (CPU + build + OS permission, asked once), else 0.
  * onnxc_qgemm_set_amx(0) makes them use their fallback from then on (tests), (1) allows them
  * again. ONNXC_NO_AMX=1 in the environment has the effect of set_amx(0) at first use. */

@@ -250,6 +250,17 @@ static void output_block(const onnxc_qgemm_output* o, const int32_t* C32, int64_
     }
 }
 
+void onnxc_qgemm_output_block(const onnxc_qgemm_output* o, const int32_t* C32, int64_t ld,
+                              int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    if (o->type == ONNXC_QOUT_S32) { /* the GEMM accumulates in place; a caller's block is copied */
+        int32_t* y = (int32_t*)o->C + i0 * o->ldc + j0;
+        int64_t i;
+        if (y != C32)
+            for (i = 0; i < m; ++i) memcpy(y + i * o->ldc, C32 + i * ld, (size_t)n * sizeof(int32_t));
+    }
+    output_block(o, C32, ld, i0, m, j0, n);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Tasks                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
