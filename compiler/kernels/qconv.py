@@ -131,16 +131,27 @@ def _implicit_kernel(k: Q.QKernel, Cg: int) -> Optional[Q.QKernel]:
     return k if Cg % (2 if k.pack_flags & Q.K2 else 4) == 0 else None
 
 
+def implicit_rows(g: Geom) -> int:
+    """Virtual rows IMPLICIT computes (stride 1): N*OH*OW plus the dropped ones."""
+    hv, wv = g.H + g.pad_t + g.pad_b, g.W + g.pad_l + g.pad_r
+    return ((g.N - 1) * hv + g.OH - 1) * wv + g.OW
+
+
 def choose_algo(kernel: Q.QKernel, g: Geom) -> int:
-    """onnxc_qconv_choose_algo: DIRECT for unpadded 1x1 stride 1, IMPLICIT for stride 1 when the
-    group's channels split into the kernel's k groups, there are at least 16 and the dropped
-    virtual columns are at most a quarter, else IM2COL."""
+    """onnxc_qconv_choose_algo: DIRECT for unpadded 1x1 stride 1; for stride 1 with at least 16
+    channels per group that split into the kernel's k groups (AMX: into tiles of 64), IMPLICIT
+    when its dropped virtual rows cost less than IM2COL's copy (waste * Mg <= multiply-adds per
+    cycle / 32), else IM2COL."""
     if _pointwise(g):
         return DIRECT
-    if g.stride_h != 1 or g.stride_w != 1 or _implicit_kernel(kernel, g.Cg) is None:
+    if g.stride_h != 1 or g.stride_w != 1 or g.Cg < 16 or _implicit_kernel(kernel, g.Cg) is None:
         return IM2COL
-    wv = g.W + g.pad_l + g.pad_r
-    return IMPLICIT if g.Cg >= 16 and 4 * (wv - g.OW) <= wv else IM2COL
+    if kernel.isa == "amx" and g.Cg % 64:
+        return IM2COL
+    tile = kernel.mr * kernel.nr
+    budget = 32 if kernel.isa == "amx" else 4 if tile >= 256 else 2 if tile >= 96 else 1
+    m = g.N * g.OH * g.OW
+    return IMPLICIT if (implicit_rows(g) - m) * g.Mg <= budget * m else IM2COL
 
 
 def workspace_bytes(kernel: Q.QKernel, g: Geom) -> int:

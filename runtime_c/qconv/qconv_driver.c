@@ -9,8 +9,9 @@
  *             (kh*dh*Wv + kw*dw)*lda, a = the input (no padding) or its zero-point-padded copy
  *             (Hv x Wv pixels per image). Virtual row m = (n*Hv + oh)*Wv + ow; rows with ow >= OW
  *             (or oh >= OH, between images) read real memory and are computed, then dropped by
- *             the output stage. One microkernel call per tap accumulates into the int32 block
- *             (the first starts it at col + row*zbn, like the GEMM's first K block).
+ *             the output stage. One microkernel call per tap (per kernel row when its taps are
+ *             contiguous: dilation 1, one dense group) accumulates into the int32 block (the
+ *             first starts it at col + row*zbn, like the GEMM's first K block).
  *   IM2COL    anything: rows gathered into a stack buffer per block of output pixels (padding =
  *             the zero point), reused across all column blocks; for K too long to hold
  *             MC_MIN rows, gathered per K block and column block instead.
@@ -92,15 +93,24 @@ static const onnxc_qgemm_kernel* implicit_kernel(const onnxc_qgemm_kernel* k, in
     return k && Cg % k_group(k) == 0 ? k : NULL;
 }
 
+/* Virtual rows IMPLICIT computes for the N*OH*OW outputs (stride 1) */
+static int64_t implicit_rows(const onnxc_qconv_geom* g) {
+    const int64_t Hv = g->H + g->pad_t + g->pad_b, Wv = g->W + g->pad_l + g->pad_r;
+    return ((g->N - 1) * Hv + g->OH - 1) * Wv + g->OW;
+}
+
 int onnxc_qconv_choose_algo(const onnxc_qgemm_kernel* kernel, const onnxc_qconv_geom* g) {
-    const int64_t Cg = g->C / g->group;
-    int64_t Wv;
+    const int64_t Cg = g->C / g->group, Mg = g->M / g->group, M = g->N * g->OH * g->OW;
+    int64_t budget;
     if (is_pointwise(g)) return ONNXC_QCONV_DIRECT;
-    if (g->stride_h != 1 || g->stride_w != 1 || !implicit_kernel(kernel, Cg)) return ONNXC_QCONV_IM2COL;
-    /* per-tap calls of kc = Cg pay an int32 round trip each: worth it from 16 channels; the
-     * dropped virtual columns cost (Wv - OW) / Wv of the work */
-    Wv = g->W + g->pad_l + g->pad_r;
-    return Cg >= 16 && 4 * (Wv - g->OW) <= Wv ? ONNXC_QCONV_IMPLICIT : ONNXC_QCONV_IM2COL;
+    if (g->stride_h != 1 || g->stride_w != 1 || Cg < 16 || !implicit_kernel(kernel, Cg)) return ONNXC_QCONV_IM2COL;
+    if (kernel->amx && Cg % 64) return ONNXC_QCONV_IM2COL; /* tiles on gathered rows beat VNNI in place */
+    /* IMPLICIT computes the dropped virtual rows (waste = extra rows / M); IM2COL copies K bytes
+     * per row, which costs about (multiply-adds per cycle / 32) / Mg of the product: IMPLICIT
+     * when waste * Mg <= multiply-adds per cycle / 32 (AMX ~1024 -> 32, zmm VNNI ~128 -> 4,
+     * ymm ~64 -> 2, generic -> 1), measured on ResNet-50's 3x3 layers (docs/qconv.md) */
+    budget = kernel->amx ? 32 : kernel->mr * kernel->nr >= 256 ? 4 : kernel->mr * kernel->nr >= 96 ? 2 : 1;
+    return (implicit_rows(g) - M) * Mg <= budget * M ? ONNXC_QCONV_IMPLICIT : ONNXC_QCONV_IM2COL;
 }
 
 static int algo_of(const onnxc_qgemm_kernel* kernel, const onnxc_qconv_geom* g) {
@@ -233,6 +243,7 @@ typedef struct {
     const uint8_t* a;     /* DIRECT / IMPLICIT: A base (channel 0), pixel pitch lda */
     int64_t lda, Hv, Wv, Mv;
     int64_t Cg, Mg, K, kb, kpad, mcg; /* kb: K block; kpad: gathered row bytes; mcg: gathered rows */
+    int64_t seg_taps;     /* IMPLICIT: taps per call (KW when a kernel row is contiguous, else 1) */
     int32_t za;           /* za' (za + 128 for a_xor kernels) */
     uint8_t zbyte;        /* the activation zero point as stored (the padding value) */
     const uint8_t* w;     /* packed blobs, one per group */
@@ -377,12 +388,14 @@ static void block(const job_t* J, int64_t grp, const onnxc_qgemm_packed_header* 
     }
 #define PANEL_AT(kk) (panels + (jc + jr) / ONNXC_QPACK_PANEL * pstride + (kk) * ONNXC_QPACK_PANEL)
     if (J->algo == ONNXC_QCONV_IMPLICIT) {
-        const int64_t T = g->KH * g->KW, Cg = J->Cg, kbt = J->kb;
+        /* segments of taps contiguous in A (a whole kernel row when the channels are the pixel:
+         * dilation 1, one dense group) and in B: one call per K block of a segment */
+        const int64_t T = g->KH * g->KW, Cg = J->Cg, seg = J->seg_taps, len = seg * Cg, kbt = J->kb;
         int64_t t;
-        for (t = 0; t < T; ++t) {
+        for (t = 0; t < T; t += seg) {
             const uint8_t* At = tap_row(J, ic, t, grp);
-            for (pc = 0; pc < Cg; pc += kbt) {
-                const int64_t kc = MIN(kbt, Cg - pc);
+            for (pc = 0; pc < len; pc += kbt) {
+                const int64_t kc = MIN(kbt, len - pc);
                 const int first = t == 0 && pc == 0;
                 for (jr = 0; jr < nc; jr += NR)
                     for (ir = 0; ir < mc; ir += MR)
@@ -596,7 +609,7 @@ int onnxc_qconv(const onnxc_qgemm_kernel* kernel, const onnxc_qconv_geom* g, con
             J.a = J.x;
             J.lda = J.xp;
         }
-        J.Mv = ((g->N - 1) * J.Hv + g->OH - 1) * J.Wv + g->OW;
+        J.Mv = implicit_rows(g);
         break;
     case ONNXC_QCONV_IM2COL:
         J.k = onnxc_qgemm_resolve(kernel, g->N * g->OH * g->OW);
@@ -611,7 +624,8 @@ int onnxc_qconv(const onnxc_qgemm_kernel* kernel, const onnxc_qconv_geom* g, con
     J.mode = J.k->a_xor ? 2 : J.k->a_signed ? 1 : 0;
     J.za = x_zero_point + (J.k->a_xor ? 128 : 0);
     J.zbyte = (uint8_t)x_zero_point;
-    J.kb = k_block(J.algo == ONNXC_QCONV_IMPLICIT ? J.Cg : J.K, J.k->kc);
+    J.seg_taps = J.algo == ONNXC_QCONV_IMPLICIT && g->dil_w == 1 && J.lda == J.Cg ? g->KW : 1;
+    J.kb = k_block(J.algo == ONNXC_QCONV_IMPLICIT ? J.seg_taps * J.Cg : J.K, J.k->kc);
     if (J.algo == ONNXC_QCONV_IM2COL && J.mcg == 0) {
         J.kpad = J.kb; /* MC rows of one K block */
         while ((int64_t)MC * J.kpad > QCONV_GATHER_BYTES) J.kb = J.kpad = J.kpad / 2 / 64 * 64;
