@@ -16,8 +16,8 @@ layers Winograd takes, the direct kernel too. onnxruntime: a single-node com.mic
 QLinearConv with channels_last=1 (the NHWC form its NhwcTransformer gives int8 models), with
 intra-op threads = the thread count. Every int8 result is checked against an int64 numpy
 reference before it is timed (onnxruntime's against ours, bit for bit). One thread: best CPU
-time of the calling thread (onnxruntime: best wall time); two threads: best wall time (noisy on a
-shared machine). Prints GOPS (2 * MACs / s) and the ratios.
+time of the calling thread (onnxruntime with one intra-op thread computes on it too); two
+threads: best wall time (noisy on a shared machine). Prints GOPS (2 * MACs / s) and the ratios.
 """
 from __future__ import annotations
 
@@ -71,6 +71,33 @@ LAYERS = {
         ("1x1 144->24 @56", (144, 56, 56, 24, 1, 1, 0, 1)),
     ],
 }
+# Every convolution of ResNet-50 v1.5 at 224 x 224, batch 1: (name, spec, count). The totals
+# weigh each shape by how often the model runs it (the convolutions are ~97% of its work).
+RESNET50 = [
+    ("conv1 7x7/2 3->64", (3, 224, 224, 64, 7, 2, 3, 1), 1),
+    ("1x1 64->64 @56", (64, 56, 56, 64, 1, 1, 0, 1), 1),
+    ("3x3 64->64 @56", (64, 56, 56, 64, 3, 1, 1, 1), 3),
+    ("1x1 64->256 @56", (64, 56, 56, 256, 1, 1, 0, 1), 4),
+    ("1x1 256->64 @56", (256, 56, 56, 64, 1, 1, 0, 1), 2),
+    ("1x1 256->128 @56", (256, 56, 56, 128, 1, 1, 0, 1), 1),
+    ("3x3/2 128->128 @56", (128, 56, 56, 128, 3, 2, 1, 1), 1),
+    ("1x1/2 256->512 @56", (256, 56, 56, 512, 1, 2, 0, 1), 1),
+    ("1x1 128->512 @28", (128, 28, 28, 512, 1, 1, 0, 1), 4),
+    ("1x1 512->128 @28", (512, 28, 28, 128, 1, 1, 0, 1), 3),
+    ("3x3 128->128 @28", (128, 28, 28, 128, 3, 1, 1, 1), 3),
+    ("1x1 512->256 @28", (512, 28, 28, 256, 1, 1, 0, 1), 1),
+    ("3x3/2 256->256 @28", (256, 28, 28, 256, 3, 2, 1, 1), 1),
+    ("1x1/2 512->1024 @28", (512, 28, 28, 1024, 1, 2, 0, 1), 1),
+    ("1x1 256->1024 @14", (256, 14, 14, 1024, 1, 1, 0, 1), 6),
+    ("1x1 1024->256 @14", (1024, 14, 14, 256, 1, 1, 0, 1), 5),
+    ("3x3 256->256 @14", (256, 14, 14, 256, 3, 1, 1, 1), 5),
+    ("1x1 1024->512 @14", (1024, 14, 14, 512, 1, 1, 0, 1), 1),
+    ("3x3/2 512->512 @14", (512, 14, 14, 512, 3, 2, 1, 1), 1),
+    ("1x1/2 1024->2048 @14", (1024, 14, 14, 2048, 1, 2, 0, 1), 1),
+    ("1x1 512->2048 @7", (512, 7, 7, 2048, 1, 1, 0, 1), 3),
+    ("1x1 2048->512 @7", (2048, 7, 7, 512, 1, 1, 0, 1), 2),
+    ("3x3 512->512 @7", (512, 7, 7, 512, 3, 1, 1, 1), 2),
+]
 THREAD_CDEF = "void onnxc_rt_set_num_threads(int n);\n"
 
 
@@ -109,16 +136,17 @@ def aligned(n: int, dtype) -> np.ndarray:
     return buf[s:s + n]
 
 
-def int8_weights(rng, shape):
+def int8_weights(rng, shape, bits=8):
     w = rng.standard_normal(shape)
     m = np.abs(w.reshape(shape[0], -1)).max(axis=1).reshape(-1, *([1] * (len(shape) - 1)))
-    return np.round(w / m * 127).astype(np.int8)
+    return np.round(w / m * ((1 << (bits - 1)) - 1)).astype(np.int8)
 
 
 class Layer:
-    def __init__(self, name, spec):
+    def __init__(self, name, spec, count=1):
         C, H, W, M, K, s, p, grp = spec
         self.name, self.C, self.H, self.W, self.M, self.K, self.s, self.p, self.group = name, C, H, W, M, K, s, p, grp
+        self.count = count
         self.geom = QC.Geom(1, H, W, C, M, K, K, (s, s), (1, 1), (p, p, p, p), grp)
         self.dw = QC.is_depthwise(grp, C, M)
         self.macs = self.geom.OH * self.geom.OW * M * (C // grp) * K * K
@@ -191,11 +219,11 @@ class QConvLib:
                                                   ["-O3", *isa_table.BY_NAME[row].cflags], extra_cdef=cdef)
         self.row = row
 
-    def prepare(self, ly: Layer, rng, algo=QC.AUTO, check=True):
+    def prepare(self, ly: Layer, rng, algo=QC.AUTO, check=True, bits=8):
         ffi, lib, g = self.ffi, self.lib, ly.geom
         x = aligned(ly.H * ly.W * ly.C, np.uint8).reshape(1, ly.H, ly.W, ly.C)  # 64-byte aligned as in the arena
         x[:] = rng.integers(0, 256, x.shape)
-        w = int8_weights(rng, (ly.M, ly.C // ly.group, ly.K, ly.K))
+        w = int8_weights(rng, (ly.M, ly.C // ly.group, ly.K, ly.K), bits)
         xz = 3
         ptr = lambda a: ffi.cast("void *", a.ctypes.data)  # noqa: E731
         y = np.zeros((1, g.OH, g.OW, ly.M), np.uint8)
@@ -280,7 +308,8 @@ def main() -> None:
     ap.add_argument("--isa", default=",".join(Q.host_isas()), help="ISA rows, comma separated")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--seconds", type=float, default=0.3, help="time budget per measurement")
-    ap.add_argument("--layers", default="resnet,mobilenet")
+    ap.add_argument("--layers", default="resnet,mobilenet", help="resnet, mobilenet (sample layers), resnet50 (all "
+                    "of its convolutions, with the model totals)")
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--only", default="", help="run the layers whose name contains this")
     ap.add_argument("--algo", default="auto", choices=["auto", "implicit", "im2col", "direct"])
@@ -291,7 +320,8 @@ def main() -> None:
         sys.exit(f"this host cannot run {missing}")
     algo = {"auto": QC.AUTO, "implicit": QC.IMPLICIT, "im2col": QC.IM2COL, "direct": QC.DIRECT}[args.algo]
     threads = [int(t) for t in args.threads.split(",")]
-    layers = [Layer(n, s) for name in args.layers.split(",") for n, s in LAYERS[name] if args.only in n]
+    sets = {**{k: [(n, sp, 1) for n, sp in v] for k, v in LAYERS.items()}, "resnet50": RESNET50}
+    layers = [Layer(n, sp, c) for name in args.layers.split(",") for n, sp, c in sets[name] if args.only in n]
     flags = host_flags()
     print(f"CPU: {cpu_model()}; {os.cpu_count()} CPUs")
     print("ISA flags: " + " ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))))
@@ -309,8 +339,11 @@ def main() -> None:
                 f32[base].lib.onnxc_rt_set_num_threads(nthreads)
                 print(f"\n[{row}] {nthreads} thread{'s' if nthreads > 1 else ''}: f32 NCHWc b{f32[base].b} ({base}) "
                       f"vs int8 qconv{'' if args.no_ort else ' vs onnxruntime QLinearConv (NHWC)'}")
+                seven = Q.kernel_for(row, "uint8").isa == "avx2"
                 print(f"{'layer':<22} | {'f32 kind':<10} {'GOPS':>6} | {'int8':>6} {'x f32':>5} "
-                      f"{'x dir':>5} | {'ort':>6} {'x ort':>5} | kernel")
+                      f"{'x dir':>5} |" + (f" {'7-bit':>6} {'x f32':>5} |" if seven else "") +
+                      f" {'ort':>6} {'x ort':>5} | kernel")
+                total = {"f32": 0.0, "int8": 0.0, "ort": 0.0, "int8_7": 0.0}
                 for ly in layers:
                     rng = np.random.default_rng(ly.macs % 100003)
                     kinds = f32[base].kinds(ly)
@@ -326,19 +359,40 @@ def main() -> None:
                     label = chosen + (f"{kinds[0][1]}" if chosen == "winograd" else "")
                     line = (f"{ly.name:<22} | {label:<10} {gops(tf[chosen]):6.1f} | {gops(tq):6.1f} {tf[chosen] / tq:5.2f} "
                             f"{(tf['direct'] / tq if 'direct' in tf and chosen != 'direct' else float('nan')):5.2f} |")
+                    if seven and not ly.dw:  # the pair-safe vpmaddubsw kernel on 7-bit (reduce_range) weights
+                        c7, k7, used7, _ = q.prepare(ly, rng, algo, bits=7)
+                        t7 = best_time(c7, args.seconds, nthreads > 1)
+                        total["int8_7"] += ly.count * t7
+                        del k7
+                        line += f" {gops(t7):6.1f} {tf[chosen] / t7:5.2f} |"
+                    elif seven:
+                        total["int8_7"] += ly.count * tq
+                        line += f" {'':>6} {'':>5} |"
                     if not args.no_ort:
                         sess = ort_session(ly, x, xz, w, ys, nthreads)
                         feed = {"x": x}
                         want = sess.run(None, feed)[0]
                         y = np.asarray(qkeep[1])
                         same = "" if np.array_equal(want, y) else " (differs!)"
-                        to = best_time(lambda: sess.run(None, feed), args.seconds, True)
+                        # one intra-op thread: onnxruntime computes on the calling thread (its CPU time)
+                        to = best_time(lambda: sess.run(None, feed), args.seconds, nthreads > 1)
                         line += f" {gops(to):6.1f} {to / tq:5.2f} |{same}"
                         del sess
                     else:
                         line += f" {'':>6} {'':>5} |"
                     line += f" {used}"
                     print(line, flush=True)
+                    total["f32"] += ly.count * tf[chosen]
+                    total["int8"] += ly.count * tq
+                    if not args.no_ort:
+                        total["ort"] += ly.count * to
+                if "resnet50" in args.layers and not args.only:
+                    print(f"ResNet-50 convolutions (x count): f32 {total['f32'] * 1e3:.2f} ms, int8 {total['int8'] * 1e3:.2f} ms "
+                          f"({total['f32'] / total['int8']:.2f}x f32)" +
+                          (f", int8 on 7-bit weights {total['int8_7'] * 1e3:.2f} ms ({total['f32'] / total['int8_7']:.2f}x)"
+                           if seven else "") +
+                          ("" if args.no_ort else f", onnxruntime QLinearConv {total['ort'] * 1e3:.2f} ms "
+                           f"({total['ort'] / total['int8']:.2f}x)"))
                 q.lib.onnxc_rt_set_num_threads(0)
                 f32[base].lib.onnxc_rt_set_num_threads(0)
 
