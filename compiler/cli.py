@@ -23,6 +23,17 @@ def _parse_shapes(items: Optional[List[str]]) -> Dict[str, List[int]]:
 def cmd_compile(args) -> int:
     import onnxc
     t0 = time.perf_counter()
+    if args.embed_weights and args.emit != "c":
+        raise SystemExit("--embed-weights goes with --emit c")
+    if args.emit == "c":
+        from .emit_c import emit_c
+        e = emit_c(args.model, args.output, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
+                   target=args.target, prefix=args.prefix, embed_weights=args.embed_weights, force=args.force)
+        print(f"wrote a standalone C project for {args.model} to {args.output} in {time.perf_counter() - t0:.2f} s")
+        print(f"  library {e.prefix}: {e.prefix}.c and {len(e.sources)} of {e.all_sources} runtime sources; "
+              f"weights {'compiled in' if e.embedded else 'in weights.bin'}; ISA flags: {' '.join(e.isa_flags) or '(none)'}")
+        print(f"  build: cmake -S {args.output} -B build && cmake --build build  (API: {e.prefix}.h)")
+        return 0
     model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
                           output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
                           fallback=not args.no_fallback, save_optimized=args.save_optimized)
@@ -157,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-fallback", action="store_true",
                    help="refuse (listing them all) nodes without a C kernel instead of running them in the "
                         "Python fallback provider")
+    c.add_argument("--emit", choices=["module", "c"], default="module",
+                   help="module: a module onnxc loads (default); c: a standalone C project (CMake, no Python) "
+                        "for other programs to link")
+    c.add_argument("--embed-weights", action="store_true",
+                   help="with --emit c: the weights as a C array in the library instead of weights.bin")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled module on .npy inputs")

@@ -83,6 +83,9 @@ class CompiledModel:
         if not mpath.exists():
             raise FileNotFoundError(f"{self.output_dir} holds no compiled onnxc module ({MANIFEST} missing)")
         mode = V.mode(verify)
+        self._fallback_engine = fallback_engine
+        # how pickle ships it to another process (compiler/pickling.py): "value" or "path"
+        self.pickle_by = "value"
         # nothing of the build runs before the manifest, the module and its self-description agree
         self.manifest = V.read_manifest(mpath)
         m = self.manifest
@@ -258,6 +261,11 @@ class CompiledModel:
             rows.append({"node": None, "op": f"fallback partition ({len(ops)} nodes)", "name": ", ".join(ops[:6]),
                          "partition": part, "provider": "fallback", "ms": t * 1e3 / n})
         return rows
+
+    def __reduce__(self):
+        """Pickled by value (the build's files) or by path, per ``pickle_by`` (compiler/pickling.py)."""
+        from .pickling import reduce_compiled
+        return reduce_compiled(self)
 
     def __repr__(self) -> str:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
