@@ -8,7 +8,8 @@ A CompiledModel pickles in one of two ways, chosen by its ``pickle_by`` attribut
     under the digest of the manifest (``<cache>/pickled/<digest>``, installed atomically; a worker
     that already has that build reuses it) and loads them through the usual checks, the weights
     payload's CRC-32 included the first time (the bytes crossed a process or a network). Works on
-    any worker with the same Python version and a CPU with the build's ISA.
+    any worker with the same Python version and a CPU with the build's ISA. $ONNXC_PICKLE_DIR
+    puts these entries elsewhere (e.g. an executor's local scratch disk).
   - "path": only the build directory's absolute path and the checksums of the build. The worker
     must see the same file system (a shared disk, or a single machine); it loads the directory
     and refuses it if it no longer holds the build that was pickled. A pickle of a few hundred
@@ -82,6 +83,9 @@ def _check_python(state: Dict) -> None:
 
 
 def pickled_root() -> Path:
+    """Where unpickled builds go: $ONNXC_PICKLE_DIR, else <onnxc cache>/pickled."""
+    if os.environ.get("ONNXC_PICKLE_DIR"):
+        return Path(os.environ["ONNXC_PICKLE_DIR"])
     from .build import cache_root
     return cache_root() / "pickled"
 
