@@ -31,11 +31,14 @@ def __getattr__(name):
     if name == "InferenceSession":
         from .session import InferenceSession
         return InferenceSession
+    if name == "BatchPredictor":
+        from .batch import BatchPredictor
+        return BatchPredictor
     if name == "backend":
         import importlib
         return importlib.import_module(".backend", __name__)
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "OnnxcError",
-           "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]
+__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "BatchPredictor",
+           "OnnxcError", "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]

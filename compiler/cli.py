@@ -30,8 +30,8 @@ def cmd_compile(args) -> int:
         e = emit_c(args.model, args.output, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
                    target=args.target, prefix=args.prefix, embed_weights=args.embed_weights, force=args.force)
         print(f"wrote a standalone C project for {args.model} to {args.output} in {time.perf_counter() - t0:.2f} s")
-        print(f"  library {e.prefix}: {e.prefix}.c and {len(e.sources)} of {e.all_sources} runtime sources; "
-              f"weights {'compiled in' if e.embedded else 'in weights.bin'}; ISA flags: {' '.join(e.isa_flags) or '(none)'}")
+        print(f"  library {e.prefix}: {e.prefix}.c and {len(e.sources)} of {e.all_sources} runtime sources; weights "
+              f"{'compiled in' if e.embedded else 'in weights.bin'}; ISA flags: {' '.join(e.isa_flags) or '(none)'}")
         print(f"  build: cmake -S {args.output} -B build && cmake --build build  (API: {e.prefix}.h)")
         return 0
     model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,

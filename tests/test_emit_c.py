@@ -220,8 +220,9 @@ def _preprocess(project, prefix, flags, extra_c=None):
     if extra_c is not None:
         src = project / "probe.c"
         src.write_text(extra_c)
-    return subprocess.run([c_compiler(), "-std=c99", *flags, "-I", str(project), "-I", str(project / "runtime_c" / "include"),
-                           "-fsyntax-only", "-Wall", "-Werror", str(src)], capture_output=True, text=True)
+    inc = ["-I", str(project), "-I", str(project / "runtime_c" / "include")]
+    return subprocess.run([c_compiler(), "-std=c99", *flags, *inc, "-fsyntax-only", "-Wall", "-Werror", str(src)],
+                          capture_output=True, text=True)
 
 
 def test_isa_guard_refuses_other_vector_flags(tmp_path):
