@@ -7,8 +7,8 @@ Two microkernel families, one row per ISA, and the per-block int8 quantizer of A
                as onnxruntime's MLAS does), int8 x uint4 dot products in int32 per block, scaled
                and accumulated in fp32 (VNNI vpdpbusd, or AVX2 vpmaddubsw)
   f32s8 qblock the per-block quantizer of A for q4s8
-Both microkernels compute rows [0, M) x columns [n0, n1) of C in tiles of 4 x 4 from an A laid out
-by onnxc_q4_permute_a (A_GROUP below); onnxc_matmulnbits (qnbits_driver.c) picks the best
+Both microkernels compute rows [0, M) x columns [n0, n1) of C in register tiles (TILES) from an A
+laid out by onnxc_q4_permute_a (permute_a below); onnxc_matmulnbits (qnbits_driver.c) picks the best
 kernel the build's ISA macros allow (``best``), prepares A, splits N over the thread pool and
 adds the bias. B, scales and zero points are read in the ONNX layout as stored in the model: no
 weight repacking at compile time.
@@ -23,7 +23,8 @@ from .quant import best  # noqa: F401 (re-exported: same rule for every family)
 GEMM_ISAS = {"q4f32": ("generic", "avx2", "avx512"),
              "q4s8": ("generic", "avx2", "avx2vnni", "avx512", "avx512vnni")}
 QBLOCK_ISAS = ("generic", "avx2", "avx512")
-TILE = "4x4"  # rows of A x columns of B per register tile
+# rows of A x columns of B per register tile (one row: 1 x 4 everywhere)
+TILES = {("q4f32", "avx2"): "4x2", ("q4s8", "avx2"): "2x4", ("q4s8", "avx2vnni"): "2x4"}
 _SOURCE = {"generic": "qnbits/q4_ref.c", "avx2": "qnbits/q4_avx2.c", "avx2vnni": "qnbits/q4_avx2.c",
            "avx512": "qnbits/q4_avx512.c", "avx512vnni": "qnbits/q4_avx512.c"}
 
@@ -37,7 +38,8 @@ BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 def _kernels():
-    out = [Kernel(d, "gemm", TILE, isa, _SOURCE[isa]) for d, isas in GEMM_ISAS.items() for isa in isas]
+    out = [Kernel(d, "gemm", TILES.get((d, isa), "4x4"), isa, _SOURCE[isa])
+           for d, isas in GEMM_ISAS.items() for isa in isas]
     out += [Kernel("f32s8", "qblock", "row", isa, _SOURCE[isa]) for isa in QBLOCK_ISAS]
     return out
 

@@ -129,11 +129,12 @@ typedef struct {
     int64_t ldc;
 } onnxc_q4_args;
 
-/* One row of kb * block elements (zero-padded past K) reordered for the microkernels: in each
- * group of G = min(block, 32) elements, the G/2 even-indexed ones, then the G/2 odd-indexed ones
- * (the order the low and high nibbles of G/2 bytes of B come out of a register). elem_size 4
- * (fp32) or 1 (int8); src has kp = kb * block elements, padding included. */
-void onnxc_q4_permute_a(const void* src, void* dst, int64_t kp, int64_t block, int elem_size);
+/* One row of A reordered for the microkernels: src holds K elements (read as zero from K to kp),
+ * dst gets kp = kb * block; in each group of G = min(block, 32) elements, the G/2 even-indexed
+ * ones, then the G/2 odd-indexed ones (the order the low and high nibbles of G/2 bytes of B come
+ * out of a register). elem_size 4 (fp32) or 1 (int8); dst may equal src (then K == kp). */
+void onnxc_q4_permute_a(const void* src, int64_t K, void* dst, int64_t kp, int64_t block,
+                        int elem_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Named kernels (generated from compiler/kernels/quant.py and qnbits.py)                      */
@@ -169,11 +170,11 @@ void onnxc_f32_minmax_row__avx2(const float* x, int64_t n, float* mn, float* mx)
 void onnxc_f32_minmax_row__avx512(const float* x, int64_t n, float* mn, float* mx);
 /* qnbits: MatMulNBits microkernels and the int8 quantizer of A (runtime_c/qnbits/) */
 void onnxc_q4f32_gemm_4x4__generic(const onnxc_q4_args* g, int64_t n0, int64_t n1);
-void onnxc_q4f32_gemm_4x4__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1);
+void onnxc_q4f32_gemm_4x2__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1);
 void onnxc_q4f32_gemm_4x4__avx512(const onnxc_q4_args* g, int64_t n0, int64_t n1);
 void onnxc_q4s8_gemm_4x4__generic(const onnxc_q4_args* g, int64_t n0, int64_t n1);
-void onnxc_q4s8_gemm_4x4__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1);
-void onnxc_q4s8_gemm_4x4__avx2vnni(const onnxc_q4_args* g, int64_t n0, int64_t n1);
+void onnxc_q4s8_gemm_2x4__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1);
+void onnxc_q4s8_gemm_2x4__avx2vnni(const onnxc_q4_args* g, int64_t n0, int64_t n1);
 void onnxc_q4s8_gemm_4x4__avx512(const onnxc_q4_args* g, int64_t n0, int64_t n1);
 void onnxc_q4s8_gemm_4x4__avx512vnni(const onnxc_q4_args* g, int64_t n0, int64_t n1);
 void onnxc_f32s8_qblock_row__generic(const float* a, int64_t K, int64_t block, int8_t* q, float* scale, float* bsum);

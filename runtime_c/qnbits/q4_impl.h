@@ -1,0 +1,41 @@
+/* Internal to runtime_c/qnbits: facts every MatMulNBits kernel shares (the contract itself is in
+ * onnxc_quant.h, onnxc_q4_args).
+ *
+ * Layout reminders: B row n is kb * block / 2 bytes (block b at n * bpr + b * block / 2), element
+ * k of a block in nibble k & 1 of byte k / 2. A (fp32 or its int8 quantization) is permuted in
+ * groups of G = min(block, 32): the G/2 bytes of B covering a group give, low nibbles first, the
+ * weights of the group's even elements, high nibbles its odd ones, and A holds the group as
+ * [even elements | odd elements], so low nibble j meets A[j] and high nibble j meets A[G/2 + j].
+ *
+ * accuracy 4 follows onnxruntime's MLAS (QuantizeARow_CompInt8 and the BlkSum kernels):
+ *   C[m][n] = sum_b sa[m][b] * sb[n][b] * sum_k qa * qb  +  sum_b bsum[m][b] * (-zp[n][b] * sb[n][b])
+ * with bsum = sa * sum_k qa, i.e. sum_b sa * sb * sum_k qa * (qb - zp): the zero point's share is
+ * taken out in fp32 per block, as MLAS does, so the two round alike. */
+#ifndef ONNXC_Q4_IMPL_H
+#define ONNXC_Q4_IMPL_H
+
+#include "onnxc_quant.h"
+#include "../quant/q_isa.h"
+
+Q_INLINE int64_t q4_kb(const onnxc_q4_weights* w) { return (w->K + w->block - 1) / w->block; }
+
+/* Zero point of column n, block b, as a float (8 when the node has none). */
+Q_INLINE float q4_zp(const onnxc_q4_weights* w, int64_t kb, int64_t n, int64_t b) {
+    if (w->zp_u4) {
+        const uint8_t v = w->zp_u4[n * ((kb + 1) / 2) + (b >> 1)];
+        return (float)((v >> ((b & 1) * 4)) & 0xF);
+    }
+    if (w->zp_f32) return w->zp_f32[n * kb + b];
+    return 8.0f;
+}
+
+/* sum_b bsum[b] * (-zp[n][b] * sb[n][b]): the zero-point term of one (row, column) at accuracy 4. */
+Q_INLINE float q4_zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const float* bsum) {
+    const float* sb = w->scales + n * kb;
+    float t = 0.0f;
+    int64_t b;
+    for (b = 0; b < kb; ++b) t += bsum[b] * (-q4_zp(w, kb, n, b) * sb[b]);
+    return t;
+}
+
+#endif
