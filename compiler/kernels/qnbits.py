@@ -51,22 +51,16 @@ def declaration(k: Kernel) -> str:
     return SIGNATURES[k.kind].format(name=k.name)
 
 
-def a_group(block: int) -> int:
-    """Elements of K per permutation group of A (onnxc_q4_permute_a)."""
-    return min(block, 32)
-
-
 def permute_a(a: np.ndarray, block: int) -> np.ndarray:
-    """numpy twin of onnxc_q4_permute_a on rows of A (M, K): zero-padded to whole blocks, each
-    group of G = a_group(block) elements stored as its G/2 even-indexed elements, then its G/2
-    odd-indexed ones: the order in which the low and the high nibbles of G/2 consecutive bytes of
-    B come out of a vector register, so the kernels never interleave nibbles."""
+    """numpy twin of onnxc_q4_permute_a on rows of A (M, K): zero-padded to whole blocks and then to
+    a multiple of 32 elements, each group of 32 stored as its 16 even-indexed elements, then its 16
+    odd-indexed ones: the order in which the low and the high nibbles of the 16 bytes of B covering
+    the group come out of a vector register, so the kernels never interleave nibbles."""
     M, K = a.shape
-    kp = -(-K // block) * block
-    g = a_group(block)
+    kp = -(-(-(-K // block) * block) // 32) * 32
     p = np.zeros((M, kp), a.dtype)
     p[:, :K] = a
-    p = p.reshape(M, kp // g, g // 2, 2)
+    p = p.reshape(M, kp // 32, 16, 2)
     return np.ascontiguousarray(p.transpose(0, 1, 3, 2)).reshape(M, kp)
 
 

@@ -113,10 +113,12 @@ void onnxc_matmulnbits(const onnxc_q4_weights* w, int64_t M, const float* A, int
 /* Which microkernels onnxc_matmulnbits calls in this build: accuracy 4 or not. */
 const char* onnxc_matmulnbits_isa(int accuracy);
 
-/* What a microkernel reads: the weights, and A prepared by the driver:
- *   a            accuracy != 4: fp32 [M, lda_p], lda_p = kb * block, each row onnxc_q4_permute_a'd
+/* What a microkernel reads: the weights, and A prepared by the driver (kp = kb * block rounded up
+ * to a multiple of 32):
+ *   a            accuracy != 4: fp32 [M, lda_p], lda_p = kp, each row onnxc_q4_permute_a'd
  *   qa, qa_scale, qa_bsum   accuracy 4: int8 [M, lda_p] (quantized per block by an f32s8 qblock
- *                kernel, then permuted as a), scale [M, kb], scale * sum(q) [M, kb]
+ *                kernel, zero-padded to kp, then permuted as a), scale [M, kb], scale * sum(q)
+ *                [M, kb]
  * The kernel writes C[m][n] for m < M, n0 <= n < n1, bias included. */
 typedef struct {
     const onnxc_q4_weights* w;
@@ -130,11 +132,10 @@ typedef struct {
 } onnxc_q4_args;
 
 /* One row of A reordered for the microkernels: src holds K elements (read as zero from K to kp),
- * dst gets kp = kb * block; in each group of G = min(block, 32) elements, the G/2 even-indexed
- * ones, then the G/2 odd-indexed ones (the order the low and high nibbles of G/2 bytes of B come
- * out of a register). elem_size 4 (fp32) or 1 (int8); dst may equal src (then K == kp). */
-void onnxc_q4_permute_a(const void* src, int64_t K, void* dst, int64_t kp, int64_t block,
-                        int elem_size);
+ * dst gets kp (a multiple of 32): in each group of 32 elements, the 16 even-indexed ones, then the
+ * 16 odd-indexed ones (the order the low and high nibbles of the 16 bytes of B covering the group
+ * come out of a register). elem_size 4 (fp32) or 1 (int8); dst may equal src (then K == kp). */
+void onnxc_q4_permute_a(const void* src, int64_t K, void* dst, int64_t kp, int elem_size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Named kernels (generated from compiler/kernels/quant.py and qnbits.py)                      */

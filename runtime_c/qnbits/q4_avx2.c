@@ -34,49 +34,74 @@ Q_INLINE __m256 deq8(__m256i q, __m256 z, __m256 s) {
 #define F32_MR 4
 #define F32_NR 2
 #define ONE_NR 4 /* columns per tile with one row */
+#define ZCH 64   /* blocks whose zero points are staged as floats at a time */
 
-Q_INLINE void f32_tile(const int mr, const int nr, const onnxc_q4_args* g, int64_t m0,
+/* Rows [m0, m0 + mr) x columns [n0, n0 + nr); mr and bs16 constants after inlining. Zero points
+ * are staged as floats ZCH blocks at a time (ZCH even), so scale and zero point are broadcast
+ * loads. */
+Q_INLINE void f32_tile(const int mr, const int bs16, int nr, const onnxc_q4_args* g, int64_t m0,
                        int64_t n0) {
     const onnxc_q4_weights* w = g->w;
     const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
+    const int ncol = mr == 1 ? ONE_NR : F32_NR; /* columns computed (past nr: copies of n0) */
     const __m256i low = _mm256_set1_epi32(0xF);
     __m256 acc[F32_MR][ONE_NR];
-    const int ncol = mr == 1 ? ONE_NR : F32_NR; /* columns computed (past nr: copies of n0) */
+    float zf[ONE_NR][ZCH];
     const uint8_t* bp[ONE_NR];
-    const float* ap[F32_MR];
-    int64_t b, c, cn[ONE_NR];
+    const float *ap[F32_MR], *sc[ONE_NR];
+    int64_t b, b0, c, cn[ONE_NR];
     int i, j;
+    Q4_UNROLL
     for (i = 0; i < F32_MR; ++i)
+        Q4_UNROLL
         for (j = 0; j < ONE_NR; ++j) acc[i][j] = _mm256_setzero_ps();
+    Q4_UNROLL
     for (j = 0; j < ONE_NR; ++j) {
         cn[j] = n0 + (j < nr ? j : 0);
         bp[j] = w->B + cn[j] * bpr;
+        sc[j] = w->scales + cn[j] * kb;
     }
+    Q4_UNROLL
     for (i = 0; i < F32_MR; ++i) ap[i] = g->a + (m0 + (i < mr ? i : 0)) * g->lda_p;
-    for (b = 0; b < kb; ++b) {
-        for (j = 0; j < ncol; ++j) {
-            const __m256 s = _mm256_set1_ps(w->scales[cn[j] * kb + b]);
-            const __m256 z = _mm256_set1_ps(q4_zp(w, kb, cn[j], b));
-            for (c = 0; c < bs; c += 16) { /* 8 bytes: 8 even + 8 odd elements of A */
-                const __m256i x = load8_u8(bp[j] + (b * bs + c) / 2);
-                const __m256 wl = deq8(_mm256_and_si256(x, low), z, s);
-                const __m256 wh = deq8(_mm256_srli_epi32(x, 4), z, s);
-                /* the group of 32 starting at c & ~31 holds its even elements first */
-                const int64_t a0 = bs == 16 ? b * bs : b * bs + (c & ~(int64_t)31) + ((c & 16) ? 8 : 0);
-                const int64_t half = bs == 16 ? 8 : 16;
+    for (b0 = 0; b0 < kb; b0 += ZCH) {
+        const int64_t b1 = kb - b0 < ZCH ? kb : b0 + ZCH;
+        for (j = 0; j < ncol; ++j)
+            for (b = b0; b < b1; ++b) zf[j][b - b0] = q4_zp(w, kb, cn[j], b);
+        /* one group of 32 (16 bytes of B) per step: bytes 0-7 give elements a0 + 0..7 (low
+         * nibbles) and a0 + 16..23 (high), bytes 8-15 a0 + 8..15 and a0 + 24..31; with blocks of
+         * 16 the two halves are two blocks */
+        for (c = b0 * bs; c < b1 * bs; c += 32) {
+            const int64_t b = c / bs;
+            Q4_UNROLL
+            for (j = 0; j < ncol; ++j) {
+                const __m256 s0 = _mm256_set1_ps(sc[j][b]), z0 = _mm256_set1_ps(zf[j][b - b0]);
+                const __m256 s1 = bs16 ? _mm256_set1_ps(b + 1 < kb ? sc[j][b + 1] : 0.0f) : s0;
+                const __m256 z1 = bs16 ? _mm256_set1_ps(b + 1 < kb ? zf[j][b + 1 - b0] : 0.0f) : z0;
+                const __m256i x0 = load8_u8(bp[j] + c / 2);
+                /* a last, odd block of 16 has no second half: read its bytes again (finite
+                 * weights, met by the zero padding of A) */
+                const __m256i x1 = load8_u8(bp[j] + c / 2 + (bs16 && b + 1 >= kb ? 0 : 8));
+                const __m256 w0 = deq8(_mm256_and_si256(x0, low), z0, s0);
+                const __m256 w1 = deq8(_mm256_srli_epi32(x0, 4), z0, s0);
+                const __m256 w2 = deq8(_mm256_and_si256(x1, low), z1, s1);
+                const __m256 w3 = deq8(_mm256_srli_epi32(x1, 4), z1, s1);
+                Q4_UNROLL
                 for (i = 0; i < mr; ++i) {
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + a0), wl, acc[i][j]);
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + a0 + half), wh, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + c), w0, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + c + 16), w1, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + c + 8), w2, acc[i][j]);
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(ap[i] + c + 24), w3, acc[i][j]);
                 }
             }
         }
     }
+    Q4_UNROLL
     for (i = 0; i < mr; ++i)
         for (j = 0; j < nr; ++j)
             g->C[(m0 + i) * g->ldc + n0 + j] = hsum8(acc[i][j]) + (w->bias ? w->bias[n0 + j] : 0.0f);
 }
 
-void onnxc_q4f32_gemm_4x2__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1) {
+Q_INLINE void f32_rows(const int bs16, const onnxc_q4_args* g, int64_t n0, int64_t n1) {
     int64_t m, n;
     for (m = 0; m < g->M; m += F32_MR) {
         const int mr = (int)(g->M - m < F32_MR ? g->M - m : F32_MR);
@@ -84,31 +109,62 @@ void onnxc_q4f32_gemm_4x2__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1) 
         for (n = n0; n < n1; n += step) {
             const int nr = (int)(n1 - n < step ? n1 - n : step);
             switch (mr) {
-            case 1: f32_tile(1, nr, g, m, n); break;
-            case 2: f32_tile(2, nr, g, m, n); break;
-            case 3: f32_tile(3, nr, g, m, n); break;
-            default: f32_tile(4, nr, g, m, n); break;
+            case 1: f32_tile(1, bs16, nr, g, m, n); break;
+            case 2: f32_tile(2, bs16, nr, g, m, n); break;
+            case 3: f32_tile(3, bs16, nr, g, m, n); break;
+            default: f32_tile(4, bs16, nr, g, m, n); break;
             }
         }
     }
+}
+
+void onnxc_q4f32_gemm_4x2__avx2(const onnxc_q4_args* g, int64_t n0, int64_t n1) {
+    if (g->w->block == 16)
+        f32_rows(1, g, n0, n1);
+    else
+        f32_rows(0, g, n0, n1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* int8 activations                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-/* 16 bytes of B -> 32 nibbles as the permuted A has them: [low | high] of 16 bytes (block >= 32)
- * or of each 8 bytes (block 16). */
-Q_INLINE __m256i expand32(const uint8_t* p, int bs16) {
-    const __m128i v = _mm_loadu_si128((const __m128i*)(const void*)p);
-    __m256i x;
-    if (bs16) {
-        x = _mm256_permute4x64_epi64(_mm256_castsi128_si256(v), 0x50); /* q0 q0 q1 q1 */
-        x = _mm256_blend_epi32(x, _mm256_srli_epi16(x, 4), 0xCC);
-    } else {
-        x = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+/* 16 bytes of B (half: only the first 8 exist, the rest reads as 0) -> 32 nibbles as the
+ * permuted A has them: [16 low nibbles | 16 high nibbles]. */
+Q_INLINE __m256i expand32(const uint8_t* p, int half) {
+    const __m128i v = half ? _mm_loadl_epi64((const __m128i*)(const void*)p)
+                           : _mm_loadu_si128((const __m128i*)(const void*)p);
+    return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
+                            _mm256_set1_epi8(0x0F));
+}
+
+/* sum_b bsum[b] * (-zp[n][b] * sb[n][b]), 8 blocks per step (q4_zp_term vectorized; the tail
+ * finishes with the scalar twin's arithmetic) */
+Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const float* bsum) {
+    const float* sb = w->scales + n * kb;
+    __m256 t = _mm256_setzero_ps();
+    float r;
+    int64_t b;
+    for (b = 0; b + 8 <= kb; b += 8) {
+        __m256 z;
+        if (w->zp_u4) {
+            int32_t raw;
+            __m128i v, lo, hi;
+            memcpy(&raw, w->zp_u4 + n * ((kb + 1) / 2) + b / 2, 4);
+            v = _mm_cvtsi32_si128(raw);
+            lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
+            hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
+            z = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+        } else if (w->zp_f32) {
+            z = _mm256_loadu_ps(w->zp_f32 + n * kb + b);
+        } else {
+            z = _mm256_set1_ps(8.0f);
+        }
+        t = _mm256_fnmadd_ps(_mm256_loadu_ps(bsum + b), _mm256_mul_ps(z, _mm256_loadu_ps(sb + b)), t);
     }
-    return _mm256_and_si256(x, _mm256_set1_epi8(0x0F));
+    r = hsum8(t);
+    for (; b < kb; ++b) r += bsum[b] * (-q4_zp(w, kb, n, b) * sb[b]);
+    return r;
 }
 
 #define DOT_AVX2(acc, bu, as) \
@@ -118,100 +174,110 @@ Q_INLINE __m256i expand32(const uint8_t* p, int bs16) {
 #define S8_MR 2
 #define S8_NR 4
 
+/* path (a constant after inlining): 0 blocks >= 32 (int32 sums over a block, then one scale),
+ * 1 block 16 (two blocks per 32 weights: int32 lanes 0-1 and 4-5 hold the first block, 2-3 and
+ * 6-7 the second, each scaled by its own sa * sb). */
 #define S8_TILE(SUFFIX, DOT)                                                                    \
-    Q_INLINE void s8_tile_##SUFFIX(const int mr, const int nr, const onnxc_q4_args* g,          \
-                                   int64_t m0, int64_t n0) {                                    \
+    Q_INLINE void s8_tile_##SUFFIX(const int mr, const int path, int nr,                        \
+                                   const onnxc_q4_args* g, int64_t m0, int64_t n0) {            \
         const onnxc_q4_weights* w = g->w;                                                       \
         const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2, kp = g->lda_p;          \
         __m256 acc[S8_MR][S8_NR];                                                               \
         const uint8_t* bp[S8_NR];                                                               \
         const int8_t* ap[S8_MR];                                                                \
         const float *sa[S8_MR], *sb[S8_NR];                                                     \
-        int64_t b, c;                                                                           \
+        int64_t b, c, cn[S8_NR];                                                                \
         int i, j;                                                                               \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < S8_MR; ++i)                                                             \
+            Q4_UNROLL                                                                           \
             for (j = 0; j < S8_NR; ++j) acc[i][j] = _mm256_setzero_ps();                        \
+        Q4_UNROLL                                                                               \
         for (j = 0; j < S8_NR; ++j) {                                                           \
-            const int64_t n = n0 + (j < nr ? j : 0);                                            \
-            bp[j] = w->B + n * bpr;                                                             \
-            sb[j] = w->scales + n * kb;                                                         \
+            cn[j] = n0 + (j < nr ? j : 0);                                                      \
+            bp[j] = w->B + cn[j] * bpr;                                                         \
+            sb[j] = w->scales + cn[j] * kb;                                                     \
         }                                                                                       \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < S8_MR; ++i) {                                                           \
             const int64_t m = m0 + (i < mr ? i : 0);                                            \
             ap[i] = g->qa + m * kp;                                                             \
             sa[i] = g->qa_scale + m * kb;                                                       \
         }                                                                                       \
-        if (bs >= 32) {                                                                         \
+        if (path == 0) {                                                                        \
             for (b = 0; b < kb; ++b)                                                            \
+                Q4_UNROLL                                                                       \
                 for (j = 0; j < S8_NR; ++j) {                                                   \
                     __m256i d[S8_MR];                                                           \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i) d[i] = _mm256_setzero_si256();                     \
                     for (c = b * bs; c < (b + 1) * bs; c += 32) {                               \
                         const __m256i x = expand32(bp[j] + c / 2, 0);                           \
+                        Q4_UNROLL                                                               \
                         for (i = 0; i < mr; ++i)                                                \
                             d[i] = DOT(d[i], x,                                                 \
                                        _mm256_loadu_si256((const __m256i*)(const void*)(ap[i] + c))); \
                     }                                                                           \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i)                                                    \
                         acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d[i]),                   \
                                                     _mm256_set1_ps(sa[i][b] * sb[j][b]),        \
                                                     acc[i][j]);                                 \
                 }                                                                               \
-        } else { /* block 16: two blocks per 32 weights, lanes 0-3 and 4-7 */                   \
+        } else {                                                                                \
             for (c = 0; c < kp; c += 32) {                                                      \
                 const int64_t b0 = c / 16;                                                      \
-                const int two = b0 + 1 < kb;                                                    \
-                int8_t atail[S8_MR][32];                                                        \
-                uint8_t btail[16];                                                              \
+                const int two = b0 + 1 < kb; /* else the last, odd block: half a group */       \
                 __m256i av[S8_MR];                                                              \
+                __m128 pa[S8_MR];                                                               \
+                Q4_UNROLL                                                                       \
                 for (i = 0; i < mr; ++i) {                                                      \
-                    if (two) {                                                                  \
-                        av[i] = _mm256_loadu_si256((const __m256i*)(const void*)(ap[i] + c));   \
-                    } else { /* last, odd block: a zero-padded copy */                        \
-                        memset(atail[i], 0, 32);                                                \
-                        memcpy(atail[i], ap[i] + c, 16);                                        \
-                        av[i] = _mm256_loadu_si256((const __m256i*)(const void*)atail[i]);      \
-                    }                                                                           \
+                    av[i] = _mm256_loadu_si256((const __m256i*)(const void*)(ap[i] + c));       \
+                    pa[i] = _mm_setr_ps(sa[i][b0], sa[i][b0], two ? sa[i][b0 + 1] : 0.0f,       \
+                                        two ? sa[i][b0 + 1] : 0.0f);                            \
                 }                                                                               \
+                Q4_UNROLL                                                                       \
                 for (j = 0; j < S8_NR; ++j) {                                                   \
-                    __m256i x;                                                                  \
-                    const __m128 sbl = _mm_set1_ps(sb[j][b0]);                                  \
-                    const __m128 sbh = _mm_set1_ps(two ? sb[j][b0 + 1] : 0.0f);                 \
-                    if (two) {                                                                  \
-                        x = expand32(bp[j] + c / 2, 1);                                         \
-                    } else {                                                                    \
-                        memset(btail, 0, 16);                                                   \
-                        memcpy(btail, bp[j] + c / 2, 8);                                        \
-                        x = expand32(btail, 1);                                                 \
-                    }                                                                           \
+                    const __m128 pb = _mm_setr_ps(sb[j][b0], sb[j][b0], two ? sb[j][b0 + 1] : 0.0f, \
+                                                  two ? sb[j][b0 + 1] : 0.0f);                  \
+                    const __m256i x = expand32(bp[j] + c / 2, !two);                            \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i) {                                                  \
-                        const __m128 sl = _mm_mul_ps(_mm_set1_ps(sa[i][b0]), sbl);              \
-                        const __m128 sh = _mm_mul_ps(_mm_set1_ps(two ? sa[i][b0 + 1] : 0.0f), sbh); \
+                        const __m128 p = _mm_mul_ps(pa[i], pb);                                 \
                         acc[i][j] = _mm256_fmadd_ps(                                            \
                             _mm256_cvtepi32_ps(DOT(_mm256_setzero_si256(), x, av[i])),          \
-                            _mm256_set_m128(sh, sl), acc[i][j]);                                \
+                            _mm256_set_m128(p, p), acc[i][j]);                                  \
                     }                                                                           \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < mr; ++i)                                                                \
+            Q4_UNROLL                                                                           \
             for (j = 0; j < nr; ++j)                                                            \
                 g->C[(m0 + i) * g->ldc + n0 + j] =                                              \
-                    hsum8(acc[i][j]) + q4_zp_term(w, kb, n0 + j, g->qa_bsum + (m0 + i) * kb) +  \
+                    hsum8(acc[i][j]) + zp_term(w, kb, n0 + j, g->qa_bsum + (m0 + i) * kb) +     \
                     (w->bias ? w->bias[n0 + j] : 0.0f);                                         \
     }                                                                                           \
-    void onnxc_q4s8_gemm_2x4__##SUFFIX(const onnxc_q4_args* g, int64_t n0, int64_t n1) {        \
+    Q_INLINE void s8_rows_##SUFFIX(const int path, const onnxc_q4_args* g, int64_t n0,          \
+                                   int64_t n1) {                                                \
         int64_t m, n;                                                                           \
         for (m = 0; m < g->M; m += S8_MR) {                                                     \
             const int mr = (int)(g->M - m < S8_MR ? g->M - m : S8_MR);                          \
             for (n = n0; n < n1; n += S8_NR) {                                                  \
                 const int nr = (int)(n1 - n < S8_NR ? n1 - n : S8_NR);                          \
                 if (mr == 1)                                                                    \
-                    s8_tile_##SUFFIX(1, nr, g, m, n);                                           \
+                    s8_tile_##SUFFIX(1, path, nr, g, m, n);                                     \
                 else                                                                            \
-                    s8_tile_##SUFFIX(2, nr, g, m, n);                                           \
+                    s8_tile_##SUFFIX(2, path, nr, g, m, n);                                     \
             }                                                                                   \
         }                                                                                       \
+    }                                                                                           \
+    void onnxc_q4s8_gemm_2x4__##SUFFIX(const onnxc_q4_args* g, int64_t n0, int64_t n1) {        \
+        if (g->w->block >= 32)                                                                  \
+            s8_rows_##SUFFIX(0, g, n0, n1);                                                     \
+        else                                                                                    \
+            s8_rows_##SUFFIX(1, g, n0, n1);                                                     \
     }
 
 S8_TILE(avx2, DOT_AVX2)

@@ -23,72 +23,115 @@
 /* fp32 compute                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-Q_INLINE __m512 lut16(float s, float z) {
-    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(z)), _mm512_set1_ps(s));
+#define ZCH 64 /* blocks whose zero points are staged as floats at a time */
+
+/* Zero points of blocks [b, b + 16) of column n as floats (b a multiple of 16; past kb: 0). */
+Q_INLINE __m512 zp16(const onnxc_q4_weights* w, int64_t kb, int64_t n, int64_t b) {
+    const int64_t left = kb - b;
+    const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+    if (w->zp_u4) {
+        const int64_t bytes = (left + 1) / 2 < 8 ? (left + 1) / 2 : 8;
+        const __m128i v = _mm_maskz_loadu_epi8((__mmask16)((1u << bytes) - 1u),
+                                               (const void*)(w->zp_u4 + n * ((kb + 1) / 2) + b / 2));
+        const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
+        return _mm512_maskz_cvtepi32_ps(m, _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+    }
+    if (w->zp_f32) return _mm512_maskz_loadu_ps(m, w->zp_f32 + n * kb + b);
+    return _mm512_maskz_mov_ps(m, _mm512_set1_ps(8.0f));
 }
 
-/* Rows [m0, m0 + mr) x columns [n0, n0 + nr); mr a constant after inlining. A tile always
- * computes NR columns (past nr: copies of column n0, not stored), so only mr is instantiated.
- * With one or two rows the low and high halves of each 32-weight step go to separate
- * accumulators (more independent FMA chains for the memory-bound GEMV). */
-Q_INLINE void f32_tile(const int mr, const int nr, const onnxc_q4_args* g, int64_t m0,
+/* (q - z) * s for q = 0..15: what a nibble of the block dequantizes to */
+Q_INLINE __m512 lut16(const float* s, const float* z) {
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps(*z)), _mm512_set1_ps(*s));
+}
+
+/* Rows [m0, m0 + mr) x columns [n0, n0 + nr); mr and bs16 constants after inlining. A tile always
+ * computes NR columns (past nr: copies of column n0, not stored). With one or two rows the low and
+ * high halves of each 32-weight step go to separate accumulators (more independent FMA chains for
+ * the memory-bound GEMV). Blocks of 16 go two at a time: vpermt2ps picks from the two blocks'
+ * tables by bit 4 of the index, set in the upper 8 lanes. Zero points are staged as floats ZCH
+ * blocks at a time, so a block's table costs two broadcast loads, a subtraction and a product. */
+Q_INLINE void f32_tile(const int mr, const int bs16, int nr, const onnxc_q4_args* g, int64_t m0,
                        int64_t n0) {
     const onnxc_q4_weights* w = g->w;
     const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
     const int two = mr <= 2;
-    const __m512i shv = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4);
+    const __m512i sel = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
     __m512 acc[MR][NR], acc2[MR][NR];
+    float zf[NR][ZCH];
     const uint8_t* bp[NR];
-    const float* ap[MR];
-    int64_t b, c, cn[NR];
+    const float *ap[MR], *sc[NR];
+    int64_t b, b0, c, t, cn[NR];
     int i, j;
+    Q4_UNROLL
     for (i = 0; i < MR; ++i)
+        Q4_UNROLL
         for (j = 0; j < NR; ++j) acc[i][j] = acc2[i][j] = _mm512_setzero_ps();
+    Q4_UNROLL
     for (j = 0; j < NR; ++j) {
         cn[j] = n0 + (j < nr ? j : 0);
         bp[j] = w->B + cn[j] * bpr;
+        sc[j] = w->scales + cn[j] * kb;
     }
+    Q4_UNROLL
     for (i = 0; i < MR; ++i) ap[i] = g->a + (m0 + (i < mr ? i : 0)) * g->lda_p;
-    for (b = 0; b < kb; ++b) {
-        __m512 lut[NR];
-        for (j = 0; j < NR; ++j) lut[j] = lut16(w->scales[cn[j] * kb + b], q4_zp(w, kb, cn[j], b));
-        if (bs == 16) {
-            const int odd = two && (b & 1);
-            for (j = 0; j < NR; ++j) {
-                long long v;
-                __m512i x;
-                __m512 wv;
-                memcpy(&v, bp[j] + b * 8, 8);
-                x = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_set1_epi64x(v)), shv);
-                wv = _mm512_permutexvar_ps(x, lut[j]);
-                for (i = 0; i < mr; ++i) {
-                    const __m512 a = _mm512_loadu_ps(ap[i] + b * 16);
-                    if (odd)
-                        acc2[i][j] = _mm512_fmadd_ps(a, wv, acc2[i][j]);
-                    else
-                        acc[i][j] = _mm512_fmadd_ps(a, wv, acc[i][j]);
+    for (b0 = 0; b0 < kb; b0 += ZCH) {
+        const int64_t b1 = kb - b0 < ZCH ? kb : b0 + ZCH;
+        Q4_UNROLL
+        for (j = 0; j < NR; ++j)
+            for (t = 0; t < b1 - b0; t += 16) _mm512_storeu_ps(zf[j] + t, zp16(w, kb, cn[j], b0 + t));
+        if (!bs16) {
+            for (b = b0; b < b1; ++b) {
+                __m512 lut[NR];
+                Q4_UNROLL
+                for (j = 0; j < NR; ++j) lut[j] = lut16(sc[j] + b, zf[j] + (b - b0));
+                for (c = b * bs; c < (b + 1) * bs; c += 32) {
+                    Q4_UNROLL
+                    for (j = 0; j < NR; ++j) {
+                        const __m512i x = _mm512_cvtepu8_epi32(
+                            _mm_loadu_si128((const __m128i*)(const void*)(bp[j] + c / 2)));
+                        const __m512 wl = _mm512_permutexvar_ps(x, lut[j]);
+                        const __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(x, 4), lut[j]);
+                        Q4_UNROLL
+                        for (i = 0; i < mr; ++i) {
+                            acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + c), wl, acc[i][j]);
+                            if (two)
+                                acc2[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + c + 16), wh, acc2[i][j]);
+                            else
+                                acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + c + 16), wh, acc[i][j]);
+                        }
+                    }
                 }
             }
         } else {
-            for (c = 0; c < bs; c += 32) {
+            for (b = b0; b < b1; b += 2) { /* b0 is even: a pair of blocks is one group of 32 */
+                const int pair = b + 1 < kb;
+                Q4_UNROLL
                 for (j = 0; j < NR; ++j) {
-                    const __m512i x = _mm512_cvtepu8_epi32(
-                        _mm_loadu_si128((const __m128i*)(const void*)(bp[j] + (b * bs + c) / 2)));
-                    const __m512 wl = _mm512_permutexvar_ps(x, lut[j]);
-                    const __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(x, 4), lut[j]);
+                    const __m512 la = lut16(sc[j] + b, zf[j] + (b - b0));
+                    const __m512 lb = pair ? lut16(sc[j] + b + 1, zf[j] + (b + 1 - b0)) : la;
+                    const __m128i v = pair ? _mm_loadu_si128((const __m128i*)(const void*)(bp[j] + b * 8))
+                                           : _mm_loadl_epi64((const __m128i*)(const void*)(bp[j] + b * 8));
+                    const __m512i x = _mm512_cvtepu8_epi32(v);
+                    const __m512i il = _mm512_ternarylogic_epi32(x, _mm512_set1_epi32(0xF), sel, 0xEA);
+                    const __m512i ih = _mm512_or_si512(_mm512_srli_epi32(x, 4), sel);
+                    const __m512 wl = _mm512_permutex2var_ps(la, il, lb);
+                    const __m512 wh = _mm512_permutex2var_ps(la, ih, lb);
+                    Q4_UNROLL
                     for (i = 0; i < mr; ++i) {
-                        const float* a = ap[i] + b * bs + c;
-                        acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(a), wl, acc[i][j]);
+                        acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + b * 16), wl, acc[i][j]);
                         if (two)
-                            acc2[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(a + 16), wh, acc2[i][j]);
+                            acc2[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + b * 16 + 16), wh, acc2[i][j]);
                         else
-                            acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(a + 16), wh, acc[i][j]);
+                            acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ap[i] + b * 16 + 16), wh, acc[i][j]);
                     }
                 }
             }
         }
     }
+    Q4_UNROLL
     for (i = 0; i < mr; ++i)
         for (j = 0; j < nr; ++j) {
             const __m512 s = two ? _mm512_add_ps(acc[i][j], acc2[i][j]) : acc[i][j];
@@ -97,38 +140,58 @@ Q_INLINE void f32_tile(const int mr, const int nr, const onnxc_q4_args* g, int64
         }
 }
 
-#define TILE_CASES(FN, mr, nr, g, m, n)                                                          \
+#define TILE_CASES(FN, mr, path, nr, g, m, n)                                                    \
     switch (mr) {                                                                               \
-    case 1: FN(1, nr, g, m, n); break;                                                          \
-    case 2: FN(2, nr, g, m, n); break;                                                          \
-    case 3: FN(3, nr, g, m, n); break;                                                          \
-    default: FN(4, nr, g, m, n); break;                                                         \
+    case 1: FN(1, path, nr, g, m, n); break;                                                    \
+    case 2: FN(2, path, nr, g, m, n); break;                                                    \
+    case 3: FN(3, path, nr, g, m, n); break;                                                    \
+    default: FN(4, path, nr, g, m, n); break;                                                   \
     }
 
-void onnxc_q4f32_gemm_4x4__avx512(const onnxc_q4_args* g, int64_t n0, int64_t n1) {
+Q_INLINE void f32_rows(const int bs16, const onnxc_q4_args* g, int64_t n0, int64_t n1) {
     int64_t m, n;
     for (m = 0; m < g->M; m += MR) {
         const int mr = (int)(g->M - m < MR ? g->M - m : MR);
         for (n = n0; n < n1; n += NR) {
             const int nr = (int)(n1 - n < NR ? n1 - n : NR);
-            TILE_CASES(f32_tile, mr, nr, g, m, n)
+            TILE_CASES(f32_tile, mr, bs16, nr, g, m, n)
         }
     }
+}
+
+void onnxc_q4f32_gemm_4x4__avx512(const onnxc_q4_args* g, int64_t n0, int64_t n1) {
+    if (g->w->block == 16)
+        f32_rows(1, g, n0, n1);
+    else
+        f32_rows(0, g, n0, n1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* int8 activations                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-/* 32 bytes of B -> 64 nibbles as the permuted A has them: groups of 16 bytes (block >= 32) or
- * 8 bytes (block 16), each as [low nibbles | high nibbles]. */
-Q_INLINE __m512i expand64(const uint8_t* p, int bs16) {
-    const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i*)(const void*)p));
-    const __m512i x = bs16 ? _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), v)
-                           : _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), v);
-    const __m512i h = _mm512_srli_epi16(x, 4);
-    return _mm512_and_si512(_mm512_mask_blend_epi64(bs16 ? 0xAA : 0xCC, x, h),
+/* 32 bytes of B (fewer under mask bm, the rest read as 0) -> 64 nibbles as the permuted A has
+ * them: each group of 16 bytes as [16 low nibbles | 16 high nibbles]. */
+Q_INLINE __m512i expand64(const uint8_t* p, __mmask32 bm) {
+    const __m512i v = _mm512_castsi256_si512(_mm256_maskz_loadu_epi8(bm, (const void*)p));
+    const __m512i x = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), v);
+    return _mm512_and_si512(_mm512_mask_blend_epi64(0xCC, x, _mm512_srli_epi16(x, 4)),
                             _mm512_set1_epi8(0x0F));
+}
+
+/* sum_b bsum[b] * (-zp[n][b] * sb[n][b]), 16 blocks per step (q4_zp_term vectorized) */
+Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const float* bsum) {
+    const float* sb = w->scales + n * kb;
+    __m512 t = _mm512_setzero_ps();
+    int64_t b;
+    for (b = 0; b < kb; b += 16) {
+        const int64_t left = kb - b;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        /* bsum * (-(z * sb)), as the scalar twin rounds it */
+        t = _mm512_fnmadd_ps(_mm512_maskz_loadu_ps(m, bsum + b),
+                             _mm512_mul_ps(zp16(w, kb, n, b), _mm512_maskz_loadu_ps(m, sb + b)), t);
+    }
+    return _mm512_reduce_add_ps(t);
 }
 
 /* acc + sum of 4 products u8 x s8 per int32 lane. */
@@ -137,81 +200,83 @@ Q_INLINE __m512i expand64(const uint8_t* p, int bs16) {
 #define DOT_BW(acc, bu, as) \
     _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(bu, as), _mm512_set1_epi16(1)))
 
+/* path (a constant after inlining): 0 blocks >= 64 (int32 sums over a block, then one scale),
+ * 1 block 32, 2 block 16 (64 weights span 2 or 4 blocks; int32 lane l sums bytes 4l..4l+3 of the
+ * expanded 64, which belong to block (idx below) of the step). */
 #define S8_TILE(SUFFIX, DOT)                                                                    \
-    Q_INLINE void s8_tile_##SUFFIX(const int mr, const int nr, const onnxc_q4_args* g,          \
-                                   int64_t m0, int64_t n0) {                                    \
+    Q_INLINE void s8_tile_##SUFFIX(const int mr, const int path, int nr,                        \
+                                   const onnxc_q4_args* g, int64_t m0, int64_t n0) {            \
         const onnxc_q4_weights* w = g->w;                                                       \
         const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2, kp = g->lda_p;          \
         __m512 acc[MR][NR];                                                                     \
         const uint8_t* bp[NR];                                                                  \
         const int8_t* ap[MR];                                                                   \
         const float *sa[MR], *sb[NR];                                                           \
-        int64_t b, c;                                                                           \
+        int64_t b, c, cn[NR];                                                                   \
         int i, j;                                                                               \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < MR; ++i)                                                                \
+            Q4_UNROLL                                                                           \
             for (j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();                           \
+        Q4_UNROLL                                                                               \
         for (j = 0; j < NR; ++j) {                                                              \
-            const int64_t n = n0 + (j < nr ? j : 0);                                            \
-            bp[j] = w->B + n * bpr;                                                             \
-            sb[j] = w->scales + n * kb;                                                         \
+            cn[j] = n0 + (j < nr ? j : 0);                                                      \
+            bp[j] = w->B + cn[j] * bpr;                                                         \
+            sb[j] = w->scales + cn[j] * kb;                                                     \
         }                                                                                       \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < MR; ++i) {                                                              \
             const int64_t m = m0 + (i < mr ? i : 0);                                            \
             ap[i] = g->qa + m * kp;                                                             \
             sa[i] = g->qa_scale + m * kb;                                                       \
         }                                                                                       \
-        if (bs >= 64) {                                                                         \
+        if (path == 0) {                                                                        \
             for (b = 0; b < kb; ++b)                                                            \
+                Q4_UNROLL                                                                       \
                 for (j = 0; j < NR; ++j) {                                                      \
                     __m512i d[MR];                                                              \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i) d[i] = _mm512_setzero_si512();                     \
                     for (c = b * bs; c < (b + 1) * bs; c += 64) {                               \
-                        const __m512i x = expand64(bp[j] + c / 2, 0);                           \
+                        const __m512i x = expand64(bp[j] + c / 2, (__mmask32)0xFFFFFFFFu);      \
+                        Q4_UNROLL                                                               \
                         for (i = 0; i < mr; ++i)                                                \
                             d[i] = DOT(d[i], x, _mm512_loadu_si512((const void*)(ap[i] + c)));  \
                     }                                                                           \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i)                                                    \
                         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d[i]),                   \
                                                     _mm512_set1_ps(sa[i][b] * sb[j][b]),        \
                                                     acc[i][j]);                                 \
                 }                                                                               \
         } else {                                                                                \
-            /* 64 weights = 64 / bs blocks; lane l belongs to block l / (bs / 4) of them */     \
-            const int bpc = (int)(64 / bs);                                                     \
-            const __m512i idx = bs == 16 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, \
-                                                             3, 3, 3, 3)                        \
-                                         : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, \
-                                                             1, 1, 1, 1);                       \
+            const int bpc = path == 1 ? 2 : 4;                                                  \
+            const __m512i idx = path == 2 ? _mm512_setr_epi32(0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, \
+                                                               2, 2, 3, 3)                      \
+                                          : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, \
+                                                              1, 1, 1, 1);                      \
             for (c = 0; c < kp; c += 64) {                                                      \
-                const int64_t b0 = c / bs;                                                      \
+                const int64_t b0 = c / bs, left = kp - c;                                       \
                 const int nblk = (int)(kb - b0 < bpc ? kb - b0 : bpc);                          \
                 const __mmask16 sm = (__mmask16)((1u << nblk) - 1u);                            \
-                const int full = c + 64 <= kp;                                                  \
-                uint8_t btail[32];                                                              \
-                int8_t atail[MR][64];                                                           \
+                /* the last step may be partial: bytes past the row read as 0 */                \
+                const __mmask64 am = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1u); \
+                const int64_t bbytes = (kb * bs - c) / 2; /* B has no padding to 32 */          \
+                const __mmask32 bm = bbytes >= 32 ? ~(__mmask32)0                               \
+                                                  : (__mmask32)(((uint64_t)1 << bbytes) - 1u);  \
                 __m512 sal[MR];                                                                 \
                 __m512i av[MR];                                                                 \
+                Q4_UNROLL                                                                       \
                 for (i = 0; i < mr; ++i) {                                                      \
                     sal[i] = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(sm, sa[i] + b0)); \
-                    if (full) {                                                                 \
-                        av[i] = _mm512_loadu_si512((const void*)(ap[i] + c));                   \
-                    } else { /* last, partial: a zero-padded copy */                          \
-                        memset(atail[i], 0, 64);                                                \
-                        memcpy(atail[i], ap[i] + c, (size_t)(kp - c));                          \
-                        av[i] = _mm512_loadu_si512((const void*)atail[i]);                      \
-                    }                                                                           \
+                    av[i] = _mm512_maskz_loadu_epi8(am, (const void*)(ap[i] + c));              \
                 }                                                                               \
+                Q4_UNROLL                                                                       \
                 for (j = 0; j < NR; ++j) {                                                      \
                     const __m512 sbl =                                                          \
                         _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(sm, sb[j] + b0));      \
-                    __m512i x;                                                                  \
-                    if (full) {                                                                 \
-                        x = expand64(bp[j] + c / 2, bs == 16);                                  \
-                    } else {                                                                    \
-                        memset(btail, 0, 32);                                                   \
-                        memcpy(btail, bp[j] + c / 2, (size_t)((kp - c) / 2));                   \
-                        x = expand64(btail, bs == 16);                                          \
-                    }                                                                           \
+                    const __m512i x = expand64(bp[j] + c / 2, bm);                              \
+                    Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i)                                                    \
                         acc[i][j] = _mm512_fmadd_ps(                                            \
                             _mm512_cvtepi32_ps(DOT(_mm512_setzero_si512(), x, av[i])),          \
@@ -219,22 +284,38 @@ Q_INLINE __m512i expand64(const uint8_t* p, int bs16) {
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
+        Q4_UNROLL                                                                               \
         for (i = 0; i < mr; ++i)                                                                \
+            Q4_UNROLL                                                                           \
             for (j = 0; j < nr; ++j)                                                            \
                 g->C[(m0 + i) * g->ldc + n0 + j] =                                              \
                     _mm512_reduce_add_ps(acc[i][j]) +                                           \
-                    q4_zp_term(w, kb, n0 + j, g->qa_bsum + (m0 + i) * kb) +                     \
+                    zp_term(w, kb, n0 + j, g->qa_bsum + (m0 + i) * kb) +                        \
                     (w->bias ? w->bias[n0 + j] : 0.0f);                                         \
     }                                                                                           \
-    void onnxc_q4s8_gemm_4x4__##SUFFIX(const onnxc_q4_args* g, int64_t n0, int64_t n1) {        \
+    Q_INLINE void s8_rows_##SUFFIX(const int path, const onnxc_q4_args* g, int64_t n0,          \
+                                   int64_t n1) {                                                \
         int64_t m, n;                                                                           \
         for (m = 0; m < g->M; m += MR) {                                                        \
             const int mr = (int)(g->M - m < MR ? g->M - m : MR);                                \
             for (n = n0; n < n1; n += NR) {                                                     \
                 const int nr = (int)(n1 - n < NR ? n1 - n : NR);                                \
-                TILE_CASES(s8_tile_##SUFFIX, mr, nr, g, m, n)                                   \
+                switch (mr) {                                                                   \
+                case 1: s8_tile_##SUFFIX(1, path, nr, g, m, n); break;                          \
+                case 2: s8_tile_##SUFFIX(2, path, nr, g, m, n); break;                          \
+                case 3: s8_tile_##SUFFIX(3, path, nr, g, m, n); break;                          \
+                default: s8_tile_##SUFFIX(4, path, nr, g, m, n); break;                         \
+                }                                                                               \
             }                                                                                   \
         }                                                                                       \
+    }                                                                                           \
+    void onnxc_q4s8_gemm_4x4__##SUFFIX(const onnxc_q4_args* g, int64_t n0, int64_t n1) {        \
+        if (g->w->block >= 64)                                                                  \
+            s8_rows_##SUFFIX(0, g, n0, n1);                                                     \
+        else if (g->w->block == 32)                                                             \
+            s8_rows_##SUFFIX(1, g, n0, n1);                                                     \
+        else                                                                                    \
+            s8_rows_##SUFFIX(2, g, n0, n1);                                                     \
     }
 
 S8_TILE(avx512, DOT_BW)

@@ -3,9 +3,10 @@
  *
  * Layout reminders: B row n is kb * block / 2 bytes (block b at n * bpr + b * block / 2), element
  * k of a block in nibble k & 1 of byte k / 2. A (fp32 or its int8 quantization) is permuted in
- * groups of G = min(block, 32): the G/2 bytes of B covering a group give, low nibbles first, the
- * weights of the group's even elements, high nibbles its odd ones, and A holds the group as
- * [even elements | odd elements], so low nibble j meets A[j] and high nibble j meets A[G/2 + j].
+ * groups of 32 elements (kp = kb * block rounded up to 32, zero-padded): the 16 bytes of B covering
+ * a group give, low nibbles first, the weights of the group's even elements, high nibbles its odd
+ * ones, and A holds the group as [16 even elements | 16 odd elements], so low nibble j meets A[j]
+ * and high nibble j meets A[16 + j]. A block of 16 is half a group.
  *
  * accuracy 4 follows onnxruntime's MLAS (QuantizeARow_CompInt8 and the BlkSum kernels):
  *   C[m][n] = sum_b sa[m][b] * sb[n][b] * sum_k qa * qb  +  sum_b bsum[m][b] * (-zp[n][b] * sb[n][b])
@@ -17,7 +18,21 @@
 #include "onnxc_quant.h"
 #include "../quant/q_isa.h"
 
+/* Loops over the rows and columns of a register tile must be unrolled, or the accumulators they
+ * index stay in memory (GCC does not unroll them on its own at -O3). */
+#if defined(__GNUC__) || defined(__clang__)
+#define Q4_UNROLL _Pragma("GCC unroll 4")
+#else
+#define Q4_UNROLL
+#endif
+
 Q_INLINE int64_t q4_kb(const onnxc_q4_weights* w) { return (w->K + w->block - 1) / w->block; }
+
+/* Elements of a prepared row of A: whole blocks, rounded up to whole groups of 32. */
+Q_INLINE int64_t q4_kp(const onnxc_q4_weights* w) { return (q4_kb(w) * w->block + 31) & ~(int64_t)31; }
+
+/* Where element k of a row sits in the permuted row. */
+Q_INLINE int64_t q4_pos(int64_t k) { return (k & ~(int64_t)31) + ((k & 1) << 4) + ((k & 31) >> 1); }
 
 /* Zero point of column n, block b, as a float (8 when the node has none). */
 Q_INLINE float q4_zp(const onnxc_q4_weights* w, int64_t kb, int64_t n, int64_t b) {

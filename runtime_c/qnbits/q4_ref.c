@@ -9,13 +9,13 @@
 #define MR 4
 #define NR 4
 
-/* Rows [m0, m0 + mr) x columns [n0, n0 + nr) over all of K. */
+/* Rows [m0, m0 + mr) x columns [n0, n0 + nr) over all of K. Byte j of a block holds elements
+ * k = 2j (low nibble) and 2j + 1 (high), found in the permuted A at q4_pos(k) and q4_pos(k) + 16. */
 static void f32_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int nr) {
     const onnxc_q4_weights* w = g->w;
-    const int64_t kb = q4_kb(w), bs = w->block, G = bs < 32 ? bs : 32, half = G / 2;
-    const int64_t bpr = kb * bs / 2;
+    const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
     float acc[MR][NR], lut[NR][16];
-    int64_t b, c, k;
+    int64_t b, k;
     int i, j, q;
     for (i = 0; i < mr; ++i)
         for (j = 0; j < nr; ++j) acc[i][j] = 0.0f;
@@ -24,18 +24,17 @@ static void f32_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int
             const float s = w->scales[(n0 + j) * kb + b], z = q4_zp(w, kb, n0 + j, b);
             for (q = 0; q < 16; ++q) lut[j][q] = ((float)q - z) * s;
         }
-        for (c = 0; c < bs; c += G) {
-            for (j = 0; j < nr; ++j) {
-                const uint8_t* bp = w->B + (n0 + j) * bpr + (b * bs + c) / 2;
-                for (i = 0; i < mr; ++i) {
-                    const float* a = g->a + (m0 + i) * g->lda_p + b * bs + c;
-                    float s = acc[i][j];
-                    for (k = 0; k < half; ++k) {
-                        s += a[k] * lut[j][bp[k] & 0xF];
-                        s += a[half + k] * lut[j][bp[k] >> 4];
-                    }
-                    acc[i][j] = s;
+        for (j = 0; j < nr; ++j) {
+            const uint8_t* bp = w->B + (n0 + j) * bpr + b * bs / 2;
+            for (i = 0; i < mr; ++i) {
+                const float* a = g->a + (m0 + i) * g->lda_p;
+                float s = acc[i][j];
+                for (k = 0; k < bs; k += 2) {
+                    const int64_t p = q4_pos(b * bs + k);
+                    s += a[p] * lut[j][bp[k / 2] & 0xF];
+                    s += a[p + 16] * lut[j][bp[k / 2] >> 4];
                 }
+                acc[i][j] = s;
             }
         }
     }
@@ -53,10 +52,9 @@ void onnxc_q4f32_gemm_4x4__generic(const onnxc_q4_args* g, int64_t n0, int64_t n
 
 static void s8_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int nr) {
     const onnxc_q4_weights* w = g->w;
-    const int64_t kb = q4_kb(w), bs = w->block, G = bs < 32 ? bs : 32, half = G / 2;
-    const int64_t bpr = kb * bs / 2;
+    const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
     float acc[MR][NR];
-    int64_t b, c, k;
+    int64_t b, k;
     int i, j;
     for (i = 0; i < mr; ++i)
         for (j = 0; j < nr; ++j) acc[i][j] = 0.0f;
@@ -65,11 +63,12 @@ static void s8_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int 
             const uint8_t* bp = w->B + (n0 + j) * bpr + b * bs / 2;
             const float sb = w->scales[(n0 + j) * kb + b];
             for (i = 0; i < mr; ++i) {
-                const int8_t* a = g->qa + (m0 + i) * g->lda_p + b * bs;
+                const int8_t* a = g->qa + (m0 + i) * g->lda_p;
                 int32_t dot = 0;
-                for (c = 0; c < bs; c += G)
-                    for (k = 0; k < half; ++k)
-                        dot += a[c + k] * (bp[c / 2 + k] & 0xF) + a[c + half + k] * (bp[c / 2 + k] >> 4);
+                for (k = 0; k < bs; k += 2) {
+                    const int64_t p = q4_pos(b * bs + k);
+                    dot += a[p] * (bp[k / 2] & 0xF) + a[p + 16] * (bp[k / 2] >> 4);
+                }
                 acc[i][j] += (float)dot * (g->qa_scale[(m0 + i) * kb + b] * sb);
             }
         }

@@ -66,15 +66,14 @@ static int sgemm_route(const onnxc_q4_weights* w, int64_t M) {
 }
 
 size_t onnxc_matmulnbits_workspace(const onnxc_q4_weights* w, int64_t M) {
-    const size_t kb = (size_t)q4_kb(w), kp = kb * (size_t)w->block, m = (size_t)(M > 0 ? M : 0);
+    const size_t kb = (size_t)q4_kb(w), kp = (size_t)q4_kp(w), m = (size_t)(M > 0 ? M : 0);
     if (w->accuracy == 4) return 64 + ALIGN64(m * kp) + 2 * ALIGN64(m * kb * sizeof(float));
     if (sgemm_route(w, M)) return 64 + ALIGN64((size_t)Q4_SGEMM_NC * (size_t)w->K * sizeof(float));
     return 64 + ALIGN64(m * kp * sizeof(float));
 }
 
-void onnxc_q4_permute_a(const void* src, int64_t K, void* dst, int64_t kp, int64_t block,
-                        int elem_size) {
-    const int64_t G = block < 32 ? block : 32, half = G / 2;
+void onnxc_q4_permute_a(const void* src, int64_t K, void* dst, int64_t kp, int elem_size) {
+    const int64_t G = 32, half = 16;
     unsigned char grp[32 * 4];
     int64_t g, k;
     for (g = 0; g < kp; g += G) {
@@ -120,9 +119,10 @@ static void prep_rows(void* ctx, int64_t m0, int64_t m1) {
         if (j->s8) {
             int8_t* q = j->qa + m * kp;
             QBLOCK(j->A + m * j->lda, w->K, w->block, q, j->qa_scale + m * kb, j->qa_bsum + m * kb);
-            onnxc_q4_permute_a(q, kp, q, kp, w->block, 1);
+            memset(q + kb * w->block, 0, (size_t)(kp - kb * w->block));
+            onnxc_q4_permute_a(q, kp, q, kp, 1);
         } else {
-            onnxc_q4_permute_a(j->A + m * j->lda, w->K, j->ap + m * kp, kp, w->block, 4);
+            onnxc_q4_permute_a(j->A + m * j->lda, w->K, j->ap + m * kp, kp, 4);
         }
     }
 }
@@ -174,7 +174,7 @@ static void sgemm_path(const onnxc_q4_weights* w, int64_t M, const float* A, int
 
 void onnxc_matmulnbits(const onnxc_q4_weights* w, int64_t M, const float* A, int64_t lda,
                        float* C, int64_t ldc, void* workspace) {
-    const int64_t kb = q4_kb(w), kp = kb * w->block;
+    const int64_t kb = q4_kb(w), kp = q4_kp(w);
     unsigned char* ws = (unsigned char*)workspace;
     const double macs = (double)M * (double)w->N * (double)w->K;
     int64_t tasks;

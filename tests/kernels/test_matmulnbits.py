@@ -144,14 +144,16 @@ def check(got, want, scale, what):
 def test_permute_a_matches_numpy(lib, block):
     rng = np.random.default_rng(block)
     for K in (1, block - 1, block, block + 5, 3 * block + 17):
-        kp = -(-K // block) * block
+        kp = -(-(-(-K // block) * block) // 32) * 32  # whole blocks, then whole groups of 32
         a = rng.standard_normal(K).astype(np.float32)
         out = np.full(kp, np.nan, np.float32)
-        lib.lib.onnxc_q4_permute_a(lib.p(a, "void *"), K, lib.p(out, "void *"), kp, block, 4)
-        np.testing.assert_array_equal(out, qnbits.permute_a(a[None], block)[0])
+        lib.lib.onnxc_q4_permute_a(lib.p(a, "void *"), K, lib.p(out, "void *"), kp, 4)
+        want = qnbits.permute_a(a[None], block)[0]
+        assert want.size == kp
+        np.testing.assert_array_equal(out, want)
         q = rng.integers(-127, 128, kp).astype(np.int8)
         want = qnbits.permute_a(q[None], block)[0]
-        lib.lib.onnxc_q4_permute_a(lib.p(q, "void *"), kp, lib.p(q, "void *"), kp, block, 1)  # in place
+        lib.lib.onnxc_q4_permute_a(lib.p(q, "void *"), kp, lib.p(q, "void *"), kp, 1)  # in place
         np.testing.assert_array_equal(q, want)
 
 
@@ -206,16 +208,18 @@ def _kernel_args(k, w: Q4, s, A, accuracy, C, keep):
     """onnxc_q4_args for a direct microkernel call, A prepared as the driver does (numpy twins)."""
     M = A.shape[0]
     g = k.ffi.new("onnxc_q4_args *")
-    g.w, g.M, g.lda_p, g.C, g.ldc = s, M, w.kb * w.block, k.p(C, "float *"), C.shape[1]
+    g.w, g.M, g.C, g.ldc = s, M, k.p(C, "float *"), C.shape[1]
     if accuracy == 4:
         q, sa, bsum = qnbits.quantize_a_blocks(A, w.block)
         q = np.ascontiguousarray(qnbits.permute_a(q, w.block))
         keep += [q, sa, bsum]
         g.qa, g.qa_scale, g.qa_bsum = k.p(q, "int8_t *"), k.p(sa, "float *"), k.p(bsum, "float *")
+        g.lda_p = q.shape[1]
     else:
         a = np.ascontiguousarray(qnbits.permute_a(A, w.block))
         keep.append(a)
         g.a = k.p(a, "float *")
+        g.lda_p = a.shape[1]
     return g
 
 
