@@ -444,6 +444,8 @@ def test_best_kernel_per_row():
 def test_compiles_clean_under_every_row(isa):
     """Every row's flags (runtime objects are built with the target's flags): -Wall -Wextra clean,
     including rows the host cannot run."""
+    if isa in KERNEL_ISAS:
+        pytest.skip("built with -Wall -Wextra -Werror and run by the lib fixture")
     srcs = [runtime_dir() / s for s in QUANT_SOURCES]
     err = compile_only(srcs, isa, runtime_dir() / "include")
     assert not err, err
