@@ -72,6 +72,12 @@ Q_INLINE void f32_tile(const int mr, const int bs16, int nr, const onnxc_q4_args
          * 16 the two halves are two blocks */
         for (c = b0 * bs; c < b1 * bs; c += 32) {
             const int64_t b = c / bs;
+            if (!((c >> 1) & 63))
+                Q4_UNROLL
+                for (j = 0; j < ncol; ++j) {
+                    Q4_PREFETCH(bp[j] + ncol * bpr + c / 2);
+                    Q4_PREFETCH(sc[j] + ncol * kb + b);
+                }
             Q4_UNROLL
             for (j = 0; j < ncol; ++j) {
                 const __m256 s0 = _mm256_set1_ps(sc[j][b]), z0 = _mm256_set1_ps(zf[j][b - b0]);
@@ -211,7 +217,9 @@ Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const f
                     __m256i d[S8_MR];                                                           \
                     Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i) d[i] = _mm256_setzero_si256();                     \
+                    if (!(b & 15)) Q4_PREFETCH(sb[j] + S8_NR * kb + b);                         \
                     for (c = b * bs; c < (b + 1) * bs; c += 32) {                               \
+                        if (!((c >> 1) & 63)) Q4_PREFETCH(bp[j] + S8_NR * bpr + c / 2);         \
                         const __m256i x = expand32(bp[j] + c / 2, 0);                           \
                         Q4_UNROLL                                                               \
                         for (i = 0; i < mr; ++i)                                                \
@@ -227,6 +235,12 @@ Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const f
         } else {                                                                                \
             for (c = 0; c < kp; c += 32) {                                                      \
                 const int64_t b0 = c / 16;                                                      \
+                if (!((c >> 1) & 63))                                                           \
+                    Q4_UNROLL                                                                   \
+                    for (j = 0; j < S8_NR; ++j) {                                               \
+                        Q4_PREFETCH(bp[j] + S8_NR * bpr + c / 2);                               \
+                        Q4_PREFETCH(sb[j] + S8_NR * kb + b0);                                   \
+                    }                                                                           \
                 const int two = b0 + 1 < kb; /* else the last, odd block: half a group */       \
                 __m256i av[S8_MR];                                                              \
                 __m128 pa[S8_MR];                                                               \

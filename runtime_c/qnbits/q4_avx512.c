@@ -80,14 +80,22 @@ Q_INLINE void f32_tile(const int mr, const int bs16, int nr, const onnxc_q4_args
     for (b0 = 0; b0 < kb; b0 += ZCH) {
         const int64_t b1 = kb - b0 < ZCH ? kb : b0 + ZCH;
         Q4_UNROLL
-        for (j = 0; j < NR; ++j)
+        for (j = 0; j < NR; ++j) {
             for (t = 0; t < b1 - b0; t += 16) _mm512_storeu_ps(zf[j] + t, zp16(w, kb, cn[j], b0 + t));
+            if (w->zp_u4) Q4_PREFETCH(w->zp_u4 + (cn[j] + NR) * ((kb + 1) / 2) + b0 / 2);
+        }
         if (!bs16) {
             for (b = b0; b < b1; ++b) {
                 __m512 lut[NR];
                 Q4_UNROLL
                 for (j = 0; j < NR; ++j) lut[j] = lut16(sc[j] + b, zf[j] + (b - b0));
+                if (!(b & 15))
+                    Q4_UNROLL
+                    for (j = 0; j < NR; ++j) Q4_PREFETCH(sc[j] + NR * kb + b);
                 for (c = b * bs; c < (b + 1) * bs; c += 32) {
+                    if (!((c >> 1) & 63))
+                        Q4_UNROLL
+                        for (j = 0; j < NR; ++j) Q4_PREFETCH(bp[j] + NR * bpr + c / 2);
                     Q4_UNROLL
                     for (j = 0; j < NR; ++j) {
                         const __m512i x = _mm512_cvtepu8_epi32(
@@ -108,6 +116,12 @@ Q_INLINE void f32_tile(const int mr, const int bs16, int nr, const onnxc_q4_args
         } else {
             for (b = b0; b < b1; b += 2) { /* b0 is even: a pair of blocks is one group of 32 */
                 const int pair = b + 1 < kb;
+                if (!(b & 7))
+                    Q4_UNROLL
+                    for (j = 0; j < NR; ++j) {
+                        Q4_PREFETCH(bp[j] + NR * bpr + b * 8);
+                        if (!(b & 15)) Q4_PREFETCH(sc[j] + NR * kb + b);
+                    }
                 Q4_UNROLL
                 for (j = 0; j < NR; ++j) {
                     const __m512 la = lut16(sc[j] + b, zf[j] + (b - b0));
@@ -237,8 +251,10 @@ Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const f
                     __m512i d[MR];                                                              \
                     Q4_UNROLL                                                                   \
                     for (i = 0; i < mr; ++i) d[i] = _mm512_setzero_si512();                     \
+                    if (!(b & 15)) Q4_PREFETCH(sb[j] + NR * kb + b);                            \
                     for (c = b * bs; c < (b + 1) * bs; c += 64) {                               \
                         const __m512i x = expand64(bp[j] + c / 2, (__mmask32)0xFFFFFFFFu);      \
+                        if (!((c >> 1) & 63)) Q4_PREFETCH(bp[j] + NR * bpr + c / 2);            \
                         Q4_UNROLL                                                               \
                         for (i = 0; i < mr; ++i)                                                \
                             d[i] = DOT(d[i], x, _mm512_loadu_si512((const void*)(ap[i] + c)));  \
@@ -271,6 +287,12 @@ Q_INLINE float zp_term(const onnxc_q4_weights* w, int64_t kb, int64_t n, const f
                     sal[i] = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(sm, sa[i] + b0)); \
                     av[i] = _mm512_maskz_loadu_epi8(am, (const void*)(ap[i] + c));              \
                 }                                                                               \
+                if (!((c >> 1) & 63))                                                           \
+                    Q4_UNROLL                                                                   \
+                    for (j = 0; j < NR; ++j) {                                                  \
+                        Q4_PREFETCH(bp[j] + NR * bpr + c / 2);                                  \
+                        Q4_PREFETCH(sb[j] + NR * kb + b0);                                      \
+                    }                                                                           \
                 Q4_UNROLL                                                                       \
                 for (j = 0; j < NR; ++j) {                                                      \
                     const __m512 sbl =                                                          \

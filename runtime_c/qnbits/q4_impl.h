@@ -26,6 +26,16 @@
 #define Q4_UNROLL
 #endif
 
+/* B rows are short streams (K/2 bytes per column, at a stride): the tiles prefetch the rows of the
+ * next tile while they compute (one line per 64 bytes of progress), or every new row starts with a
+ * cache miss the hardware prefetcher has not seen coming (11008 x 4096 at accuracy 4 streamed at
+ * 6 GB/s without, against 12 GB/s for the fp32 GEMV's one long stream). Prefetches never fault. */
+#if defined(__GNUC__) || defined(__clang__)
+#define Q4_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+#else
+#define Q4_PREFETCH(p) ((void)0)
+#endif
+
 Q_INLINE int64_t q4_kb(const onnxc_q4_weights* w) { return (w->K + w->block - 1) / w->block; }
 
 /* Elements of a prepared row of A: whole blocks, rounded up to whole groups of 32. */

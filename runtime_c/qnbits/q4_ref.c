@@ -9,38 +9,45 @@
 #define MR 4
 #define NR 4
 
-/* Rows [m0, m0 + mr) x columns [n0, n0 + nr) over all of K. Byte j of a block holds elements
- * k = 2j (low nibble) and 2j + 1 (high), found in the permuted A at q4_pos(k) and q4_pos(k) + 16. */
+/* The kernels walk B 8 bytes at a time: 16 elements c..c+15 (c a multiple of 16) of one block,
+ * half a group of the permuted A, whose 8 even elements sit at a0 = (c & ~31) + (c & 16) / 2 and 8
+ * odd ones at a0 + 16. The 8-wide inner loops over partial sums vectorize. */
+#define HALF 8
+
+/* Rows [m0, m0 + mr) x columns [n0, n0 + nr) over all of K. */
 static void f32_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int nr) {
     const onnxc_q4_weights* w = g->w;
     const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
-    float acc[MR][NR], lut[NR][16];
-    int64_t b, k;
-    int i, j, q;
+    float acc[MR][NR][HALF];
+    int64_t b, c;
+    int i, j, t;
     for (i = 0; i < mr; ++i)
-        for (j = 0; j < nr; ++j) acc[i][j] = 0.0f;
+        for (j = 0; j < nr; ++j)
+            for (t = 0; t < HALF; ++t) acc[i][j][t] = 0.0f;
     for (b = 0; b < kb; ++b) {
-        for (j = 0; j < nr; ++j) {  /* the 16 values a nibble dequantizes to in this block */
-            const float s = w->scales[(n0 + j) * kb + b], z = q4_zp(w, kb, n0 + j, b);
-            for (q = 0; q < 16; ++q) lut[j][q] = ((float)q - z) * s;
-        }
         for (j = 0; j < nr; ++j) {
-            const uint8_t* bp = w->B + (n0 + j) * bpr + b * bs / 2;
-            for (i = 0; i < mr; ++i) {
-                const float* a = g->a + (m0 + i) * g->lda_p;
-                float s = acc[i][j];
-                for (k = 0; k < bs; k += 2) {
-                    const int64_t p = q4_pos(b * bs + k);
-                    s += a[p] * lut[j][bp[k / 2] & 0xF];
-                    s += a[p + 16] * lut[j][bp[k / 2] >> 4];
+            const float s = w->scales[(n0 + j) * kb + b], z = q4_zp(w, kb, n0 + j, b);
+            const uint8_t* bp = w->B + (n0 + j) * bpr;
+            for (c = b * bs; c < (b + 1) * bs; c += 16) {
+                const int64_t a0 = (c & ~(int64_t)31) + ((c & 16) >> 1);
+                float lo[HALF], hi[HALF];
+                for (t = 0; t < HALF; ++t) { /* the spec's dequantization, (q - zp) * scale */
+                    lo[t] = ((float)(bp[c / 2 + t] & 0xF) - z) * s;
+                    hi[t] = ((float)(bp[c / 2 + t] >> 4) - z) * s;
                 }
-                acc[i][j] = s;
+                for (i = 0; i < mr; ++i) {
+                    const float* a = g->a + (m0 + i) * g->lda_p + a0;
+                    for (t = 0; t < HALF; ++t) acc[i][j][t] += a[t] * lo[t] + a[16 + t] * hi[t];
+                }
             }
         }
     }
     for (i = 0; i < mr; ++i)
-        for (j = 0; j < nr; ++j)
-            g->C[(m0 + i) * g->ldc + n0 + j] = acc[i][j] + (w->bias ? w->bias[n0 + j] : 0.0f);
+        for (j = 0; j < nr; ++j) {
+            float sum = 0.0f;
+            for (t = 0; t < HALF; ++t) sum += acc[i][j][t];
+            g->C[(m0 + i) * g->ldc + n0 + j] = sum + (w->bias ? w->bias[n0 + j] : 0.0f);
+        }
 }
 
 void onnxc_q4f32_gemm_4x4__generic(const onnxc_q4_args* g, int64_t n0, int64_t n1) {
@@ -54,22 +61,24 @@ static void s8_tile(const onnxc_q4_args* g, int64_t m0, int mr, int64_t n0, int 
     const onnxc_q4_weights* w = g->w;
     const int64_t kb = q4_kb(w), bs = w->block, bpr = kb * bs / 2;
     float acc[MR][NR];
-    int64_t b, k;
-    int i, j;
+    int64_t b, c;
+    int i, j, t;
     for (i = 0; i < mr; ++i)
         for (j = 0; j < nr; ++j) acc[i][j] = 0.0f;
     for (b = 0; b < kb; ++b) {
         for (j = 0; j < nr; ++j) {
-            const uint8_t* bp = w->B + (n0 + j) * bpr + b * bs / 2;
+            const uint8_t* bp = w->B + (n0 + j) * bpr;
             const float sb = w->scales[(n0 + j) * kb + b];
             for (i = 0; i < mr; ++i) {
                 const int8_t* a = g->qa + (m0 + i) * g->lda_p;
-                int32_t dot = 0;
-                for (k = 0; k < bs; k += 2) {
-                    const int64_t p = q4_pos(b * bs + k);
-                    dot += a[p] * (bp[k / 2] & 0xF) + a[p + 16] * (bp[k / 2] >> 4);
+                int32_t dot[HALF] = {0, 0, 0, 0, 0, 0, 0, 0}, d = 0;
+                for (c = b * bs; c < (b + 1) * bs; c += 16) {
+                    const int64_t a0 = (c & ~(int64_t)31) + ((c & 16) >> 1);
+                    for (t = 0; t < HALF; ++t)
+                        dot[t] += a[a0 + t] * (bp[c / 2 + t] & 0xF) + a[a0 + 16 + t] * (bp[c / 2 + t] >> 4);
                 }
-                acc[i][j] += (float)dot * (g->qa_scale[(m0 + i) * kb + b] * sb);
+                for (t = 0; t < HALF; ++t) d += dot[t];
+                acc[i][j] += (float)d * (g->qa_scale[(m0 + i) * kb + b] * sb);
             }
         }
     }
