@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List
 
 from .errors import CompileError
+from .progress import stage, step
 from .resources import runtime_dir, runtime_sources
 
 # ISA flags per target. The C kernels pick their microkernel from the macros these define
@@ -112,9 +113,12 @@ def runtime_objects(flags: List[str]) -> List[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="rt-", dir=dest.parent))
     inc = str(runtime_dir() / "include")
-    for src, obj in zip(srcs, objs):
+    stage(f"compiling the runtime C (once per compiler and flags, then cached): {len(srcs)} units")
+    for k, (src, obj) in enumerate(zip(srcs, objs)):
+        step(k, len(srcs), str(src.relative_to(runtime_dir())))
         _run([c_compiler(), *flags, "-I", inc, "-c", str(src), "-o", str(tmp / obj.name)],
              f"compiling runtime {src.name}")
+    step(len(srcs), len(srcs), "done")
     try:
         os.replace(tmp, dest)
     except OSError:  # another process won the race; its objects are identical
@@ -161,6 +165,7 @@ def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "na
                    extra_link_args=(["-fopenmp"] if openmp else []) + MODULE_LINK_FLAGS + extra_cflags())
     build_tmp = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir))
     old_cc = os.environ.get("CC")
+    stage(f"compiling {prefix}.c and linking {module_name}")
     try:
         so = ffi.compile(tmpdir=str(build_tmp), verbose=False)
         final = out_dir / Path(so).name

@@ -21,7 +21,8 @@ from ._version import __version__
 from . import install
 from .errors import UnsupportedError
 from .install import install_entry as _install  # noqa: F401 (tests/test_cache_install.py)
-from .runtime import MANIFEST, CompiledModel
+from .progress import stage
+from .runtime import MANIFEST, CompiledModel, ForeignModule, cpu_mismatch
 
 DEFAULT_PREFIX = "model"
 # like onnxruntime's default ORT_ENABLE_ALL: every level, NCHWc blocking included
@@ -93,6 +94,17 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
+def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
+    """The finished build, loaded; a ForeignModule when it is for an ISA this CPU lacks (compiling
+    for another machine succeeds; only running it here is refused)."""
+    from .verify import read_manifest
+    why = cpu_mismatch(read_manifest(out / MANIFEST), out)
+    if why:
+        log.info("onnxc: %s: built, not loaded: %s", out, why)
+        return ForeignModule(out, why)
+    return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+
+
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
@@ -129,14 +141,18 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         if not force and (out / MANIFEST).exists():
             try:
                 if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
-                    m = CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+                    m = _open(out, num_threads, fallback_engine)
+                    m.from_cache = True
+                    log.info("onnxc: %s already holds this build (same model, options, onnxc and C compiler): "
+                             "not rebuilt (force=True / --force rebuilds)", out)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
                         optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
                 replace = True
-        src = raw if not hasattr(model, "SerializeToString") else model
+        # a path stays a path: errors name the file, and onnx.load finds external data beside it
+        src = model if hasattr(model, "SerializeToString") or isinstance(model, (str, os.PathLike)) else raw
         # built in a temporary directory and moved into place: nobody sees a half-written build
         tmp = install.build_dir(out, in_cache)
         try:
@@ -149,7 +165,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                 install.install_files(tmp, out)
         finally:  # a failed build (unsupported op, compiler error) leaves nothing behind
             shutil.rmtree(tmp, ignore_errors=True)
-        return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+        return _open(out, num_threads, fallback_engine)
 
 
 def node_table(graph, partitions):
@@ -178,6 +194,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     times = {}
     t = time.perf_counter()
+    stage("loading the model (onnx checker, shape inference)")
     graph = frontend.load(model, options["input_shapes"] or None)
     in_names = [v.name for v in graph.inputs]
     out_names = [v.name for v in graph.outputs]
@@ -185,6 +202,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     times["frontend"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    stage(f"optimizing ({len(graph.nodes)} nodes, level {options['opt_level']})")
     pm = optimize(graph, options["opt_level"], target=options["target"])
     if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
         from .ir.onnx_export import optimized_model
@@ -193,6 +211,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     legalize_outputs(graph)
 
     t = time.perf_counter()
+    stage(f"generating C ({len(graph.nodes)} nodes)")
     from .passes.legalize_half import legalize_half  # narrow types compute through float32
     legalize_half(graph)
     # lists every node no provider can run, dynamic shapes included

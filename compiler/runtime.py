@@ -39,22 +39,31 @@ class _NoCode:
         setattr(self, f"{prefix}_run", lambda *a: 3)  # ONNXC_ERR_FALLBACK
 
 
-def check_cpu(manifest: Dict, where) -> None:
-    """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
-    lacks (running it would die with SIGILL). The manifest records the ISA the build resolved
-    (also for target "native", which may have been built on another machine)."""
+def cpu_mismatch(manifest: Dict, where) -> Optional[str]:
+    """Why this CPU cannot execute a module compiled for the manifest's ISA (None: it can).  The
+    manifest records the ISA the build resolved (also for target "native", which may have been
+    built on another machine)."""
     from .cpu import REQUIRED_FLAGS, host_flags
     isa = manifest.get("isa") or manifest.get("options", {}).get("target")
     if isa not in REQUIRED_FLAGS:  # "native" in a manifest older than the isa key: unknown
-        return
+        return None
     have = host_flags()
     if not have:  # no /proc/cpuinfo (not Linux): nothing to check against
-        return
+        return None
     missing = [f for f in REQUIRED_FLAGS[isa] if f not in have]
-    if missing:
-        target = manifest.get("options", {}).get("target", isa)
-        raise ModelError(f"{where}: compiled for target '{target}' (ISA {isa}), but this CPU lacks "
-                         f"{', '.join(missing)}; recompile it here with target='native' (or 'generic')")
+    if not missing:
+        return None
+    target = manifest.get("options", {}).get("target", isa)
+    return (f"{where}: compiled for target '{target}' (ISA {isa}), but this CPU lacks "
+            f"{', '.join(missing)}; recompile it here with target='native' (or 'generic')")
+
+
+def check_cpu(manifest: Dict, where) -> None:
+    """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
+    lacks (running it would die with SIGILL)."""
+    why = cpu_mismatch(manifest, where)
+    if why:
+        raise ModelError(why)
 
 
 def _import_so(path: Path, module_name: str):
@@ -74,6 +83,9 @@ def _import_so(path: Path, module_name: str):
 
 class CompiledModel:
     """A compiled model: ``run(output_names, input_feed)`` like onnxruntime."""
+
+    runnable = True  # False: a ForeignModule, built for a CPU this one is not
+    from_cache = False  # set by onnxc.compile when the build already existed (not rebuilt)
 
     def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
                  verify: Optional[str] = None):
@@ -269,6 +281,33 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
+
+
+class ForeignModule(CompiledModel):
+    """What onnxc.compile returns for a module built for an ISA this CPU lacks (compiling for
+    another machine, e.g. target="avx512" on an AVX2 host): the output directory, manifest,
+    report, inputs and outputs are there; the code is not loaded, and ``run``/``profile`` raise
+    ModelError saying why.  ``onnxc.load`` on a CPU that has the ISA runs it."""
+
+    runnable = False
+
+    def __init__(self, output_dir, reason: str):
+        self.output_dir = Path(output_dir)
+        from .verify import read_manifest
+        self.manifest = read_manifest(self.output_dir / MANIFEST)
+        self.prefix = self.manifest["prefix"]
+        self._inputs, self._outputs = self.manifest["inputs"], self.manifest["outputs"]
+        self.num_threads = None
+        self.reason = reason
+
+    def run(self, output_names, input_feed, run_options=None):
+        raise ModelError(self.reason)
+
+    def profile(self, input_feed, repeat: int = 10):
+        raise ModelError(self.reason)
+
+    def __repr__(self) -> str:
+        return f"<onnxc.ForeignModule {self.output_dir} isa={self.manifest.get('isa')} (not loadable here)>"
 
 
 ERR_VALUE = 4  # ONNXC_ERR_VALUE in onnxc_rt.h
