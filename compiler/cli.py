@@ -75,8 +75,11 @@ def cmd_compile(args) -> int:
     how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
     print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
     if not model.runnable:
-        print(f"  built for ISA {model.manifest.get('isa')}: this host cannot load it ({model.reason.split('but ')[-1]}); "
-              f"copy {args.output} to a machine that has it and load it there")
+        from .cpu import REQUIRED_FLAGS, host_flags
+        isa = model.manifest.get("isa")
+        missing = ", ".join(f for f in REQUIRED_FLAGS.get(isa, ()) if f not in host_flags())
+        print(f"  built for ISA {isa}: this host cannot load it (this CPU lacks {missing}); copy {args.output} "
+              "to a machine that has it and load it there")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
         print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
