@@ -287,12 +287,14 @@ class ForeignModule(CompiledModel):
     """What onnxc.compile returns for a module built for an ISA this CPU lacks (compiling for
     another machine, e.g. target="avx512" on an AVX2 host): the output directory, manifest,
     report, inputs and outputs are there; the code is not loaded, and ``run``/``profile`` raise
-    ModelError saying why.  ``onnxc.load`` on a CPU that has the ISA runs it."""
+    ModelError saying why.  ``onnxc.load`` on a CPU that has the ISA runs it, and so does a
+    worker that unpickles it there (pickled by value, it arrives as a CompiledModel)."""
 
     runnable = False
 
     def __init__(self, output_dir, reason: str):
         self.output_dir = Path(output_dir)
+        self._fallback_engine, self.pickle_by = "auto", "value"
         from .verify import read_manifest
         self.manifest = read_manifest(self.output_dir / MANIFEST)
         self.prefix = self.manifest["prefix"]

@@ -156,11 +156,17 @@ def test_compile_for_an_isa_this_host_lacks(monkeypatch, capsys, model_path, tmp
         m.run(None, {"x": np.zeros((2, 3), np.float32)})
     code, err = error_of(capsys, ["run", str(out), "--random"])
     assert code == 2 and "onnxc run: error: " in err and "lacks avx512f" in err
+    import pickle
+    shipped = pickle.dumps(m)  # by value: the build's files travel to a worker that has the ISA
+    with pytest.raises(onnxc.ModelError, match="lacks avx512f"):
+        pickle.loads(shipped)
     monkeypatch.undo()
     if "avx512" not in real_isas:
         pytest.skip("this host cannot run AVX-512: the load half needs one")
     x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
     np.testing.assert_array_equal(onnxc.load(out).run(None, {"x": x})[0], np.maximum(x, 0))
+    monkeypatch.setenv("ONNXC_PICKLE_DIR", str(tmp_path / "unpickled"))
+    np.testing.assert_array_equal(pickle.loads(shipped).run(None, {"x": x})[0], np.maximum(x, 0))
 
 
 def test_console_script_is_in_the_venv():
