@@ -318,3 +318,39 @@ def test_declared_output_shape_onnx_cannot_merge_is_only_a_warning(tmp_path):
     x = rnd(2, 3)
     out = onnxc.compile(m, output_dir=tmp_path / "m").run(None, {"x": x})
     np.testing.assert_allclose(out[0], ort_run(m, {"x": x})[0])
+
+
+def compile_error_in_small_process(m, tmp_path, **options) -> str:
+    """onnxc.compile(m) in a child with 8 GiB of address space; returns "Type: message" of what
+    it raised. A regression that allocates a huge model's sizes then fails with MemoryError
+    there, instead of waking the OOM killer on the test machine (as onnx's data propagation did
+    before frontend/onnx_infer.py guarded it)."""
+    import json
+    import resource
+    import subprocess
+    import sys
+    path = tmp_path / "model.onnx"
+    path.write_bytes(m.SerializeToString())
+    code = ("import json, sys, onnxc\n"
+            "try:\n"
+            f"    onnxc.compile({str(path)!r}, output_dir={str(tmp_path / 'm')!r}, **json.loads(sys.argv[1]))\n"
+            "    print('compiled')\n"
+            "except Exception as e:\n"
+            "    print(f'{type(e).__name__}: {e}')\n")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # noqa: E731
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(options)], capture_output=True, text=True,
+                       preexec_fn=limit, timeout=600)
+    return r.stdout.strip() + "\n" + r.stderr.strip()[-2000:]
+
+
+def test_arena_beyond_the_limit_is_refused(tmp_path):
+    """Three values of 768 GiB each, live at once: each within the per-value limit, together
+    beyond it."""
+    n = 3 << 36
+    m = model([node("Expand", ["x", "s"], ["a"], "e1"), node("Expand", ["x2", "s"], ["b"], "e2"),
+               node("Mul", ["a", "b"], ["c"], "m1"), node("ReduceSum", ["c"], ["y"], "r1", keepdims=0)],
+              [("x", F, [1]), ("x2", F, [1])], [("y", F, 0)], {"s": np.array([n])})
+    out = compile_error_in_small_process(m, tmp_path, opt_level="none", fallback=False)
+    assert out.startswith("ModelError") and "arena needs 2.2 TiB" in out and "at most 1.0 TiB" in out, out
+    assert "'a' 768.0 GiB" in out and "bad_alloc" not in out, out
+

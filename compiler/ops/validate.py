@@ -11,8 +11,9 @@ those inside subgraphs included), and raises one ModelError listing every invali
     node 'conv1' (Conv): input 2 'b' has 32 elements, expected 64 (W's output channels)
 
 Size limits (a documented rule rather than "whatever the machine can allocate", so a model
-compiles the same everywhere): every dimension in [0, 2^40) and every value (input, constant,
-intermediate, output) at most ``MAX_VALUE_BYTES`` = 2^40 bytes (1 TiB).
+compiles the same everywhere): every dimension in [0, 2^40), every value (input, constant,
+intermediate, output) at most ``MAX_VALUE_BYTES`` = 2^40 bytes (1 TiB), and so is the arena the
+driver plans (``check_arena``).
 """
 from __future__ import annotations
 
@@ -231,6 +232,16 @@ def onnx_problem(node) -> Optional[str]:
 
 def _type_desc(v) -> str:
     return type_str(v)
+
+
+def check_arena(plan) -> None:
+    """The planned arena (intermediates live at the same time) holds at most MAX_VALUE_BYTES:
+    values each within the limit can still add up to more than any machine allocates."""
+    if plan.size > MAX_VALUE_BYTES:
+        big = sorted(plan.buffers, key=lambda b: -b.size)[:3]
+        names = ", ".join(f"'{b.label or b.key}' {_size_text(b.size)}" for b in big)
+        raise ModelError(f"invalid model: the arena needs {_size_text(plan.size)} for values live at the same "
+                         f"time, expected at most {_size_text(MAX_VALUE_BYTES)} (largest: {names})")
 
 
 # --- the runner -------------------------------------------------------------------------------
