@@ -16,8 +16,9 @@ def _index_problem(node, i, idx, n, what):
     idx = np.asarray(idx).astype(np.int64, copy=False)
     bad = idx[(idx < -n) | (idx > n - 1)]
     if bad.size:
-        return (f"{inp(node, i)} holds the index {int(bad.reshape(-1)[0])}"
-                f"{f' (and {bad.size - 1} more)' if bad.size > 1 else ''}, expected indices in [{-n}, {n - 1}] ({what})")
+        more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+        return (f"{inp(node, i)} holds the index {int(bad.reshape(-1)[0])}{more}, expected indices in "
+                f"[{-n}, {n - 1}] ({what})")
     return None
 
 
@@ -58,8 +59,9 @@ def _elements(node, data_i, index_i, updates_i=None):
         upd = shape_of(node, updates_i)
         if upd is not None and ind is not None and (len(upd) != len(ind) or any(
                 known(a) and known(b) and a != b for a, b in zip(upd, ind))):
-            yield f"{inp(node, updates_i)} has shape {shape_str(upd)}, expected {shape_str(ind)} (the shape of the indices)"
-    yield _index_problem(node, index_i, const_of(node, index_i), x[ax], f"dim {ax} of {inp(node, data_i)} {shape_str(x)}")
+            yield f"{inp(node, updates_i)} has shape {shape_str(upd)}, expected {shape_str(ind)} (the indices' shape)"
+    yield _index_problem(node, index_i, const_of(node, index_i), x[ax],
+                         f"dim {ax} of {inp(node, data_i)} {shape_str(x)}")
 
 
 @check("GatherElements")
@@ -89,7 +91,8 @@ def _nd(node, updates_i=None):
         upd, want = shape_of(node, updates_i), tuple(ind[:-1]) + tuple(x[k:])
         if upd is not None and (len(upd) != len(want) or any(
                 known(a) and known(c) and a != c for a, c in zip(upd, want))):
-            yield f"{inp(node, updates_i)} has shape {shape_str(upd)}, expected {shape_str(want)} (indices[:-1] + data[{k}:])"
+            yield (f"{inp(node, updates_i)} has shape {shape_str(upd)}, expected {shape_str(want)} "
+                   f"(indices[:-1] + data[{k}:])")
     idx = const_of(node, 1)
     if idx is not None and idx.size:
         for j in range(k):

@@ -28,7 +28,7 @@ def _window_attrs(node, spatial, kernel=None):
     pads = node.attrs.get("pads")
     if pads is not None:
         if len(pads) != 2 * spatial:
-            yield f"attribute 'pads' is {list(pads)}, expected {2 * spatial} values (begin and end of each spatial axis)"
+            yield f"attribute 'pads' is {list(pads)}, expected {2 * spatial} values (begin, end per spatial axis)"
         elif min(pads) < 0:
             yield f"attribute 'pads' is {list(pads)}, expected values >= 0"
 

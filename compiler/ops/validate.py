@@ -53,11 +53,6 @@ def shape_of(node, i: int) -> Optional[tuple]:
     return None if v is None else v.shape
 
 
-def rank_of(node, i: int) -> Optional[int]:
-    s = shape_of(node, i)
-    return None if s is None else len(s)
-
-
 def const_of(node, i: int) -> Optional[np.ndarray]:
     v = node.input(i)
     return None if v is None or v.const is None else v.const
@@ -104,7 +99,8 @@ def unidirectional_problem(name: str, shape, target, target_name: str) -> Option
     if shape is None or target is None:
         return None
     if len(shape) > len(target):
-        return f"{name} has shape {shape_str(shape)}, expected rank <= {len(target)} to broadcast to {target_name} {shape_str(target)}"
+        return (f"{name} has shape {shape_str(shape)}, expected rank <= {len(target)} to broadcast to "
+                f"{target_name} {shape_str(target)}")
     for k in range(1, len(shape) + 1):
         d, t = shape[-k], target[-k]
         if known(d) and known(t) and d not in (1, t):
@@ -223,15 +219,11 @@ def onnx_problem(node) -> Optional[str]:
         text = str(e)
         text = text[text.rfind("): ") + 3:] if "): " in text else text
         text = re.sub(r"\[\w+Error\]\s*", "", text).strip()
-        ins = ", ".join(f"'{v.name}' {_type_desc(v)}" for v in node.inputs if v is not None)
+        ins = ", ".join(f"'{v.name}' {type_str(v)}" for v in node.inputs if v is not None)
         return f"onnx shape inference: {text} (inputs: {ins})"
     except Exception:  # noqa: BLE001 - inference could not be run at all: no verdict
         return None
     return None
-
-
-def _type_desc(v) -> str:
-    return type_str(v)
 
 
 def check_arena(plan) -> None:
