@@ -224,6 +224,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
                     parts.declined.get(id(n), {}).get("c", "no C kernel"))
     prefix = options["prefix"]
     result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
+    from .ops.validate import check_arena
+    check_arena(result.plan)  # values within the size limit can still add up beyond it
     times["codegen"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -33,3 +33,15 @@ def test_huge_slice_step_compiles(tmp_path, step):
     x = np.arange(4, dtype=np.float32)
     cm = onnxc.compile(slice_model(step), output_dir=tmp_path / "m")
     np.testing.assert_array_equal(cm.run(None, {"x": x})[0], x[3:6:step])
+
+
+def test_long_vectors_rule():
+    from onnxc.frontend.onnx_infer import data_prop_is_cheap
+    add = lambda n: make_model([helper.make_node("Add", ["x", "x"], ["y"])], [("x", np.float32, [n])],
+                               [("y", np.float32, [n])])
+    assert data_prop_is_cheap(add(4)) and data_prop_is_cheap(add(1 << 16))
+    assert not data_prop_is_cheap(add((1 << 16) + 1))
+    # known only after inference: the Expand output
+    expand = make_model([helper.make_node("Expand", ["x", "s"], ["e"]), helper.make_node("Add", ["e", "e"], ["y"])],
+                        [("x", np.float32, [1])], [("y", np.float32, None)], {"s": np.array([1 << 20], np.int64)})
+    assert not data_prop_is_cheap(expand)
