@@ -183,6 +183,28 @@ def test_bad_index_in_loop_body(tmp_path):
                                 "range [-10, 9] on axis 0 of input 'd' (shape (10, 4))")
 
 
+def test_bad_index_in_scan_body(tmp_path):
+    """acc += d[id] for each id of a scanned sequence: the bad id stops the Scan."""
+    body = helper.make_graph(
+        [helper.make_node("Gather", ["d", "id"], ["g"], name="scan_gather"),
+         helper.make_node("Add", ["acc", "g"], ["acc_out"]), helper.make_node("Identity", ["g"], ["row"])],
+        "body", [helper.make_tensor_value_info("acc", 1, [4]), helper.make_tensor_value_info("id", 7, [])],
+        [helper.make_tensor_value_info("acc_out", 1, [4]), helper.make_tensor_value_info("row", 1, [4])])
+    scan = helper.make_node("Scan", ["acc0", "ids"], ["acc", "rows"], name="the_scan", body=body, num_scan_inputs=1)
+    model = make_model([scan], [("d", np.float32, [10, 4]), ("acc0", np.float32, [4]), ("ids", np.int64, [5])],
+                       [("acc", np.float32, [4]), ("rows", np.float32, [5, 4])])
+    m = compile_c(model, tmp_path / "o")
+    feed = {"d": f32(10, 4), "acc0": f32(4), "ids": np.array([0, -1, 9, -10, 4], np.int64)}
+    for got, want in zip(m.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    bad_feed = dict(feed, ids=np.array([0, -1, 9, -2**63, 4], np.int64))
+    assert_ort_refuses(model, bad_feed)
+    with pytest.raises(onnxc.InputError) as e:
+        m.run(None, bad_feed)
+    assert str(e.value) == ("node 'scan_gather' (Gather) in the body of Scan 'the_scan': index -9223372036854775808 "
+                            "out of range [-10, 9] on axis 0 of input 'd' (shape (10, 4))")
+
+
 def test_bad_index_in_if_branch(tmp_path):
     model = _if_model()
     m = compile_c(model, tmp_path / "o")

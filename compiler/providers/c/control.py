@@ -107,6 +107,16 @@ def emit_nodes(sub: Graph, sctx) -> str:
     return "\n".join(out)
 
 
+def _loop_body(body: Graph, sctx) -> str:
+    """A Loop/Scan body; the loop is left once one of its runtime checks failed (the run fails
+    after the node)."""
+    before = len(sctx.checks)
+    code = emit_nodes(body, sctx)
+    if len(sctx.checks) > before:
+        code += "\nif (status != ONNXC_OK) break;  /* a runtime check in the body failed */"
+    return code
+
+
 def _indent(code: str, n: int = 4) -> str:
     return "\n".join((" " * n + line) if line else line for line in code.splitlines())
 
@@ -327,7 +337,7 @@ def loop(node, ctx):
     lines.append(f"for (int64_t {p}_it = 0; {p}_it < {_trip_count(node)} && {p}_cond; ++{p}_it) {{")
     inner = [f"*(int64_t*)(arena + {base + iter_off}) = {p}_it;",
              f"*(uint8_t*)(arena + {base + iter_off + 64}) = {p}_cond;",
-             emit_nodes(body, sctx)]
+             _loop_body(body, sctx)]
     for b, o in zip(body.outputs[n + 1:], node.outputs[n:]):
         inner.append(_copy(f"{ctx.ptr(o)} + {p}_it * {b.size}", sctx.ptr(b), b.nbytes))
     inner.append(f"{p}_cond = {sctx.ptr(body.outputs[0])}[0] != 0;")
@@ -441,7 +451,7 @@ def scan(node, ctx):
     for v, a, dr, b in zip(ins, in_axes, in_dirs, body.inputs[n:]):
         pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
         inner.append(_slice_copy(p, ctx.ptr(v), v.shape, a, pos, sctx.ptr(b), v.dtype.itemsize, True))
-    inner.append(emit_nodes(body, sctx))
+    inner.append(_loop_body(body, sctx))
     for b, o, a, dr in zip(outs, node.outputs[n:], out_axes, out_dirs):
         pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
         inner.append(_slice_copy(p, ctx.ptr(o), o.shape, a, pos, sctx.ptr(b), o.dtype.itemsize, False))
