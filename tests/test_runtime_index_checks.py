@@ -107,6 +107,31 @@ def test_first_bad_index_is_reported(tmp_path):
         m.run(None, dict(feed, i=np.array([1, 2, 10], np.int64), j=np.array([[0, 9]] * 3, np.int64)))
 
 
+@pytest.mark.parametrize("op", ["Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND"])
+def test_constant_indices(op, tmp_path):
+    """Constant indices in range need no runtime check (none is compiled in); out of range they
+    still fail the run, naming the node."""
+    key = {"Gather": "Gather_axis0", "GatherElements": "GatherElements", "GatherND": "GatherND",
+           "ScatterElements": "ScatterElements", "ScatterND": "ScatterND"}[op]
+    _, attrs, dshape, ind, ushape, at, _, _ = CASES[key]
+    for bad in (False, True):
+        i = np.array(ind, np.int64)
+        if bad:
+            i[at] = 10
+        ins = ["d", "i"] + (["u"] if ushape else [])
+        specs = [("d", np.float32, list(dshape))] + ([("u", np.float32, list(ushape))] if ushape else [])
+        feed = {"d": f32(*dshape)} | ({"u": f32(*ushape)} if ushape else {})
+        model = make_model([helper.make_node(op, ins, ["y"], name="const_idx", **attrs)], specs,
+                           [("y", np.float32, None)], {"i": i})
+        m = compile_c(model, tmp_path / str(bad))
+        if bad:
+            with pytest.raises(onnxc.InputError, match=r"^node 'const_idx' .*: index 10 out of range \[-10, 9\]"):
+                m.run(None, feed)
+        else:
+            assert m.manifest["checks"] == [] and m.manifest["error_offset"] is None
+            np.testing.assert_allclose(m.run(None, feed)[0], ort_run(model, feed)[0], rtol=1e-6)
+
+
 # --- threads: each arena reports its own error ---------------------------------------------------
 def test_two_threads_report_their_own_errors(tmp_path):
     model, feed = _index_model("Gather_axis0", np.int64)

@@ -19,7 +19,7 @@ from ...codegen.loops import contiguous_strides
 from ...dtypes import onnx_from_np_dtype
 from ...ops import get_attr
 from .registry import c_kernel
-from .shape import index_message
+from .shape import const_within, index_message
 
 FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 INTS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)}
@@ -244,10 +244,11 @@ def scatter_elements(node, ctx):
     ui = _offset(idx, contiguous_strides(ind.shape))
     other = _offset([i for k, i in enumerate(idx) if k != axis], [s for k, s in enumerate(ys) if k != axis])
     n = data.shape[axis]
-    fail = ctx.fail(node, index_message(n, axis, data), f"I[{ui}]", ui, tensor=ind)
+    fail = "" if const_within(ind, -n, n - 1) else ctx.fail(node, index_message(n, axis, data), f"I[{ui}]", ui,
+                                                            tensor=ind)
     body = (f"int64_t k = (int64_t)I[{ui}]; if (k < 0) k += {n}; "
             f"if (k >= 0 && k < {n}) {{ {ct}* d = Y + {other} + k*{ys[axis]}; "
-            f"*d = {_combine(op, '*d', f'U[{ui}]', data.dtype, ct)}; }} else {{ {fail} }}")
+            f"*d = {_combine(op, '*d', f'U[{ui}]', data.dtype, ct)}; }}" + (f" else {{ {fail} }}" if fail else ""))
     lines += _scatter_pointers(ctx, data, ind, upd, y)
     return "\n".join(lines + _nest(list(ind.shape), idx, body))
 
@@ -261,6 +262,9 @@ def _tuple_offset(node, ctx, data, ind, first: int, row: str) -> List[str]:
     dims, strides = data.shape[first:first + q], contiguous_strides(data.shape)[first:first + q]
     lines = ["int64_t off = 0; int ok = 1;"]
     for d, (n, s) in enumerate(zip(dims, strides)):
+        if const_within(ind, -n, n - 1, column=d):
+            lines.append(f"{{ int64_t k = (int64_t)I[{row} + {d}]; if (k < 0) k += {n}; off += k*{s}; }}")
+            continue
         fail = ctx.fail(node, index_message(n, first + d, data), f"I[{row} + {d}]", f"{row} + {d}", tensor=ind)
         lines.append(f"{{ int64_t k = (int64_t)I[{row} + {d}]; if (k < 0) k += {n}; "
                      f"if (k < 0 || k >= {n}) {{ ok = 0; {fail} }} else off += k*{s}; }}")

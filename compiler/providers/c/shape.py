@@ -171,6 +171,17 @@ def _index_check(node):
     return None
 
 
+def const_within(v, lo: int, hi: int, column: int = None) -> bool:
+    """``v`` (or column ``column`` of its last axis) is a constant with every value in [lo, hi]:
+    no runtime check needed."""
+    if v is None or not v.is_const:
+        return False
+    a = np.asarray(v.const)
+    if column is not None:
+        a = a.reshape(-1, a.shape[-1])[:, column]
+    return a.size == 0 or (int(a.min()) >= lo and int(a.max()) <= hi)
+
+
 def index_message(n: int, axis: int, x) -> str:
     """What an out-of-range runtime index on ``axis`` (length n) of input ``x`` is told."""
     return f"index {{value}} out of range [{-n}, {n - 1}] on axis {axis} of input '{x.name}' (shape {tuple(x.shape)})"
@@ -189,14 +200,15 @@ def gather(node, ctx):
     if y.size == 0:
         return "/* empty */"
     es = x.dtype.itemsize
-    fail = ctx.fail(node, index_message(n, axis, x), "I[j]", "j", tensor=ind)
-    return "\n".join([
-        f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};",
-        f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
-        f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
-        "int ok = 1;",
-        f"for (int64_t j = 0; j < {m}; ++j)",
-        f"  if ((int64_t)I[j] < {-n} || (int64_t)I[j] >= {n}) {{ {fail} ok = 0; break; }}",
+    lines = [f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};",
+             f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
+             f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
+             "int ok = 1;"]
+    if not const_within(ind, -n, n - 1):
+        fail = ctx.fail(node, index_message(n, axis, x), "I[j]", "j", tensor=ind)
+        lines += [f"for (int64_t j = 0; j < {m}; ++j)",
+                  f"  if ((int64_t)I[j] < {-n} || (int64_t)I[j] >= {n}) {{ {fail} ok = 0; break; }}"]
+    return "\n".join(lines + [
         f"if (ok) for (int64_t o = 0; o < {outer}; ++o)",
         f"  for (int64_t j = 0; j < {m}; ++j) {{",
         f"    int64_t k = (int64_t)I[j]; if (k < 0) k += {n};",
@@ -217,9 +229,12 @@ def gather_elements(node, ctx):
     other = _offset([i for k, i in enumerate(idx) if k != axis], [s for k, s in enumerate(xs) if k != axis])
     oi = _offset(idx, contiguous_strides(y.shape))
     n = x.shape[axis]
-    fail = ctx.fail(node, index_message(n, axis, x), f"I[{oi}]", oi, tensor=ind)
-    body = (f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; "
-            f"if (k < 0 || k >= {n}) {{ {fail} Y[{oi}] = 0; }} else Y[{oi}] = X[{other} + k*{xs[axis]}];")
+    if const_within(ind, -n, n - 1):
+        body = f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; Y[{oi}] = X[{other} + k*{xs[axis]}];"
+    else:
+        fail = ctx.fail(node, index_message(n, axis, x), f"I[{oi}]", oi, tensor=ind)
+        body = (f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; "
+                f"if (k < 0 || k >= {n}) {{ {fail} Y[{oi}] = 0; }} else Y[{oi}] = X[{other} + k*{xs[axis]}];")
     return "\n".join(_decls(ctx, x, y) + [f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};"]
                      + _nest(list(y.shape), idx, body))
 
