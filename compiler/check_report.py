@@ -19,7 +19,10 @@ def describe(checks: List[Dict], error_offset: Optional[int], arena: np.ndarray)
     if the module has no checks or the record does not name one of them."""
     if error_offset is None or not checks:
         return None
-    rec = arena[error_offset:error_offset + 8 * RECORD_INT64S].view(np.int64)
+    raw = arena[error_offset:error_offset + 8 * RECORD_INT64S]
+    if raw.size != 8 * RECORD_INT64S:  # a manifest that does not match its module
+        return None
+    rec = raw.view(np.int64)
     check, value, pos = (int(x) for x in rec[:3])
     if not 0 <= check < len(checks):
         return None

@@ -205,6 +205,7 @@ class CompiledModel:
         in_ptrs = ffi.new("void*[]", [ptr(a) for a in arrays] or [ffi.NULL])
         out_ptrs = ffi.new("void*[]", [ptr(o) for o in outs] or [ffi.NULL])
         arena_ptr, arena_np = self._arena()
+
         def failed_check():  # read from this run's arena: concurrent runs have their own
             from .check_report import describe
             return describe(self.manifest.get("checks", []), self.manifest.get("error_offset"), arena_np)
