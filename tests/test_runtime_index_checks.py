@@ -9,6 +9,8 @@ offending value and where it was read, recorded in the caller's arena (two threa
 report their own errors).  In-range indices, negative ones included, still match onnxruntime.
 """
 import re
+import shutil
+import subprocess
 import threading
 
 import numpy as np
@@ -17,6 +19,7 @@ from onnx import helper
 
 import onnxc
 from helpers import compile_c, make_model, ort_run
+from onnxc.build import c_compiler
 
 RNG = np.random.default_rng(7)
 BAD64 = [16, 1000, 2**40, -17, -2**63]  # on an axis of length 10
@@ -283,6 +286,32 @@ def test_c_api_error_record(tmp_path):
     assert rc == 5  # ONNXC_ERR_INDEX
     check, value, pos, status = arena[start + offset:start + offset + 32].view(np.int64)
     assert (check, value, pos, status) == (0, 1000, 7, 5)
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which(c_compiler()) is None, reason="no cmake / C compiler")
+def test_standalone_build_reports_the_check(tmp_path):
+    """`--emit c`: the example program, built with CMake alone, reports the failed check from the
+    arena (model.h's record) and still runs good inputs."""
+    from onnxc.emit_c import emit_c
+    emb = np.arange(40, dtype=np.float32).reshape(10, 4)
+    model = make_model([helper.make_node("Gather", ["emb", "ids"], ["y"], name="embed")], [("ids", np.int64, [3])],
+                       [("y", np.float32, [3, 4])], {"emb": emb}, name="emb")
+    e = emit_c(model, tmp_path / "emb", prefix="emb")
+    for step in (["cmake", "-S", str(e.path), "-B", str(tmp_path / "b"), "-DONNXC_THREADS=OFF"],
+                 ["cmake", "--build", str(tmp_path / "b"), "-j", "2"]):
+        r = subprocess.run(step, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    exe, weights = str(tmp_path / "b" / "emb_example"), str(e.path / "weights.bin")
+    for ids, rc in (([1, -1, 3], 0), ([1, 16, 3], 1)):
+        np.array(ids, np.int64).tofile(tmp_path / "ids.bin")
+        r = subprocess.run([exe, weights, str(tmp_path / "ids.bin"), str(tmp_path / "y.bin")], capture_output=True,
+                           text=True)
+        assert r.returncode == rc, r.stderr
+        if rc == 0:
+            np.testing.assert_array_equal(np.fromfile(tmp_path / "y.bin", np.float32).reshape(3, 4), emb[ids])
+    assert "failed with status 5" in r.stderr and "check 0 failed (value 16 at position 1" in r.stderr, r.stderr
+    header = (e.path / "emb.h").read_text()
+    assert "check 0: node 'embed' (Gather): index {value} out of range [-10, 9]" in header
 
 
 # --- the other runtime values: one module, the node named ------------------------------------------
