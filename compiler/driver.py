@@ -247,6 +247,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "inputs": result.inputs, "outputs": result.outputs, "options": options,
         "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,
+        "checks": result.checks, "error_offset": result.error_offset,  # runtime checks (check_report.py)
         "nodes": node_table(graph, parts.partitions),
     }
     # the module vouches for the manifest fields the loader acts on (compiler/verify.py)

@@ -217,13 +217,17 @@ class CompiledModel:
         in_ptrs = ffi.new("void*[]", [ptr(a) for a in arrays] or [ffi.NULL])
         out_ptrs = ffi.new("void*[]", [ptr(o) for o in outs] or [ffi.NULL])
         arena_ptr, arena_np = self._arena()
+
+        def failed_check():  # read from this run's arena: concurrent runs have their own
+            from .check_report import describe
+            return describe(self.manifest.get("checks", []), self.manifest.get("error_offset"), arena_np)
         if self._steps is None:
-            _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
+            _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
             return [outs[i] for i in wanted]
         env: Dict = {}
         for c_fn, fb in self._steps:
             if c_fn is not None:
-                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
+                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
             else:
                 fb.run(arena_np, arrays, outs, env)
         for k, o in enumerate(self._outputs):
@@ -312,15 +316,19 @@ class ForeignModule(CompiledModel):
         return f"<onnxc.ForeignModule {self.output_dir} isa={self.manifest.get('isa')} (not loadable here)>"
 
 
-ERR_VALUE = 4  # ONNXC_ERR_VALUE in onnxc_rt.h
+ERR_VALUE, ERR_INDEX = 4, 5  # ONNXC_ERR_VALUE, ONNXC_ERR_INDEX in onnxc_rt.h
 
 
-def _check_status(rc: int) -> None:
-    if rc == ERR_VALUE:
+def _check_status(rc: int, failed_check=None) -> None:
+    """Raise for a nonzero status; ``failed_check()`` describes the recorded failed check."""
+    if rc in (ERR_VALUE, ERR_INDEX):
+        why = failed_check() if failed_check is not None else None
+        if why:
+            raise InputError(why)
         raise InputError("a runtime input value is out of what this module was compiled for (TopK's k, "
                          "OneHot's depth, Range's bounds or a window size that disagrees with the compiled "
-                         "output shape, or a RotaryEmbedding position id outside its cache); the outputs "
-                         "are not valid")
+                         "output shape, or an index outside the tensor it addresses); the outputs are not "
+                         "valid")
     if rc != 0:
         raise RuntimeError(f"compiled model returned error code {rc}")
 

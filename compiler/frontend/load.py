@@ -93,9 +93,28 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
             return model
         if not _keep_legacy_prelu_semantics(model, converted):
             return model
+        _restore_node_names(model, converted)
         return converted
     except Exception:  # noqa: BLE001 - the converter lacks adapters for some ops
         return model
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _all_nodes(g)
+
+
+def _restore_node_names(model: onnx.ModelProto, converted: onnx.ModelProto) -> None:
+    """The converter's adapters replace nodes without their names (Scatter-10 becomes an unnamed
+    ScatterElements): give a replacement the name of the node whose output it produces, so
+    messages (a failed runtime check, an unsupported node) name the node the user knows."""
+    names = {o: n.name for n in _all_nodes(model.graph) if n.name for o in n.output if o}
+    for n in _all_nodes(converted.graph):
+        if not n.name and n.output and n.output[0] in names:
+            n.name = names[n.output[0]]
 
 
 def _signature(model: onnx.ModelProto):
