@@ -5,7 +5,7 @@ Shapes, axes and attributes are compile-time constants.  Indices read at run tim
 when negative (as the spec says) and bounds-checked, so bad data never touches memory outside a
 tensor: a scatter update whose index is out of range is skipped (the data stays as it was), a
 gather from an out-of-range index yields zeros, a OneHot index out of range gives all off_value.
-Integer accumulation goes through uint64_t so overflow wraps instead of being undefined in C.
+Integer accumulation wraps instead of overflowing (undefined in C): intmath.py.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...dtypes import onnx_from_np_dtype
 from ...ops import get_attr
+from .intmath import wrap_binary
 from .registry import c_kernel
 
 FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
@@ -39,11 +40,9 @@ def _offset(idx: Sequence[str], strides: Sequence[int]) -> str:
 
 
 def _combine(op: str, a: str, b: str, dtype, ctype: str) -> str:
-    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (done in uint64_t)."""
-    if op in ("+", "*") and dtype.kind in "iu":
-        return f"({ctype})((uint64_t){a} {op} (uint64_t){b})"
+    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (intmath.py)."""
     if op in ("+", "*"):
-        return f"({a} {op} {b})"
+        return wrap_binary(op, a, b, dtype)
     if op == "max":  # std::max(a, b) as onnxruntime: a NaN already there stays
         return f"(({a} < {b}) ? {b} : {a})"
     if op == "min":
