@@ -307,7 +307,8 @@ def run_program(cmd_prefix, exe: Path, out: Path, manifest, feed, expected, thre
 
 
 DEFAULT = ["conv_cnn", "conv_bn_dw", "matmul_mlp", "bert_layer", "attention_op", "gather_scatter", "shape_ops",
-           "if_model", "loop_c", "reduce_topk", "resize_model", "int_math", "int_reduce", "rnn_model", "qdq_model", "norm_pool"]
+           "if_model", "loop_c", "reduce_topk", "resize_model", "int_math", "int_reduce", "rnn_model", "qdq_model",
+           "norm_pool"]
 
 
 def main(argv=None):

@@ -120,13 +120,15 @@ def bert_layer():
            node("MatMul", ["p", "v_t"], ["o"]), node("Transpose", ["o"], ["o_t"], perm=[0, 2, 1, 3]),
            node("Reshape", ["o_t", "merged"], ["ctx"]),
            node("MatMul", ["ctx", "wo"], ["o_mm"]), node("Add", ["o_mm", "bo"], ["o_d"]), node("Add", ["o_d", "x"], ["s1"]),
-           node("ReduceMean", ["s1"], ["mu"], axes=[-1]), node("Sub", ["s1", "mu"], ["d"]), node("Pow", ["d", "two"], ["d2"]),
-           node("ReduceMean", ["d2"], ["var"], axes=[-1]), node("Add", ["var", "eps"], ["ve"]), node("Sqrt", ["ve"], ["sd_"]),
+           node("ReduceMean", ["s1"], ["mu"], axes=[-1]), node("Sub", ["s1", "mu"], ["d"]),
+           node("Pow", ["d", "two"], ["d2"]), node("ReduceMean", ["d2"], ["var"], axes=[-1]),
+           node("Add", ["var", "eps"], ["ve"]), node("Sqrt", ["ve"], ["sd_"]),
            node("Div", ["d", "sd_"], ["nrm"]), node("Mul", ["nrm", "lg"], ["ng"]), node("Add", ["ng", "lb"], ["h1"]),
            node("MatMul", ["h1", "wi"], ["f_mm"]), node("Add", ["bi", "f_mm"], ["f1"]),
            node("Div", ["f1", "sq2"], ["u"]), node("Erf", ["u"], ["e"]), node("Add", ["e", "one"], ["ea"]),
            node("Mul", ["f1", "ea"], ["fm"]), node("Mul", ["fm", "half"], ["fg"]),
-           node("MatMul", ["fg", "wo2"], ["f2_mm"]), node("Add", ["bo2", "f2_mm"], ["f2"]), node("Add", ["f2", "h1"], ["s2"]),
+           node("MatMul", ["fg", "wo2"], ["f2_mm"]), node("Add", ["bo2", "f2_mm"], ["f2"]),
+           node("Add", ["f2", "h1"], ["s2"]),
            node("LayerNormalization", ["s2", "g2", "be2"], ["y"], axis=-1, epsilon=1e-12)]
     return model(ns, [("x", F, [B, S, E]), ("mask", F, [B, 1, 1, S])], [("y", F, [B, S, E])], c, opset=17)
 
@@ -167,8 +169,8 @@ def shape_ops():
 
 def if_model():
     vi = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
-    then = helper.make_graph([node("Mul", ["h", "y"], ["t1"]), node("Relu", ["t1"], ["t2"]), node("Add", ["t2", "h"], ["a"])],
-                             "then", [], [vi("a", [2, 3])])
+    then = helper.make_graph([node("Mul", ["h", "y"], ["t1"]), node("Relu", ["t1"], ["t2"]),
+                              node("Add", ["t2", "h"], ["a"])], "then", [], [vi("a", [2, 3])])
     els = helper.make_graph([node("Sub", ["h", "y"], ["b"])], "else", [], [vi("b", [2, 3])])
     ns = [node("Tanh", ["x"], ["h"]), node("If", ["cond"], ["r"], then_branch=then, else_branch=els),
           node("Sigmoid", ["r"], ["z"])]
@@ -178,8 +180,8 @@ def if_model():
 def loop_model():
     ti = lambda n, dt, s: tinfo(n, dt, s)
     body = helper.make_graph(
-        [node("Add", ["a", "h"], ["a2"]), node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT), node("Mul", ["b", "fi"], ["b2"]),
-         node("Sub", ["a2", "b2"], ["s"]), node("ReduceSum", ["a2"], ["tot"], keepdims=0),
+        [node("Add", ["a", "h"], ["a2"]), node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+         node("Mul", ["b", "fi"], ["b2"]), node("Sub", ["a2", "b2"], ["s"]), node("ReduceSum", ["a2"], ["tot"], keepdims=0),
          node("Less", ["tot", "limit"], ["cout"])],
         "body", [ti("i", np.int64, []), ti("cin", np.bool_, []), ti("a", F, [2, 3]), ti("b", F, [2, 3])],
         [ti("cout", np.bool_, []), ti("a2", F, [2, 3]), ti("b2", F, [2, 3]), ti("s", F, [2, 3])])
@@ -191,8 +193,8 @@ def loop_model():
 def loop_c():
     """A constant trip count and no early exit: the Loop runs in C."""
     body = helper.make_graph(
-        [node("Add", ["a", "h"], ["a2"]), node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT), node("Mul", ["a2", "fi"], ["s"]),
-         node("Identity", ["cin"], ["cout"])],
+        [node("Add", ["a", "h"], ["a2"]), node("Cast", ["i"], ["fi"], to=TensorProto.FLOAT),
+         node("Mul", ["a2", "fi"], ["s"]), node("Identity", ["cin"], ["cout"])],
         "body", [tinfo("i", np.int64, []), tinfo("cin", np.bool_, []), tinfo("a", F, [2, 3])],
         [tinfo("cout", np.bool_, []), tinfo("a2", F, [2, 3]), tinfo("s", F, [2, 3])])
     ns = [node("Exp", ["x"], ["h"]), node("Loop", ["M", "", "a0"], ["af", "ss"], body=body)]
@@ -266,7 +268,8 @@ def qdq_model():
           node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0), node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
           node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]), node("DequantizeLinear", ["cq", "ys", "yz"], ["y"]),
           node("DynamicQuantizeLinear", ["x"], ["dq", "dqs", "dqz"])]
-    c = {"xs": np.array(0.05, F), "xz": np.array(128, np.uint8), "wq": np.random.default_rng(1).integers(-50, 50, (4, 3, 3, 3)).astype(np.int8),
+    c = {"xs": np.array(0.05, F), "xz": np.array(128, np.uint8),
+         "wq": np.random.default_rng(1).integers(-50, 50, (4, 3, 3, 3)).astype(np.int8),
          "ws": np.array([0.01, 0.02, 0.03, 0.04], F), "wz": np.zeros(4, np.int8), "ys": np.array(0.1, F),
          "yz": np.array(0, np.int8)}
     return model(ns, [("x", F, [1, 3, 6, 6])], [("y", F, [1, 4, 6, 6]), ("dq", np.uint8, [1, 3, 6, 6]),
@@ -312,10 +315,12 @@ SMALL = [
     Seed("bert_layer", bert_layer, weight=1.5), Seed("attention_op", attention_op),
     Seed("gather_scatter", gather_scatter, hints={"gi": ("index", -5, 5), "ei": ("index", -4, 4), "ni": ("index", -4, 4)},
          weight=1.5),
-    Seed("shape_ops", shape_ops, weight=1.5), Seed("if_model", if_model), Seed("loop_model", loop_model, hints={"M": ("count", 0, 6)}),
+    Seed("shape_ops", shape_ops, weight=1.5), Seed("if_model", if_model),
+    Seed("loop_model", loop_model, hints={"M": ("count", 0, 6)}),
     Seed("loop_c", loop_c),
     Seed("reduce_topk", reduce_topk), Seed("resize_model", resize_model),
-    Seed("int_math", int_math, hints={"ub": ("index", 0, 32)}), Seed("int_reduce", int_reduce), Seed("rnn_model", rnn_model), Seed("qdq_model", qdq_model),
+    Seed("int_math", int_math, hints={"ub": ("index", 0, 32)}), Seed("int_reduce", int_reduce),
+    Seed("rnn_model", rnn_model), Seed("qdq_model", qdq_model),
     Seed("norm_pool", norm_pool), Seed("fallback_model", fallback_model, hints={"k": ("count", 1, 5)}),
     Seed("dynamic_model", dynamic_model, input_shapes={"x": [2, 3, 6]}),
 ]

@@ -494,7 +494,8 @@ def init_tensor(rng, m):
     if not ts:
         return None
     # small integer tensors (shapes, axes, pads, indices) decide the most: favour them
-    small = [t for t in ts if t.data_type in (TensorProto.INT64, TensorProto.INT32) and np.prod(t.dims, dtype=np.int64) <= 16]
+    small = [t for t in ts
+             if t.data_type in (TensorProto.INT64, TensorProto.INT32) and np.prod(t.dims, dtype=np.int64) <= 16]
     t = _pick(rng, small) if small and rng.random() < 0.6 else _pick(rng, ts)
     return _mutate_tensor(rng, t, f"initializer {t.name or 'Constant'}")
 
@@ -565,12 +566,12 @@ def opset(rng, m):
 
 
 STRUCT_MUTATORS: Dict[str, Callable] = {f.__name__: f for f in (
-    attr_value, attr_drop, attr_add, vi_dim, vi_rank, vi_dtype, vi_intermediate, node_inputs, node_outputs, node_op_type, node_delete,
-    node_duplicate, node_reorder, node_domain, init_tensor, init_drop, graph_io, opset)}
+    attr_value, attr_drop, attr_add, vi_dim, vi_rank, vi_dtype, vi_intermediate, node_inputs, node_outputs,
+    node_op_type, node_delete, node_duplicate, node_reorder, node_domain, init_tensor, init_drop, graph_io, opset)}
 # how often each is drawn (valid-but-odd values reach the compiler; broken wiring mostly stops at
 # the checker, which is cheap, so it is drawn less)
-STRUCT_WEIGHTS = {"attr_value": 5, "attr_drop": 1, "attr_add": 2, "vi_dim": 4, "vi_rank": 1, "vi_dtype": 2, "vi_intermediate": 1,
-                  "node_inputs": 2, "node_outputs": 1, "node_op_type": 2, "node_delete": 2, "node_duplicate": 1,
+STRUCT_WEIGHTS = {"attr_value": 5, "attr_drop": 1, "attr_add": 2, "vi_dim": 4, "vi_rank": 1, "vi_dtype": 2,
+                  "vi_intermediate": 1, "node_inputs": 2, "node_outputs": 1, "node_op_type": 2, "node_delete": 2, "node_duplicate": 1,
                   "node_reorder": 1, "node_domain": 1, "init_tensor": 6, "init_drop": 1, "graph_io": 2, "opset": 2}
 
 
