@@ -183,6 +183,26 @@ int main(int argc, char** argv) {
 """
 
 
+def probe_asan(work: Path, cc: str) -> str:
+    """ASAN_OPTIONS that work here; raises RuntimeError when ASan cannot run at all.  LeakSanitizer
+    needs ptrace-like access some containers refuse: then leaks are not checked (said so)."""
+    src = work / "probe.c"
+    src.write_text("#include <stdlib.h>\nint main(void) { void* p = malloc(8); free(p); return 0; }\n")
+    exe = work / "probe"
+    r = sh([cc, *SAN_FLAGS, str(src), "-o", str(exe)])
+    if r.returncode:
+        raise RuntimeError(f"the C compiler cannot build with {' '.join(SAN_FLAGS)}:\n{r.stdout[-2000:]}")
+    r = sh([str(exe)], env=dict(os.environ, **SAN_ENV))
+    if r.returncode == 0:
+        return SAN_ENV["ASAN_OPTIONS"]
+    no_leaks = SAN_ENV["ASAN_OPTIONS"].replace("detect_leaks=1", "detect_leaks=0")
+    r2 = sh([str(exe)], env=dict(os.environ, **dict(SAN_ENV, ASAN_OPTIONS=no_leaks)))
+    if r2.returncode == 0:
+        print(f"note: LeakSanitizer does not run here, leaks not checked ({r.stdout.strip()[:200]})")
+        return no_leaks
+    raise RuntimeError(f"AddressSanitizer does not run here:\n{r2.stdout[-2000:]}")
+
+
 def harness_source(manifest) -> str:
     ins = [i["nbytes"] for i in manifest["inputs"]]
     outs = [o["nbytes"] for o in manifest["outputs"]]
@@ -338,6 +358,8 @@ def main(argv=None):
     problems, runs = [], 0
     t0 = time.monotonic()
     env = dict(os.environ, **SAN_ENV)
+    if args.asan:
+        env["ASAN_OPTIONS"] = probe_asan(work, cc)
     try:
         for name in names:
             seed = seeds[name]
