@@ -91,6 +91,23 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
+# Linux user space on x86-64 and aarch64 (4-level page tables): no tensor or arena can be larger
+ADDRESSABLE_BYTES = 1 << 47
+
+
+def require_addressable(graph, arena_bytes: int = 0) -> None:
+    """Refuse tensors (or an arena) no process could hold: a fuzzed Conv pad of 2^32 gave a
+    406 TiB arena that only failed at the first run, with numpy's MemoryError."""
+    big = [v for v in graph.values() if v.dtype is not None and v.is_static and v.nbytes >= ADDRESSABLE_BYTES]
+    if big:
+        v = big[0]
+        raise UnsupportedError(f"value '{v.name}' {v.dtype}{list(v.shape)} takes {v.nbytes / 2**40:.0f} TiB, more than "
+                               f"a process can address (2^47 bytes); {len(big)} such value(s)")
+    if arena_bytes >= ADDRESSABLE_BYTES:
+        raise UnsupportedError(f"the intermediates need an arena of {arena_bytes / 2**40:.0f} TiB, more than a process "
+                               f"can address (2^47 bytes)")
+
+
 def _install(tmp: Path, out: Path, replace: bool) -> None:
     """Rename the finished build ``tmp`` to the cache entry ``out``. An entry another process
     installed meanwhile is kept (same key, same content; deleting it pulled a module from under
@@ -212,12 +229,14 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     parts = partition(graph, default_providers(options.get("fallback", False)))
     c_ids = {id(n) for n in parts.nodes_of("c")}
     require_static(graph, static_required(graph, c_ids, python_values(graph, c_ids)))
+    require_addressable(graph)
     verify(graph, require_typed=not parts.nodes_of("fallback"))
     for n in parts.nodes_of("fallback"):
         log.warning("onnxc: %s node '%s' runs in the Python fallback provider (%s)", n.op_type, n.name,
                     parts.declined.get(id(n), {}).get("c", "no C kernel"))
     prefix = options["prefix"]
     result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
+    require_addressable(graph, result.plan.size)
     times["codegen"] = time.perf_counter() - t
 
     t = time.perf_counter()
