@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, UnsupportedError
 
 MANIFEST = "manifest.json"
 
@@ -164,7 +164,11 @@ class CompiledModel:
         """(cffi pointer, numpy uint8 view) of this thread's 64-byte aligned arena."""
         a = getattr(self._local, "arena", None)
         if a is None:
-            buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
+            try:
+                buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
+            except MemoryError:
+                raise UnsupportedError(f"{self.output_dir}: cannot allocate the {self._arena_bytes / 2**30:.1f} GiB "
+                                       f"arena this model's intermediates need") from None
             start = (-buf.ctypes.data) % 64
             a = (self._ffi.cast("void*", buf.ctypes.data + start), buf[start:start + self._arena_bytes])
             self._local.arena = a
@@ -208,8 +212,12 @@ class CompiledModel:
             if bad:
                 raise InputError(f"unknown output name(s) {bad}; the model's outputs are {all_names}")
             wanted = [all_names.index(n) for n in output_names]
-        outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
-                for o, dt in zip(self._outputs, self._out_dtypes)]
+        try:
+            outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
+                    for o, dt in zip(self._outputs, self._out_dtypes)]
+        except MemoryError:
+            gib = sum(int(o.get("nbytes", 0)) for o in self._outputs) / 2**30
+            raise UnsupportedError(f"{self.output_dir}: cannot allocate the outputs ({gib:.1f} GiB)") from None
         ffi = self._ffi
 
         def ptr(a):

@@ -12,7 +12,7 @@ from ..errors import ModelError
 from ..ir import Graph
 from ..ops.validate import MAX_DIM
 from .onnx_import import _type_of, import_graph
-from .onnx_infer import infer_shapes
+from .onnx_infer import check_safe, infer_shapes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
@@ -288,6 +288,7 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     if check:
         check_model(proto)
         check_opsets(proto)
+    check_safe(proto)  # attribute values that would crash onnx's own shape inference
     proto = normalize_opset(proto)
     bind_input_shapes(proto, input_shapes)
     # Initializers listed as inputs (IR v3) and inputs redefined by nodes confuse inference.

@@ -12,12 +12,20 @@ builds one proto dim per element: 13 s and 2 GB for a 10^7-element vector, std::
 the OOM killer) for the 2^37-element vectors of the invalid-model tests. Models with a 1-D value
 longer than ``_MAX_SHAPE_LENGTH`` (no shape is) are therefore inferred without it; telling
 needs one cheap inference pass without data propagation first.
+
+Some attribute values crash onnx's shape inference itself, with or without data propagation:
+those models are refused with a ModelError before onnx sees them (``check_safe``; found by
+tests/fuzz/fuzz.py and a sweep of every int attribute of the fuzzer's seed models over
+negative, int32-edge and int64-edge values: GatherND's batch_dims < 0 reads dims at negative
+indices, SIGSEGV with onnx 1.23).
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
+
+from ..errors import ModelError
 
 # start is clamped to the sliced length, so |step| < 2^30 keeps start + step inside int32 for
 # any length below 2^30 (a fuzz of 50,000 Slice models with steps up to the int64 limits and
@@ -82,7 +90,26 @@ def data_prop_is_cheap(model: onnx.ModelProto) -> bool:
     return not _has_long_vectors(typed)
 
 
+def unsafe_reason(model: onnx.ModelProto):
+    """Why onnx's shape inference would crash on ``model`` (None: it would not)."""
+    for g in _graphs(model.graph):
+        for n in g.node:
+            if n.op_type == "GatherND" and n.domain in ("", "ai.onnx"):
+                for a in n.attribute:
+                    if a.name == "batch_dims" and helper.get_attribute_value(a) < 0:
+                        return (f"GatherND node '{n.name}': batch_dims must be >= 0 (the number of leading "
+                                f"batch dims shared by data and indices), got {a.i}")
+    return None
+
+
+def check_safe(model: onnx.ModelProto) -> None:
+    reason = unsafe_reason(model)
+    if reason is not None:
+        raise ModelError(reason)
+
+
 def infer_shapes(model: onnx.ModelProto, check_type: bool, strict_mode: bool) -> onnx.ModelProto:
+    check_safe(model)
     data_prop = data_prop_is_safe(model) and data_prop_is_cheap(model)
     return onnx.shape_inference.infer_shapes(model, check_type=check_type, strict_mode=strict_mode,
                                              data_prop=data_prop)

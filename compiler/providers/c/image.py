@@ -18,6 +18,7 @@ from ...ops import get_attr
 from .registry import c_kernel
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_TABLE = 1 << 22  # entries of a per-axis coordinate table (built in Python, then a C array)
 
 
 class Refuse(Exception):
@@ -225,6 +226,8 @@ def resize_plan(node) -> dict:
         raise Refuse(f"{p['mode']} resize of {x.dtype} not supported (float32/float64 only)")
     if p["mode"] == "nearest" and p["exclude_outside"]:
         raise Refuse("exclude_outside with mode 'nearest' not supported")
+    if any(max(in_shape[a], out[a]) > _MAX_TABLE for a in axes):
+        raise Refuse("a resized dim too large for the coordinate tables")  # (they are built in Python)
     tables = {}
     for k, a in enumerate(axes):
         r = (roi[k], roi[k + n]) if roi is not None else None

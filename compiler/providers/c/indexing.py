@@ -18,6 +18,7 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...dtypes import onnx_from_np_dtype
 from ...ops import get_attr
+from .intmath import wrap_binary
 from .registry import c_kernel
 from .shape import const_within, index_message
 
@@ -42,11 +43,9 @@ def _offset(idx: Sequence[str], strides: Sequence[int]) -> str:
 
 
 def _combine(op: str, a: str, b: str, dtype, ctype: str) -> str:
-    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (done in uint64_t)."""
-    if op in ("+", "*") and dtype.kind in "iu":
-        return f"({ctype})((uint64_t){a} {op} (uint64_t){b})"
+    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (intmath.py)."""
     if op in ("+", "*"):
-        return f"({a} {op} {b})"
+        return wrap_binary(op, a, b, dtype)
     if op == "max":  # std::max(a, b) as onnxruntime: a NaN already there stays
         return f"(({a} < {b}) ? {b} : {a})"
     if op == "min":

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...codegen.loops import broadcast_loop, broadcast_strides, contiguous_strides
 from ...ops import get_attr
+from .intmath import wrap_binary
 from .registry import all_of, c_kernel, dtypes_in
 
 NUMERIC = ("float32", "float64", "int32", "int64", "uint32", "uint64")
@@ -215,11 +216,13 @@ def matmul(node, ctx):
         lines.append(pad + f"onnxc_sgemm(0, 0, {M}, {N}, {K}, 1.0f, A + {ao}, {K}, B + {bo}, {N}, 0.0f, Y + {yoff}, {N});")
     else:
         acc = "double" if y.dtype.kind == "f" else ct
+        term = f"({acc})a[i*{K} + k] * b[k*{N} + j]" if y.dtype.kind == "f" else \
+            wrap_binary("*", f"a[i*{K} + k]", f"b[k*{N} + j]", y.dtype)  # integers wrap (intmath.py)
         lines += [pad + "{",
                   pad + f"  const {ct}* a = A + {ao}; const {ct}* b = B + {bo}; {ct}* o = Y + {yoff};",
                   pad + f"  for (int64_t i = 0; i < {M}; ++i) for (int64_t j = 0; j < {N}; ++j) {{",
                   pad + f"    {acc} s = 0;",
-                  pad + f"    for (int64_t k = 0; k < {K}; ++k) s += ({acc})a[i*{K} + k] * b[k*{N} + j];",
+                  pad + f"    for (int64_t k = 0; k < {K}; ++k) s = {wrap_binary('+', 's', term, y.dtype)};",
                   pad + f"    o[i*{N} + j] = ({ct})s;",
                   pad + "  }",
                   pad + "}"]

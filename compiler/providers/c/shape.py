@@ -12,6 +12,10 @@ from ...codegen.loops import broadcast_loop, contiguous_strides
 from ...ops import get_attr
 from .registry import c_kernel
 
+# index tables are C arrays built in Python, one entry per output index: larger ones (a fuzzed
+# dim of 2^31 made the Pad table a 30-minute loop) are refused and the node goes elsewhere
+_MAX_TABLE = 1 << 22
+
 
 def _view(node):
     return node.inputs[0]
@@ -309,6 +313,8 @@ def _pad_check(node):
         return "inferred output shape disagrees with the pads"
     if mode == "reflect" and any(max(b, e) > d - 1 for d, b, e in zip(x.shape, begin, end) if b or e):
         return "reflect padding wider than the dim minus one"
+    if any((b or e) and d + b + e > _MAX_TABLE for d, b, e in zip(x.shape, begin, end)):
+        return "a padded dim too large for an index table"  # a table entry per output index
     if node.input(2) is not None and not node.inputs[2].is_const:
         return "constant_value must be a constant"
     return None
@@ -329,8 +335,11 @@ def pad(node, ctx):
     idx = [f"i{k}" for k in range(len(y.shape))]
     xs = contiguous_strides(x.shape)
     terms, conds = [], []
-    for k, (n, b, size) in enumerate(zip(x.shape, begin, y.shape)):
-        src = _pad_source(n, b, size, mode)
+    for k, (n, b, e, size) in enumerate(zip(x.shape, begin, end, y.shape)):
+        src = _pad_source(n, b, size, mode) if b or e else None
+        if src is None:  # not padded: no table (the dim may be huge)
+            terms.append(f"{idx[k]}*{xs[k]}")
+            continue
         if src == list(range(size)):
             terms.append(f"{idx[k]}*{xs[k]}")
             continue
@@ -351,8 +360,6 @@ def pad(node, ctx):
 # element, which input element it copies (0 = fill with zero); the C is one table-driven loop.
 INDEX_MAP_OPS = ("Tile", "DepthToSpace", "SpaceToDepth", "Trilu", "Compress", "ReverseSequence",
                  "CenterCropPad")
-_MAX_TABLE = 1 << 22
-
 
 def _index_table(node):
     from ...ops import evaluate
