@@ -205,10 +205,10 @@ def test_pool_kernel_shape_of_wrong_length_is_a_model_error(tmp_path):
 def test_unaddressable_tensor_is_refused_at_compile_time(tmp_path):
     # fuzz seed 5 case 340 (light squeezenet, a Conv pad of 2^32 + 1): a 406 TiB arena compiled
     # and failed at the first run with numpy's MemoryError
-    m = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 0, 0, 2**40]),
+    m = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 0, 0, 2**32 + 1]),
                     helper.make_node("Relu", ["y"], ["z"])],
                    [("x", np.float32, [1, 3, 8, 8])], [("z", np.float32, None)], {"w": np.ones((64, 3, 3, 3), np.float32)})
-    with pytest.raises(onnxc.ModelError, match="expected at most"):  # ops/validate.py's size limits
+    with pytest.raises(onnxc.ModelError, match="expected at most|at or above the limit"):  # ops/validate.py's size limits
         onnxc.compile(m, output_dir=tmp_path / "o", opt_level="none")
 
 
