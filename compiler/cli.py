@@ -6,6 +6,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from .isa import ISAS
+
+TARGETS = ["native"] + [i.name for i in ISAS]
+
 
 def _parse_shapes(items: Optional[List[str]]) -> Dict[str, List[int]]:
     shapes = {}
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind an input's free dimensions (repeatable)")
     c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
                    help="graph optimization level (default: layout, i.e. all levels)")
-    c.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+    c.add_argument("--target", default="native", choices=TARGETS,
                    help="instruction set the C is compiled for (default: this machine)")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
@@ -176,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
     i.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
-    i.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+    i.add_argument("--target", default="native", choices=TARGETS,
                    help="target ISA the layout passes block for (default: this machine)")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
     i.add_argument("--no-fallback", action="store_true",

@@ -13,12 +13,14 @@ from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
 from onnxc.passes.layout.nchwc import NchwcGatherFold, NchwcLayout
-from onnxc.target import host_isa
+from onnxc.cpu import runnable_float_isas
+from onnxc.isa import BY_NAME
+from onnxc.kernels import nchwc_f32
 
 RNG = np.random.default_rng(11)
 F = np.float32
-TARGETS = ["avx2", "generic"] + (["avx512"] if host_isa() == "avx512" else [])
-BLOCK = {"avx2": 8, "generic": 8, "avx512": 16}
+TARGETS = ["avx2", "generic"] + (["avx512"] if "avx512" in runnable_float_isas() else [])
+BLOCK = {name: row.nchwc_block for name, row in BY_NAME.items()}
 
 
 def rand(*shape):
@@ -80,7 +82,7 @@ def levels(model, feed, tmp_path, targets=("avx2",), rtol=1e-4, atol=1e-5):
         lv = ("none", "layout") if i == 0 else ("layout",)
         check_levels(model, feed, tmp_path / t, levels=lv, target=t, rtol=rtol, atol=atol)
         src = (tmp_path / t / "layout" / "model.c").read_text()
-        calls = set(re.findall(r"onnxc_nchwc_\w+_b(\d+)\(", src))
+        calls = set(re.findall(r"onnxc_f32_nchwc_\w+_b(\d+)\(", src))
         assert calls == {str(BLOCK[t])}, (t, calls)
         sources[t] = src
     return sources
@@ -121,8 +123,8 @@ def test_block_follows_target(target):
 def test_chain_compiles(tmp_path):
     model, feed = conv_chain()
     for t, src in levels(model, feed, tmp_path, TARGETS).items():
-        assert src.count(f"onnxc_nchwc_conv_b{BLOCK[t]}(") == 3
-        assert src.count("onnxc_nchwc_reorder_input") == 1 and src.count("onnxc_nchwc_reorder_output") == 1
+        assert src.count(nchwc_f32.name("conv", BLOCK[t]) + "(") == 3
+        assert src.count("onnxc_f32_nchwc_reorder_input") == 1 and src.count("onnxc_f32_nchwc_reorder_output") == 1
 
 
 def test_shared_reorder_output_for_plain_readers():
@@ -612,8 +614,8 @@ def test_winograd_compiles_with_epilogue(tmp_path):
     hs = net.op("HardSigmoid", [c], alpha=0.3, beta=0.4)
     model, feed = net.model([hs])
     for t, src in levels(model, feed, tmp_path, TARGETS, atol=3e-5).items():
-        assert src.count(f"onnxc_nchwc_conv_winograd_f4_b{BLOCK[t]}(") == 1, t
-        assert src.count(f"onnxc_nchwc_conv_winograd_b{BLOCK[t]}(") == 2, t
+        assert src.count(nchwc_f32.name("conv_winograd_f4", BLOCK[t]) + "(") == 1, t
+        assert src.count(nchwc_f32.name("conv_winograd", BLOCK[t]) + "(") == 2, t
     from onnxc import frontend
     from onnxc.driver import optimize
     g = frontend.load(model)
