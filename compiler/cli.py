@@ -29,7 +29,8 @@ def cmd_compile(args) -> int:
     t0 = time.perf_counter()
     model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
                           output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
-                          fallback=not args.no_fallback, save_optimized=args.save_optimized)
+                          fallback=not args.no_fallback, save_optimized=args.save_optimized,
+                          winograd=args.winograd)
     r = model.report
     print(f"compiled {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
     if r:
@@ -114,7 +115,7 @@ def cmd_inspect(args) -> int:
     graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
     before = graph.op_counts()
     if args.passes or args.partitions or args.optimized:
-        pm = optimize(graph, args.opt_level, target=args.target)
+        pm = optimize(graph, args.opt_level, target=args.target, winograd=args.winograd)
         if args.passes:
             print(pm.report())
             print()
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graph optimization level (default: layout, i.e. all levels)")
     c.add_argument("--target", default="native", choices=TARGETS,
                    help="instruction set the C is compiled for (default: this machine)")
+    c.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd 3x3 convolutions: 4 F(4x4) or F(2x2) by layer size (default), "
+                        "2 F(2x2) only, 0 none")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
     c.add_argument("--save-optimized", metavar="FILE.onnx", default=None,
@@ -182,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
     i.add_argument("--target", default="native", choices=TARGETS,
                    help="target ISA the layout passes block for (default: this machine)")
+    i.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd convolutions the layout pass may use (as for compile)")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
     i.add_argument("--no-fallback", action="store_true",
                    help="with --partitions: C provider only (show what a C-only build would refuse)")
