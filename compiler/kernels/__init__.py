@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..isa import BY_NAME
+
 
 class Kernel:
     """One microkernel: its C symbol, what it computes and for which ISA (a row of onnxc.isa;
@@ -45,7 +47,6 @@ class Kernel:
     def built_for(self, isa: str) -> bool:
         """Whether the runtime built for ISA row ``isa`` defines this kernel (a kernel for a row
         is compiled wherever that row's features are enabled: the generic twin everywhere)."""
-        from ..isa import BY_NAME
         return self.isa is None or BY_NAME[isa].includes(BY_NAME[self.isa])
 
     def __repr__(self) -> str:
