@@ -6,6 +6,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from .isa import ISAS
+
+TARGETS = ["native"] + [i.name for i in ISAS]
+
 
 class UsageError(Exception):
     """A bad command line found after parsing (reported like argparse's errors: exit 2)."""
@@ -70,7 +74,8 @@ def cmd_compile(args) -> int:
     with reporting(verbose=args.verbose):
         model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
                               output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
-                              fallback=not args.no_fallback, save_optimized=args.save_optimized)
+                              fallback=not args.no_fallback, save_optimized=args.save_optimized,
+                              winograd=args.winograd)
     r = model.report
     how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
     print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
@@ -171,7 +176,7 @@ def cmd_inspect(args) -> int:
     graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
     before = graph.op_counts()
     if args.passes or args.partitions or args.optimized:
-        pm = optimize(graph, args.opt_level, target=args.target)
+        pm = optimize(graph, args.opt_level, target=args.target, winograd=args.winograd)
         if args.passes:
             print(pm.report())
             print()
@@ -209,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind an input's free dimensions (repeatable)")
     c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
                    help="graph optimization level (default: layout, i.e. all levels)")
-    c.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+    c.add_argument("--target", default="native", choices=TARGETS,
                    help="instruction set the C is compiled for (default: this machine); any target builds "
                         "on any machine, a module loads only on a CPU that has its ISA")
+    c.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd 3x3 convolutions: 4 F(4x4) or F(2x2) by layer size (default), "
+                        "2 F(2x2) only, 0 none")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
     c.add_argument("--save-optimized", metavar="FILE.onnx", default=None,
@@ -247,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind free dimensions")
     i.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
-    i.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+    i.add_argument("--target", default="native", choices=TARGETS,
                    help="target ISA the layout passes block for (default: this machine)")
+    i.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd convolutions the layout pass may use (as for compile)")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
     i.add_argument("--no-fallback", action="store_true",
                    help="with --partitions: C provider only (show what a C-only build would refuse)")

@@ -49,22 +49,36 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     h.update(tree_digest().encode())
     h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
     h.update(c_compiler().encode())
-    if os.environ.get("ONNXC_WINOGRAD") is not None:  # read by the NCHWc layout pass
-        h.update(("winograd=" + os.environ["ONNXC_WINOGRAD"]).encode())
     return h.hexdigest()[:24]
 
 
-def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native"):
+# Values of the winograd compile option (read by the NCHWc layout pass, passes/layout/nchwc.py).
+WINOGRAD_MODES = (0, 2, 4)
+
+
+def check_winograd(mode) -> int:
+    """The winograd compile option as an int, or a ValueError naming the choices."""
+    if isinstance(mode, bool) or mode not in WINOGRAD_MODES:
+        raise ValueError(f"winograd={mode!r}: expected one of {WINOGRAD_MODES} (0: off, 2: F(2x2) only, "
+                         f"4: F(4x4) or F(2x2) by each layer's size)")
+    return int(mode)
+
+
+def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native",
+             winograd: int = 4):
+    """Run the passes of ``opt_level`` on ``graph`` in place.  ``target`` (a row of isa.py or
+    "native") and ``winograd`` (see onnxc.compile) are what the layout passes read."""
     from .passes import PassManager
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
+    graph.metadata["winograd"] = check_winograd(winograd)
     pm = PassManager(opt_level, verify_each=verify_each)
     pm.run(graph)
     return pm
 
 
 def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
-                   target: str = "native", save_to=None):
+                   target: str = "native", save_to=None, winograd: int = 4):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
     ``save_to`` when given.  Returns (model, PassManager)."""
@@ -73,7 +87,7 @@ def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = 
     graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
                           {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
-    pm = optimize(graph, opt_level, target=target)
+    pm = optimize(graph, opt_level, target=target, winograd=winograd)
     proto = optimized_model(graph, in_names, out_names)
     if save_to is not None:
         _write_model(proto, save_to)
@@ -109,13 +123,15 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
-                  save_optimized=None) -> CompiledModel:
+                  save_optimized=None, winograd: int = 4) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
     ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
     onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
-    the runtime has no thread pool, see build.default_openmp)."""
+    the runtime has no thread pool, see build.default_openmp).  ``winograd``: which Winograd
+    convolutions the NCHWc layout pass may use for 3x3 stride-1 convs (4: F(4x4) or F(2x2) by
+    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option)."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
@@ -124,7 +140,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
                "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
                "openmp": default_openmp() if openmp is None else bool(openmp),
-               "fallback": bool(fallback)}
+               "fallback": bool(fallback), "winograd": check_winograd(winograd)}
     key = cache_key(raw, options)
     in_cache = output_dir is None
     if in_cache:
@@ -146,7 +162,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                     log.info("onnxc: %s already holds this build (same model, options, onnxc and C compiler): "
                              "not rebuilt (force=True / --force rebuilds)", out)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
-                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
+                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized,
+                                       winograd=options["winograd"])
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
@@ -203,7 +220,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     t = time.perf_counter()
     stage(f"optimizing ({len(graph.nodes)} nodes, level {options['opt_level']})")
-    pm = optimize(graph, options["opt_level"], target=options["target"])
+    pm = optimize(graph, options["opt_level"], target=options["target"], winograd=options["winograd"])
     if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
         from .ir.onnx_export import optimized_model
         _write_model(optimized_model(graph, in_names, out_names), save_optimized)

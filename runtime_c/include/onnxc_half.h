@@ -3,9 +3,10 @@
  * E2M1 and int4/uint4/int2/uint2 (uint8_t, one element per byte, as ml_dtypes stores them).
  *
  * Portable C99 bit manipulation, no _Float16: round to nearest even everywhere, NaN, infinities
- * and subnormals exact; NaN payloads are kept where the format has room and quieted.  With F16C
- * (x86, e.g. -march=native) the float32<->float16 pair uses the hardware instructions, which give
- * the same bits; define ONNXC_NO_F16C to force the portable code.
+ * and subnormals exact; NaN payloads are kept where the format has room and quieted.  Where the
+ * build enables the avx2 ISA row (onnxc_isa.h; its features include F16C) the float32<->float16
+ * pair uses the hardware instructions, which give the same bits; define ONNXC_NO_F16C to force
+ * the portable code.
  */
 #ifndef ONNXC_HALF_H
 #define ONNXC_HALF_H
@@ -13,7 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__F16C__) && !defined(ONNXC_NO_F16C)
+#include "onnxc_isa.h"
+
+#if ONNXC_HAS_AVX2 && !defined(ONNXC_NO_F16C)
 #include <immintrin.h>
 #define ONNXC_HAVE_F16C 1
 #endif

@@ -1,5 +1,6 @@
 /* onnxc runtime: the one header generated code includes.
- * Portable C99; kernels are declared in onnxc_kernels.h, ISA macros live here. */
+ * Portable C99; kernels are declared in onnxc_kernels.h, the build's ISA row (macros, tiles,
+ * NCHWc block) in onnxc_isa.h, generated from compiler/isa.py. */
 #ifndef ONNXC_RT_H
 #define ONNXC_RT_H
 
