@@ -20,22 +20,25 @@ def compile(model, input_shapes=None, opt_level="layout", num_threads=None, outp
                          output_dir=output_dir, **options)
 
 
-def optimize(model, input_shapes=None, opt_level="layout", target="native", save_to=None):
+def optimize(model, input_shapes=None, opt_level="layout", target="native", save_to=None, winograd=4):
     """Run onnxc's graph passes and return the optimized model as an onnx.ModelProto (fused ops
     in the ``onnxc`` domain); also written to ``save_to`` when given."""
     from .driver import optimize_model
-    return optimize_model(model, input_shapes, opt_level, target, save_to=save_to)[0]
+    return optimize_model(model, input_shapes, opt_level, target, save_to=save_to, winograd=winograd)[0]
 
 
 def __getattr__(name):
     if name == "InferenceSession":
         from .session import InferenceSession
         return InferenceSession
+    if name == "BatchPredictor":
+        from .batch import BatchPredictor
+        return BatchPredictor
     if name == "backend":
         import importlib
         return importlib.import_module(".backend", __name__)
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "OnnxcError",
-           "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]
+__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "BatchPredictor",
+           "OnnxcError", "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]

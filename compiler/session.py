@@ -102,5 +102,11 @@ class InferenceSession:
                 self._compiled[key] = self._compile(shapes)
             return self._compiled[key]
 
+    def __reduce__(self):
+        """Its options and compiled specializations (compiler/pickling.py); the ONNX model too when
+        free dimensions may still need compiling on the worker."""
+        from .pickling import reduce_session
+        return reduce_session(self)
+
     def run(self, output_names: Optional[Sequence[str]], input_feed: Dict, run_options=None) -> List[np.ndarray]:
         return self._for_feed(input_feed).run(output_names, input_feed)

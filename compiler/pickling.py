@@ -1,0 +1,174 @@
+"""Pickling compiled models, so batch engines (Ray, Spark, Dask, multiprocessing) can ship them
+to their workers (docs/deploy.md).
+
+A CompiledModel pickles in one of two ways, chosen by its ``pickle_by`` attribute:
+
+  - "value" (the default): the build itself travels, i.e. manifest.json, the module (.so),
+    weights.bin and the fallback models as bytes. The worker writes them into its cache directory
+    under the digest of the manifest (``<cache>/pickled/<digest>``, installed atomically; a worker
+    that already has that build reuses it) and loads them through the usual checks, the weights
+    payload's CRC-32 included the first time (the bytes crossed a process or a network). Works on
+    any worker with the same Python version and a CPU with the build's ISA. $ONNXC_PICKLE_DIR
+    puts these entries elsewhere (e.g. an executor's local scratch disk).
+  - "path": only the build directory's absolute path and the checksums of the build. The worker
+    must see the same file system (a shared disk, or a single machine); it loads the directory
+    and refuses it if it no longer holds the build that was pickled. A pickle of a few hundred
+    bytes instead of the weights' size.
+
+A worker whose CPU lacks the build's ISA refuses it with runtime.check_cpu's ModelError before
+any of its code runs; one with another Python version is refused up front (the module is a
+CPython extension). An InferenceSession pickles its options and its compiled specializations
+(each as above); a session with free dimensions also carries the ONNX model, so the worker can
+compile the shapes it has not seen.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict
+
+from .errors import ModelError
+from .runtime import MANIFEST, CompiledModel
+
+MODES = ("value", "path")
+
+
+def _python() -> str:
+    return f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _files(m: CompiledModel):
+    """The files a build needs to load: (name, what) pairs, manifest excluded."""
+    man = m.manifest
+    out = []
+    if man.get("module_file"):
+        out.append((str(man["module_file"]), "module"))
+    out.append((str(man["weights_file"]), "weights file"))
+    for f in man.get("fallback", []):
+        out.append((str(f["file"]), "fallback model"))
+    return out
+
+
+def _identity(manifest: Dict) -> Dict:
+    """What names a build: the fields a path pickle checks on the worker."""
+    return {k: manifest.get(k) for k in ("cache_key", "module_checksum", "weights_digest", "weights_checksum")}
+
+
+def reduce_compiled(m: CompiledModel):
+    mode = getattr(m, "pickle_by", "value")
+    if mode not in MODES:
+        raise ValueError(f"CompiledModel.pickle_by must be one of {MODES}, got {mode!r}")
+    state = {"mode": mode, "python": _python(), "host": socket.gethostname(), "num_threads": m.num_threads,
+             "fallback_engine": getattr(m, "_fallback_engine", "auto")}
+    if mode == "path":
+        state.update(path=str(m.output_dir.resolve()), identity=_identity(m.manifest))
+    else:
+        from .verify import read_file
+        d = m.output_dir
+        state["manifest"] = read_file(d / MANIFEST, "manifest")
+        state["files"] = {name: read_file(d / name, what) for name, what in _files(m)}
+    return (_restore_compiled, (state,))
+
+
+def _check_python(state: Dict) -> None:
+    if state.get("python") != _python():
+        raise ModelError(f"this onnxc module was pickled on {state.get('host')} under {state.get('python')}, this "
+                         f"worker runs {_python()}: a compiled module is an extension of one Python version; run "
+                         f"the workers on the same Python, or ship the ONNX model and compile it there")
+
+
+def pickled_root() -> Path:
+    """Where unpickled builds go: $ONNXC_PICKLE_DIR, else <onnxc cache>/pickled."""
+    if os.environ.get("ONNXC_PICKLE_DIR"):
+        return Path(os.environ["ONNXC_PICKLE_DIR"])
+    from .build import cache_root
+    return cache_root() / "pickled"
+
+
+def _restore_compiled(state: Dict) -> CompiledModel:
+    _check_python(state)
+    kw = {"num_threads": state.get("num_threads"), "fallback_engine": state.get("fallback_engine", "auto")}
+    if state["mode"] == "path":
+        path = Path(state["path"])
+        where = f"{path} (a CompiledModel pickled by path on {state.get('host')})"
+        if not (path / MANIFEST).exists():
+            raise ModelError(f"{where}: no build there; a model pickled by path needs the same file system on "
+                             f"every worker (pickle it by value: pickle_by='value')")
+        m = CompiledModel(path, **kw)
+        if _identity(m.manifest) != state["identity"]:
+            raise ModelError(f"{where}: the directory now holds another build (recompiled since it was "
+                             f"pickled); pickle it again, or by value")
+        m.pickle_by = "path"
+        return m
+    man = state["manifest"]
+    digest = hashlib.sha256(man).hexdigest()[:24]
+    entry = pickled_root() / digest
+    damaged = False
+    if (entry / MANIFEST).exists() and (entry / MANIFEST).read_bytes() == man:
+        try:  # this worker unpickled the same build before
+            m = CompiledModel(entry, **kw)
+            m.pickle_by = "value"
+            return m
+        except ModelError:  # damaged since: written anew below
+            damaged = True
+    _write_entry(entry, man, state["files"], damaged)
+    # bytes that crossed a process or a network: the first load checks the weights payload too
+    try:
+        m = CompiledModel(entry, verify="full", **kw)
+    except ModelError as e:  # e.g. a CPU without the build's ISA: say where the build came from
+        raise ModelError(f"{e} (a CompiledModel pickled on {state.get('host')})") from None
+    m.pickle_by = "value"
+    return m
+
+
+def _write_entry(entry: Path, manifest: bytes, files: Dict[str, bytes], damaged: bool) -> None:
+    """The build's files into a temporary directory beside ``entry``, then renamed into place
+    under the entry's lock (compiler/install.py): concurrent workers never see a partial build.
+    An entry another worker wrote while this one waited for the lock is kept, unless ``damaged``."""
+    from . import install
+    root = entry.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with install.locked(root / "locks" / f"{entry.name}.lock"):
+        if not damaged and (entry / MANIFEST).exists() and (entry / MANIFEST).read_bytes() == manifest:
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp", dir=root))
+        try:
+            for name, data in files.items():
+                if os.path.basename(name) != name or name in ("", ".", "..", MANIFEST):
+                    raise ModelError(f"a pickled onnxc build names the file {name!r}: not a plain file name")
+                (tmp / name).write_bytes(data)
+            (tmp / MANIFEST).write_bytes(manifest)
+            install.install_entry(tmp, entry, replace=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reduce_session(s):
+    """An InferenceSession: its options, specializations and (only if it may still compile new
+    shapes) the model."""
+    state = {"options": dict(s._options), "opt_level": s._opt_level, "num_threads": s._num_threads,
+             "input_shapes": s._input_shapes, "inputs": s._inputs, "outputs": s._outputs, "static": s._static,
+             "default": s._default, "compiled": dict(s._compiled),
+             "model": s._model.SerializeToString() if s._default is None else None}
+    return (_restore_session, (state,))
+
+
+def _restore_session(state: Dict):
+    import threading
+
+    from .session import InferenceSession
+    s = InferenceSession.__new__(InferenceSession)
+    s._options, s._opt_level, s._num_threads = state["options"], state["opt_level"], state["num_threads"]
+    s._input_shapes, s._inputs, s._outputs = state["input_shapes"], state["inputs"], state["outputs"]
+    s._static, s._default, s._compiled = state["static"], state["default"], state["compiled"]
+    s._lock = threading.Lock()
+    s._model = None
+    if state["model"] is not None:
+        import onnx
+        s._model = onnx.load_from_string(state["model"])
+    return s
