@@ -6,6 +6,7 @@ from .validate import validate_graph
 from . import shape  # noqa: F401,E402  (registers numpy references, shape and validity rules)
 from . import elementwise, indexing, linalg, nn, norm, reduce  # noqa: F401,E402  (validity rules)
 from . import attention  # noqa: F401,E402  (Attention shape rule)
+from . import quant_conv  # noqa: F401,E402  (QLinearConv, ConvInteger)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node",

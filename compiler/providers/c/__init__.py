@@ -6,6 +6,7 @@ from . import indexing, misc  # noqa: F401,E402  (registration)
 from . import attention  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
 from . import control  # noqa: F401,E402  (registration)
+from . import quant_conv  # noqa: F401,E402  (QLinearConv, ConvInteger on runtime_c/qconv)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]

@@ -1,0 +1,213 @@
+"""QLinearConv and ConvInteger on the int8 convolution kernels (runtime_c/qconv, onnxc_qconv.h).
+
+The weights are constant and packed here, at compile time, for the kernel of the module's target
+ISA row (compiler/kernels/qconv.py: the int8 GEMM microkernel and its packed-B layout, one blob
+per group, or the depthwise layout when group == C == M); the emitted call names that kernel's
+descriptor, so a build whose flags lack its ISA fails with a clear #error instead of running a
+kernel on weights packed for another. The kernels read and write NHWC: the NCHW activation is
+transposed into the node's scratch first and the NHWC result back (skipped where the two
+layouts coincide: one channel or one pixel). QLinearConv requantizes in the kernel's output stage
+with the float32 multipliers x_scale * w_scale[m] / y_scale computed here in onnxruntime's order;
+ConvInteger writes the int32 accumulators. Results are bit-exact with onnxruntime
+(tests/ops/test_quant_conv_ops.py). 1-D convolutions run as 2-D with H = 1; 3-D is refused.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ...isa import ISAS
+from ...kernels import qconv as QC
+from ...kernels import qgemm as Q
+from ...ops import quant_conv as QOP
+from .linalg import target_isa
+from .registry import c_kernel
+
+_ALIGN = 64
+_OUT = {np.dtype(np.uint8): "ONNXC_QOUT_U8", np.dtype(np.int8): "ONNXC_QOUT_S8"}
+
+_TRANSPOSE = """\
+/* dst[c][r] = src[r][c] of a rows x cols matrix (one image: NCHW <-> NHWC), in 32 x 32 blocks. */
+static void onnxc_qconv_transpose_%(n)s(const %(t)s* src, %(t)s* dst, int64_t rows, int64_t cols) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 32) {
+        const int64_t r1 = r0 + 32 < rows ? r0 + 32 : rows;
+        for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+            const int64_t c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}"""
+
+
+def _const(node, i) -> Optional[np.ndarray]:
+    v = node.input(i)
+    return None if v is None else v.const
+
+
+def _parts(node):
+    """(x, w, y, window, 2-D geometry list or None)."""
+    pos = QOP.positions(node)
+    x, w, y = node.inputs[0], node.inputs[pos["w"]], node.outputs[0]
+    win = QOP.window(node, x.shape, w.shape)
+    return x, w, y, win, QOP.spatial_2d(win, x.shape, w.shape)
+
+
+def _geom(node, algo=QC.AUTO) -> QC.Geom:
+    x, w, y, win, s = _parts(node)
+    H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr, OH, OW = s
+    return QC.Geom(int(x.shape[0]), H, W, int(x.shape[1]), int(w.shape[0]), KH, KW, (sh, sw), (dh, dw),
+                   (pt, pl, pb, pr), win.group, algo=algo)
+
+
+def _check(node) -> Optional[str]:
+    pos = QOP.positions(node)
+    x, w, y = node.inputs[0], node.inputs[pos["w"]], node.outputs[0]
+    if x.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)) or w.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        return f"x {x.dtype} / w {w.dtype}: the int8 kernels take uint8 or int8"
+    if len(x.shape) not in (3, 4):
+        return f"{len(x.shape) - 2}-D convolution (the int8 kernels are 1-D and 2-D)"
+    if w.const is None:
+        return f"weights '{w.name}' are not constant (they are packed at compile time)"
+    names = ["x_zero_point", "w_zero_point"] + (["x_scale", "w_scale", "y_scale", "y_zero_point"]
+                                                if node.op_type == "QLinearConv" else [])
+    for name in names:
+        v = node.input(pos[name])
+        if v is not None and v.const is None:
+            return f"{name} '{v.name}' is not constant"
+    win = QOP.window(node, x.shape, w.shape)
+    if min(win.out) < 1:
+        return "empty output"
+    if node.op_type == "QLinearConv":
+        m = _multipliers(node)
+        if not np.all(np.isfinite(m)):
+            return f"the requantize multiplier x_scale * w_scale / y_scale is not finite ({m[~np.isfinite(m)][0]})"
+        if y.dtype != x.dtype:
+            return f"y {y.dtype} differs from x {x.dtype}"
+    return None
+
+
+def _multipliers(node) -> np.ndarray:
+    P = QOP.QLINEAR
+    return QOP.multiplier(_const(node, P["x_scale"]), _const(node, P["w_scale"]), _const(node, P["y_scale"]))
+
+
+def _zero(node, name, default=0):
+    v = _const(node, QOP.positions(node)[name]) if node.input(QOP.positions(node)[name]) is not None else None
+    return default if v is None else v
+
+
+def _layout_copies(node):
+    """(input needs a transpose, output needs one)."""
+    x, w, y = node.inputs[0], node.inputs[QOP.positions(node)["w"]], node.outputs[0]
+    hw_in = int(np.prod(x.shape[2:]))
+    hw_out = int(np.prod(y.shape[2:]))
+    return x.shape[1] > 1 and hw_in > 1, y.shape[1] > 1 and hw_out > 1
+
+
+def _round(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _scratch_layout(node, isa=None):
+    """Byte offsets in the node's scratch: (x NHWC, y NHWC, kernel workspace, total). The
+    workspace is the largest any ISA row's kernel needs (scratch is planned before the target's
+    kernel is chosen)."""
+    x, y = node.inputs[0], node.outputs[0]
+    tin, tout = _layout_copies(node)
+    xb = _round(x.dtype.itemsize * int(np.prod(x.shape))) if tin else 0
+    yb = _round(y.dtype.itemsize * int(np.prod(y.shape))) if tout else 0
+    g = _geom(node)
+    ws = 0
+    if not QC.is_depthwise(g.group, g.C, g.M):
+        for row in ([isa] if isa else [i.name for i in ISAS]):
+            ws = max(ws, QC.workspace_bytes(QC.conv_kernel_for(row, x.dtype), g))
+    return 0, xb, xb + yb, xb + yb + _round(ws)
+
+
+def _scratch(node) -> int:
+    return _scratch_layout(node)[3]
+
+
+@c_kernel("QLinearConv", "ConvInteger", check=_check, scratch=_scratch)
+def quant_conv(node, ctx) -> str:
+    pos = QOP.positions(node)
+    x, w, y = node.inputs[0], node.inputs[pos["w"]], node.outputs[0]
+    isa = target_isa(ctx)
+    g = _geom(node)
+    qlinear = node.op_type == "QLinearConv"
+    xz = int(np.asarray(_zero(node, "x_zero_point")).reshape(-1)[0])
+    wz = np.asarray(_zero(node, "w_zero_point"), np.int64).reshape(-1)
+    wconst = w.const.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if len(w.shape) == 3 else w.const
+    dw = QC.is_depthwise(g.group, g.C, g.M)
+    zp_arg = None if not wz.any() else (wz if wz.size > 1 and not np.all(wz == wz[0]) else int(wz[0]))
+    if dw:
+        kernel = QC.dw_kernel_for(isa, x.dtype)
+        packed = QC.pack_dw(wconst, zp_arg)
+    else:
+        kernel = QC.conv_kernel_for(isa, x.dtype, wconst, g.group)
+        packed = QC.pack_w(wconst, kernel, zp_arg, g.group)
+    kernel_isa = kernel.isa
+    o_x, o_y, o_ws, total = _scratch_layout(node)
+    tin, tout = _layout_copies(node)
+    N, C, M = g.N, g.C, g.M
+    hw_in, hw_out = g.H * g.W, g.OH * g.OW
+    ct_x = "uint8_t" if x.dtype == np.uint8 else "int8_t"
+    ct_y = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}[y.dtype]
+    helpers = ctx.options.setdefault("helpers", [])
+    helpers.append('#include "onnxc_qconv.h"')
+    lines = [f"/* {kernel.name}, {'depthwise' if dw else QC.ALGO_NAMES[QC.choose_algo(kernel, g)]} */",
+             f"#if !ONNXC_HAS_{kernel_isa.upper()}",
+             f'#error "the weights of this node were packed for {kernel.name}; this build does not enable '
+             f'{kernel_isa} (compile flags and target disagree)"',
+             "#endif"]
+    sbase = ctx.scratch(node, "uint8_t") if total else "NULL"
+    xin = f"{ctx.ptr(x)}"
+    if tin:
+        n = "u8" if x.dtype == np.uint8 else "s8"
+        helpers.append(_TRANSPOSE % {"n": n, "t": ct_x})
+        lines += [f"{ct_x}* xt = ({ct_x}*)({sbase} + {o_x});",
+                  f"for (int64_t n = 0; n < {N}; ++n)",
+                  f"    onnxc_qconv_transpose_{n}({xin} + n * {C * hw_in}LL, xt + n * {C * hw_in}LL, {C}, {hw_in});"]
+        xin = "xt"
+    yout = f"({ct_y}*)(yt)" if tout else ctx.ptr(y)
+    if tout:
+        lines.append(f"{ct_y}* yt = ({ct_y}*)({sbase} + {o_y});")
+    gvals = ", ".join(str(v) for v in g.values())
+    lines.append(f"static const onnxc_qconv_geom geom = {{{gvals}}};")
+    bias = node.input(QOP.QLINEAR["B"]) if qlinear else None
+    bias_ptr = f"(const int32_t*){ctx.ptr(bias)}" if bias is not None else "NULL"
+    lines.append("onnxc_qgemm_output o;")
+    lines.append("memset(&o, 0, sizeof o);")
+    lines.append(f"o.C = (void*){yout}; o.ldc = {M};")
+    if qlinear:
+        yz = int(np.asarray(_zero(node, "y_zero_point")).reshape(-1)[0])
+        mult = np.ascontiguousarray(np.broadcast_to(_multipliers(node), (M,)) if _multipliers(node).size > 1
+                                    else _multipliers(node).reshape(1), np.float32)
+        info = np.iinfo(y.dtype)
+        lines.append(f"o.type = {_OUT[y.dtype]}; o.scale = {ctx.const_array(mult)}; "
+                     f"o.scale_per_column = {int(mult.size > 1)};")
+        lines.append(f"o.zero_point = {yz}; o.qmin = {info.min}; o.qmax = {info.max};")
+    else:
+        lines.append("o.type = ONNXC_QOUT_S32;")
+    wptr = ctx.const_array(packed)
+    if dw:
+        call = (f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)")
+    else:
+        ws = f"{sbase} + {o_ws}" if QC.workspace_bytes(kernel, g) else "NULL"
+        call = (f"onnxc_qconv(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL, {ws})")
+    lines += [f"const int rc = {call};",
+              "if (rc != 0) {",
+              "    " + ctx.fail(node, "the int8 convolution kernel refused its arguments (code {value})", value="rc",
+                                code="ONNXC_ERR_VALUE"),
+              "}"]
+    if tout:
+        n = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.int32): "s32"}[y.dtype]
+        helpers.append(_TRANSPOSE % {"n": n, "t": ct_y})
+        lines += ["else {",
+                  f"    for (int64_t n = 0; n < {N}; ++n)",
+                  f"        onnxc_qconv_transpose_{n}(yt + n * {M * hw_out}LL, {ctx.ptr(y)} + n * {M * hw_out}LL, "
+                  f"{hw_out}, {M});",
+                  "}"]
+    return "\n".join(lines)
