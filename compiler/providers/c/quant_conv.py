@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...errors import CompileError
 from ...isa import ISAS
 from ...kernels import qconv as QC
 from ...kernels import qgemm as Q
@@ -195,7 +196,10 @@ def quant_conv(node, ctx) -> str:
     if dw:
         call = (f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)")
     else:
-        ws = f"{sbase} + {o_ws}" if QC.workspace_bytes(kernel, g) else "NULL"
+        need = QC.workspace_bytes(kernel, g)
+        if need > total - o_ws:  # the scratch reserved the most any row needs: a broken invariant
+            raise CompileError(f"{node.label}: {kernel.name} needs {need} bytes of workspace, {total - o_ws} planned")
+        ws = f"{sbase} + {o_ws}" if need else "NULL"
         call = (f"onnxc_qconv(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL, {ws})")
     lines += [f"const int rc = {call};",
               "if (rc != 0) {",
