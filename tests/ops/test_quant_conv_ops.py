@@ -195,13 +195,45 @@ def test_bad_quantization_parameters_refused(tmp_path):
         onnxc.compile(model, output_dir=tmp_path / "o", fallback=False)
 
 
-def test_runtime_weights_not_compiled_to_c(tmp_path):
-    """Weights that are a graph input cannot be packed at compile time: fallback=False refuses
-    the node and says why."""
-    node = helper.make_node("ConvInteger", ["x", "w"], ["y"], name="ci", kernel_shape=[1, 1])
-    model = make_model([node], [("x", np.uint8, [1, 4, 3, 3]), ("w", np.uint8, [8, 4, 1, 1])], [("y", np.int32, None)])
-    with pytest.raises(UnsupportedError, match="not constant"):
-        onnxc.compile(model, output_dir=tmp_path / "o", fallback=False)
+def runtime_params_model(seed):
+    """QLinearConv / ConvInteger whose weights, zero points and scales are graph inputs (as in
+    the ONNX node tests): packed by the C packer on every run."""
+    rng = np.random.default_rng(seed)
+    nodes, inputs, outputs, feed = [], [], [], {}
+    for name, C, M, k, attrs, per_ch in (("rk3", 16, 24, 3, dict(pads=[1, 1, 1, 1]), True),
+                                         ("rdw", 32, 32, 3, dict(pads=[1, 0, 1, 1], group=32), True),
+                                         ("rg", 12, 20, 5, dict(strides=[2, 2], pads=[2, 2, 1, 1], group=2), False)):
+        grp = attrs.get("group", 1)
+        x = rng.integers(0, 256, (1, C, 11, 10)).astype(np.uint8)
+        w = rng.integers(-128, 128, (M, C // grp, k, k)).astype(np.int8)
+        vals = {"x": x, "xs": np.array(0.03, np.float32), "xz": np.array(rng.integers(0, 256), np.uint8), "w": w,
+                "ws": (rng.random(M) * 0.01 + 0.002).astype(np.float32) if per_ch else np.array(0.004, np.float32),
+                "wz": np.zeros(M, np.int8) if per_ch else np.array(3, np.int8),
+                "ys": np.array(0.06, np.float32), "yz": np.array(rng.integers(0, 256), np.uint8),
+                "b": rng.integers(-3000, 3000, M).astype(np.int32)}
+        names = [f"{name}_{s}" for s in vals]
+        nodes.append(helper.make_node("QLinearConv", names, [f"y_{name}"], name=name, kernel_shape=[k, k], **attrs))
+        for n, v in zip(names, vals.values()):
+            inputs.append((n, v.dtype, list(v.shape)))
+            feed[n] = v
+        outputs.append((f"y_{name}", np.uint8, None))
+    x = rng.integers(0, 256, (2, 8, 7, 9)).astype(np.uint8)
+    w = rng.integers(0, 256, (12, 8, 3, 3)).astype(np.uint8)
+    ci = {"ci_x": x, "ci_w": w, "ci_xz": np.array(77, np.uint8), "ci_wz": np.array(140, np.uint8)}
+    nodes.append(helper.make_node("ConvInteger", list(ci), ["y_ci"], name="ci", kernel_shape=[3, 3], pads=[0, 1, 2, 1]))
+    for n, v in ci.items():
+        inputs.append((n, v.dtype, list(v.shape)))
+        feed[n] = v
+    outputs.append(("y_ci", np.int32, None))
+    return make_model(nodes, inputs, outputs), feed
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_runtime_weights_and_parameters(isa, tmp_path):
+    """Weights, zero points and scales fed at run time: bit-exact with onnxruntime (the ONNX
+    node tests' QLinearConv and ConvInteger cases pass in C the same way)."""
+    model, feed, want = _model(("rt",), lambda: runtime_params_model(9))
+    _compare(model, feed, tmp_path, isa, want)
 
 
 # ---------------------------------------------------------------------------------------------

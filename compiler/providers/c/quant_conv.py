@@ -69,24 +69,39 @@ def _check(node) -> Optional[str]:
         return f"x {x.dtype} / w {w.dtype}: the int8 kernels take uint8 or int8"
     if len(x.shape) not in (3, 4):
         return f"{len(x.shape) - 2}-D convolution (the int8 kernels are 1-D and 2-D)"
-    if w.const is None:
-        return f"weights '{w.name}' are not constant (they are packed at compile time)"
-    names = ["x_zero_point", "w_zero_point"] + (["x_scale", "w_scale", "y_scale", "y_zero_point"]
-                                                if node.op_type == "QLinearConv" else [])
-    for name in names:
-        v = node.input(pos[name])
-        if v is not None and v.const is None:
-            return f"{name} '{v.name}' is not constant"
     win = QOP.window(node, x.shape, w.shape)
     if min(win.out) < 1:
         return "empty output"
     if node.op_type == "QLinearConv":
-        m = _multipliers(node)
+        m = _multipliers(node) if _scales_const(node) else np.ones(1, np.float32)
         if not np.all(np.isfinite(m)):
             return f"the requantize multiplier x_scale * w_scale / y_scale is not finite ({m[~np.isfinite(m)][0]})"
         if y.dtype != x.dtype:
             return f"y {y.dtype} differs from x {x.dtype}"
     return None
+
+
+def _runtime_weights(node) -> bool:
+    """Weights or their zero point are run-time values: packed by the C packer into scratch on
+    every run (the ONNX node tests feed them as inputs), with the row's exact kernel (the AVX2
+    pair-safe choice needs the values)."""
+    pos = QOP.positions(node)
+    return any(node.input(pos[n]) is not None and node.input(pos[n]).const is None for n in ("w", "w_zero_point"))
+
+
+def _scales_const(node) -> bool:
+    P = QOP.QLINEAR
+    return all(node.input(P[n]).const is not None for n in ("x_scale", "w_scale", "y_scale"))
+
+
+def _scalar(ctx, node, name, default=0) -> str:
+    """C expression of a per-tensor parameter: its literal, or its first element read at run time."""
+    v = node.input(QOP.positions(node)[name])
+    if v is None:
+        return str(default)
+    if v.const is not None:
+        return ctx.lit(v.const.reshape(-1)[0], v.dtype)
+    return f"{ctx.ptr(v)}[0]"
 
 
 def _multipliers(node) -> np.ndarray:
@@ -111,24 +126,42 @@ def _round(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _scratch_layout(node, isa=None):
-    """Byte offsets in the node's scratch: (x NHWC, y NHWC, kernel workspace, total). The
-    workspace is the largest any ISA row's kernel needs (scratch is planned before the target's
-    kernel is chosen)."""
-    x, y = node.inputs[0], node.outputs[0]
+def _gemm_kernels(node, x_dtype):
+    """The GEMM kernel of every ISA row for this node (scratch is planned before the target's
+    kernel is chosen, so it reserves the most any of them needs)."""
+    return [QC.conv_kernel_for(i.name, x_dtype) for i in ISAS]
+
+
+def _scratch_layout(node):
+    """Byte offsets in the node's scratch: x NHWC, y NHWC, kernel workspace, run-time packed
+    weights, packer scratch, run-time multipliers; and the total."""
+    x, w, y = node.inputs[0], node.inputs[QOP.positions(node)["w"]], node.outputs[0]
     tin, tout = _layout_copies(node)
     xb = _round(x.dtype.itemsize * int(np.prod(x.shape))) if tin else 0
     yb = _round(y.dtype.itemsize * int(np.prod(y.shape))) if tout else 0
     g = _geom(node)
-    ws = 0
-    if not QC.is_depthwise(g.group, g.C, g.M):
-        for row in ([isa] if isa else [i.name for i in ISAS]):
-            ws = max(ws, QC.workspace_bytes(QC.conv_kernel_for(row, x.dtype), g))
-    return 0, xb, xb + yb, xb + yb + _round(ws)
+    dw = QC.is_depthwise(g.group, g.C, g.M)
+    ws = pk = pks = 0
+    if not dw:
+        ws = max(QC.workspace_bytes(k, g) for k in _gemm_kernels(node, x.dtype))
+    if _runtime_weights(node):
+        shape4 = (g.M, g.Cg, g.KH, g.KW)
+        zeros = np.zeros(shape4, w.dtype)
+        if dw:
+            pk = len(QC.pack_dw(zeros))
+        else:  # the exact kernels' blob size does not depend on the values
+            pk = max(len(QC.pack_w(zeros, k, None, g.group)) for k in _gemm_kernels(node, x.dtype))
+            pks = g.KH * g.KW * g.Cg * g.Mg
+    sc = 4 * g.M if node.op_type == "QLinearConv" and not _scales_const(node) else 0
+    offs, total = [], 0
+    for b in (xb, yb, ws, pk, pks, sc):
+        offs.append(total)
+        total += _round(b)
+    return (*offs, total)
 
 
 def _scratch(node) -> int:
-    return _scratch_layout(node)[3]
+    return _scratch_layout(node)[-1]
 
 
 @c_kernel("QLinearConv", "ConvInteger", check=_check, scratch=_scratch)
@@ -138,32 +171,53 @@ def quant_conv(node, ctx) -> str:
     isa = target_isa(ctx)
     g = _geom(node)
     qlinear = node.op_type == "QLinearConv"
-    xz = int(np.asarray(_zero(node, "x_zero_point")).reshape(-1)[0])
-    wz = np.asarray(_zero(node, "w_zero_point"), np.int64).reshape(-1)
-    wconst = w.const.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if len(w.shape) == 3 else w.const
     dw = QC.is_depthwise(g.group, g.C, g.M)
-    zp_arg = None if not wz.any() else (wz if wz.size > 1 and not np.all(wz == wz[0]) else int(wz[0]))
-    if dw:
-        kernel = QC.dw_kernel_for(isa, x.dtype)
-        packed = QC.pack_dw(wconst, zp_arg)
+    runtime_w = _runtime_weights(node)
+    o_x, o_y, o_ws, o_pk, o_pks, o_sc, total = _scratch_layout(node)
+    sbase = ctx.scratch(node, "uint8_t") if total else "NULL"
+    helpers = ctx.options.setdefault("helpers", [])
+    helpers.append('#include "onnxc_qconv.h"')
+    lines = []
+    if runtime_w:
+        kernel = QC.dw_kernel_for(isa, x.dtype) if dw else QC.conv_kernel_for(isa, x.dtype)
+        wzv = node.input(pos["w_zero_point"])
+        wz_ptr = "NULL" if wzv is None else f"(const int32_t*)wz32"
+        if wzv is not None:  # the packers take int32 zero points
+            nz = int(np.prod(wzv.shape))
+            lines += [f"int32_t wz32[{nz}];",
+                      f"for (int64_t i = 0; i < {nz}; ++i) wz32[i] = (int32_t){ctx.ptr(wzv)}[i];"]
+        per_ch = int(wzv is not None and int(np.prod(wzv.shape)) > 1)
+        wptr = f"(const void*)({sbase} + {o_pk})"
+        signed = int(w.dtype == np.int8)
+        if dw:
+            lines.append(f"onnxc_qconv_pack_dw({g.C}, {g.KH}, {g.KW}, {ctx.ptr(w)}, {signed}, {wz_ptr}, {per_ch}, "
+                         f"(void*)({sbase} + {o_pk}));")
+        else:
+            lines.append(f"onnxc_qconv_pack_w(&{kernel.name}_info, {g.M}, {g.Cg}, {g.KH}, {g.KW}, {g.group}, "
+                         f"{ctx.ptr(w)}, {signed}, {wz_ptr}, {per_ch}, (void*)({sbase} + {o_pks}), "
+                         f"(void*)({sbase} + {o_pk}));")
     else:
-        kernel = QC.conv_kernel_for(isa, x.dtype, wconst, g.group)
-        packed = QC.pack_w(wconst, kernel, zp_arg, g.group)
-    kernel_isa = kernel.isa
-    o_x, o_y, o_ws, total = _scratch_layout(node)
+        wz = np.asarray(_zero(node, "w_zero_point"), np.int64).reshape(-1)
+        wconst = w.const.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if len(w.shape) == 3 else w.const
+        zp_arg = None if not wz.any() else (wz if wz.size > 1 and not np.all(wz == wz[0]) else int(wz[0]))
+        if dw:
+            kernel = QC.dw_kernel_for(isa, x.dtype)
+            packed = QC.pack_dw(wconst, zp_arg)
+        else:
+            kernel = QC.conv_kernel_for(isa, x.dtype, wconst, g.group)
+            packed = QC.pack_w(wconst, kernel, zp_arg, g.group)
+        wptr = ctx.const_array(packed)
+    lines = [f"/* {kernel.name}, {'depthwise' if dw else QC.ALGO_NAMES[QC.choose_algo(kernel, g)]}"
+             f"{', weights packed at run time' if runtime_w else ''} */",
+             f"#if !ONNXC_HAS_{kernel.isa.upper()}",
+             f'#error "this node calls {kernel.name} (weights packed for it); this build does not enable '
+             f'{kernel.isa} (compile flags and target disagree)"',
+             "#endif"] + lines
     tin, tout = _layout_copies(node)
     N, C, M = g.N, g.C, g.M
     hw_in, hw_out = g.H * g.W, g.OH * g.OW
     ct_x = "uint8_t" if x.dtype == np.uint8 else "int8_t"
     ct_y = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}[y.dtype]
-    helpers = ctx.options.setdefault("helpers", [])
-    helpers.append('#include "onnxc_qconv.h"')
-    lines = [f"/* {kernel.name}, {'depthwise' if dw else QC.ALGO_NAMES[QC.choose_algo(kernel, g)]} */",
-             f"#if !ONNXC_HAS_{kernel_isa.upper()}",
-             f'#error "the weights of this node were packed for {kernel.name}; this build does not enable '
-             f'{kernel_isa} (compile flags and target disagree)"',
-             "#endif"]
-    sbase = ctx.scratch(node, "uint8_t") if total else "NULL"
     xin = f"{ctx.ptr(x)}"
     if tin:
         n = "u8" if x.dtype == np.uint8 else "s8"
@@ -182,25 +236,36 @@ def quant_conv(node, ctx) -> str:
     lines.append("onnxc_qgemm_output o;")
     lines.append("memset(&o, 0, sizeof o);")
     lines.append(f"o.C = (void*){yout}; o.ldc = {M};")
+    xz = f"(int32_t){_scalar(ctx, node, 'x_zero_point')}"
     if qlinear:
-        yz = int(np.asarray(_zero(node, "y_zero_point")).reshape(-1)[0])
-        mult = np.ascontiguousarray(np.broadcast_to(_multipliers(node), (M,)) if _multipliers(node).size > 1
-                                    else _multipliers(node).reshape(1), np.float32)
+        P = QOP.QLINEAR
+        ws_v = node.input(P["w_scale"])
+        per_col = int(int(np.prod(ws_v.shape)) > 1)
+        if _scales_const(node):
+            m = _multipliers(node)
+            sc = ctx.const_array(np.ascontiguousarray(m.reshape(-1), np.float32))
+        else:  # float32, onnxruntime's order: (x_scale * w_scale[m]) / y_scale
+            n_sc = int(np.prod(ws_v.shape))
+            lines += [f"float* sc = (float*)({sbase} + {o_sc});",
+                      f"for (int64_t m = 0; m < {n_sc}; ++m) {{",
+                      f"    const float t = {_scalar(ctx, node, 'x_scale')} * {ctx.ptr(ws_v)}[m];",
+                      f"    sc[m] = t / {_scalar(ctx, node, 'y_scale')};",
+                      "}"]
+            sc = "sc"
         info = np.iinfo(y.dtype)
-        lines.append(f"o.type = {_OUT[y.dtype]}; o.scale = {ctx.const_array(mult)}; "
-                     f"o.scale_per_column = {int(mult.size > 1)};")
-        lines.append(f"o.zero_point = {yz}; o.qmin = {info.min}; o.qmax = {info.max};")
+        lines.append(f"o.type = {_OUT[y.dtype]}; o.scale = {sc}; o.scale_per_column = {per_col};")
+        lines.append(f"o.zero_point = (int32_t){_scalar(ctx, node, 'y_zero_point')}; "
+                     f"o.qmin = {info.min}; o.qmax = {info.max};")
     else:
         lines.append("o.type = ONNXC_QOUT_S32;")
-    wptr = ctx.const_array(packed)
     if dw:
-        call = (f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)")
+        call = f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)"
     else:
         need = QC.workspace_bytes(kernel, g)
-        if need > total - o_ws:  # the scratch reserved the most any row needs: a broken invariant
-            raise CompileError(f"{node.label}: {kernel.name} needs {need} bytes of workspace, {total - o_ws} planned")
-        ws = f"{sbase} + {o_ws}" if need else "NULL"
-        call = (f"onnxc_qconv(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL, {ws})")
+        if need > o_pk - o_ws:  # the scratch reserved the most any row needs: a broken invariant
+            raise CompileError(f"{node.label}: {kernel.name} needs {need} bytes of workspace, {o_pk - o_ws} planned")
+        wsp = f"{sbase} + {o_ws}" if need else "NULL"
+        call = f"onnxc_qconv(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL, {wsp})"
     lines += [f"const int rc = {call};",
               "if (rc != 0) {",
               "    " + ctx.fail(node, "the int8 convolution kernel refused its arguments (code {value})", value="rc",
