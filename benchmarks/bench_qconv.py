@@ -159,7 +159,7 @@ class F32Conv:
         self.b = isa_table.BY_NAME[base].nchwc_block
         cdef = kernels_cdef("onnxc_nchwc.h") + THREAD_CDEF
         self.ffi, self.lib = build_kernel_library(out / f"libnchwc_{base}.so",
-                                                  ["nchwc/conv_nchwc_ref.c", "nchwc/conv_winograd.c"],
+                                                  ["nchwc/conv_nchwc.c", "nchwc/conv_winograd.c"],
                                                   [f for f in compile_flags(base) if f != "-fopenmp"],
                                                   extra_cdef=cdef)
 
@@ -189,14 +189,14 @@ class F32Conv:
         f = lambda a: ffi.cast("float *", a.ctypes.data)  # noqa: E731
         keep = [x, xk, wk, bias, y, p]
         if kind == "winograd":
-            sfn = getattr(self.lib, f"onnxc_nchwc_conv_winograd_scratch{'_f4' if tile == 4 else ''}_b{b}")
+            sfn = getattr(self.lib, f"onnxc_f32_nchwc_conv_winograd_scratch{'_f4' if tile == 4 else ''}_b{b}")
             scratch = aligned(int(sfn(p)) // 4 + 16, np.float32)
             keep.append(scratch)
-            fn = getattr(self.lib, f"onnxc_nchwc_conv_winograd{'_f4' if tile == 4 else ''}_b{b}")
+            fn = getattr(self.lib, f"onnxc_f32_nchwc_conv_winograd{'_f4' if tile == 4 else ''}_b{b}")
             call = lambda: fn(p, f(xk), f(wk), f(bias), ffi.NULL, f(y), f(scratch))  # noqa: E731
         else:
-            name = {"direct": "onnxc_nchwc_conv", "depthwise": "onnxc_nchwc_conv_depthwise",
-                    "nchw": "onnxc_nchwc_conv_nchw"}[kind]
+            name = {"direct": "onnxc_f32_nchwc_conv", "depthwise": "onnxc_f32_nchwc_conv_depthwise",
+                    "nchw": "onnxc_f32_nchwc_conv_nchw"}[kind]
             fn = getattr(self.lib, f"{name}_b{b}")
             call = lambda: fn(p, f(xk), f(wk), f(bias), ffi.NULL, f(y))  # noqa: E731
         call()
