@@ -5,5 +5,6 @@ from .shapes import infer_graph, infer_node
 from . import shape  # noqa: F401,E402  (registers numpy references and shape rules)
 from . import attention  # noqa: F401,E402  (Attention shape rule)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
+from . import quant  # noqa: F401,E402  (quantized ops: rules and references)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node"]

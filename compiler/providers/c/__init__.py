@@ -7,5 +7,6 @@ from . import attention  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
 from . import control  # noqa: F401,E402  (registration)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
+from . import quant  # noqa: F401,E402  (quantized ops, issue 13)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]
