@@ -8,7 +8,7 @@ Default domain: MatMulInteger, QLinearMatMul, DynamicQuantizeLinear (rules; Quan
 DequantizeLinear keep onnx's rule, with the checks below in front).
 com.microsoft: QGemm, MatMulIntegerToFloat, DynamicQuantizeMatMul, QLinearAdd, QLinearMul,
 QLinearSigmoid, QLinearLeakyRelu, QLinearGlobalAveragePool, QLinearAveragePool, QLinearConcat,
-QLinearSoftmax.
+QLinearSoftmax, MatMulNBits (4-bit weights; reference within tolerance, see its entry).
 
 Numerics (float32 throughout, x86-64 with AVX2/FMA, the path onnxruntime takes on such CPUs):
   GEMM family   int32 accumulation of (A - za)(B - zb) (wrapping), then MLAS's requantize:
@@ -57,6 +57,7 @@ ATTRS: Dict[str, Dict[str, object]] = {
                            "pads": None, "strides": None},
     "QLinearConcat": {},
     "QLinearSoftmax": {"axis": -1},
+    "MatMulNBits": {"bits": 4, "accuracy_level": 0},
 }
 
 
@@ -873,3 +874,103 @@ def _qsoftmax_ref(node, x, x_s, x_zp=None, y_s=None, y_zp=None):
         out[r] = np.clip(v, info.min, info.max).astype(dtype)  # inf (t * ysc overflowed) saturates
     y = out.reshape(xm.shape)
     return [np.moveaxis(y, -1, axis) if moved else y]
+
+
+# --- MatMulNBits (com.microsoft) ----------------------------------------------------------------
+def nbits_geometry(node):
+    """(K, N, block, kb): MatMulNBits's attributes and the blocks per column."""
+    K, N, block = (int(node.attrs[a]) for a in ("K", "N", "block_size"))
+    return K, N, block, -(-K // block)
+
+
+def nbits_int8_compute(node) -> bool:
+    """Whether onnxruntime's CPU provider computes with int8 activations: accuracy_level 4 and
+    no float zero points (those run in fp32 at any level; levels 2 and 3, fp16/bf16 compute, run
+    in fp32 on x86 too)."""
+    z = node.input(3)
+    return int(attr(node, "accuracy_level")) == 4 and not (z is not None and z.dtype != np.uint8)
+
+
+@shape_rule("MatMulNBits", MS)
+def _matmulnbits_rule(node):
+    for a in ("K", "N", "block_size"):
+        if a not in node.attrs:
+            _fail(node, f"attribute {a}", "missing", "a positive integer (required)")
+    K, N, block, kb = nbits_geometry(node)
+    bits = int(attr(node, "bits"))
+    if K < 1 or N < 1:
+        _fail(node, "attributes K, N", (K, N), "positive integers")
+    if block < 16 or block & (block - 1):
+        _fail(node, "attribute block_size", block, "a power of two >= 16")
+    if not 2 <= bits <= 8:
+        _fail(node, "attribute bits", bits, "in [2, 8]")
+    check_dtype(node, 0, (np.float32, np.float16), "A")
+    a = node.inputs[0].shape
+    if len(a) < 1:
+        _fail(node, f"the rank of {_name(node, 0)}", 0, ">= 1")
+    if isinstance(a[-1], (int, np.integer)) and a[-1] != K:
+        _fail(node, f"the last dimension of {_name(node, 0)} {tuple(a)}", a[-1], f"{K} (attribute K)")
+    check_dtype(node, 1, (np.uint8,), "B")
+    blob = block * bits // 8
+    b = node.inputs[1].shape
+    if _known(b) and (tuple(b) != (N, kb, blob) and _count(b) != N * kb * blob):
+        _fail(node, f"the shape of {_name(node, 1)} (B)", tuple(b), f"({N}, {kb}, {blob})")
+    s = _need(node, 2, "scales")
+    check_dtype(node, 2, (node.inputs[0].dtype,), "scales (A's dtype)")
+    if _known(s.shape) and _count(s.shape) != N * kb:
+        _fail(node, f"the element count of {_name(node, 2)} (scales)", _count(s.shape), f"{N * kb} (N * blocks)")
+    z = node.input(3)
+    if z is not None and _known(z.shape):
+        if z.dtype == np.uint8:
+            want = N * (-(-kb * bits // 8))
+        else:
+            check_dtype(node, 3, (np.uint8, s.dtype), "zero points (uint8 packed, or the scales' dtype)")
+            want = N * kb
+        if _count(z.shape) != want:
+            _fail(node, f"the element count of {_name(node, 3)} (zero points)", _count(z.shape), want)
+    bias = node.input(5)
+    if bias is not None:
+        check_dtype(node, 5, (node.inputs[0].dtype,), "bias (A's dtype)")
+        if _known(bias.shape) and tuple(bias.shape) != (N,):
+            _fail(node, f"the shape of {_name(node, 5)} (bias)", tuple(bias.shape), f"({N},)")
+    return [(node.inputs[0].dtype, tuple(a[:-1]) + (N,))]
+
+
+def nbits_dequantize(node, b, scales, zp) -> np.ndarray:
+    """The dequantized weights [N, K] in float32: (q - zp) * scale, zp 2^(bits-1) when omitted
+    (4-bit only here)."""
+    K, N, block, kb = nbits_geometry(node)
+    b = np.asarray(b, np.uint8).reshape(N, kb, block // 2)
+    q = np.stack([b & 15, b >> 4], -1).reshape(N, kb * block).astype(F32)
+    if zp is None:
+        z = np.full((N, kb), 8, F32)
+    elif np.asarray(zp).dtype == np.uint8:
+        zb = np.asarray(zp).reshape(N, -1)
+        z = np.stack([zb & 15, zb >> 4], -1).reshape(N, -1)[:, :kb].astype(F32)
+    else:
+        z = np.asarray(zp, F32).reshape(N, kb)
+    s = np.asarray(scales, F32).reshape(N, kb)
+    w = ((q - np.repeat(z, block, 1)).astype(F32) * np.repeat(s, block, 1)).astype(F32)
+    return w[:, :K]
+
+
+@reference("MatMulNBits", MS)
+def _matmulnbits_ref(node, a, b, scales, zp=None, g_idx=None, bias=None):
+    """float64 sum of the products of the (accuracy 4: per-block int8-quantized, as MLAS) A and
+    the dequantized weights, rounded to float32: within the kernels' documented tolerance of
+    onnxruntime (fp32 sums in another order), not bit-equal to it."""
+    if int(attr(node, "bits")) != 4 or g_idx is not None or np.asarray(a).dtype != np.float32:
+        return NotImplemented
+    K, N, block, kb = nbits_geometry(node)
+    a = np.asarray(a, F32)
+    a2 = a.reshape(-1, K)
+    if nbits_int8_compute(node):
+        from ..kernels.qnbits import quantize_a_blocks
+        qa, sa, _ = quantize_a_blocks(a2, block)
+        a64 = (qa.reshape(-1, kb, block).astype(np.float64) * sa[:, :, None]).reshape(len(a2), -1)[:, :K]
+    else:
+        a64 = a2.astype(np.float64)
+    y = a64 @ nbits_dequantize(node, b, scales, zp).astype(np.float64).T
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    return [y.astype(F32).reshape(a.shape[:-1] + (N,))]

@@ -453,3 +453,118 @@ def test_fma32_is_one_rounding():
         lo, hi = np.nextafter(g, F32(-np.inf)), np.nextafter(g, F32(np.inf))
         err = abs(Fraction(float(g)) - exact)
         assert err <= abs(Fraction(float(lo)) - exact) and err <= abs(Fraction(float(hi)) - exact)
+
+
+# --- MatMulNBits --------------------------------------------------------------------------------
+# |onnxc - onnxruntime| <= NBITS_TOL * (|A'| @ |W|^T): both are fp32 sums of the same products
+# (A' = A, or at accuracy 4 A quantized per block to int8 exactly as MLAS does) in different
+# orders; docs/quant_kernels.md measured 4e-6 for the kernels alone.
+NBITS_TOL = 4e-6
+
+
+def _nbits_node(m: Model, A, N, block, zp_kind, bias, acc, a_kind="in"):
+    K = A.shape[-1]
+    kb = -(-K // block)
+    B = RNG.integers(0, 256, (N, kb, block // 2), dtype=np.uint8)
+    S = (RNG.uniform(0.5, 1.5, N * kb) * 2.0 ** RNG.integers(-8, -2, N * kb)).astype(F32)
+    Z = {"none": None, "u4": RNG.integers(0, 256, N * ((kb + 1) // 2), dtype=np.uint8),
+         "f32": (RNG.integers(0, 16, N * kb) + RNG.choice([0.0, 0.5], N * kb)).astype(F32)}[zp_kind]
+    bb = RNG.standard_normal(N).astype(F32) if bias else None
+    ins = [(A, a_kind), (B, "c"), (S, "c"), (Z, "c"), (None, None), (bb, "c")]
+    while ins[-1][0] is None:
+        ins.pop()
+    m.node("MatMulNBits", ins, F32, list(A.shape[:-1]) + [N], K=K, N=N, bits=4, block_size=block,
+           accuracy_level=acc)
+    return B, S, Z, bb
+
+
+def _nbits_scale(node, A, B, S, Z, bb):
+    """|A'| @ |W|^T (+ |bias|), the error scale."""
+    from onnxc.kernels.qnbits import quantize_a_blocks
+    K, N, block, kb = Q.nbits_geometry(node)
+    a = A.reshape(-1, K)
+    if Q.nbits_int8_compute(node):
+        qa, sa, _ = quantize_a_blocks(a, block)
+        a = (qa.reshape(len(a), kb, block).astype(np.float64) * sa[:, :, None]).reshape(len(a), -1)[:, :K]
+    W = Q.nbits_dequantize(node, B, S, Z).astype(np.float64)
+    s = np.abs(a.astype(np.float64)) @ np.abs(W).T + (np.abs(bb) if bb is not None else 0.0)
+    return s.reshape(A.shape[:-1] + (N,))
+
+
+@pytest.mark.parametrize("isa", runnable_isas() + ["generic"])
+def test_matmulnbits_every_isa(isa, tmp_path):
+    """M = 1, 2, 5, 130 (the many-row SGEMM route), K off the block and the 32-group, N off the
+    tiles, every block size, zero points none / packed uint4 / float, bias, accuracy 0 and 4, A of
+    rank 3 folded into M: C-only vs onnxruntime within NBITS_TOL, and the numpy reference too."""
+    from onnxc import frontend
+    from onnxc.ir.interp import run_graph
+    m = Model()
+    params = []
+    cases = [((1, 100), 37, 32), ((2, 3 * 64 + 7), 16, 64), ((5, 256), 33, 16), ((1, 3, 257), 17, 128),
+             ((130, 130), 17, 32), ((1, 1), 1, 256), ((4, 512), 40, 256)]
+    for i, (ashape, N, block) in enumerate(cases):
+        for acc in (0, 4):
+            A = RNG.standard_normal(ashape).astype(F32)
+            params.append((A, _nbits_node(m, A, N, block, ("none", "u4", "f32")[(i + acc) % 3], (i + acc) % 2 == 0,
+                                          acc)))
+    model = m.build(21)
+    ref = ort_run(model, m.feed)
+    c = onnxc.compile(model, output_dir=tmp_path / isa, target=isa, fallback=False)
+    assert c.fallback_nodes == []
+    out = c.run(None, m.feed)
+    interp = run_graph(frontend.load(model), m.feed)
+    g = frontend.load(model)
+    for node, (A, w), o, r, ip in zip(g.nodes, params, out, ref, interp):
+        assert o.shape == r.shape and o.dtype == r.dtype
+        scale = _nbits_scale(node, A, *w) + 1e-30
+        for what, got in (("C", o), ("numpy reference", ip)):
+            err = np.abs(got.astype(np.float64) - r) / scale
+            assert err.max() <= NBITS_TOL, f"{node.name} {what}: max |diff| / scale = {err.max():.3g}"
+
+
+def test_matmulnbits_declined_cases_fall_back(tmp_path):
+    """bits != 4 is left to the fallback (onnxruntime runs it), with the reason logged."""
+    m = Model()
+    A = RNG.standard_normal((2, 64)).astype(F32)
+    B = RNG.integers(0, 256, (8, 2, 32), dtype=np.uint8)
+    S = np.full(16, 0.01, F32)
+    m.node("MatMulNBits", [(A, "in"), (B, "c"), (S, "c")], F32, [2, 8], K=64, N=8, bits=8, block_size=32)
+    c = onnxc.compile(m.build(21), output_dir=tmp_path / "o")
+    assert [(n["op"], "bits=8" in n["why"]) for n in c.fallback_nodes] == [("MatMulNBits", True)]
+    np.testing.assert_allclose(c.run(None, m.feed)[0], ort_run(m.build(21), m.feed)[0], rtol=1e-5, atol=1e-6)
+
+
+# --- QuantizeLinear / DequantizeLinear on 4-bit types -----------------------------------------
+@pytest.mark.parametrize("target", ["native", "generic"])
+@pytest.mark.parametrize("qtype", ["int4", "uint4"])
+def test_qdq_4bit(qtype, target, tmp_path):
+    """Q then DQ (per tensor, per axis, blocked; ties, saturation) at opset 21, C-only: the
+    float result bit-equal to onnxruntime's, the 4-bit one to onnx.reference's."""
+    from onnx import TensorProto
+    from onnx.reference import ReferenceEvaluator
+    elem = getattr(TensorProto, qtype.upper())
+    lo, hi = (-8, 7) if qtype == "int4" else (0, 15)
+    shape = (3, 8, 4)
+    x = (RNG.standard_normal(shape) * 6).astype(F32)
+    x.reshape(-1)[:7] = [0.5, 1.5, 2.5, -0.5, -2.5, 1e30, -1e30]  # NaN: the spec leaves it undefined
+    nodes, inits, outs = [], [], []
+    for k, (sshape, attrs) in enumerate([((), {}), ((8,), {"axis": 1}), ((3, 2, 4), {"axis": 1, "block_size": 4})]):
+        s = np.full(sshape, 1.0, F32) if k == 0 else RNG.uniform(0.3, 2, sshape).astype(F32)
+        z = RNG.integers(lo, hi + 1, sshape)
+        inits += [numpy_helper.from_array(s, f"s{k}"), helper.make_tensor(f"z{k}", elem, list(sshape), z.reshape(-1).tolist())]
+        nodes += [helper.make_node("QuantizeLinear", ["x", f"s{k}", f"z{k}"], [f"q{k}"], **attrs),
+                  helper.make_node("DequantizeLinear", [f"q{k}", f"s{k}", f"z{k}"], [f"d{k}"], **attrs)]
+        outs += [helper.make_tensor_value_info(f"q{k}", elem, list(shape)),
+                 helper.make_tensor_value_info(f"d{k}", TensorProto.FLOAT, list(shape))]
+    g = helper.make_graph(nodes, "qdq4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))], outs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    c = onnxc.compile(model, output_dir=tmp_path / "o", target=target, fallback=False)
+    assert c.fallback_nodes == []
+    got = c.run(None, {"x": x})
+    ref = ReferenceEvaluator(model).run(None, {"x": x})
+    ort = ort_run(model, {"x": x})
+    for k in range(3):
+        q, r = got[2 * k], ref[2 * k]
+        np.testing.assert_array_equal(q.astype(np.int8), r.astype(np.int8), err_msg=f"q{k} vs onnx.reference")
+        np.testing.assert_array_equal(got[2 * k + 1], ort[2 * k + 1], err_msg=f"d{k} vs onnxruntime")

@@ -796,3 +796,60 @@ def qlinear_softmax(node, ctx):
         f"    Y[base + d * {inner}] = ({ct})(int32_t)v;",
         "  }",
         "}"])
+
+
+# --- MatMulNBits (4-bit weights) ------------------------------------------------------------------
+NBITS_INCLUDE = '#include "onnxc_quant.h"'
+NBITS_SGEMM_NC = 64  # qnbits_driver.c's Q4_SGEMM_NC: columns dequantized per SGEMM call
+
+
+def nbits_workspace(K: int, block: int, M: int, int8: bool) -> int:
+    """An upper bound of onnxc_matmulnbits_workspace (qnbits_driver.c): the fp32 bound covers
+    both of its routes, so the driver's M threshold may move without this changing."""
+    kb = -(-K // block)
+    kp = _round_up(kb * block, 32)
+    if int8:
+        return 64 + _round_up(M * kp, 64) + 2 * _round_up(M * kb * 4, 64)
+    return 64 + max(_round_up(NBITS_SGEMM_NC * K * 4, 64), _round_up(M * kp * 4, 64))
+
+
+def _nbits_rows(node) -> int:
+    return int(np.prod(node.inputs[0].shape[:-1], dtype=np.int64))
+
+
+def _nbits_check(node) -> Optional[str]:
+    _validate(node)
+    K, N, block, _ = Q.nbits_geometry(node)
+    if int(Q.attr(node, "bits")) != 4:
+        return f"bits={Q.attr(node, 'bits')} (the C kernels are 4-bit only)"
+    if block > 256:
+        return f"block_size {block} (the C kernels take 16..256)"
+    if node.inputs[0].dtype != np.float32:
+        return f"A is {node.inputs[0].dtype} (float32 only)"
+    if node.input(4) is not None:
+        return "g_idx (act-order) is not supported"
+    return None
+
+
+def _nbits_scratch(node) -> int:
+    K, _, block, _ = Q.nbits_geometry(node)
+    return nbits_workspace(K, block, _nbits_rows(node), Q.nbits_int8_compute(node))
+
+
+@c_kernel("MatMulNBits", domain=Q.MS, check=_nbits_check, scratch=_nbits_scratch)
+def matmulnbits(node, ctx):
+    a, y = node.inputs[0], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    K, N, block, _ = Q.nbits_geometry(node)
+    M = _nbits_rows(node)
+    ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+    z, bias = node.input(3), node.input(5)
+    zu4 = f"(const uint8_t*)({ctx.ptr(z)})" if z is not None and z.dtype == np.uint8 else "NULL"
+    zf = f"(const float*)({ctx.ptr(z)})" if z is not None and z.dtype != np.uint8 else "NULL"
+    acc = 4 if Q.nbits_int8_compute(node) else 0
+    return "\n".join([
+        f"const onnxc_q4_weights qw = {{{K}, {N}, {block}, (const uint8_t*)({ctx.ptr(node.inputs[1])}), "
+        f"(const float*)({ctx.ptr(node.inputs[2])}), {zu4}, {zf}, "
+        f"{'NULL' if bias is None else f'(const float*)({ctx.ptr(bias)})'}, {acc}}};",
+        f"onnxc_matmulnbits(&qw, {M}, {ctx.ptr(a)}, {K}, {ctx.ptr(y)}, {N}, {ctx.scratch(node, 'uint8_t')});"])
