@@ -849,7 +849,8 @@ def matmulnbits(node, ctx):
     zf = f"(const float*)({ctx.ptr(z)})" if z is not None and z.dtype != np.uint8 else "NULL"
     acc = 4 if Q.nbits_int8_compute(node) else 0
     return "\n".join([
-        f"const onnxc_q4_weights qw = {{{K}, {N}, {block}, (const uint8_t*)({ctx.ptr(node.inputs[1])}), "
-        f"(const float*)({ctx.ptr(node.inputs[2])}), {zu4}, {zf}, "
-        f"{'NULL' if bias is None else f'(const float*)({ctx.ptr(bias)})'}, {acc}}};",
+        f"const onnxc_q4_weights qw = {{.N = {N}, .K = {K}, .block = {block}, "
+        f".B = (const uint8_t*)({ctx.ptr(node.inputs[1])}), .scales = (const float*)({ctx.ptr(node.inputs[2])}), "
+        f".zp_u4 = {zu4}, .zp_f32 = {zf}, "
+        f".bias = {'NULL' if bias is None else f'(const float*)({ctx.ptr(bias)})'}, .accuracy = {acc}}};",
         f"onnxc_matmulnbits(&qw, {M}, {ctx.ptr(a)}, {K}, {ctx.ptr(y)}, {N}, {ctx.scratch(node, 'uint8_t')});"])
