@@ -398,7 +398,8 @@ def test_qlinear_softmax(tmp_path):
 def test_qlinear_softmax_rare_mismatch(tmp_path):
     x = np.array([[[47, 235, 225, 147, 228, 71, 175], [73, 158, 12, 221, 49, 93, 11], [205, 104, 184, 222, 14, 124, 25],
                    [48, 28, 93, 69, 207, 246, 164], [226, 213, 157, 149, 183, 91, 37]],
-                  [[141, 167, 145, 138, 10, 244, 34], [136, 84, 116, 86, 128, 230, 133], [222, 1, 187, 130, 230, 248, 225],
+                  [[141, 167, 145, 138, 10, 244, 34], [136, 84, 116, 86, 128, 230, 133],
+                   [222, 1, 187, 130, 230, 248, 225],
                    [60, 160, 213, 91, 64, 185, 148], [43, 62, 245, 46, 140, 48, 244]]], U8)
     m = Model()
     m.node("QLinearSoftmax", [(x, "in"), (np.array(0.016648689284920692, F32), "c"), (np.array(157, U8), "c"),
@@ -579,12 +580,14 @@ def test_qdq_4bit(qtype, target, tmp_path):
     for k, (sshape, attrs) in enumerate([((), {}), ((8,), {"axis": 1}), ((3, 2, 4), {"axis": 1, "block_size": 4})]):
         s = np.full(sshape, 1.0, F32) if k == 0 else RNG.uniform(0.3, 2, sshape).astype(F32)
         z = RNG.integers(lo, hi + 1, sshape)
-        inits += [numpy_helper.from_array(s, f"s{k}"), helper.make_tensor(f"z{k}", elem, list(sshape), z.reshape(-1).tolist())]
+        inits += [numpy_helper.from_array(s, f"s{k}"),
+                  helper.make_tensor(f"z{k}", elem, list(sshape), z.reshape(-1).tolist())]
         nodes += [helper.make_node("QuantizeLinear", ["x", f"s{k}", f"z{k}"], [f"q{k}"], **attrs),
                   helper.make_node("DequantizeLinear", [f"q{k}", f"s{k}", f"z{k}"], [f"d{k}"], **attrs)]
         outs += [helper.make_tensor_value_info(f"q{k}", elem, list(shape)),
                  helper.make_tensor_value_info(f"d{k}", TensorProto.FLOAT, list(shape))]
-    g = helper.make_graph(nodes, "qdq4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))], outs, inits)
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    g = helper.make_graph(nodes, "qdq4", [x_info], outs, inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     c = onnxc.compile(model, output_dir=tmp_path / "o", target=target, fallback=False)

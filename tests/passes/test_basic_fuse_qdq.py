@@ -32,7 +32,8 @@ def _qdq_model(kind: str, per_channel: bool, bias: str, a_type=TensorProto.UINT8
     w = RNG.integers(-127, 128, (N, K) if kind == "gemm_t" else (K, N)).astype(np.int8)
     ws = (RNG.uniform(0.5, 1.5, N) * 0.01).astype(F32) if per_channel else np.array(0.01, F32)
     wz = np.zeros(N if per_channel else (), np.int8)
-    sa, za = np.array(0.02, F32), np.array(128 if a_type == TensorProto.UINT8 else 0, np.uint8 if a_type == TensorProto.UINT8 else np.int8)
+    u8 = a_type == TensorProto.UINT8
+    sa, za = np.array(0.02, F32), np.array(128 if u8 else 0, np.uint8 if u8 else np.int8)
     sy, zy = np.array(0.05, F32), np.array(120 if a_type == TensorProto.UINT8 else -3, za.dtype)
     inits = {"sa": sa, "za": za, "w": w, "ws": ws, "wz": wz, "sy": sy, "zy": zy}
     nodes = [helper.make_node("QuantizeLinear", ["x", "sa", "za"], ["xq"]),

@@ -166,10 +166,11 @@ class FuseQDQMatMul(Pass):
         prod = (np.asarray(a_scale, F32) * b_scale.reshape(-1)).astype(F32)
         dq = producer(bias, "DequantizeLinear")
         if dq is not None and alpha == 1.0 and beta == 1.0 and sole_user(bias) is not None:
-            bq, bs, bz = const(dq.inputs[0]), const(dq.inputs[1]), const(dq.input(2)) if dq.input(2) is not None else None
-            if bq is not None and bq.dtype == np.int32 and bs is not None and bq.size == n \
-                    and (bz is None or not bz.any()) and np.array_equal(np.broadcast_to(bs.astype(F32).reshape(-1), (n,)),
-                                                                       np.broadcast_to(prod, (n,))):
+            bq, bs = const(dq.inputs[0]), const(dq.inputs[1])
+            bz = const(dq.input(2)) if dq.input(2) is not None else None
+            same_scale = bs is not None and np.array_equal(np.broadcast_to(bs.astype(F32).reshape(-1), (n,)),
+                                                           np.broadcast_to(prod, (n,)))
+            if bq is not None and bq.dtype == np.int32 and bq.size == n and (bz is None or not bz.any()) and same_scale:
                 return bq.reshape(-1).astype(np.int32)
         f = const(bias)
         if f is None and dq is not None:  # a DequantizeLinear of constants: its float values

@@ -424,7 +424,9 @@ def _dynamic_quantize_lines(x_ptr: str, n: int, q_ptr: str, scale: str, zp: str)
         f"const float* ONNXC_RESTRICT qx = {x_ptr};",
         f"uint8_t* ONNXC_RESTRICT qq = {q_ptr};",
         "float qmx = 0.0f, qmn = 0.0f;",
-        f"for (int64_t e = 0; e < {n}; ++e) {{ const float v = qx[e]; qmx = v > qmx ? v : qmx; qmn = v < qmn ? v : qmn; }}",
+        f"for (int64_t e = 0; e < {n}; ++e) {{",
+        "  const float v = qx[e]; qmx = v > qmx ? v : qmx; qmn = v < qmn ? v : qmn;",
+        "}",
         f"const float {scale} = qmx == qmn ? 1.0f : (qmx - qmn) / 255.0f;",
         f"const float qizp = 0.0f - qmn / {scale};",
         f"const int32_t {zp} = (int32_t)nearbyintf(qizp > 0.0f ? (qizp < 255.0f ? qizp : 255.0f) : 0.0f);",
@@ -552,7 +554,8 @@ def qlinear_binary(node, ctx):
             return f"const float t = {t}; y[{oi}] = ({ct}){_cvt('t', y.dtype)};"
     else:
         if all(v is None or v.is_const for v in (sa, sb, scv, zc)):
-            ratio = ctx.lit(F32(F32(F32(Q._scalar(sa.const)) * F32(Q._scalar(sb.const))) / F32(Q._scalar(scv.const))), F32)
+            prod = F32(F32(Q._scalar(sa.const)) * F32(Q._scalar(sb.const)))
+            ratio = ctx.lit(F32(prod / F32(Q._scalar(scv.const))), F32)
             zcf = ctx.lit(F32(Q._zp_int(_const_or_none(zc))), F32)
         else:
             prm = [f"float qprm[2];",
