@@ -53,17 +53,24 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     return h.hexdigest()[:24]
 
 
-def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native"):
+def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native",
+             quantize=None):
+    """Run the passes of ``opt_level``; ``quantize`` (a QuantizeOptions) adds the quantize step
+    after the extended level, before layout (compiler/quantize/stage.py)."""
     from .passes import PassManager
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
-    pm = PassManager(opt_level, verify_each=verify_each)
+    stages = None
+    if quantize is not None:
+        from .quantize.stage import QuantizeStep
+        stages = {"extended": [QuantizeStep(quantize)]}
+    pm = PassManager(opt_level, verify_each=verify_each, stages=stages)
     pm.run(graph)
     return pm
 
 
 def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
-                   target: str = "native", save_to=None):
+                   target: str = "native", save_to=None, quantize=None):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
     ``save_to`` when given.  Returns (model, PassManager)."""
@@ -72,7 +79,7 @@ def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = 
     graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
                           {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
-    pm = optimize(graph, opt_level, target=target)
+    pm = optimize(graph, opt_level, target=target, quantize=quantize)
     proto = optimized_model(graph, in_names, out_names)
     if save_to is not None:
         _write_model(proto, save_to)
@@ -97,13 +104,15 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
-                  save_optimized=None) -> CompiledModel:
+                  save_optimized=None, quantize=None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
     ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
     onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
-    the runtime has no thread pool, see build.default_openmp)."""
+    the runtime has no thread pool, see build.default_openmp).  ``quantize``: int8 quantization
+    inside the pass manager, after the extended fusions (True, "dynamic", "static", a dict of
+    onnxc.quantize's options or a QuantizeOptions; compiler/quantize/)."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
@@ -113,6 +122,15 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
                "openmp": default_openmp() if openmp is None else bool(openmp),
                "fallback": bool(fallback)}
+    qopts = None
+    if quantize is not None and quantize is not False:
+        from .quantize.options import QuantizeOptions
+        from .quantize.data import digest
+        qopts = QuantizeOptions.make(quantize)
+        qopts.calibration, cal_digest = digest(qopts.calibration)
+        qopts.eval_data, eval_digest = digest(qopts.eval_data)
+        # the build depends on the data: its digest is part of the cache key
+        options["quantize"] = {**qopts.describe(), "calibration": cal_digest, "eval_data": eval_digest}
     key = cache_key(raw, options)
     in_cache = output_dir is None
     if in_cache:
@@ -131,7 +149,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                 if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
                     m = CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
-                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized)
+                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized, quantize=qopts)
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
@@ -140,7 +158,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         # built in a temporary directory and moved into place: nobody sees a half-written build
         tmp = install.build_dir(out, in_cache)
         try:
-            report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
+            report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized,
+                                quantize=qopts)
             report["seconds_total"] = round(time.perf_counter() - t0, 3)
             _update_report(tmp, report)
             if in_cache:
@@ -165,7 +184,8 @@ def _update_report(out: Path, report: Dict) -> None:
     (out / MANIFEST).write_text(json.dumps(m, indent=1))
 
 
-def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None) -> Dict:
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
+               quantize=None) -> Dict:
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
@@ -185,7 +205,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     times["frontend"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pm = optimize(graph, options["opt_level"], target=options["target"])
+    pm = optimize(graph, options["opt_level"], target=options["target"], quantize=quantize)
     if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
         from .ir.onnx_export import optimized_model
         _write_model(optimized_model(graph, in_names, out_names), save_optimized)
@@ -249,6 +269,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "passes": {name: {"rewrites": s.rewrites, "ms": round(s.seconds * 1e3, 2)} for name, s in pm.stats.items()},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
+    if "quantize" in graph.metadata:
+        report["quantize"] = graph.metadata["quantize"].as_dict()
     manifest["report"] = report
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report

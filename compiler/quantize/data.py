@@ -264,3 +264,28 @@ def _check_feed(feed, inputs, names, i) -> Dict[str, np.ndarray]:
             x = x.astype(dtype)
         out[name] = x
     return out
+
+
+def digest(source):
+    """(source, content digest) for a cache key: a one-shot iterator is read into a list first;
+    a folder is hashed by its files' names and bytes.  None stays (None, None)."""
+    import hashlib
+    if source is None:
+        return None, None
+    h = hashlib.sha256()
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in paths:
+            h.update(str(p.relative_to(root) if p != root else p.name).encode())
+            h.update(p.read_bytes())
+        return source, h.hexdigest()[:24]
+    if not isinstance(source, (list, tuple)):
+        source = list(source)
+    for item in source:
+        items = sorted(item.items()) if isinstance(item, dict) else [("", item)]
+        for k, v in items:
+            a = np.ascontiguousarray(v)
+            h.update(f"{k}|{a.dtype}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return source, h.hexdigest()[:24]

@@ -118,6 +118,38 @@ class Runner:
         return m.run(self.out_names, feed)
 
 
+def _axis_shape(x, scale, node):
+    if scale.ndim == 0 or scale.size == 1:
+        return scale.reshape(())
+    axis = node.attrs.get("axis", 1) % x.ndim
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return scale.reshape(shape)
+
+
+def _qdq_numpy(node, args):
+    """Q/DQ/DynamicQuantizeLinear for the interpreter (onnx.reference has no opset-18 Q/DQ);
+    deliberately not registered as op references, which constant folding would then use."""
+    op = node.op_type
+    if op == "DynamicQuantizeLinear":
+        x = np.asarray(args[0], np.float32)
+        lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+        scale = np.float32((hi - lo) / 255.0)
+        zp = np.uint8(np.clip(np.rint(-lo / scale), 0, 255)) if scale else np.uint8(0)
+        q = np.clip(np.rint(x / scale) + zp, 0, 255).astype(np.uint8) if scale else np.zeros(x.shape, np.uint8)
+        return [q, np.asarray(scale, np.float32), np.asarray(zp, np.uint8)]
+    x, scale = np.asarray(args[0]), np.asarray(args[1], np.float32)
+    zp = np.asarray(args[2]) if len(args) > 2 and args[2] is not None else None
+    s = _axis_shape(x, scale, node)
+    z = 0 if zp is None else _axis_shape(x, zp, node).astype(np.float64)
+    if op == "DequantizeLinear":
+        return [((x.astype(np.float32) - np.asarray(z, np.float32)) * s).astype(np.float32)]
+    dtype = zp.dtype if zp is not None else np.dtype(np.uint8)
+    info = np.iinfo(dtype)
+    q = np.clip(np.rint(x.astype(np.float32) / s).astype(np.float64) + z, info.min, info.max)
+    return [q.astype(dtype)]
+
+
 def _interpret(graph, feed, names) -> List[np.ndarray]:
     from ..ops import evaluate
     env = {id(v): v.const for v in graph.constants.values()}
@@ -127,7 +159,11 @@ def _interpret(graph, feed, names) -> List[np.ndarray]:
     for v in graph.inputs:
         by_name[v.name] = env[id(v)]
     for node in graph.nodes:
-        outs = evaluate(node, [None if v is None else env[id(v)] for v in node.inputs])
+        args = [None if v is None else env[id(v)] for v in node.inputs]
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear") and not node.domain:
+            outs = _qdq_numpy(node, args)
+        else:
+            outs = evaluate(node, args)
         for o, a in zip(node.outputs, outs):
             env[id(o)] = np.asarray(a)
             by_name[o.name] = env[id(o)]
