@@ -2,6 +2,7 @@
 all build a QuantizeOptions."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -107,9 +108,12 @@ class QuantizeOptions:
 
 
 def matches(node, patterns: Sequence[str]) -> bool:
-    """A node named by ``patterns`` (its name, its op type or domain.op_type)."""
+    """A node named by ``patterns``: its name, its op type or domain.op_type.  A node a pass
+    rebuilt under a name already taken carries a ``__<n>`` suffix (MatMul 'fc' + Add -> Gemm
+    'fc__0'); the name without it matches too."""
     if not patterns:
         return False
     op = node.op_type
     full = f"{node.domain}.{op}" if node.domain else op
-    return node.name in patterns or op in patterns or full in patterns
+    base = re.sub(r"__\d+$", "", node.name)
+    return node.name in patterns or base in patterns or op in patterns or full in patterns

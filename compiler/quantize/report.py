@@ -29,15 +29,20 @@ class LayerRow:
     weight_sqnr: float
     act_range: Optional[Tuple[float, float]]
     observed: Optional[Tuple[float, float]]
+    peak_to_rms: float = 0.0
 
     @property
     def cause(self) -> str:
-        """What limits the layer: its activation's quantization or its weights'."""
-        if self.activation_sqnr < self.weight_sqnr:
-            rng = ""
-            if self.observed is not None:
-                rng = f" (values in [{self.observed[0]:.4g}, {self.observed[1]:.4g}])"
-            return f"activation{rng}"
+        """What limits the layer. The weights alone would give about their own SQNR; a layer well
+        below it while its input tensor's SQNR looks fine is one whose input has a few large values
+        (outliers: one activation step, set by them, swamps the small values most channels hold)."""
+        rng = ""
+        if self.observed is not None:
+            rng = f"values in [{self.observed[0]:.4g}, {self.observed[1]:.4g}], peak/rms {self.peak_to_rms:.0f}"
+        if self.activation_sqnr <= self.weight_sqnr:
+            return f"activation ({rng})" if rng else "activation"
+        if self.local_sqnr < self.weight_sqnr - 6:
+            return f"activation outliers ({rng})" if rng else "activation outliers"
         return "weights"
 
     def as_dict(self):
@@ -139,6 +144,7 @@ def build(graph, options: QuantizeOptions, ranges, feeds_source, nodes_names=Non
     cum = {p[0]: _Acc() for p in pairs}
     act = {p[0]: _Acc() for p in pairs}
     observed = {p[0]: [np.inf, -np.inf] for p in pairs}
+    power = {p[0]: [0.0, 0] for p in pairs}
     outs = {o: _Acc() for o in out_names}
     count = 0
     with Runner(shadow, expose_s, options.engine) as rs, Runner(quant, expose_q, options.engine) as rq:
@@ -156,6 +162,8 @@ def build(graph, options: QuantizeOptions, ranges, feeds_source, nodes_names=Non
                         act[name].add(x, dynamic_fake_quantize(x))
                     observed[name][0] = min(observed[name][0], float(np.min(x)))
                     observed[name][1] = max(observed[name][1], float(np.max(x)))
+                    power[name][0] += float(np.sum(np.asarray(x, np.float64) ** 2))
+                    power[name][1] += x.size
                     if name in qy:
                         cum[name].add(vs[yn], vq[qy[name]])
                 for o in out_names:
@@ -167,5 +175,7 @@ def build(graph, options: QuantizeOptions, ranges, feeds_source, nodes_names=Non
     for (name, op, xn, yn, sn), c in zip(pairs, clones):
         rows.append(LayerRow(name, op, local[name].db, cum[name].db if name in qy else None, act[name].db,
                              wsqnr[c.name], tuple(ranges[xn]) if ranges and xn in ranges else None,
-                             tuple(observed[name]) if count else None))
+                             tuple(observed[name]) if count else None,
+                             max(abs(observed[name][0]), abs(observed[name][1])) /
+                             max(np.sqrt(power[name][0] / max(power[name][1], 1)), 1e-30) if count else 0.0))
     return QuantReport(rows, {o: a.db for o, a in outs.items() if a.sig or a.err}, count)
