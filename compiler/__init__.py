@@ -21,11 +21,11 @@ def compile(model, input_shapes=None, opt_level="layout", num_threads=None, outp
                          output_dir=output_dir, **options)
 
 
-def optimize(model, input_shapes=None, opt_level="layout", target="native", save_to=None):
+def optimize(model, input_shapes=None, opt_level="layout", target="native", save_to=None, winograd=4):
     """Run onnxc's graph passes and return the optimized model as an onnx.ModelProto (fused ops
     in the ``onnxc`` domain); also written to ``save_to`` when given."""
     from .driver import optimize_model
-    return optimize_model(model, input_shapes, opt_level, target, save_to=save_to)[0]
+    return optimize_model(model, input_shapes, opt_level, target, save_to=save_to, winograd=winograd)[0]
 
 
 def __getattr__(name):

@@ -17,34 +17,31 @@ from pathlib import Path
 from typing import List
 
 from .errors import CompileError
+from .isa import BY_NAME as ISA_BY_NAME, FEATURES
+from .isa import ISAS as ISA_ROWS
+from .progress import stage, step
 from .resources import runtime_dir, runtime_sources
 
-# ISA flags per target. The C kernels pick their microkernel from the macros these define
-# (__AVX512F__, __AVX2__ && __FMA__), and the compiler packs weights for compiler/target.py's
-# resolution of the same target: the two must agree (see native_flags).
-TARGETS = {
-    "native": ["-march=native"],
-    "generic": [],
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
-}
+# Compiler flags per target: the rows of isa.py, plus "native". The C side selects its row
+# (runtime_c/include/onnxc_isa.h: microkernels, tiles, NCHWc block) from the feature macros
+# these define, and the compiler packs weights for target.resolve()'s row of the same target:
+# the two must agree (see native_flags).
+TARGETS = {"native": ["-march=native"], **{i.name: list(i.cflags) for i in ISA_ROWS}}
 
 
 def native_flags() -> List[str]:
-    """-march=native, minus the vector ISAs target.host_isa() does not count as available (e.g.
-    AVX-512F without BW/DQ/VL, or AVX2 without F16C): the microkernel the C build selects must be
-    the one the weights were packed for."""
+    """-march=native, minus the features of the table (isa.FEATURES) this CPU has but
+    target.host_isa()'s row lacks (e.g. AVX-512F without BW/DQ/VL, or AVX2 without F16C): the
+    row the C build selects must be the one the weights were packed for."""
     import platform
+    from .cpu import host_flags
     from .target import host_isa
     flags = ["-march=native"]
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return flags
-    isa = host_isa()
-    if isa != "avx512":
-        flags.append("-mno-avx512f")
-    if isa == "generic":
-        flags.append("-mno-avx2")
-    return flags
+    row = ISA_BY_NAME[host_isa()]
+    have = host_flags()
+    return flags + ["-mno-" + opt[2:] for f, (_, opt) in FEATURES.items() if f in have and f not in row.cpu_flags]
 
 
 def cache_root() -> Path:
@@ -112,9 +109,12 @@ def runtime_objects(flags: List[str]) -> List[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="rt-", dir=dest.parent))
     inc = str(runtime_dir() / "include")
-    for src, obj in zip(srcs, objs):
+    stage(f"compiling the runtime C (once per compiler and flags, then cached): {len(srcs)} units")
+    for k, (src, obj) in enumerate(zip(srcs, objs)):
+        step(k, len(srcs), str(src.relative_to(runtime_dir())))
         _run([c_compiler(), *flags, "-I", inc, "-c", str(src), "-o", str(tmp / obj.name)],
              f"compiling runtime {src.name}")
+    step(len(srcs), len(srcs), "done")
     try:
         os.replace(tmp, dest)
     except OSError:  # another process won the race; its objects are identical
@@ -161,6 +161,7 @@ def build_module(out_dir: Path, prefix: str, module_name: str, target: str = "na
                    extra_link_args=(["-fopenmp"] if openmp else []) + MODULE_LINK_FLAGS + extra_cflags())
     build_tmp = Path(tempfile.mkdtemp(prefix="build-", dir=out_dir))
     old_cc = os.environ.get("CC")
+    stage(f"compiling {prefix}.c and linking {module_name}")
     try:
         so = ffi.compile(tmpdir=str(build_tmp), verbose=False)
         final = out_dir / Path(so).name

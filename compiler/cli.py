@@ -6,39 +6,85 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from .isa import ISAS
 
-def _parse_shapes(items: Optional[List[str]]) -> Dict[str, List[int]]:
-    shapes = {}
-    for item in items or []:
-        if "=" not in item:
-            raise SystemExit(f"--shape expects name=d0,d1,..., got '{item}'")
-        name, dims = item.rsplit("=", 1)
+TARGETS = ["native"] + [i.name for i in ISAS]
+
+
+class UsageError(Exception):
+    """A bad command line found after parsing (reported like argparse's errors: exit 2)."""
+
+
+# --- argument types: argparse reports their errors as "onnxc <command>: error: ..." (exit 2) ------
+def shape_arg(item: str):
+    """NAME=D0,D1,... (or D0xD1x...) -> (name, [dims])."""
+    if "=" not in item:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,..., got '{item}'")
+    name, dims = item.rsplit("=", 1)
+    try:
+        shape = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{item}': dimensions must be integers") from None
+    if any(d < 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{item}': dimensions must be >= 0")
+    return name, shape
+
+
+def input_arg(item: str):
+    """NAME=FILE.npy -> (name, path)."""
+    if "=" not in item:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy, got '{item}'")
+    return tuple(item.split("=", 1))
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
         try:
-            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",") if d]
+            value = int(text)
         except ValueError:
-            raise SystemExit(f"--shape {item}: dimensions must be integers") from None
-    return shapes
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _parse_shapes(items) -> Dict[str, List[int]]:
+    return dict(items or [])
 
 
 def cmd_compile(args) -> int:
     import onnxc
+
+    from .progress import reporting
     t0 = time.perf_counter()
     if args.embed_weights and args.emit != "c":
-        raise SystemExit("--embed-weights goes with --emit c")
+        raise UsageError("--embed-weights goes with --emit c")
     if args.emit == "c":
         from .emit_c import emit_c
-        e = emit_c(args.model, args.output, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
-                   target=args.target, prefix=args.prefix, embed_weights=args.embed_weights, force=args.force)
+        with reporting(verbose=args.verbose):
+            e = emit_c(args.model, args.output, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
+                       target=args.target, prefix=args.prefix, embed_weights=args.embed_weights, force=args.force)
         print(f"wrote a standalone C project for {args.model} to {args.output} in {time.perf_counter() - t0:.2f} s")
         print(f"  library {e.prefix}: {e.prefix}.c and {len(e.sources)} of {e.all_sources} runtime sources; weights "
               f"{'compiled in' if e.embedded else 'in weights.bin'}; ISA flags: {' '.join(e.isa_flags) or '(none)'}")
         print(f"  build: cmake -S {args.output} -B build && cmake --build build  (API: {e.prefix}.h)")
         return 0
-    model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
-                          output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
-                          fallback=not args.no_fallback, save_optimized=args.save_optimized)
+    with reporting(verbose=args.verbose):
+        model = onnxc.compile(args.model, input_shapes=_parse_shapes(args.shape), opt_level=args.opt_level,
+                              output_dir=args.output, target=args.target, force=args.force, prefix=args.prefix,
+                              fallback=not args.no_fallback, save_optimized=args.save_optimized,
+                              winograd=args.winograd)
     r = model.report
-    print(f"compiled {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
+    how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
+    print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
+    if not model.runnable:
+        from .cpu import REQUIRED_FLAGS, host_flags
+        isa = model.manifest.get("isa")
+        missing = ", ".join(f for f in REQUIRED_FLAGS.get(isa, ()) if f not in host_flags())
+        print(f"  built for ISA {isa}: this host cannot load it (this CPU lacks {missing}); copy {args.output} "
+              "to a machine that has it and load it there")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
         print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
@@ -61,14 +107,21 @@ def cmd_run(args) -> int:
 
     import onnxc
     model = onnxc.load(args.module, num_threads=args.threads)
+    names = [spec.name for spec in model.get_inputs()]
     feed = {}
-    for item in args.input or []:
-        name, path = item.split("=", 1)
-        feed[name] = np.load(path)
+    for name, path in args.input or []:
+        if name not in names:
+            raise UsageError(f"--input {name}={path}: the model has no input '{name}'; its inputs are "
+                             f"{', '.join(names) or '(none)'}")
+        try:
+            feed[name] = np.load(path)
+        except ValueError as e:
+            raise UsageError(f"--input {name}={path}: not a .npy array ({e})") from None
     for spec in model.get_inputs():
         if spec.name not in feed:
             if not args.random:
-                raise SystemExit(f"missing --input {spec.name}=file.npy (or pass --random)")
+                raise UsageError(f"missing --input {spec.name}=FILE.npy (or pass --random); the model's inputs are "
+                                 f"{', '.join(names)}")
             dt = np.dtype({"tensor(float)": "float32", "tensor(double)": "float64"}.get(
                 spec.type, spec.type[7:-1]))
             rng = np.random.default_rng(0)
@@ -84,7 +137,9 @@ def cmd_run(args) -> int:
         print(f"{spec.name}: {out.dtype}{list(out.shape)}  min {out.min() if out.size else '-'} "
               f"max {out.max() if out.size else '-'}")
         if args.save:
-            np.save(f"{args.save}_{spec.name.replace('/', '_')}.npy", out)
+            path = f"{args.save}_{spec.name.replace('/', '_')}.npy"
+            np.save(path, out)
+            print(f"  saved {spec.name} to {path}")
     if times:
         print(f"latency: median {sorted(times)[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs")
     if args.profile:
@@ -218,7 +273,7 @@ def cmd_inspect(args) -> int:
     graph = frontend.load(args.model, _parse_shapes(args.shape) or None)
     before = graph.op_counts()
     if args.passes or args.partitions or args.optimized:
-        pm = optimize(graph, args.opt_level, target=args.target)
+        pm = optimize(graph, args.opt_level, target=args.target, winograd=args.winograd)
         if args.passes:
             print(pm.report())
             print()
@@ -252,12 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a model to C and build it into a loadable module")
     c.add_argument("model", help="path to an .onnx model")
     c.add_argument("-o", "--output", required=True, help="output directory (C sources, weights, .so)")
-    c.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+    c.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", type=shape_arg,
                    help="bind an input's free dimensions (repeatable)")
     c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
                    help="graph optimization level (default: layout, i.e. all levels)")
-    c.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
-                   help="instruction set the C is compiled for (default: this machine)")
+    c.add_argument("--target", default="native", choices=TARGETS,
+                   help="instruction set the C is compiled for (default: this machine); any target builds "
+                        "on any machine, a module loads only on a CPU that has its ISA")
+    c.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd 3x3 convolutions: 4 F(4x4) or F(2x2) by layer size (default), "
+                        "2 F(2x2) only, 0 none")
     c.add_argument("--prefix", default="model", help="C symbol prefix of the generated API (default: model)")
     c.add_argument("--force", action="store_true", help="rebuild even if a cached build matches")
     c.add_argument("--save-optimized", metavar="FILE.onnx", default=None,
@@ -270,27 +329,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "for other programs to link")
     c.add_argument("--embed-weights", action="store_true",
                    help="with --emit c: the weights as a C array in the library instead of weights.bin")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="print every stage and C unit (default: a status line on a terminal, else long stages)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled module on .npy inputs")
     r.add_argument("module", help="output directory of `onnxc compile`")
-    r.add_argument("--input", action="append", metavar="NAME=FILE.npy", help="an input tensor (repeatable)")
+    r.add_argument("--input", action="append", metavar="NAME=FILE.npy", type=input_arg,
+                   help="an input tensor (repeatable)")
     r.add_argument("--random", action="store_true", help="fill missing inputs with seeded random data")
-    r.add_argument("--repeat", type=int, default=0, help="time this many extra runs")
-    r.add_argument("--threads", type=int, default=None, help="number of threads")
+    r.add_argument("--repeat", type=_int_at_least(0), default=0, help="time this many extra runs")
+    r.add_argument("--threads", type=_int_at_least(1), default=None, help="number of threads")
     r.add_argument("--save", metavar="PREFIX", help="save outputs as PREFIX_<name>.npy")
     r.add_argument("--profile", action="store_true",
                    help="time every node (C) and fallback partition; print the slowest and totals by op type")
-    r.add_argument("--top", type=int, default=25, help="with --profile: how many nodes to list (default 25)")
+    r.add_argument("--top", type=_int_at_least(1), default=25, help="with --profile: how many nodes to list (default 25)")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("inspect", help="print the IR, the passes' work or the partitions")
     i.add_argument("model", help="path to an .onnx model")
-    i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
+    i.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", type=shape_arg,
+                   help="bind free dimensions")
     i.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"])
     i.add_argument("--passes", action="store_true", help="run the passes and report what each rewrote")
-    i.add_argument("--target", default="native", choices=["native", "generic", "avx2", "avx512"],
+    i.add_argument("--target", default="native", choices=TARGETS,
                    help="target ISA the layout passes block for (default: this machine)")
+    i.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
+                   help="Winograd convolutions the layout pass may use (as for compile)")
     i.add_argument("--partitions", action="store_true", help="show which provider runs each node")
     i.add_argument("--no-fallback", action="store_true",
                    help="with --partitions: C provider only (show what a C-only build would refuse)")
@@ -322,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .errors import OnnxcError
     try:
         return args.func(args)
-    except (OnnxcError, FileNotFoundError) as e:
+    except (OnnxcError, OSError, UsageError) as e:  # usage, model and file errors alike: exit 2
         print(f"onnxc {args.command}: error: {e}", file=sys.stderr)
         return 2
 

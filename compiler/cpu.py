@@ -1,4 +1,4 @@
-"""What the host CPU can execute: the flags a module's ISA needs and the host's flags.
+"""What the host CPU can execute: the rows of the ISA table (isa.py) its features cover.
 
 Kept apart from target.py (and free of heavy imports) because loading a compiled module checks
 the CPU first: importing target.py's dataclass machinery cost ~2 ms of a first load."""
@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 
+from .isa import BY_NAME, ISAS, runnable
+
 # CPU flags (as /proc/cpuinfo spells them) a module built for the ISA executes.
-REQUIRED_FLAGS = {"generic": (), "avx2": ("avx2", "fma", "f16c"),
-                  "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "f16c")}
+REQUIRED_FLAGS = {i.name: i.cpu_flags for i in ISAS}
 
 
 @functools.lru_cache(maxsize=1)
@@ -24,11 +25,16 @@ def host_flags() -> frozenset:
 
 
 def runnable_isas() -> list:
-    """The ISAs whose modules this CPU executes, portable first (what kernel tests build)."""
-    flags = host_flags()
-    return [isa for isa in ("generic", "avx2", "avx512") if all(f in flags for f in REQUIRED_FLAGS[isa])]
+    """The ISAs whose modules this CPU executes, portable first, in the table's order."""
+    return runnable(host_flags())
+
+
+def runnable_float_isas() -> list:
+    """Those that are their own float ISA (generic, avx2, avx512): the distinct f32 code paths,
+    what f32 kernel tests build (avx512vnni's f32 kernels are avx512's)."""
+    return [i for i in runnable_isas() if BY_NAME[i].base == i]
 
 
 def host_isa() -> str:
-    """The best of them (each ISA's flags include the one before's)."""
+    """The best of them: the last runnable row of the table."""
     return runnable_isas()[-1]

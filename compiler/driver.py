@@ -21,7 +21,8 @@ from ._version import __version__
 from . import install
 from .errors import UnsupportedError
 from .install import install_entry as _install  # noqa: F401 (tests/test_cache_install.py)
-from .runtime import MANIFEST, CompiledModel
+from .progress import stage
+from .runtime import MANIFEST, CompiledModel, ForeignModule, cpu_mismatch
 
 DEFAULT_PREFIX = "model"
 # like onnxruntime's default ORT_ENABLE_ALL: every level, NCHWc blocking included
@@ -48,18 +49,31 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     h.update(tree_digest().encode())
     h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
     h.update(c_compiler().encode())
-    if os.environ.get("ONNXC_WINOGRAD") is not None:  # read by the NCHWc layout pass
-        h.update(("winograd=" + os.environ["ONNXC_WINOGRAD"]).encode())
     return h.hexdigest()[:24]
 
 
+# Values of the winograd compile option (read by the NCHWc layout pass, passes/layout/nchwc.py).
+WINOGRAD_MODES = (0, 2, 4)
+
+
+def check_winograd(mode) -> int:
+    """The winograd compile option as an int, or a ValueError naming the choices."""
+    if isinstance(mode, bool) or mode not in WINOGRAD_MODES:
+        raise ValueError(f"winograd={mode!r}: expected one of {WINOGRAD_MODES} (0: off, 2: F(2x2) only, "
+                         f"4: F(4x4) or F(2x2) by each layer's size)")
+    return int(mode)
+
+
 def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native",
-             quantize=None):
-    """Run the passes of ``opt_level``; ``quantize`` (a QuantizeOptions) adds the quantize step
-    after the extended level, before layout (compiler/quantize/stage.py)."""
+             winograd: int = 4, quantize=None):
+    """Run the passes of ``opt_level`` on ``graph`` in place.  ``target`` (a row of isa.py or
+    "native") and ``winograd`` (see onnxc.compile) are what the layout passes read; ``quantize``
+    (a QuantizeOptions) adds the quantize step after the extended level, before layout
+    (compiler/quantize/stage.py)."""
     from .passes import PassManager
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
+    graph.metadata["winograd"] = check_winograd(winograd)
     stages = None
     if quantize is not None:
         from .quantize.stage import QuantizeStep
@@ -70,7 +84,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
 
 
 def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
-                   target: str = "native", save_to=None, quantize=None):
+                   target: str = "native", save_to=None, winograd: int = 4, quantize=None):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
     ``save_to`` when given.  Returns (model, PassManager)."""
@@ -79,7 +93,7 @@ def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = 
     graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
                           {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
-    pm = optimize(graph, opt_level, target=target, quantize=quantize)
+    pm = optimize(graph, opt_level, target=target, winograd=winograd, quantize=quantize)
     proto = optimized_model(graph, in_names, out_names)
     if save_to is not None:
         _write_model(proto, save_to)
@@ -100,19 +114,32 @@ def require_static(graph, values=None) -> None:
             f"{' ...' if len(missing) > 10 else ''}); give input_shapes for the model's free dimensions")
 
 
+def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
+    """The finished build, loaded; a ForeignModule when it is for an ISA this CPU lacks (compiling
+    for another machine succeeds; only running it here is refused)."""
+    from .verify import read_manifest
+    why = cpu_mismatch(read_manifest(out / MANIFEST), out)
+    if why:
+        log.info("onnxc: %s: built, not loaded: %s", out, why)
+        return ForeignModule(out, why)
+    return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+
+
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
-                  save_optimized=None, quantize=None) -> CompiledModel:
+                  save_optimized=None, winograd: int = 4, quantize=None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
     ``save_optimized``: also write the optimized graph there as an ONNX model (fused ops in the
     onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
-    the runtime has no thread pool, see build.default_openmp).  ``quantize``: int8 quantization
-    inside the pass manager, after the extended fusions (True, "dynamic", "static", a dict of
-    onnxc.quantize's options or a QuantizeOptions; compiler/quantize/)."""
+    the runtime has no thread pool, see build.default_openmp).  ``winograd``: which Winograd
+    convolutions the NCHWc layout pass may use for 3x3 stride-1 convs (4: F(4x4) or F(2x2) by
+    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option).  ``quantize``:
+    int8 quantization inside the pass manager, after the extended fusions (True, "dynamic",
+    "static", a dict of onnxc.quantize's options or a QuantizeOptions; compiler/quantize/)."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
@@ -121,7 +148,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
                "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
                "openmp": default_openmp() if openmp is None else bool(openmp),
-               "fallback": bool(fallback)}
+               "fallback": bool(fallback), "winograd": check_winograd(winograd)}
     qopts = None
     if quantize is not None and quantize is not False:
         from .quantize.options import QuantizeOptions
@@ -147,14 +174,19 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         if not force and (out / MANIFEST).exists():
             try:
                 if json.loads((out / MANIFEST).read_text()).get("cache_key") == key:
-                    m = CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+                    m = _open(out, num_threads, fallback_engine)
+                    m.from_cache = True
+                    log.info("onnxc: %s already holds this build (same model, options, onnxc and C compiler): "
+                             "not rebuilt (force=True / --force rebuilds)", out)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
-                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized, quantize=qopts)
+                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized,
+                                       winograd=options["winograd"], quantize=qopts)
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
                 replace = True
-        src = raw if not hasattr(model, "SerializeToString") else model
+        # a path stays a path: errors name the file, and onnx.load finds external data beside it
+        src = model if hasattr(model, "SerializeToString") or isinstance(model, (str, os.PathLike)) else raw
         # built in a temporary directory and moved into place: nobody sees a half-written build
         tmp = install.build_dir(out, in_cache)
         try:
@@ -168,7 +200,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                 install.install_files(tmp, out)
         finally:  # a failed build (unsupported op, compiler error) leaves nothing behind
             shutil.rmtree(tmp, ignore_errors=True)
-        return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
+        return _open(out, num_threads, fallback_engine)
 
 
 def node_table(graph, partitions):
@@ -198,6 +230,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     times = {}
     t = time.perf_counter()
+    stage("loading the model (onnx checker, shape inference)")
     graph = frontend.load(model, options["input_shapes"] or None)
     in_names = [v.name for v in graph.inputs]
     out_names = [v.name for v in graph.outputs]
@@ -205,7 +238,9 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     times["frontend"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pm = optimize(graph, options["opt_level"], target=options["target"], quantize=quantize)
+    stage(f"optimizing ({len(graph.nodes)} nodes, level {options['opt_level']})")
+    pm = optimize(graph, options["opt_level"], target=options["target"], winograd=options["winograd"],
+                  quantize=quantize)
     if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
         from .ir.onnx_export import optimized_model
         _write_model(optimized_model(graph, in_names, out_names), save_optimized)
@@ -213,6 +248,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     legalize_outputs(graph)
 
     t = time.perf_counter()
+    stage(f"generating C ({len(graph.nodes)} nodes)")
     from .passes.legalize_half import legalize_half  # narrow types compute through float32
     legalize_half(graph)
     # lists every node no provider can run, dynamic shapes included
@@ -225,6 +261,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
                     parts.declined.get(id(n), {}).get("c", "no C kernel"))
     prefix = options["prefix"]
     result = generate(graph, parts.partitions, prefix=prefix, options=options, io_names=(in_names, out_names))
+    from .ops.validate import check_arena
+    check_arena(result.plan)  # values within the size limit can still add up beyond it
     times["codegen"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -246,6 +284,7 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "inputs": result.inputs, "outputs": result.outputs, "options": options,
         "isa": graph.metadata["target"].isa,  # checked against the CPU at load (runtime.check_cpu)
         "steps": result.steps, "fallback": fallback,
+        "checks": result.checks, "error_offset": result.error_offset,  # runtime checks (check_report.py)
         "nodes": node_table(graph, parts.partitions),
     }
     # the module vouches for the manifest fields the loader acts on (compiler/verify.py)

@@ -31,7 +31,7 @@ def kernels_cdef(header: str = "onnxc_kernels.h") -> str:
     """A runtime header's own declarations for cffi.cdef (preprocessor lines and extern "C"
     dropped), for tests and benchmarks that call runtime kernels directly: one source of truth
     instead of hand-copied prototypes."""
-    text = (runtime_dir() / "include" / header).read_text()
+    text = (runtime_dir() / "include" / header).read_text().replace("\\\n", " ")  # join continued lines
     lines = [ln for ln in text.splitlines()
              if not ln.lstrip().startswith("#") and ln.strip() not in ('extern "C" {', "}")]
     return "\n".join(lines)

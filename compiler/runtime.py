@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, UnsupportedError
 
 MANIFEST = "manifest.json"
 
@@ -39,22 +39,31 @@ class _NoCode:
         setattr(self, f"{prefix}_run", lambda *a: 3)  # ONNXC_ERR_FALLBACK
 
 
-def check_cpu(manifest: Dict, where) -> None:
-    """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
-    lacks (running it would die with SIGILL). The manifest records the ISA the build resolved
-    (also for target "native", which may have been built on another machine)."""
+def cpu_mismatch(manifest: Dict, where) -> Optional[str]:
+    """Why this CPU cannot execute a module compiled for the manifest's ISA (None: it can).  The
+    manifest records the ISA the build resolved (also for target "native", which may have been
+    built on another machine)."""
     from .cpu import REQUIRED_FLAGS, host_flags
     isa = manifest.get("isa") or manifest.get("options", {}).get("target")
     if isa not in REQUIRED_FLAGS:  # "native" in a manifest older than the isa key: unknown
-        return
+        return None
     have = host_flags()
     if not have:  # no /proc/cpuinfo (not Linux): nothing to check against
-        return
+        return None
     missing = [f for f in REQUIRED_FLAGS[isa] if f not in have]
-    if missing:
-        target = manifest.get("options", {}).get("target", isa)
-        raise ModelError(f"{where}: compiled for target '{target}' (ISA {isa}), but this CPU lacks "
-                         f"{', '.join(missing)}; recompile it here with target='native' (or 'generic')")
+    if not missing:
+        return None
+    target = manifest.get("options", {}).get("target", isa)
+    return (f"{where}: compiled for target '{target}' (ISA {isa}), but this CPU lacks "
+            f"{', '.join(missing)}; recompile it here with target='native' (or 'generic')")
+
+
+def check_cpu(manifest: Dict, where) -> None:
+    """Refuse, before its code is loaded, a module compiled for vector instructions this CPU
+    lacks (running it would die with SIGILL)."""
+    why = cpu_mismatch(manifest, where)
+    if why:
+        raise ModelError(why)
 
 
 def _import_so(path: Path, module_name: str):
@@ -74,6 +83,9 @@ def _import_so(path: Path, module_name: str):
 
 class CompiledModel:
     """A compiled model: ``run(output_names, input_feed)`` like onnxruntime."""
+
+    runnable = True  # False: a ForeignModule, built for a CPU this one is not
+    from_cache = False  # set by onnxc.compile when the build already existed (not rebuilt)
 
     def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
                  verify: Optional[str] = None):
@@ -152,7 +164,11 @@ class CompiledModel:
         """(cffi pointer, numpy uint8 view) of this thread's 64-byte aligned arena."""
         a = getattr(self._local, "arena", None)
         if a is None:
-            buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
+            try:
+                buf = np.empty(self._arena_bytes + 64, dtype=np.uint8)
+            except MemoryError:
+                raise UnsupportedError(f"{self.output_dir}: cannot allocate the {self._arena_bytes / 2**30:.1f} GiB "
+                                       f"arena this model's intermediates need") from None
             start = (-buf.ctypes.data) % 64
             a = (self._ffi.cast("void*", buf.ctypes.data + start), buf[start:start + self._arena_bytes])
             self._local.arena = a
@@ -196,8 +212,12 @@ class CompiledModel:
             if bad:
                 raise InputError(f"unknown output name(s) {bad}; the model's outputs are {all_names}")
             wanted = [all_names.index(n) for n in output_names]
-        outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
-                for o, dt in zip(self._outputs, self._out_dtypes)]
+        try:
+            outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
+                    for o, dt in zip(self._outputs, self._out_dtypes)]
+        except MemoryError:
+            gib = sum(int(o.get("nbytes", 0)) for o in self._outputs) / 2**30
+            raise UnsupportedError(f"{self.output_dir}: cannot allocate the outputs ({gib:.1f} GiB)") from None
         ffi = self._ffi
 
         def ptr(a):
@@ -205,13 +225,17 @@ class CompiledModel:
         in_ptrs = ffi.new("void*[]", [ptr(a) for a in arrays] or [ffi.NULL])
         out_ptrs = ffi.new("void*[]", [ptr(o) for o in outs] or [ffi.NULL])
         arena_ptr, arena_np = self._arena()
+
+        def failed_check():  # read from this run's arena: concurrent runs have their own
+            from .check_report import describe
+            return describe(self.manifest.get("checks", []), self.manifest.get("error_offset"), arena_np)
         if self._steps is None:
-            _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
+            _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
             return [outs[i] for i in wanted]
         env: Dict = {}
         for c_fn, fb in self._steps:
             if c_fn is not None:
-                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs))
+                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
             else:
                 fb.run(arena_np, arrays, outs, env)
         for k, o in enumerate(self._outputs):
@@ -271,15 +295,48 @@ class CompiledModel:
         return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
 
 
-ERR_VALUE = 4  # ONNXC_ERR_VALUE in onnxc_rt.h
+class ForeignModule(CompiledModel):
+    """What onnxc.compile returns for a module built for an ISA this CPU lacks (compiling for
+    another machine, e.g. target="avx512" on an AVX2 host): the output directory, manifest,
+    report, inputs and outputs are there; the code is not loaded, and ``run``/``profile`` raise
+    ModelError saying why.  ``onnxc.load`` on a CPU that has the ISA runs it, and so does a
+    worker that unpickles it there (pickled by value, it arrives as a CompiledModel)."""
+
+    runnable = False
+
+    def __init__(self, output_dir, reason: str):
+        self.output_dir = Path(output_dir)
+        self._fallback_engine, self.pickle_by = "auto", "value"
+        from .verify import read_manifest
+        self.manifest = read_manifest(self.output_dir / MANIFEST)
+        self.prefix = self.manifest["prefix"]
+        self._inputs, self._outputs = self.manifest["inputs"], self.manifest["outputs"]
+        self.num_threads = None
+        self.reason = reason
+
+    def run(self, output_names, input_feed, run_options=None):
+        raise ModelError(self.reason)
+
+    def profile(self, input_feed, repeat: int = 10):
+        raise ModelError(self.reason)
+
+    def __repr__(self) -> str:
+        return f"<onnxc.ForeignModule {self.output_dir} isa={self.manifest.get('isa')} (not loadable here)>"
 
 
-def _check_status(rc: int) -> None:
-    if rc == ERR_VALUE:
+ERR_VALUE, ERR_INDEX = 4, 5  # ONNXC_ERR_VALUE, ONNXC_ERR_INDEX in onnxc_rt.h
+
+
+def _check_status(rc: int, failed_check=None) -> None:
+    """Raise for a nonzero status; ``failed_check()`` describes the recorded failed check."""
+    if rc in (ERR_VALUE, ERR_INDEX):
+        why = failed_check() if failed_check is not None else None
+        if why:
+            raise InputError(why)
         raise InputError("a runtime input value is out of what this module was compiled for (TopK's k, "
                          "OneHot's depth, Range's bounds or a window size that disagrees with the compiled "
-                         "output shape, or a RotaryEmbedding position id outside its cache); the outputs "
-                         "are not valid")
+                         "output shape, or an index outside the tensor it addresses); the outputs are not "
+                         "valid")
     if rc != 0:
         raise RuntimeError(f"compiled model returned error code {rc}")
 

@@ -1,28 +1,37 @@
 """Compile targets: which ISA a module is built for and what that means for layout choices.
 
 ``native`` resolves to the best ISA the build machine has (read from /proc/cpuinfo on Linux,
-else ``generic``).  The NCHWc block is the number of float32 lanes in one vector register of
-the target: 16 for AVX-512, 8 for AVX2; the portable build uses 8 (it vectorizes to whatever
-the C compiler targets, and keeps the blocked code paths exercised on any CI machine).
+else ``generic``); the others are the rows of isa.py.  A row's facts (float ISA, NCHWc block)
+come from there.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .cpu import REQUIRED_FLAGS, host_flags, host_isa  # noqa: F401 (re-exported)
+from .isa import BY_NAME
+from .isa import ISAS as _ROWS
 
-ISAS = ("generic", "avx2", "avx512")
-_BLOCK = {"generic": 8, "avx2": 8, "avx512": 16}
+ISAS = tuple(i.name for i in _ROWS)
 
 
 @dataclass(frozen=True)
 class Target:
     name: str  # what the user asked for
-    isa: str  # what it resolved to
+    isa: str  # what it resolved to (a row of isa.py)
+
+    @property
+    def row(self):
+        return BY_NAME[self.isa]
+
+    @property
+    def base(self) -> str:
+        """The float ISA: whose f32 kernels (and packed-weight layouts) the module uses."""
+        return BY_NAME[self.isa].base
 
     @property
     def nchwc_block(self) -> int:
-        return _BLOCK[self.isa]
+        return BY_NAME[self.isa].nchwc_block
 
 
 def resolve(target: str = "native") -> Target:

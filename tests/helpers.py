@@ -75,19 +75,21 @@ def check_c(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, ato
     return out
 
 
-def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="native"):
+def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="native", winograd=4):
     """Run one pass on ``model``'s IR and check the graph computes the same before and after.
 
     The reference is onnxruntime on the original model; the rewritten graph runs in the IR
     interpreter (onnx ops through their references, onnxc-domain fused ops through theirs).
-    ``fires``: whether the pattern must (True) or must not (False) rewrite anything.
-    Returns (graph, PassResult)."""
+    ``fires``: whether the pattern must (True) or must not (False) rewrite anything; ``target``
+    and ``winograd``: the compile options layout passes read (graph.metadata, as
+    driver.optimize sets them).  Returns (graph, PassResult)."""
     from onnxc import frontend
     from onnxc.ir import verify
     from onnxc.ir.interp import run_graph
     from onnxc.target import resolve
     g = frontend.load(model)
     g.metadata["target"] = resolve(target)
+    g.metadata["winograd"] = winograd
     ref = ort_run(model, feed)
     before = run_graph(g, feed)
     for a, r in zip(before, ref):

@@ -81,9 +81,11 @@ def test_data_dependent_shapes_stay_in_python(tmp_path):
         np.testing.assert_allclose(out[1], ref[1], rtol=1e-6)
 
 
-def test_subgraph_reads_of_c_values_outlive_arena_reuse(tmp_path):
-    # the If (fallback: no C kernel) reads 'big' only inside its branches; the arena planner
-    # must keep 'big' alive until the If runs although later C values could reuse its bytes
+def test_subgraph_reads_of_c_values_outlive_arena_reuse(monkeypatch, tmp_path):
+    # the If (made to fall back: its C kernel is taken away) reads 'big' only inside its
+    # branches; the arena planner must keep 'big' alive until the If runs although later C
+    # values could reuse its bytes
+    monkeypatch.delitem(KERNELS, ("", "If"))
     then_g = helper.make_graph([helper.make_node("Mul", ["big", "big"], ["o"])], "then", [],
                                [helper.make_tensor_value_info("o", 1, [64])])
     else_g = helper.make_graph([helper.make_node("Neg", ["big"], ["o"])], "else", [],
@@ -96,8 +98,8 @@ def test_subgraph_reads_of_c_values_outlive_arena_reuse(tmp_path):
              helper.make_node("Add", ["i", "r3"], ["y"])]
     model = make_model(nodes, [("x", np.float32, [64]), ("c", np.bool_, [])], [("y", np.float32, None)])
     cm = onnxc.compile(model, output_dir=tmp_path / "m")
-    if "If" not in {n["op"] for n in cm.fallback_nodes}:
-        pytest.skip("If runs in C now; the arena lifetime of subgraph reads is tested by the If tests")
+    assert [n["op"] for n in cm.fallback_nodes] == ["If"]
+    assert [k for k, _ in cm.manifest["steps"]] == ["c", "fallback", "c"]
     for c in (True, False):
         x = RNG.standard_normal(64).astype(np.float32)
         feed = {"x": x, "c": np.array(c)}
@@ -175,8 +177,7 @@ def test_runtime_value_guard_raises_instead_of_wrong_output(tmp_path):
     cm = onnxc.compile(model, output_dir=tmp_path / "m")
     x = RNG.standard_normal((3, 4)).astype(np.float32)
     feed = {"x": x, "k": np.array([2], np.int64)}
-    if cm.fallback_nodes:
-        pytest.skip("TopK with a runtime k runs in the interpreter")
+    assert cm.fallback_nodes == []  # the guard under test is the C kernel's
     np.testing.assert_array_equal(cm.run(None, feed)[0], ort_run(model, feed)[0])
     with pytest.raises(ValueError, match="disagrees with the compiled output shape"):
         cm.run(None, {"x": x, "k": np.array([3], np.int64)})

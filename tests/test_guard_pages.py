@@ -9,7 +9,7 @@ compared with the same call on ordinary arrays. This is what lets weights.bin be
 
 Kernels: SGEMM (run-time packed B, compile-time packed B, GEMV paths; tails in M, N and K),
 the NCHWc convolutions (direct, pointwise, plain-NCHW input, depthwise; partial channel blocks),
-NCHWc pools, softmax. Built for the generic ISA and for the host's best ISA.
+NCHWc pools, softmax. Built for the generic ISA and for the host's best float ISA.
 """
 from __future__ import annotations
 
@@ -21,17 +21,16 @@ import numpy as np
 import pytest
 
 from onnxc.build import build_kernel_library, compile_flags
+from onnxc.kernels import gemm_f32, nchwc_f32
 from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, to_blocked
 from onnxc.resources import kernels_cdef
-from onnxc.target import host_isa
+from onnxc.cpu import runnable_float_isas
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs mmap/mprotect")
 
 PAGE = mmap.PAGESIZE
-ISAS = sorted({"generic", host_isa()})
-SOURCES = ["gemm/sgemm_driver.c", "gemm/sgemm_ref.c", "gemm/sgemm_kernel_avx512_14x32.c",
-           "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x16.c",
-           "nchwc/conv_nchwc_ref.c", "nchwc/pool_nchwc_ref.c", "math/softmax_ref.c", "math/layernorm_ref.c"]
+ISAS = sorted({"generic", runnable_float_isas()[-1]})
+SOURCES = gemm_f32.SOURCES + ["nchwc/conv_nchwc.c", "nchwc/pool_nchwc.c", "math/softmax_ref.c", "math/layernorm_ref.c"]
 LAYERNORM_CDEF = """void onnxc_layernorm(int64_t rows, int64_t n, const float* X, const float* skip, const float* bias,
                      const float* gamma, const float* beta, float eps, int rms, float* Y, float* sum);"""
 
@@ -135,8 +134,7 @@ def test_nchwc_conv(lib, case, nb, where):
     p = ffi.new("onnxc_nchwc_conv_params *", dict(
         N=2, C=c, M=m, group=c if kind == "depthwise" else 1, IH=ih, IW=iw, OH=oh, OW=ow, KH=k, KW=k,
         SH=s, SW=s, PT=pad, PL=pad, DH=1, DW=1, lo=-np.inf, hi=np.inf))
-    fn = getattr(L, {"direct": "onnxc_nchwc_conv", "nchw": "onnxc_nchwc_conv_nchw",
-                     "depthwise": "onnxc_nchwc_conv_depthwise"}[kind] + f"_b{nb}")
+    fn = getattr(L, nchwc_f32.name({"direct": "conv", "nchw": "conv_nchw", "depthwise": "conv_depthwise"}[kind], nb))
     want = np.zeros((2, blocks(m, nb), oh, ow, nb), np.float32)
     fn(p, fp(ffi, xk), fp(ffi, wk), fp(ffi, bk), fp(ffi, zk), fp(ffi, want))
     g = Guarded(where)
@@ -158,17 +156,17 @@ def test_nchwc_pools(lib, nb, where):
             N=2, C=c, IH=ih, IW=iw, OH=4, OW=5, KH=3, KW=3, SH=2, SW=2, PT=1, PL=1, PB=1, PR=1, DH=1, DW=1,
             count_include_pad=0))
         want = np.zeros((2, blocks(c, nb), 4, 5, nb), np.float32)
-        getattr(L, f"onnxc_nchwc_{name}_b{nb}")(p, fp(ffi, xk), fp(ffi, want))
+        getattr(L, nchwc_f32.name(name, nb))(p, fp(ffi, xk), fp(ffi, want))
         y = g(np.full_like(want, np.nan))
-        getattr(L, f"onnxc_nchwc_{name}_b{nb}")(p, fp(ffi, g(xk)), fp(ffi, y))
+        getattr(L, nchwc_f32.name(name, nb))(p, fp(ffi, g(xk)), fp(ffi, y))
         np.testing.assert_array_equal(y, want)
     for is_max in (0, 1):
         for nchw_out in (0, 1):
             shape = (2, c, 1, 1) if nchw_out else (2, blocks(c, nb), 1, 1, nb)
             want = np.zeros(shape, np.float32)
-            getattr(L, f"onnxc_nchwc_global_pool_b{nb}")(2, c, ih * iw, is_max, nchw_out, fp(ffi, xk), fp(ffi, want))
+            getattr(L, nchwc_f32.name("global_pool", nb))(2, c, ih * iw, is_max, nchw_out, fp(ffi, xk), fp(ffi, want))
             y = g(np.full(shape, np.nan, np.float32))
-            getattr(L, f"onnxc_nchwc_global_pool_b{nb}")(2, c, ih * iw, is_max, nchw_out, fp(ffi, g(xk)), fp(ffi, y))
+            getattr(L, nchwc_f32.name("global_pool", nb))(2, c, ih * iw, is_max, nchw_out, fp(ffi, g(xk)), fp(ffi, y))
             np.testing.assert_array_equal(y, want)
 
 
@@ -183,17 +181,17 @@ def test_nchwc_reorders(lib, nb, c, hw, where):
     x = rand(rng, 2, c, hw)
     g = Guarded(where)
     blocked = np.zeros((2, blocks(c, nb), hw, nb), np.float32)
-    getattr(L, f"onnxc_nchwc_reorder_input_b{nb}")(2, c, hw, fp(ffi, x), fp(ffi, blocked))
+    getattr(L, nchwc_f32.name("reorder_input", nb))(2, c, hw, fp(ffi, x), fp(ffi, blocked))
     np.testing.assert_array_equal(blocked, to_blocked(x.reshape(2, c, hw, 1), nb).reshape(blocked.shape))
     y = g(np.full_like(blocked, np.nan))
-    getattr(L, f"onnxc_nchwc_reorder_input_b{nb}")(2, c, hw, fp(ffi, g(x)), fp(ffi, y))
+    getattr(L, nchwc_f32.name("reorder_input", nb))(2, c, hw, fp(ffi, g(x)), fp(ffi, y))
     np.testing.assert_array_equal(y, blocked)
     back = g(np.full_like(x, np.nan))
-    getattr(L, f"onnxc_nchwc_reorder_output_b{nb}")(2, c, hw, fp(ffi, g(blocked)), fp(ffi, back))
+    getattr(L, nchwc_f32.name("reorder_output", nb))(2, c, hw, fp(ffi, g(blocked)), fp(ffi, back))
     np.testing.assert_array_equal(back, x)
     chan = rng.permutation(c).astype(np.int32)
     yp = g(np.full_like(blocked, np.nan))
-    getattr(L, f"onnxc_nchwc_reorder_input_perm_b{nb}")(2, c, hw, fp(ffi, g(x)), ffi.cast("int32_t *", g(chan).ctypes.data),
+    getattr(L, nchwc_f32.name("reorder_input_perm", nb))(2, c, hw, fp(ffi, g(x)), ffi.cast("int32_t *", g(chan).ctypes.data),
                                                           fp(ffi, yp))
     np.testing.assert_array_equal(yp, to_blocked(x[:, chan].reshape(2, c, hw, 1), nb).reshape(blocked.shape))
 

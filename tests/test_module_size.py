@@ -17,6 +17,6 @@ def test_unused_kernels_are_not_linked(tmp_path):
     np.testing.assert_array_equal(cm.run(None, {"x": x})[0], np.maximum(x, 0))
     so = next((tmp_path / "m").glob("*.so")).read_bytes()
     # every runtime object is on the link line; a Relu needs none of the GEMM/conv/Winograd code
-    for symbol in (b"onnxc_sgemm", b"onnxc_nchwc_conv_b", b"onnxc_nchwc_conv_winograd"):
+    for symbol in (b"onnxc_sgemm", b"onnxc_f32_gemm_", b"onnxc_f32_nchwc_conv_b", b"onnxc_f32_nchwc_conv_winograd"):
         assert symbol not in so, symbol
     assert len(so) < 256 * 1024, len(so)  # all kernels linked: ~0.9 MB

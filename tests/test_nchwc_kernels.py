@@ -1,9 +1,10 @@
-"""The NCHWc convolution kernels (runtime_c/nchwc/conv_nchwc_*.c) called directly, against a
-float64 numpy convolution, for every register-tile path the host can run.
+"""The NCHWc convolution kernels (runtime_c/nchwc/conv_nchwc.c, onnxc_f32_nchwc_conv*_b8/_b16 of
+compiler/kernels/nchwc_f32.py) called directly, against a float64 numpy convolution, for every
+register-tile path the host can run.
 
-conv_nchwc_ref.c is compiled with the flags of three targets: generic (the plain-C path at both
-blocks), AVX2 (b=8 in intrinsics, b=16 plain C) and AVX-512 (both in intrinsics; only when the
-host has it), plus the best of these with tiny weight budgets (input blocks summed in chunks).
+conv_nchwc.c is compiled with the flags of each float ISA the host runs: generic (the plain-C
+path at both blocks), avx2 (b=8 in intrinsics, b=16 plain C) and avx512 (both in intrinsics),
+plus the best of these with tiny weight budgets (input blocks summed in chunks).
 Each library runs both block sizes, so every microkernel variant (tile of output blocks x
 pixels, remainder tiles, border pixels, chunked input-channel sums, plain-NCHW input) meets
 shapes chosen to reach it: output-block counts that leave partial tiles and partial blocks,
@@ -16,14 +17,15 @@ import numpy as np
 import pytest
 
 from onnxc.build import compile_flags
-from onnxc.cpu import runnable_isas
+from onnxc.cpu import runnable_float_isas
+from onnxc.kernels import nchwc_f32
 from onnxc.ops.nchwc import blocks, pack_depthwise, pack_direct, pack_nchw, pad_channels, to_blocked
 from onnxc.resources import kernels_cdef
 
 from helpers import kernel_library
 
-FLAGS = {isa: compile_flags(isa) for isa in ("generic", "avx2", "avx512")}
-ISAS = runnable_isas()
+ISAS = runnable_float_isas()
+FLAGS = {isa: compile_flags(isa) for isa in ISAS}
 # The best ISA again with weight budgets of 2 KiB, so that window convs too sum their input
 # blocks in several chunks (partial sums in Y) at these small shapes.
 FLAGS["chunked"] = FLAGS[ISAS[-1]] + ["-DNCHWC_WINDOW_CHUNK_WEIGHTS=2048", "-DNCHWC_PW_CHUNK_WEIGHTS=2048"]
@@ -33,7 +35,7 @@ RNG = np.random.default_rng(5)
 
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
-    return kernel_library(tmp_path_factory, f"nchwc-{request.param}", ["nchwc/conv_nchwc_ref.c"], FLAGS[request.param],
+    return kernel_library(tmp_path_factory, f"nchwc-{request.param}", ["nchwc/conv_nchwc.c"], FLAGS[request.param],
                           extra_cdef=kernels_cdef("onnxc_nchwc.h") + kernels_cdef("onnxc_threads.h"))
 
 
@@ -82,9 +84,8 @@ def run(lib, nb, kind, x, w, bias, z, stride, pads, dil, group, lo, hi):
         N=n, C=c, M=m, group=group, IH=ih, IW=iw, OH=oh, OW=ow, KH=kh, KW=kw, SH=stride[0],
         SW=stride[1], PT=pads[0], PL=pads[1], DH=dil[0], DW=dil[1], lo=lo, hi=hi))
     fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
-    fn = {"direct": "onnxc_nchwc_conv", "nchw": "onnxc_nchwc_conv_nchw",
-          "depthwise": "onnxc_nchwc_conv_depthwise"}[kind]
-    getattr(L, f"{fn}_b{nb}")(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y))
+    fn = nchwc_f32.name({"direct": "conv", "nchw": "conv_nchw", "depthwise": "conv_depthwise"}[kind], nb)
+    getattr(L, fn)(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y))
     got = np.moveaxis(y, -1, 2).reshape(n, blocks(m, nb) * nb, oh, ow)
     scale = 1 + np.abs(ref).max()
     np.testing.assert_allclose(got[:, :m], ref, rtol=1e-4, atol=1e-4 * scale)

@@ -206,7 +206,7 @@ def test_small_nchwc_depthwise_and_channel_shuffle_split(tmp_path):
     model = make_model(nodes, [("x", F, [1, c, hw, hw])], [("y", F, [1, c, hw, hw])], inits)
     feed = {"x": rand(1, c, hw, hw)}
     code = _compile(model, tmp_path / "m", level="layout")
-    assert "onnxc_nchwc_conv_depthwise" in code
+    assert "onnxc_f32_nchwc_conv_depthwise" in code
     assert "NchwcChannelGather" in code
     for o, r in zip(_run_both(tmp_path / "m", feed), ort_run(model, feed)):
         np.testing.assert_allclose(o, r, rtol=1e-4, atol=1e-4)

@@ -103,5 +103,26 @@ def test_pass_failure_names_recent_passes():
         pm.run(g)
 
 
-def test_pass_result_defaults():
-    assert PassResult(False).rewrites == 0
+def test_pass_results_drive_the_fixpoint_and_the_stats():
+    """A PassResult(True, n) with details makes the manager run the group again and adds n and the
+    details to the pass's stats; PassResult(False) (no rewrites, no details by default) ends the
+    loop; results never share a details list."""
+    class Countdown(Pass):
+        name, level = "countdown", "basic"
+
+        def __init__(self):
+            self.left = 3
+
+        def run(self, graph):
+            if self.left == 0:
+                return PassResult(False)
+            self.left -= 1
+            res = PassResult(True, 2)
+            res.details.append(f"step {self.left}")
+            return res
+
+    pm = PassManager(passes=[Countdown()])
+    pm.run(frontend.load(shape_subgraph_model()))
+    st = pm.stats["countdown"]
+    assert (st.runs, st.rewrites, st.details) == (4, 6, ["step 2", "step 1", "step 0"])
+    assert PassResult(False).rewrites == 0 and PassResult(False).details == []

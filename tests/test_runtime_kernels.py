@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from onnxc.build import build_kernel_library, c_compiler, compile_flags
+from onnxc.kernels import gemm_f32
 
-SOURCES = ["gemm/sgemm_ref.c", "gemm/sgemm_driver.c", "gemm/sgemm_kernel_avx512_14x32.c",
-           "gemm/sgemm_kernel_avx2_6x16.c", "gemm/sgemm_kernel_c_6x16.c", "conv/conv_ref.c",
-           "pool/pool_ref.c", "math/softmax_ref.c", "math/epilogue_ref.c"]
+SOURCES = gemm_f32.SOURCES + ["conv/conv_ref.c", "pool/pool_ref.c", "math/softmax_ref.c", "math/epilogue_ref.c"]
 
 # Layout probe compiled into the test library: catches drift between the header's structs and
 # the declarations cffi parsed from it.

@@ -1,11 +1,13 @@
-"""SGEMM: the SIMD microkernels, blocking and packed weights (runtime_c/gemm), the compile-time
+"""SGEMM: the microkernels, blocking and packed weights (runtime_c/gemm), the compile-time
 packing of constant B (providers/c/linalg.py), and the load-time CPU check of ISA builds.
 
-Kernel level: runtime_c/gemm is compiled once per ISA the host can run (generic always; AVX2
-and AVX-512 when present) and each entry point is compared with a float64 numpy product and
-with the portable reference twin onnxc_sgemm_ref. Model level: small Gemm/MatMul models are
-compiled with target generic, native and avx2 (when the host has it) and compared with
-onnxruntime.
+Kernel level: runtime_c/gemm (compiler/kernels/gemm_f32.SOURCES) is compiled once per float
+ISA the host can run (generic always; avx2 and avx512 when present; the int8 rows run their
+base's f32 kernels). Every microkernel of gemm_f32.KERNELS the build defines (the generic one
+in every build) is called directly at its tile edges, and each driver entry point is compared
+with a float64 numpy product. Model level: small Gemm/MatMul models are compiled with target
+generic, native, avx2 and the host's best integer row (when the host has them) and compared
+with onnxruntime.
 """
 from __future__ import annotations
 
@@ -17,15 +19,17 @@ from onnx import helper
 
 import onnxc
 from onnxc.build import compile_flags
-from onnxc.cpu import REQUIRED_FLAGS, host_isa, runnable_isas
+from onnxc.cpu import REQUIRED_FLAGS, host_isa, runnable_float_isas, runnable_isas
+from onnxc.isa import BY_NAME
+from onnxc.kernels import gemm_f32
 from onnxc.providers.c.linalg import SGEMM_KC, SGEMM_TILE, pack_sgemm_b
-from onnxc.resources import runtime_dir
+from onnxc.resources import kernels_cdef
 
 from helpers import kernel_library, make_model, ort_run
 
-ISAS = runnable_isas()
-GEMM_SOURCES = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "gemm").glob("*.c"))
-TARGETS = ["generic", "native"] + (["avx2"] if "avx2" in ISAS else [])
+ISAS = runnable_float_isas()
+TARGETS = (["generic", "native"] + (["avx2"] if "avx2" in ISAS else [])
+           + [i for i in runnable_isas() if BY_NAME[i].base != i][-1:])  # e.g. amx: avx512's kernels
 
 
 class Lib:
@@ -40,7 +44,8 @@ class Lib:
 @pytest.fixture(scope="module", params=ISAS)
 def lib(request, tmp_path_factory):
     isa = request.param
-    ffi, dl = kernel_library(tmp_path_factory, f"sgemm-{isa}", GEMM_SOURCES, compile_flags(isa))
+    ffi, dl = kernel_library(tmp_path_factory, f"sgemm-{isa}", gemm_f32.SOURCES, compile_flags(isa),
+                             extra_cdef=kernels_cdef("onnxc_isa.h"))
     out = Lib(isa, ffi, dl)
     out.lib.onnxc_sgemm  # noqa: B018 - resolves the symbol now
     return out
@@ -54,8 +59,8 @@ def aligned(n):
 
 
 def run_gemm(k, rng, ta, tb, M, N, K, alpha=1.0, beta=0.0, pad=(0, 0, 0)):
-    """onnxc_sgemm, onnxc_sgemm_packed (C-packed and Python-packed B) and onnxc_sgemm_ref on the
-    same operands, each checked against float64 numpy; A, B and C stored with padded rows."""
+    """onnxc_sgemm and onnxc_sgemm_packed (C-packed and Python-packed B) on the same operands,
+    each checked against float64 numpy; A, B and C stored with padded rows."""
     pa, pb, pc = pad
     Abuf = rng.standard_normal((K if ta else M, (M if ta else K) + pa)).astype(np.float32)
     Bbuf = rng.standard_normal((N if tb else K, (K if tb else N) + pb)).astype(np.float32)
@@ -77,8 +82,6 @@ def run_gemm(k, rng, ta, tb, M, N, K, alpha=1.0, beta=0.0, pad=(0, 0, 0)):
                                              Bbuf.shape[1], beta, k.f(C), N + pc),
         "packed": lambda C: k.lib.onnxc_sgemm_packed(ta, M, N, K, alpha, k.f(Abuf), Abuf.shape[1],
                                                      k.f(packed_py), beta, k.f(C), N + pc),
-        "ref": lambda C: k.lib.onnxc_sgemm_ref(ta, tb, M, N, K, alpha, k.f(Abuf), Abuf.shape[1], k.f(Bbuf),
-                                               Bbuf.shape[1], beta, k.f(C), N + pc),
     }
     for name, call in calls.items():
         C = C0.copy()
@@ -95,6 +98,51 @@ EDGE = [1, 2, 7, 13, 33, 64, 100, 257]
 def test_tile_matches_target(lib):
     """The compiled microkernel is the one the compiler packs weights for."""
     assert (lib.lib.onnxc_sgemm_tile_m(), lib.lib.onnxc_sgemm_tile_n()) == SGEMM_TILE[lib.isa]
+    assert gemm_f32.for_isa(lib.isa).isa == lib.isa
+
+
+def test_microkernels_tile_edges(lib):
+    """Each microkernel this build defines (its own and those of the rows it includes: the
+    generic one everywhere), called directly (contract: runtime_c/gemm/f32_gemm.h) with mr and
+    nr below, at and one under the tile (and half the columns, where the SIMD kernels skip their
+    second vector), kc 1 / odd / a K block, A read row-major, column-major and as a packed
+    k-major sliver, alpha and beta (0: C never read) against float64; nothing past the mr x nr
+    corner is written."""
+    rng = np.random.default_rng(60)
+    kernels = [k for k in gemm_f32.KERNELS if k.built_for(lib.isa)]
+    assert gemm_f32.for_isa(lib.isa) in kernels and gemm_f32.KERNELS[0] in kernels
+    for k in kernels:
+        fn = getattr(lib.lib, k.name)
+        tm, tn = (int(v) for v in k.tile.split("x"))
+        for kc in (1, 7, SGEMM_KC):
+            for mr in sorted({1, 2, tm - 1, tm}):
+                for nr in sorted({1, tn // 2, tn // 2 + 1, tn - 1, tn}):
+                    bp = aligned(kc * tn)
+                    bp[:] = 0.0
+                    b = rng.standard_normal((kc, nr)).astype(np.float32)
+                    bp.reshape(kc, tn)[:, :nr] = b
+                    a = rng.standard_normal((mr, kc)).astype(np.float32)
+                    lda = kc + 3
+                    forms = {"rows": (np.zeros((mr, lda), np.float32), lda, 1),
+                             "cols": (np.zeros((kc, mr + 5), np.float32), 1, mr + 5),
+                             "sliver": (np.zeros((kc, tm), np.float32), 1, tm)}
+                    forms["rows"][0][:, :kc] = a
+                    forms["cols"][0][:, :mr] = a.T
+                    forms["sliver"][0][:, :mr] = a.T
+                    for form, (abuf, rsa, csa) in forms.items():
+                        for alpha, beta in ((1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)):
+                            c0 = rng.standard_normal((tm + 1, tn + 4)).astype(np.float32)
+                            c = c0.copy()
+                            if beta == 0.0:
+                                c[:mr, :nr] = np.nan  # not read
+                            fn(mr, nr, kc, lib.f(abuf), rsa, csa, lib.f(bp), lib.f(c), c.shape[1], alpha, beta)
+                            want = alpha * (a.astype(np.float64) @ b) + beta * c0[:mr, :nr]
+                            scale = abs(alpha) * (np.abs(a) @ np.abs(b)) + abs(beta) * np.abs(c0[:mr, :nr])
+                            what = f"{k.name} in the {lib.isa} build: mr={mr} nr={nr} kc={kc} A {form} alpha={alpha} beta={beta}"
+                            assert np.all(np.abs(c[:mr, :nr] - want) <= 2e-6 * scale + 1e-6), what
+                            outside = np.ones(c.shape, bool)
+                            outside[:mr, :nr] = False
+                            np.testing.assert_array_equal(c[outside], c0[outside], err_msg=f"{what}: wrote outside")
 
 
 def test_edge_sizes(lib):
@@ -129,7 +177,7 @@ def test_alpha_beta_strides_blocks(lib, ta, tb):
 
 @pytest.mark.parametrize("ta,tb", [(0, 0), (1, 1)])
 def test_gemv(lib, ta, tb):
-    """M == 1 (packed: the GEMV over panels; unpacked: the reference's GEMV) and N == 1."""
+    """M == 1 (packed: the GEMV over panels; unpacked: sgemv.c's) and N == 1 (sgemv.c)."""
     rng = np.random.default_rng(40 + ta)
     for M, N, K in [(1, 1, 1), (1, 7, 3000), (1, 1000, 37), (1, 130, 600), (1, 257, 257), (57, 1, 300)]:
         for alpha, beta, pad in [(1.0, 0.0, (0, 0, 0)), (0.75, -0.5, (2, 3, 1))]:
@@ -247,7 +295,9 @@ def _tiny(tmp_path, target="generic"):
     return out
 
 
-@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+# the float rows and amx (whose features include the vnni rows'; each compiles the runtime once
+# more for its flags, so not every row)
+@pytest.mark.parametrize("isa", ["avx2", "avx512", "amx"])
 def test_load_refuses_missing_cpu_features(tmp_path, monkeypatch, isa):
     """A module built for an ISA the CPU lacks is refused before its code is imported (the
     manifest's ISA is what counts; the host's flags are faked). A manifest whose ISA was edited

@@ -1,6 +1,6 @@
 """SGEMM epilogues (onnxc_sgemm_ep, onnxc_sgemm_packed_ep): the driver calls the callback on
 every element of C exactly once, after its last K block, with block coordinates that address
-the bias; at every ISA the host runs, on shapes that take each path of the driver (GEMV, K = 0,
+the bias; at every float ISA the host runs, on shapes that take each path of the driver (GEMV, K = 0,
 alpha = 0, one and several K blocks, several column blocks, partial tiles)."""
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from onnxc.build import compile_flags
-from onnxc.cpu import runnable_isas
-from onnxc.resources import runtime_dir
+from onnxc.cpu import runnable_float_isas
+from onnxc.kernels import gemm_f32
 
 from helpers import kernel_library
 
-ISAS = runnable_isas()
-GEMM_SOURCES = sorted(str(p.relative_to(runtime_dir())) for p in (runtime_dir() / "gemm").glob("*.c"))
+ISAS = runnable_float_isas()
+GEMM_SOURCES = gemm_f32.SOURCES
 
 # y = (y + bias[j])^2: not linear, so an epilogue run before the last K block, or twice, shows
 EXTRA = r"""

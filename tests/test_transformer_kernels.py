@@ -1,5 +1,5 @@
-"""Transformer runtime kernels at every ISA the host runs (generic always, AVX2 and AVX-512 when
-present), against float64 numpy: the inline transcendentals of onnxc_transformer.h (onnxc_expf,
+"""Transformer runtime kernels at every float ISA the host runs (generic always, avx2 and avx512
+when present), against float64 numpy: the inline transcendentals of onnxc_transformer.h (onnxc_expf,
 onnxc_sigmoidf, onnxc_siluf, onnxc_gelu_erff, onnxc_gelu_tanhf; ulp bounds over dense sweeps and random bit
 patterns), compiled with and without hardware FMA, the attention of
 onnxc.MultiHeadAttention (onnxc_mha_attend: tiles, masks, NaN rows, sequence-first layout) and
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from onnxc.build import compile_flags
-from onnxc.cpu import runnable_isas
+from onnxc.cpu import runnable_float_isas
 from onnxc.resources import runtime_dir
 
 from helpers import kernel_library
 
-ISAS = runnable_isas()
+ISAS = runnable_float_isas()
 
 # loops over the inline functions, compiled like generated code (the loops vectorize)
 WRAPPERS = r"""

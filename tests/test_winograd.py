@@ -1,7 +1,7 @@
-"""The Winograd F(2x2, 3x3) and F(4x4, 3x3) NCHWc convolutions (runtime_c/nchwc/conv_winograd*.c)
-called directly,
-against a float64 numpy convolution, at every ISA the host runs (generic: the portable path at
-both blocks; AVX2: b=8 in intrinsics; AVX-512: both), plus the weight transform and the scratch
+"""The Winograd F(2x2, 3x3) and F(4x4, 3x3) NCHWc convolutions (runtime_c/nchwc/conv_winograd*.c:
+onnxc_f32_nchwc_conv_winograd[_f4]_b8/_b16 of compiler/kernels/nchwc_f32.py) called directly,
+against a float64 numpy convolution, at every float ISA the host runs (generic: the portable path
+at both blocks; avx2: b=8 in intrinsics; avx512: both), plus the weight transform and the scratch
 rule that the emitter computes at compile time; a build with tiny chunk budgets runs both modes
 (slots: a chunk per thread; phases: each step of a chunk split across threads) over many chunks.
 
@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from onnxc.build import compile_flags
-from onnxc.cpu import runnable_isas
+from onnxc.cpu import runnable_float_isas
+from onnxc.kernels import nchwc_f32
 from onnxc.ops.nchwc import blocks, pack_winograd, pad_channels, to_blocked, unpack_winograd, winograd_scratch_bytes
 from onnxc.resources import kernels_cdef
 
 from helpers import kernel_library
 
-ISAS = runnable_isas()
+ISAS = runnable_float_isas()
 FLAGS = {isa: compile_flags(isa) for isa in ISAS}
 # The best ISA again with tiny chunk budgets and phases mode from 64x64 channels on, so that
 # these small shapes run both modes over many chunks (its scratch rule then differs from the
@@ -66,21 +67,21 @@ def run(lib, nb, tile, x, w, bias, z, pads, lo=-np.inf, hi=np.inf, threads=1):
         ref = ref + z
     ref = np.clip(ref, lo, hi)
     xk, uk = to_blocked(x, nb), pack_winograd(w, nb, tile)
-    fn = "onnxc_nchwc_conv_winograd" + ("_f4" if tile == 4 else "")
+    f4 = "_f4" if tile == 4 else ""
     bk = pad_channels(bias.astype(np.float32), nb) if bias is not None else None
     zk = to_blocked(z.astype(np.float32), nb) if z is not None else None
     y = np.full((n, blocks(m, nb), oh, ow, nb), np.nan, np.float32)  # every lane must be written
     p = ffi.new("onnxc_nchwc_conv_params *", dict(
         N=n, C=c, M=m, group=1, IH=ih, IW=iw, OH=oh, OW=ow, KH=3, KW=3, SH=1, SW=1, PT=pads[0],
         PL=pads[1], DH=1, DW=1, lo=lo, hi=hi))
-    nbytes = getattr(L, fn.replace("winograd", "winograd_scratch") + f"_b{nb}")(p)
+    nbytes = getattr(L, nchwc_f32.name("conv_winograd_scratch" + f4, nb))(p)
     if default_rule:
         assert nbytes == winograd_scratch_bytes(n, c, m, oh, ow, nb, tile)
     # a guard past the end: the kernel must stay inside the scratch it asked for
     scratch = np.full(nbytes // 4 + 64, 7.0, np.float32)
     fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
     try:
-        getattr(L, f"{fn}_b{nb}")(p, fp(xk), fp(uk), fp(bk), fp(zk), fp(y), fp(scratch))
+        getattr(L, nchwc_f32.name("conv_winograd" + f4, nb))(p, fp(xk), fp(uk), fp(bk), fp(zk), fp(y), fp(scratch))
     finally:
         L.onnxc_rt_set_num_threads(1)
     assert (scratch[nbytes // 4:] == 7.0).all(), "wrote past the scratch"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from .._version import __version__
 from ..dtypes import c_type, dtype_name
@@ -14,6 +14,18 @@ from .context import EmitContext
 from .memory import ArenaPlan, plan_graph
 from .templates import render
 from .weights import HEADER, WeightsBlob
+
+
+ERROR_RECORD_BYTES = 64  # sizeof(onnxc_error) rounded up to the arena's alignment
+
+
+def _check_comment(check: Dict) -> str:
+    """One line of model.h's list of runtime checks."""
+    where = f" in {check['scope']}" if check["scope"] else ""
+    text = f"node '{check['node']}' ({check['op']}){where}: {check['message']}"
+    if check["tensor"] is not None:
+        text += f"; pos indexes '{check['tensor']}' {tuple(check['shape'])}"
+    return text.replace("*/", "* /")
 
 
 def c_identifier(name: str) -> str:
@@ -75,6 +87,8 @@ class CodegenResult:
     outputs: List[Dict]
     fallback: List[Dict]
     steps: List[List]
+    checks: List[Dict]         # runtime checks (EmitContext.fail), numbered as the C reports them
+    error_offset: Optional[int]  # arena offset of the onnxc_error record (None: no checks)
 
 
 def _io(v, name, python_side: bool = False) -> Dict:
@@ -112,12 +126,19 @@ def generate(graph, partitions, prefix: str = "model", options: Dict = None,
             continue
         nodes = []
         for node in p.nodes:
+            before = len(ctx.checks)
             code = _kernel(node).emit(node, ctx)
             sig = (", ".join("-" if v is None else type_str(v) for v in node.inputs) + " -> " +
                    ", ".join(type_str(v) for v in node.outputs))
             nodes.append({"index": ctx.node_index[id(node)], "op": node.op_type,
-                          "name": node.name.replace("*/", "* /"), "signature": sig, "code": code.strip()})
-        parts.append({"index": p.index, "provider": p.provider, "nodes": nodes})
+                          "name": node.name.replace("*/", "* /"), "signature": sig, "code": code.strip(),
+                          "fails": len(ctx.checks) > before})
+        parts.append({"index": p.index, "provider": p.provider, "nodes": nodes,
+                      "fails": any(n["fails"] for n in nodes)})
+    # the error record sits after everything the plan placed: one per arena, so per caller
+    error_offset = plan.size if ctx.checks else None
+    if ctx.checks:
+        plan.size += ERROR_RECORD_BYTES
     in_names, out_names = io_names or ([v.name for v in graph.inputs], [v.name for v in graph.outputs])
     inputs = [_io(v, n) for v, n in zip(graph.inputs, in_names)]
     outputs = [_io(v, n, id(v) in py_ids) for v, n in zip(graph.outputs, out_names)]
@@ -125,8 +146,9 @@ def generate(graph, partitions, prefix: str = "model", options: Dict = None,
                   model_name=graph.name.replace("*/", "* /"), arena_bytes=plan.size,
                   arena_unshared=plan.total_unshared, weights_bytes=blob.size, weights_header=HEADER,
                   inputs=inputs, outputs=outputs, has_fallback=bool(fallback),
-                  c_partitions=[p["index"] for p in parts])
+                  c_partitions=[p["index"] for p in parts], error_offset=error_offset,
+                  checks=[_check_comment(c) for c in ctx.checks])
     c_source = render("model.c.j2", partitions=parts, num_nodes=len(graph.nodes),
                       helpers=sorted(set(options.get("helpers", []))), **common)
     header = render("model.h.j2", **common)
-    return CodegenResult(c_source, header, blob, plan, inputs, outputs, fallback, steps)
+    return CodegenResult(c_source, header, blob, plan, inputs, outputs, fallback, steps, ctx.checks, error_offset)

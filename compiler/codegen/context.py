@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class EmitContext:
         self.output_index = {id(v): i for i, v in enumerate(graph.outputs)}
         self.node_index = {id(n): i for i, n in enumerate(graph.nodes)}
         self._derived = []
+        self.checks: List[Dict] = []  # runtime checks, numbered in emission order (see fail())
+        self.scope = ""  # where the graph sits: "" at top level, else e.g. "the body of Loop 'L'"
 
     # --- types and locations ---------------------------------------------------------------
     @staticmethod
@@ -98,6 +100,24 @@ class EmitContext:
         if v is not None and v.is_const and v.const.size == 1:
             return c_literal(v.const.reshape(-1)[0], v.dtype)
         return None
+
+    # --- runtime checks ----------------------------------------------------------------------
+    def fail(self, node, message: str, value: str = "0", pos: str = "-1", tensor=None,
+             code: str = "ONNXC_ERR_INDEX") -> str:
+        """C statement reporting that a runtime check of ``node`` failed: it records, in the
+        caller's arena, which check (a number registered here, listed in the header and the
+        manifest), the offending ``value`` (a C expression converted to int64_t) and ``pos``,
+        its flat position in ``tensor`` (the Value read, whose name and shape the message names).
+        ``message`` says what is wrong, with "{value}" where the value goes.  The run returns
+        ``code`` (ONNXC_ERR_INDEX or ONNXC_ERR_VALUE) after the node; only the first failure of
+        a run is recorded.  The caller keeps the kernel safe (no read or write outside a tensor)."""
+        site = len(self.checks)
+        self.checks.append({
+            "node": node.name, "op": node.op_type, "index": self.node_index.get(id(node)) if not self.scope else None,
+            "scope": self.scope, "message": message, "status": code,
+            "tensor": None if tensor is None else tensor.name,
+            "shape": None if tensor is None else [int(d) for d in tensor.shape]})
+        return f"onnxc_fail(err, &status, {code}, {site}, (int64_t)({value}), (int64_t)({pos}));"
 
     def render(self, template: str, **kw) -> str:
         return render(template, ctx=self, **kw)

@@ -1,6 +1,7 @@
-"""Frontend: read, check, normalize opset, bind free dims, infer shapes, import to IR."""
+"""Frontend: read, check, normalize opset, bind free dims, infer shapes, import to IR, validate."""
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from typing import Dict, Mapping, Optional, Sequence, Union
@@ -9,11 +10,14 @@ import onnx
 
 from ..errors import ModelError
 from ..ir import Graph
+from ..ops.validate import MAX_DIM
 from .onnx_import import _type_of, import_graph
-from .onnx_infer import infer_shapes
+from .onnx_infer import check_safe, infer_shapes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
+
+log = logging.getLogger("onnxc")
 
 ModelLike = Union[str, os.PathLike, bytes, onnx.ModelProto]
 
@@ -40,6 +44,31 @@ def check_model(model: onnx.ModelProto) -> None:
         pass  # > 2 GB models can only be checked by path; the importer still validates SSA
 
 
+def check_opsets(model: onnx.ModelProto) -> None:
+    """Refuse opsets newer than the installed onnx knows (it has no schema, shape rule or
+    reference for them: a node would be read with the wrong semantics)."""
+    known = onnx.defs.C.schema_version_map()  # domain -> (first, last) opset
+    for o in model.opset_import:
+        domain = "" if o.domain == "ai.onnx" else o.domain
+        if domain in known and o.version > known[domain][1]:
+            raise ModelError(f"the model imports opset {o.version} of domain '{o.domain or 'ai.onnx'}', "
+                             f"expected at most {known[domain][1]} (the newest the installed onnx "
+                             f"{onnx.__version__} knows)")
+
+
+def free_negative_dims(model: onnx.ModelProto) -> None:
+    """Negative dim_values on the graph's inputs, outputs and value_info become free dims (some
+    exporters write free dims as -1; onnxruntime reads them so), bound by input_shapes or
+    specialized at run time like any free dim."""
+    g = model.graph
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.type.WhichOneof("value") != "tensor_type" or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.ClearField("dim_value")
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     for o in model.opset_import:
         if o.domain in ("", "ai.onnx"):
@@ -62,9 +91,30 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
             return model  # e.g. Scan-8 -> 9 drops the batch axis: the model's interface changed
         if not _keep_legacy_resize_semantics(model, converted):
             return model
+        if not _keep_legacy_prelu_semantics(model, converted):
+            return model
+        _restore_node_names(model, converted)
         return converted
     except Exception:  # noqa: BLE001 - the converter lacks adapters for some ops
         return model
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _all_nodes(g)
+
+
+def _restore_node_names(model: onnx.ModelProto, converted: onnx.ModelProto) -> None:
+    """The converter's adapters replace nodes without their names (Scatter-10 becomes an unnamed
+    ScatterElements): give a replacement the name of the node whose output it produces, so
+    messages (a failed runtime check, an unsupported node) name the node the user knows."""
+    names = {o: n.name for n in _all_nodes(model.graph) if n.name for o in n.output if o}
+    for n in _all_nodes(converted.graph):
+        if not n.name and n.output and n.output[0] in names:
+            n.name = names[n.output[0]]
 
 
 def _signature(model: onnx.ModelProto):
@@ -72,6 +122,42 @@ def _signature(model: onnx.ModelProto):
     g = model.graph
     return ([(v.name, v.type.SerializeToString(deterministic=True)) for v in g.input],
             [v.name for v in g.output])
+
+
+def _keep_legacy_prelu_semantics(old: onnx.ModelProto, new: onnx.ModelProto) -> bool:
+    """PRelu before opset 7 applied a 1-D slope of C values per channel (axis 1, as PyTorch
+    exports it); the version converter keeps that slope, which numpy broadcasting then aligns
+    with the last axis (a different, usually invalid, model). Reshape such constant slopes to
+    (C, 1, ..., 1); False (keep the model unconverted) when the slope or the input's rank is
+    not known."""
+    if default_opset(old) >= 7:
+        return True
+    prelus = [n for n in new.graph.node if n.op_type == "PRelu" and n.domain in ("", "ai.onnx")]
+    if not prelus:
+        return True
+    from onnx import numpy_helper
+    inits = {i.name: i for i in new.graph.initializer}
+    try:
+        typed = onnx.shape_inference.infer_shapes(old)
+    except Exception:  # noqa: BLE001
+        return False
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in
+             list(typed.graph.input) + list(typed.graph.value_info) + list(typed.graph.output)
+             if vi.type.tensor_type.HasField("shape")}
+    for n in prelus:
+        slope = inits.get(n.input[1])
+        if slope is None or n.input[0] not in ranks:
+            return False
+        rank = ranks[n.input[0]]
+        if len(slope.dims) != 1 or slope.dims[0] == 1 or rank < 3:
+            continue  # a shared scalar slope, or (N, C) where the last axis is the channel axis
+        arr = numpy_helper.to_array(slope)
+        name = f"{slope.name}__per_channel"
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(arr.reshape((-1,) + (1,) * (rank - 2)), name)
+            new.graph.initializer.append(inits[name])
+        n.input[1] = name
+    return True
 
 
 def _keep_legacy_resize_semantics(old: onnx.ModelProto, new: onnx.ModelProto) -> bool:
@@ -125,6 +211,8 @@ def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str
         vi = graph_inputs[name]
         dims = vi.type.tensor_type.shape.dim
         shape = [int(d) for d in shape]
+        if any(not 0 <= s < MAX_DIM for s in shape):
+            raise ModelError(f"input_shapes['{name}'] = {shape}: expected dims in [0, 2^40)")
         if len(dims) and len(dims) != len(shape):
             raise ModelError(f"input_shapes['{name}'] has rank {len(shape)} but the model declares "
                              f"rank {len(dims)} ({_type_of(vi)[1]})")
@@ -145,11 +233,48 @@ def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str
                 d.dim_value = symbols[d.dim_param]
 
 
-def infer_model_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_model_shapes(model: onnx.ModelProto):
+    """(model with inferred shapes, None) or, when onnx's strict inference (types checked)
+    fails, (the lenient inference's model, the strict error text for ops/validate.py)."""
     try:
-        return infer_shapes(model, check_type=False, strict_mode=False)
+        return infer_shapes(model, check_type=True, strict_mode=True), None
+    except Exception as e:  # noqa: BLE001 - onnx raises several types
+        error = str(e)
+    inferred = _infer_over_declared_shapes(model)
+    if inferred is not None:
+        return inferred, None
+    try:
+        return infer_shapes(model, check_type=False, strict_mode=False), error
     except Exception:  # noqa: BLE001 - fall back to per-node inference in the IR
-        return model
+        return model, error
+
+
+def _infer_over_declared_shapes(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """Strict inference without the declared value_info and output shapes, which some
+    exporters get wrong; onnxruntime only warns about those and computes the real shapes (a
+    declared shape kept over the inferred one once made onnxc run Relu in the fallback, whose
+    result then disagreed with the compiled code). None when that fails too."""
+    g = model.graph
+    if not g.value_info and not any(o.type.tensor_type.HasField("shape") for o in g.output):
+        return None
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.graph.value_info[:]
+    for o in bare.graph.output:
+        if o.type.WhichOneof("value") == "tensor_type":
+            o.type.tensor_type.ClearField("shape")
+    try:
+        inferred = infer_shapes(bare, check_type=True, strict_mode=True)
+    except Exception:  # noqa: BLE001 - a real problem (or an onnx limit): the caller decides
+        return None
+    have = {vi.name for vi in inferred.graph.value_info}
+    inferred.graph.value_info.extend(vi for vi in g.value_info if vi.name not in have)  # custom ops' outputs
+    for o, declared in zip(inferred.graph.output, g.output):
+        if declared.type.WhichOneof("value") == "tensor_type" and not o.type.tensor_type.HasField("shape"):
+            o.type.CopyFrom(declared.type)
+    log.warning("onnxc: the model's declared shapes disagree with onnx shape inference; using the "
+                "inferred ones, as onnxruntime does")
+    return inferred
 
 
 def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
@@ -159,8 +284,11 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
     proto = proto_copy
+    free_negative_dims(proto)
     if check:
         check_model(proto)
+        check_opsets(proto)
+    check_safe(proto)  # attribute values that would crash onnx's own shape inference
     proto = normalize_opset(proto)
     bind_input_shapes(proto, input_shapes)
     # Initializers listed as inputs (IR v3) and inputs redefined by nodes confuse inference.
@@ -170,12 +298,14 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     if len(keep) != len(proto.graph.input):
         del proto.graph.input[:]
         proto.graph.input.extend(keep)
-    proto = infer_model_shapes(proto)
+    proto, onnx_error = infer_model_shapes(proto)
     opset = {(o.domain if o.domain != "ai.onnx" else ""): o.version for o in proto.opset_import}
     infos = {vi.name: _type_of(vi) for vi in proto.graph.value_info}
     graph = import_graph(proto.graph, opset, value_info=infos)
     graph.metadata["producer"] = proto.producer_name
     graph.metadata["initializer_inputs"] = sorted(inits & {i.name for i in keep})
-    from ..ops import infer_graph
+    from ..ops import infer_graph, validate_graph
     infer_graph(graph)
+    if check:  # invalid nodes fail here, at compile time, not in a kernel or the fallback
+        validate_graph(graph, onnx_error)
     return graph

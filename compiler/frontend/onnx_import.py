@@ -13,7 +13,9 @@ from ..ir import Graph, Node, Value
 
 
 def _type_of(vi) -> tuple:
-    """(dtype, shape) from a ValueInfoProto/TypeProto; shape dims: int, str (symbolic) or None."""
+    """(dtype, shape) from a ValueInfoProto/TypeProto; shape dims: int, str (symbolic) or None.
+    A negative dim_value is a free dim ("?"): some exporters (Paddle2ONNX, older converters)
+    write free dims as -1, and onnxruntime reads them so."""
     t = vi.type if hasattr(vi, "type") else vi
     kind = t.WhichOneof("value")
     if kind != "tensor_type":
@@ -24,7 +26,7 @@ def _type_of(vi) -> tuple:
         return dtype, None
     dims = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(d.dim_param)

@@ -2,8 +2,11 @@
 from . import registry
 from .registry import evaluate, get_attr, reference, shape_rule
 from .shapes import infer_graph, infer_node
-from . import shape  # noqa: F401,E402  (registers numpy references and shape rules)
+from .validate import validate_graph
+from . import shape  # noqa: F401,E402  (registers numpy references, shape and validity rules)
+from . import elementwise, indexing, linalg, nn, norm, reduce  # noqa: F401,E402  (validity rules)
 from . import attention  # noqa: F401,E402  (Attention shape rule)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
 
-__all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node"]
+__all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node",
+           "validate_graph"]

@@ -156,7 +156,7 @@ def unpack_winograd(up: np.ndarray, m: int, c: int) -> np.ndarray:
 
 
 def winograd_scratch_bytes(n: int, c: int, m: int, oh: int, ow: int, b: int, tile: int = 2) -> int:
-    """Scratch of onnxc_nchwc_conv_winograd[_f4]_b<b> (the rule in onnxc_nchwc.h; constants there)."""
+    """Scratch of onnxc_f32_nchwc_conv_winograd[_f4]_b<b> (the rule in onnxc_nchwc.h; constants there)."""
     cb, mb = blocks(c, b), blocks(m, b)
     p = (tile + 2) ** 2
     phases = cb * mb * b * b >= 32768

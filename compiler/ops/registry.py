@@ -6,7 +6,13 @@ Family modules (elementwise.py, nn.py, ...) register:
   * ``@reference(op)``: a fast numpy reference ``fn(node, *arrays) -> list[array]`` used for
     constant folding and tests (anything else falls back to onnx.reference);
   * ``@shape_rule(op, domain)``: ``fn(node) -> list[(dtype, shape)]`` for ops onnx does not
-    know (the onnxc domain of fused ops) or where onnx's rule is too weak.
+    know (the onnxc domain of fused ops) or where onnx's rule is too weak;
+  * ``@check(op, ...)``: a validity rule ``fn(node) -> iterable of str``, each string one
+    contradiction in the node as loaded (shapes, attributes, constant inputs), worded
+    "<what> is <found>, expected <expected>"; validate.py runs them on every node at load and
+    turns them into one ModelError. A rule only reports what is certainly wrong: symbolic or
+    unknown dims never fail it, and what ONNX defines (clamped Slice bounds, negative indices
+    in range, allowzero) is not an error.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import numpy as np
 
 REFERENCES: Dict[Tuple[str, str], Callable] = {}
 SHAPE_RULES: Dict[Tuple[str, str], Callable] = {}
+CHECKS: Dict[Tuple[str, str], List[Callable]] = {}
 _SCHEMA_DEFAULTS: Dict[Tuple[str, str, int], Dict[str, object]] = {}
 
 
@@ -29,6 +36,15 @@ def reference(op_type: str, domain: str = ""):
 def shape_rule(op_type: str, domain: str = ""):
     def deco(fn):
         SHAPE_RULES[(domain, op_type)] = fn
+        return fn
+    return deco
+
+
+def check(*op_types: str, domain: str = ""):
+    """Register a validity rule for each of ``op_types`` (several rules per op may stack)."""
+    def deco(fn):
+        for op in op_types:
+            CHECKS.setdefault((domain, op), []).append(fn)
         return fn
     return deco
 

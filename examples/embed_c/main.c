@@ -69,7 +69,17 @@ int main(int argc, char** argv) {
     inputs[0] = input;
     outputs[0] = output;
     rc = model_run(weights, arena, inputs, outputs);
-    if (rc != 0) { fprintf(stderr, "model_run failed with status %d\n", rc); return 1; }
+    if (rc != 0) {
+        fprintf(stderr, "model_run failed with status %d\n", rc);
+#ifdef MODEL_ERROR_OFFSET /* the model checks runtime indices/values: which check failed is in the arena */
+        {
+            const model_error* e = (const model_error*)((const char*)arena + MODEL_ERROR_OFFSET);
+            fprintf(stderr, "check %lld failed (value %lld, position %lld): see the list in model.h\n",
+                    (long long)e->check, (long long)e->value, (long long)e->pos);
+        }
+#endif
+        return 1;
+    }
     f = fopen(argv[3], "wb");
     if (!f || fwrite(output, 1, out_bytes, f) != out_bytes) { fprintf(stderr, "cannot write %s\n", argv[3]); return 1; }
     fclose(f);

@@ -1,4 +1,5 @@
-/* Fast SGEMM: cache blocking and threading around the microkernel of sgemm_kernel.h.
+/* Fast SGEMM: cache blocking and threading around the build's f32 microkernel (f32_gemm.h:
+ * ONNXC_SGEMM_KERNEL, e.g. onnxc_f32_gemm_14x32__avx512).
  *
  *   onnxc_sgemm         op(B) packed here, one KC x NC_BUF block at a time, into a stack buffer
  *   onnxc_sgemm_packed  op(B) packed once, at compile time (weights); layout in onnxc_kernels.h
@@ -25,14 +26,13 @@
  * of C right after its last K block, while it is in L1 (bias, activation: no second pass).
  *
  * M == 1 with packed B has its own GEMV loop (panels streamed once, several at a time); with
- * unpacked B, M == 1 and N == 1 go to the GEMV loops of the reference (sgemm_ref.c), which
- * read B in place.
+ * unpacked B, M == 1 and N == 1 go to the GEMV loops of sgemv.c, which read B in place.
  */
 #include <math.h>
 #include <string.h>
 
+#include "f32_gemm.h"
 #include "onnxc_kernels.h"
-#include "sgemm_kernel.h"
 #include "onnxc_threads.h"
 
 #ifdef _OPENMP
@@ -49,7 +49,7 @@
 #define TN ONNXC_SGEMM_TILE_N
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 /* -std=c99 turns off contraction of a*b+c; fmaf() is one instruction with hardware FMA. */
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#if ONNXC_HW_FMA
 #define MADD(a, b, c) fmaf((a), (b), (c))
 #else
 #define MADD(a, b, c) ((a) * (b) + (c))
@@ -178,7 +178,7 @@ static void macro_block(int transA, const float* A, int64_t lda, int64_t m0, int
             a = Ap;
         }
         for (jr = 0; jr < nc; jr += TN)
-            onnxc_sgemm_kernel(mr, MIN(TN, nc - jr), kc, a, pack_a ? 1 : rsa, pack_a ? TM : csa,
+            ONNXC_SGEMM_KERNEL(mr, MIN(TN, nc - jr), kc, a, pack_a ? 1 : rsa, pack_a ? TM : csa,
                                Bp + (jr / TN) * pstride, C + i * ldc + jr, ldc, alpha, beta);
         /* last K block (callers pass ep only then): the mr x nc block is final and still in L1 */
         if (ep) ep->fn(ep->arg, C + i * ldc, ldc, i, mr, jc, nc);
@@ -402,7 +402,7 @@ void onnxc_sgemm_ep(int transA, int transB, int64_t M, int64_t N, int64_t K, flo
         if (K <= 0 || alpha == 0.0f)
             scale_c(M, N, beta, C, ldc);
         else  /* GEMV: B is read once, packing it would not pay */
-            onnxc_sgemm_ref(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            onnxc_sgemv(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (ep) ep->fn(ep->arg, C, ldc, 0, M, 0, N);
         return;
     }

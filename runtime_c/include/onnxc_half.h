@@ -3,9 +3,10 @@
  * E2M1 and int4/uint4/int2/uint2 (uint8_t, one element per byte, as ml_dtypes stores them).
  *
  * Portable C99 bit manipulation, no _Float16: round to nearest even everywhere, NaN, infinities
- * and subnormals exact; NaN payloads are kept where the format has room and quieted.  With F16C
- * (x86, e.g. -march=native) the float32<->float16 pair uses the hardware instructions, which give
- * the same bits; define ONNXC_NO_F16C to force the portable code.
+ * and subnormals exact; NaN payloads are kept where the format has room and quieted.  Where the
+ * build enables the avx2 ISA row (onnxc_isa.h; its features include F16C) the float32<->float16
+ * pair uses the hardware instructions, which give the same bits; define ONNXC_NO_F16C to force
+ * the portable code.
  */
 #ifndef ONNXC_HALF_H
 #define ONNXC_HALF_H
@@ -13,7 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__F16C__) && !defined(ONNXC_NO_F16C)
+#include "onnxc_isa.h"
+
+#if ONNXC_HAS_AVX2 && !defined(ONNXC_NO_F16C)
 #include <immintrin.h>
 #define ONNXC_HAVE_F16C 1
 #endif
@@ -21,6 +24,38 @@
 static inline uint32_t onnxc_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float onnxc_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint64_t onnxc_f64_bits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+
+/* --- float32 rounded to odd: one correct rounding from float64 and 64-bit integers ----------
+ * Truncated toward zero, the last bit set when inexact.  Rounding that float32 once more to a
+ * format with at least two fewer mantissa bits (bfloat16, float8, float4, E8M0) gives the source
+ * value correctly rounded: the float32 stays on the same side of every tie and power of two of
+ * the narrow format, where rounding to nearest float32 first could land on a tie (double rounding). */
+static inline float onnxc_f64_to_f32_odd(double x)
+{
+    uint64_t a = onnxc_f64_bits(x), mag = a & 0x7FFFFFFFFFFFFFFFull;
+    uint32_t u;
+    float f;
+    if (mag >= 0x7FF0000000000000ull) return (float)x;      /* NaN, infinities */
+    if (mag > 0x47EFFFFFE0000000ull)                         /* beyond FLT_MAX: truncates to it */
+        return onnxc_bits_f32((uint32_t)(a >> 32 & 0x80000000u) | 0x7F7FFFFFu);
+    f = (float)x;
+    if ((double)f == x) return f;
+    u = onnxc_f32_bits(f);
+    if ((u & 0x7FFFFFFFu) && ((double)f < x) == (x < 0)) u--;  /* rounded away from zero: step back */
+    return onnxc_bits_f32(u | 1u);
+}
+
+static inline float onnxc_u64_to_f32_odd(uint64_t m)
+{
+    uint32_t shift = 0, sticky = 0;
+    while (m >= (1ull << 24)) { sticky |= (uint32_t)(m & 1u); m >>= 1; shift++; }
+    return (float)(uint32_t)(m | sticky) * onnxc_bits_f32((127u + shift) << 23);  /* exact */
+}
+
+static inline float onnxc_i64_to_f32_odd(int64_t v)
+{
+    return v < 0 ? -onnxc_u64_to_f32_odd(0u - (uint64_t)v) : onnxc_u64_to_f32_odd((uint64_t)v);
+}
 
 /* --- float16 ----------------------------------------------------------------------------- */
 static inline float onnxc_f16_to_f32(uint16_t h)
@@ -174,8 +209,9 @@ static inline uint8_t onnxc_f32_to_e8m0(float f, int sat, int mode)
 /* --- int4/uint4/int2/uint2: the low bits of a byte ------------------------------------------ */
 static inline int32_t onnxc_i4_to_i32(uint8_t b) { return (int32_t)((b & 15u) ^ 8u) - 8; }
 static inline int32_t onnxc_i2_to_i32(uint8_t b) { return (int32_t)((b & 3u) ^ 2u) - 2; }
-/* A float truncated to int32 and wrapped to the low bits; NaN and values outside int32 give 0
- * (the onnx reference's ml_dtypes conversion). */
+/* A float truncated to int32 and wrapped to the low bits; NaN and values outside int32 give 0.
+ * The spec leaves a float outside the target's range undefined (ml_dtypes releases differ):
+ * this only makes the C defined and the same on every build. */
 static inline uint8_t onnxc_f64_to_lowbits(double x, unsigned mask)
 {
     return (x > -2147483649.0 && x < 2147483648.0) ? (uint8_t)((uint32_t)(int32_t)x & mask) : 0u;

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include "onnxc_isa.h" /* the build's ISA row: SGEMM tile and K block, NCHWc block (generated) */
 #include "onnxc_transformer.h" /* LayerNorm and attention fusions (runtime_c/math, attention) */
 #include "onnxc_nchwc.h" /* NCHWc blocked-layout kernels (runtime_c/nchwc/) */
 
@@ -29,13 +30,9 @@ void onnxc_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float 
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                  float* C, int64_t ldc);
 
-/* The portable reference twin of onnxc_sgemm (runtime_c/gemm/sgemm_ref.c), same contract. */
-void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                     float* C, int64_t ldc);
-
-/* Register tile of the microkernel this build uses, fixed by the target's ISA macros (AVX-512F:
- * 14x32, AVX2+FMA: 6x16, otherwise portable 6x16), and the K block of the blocked loops.
+/* Register tile of the microkernel this build uses, ONNXC_SGEMM_TILE_M x ONNXC_SGEMM_TILE_N
+ * (onnxc_isa.h: that of the float ISA of the row the compiler flags select, e.g. 14x32 for
+ * onnxc_f32_gemm_14x32__avx512), and ONNXC_SGEMM_KC, the K block of the blocked loops.
  * Packed B layout for an op(B) of [K,N], with TN = ONNXC_SGEMM_TILE_N, Np = N rounded up to a
  * multiple of TN, kb = ceil(K / ceil(K / ONNXC_SGEMM_KC)) (equal K blocks):
  *   K block [pc, pc + kc) (pc a multiple of kb, kc = min(kb, K - pc)) starts at pc * Np and holds
@@ -45,17 +42,6 @@ void onnxc_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
  * a power-of-two stride for K = 1024 and they evicted each other from L2.)
  * compiler/providers/c/linalg.py packs weights the same way at compile time; the generated code
  * checks that both agree on TILE_N and KC. */
-#if defined(__AVX512F__)
-#define ONNXC_SGEMM_TILE_M 14
-#define ONNXC_SGEMM_TILE_N 32
-#elif defined(__AVX2__) && defined(__FMA__)
-#define ONNXC_SGEMM_TILE_M 6
-#define ONNXC_SGEMM_TILE_N 16
-#else
-#define ONNXC_SGEMM_TILE_M 6
-#define ONNXC_SGEMM_TILE_N 16
-#endif
-#define ONNXC_SGEMM_KC 256
 
 /* Floats of packed B for an [K,N] op(B) (K * N rounded up to whole panels). */
 size_t onnxc_sgemm_packed_floats(int64_t N, int64_t K);

@@ -1,5 +1,6 @@
 /* onnxc runtime: the one header generated code includes.
- * Portable C99; kernels are declared in onnxc_kernels.h, ISA macros live here. */
+ * Portable C99; kernels are declared in onnxc_kernels.h, the build's ISA row (macros, tiles,
+ * NCHWc block) in onnxc_isa.h, generated from compiler/isa.py. */
 #ifndef ONNXC_RT_H
 #define ONNXC_RT_H
 
@@ -18,7 +19,35 @@
 #define ONNXC_ERR_ALIGN 2     /* arena or weights not 64-byte aligned */
 #define ONNXC_ERR_FALLBACK 3  /* the model has nodes only the Python fallback provider runs */
 #define ONNXC_ERR_VALUE 4     /* a runtime input value (TopK k, OneHot depth, Range bounds, a window
-                               * size) disagrees with the output shape compiled into the module */
+                               * size, a CumSum axis) disagrees with what the module was compiled for */
+#define ONNXC_ERR_INDEX 5     /* a runtime index (Gather, Scatter*, GatherND, a position id, ...) is
+                               * outside the tensor it addresses */
+
+/* What the first failed runtime check of a run was (ONNXC_ERR_VALUE / ONNXC_ERR_INDEX): written
+ * into the caller's arena at <PREFIX>_ERROR_OFFSET, so concurrent runs (one arena each) never share
+ * it.  ``check`` numbers the checks listed in <prefix>.h (and manifest.json's "checks"); ``value``
+ * is the offending value, ``pos`` its row-major element position in the tensor it was read from
+ * (-1: a scalar). */
+typedef struct onnxc_error {
+    int64_t check, value, pos, status;
+} onnxc_error;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ONNXC_COLD __attribute__((cold, noinline, unused))
+#else
+#define ONNXC_COLD
+#endif
+
+/* Records a failed check unless one already failed in this run (the first one is reported). */
+static ONNXC_COLD void onnxc_fail(onnxc_error* e, int* status, int code, int64_t check, int64_t value,
+                                  int64_t pos) {
+    if (*status != ONNXC_OK) return;
+    e->check = check;
+    e->value = value;
+    e->pos = pos;
+    e->status = code;
+    *status = code;
+}
 
 #ifdef _OPENMP
 #include <omp.h>

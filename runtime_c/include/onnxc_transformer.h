@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "onnxc_isa.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,7 +65,7 @@ typedef union {
 /* a * b + c as one fused multiply-add where the target has one: -std=c99 does not contract
  * a*b+c, and the polynomials below are mostly such steps (twice the instructions otherwise;
  * fmaf would be a libm call without hardware FMA). */
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#if ONNXC_HW_FMA
 #define ONNXC_TF_MADD(a, b, c) fmaf((a), (b), (c))
 #define ONNXC_TF_HAS_FMA 1
 #else

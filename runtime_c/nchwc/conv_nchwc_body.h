@@ -1,5 +1,7 @@
-/* NCHWc convolution kernels for one block size; included by conv_nchwc_ref.c once per size
- * with NB (the block, a compile-time constant), NB_FN(name) (name with the _b<NB> suffix),
+/* NCHWc convolution kernels for one block size; included by conv_nchwc.c once per size
+ * with NB (the block, a compile-time constant), NB_FN(name) (name with the _b<NB> suffix, for
+ * the file's internal functions), NCHWC_CONV / NCHWC_CONV_NCHW / NCHWC_CONV_DEPTHWISE (the full
+ * names of the kernels it defines, e.g. onnxc_f32_nchwc_conv_b16; undefined at the end),
  * NB_OBMAX / NB_TMAX (the register tile, below) and NB_SIMD (1: the VT/V* vector macros are
  * one NB-float register) defined.  See onnxc_nchwc.h for the layouts.
  *
@@ -670,8 +672,8 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     }
 }
 
-void NB_FN(onnxc_nchwc_conv)(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
-                             const float* B, const float* Z, float* Y) {
+void NCHWC_CONV(const onnxc_nchwc_conv_params* p, const float* X, const float* W, const float* B,
+                const float* Z, float* Y) {
     if (p->N <= 0 || p->M <= 0 || p->OH <= 0 || p->OW <= 0) return;
     if (p->KH == 1 && p->KW == 1 && p->SH == 1 && p->SW == 1 && p->PT == 0 && p->PL == 0 &&
         p->OH == p->IH && p->OW == p->IW)
@@ -680,8 +682,8 @@ void NB_FN(onnxc_nchwc_conv)(const onnxc_nchwc_conv_params* p, const float* X, c
         NB_FN(conv_run)(NB_FN(conv_window), p, X, W, B, Z, Y, 0);
 }
 
-void NB_FN(onnxc_nchwc_conv_nchw)(const onnxc_nchwc_conv_params* p, const float* X,
-                                  const float* W, const float* B, const float* Z, float* Y) {
+void NCHWC_CONV_NCHW(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                     const float* B, const float* Z, float* Y) {
     if (p->N <= 0 || p->M <= 0 || p->OH <= 0 || p->OW <= 0) return;
     NB_FN(conv_run)(NB_FN(conv_window), p, X, W, B, Z, Y, 1);
 }
@@ -735,9 +737,8 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
 
 static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1);
 
-void NB_FN(onnxc_nchwc_conv_depthwise)(const onnxc_nchwc_conv_params* p, const float* X,
-                                       const float* W, const float* B, const float* Z,
-                                       float* Y) {
+void NCHWC_CONV_DEPTHWISE(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
+                          const float* B, const float* Z, float* Y) {
     NB_FN(conv_run)(NB_FN(conv_dw), p, X, W, B, Z, Y, 0);
 }
 
@@ -786,3 +787,7 @@ static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         }
     }
 }
+
+#undef NCHWC_CONV
+#undef NCHWC_CONV_NCHW
+#undef NCHWC_CONV_DEPTHWISE

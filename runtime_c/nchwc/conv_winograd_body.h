@@ -1,6 +1,7 @@
 /* Winograd F(m x m, 3x3) NCHWc convolution (m = WG_M, 2 or 4) for one block size; included by
- * conv_winograd.c with NB, NB_FN(name), NB_SIMD, WG_OBMAX / WG_TMAX, WG_M / WG_A (= m + 2) /
- * WG_P (= WG_A^2) and the V* vector macros defined.
+ * conv_winograd_tiles.h with NB, NB_FN(name), NB_SIMD, WG_OBMAX / WG_TMAX, WG_M / WG_A (= m + 2) /
+ * WG_P (= WG_A^2), the V* vector macros and WG_CONV / WG_SCRATCH (the full names of the kernel
+ * and of its scratch rule, e.g. onnxc_f32_nchwc_conv_winograd_f4_b16) defined.
  *
  * Y (m x m output tile) = A^T [ sum_c (G g G^T) .* (B^T d B) ] A with d the WG_A x WG_A input
  * patch (tiles m apart): WG_P multiplies per tile and channel pair instead of 9 m^2 (F(2x2):
@@ -47,7 +48,7 @@ static int64_t NB_FN(wg_chunk_tiles)(int64_t Cb, int64_t Mb, int64_t tiles) {
     return t < tiles ? t : tiles;
 }
 
-int64_t NB_FN(onnxc_nchwc_conv_winograd_scratch)(const onnxc_nchwc_conv_params* p) {
+int64_t WG_SCRATCH(const onnxc_nchwc_conv_params* p) {
     const int64_t Cb = (p->C + NB - 1) / NB, Mb = (p->M + NB - 1) / NB;
     const int64_t tiles = p->N * ((p->OH + WG_M - 1) / WG_M) * ((p->OW + WG_M - 1) / WG_M);
     const int64_t T = NB_FN(wg_chunk_tiles)(Cb, Mb, tiles);
@@ -391,9 +392,8 @@ static void NB_FN(wg_run_phases)(NB_FN(wg_job) * job, int parallel) {
 }
 #undef WG_TG
 
-void NB_FN(onnxc_nchwc_conv_winograd)(const onnxc_nchwc_conv_params* p, const float* X,
-                                      const float* U, const float* B, const float* Z, float* Y,
-                                      float* scratch) {
+void WG_CONV(const onnxc_nchwc_conv_params* p, const float* X, const float* U, const float* B,
+             const float* Z, float* Y, float* scratch) {
     NB_FN(wg_job) job;
     int64_t Tmax, slots, threads;
     int parallel;

@@ -1,4 +1,5 @@
-/* Channel gather for one block size; included by gather_nchwc_ref.c with NB, NB_FN(name) and
+/* Channel gather for one block size; included by gather_nchwc.c with NB, NB_FN(name),
+ * NCHWC_CHANNEL_GATHER (the full name of the kernel it defines; undefined at the end) and
  * NB_SIMD defined (1: NB matches the build's vector registers). */
 
 static void NB_FN(gather_tasks)(void* arg, int64_t t0, int64_t t1) {
@@ -71,9 +72,9 @@ static void NB_FN(gather_tasks)(void* arg, int64_t t0, int64_t t1) {
     }
 }
 
-void NB_FN(onnxc_nchwc_channel_gather)(int64_t N, int64_t HW, int64_t Cb, const float* const* X,
-                                       const int64_t* in_blocks, const int32_t* first,
-                                       const int32_t* ent, float* Y) {
+void NCHWC_CHANNEL_GATHER(int64_t N, int64_t HW, int64_t Cb, const float* const* X,
+                          const int64_t* in_blocks, const int32_t* first, const int32_t* ent,
+                          float* Y) {
     gather_job j;
     const int64_t total = N * Cb;
     j.N = N; j.HW = HW; j.Cb = Cb; j.X = X; j.in_blocks = in_blocks; j.first = first; j.ent = ent;
@@ -81,3 +82,5 @@ void NB_FN(onnxc_nchwc_channel_gather)(int64_t N, int64_t HW, int64_t Cb, const 
     onnxc_parallel_for(total, total > 1 && total * HW * NB >= NCHWC_GATHER_MIN_WORK,
                        NB_FN(gather_tasks), &j);
 }
+
+#undef NCHWC_CHANNEL_GATHER

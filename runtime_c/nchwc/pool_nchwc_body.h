@@ -1,6 +1,7 @@
 /* NCHWc pooling, reorders and per-channel scale/shift for one block size; included by
- * pool_nchwc_ref.c once per size with NB, NB_FN(name) and NB_SIMD (1: the VT/V* macros are
- * one NB-float register) defined (see conv_nchwc_body.h).  Every loop works on whole NB-lane
+ * pool_nchwc.c once per size with NB, NB_FN(name), NB_SIMD (1: the VT/V* macros are one
+ * NB-float register) and the full names of the kernels it defines (NCHWC_MAXPOOL, ...,
+ * NCHWC_SCALE_SHIFT; undefined at the end) defined (see conv_nchwc_body.h).  Every loop works on whole NB-lane
  * channel vectors; padding lanes come out as zeros. */
 
 #include "onnxc_threads.h"
@@ -160,18 +161,18 @@ static void NB_FN(pool2d_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1) {
     }
 }
 
-void NB_FN(onnxc_nchwc_maxpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+void NCHWC_MAXPOOL(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
     NB_FN(pool_run)(NB_FN(pool2d_tasks), p, 0, 0, 0, 1, 0, X, NULL, NULL, Y);
 }
 
-void NB_FN(onnxc_nchwc_avgpool)(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
+void NCHWC_AVGPOOL(const onnxc_nchwc_pool_params* p, const float* X, float* Y) {
     NB_FN(pool_run)(NB_FN(pool2d_tasks), p, 0, 0, 0, 0, 0, X, NULL, NULL, Y);
 }
 
 static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
 
-void NB_FN(onnxc_nchwc_global_pool)(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out,
-                                    const float* X, float* Y) {
+void NCHWC_GLOBAL_POOL(int64_t N, int64_t C, int64_t HW, int is_max, int nchw_out, const float* X,
+                       float* Y) {
     NB_FN(pool_run)(NB_FN(global_pool_tasks), NULL, N, C, HW, is_max, nchw_out, X, NULL, NULL, Y);
 }
 
@@ -213,13 +214,12 @@ static void NB_FN(global_pool_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t 
 
 static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
 
-void NB_FN(onnxc_nchwc_reorder_input)(int64_t N, int64_t C, int64_t HW, const float* X,
-                                      float* Y) {
+void NCHWC_REORDER_INPUT(int64_t N, int64_t C, int64_t HW, const float* X, float* Y) {
     NB_FN(pool_run)(NB_FN(reorder_input_tasks), NULL, N, C, HW, 0, 0, X, NULL, NULL, Y);
 }
 
-void NB_FN(onnxc_nchwc_reorder_input_perm)(int64_t N, int64_t C, int64_t HW, const float* X,
-                                           const int32_t* chan, float* Y) {
+void NCHWC_REORDER_INPUT_PERM(int64_t N, int64_t C, int64_t HW, const float* X,
+                              const int32_t* chan, float* Y) {
     NB_FN(pool_job) job;
     job.p = NULL; job.N = N; job.C = C; job.HW = HW; job.is_max = 0; job.nchw_out = 0;
     job.X = X; job.S = NULL; job.T = NULL; job.Y = Y; job.chan = chan;
@@ -275,8 +275,7 @@ static void NB_FN(reorder_input_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_
 
 static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
 
-void NB_FN(onnxc_nchwc_reorder_output)(int64_t N, int64_t C, int64_t HW, const float* X,
-                                       float* Y) {
+void NCHWC_REORDER_OUTPUT(int64_t N, int64_t C, int64_t HW, const float* X, float* Y) {
     NB_FN(pool_run)(NB_FN(reorder_output_tasks), NULL, N, C, HW, 0, 0, X, NULL, NULL, Y);
 }
 
@@ -315,8 +314,8 @@ static void NB_FN(reorder_output_tasks)(NB_FN(pool_job) * job, int64_t t0, int64
 
 static void NB_FN(scale_shift_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t t1);
 
-void NB_FN(onnxc_nchwc_scale_shift)(int64_t N, int64_t Cb, int64_t HW, const float* X,
-                                    const float* S, const float* T, float* Y) {
+void NCHWC_SCALE_SHIFT(int64_t N, int64_t Cb, int64_t HW, const float* X, const float* S,
+                       const float* T, float* Y) {
     NB_FN(pool_run)(NB_FN(scale_shift_tasks), NULL, N, Cb, HW, 0, 0, X, S, T, Y);
 }
 
@@ -342,3 +341,11 @@ static void NB_FN(scale_shift_tasks)(NB_FN(pool_job) * job, int64_t t0, int64_t 
             for (l = 0; l < NB; ++l) y[i * NB + l] = x[i * NB + l] * s[l] + sh[l];
     }
 }
+
+#undef NCHWC_MAXPOOL
+#undef NCHWC_AVGPOOL
+#undef NCHWC_GLOBAL_POOL
+#undef NCHWC_REORDER_INPUT
+#undef NCHWC_REORDER_INPUT_PERM
+#undef NCHWC_REORDER_OUTPUT
+#undef NCHWC_SCALE_SHIFT

@@ -7,26 +7,25 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "onnxc_isa.h"
 #include "onnxc_qgemm.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#if defined(__AVX2__) && defined(__FMA__)
+/* The rows of the ISA table the build enables (onnxc_isa.h, generated from compiler/isa.py). */
+#if ONNXC_HAS_AVX2
 #define QGEMM_AVX2 1
 #endif
-#if defined(QGEMM_AVX2) && defined(__AVXVNNI__)
+#if ONNXC_HAS_AVX2VNNI
 #define QGEMM_AVX2VNNI 1
 #endif
-#if defined(QGEMM_AVX2) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if ONNXC_HAS_AVX512
 #define QGEMM_AVX512 1
 #endif
-#if defined(QGEMM_AVX512) && defined(__AVX512VNNI__)
+#if ONNXC_HAS_AVX512VNNI
 #define QGEMM_AVX512VNNI 1
 #endif
 /* tiles also need Linux's permission request (arch_prctl), hence x86-64 Linux only */
-#if defined(QGEMM_AVX512VNNI) && defined(__AMX_TILE__) && defined(__AMX_INT8__) && \
-    defined(__x86_64__) && defined(__linux__)
+#if ONNXC_HAS_AMX && defined(__x86_64__) && defined(__linux__)
 #define QGEMM_AMX 1
-#endif
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

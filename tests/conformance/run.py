@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from undefined import undefined_outputs  # noqa: E402
+
 DATA_SUITES = ("simple", "pytorch-converted", "pytorch-operator")
 CRASH_ENV = "ONNXC_CONFORMANCE_CRASH_CASE"  # names a case whose worker aborts (runner tests only)
 
@@ -58,8 +61,11 @@ def load_cases(suite: str):
     return out
 
 
-def compare(outputs, refs, rtol, atol):
-    """None if outputs match refs (as onnx's backend test runner compares), else a reason."""
+def compare(outputs, refs, rtol, atol, undefined=None):
+    """None if outputs match refs (as onnx's backend test runner compares), else a reason.
+    ``undefined`` ({output index: (mask or None, why)}, see undefined.py): elements (None: the
+    whole output) whose value the spec leaves undefined are not compared."""
+    undefined = undefined or {}
     if len(outputs) != len(refs):
         return f"{len(outputs)} outputs, expected {len(refs)}"
     for i, (o, r) in enumerate(zip(outputs, refs)):
@@ -86,6 +92,11 @@ def compare(outputs, refs, rtol, atol):
             continue
         if o.dtype != r.dtype:
             return f"output {i}: dtype {o.dtype}, expected {r.dtype}"
+        if i in undefined:
+            mask = undefined[i][0]
+            if mask is None:
+                continue
+            o, r = o[~mask], r[~mask]
         try:
             np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
         except AssertionError as e:
@@ -112,7 +123,37 @@ def random_ops(model):
     return sorted(ops)
 
 
+def undefined_in_case(model, inputs):
+    """undefined.undefined_outputs for one data set (inputs in the order of the graph's inputs
+    that are not initializers, as the backend takes them)."""
+    if model is None:
+        return {}
+    from onnx import numpy_helper
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    feeds = {}
+    for n, x in zip(names, inputs):
+        x = numpy_helper.to_array(x) if hasattr(x, "raw_data") else x
+        if isinstance(x, np.ndarray):
+            feeds[n] = x
+    if len(feeds) != len(names):
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return undefined_outputs(model, feeds)
+
+
+def describe_undefined(undefined, refs) -> str:
+    parts = []
+    for i, (mask, why) in sorted(undefined.items()):
+        n = "all" if mask is None else f"{int(mask.sum())} of {mask.size}"
+        parts.append(f"output {i}: {n} elements ({why})")
+    return "; ".join(parts)
+
+
 def run_case(case, options):
+    """(status, reason, note): ``note`` names the elements not compared because the spec leaves
+    their value undefined (they count neither as right nor as wrong)."""
     import onnxc.backend as backend
     name, model, data_sets, rtol, atol = case
     if os.environ.get(CRASH_ENV) == name:
@@ -120,26 +161,30 @@ def run_case(case, options):
     rnd = random_ops(model) if model is not None else []
     if rnd:
         return "unsupported", (f"random op(s) {', '.join(rnd)}: outputs are draws from a generator and "
-                               "cannot be compared with the case's expected values")
+                               "cannot be compared with the case's expected values"), ""
     options = dict(options)
     keep = options.pop("keep_builds", False)
     rep = None
+    notes = []
     try:
         rep = backend.prepare(model, **options)
         for inputs, refs in data_sets:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outs = rep.run(inputs)
-            why = compare(outs, refs, rtol, atol)
+            undefined = undefined_in_case(model, inputs)
+            if undefined:
+                notes.append(describe_undefined(undefined, refs))
+            why = compare(outs, refs, rtol, atol, undefined)
             if why:
-                return "wrong", why
+                return "wrong", why, " | ".join(notes)
         nodes = getattr(getattr(rep, "session", None), "fallback_nodes", [])
         fb = sorted({f"{n['op']}: {n['why'][:60]}" for n in nodes})
-        return "pass", ("fallback: " + " | ".join(fb)) if fb else ""
+        return "pass", ("fallback: " + " | ".join(fb)) if fb else "", " | ".join(notes)
     except NotImplementedError as e:
-        return "unsupported", str(e)
+        return "unsupported", str(e), ""
     except Exception as e:  # noqa: BLE001 - classified, the run goes on
-        return "error", f"{type(e).__name__}: {e}"
+        return "error", f"{type(e).__name__}: {e}", ""
     finally:
         if rep is not None and not keep:  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
             for m in getattr(getattr(rep, "session", None), "compiled_models", []):
@@ -154,8 +199,8 @@ def worker_main(suite, options):
     for line in sys.stdin:
         i = int(line)
         t = time.perf_counter()
-        status, reason = run_case(cases[i], options)
-        print(json.dumps({"i": i, "status": status, "reason": reason[:2000],
+        status, reason, undefined = run_case(cases[i], options)
+        print(json.dumps({"i": i, "status": status, "reason": reason[:2000], "undefined": undefined[:1000],
                           "seconds": round(time.perf_counter() - t, 3)}), flush=True)
 
 
@@ -196,7 +241,7 @@ def run_suite(suite, names, indices, jobs, timeout, options, extra_env=None, log
             line = w.proc.stdout.readline()
             if line:
                 r = json.loads(line)
-                results[names[r["i"]]] = {k: r[k] for k in ("status", "reason", "seconds")}
+                results[names[r["i"]]] = {k: r[k] for k in ("status", "reason", "undefined", "seconds")}
                 idle.append(w)
                 continue
             code = w.proc.wait()
@@ -241,6 +286,13 @@ def summarize(suite, results, seconds):
         for name, r in sorted(results.items()):
             if r["status"] == status:
                 lines.append(f"  {status:8} {name}: {r['reason'][:300]}")
+    undefined = sorted((name, r["undefined"]) for name, r in results.items() if r.get("undefined"))
+    if undefined:
+        lines.append(f"  {len(undefined)} case(s) with elements the spec leaves undefined, not compared "
+                     "(neither right nor wrong):")
+        lines += [f"    {name}: {note[:200]}" for name, note in undefined[:8]]
+        if len(undefined) > 8:
+            lines.append(f"    ... and {len(undefined) - 8} more (--out has them all)")
     reasons = collections.Counter()
     for r in results.values():
         if r["status"] == "unsupported":

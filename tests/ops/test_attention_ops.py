@@ -190,13 +190,21 @@ def test_attention_short_mask(kind, causal, tmp_path):
           is_causal=causal, qk_matmul_output_mode=3, tmp_path=tmp_path)
 
 
-def test_attention_nonpad_out_of_contract(tmp_path):
-    """nonpad_kv_seqlen below q length (leading rows fully masked), zero, negative, too large."""
+def test_attention_nonpad_edges_and_out_of_contract(tmp_path):
+    """nonpad_kv_seqlen below q length (leading rows fully masked), zero and the full length match
+    the reference; a negative or too large one is refused (as onnxruntime does; onnx.reference
+    masks as if it were clamped)."""
     q, k, v = qkv(B=4, Hq=2, Hkv=2, Sq=4, Skv=5)
-    nonpad = np.array([2, 0, -3, 1 << 50], np.int64)
+    nonpad = np.array([2, 0, 1, 5], np.int64)
     out, _ = check("Attention", attn_feed(q, k, v, nonpad=nonpad), opset=24, oracle="reference", is_causal=1,
                    tmp_path=tmp_path)
     assert not np.isnan(out[0]).any()
+    model = build("Attention", attn_feed(q, k, v, nonpad=nonpad), ["y"], 24, is_causal=1)
+    m = compile_c(model, tmp_path / "bad")
+    for bad, pos in (([2, 0, -3, 1], 2), ([2, 0, 1, 1 << 50], 3)):
+        with pytest.raises(onnxc.InputError, match=rf"nonpad_kv_seqlen {bad[pos]} out of range \[0, 5\] .*"
+                                                   rf"at nonpad_kv_seqlen\[{pos}\]$"):
+            m.run(None, {"Q": q, "K": k, "V": v, "nonpad_kv_seqlen": np.array(bad, np.int64)})
 
 
 def test_attention_special_values(tmp_path):

@@ -3,8 +3,9 @@
 bool logic.
 
 Each model is compiled with the default options (fallback allowed), whose answer must equal
-onnxruntime's. When a node did not run in C the test is then xfailed with the C provider's
-refusal reason, so a refused case shows up as such instead of passing vacuously."""
+onnxruntime's, and every node must have run in C: a node that fell back (a C kernel lost or
+refusing the case) fails the test with the C provider's reason, after the answer was checked.
+A case C is not expected to run would say so with its own xfail."""
 import numpy as np
 import pytest
 from onnx import helper
@@ -27,8 +28,16 @@ def check(model, feed, tmp_path, rtol=1e-5, atol=1e-6, exact=False):
             np.testing.assert_array_equal(o, r, err_msg=info.name)
         else:
             np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=info.name)
-    if cm.fallback_nodes:
-        pytest.xfail("; ".join(f"{n['op']}: {n['why']}" for n in cm.fallback_nodes))
+    assert not cm.fallback_nodes, "fell back: " + "; ".join(f"{n['op']}: {n['why']}" for n in cm.fallback_nodes)
+
+
+def test_check_fails_when_a_node_falls_back(tmp_path):
+    """The harness itself: a node without a C kernel (NonZero) gives the right answer through the
+    fallback, and check() still fails (it used to xfail, so a lost kernel read as expected)."""
+    feed = {"x": np.array([[0, 1.5], [2, 0]], F32)}
+    model = model_of([node("NonZero", ["x"], "y")], feed, [("y", np.int64, None)])
+    with pytest.raises(AssertionError, match="fell back: NonZero"):
+        check(model, feed, tmp_path)
 
 
 def model_of(nodes, inputs, outputs, inits=None, opset=18):

@@ -7,6 +7,8 @@ onnxruntime departs from the ONNX definition (noted per test), onnx.reference is
 import numpy as np
 import pytest
 from onnx import helper
+
+import onnxc
 from onnx.reference import ReferenceEvaluator
 
 from helpers import compile_c, make_model, ort_run
@@ -285,7 +287,7 @@ def test_maxunpool_after_maxpool(tmp_path):
 
 
 def test_maxunpool_indices(tmp_path):
-    # out-of-range indices are skipped; duplicates keep the last value
+    # duplicates keep the last value; an out-of-range index is refused, as onnxruntime does
     x = randn(1, 2, 2, 3)
     ind = RNG.integers(0, 2 * 4 * 6, x.shape).astype(np.int64)
     ind[0, 0, 0, 0] = ind[0, 1, 1, 2]
@@ -296,12 +298,12 @@ def test_maxunpool_indices(tmp_path):
     bad[0, 0, 0, 1], bad[0, 1, 0, 0] = -5, 10 ** 9
     model = make_model([node], [("x", np.float32, [1, 2, 2, 3]), ("i", np.int64, [1, 2, 2, 3])],
                        [("y", np.float32, None)])
-    y = compile_c(model, tmp_path / "b").run(None, {"x": x, "i": bad})[0]
-    expect = np.zeros(y.size, np.float32)
-    for v, t in zip(x.reshape(-1), bad.reshape(-1)):
-        if 0 <= t < y.size:
-            expect[t] = v
-    np.testing.assert_array_equal(y.reshape(-1), expect)
+    m = compile_c(model, tmp_path / "b")
+    with pytest.raises(onnxc.InputError, match=r"\(MaxUnpool\): index -5 out of range \[0, 47\] .*at i\[0, 0, 0, 1\]$"):
+        m.run(None, {"x": x, "i": bad})
+    bad[0, 0, 0, 1] = 0
+    with pytest.raises(onnxc.InputError, match=r"index 1000000000 out of range \[0, 47\] .*at i\[0, 1, 0, 0\]$"):
+        m.run(None, {"x": x, "i": bad})
 
 
 LPPOOL_CASES = [dict(kernel_shape=[3, 3], p=2), dict(kernel_shape=[2, 3], p=1, strides=[2, 1], pads=[1, 0, 1, 2]),
@@ -344,13 +346,15 @@ def test_roialign(opset, tmp_path):
 
 
 def test_roialign_bad_batch_index(tmp_path):
-    # an index outside the batch gives zeros instead of reading outside X
+    # an index outside the batch is refused (as onnxruntime does), never read outside X
     rois, _ = roi_inputs(3)
-    node = helper.make_node("RoiAlign", ["x", "rois", "bi"], ["y"], output_height=2, output_width=2)
+    node = helper.make_node("RoiAlign", ["x", "rois", "bi"], ["y"], output_height=2, output_width=2, name="roi")
     model = make_model([node], [("x", np.float32, [2, 3, 10, 12]), ("rois", np.float32, [3, 4]),
                                 ("bi", np.int64, [3])], [("y", np.float32, None)], opset=16)
     feed = {"x": randn(2, 3, 10, 12), "rois": rois, "bi": np.array([1, 7, -1], np.int64)}
-    y = compile_c(model, tmp_path / "o").run(None, feed)[0]
-    ref = ort_run(model, dict(feed, bi=np.array([1, 0, 0], np.int64)))[0]
-    np.testing.assert_allclose(y[0], ref[0], rtol=1e-5, atol=1e-6)
-    assert not y[1:].any()
+    m = compile_c(model, tmp_path / "o")
+    with pytest.raises(onnxc.InputError, match=r"^node 'roi' \(RoiAlign\): batch index 7 out of range \[0, 1\] .*"
+                                               r"at bi\[1\]$"):
+        m.run(None, feed)
+    good = dict(feed, bi=np.array([1, 0, 0], np.int64))
+    np.testing.assert_allclose(m.run(None, good)[0], ort_run(model, good)[0], rtol=1e-5, atol=1e-6)

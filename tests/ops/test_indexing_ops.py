@@ -1,5 +1,6 @@
 """CumSum/CumProd, TopK, ScatterElements/ScatterND, GatherND, OneHot, EyeLike against onnxruntime,
-and out-of-range runtime indices (skipped / zeros, never a crash)."""
+and out-of-range runtime indices (an InputError naming the node, as onnxruntime refuses them, never
+a crash; tests/test_runtime_index_checks.py covers every op and value)."""
 import numpy as np
 import pytest
 
@@ -103,25 +104,22 @@ def test_scatter_nd(reduction, dtype, tmp_path):
     check([node], {"d": data, "i": ind, "u": upd}, [("y", dtype)], tmp_path, rtol=1e-5)
 
 
-def test_scatter_out_of_range_is_skipped(tmp_path):
+def test_scatter_out_of_range_is_refused(tmp_path):
     data = np.arange(12, dtype=np.float32).reshape(3, 4)
-    ind = np.array([[9, -9, 1, 2**40]], np.int64)
     upd = -np.ones((1, 4), np.float32)
-    model = make_model([helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], axis=0)],
+    model = make_model([helper.make_node("ScatterElements", ["d", "i", "u"], ["y"], axis=0, name="se")],
                        [("d", np.float32, [3, 4]), ("i", np.int64, [1, 4]), ("u", np.float32, [1, 4])],
                        [("y", np.float32, None)])
-    out = compile_c(model, tmp_path / "a").run(None, {"d": data, "i": ind, "u": upd})[0]
-    want = data.copy()
-    want[1, 2] = -1
-    np.testing.assert_array_equal(out, want)
-    model = make_model([helper.make_node("ScatterND", ["d", "i", "u"], ["y"])],
+    m = compile_c(model, tmp_path / "a")
+    for ind, bad in (([[0, -9, 1, 2]], "-9 .* at i\\[0, 1\\]"), ([[0, 1, 2, 2**40]], f"{2**40} .* at i\\[0, 3\\]")):
+        with pytest.raises(onnxc.InputError, match=f"^node 'se' \\(ScatterElements\\): index {bad}$"):
+            m.run(None, {"d": data, "i": np.array(ind, np.int64), "u": upd})
+    model = make_model([helper.make_node("ScatterND", ["d", "i", "u"], ["y"], name="snd")],
                        [("d", np.float32, [3, 4]), ("i", np.int64, [3, 1]), ("u", np.float32, [3, 4])],
                        [("y", np.float32, None)])
-    out = compile_c(model, tmp_path / "b").run(None, {"d": data, "i": np.array([[3], [-4], [-1]], np.int64),
-                                                      "u": -np.ones((3, 4), np.float32)})[0]
-    want = data.copy()
-    want[2] = -1
-    np.testing.assert_array_equal(out, want)
+    with pytest.raises(onnxc.InputError, match="^node 'snd' \\(ScatterND\\): index -4 out of range \\[-3, 2\\]"):
+        compile_c(model, tmp_path / "b").run(None, {"d": data, "i": np.array([[0], [-4], [-1]], np.int64),
+                                                    "u": -np.ones((3, 4), np.float32)})
 
 
 # --- GatherND --------------------------------------------------------------------------------
@@ -137,12 +135,16 @@ def test_gather_nd(dshape, ishape, batch_dims, dtype, tmp_path):
     check([node], {"d": data, "i": ind}, [("y", dtype)], tmp_path, exact=True)
 
 
-def test_gather_nd_out_of_range_gives_zeros(tmp_path):
+def test_gather_nd_out_of_range_is_refused(tmp_path):
     data = np.arange(12, dtype=np.float32).reshape(3, 4)
-    model = make_model([helper.make_node("GatherND", ["d", "i"], ["y"])],
-                       [("d", np.float32, [3, 4]), ("i", np.int64, [3, 1])], [("y", np.float32, None)])
-    out = compile_c(model, tmp_path / "o").run(None, {"d": data, "i": np.array([[5], [-1], [-4]], np.int64)})[0]
-    np.testing.assert_array_equal(out, np.stack([np.zeros(4), data[2], np.zeros(4)]).astype(np.float32))
+    model = make_model([helper.make_node("GatherND", ["d", "i"], ["y"], name="gnd")],
+                       [("d", np.float32, [3, 4]), ("i", np.int64, [3, 2])], [("y", np.float32, None)])
+    m = compile_c(model, tmp_path / "o")
+    with pytest.raises(onnxc.InputError, match=r"^node 'gnd' \(GatherND\): index 4 out of range \[-4, 3\] on axis 1 "
+                                               r"of input 'd' \(shape \(3, 4\)\), at i\[2, 1\]$"):
+        m.run(None, {"d": data, "i": np.array([[0, 0], [-1, -4], [2, 4]], np.int64)})
+    out = m.run(None, {"d": data, "i": np.array([[0, 0], [-1, -4], [2, 3]], np.int64)})[0]
+    np.testing.assert_array_equal(out, np.array([0, 8, 11], np.float32))
 
 
 # --- OneHot / EyeLike ------------------------------------------------------------------------
@@ -173,11 +175,12 @@ def test_cumsum_runtime_axis(axis, tmp_path):
     model = make_model([helper.make_node("CumSum", ["x", "ax"], ["y"], reverse=1)],
                        [("x", np.float32, [3, 4]), ("ax", np.int64, [])], [("y", np.float32, [3, 4])])
     feed = {"x": x, "ax": np.array(axis, np.int64)}
-    out = compile_c(model, tmp_path / "o").run(None, feed)[0]
-    if axis == 5:  # invalid axis: zeros (onnxruntime raises)
-        np.testing.assert_array_equal(out, np.zeros_like(x))
+    m = compile_c(model, tmp_path / "o")
+    if axis == 5:  # invalid axis: refused, as onnxruntime does
+        with pytest.raises(onnxc.InputError, match=r"axis 5 out of range \[-2, 1\] for input 'x' of rank 2"):
+            m.run(None, feed)
     else:
-        np.testing.assert_allclose(out, ort_run(model, feed)[0], rtol=1e-6)
+        np.testing.assert_allclose(m.run(None, feed)[0], ort_run(model, feed)[0], rtol=1e-6)
 
 
 def test_topk_and_onehot_runtime_k_depth(tmp_path):
@@ -211,13 +214,19 @@ def test_tensor_scatter(mode, axis, with_indices, tmp_path):
     check([node], feed, [("y", np.float32)], tmp_path, opset=24, exact=True)
 
 
-def test_tensor_scatter_out_of_range_linear_rows_skipped(tmp_path):
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter_out_of_range_is_refused(mode, tmp_path):
+    """As onnxruntime: a negative write index fails, and so does one whose rows run past the end
+    in linear mode (circular mode wraps it)."""
     cache = np.zeros((2, 4, 3), np.float32)
-    model = make_model([helper.make_node("TensorScatter", ["c", "u", "w"], ["y"], axis=1)],
+    model = make_model([helper.make_node("TensorScatter", ["c", "u", "w"], ["y"], axis=1, mode=mode)],
                        [("c", np.float32, [2, 4, 3]), ("u", np.float32, [2, 2, 3]), ("w", np.int64, [2])],
                        [("y", np.float32, None)], opset=24)
-    out = compile_c(model, tmp_path / "o").run(None, {"c": cache, "u": np.ones((2, 2, 3), np.float32),
-                                                      "w": np.array([3, 2**62], np.int64)})[0]
-    want = cache.copy()
-    want[0, 3] = 1
-    np.testing.assert_array_equal(out, want)
+    m = compile_c(model, tmp_path / "o")
+    feed = {"c": cache, "u": np.ones((2, 2, 3), np.float32)}
+    bad = [[0, -1], [-2**63, 0]] + ([[3, 0], [0, 2**62]] if mode == "linear" else [])
+    for w in bad:
+        with pytest.raises(onnxc.InputError, match=r"TensorScatter\): write index -?\d+ (out of range|negative)"):
+            m.run(None, dict(feed, w=np.array(w, np.int64)))
+    good = dict(feed, w=np.array([2, 0] if mode == "linear" else [3, 2**62], np.int64))
+    np.testing.assert_array_equal(m.run(None, good)[0], ort_run(model, good)[0])

@@ -45,13 +45,20 @@ def test_sce_int32_labels_without_log_prob(tmp_path):
     check([node], {"x": x, "t": t}, [("y", np.float32)], tmp_path, opset=13)
 
 
-def test_loss_out_of_range_target_contributes_nothing(tmp_path):
+def test_loss_out_of_range_target_is_refused(tmp_path):
+    """The spec leaves a target outside [0, C) undefined (onnxruntime refuses those outside
+    [-C, C-1]): the run fails naming the node and the target, never reading through it."""
     x = RNG.standard_normal((3, 4)).astype(np.float32)
-    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], reduction="none")
+    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], reduction="none", name="nll")
     model = make_model([node], [("x", np.float32, [3, 4]), ("t", np.int64, [3])], [("y", np.float32, None)],
                        opset=22)
-    out = compile_c(model, tmp_path / "o").run(None, {"x": x, "t": np.array([9, -7, 2], np.int64)})[0]
-    np.testing.assert_array_equal(out, np.array([0, 0, -x[2, 2]], np.float32))
+    m = compile_c(model, tmp_path / "o")
+    for t, pos in (([9, 0, 2], 0), ([0, -7, 2], 1), ([1, 2, 4], 2)):
+        with pytest.raises(onnxc.InputError, match=rf"^node 'nll' .*: target {t[pos]} out of range \[0, 3\].* "
+                                                   rf"at t\[{pos}\]$"):
+            m.run(None, {"x": x, "t": np.array(t, np.int64)})
+    np.testing.assert_array_equal(m.run(None, {"x": x, "t": np.array([3, 0, 2], np.int64)})[0],
+                                  -x[[0, 1, 2], [3, 0, 2]])
 
 
 @pytest.mark.parametrize("op", ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"])

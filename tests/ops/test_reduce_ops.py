@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
+import onnxc
 from helpers import check_against_ort, make_model
 
 RNG = np.random.default_rng(0)
@@ -108,3 +109,19 @@ def test_rmsnorm_matches_numpy(axis, tmp_path):
     axes = tuple(range(axis % 3, 3))
     ref = x / np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=axes, keepdims=True) + 1e-3) * s
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_reductions_wrap_like_numpy(dtype, tmp_path):
+    # int64 accumulators overflowed (undefined in C) for int64 data and for products: integer
+    # reductions accumulate in uint64_t and wrap as numpy does in the element type
+    info = np.iinfo(dtype)
+    x = np.array([[info.max, info.max, 3, -1], [info.min, -1, info.min, 5], [info.max, 2, 2, info.min]], dtype)
+    ops = ["ReduceSum", "ReduceProd", "ReduceSumSquare", "ReduceL1"]
+    nodes = [helper.make_node(op, ["x", "axes"], [op], keepdims=0) for op in ops]
+    model = make_model(nodes, [("x", dtype, [3, 4])], [(op, dtype, [3]) for op in ops], {"axes": np.array([1], np.int64)})
+    with np.errstate(over="ignore"):
+        want = [x.sum(1, dtype=dtype), x.prod(1, dtype=dtype), (x * x).sum(1, dtype=dtype), np.abs(x).sum(1, dtype=dtype)]
+    got = onnxc.compile(model, output_dir=tmp_path / "o").run(None, {"x": x})
+    for op, g, w in zip(ops, got, want):
+        np.testing.assert_array_equal(g, w, err_msg=op)

@@ -65,8 +65,6 @@ def build(op, T=5, N=3, I=4, H=3, direction="forward", layout=0, bias=True, h0=T
 def oracle(info, arrays, layout):
     """onnxruntime's outputs for the layout-0 float32 version of the problem, in ``layout``."""
     a = {k: (v.astype(np.float32) if v.dtype == np.float64 else v) for k, v in arrays.items()}
-    if "sl" in a:
-        a["sl"] = np.clip(a["sl"], 0, info["T"])  # the C kernel clamps; onnxruntime rejects
     if layout:
         for k in ("x", "h0", "c0"):
             if k in a:
@@ -133,14 +131,19 @@ def test_sequence_lens(op, direction, sl_runtime, tmp_path):
 
 @pytest.mark.parametrize("op", OPS)
 def test_sequence_lens_runtime_values(op, tmp_path):
-    """One compiled model, several runtime length vectors; out-of-range values are clamped."""
+    """One compiled model, several runtime length vectors; values outside [0, seq_length] are
+    refused (as onnxruntime does) naming the node and the value."""
     model, feed, arrays, info = build(op, T=5, N=3, direction="bidirectional", sl=[5, 5, 5], sl_runtime=True)
     claimed(model)
     m = onnxc.compile(model, output_dir=tmp_path / "o")
-    for sl in ([1, 3, 5], [0, 0, 0], [5, 4, 2], [-7, 99, 2 ** 31 - 1], [-(2 ** 31), 3, 6]):
+    for sl in ([1, 3, 5], [0, 0, 0], [5, 4, 2]):
         arrays["sl"] = feed["sl"] = np.array(sl, np.int32)
         for g, r in zip(m.run(None, feed), oracle(info, arrays, 0)):
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+    for sl, pos in (([-7, 99, 2 ** 31 - 1], 0), ([1, 3, 6], 2), ([0, -(2 ** 31), 3], 1)):
+        with pytest.raises(onnxc.InputError, match=rf"\({op}\): sequence length {sl[pos]} out of range \[0, 5\] "
+                                                   rf".*at sl\[{pos}\]$"):
+            m.run(None, dict(feed, sl=np.array(sl, np.int32)))
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -67,12 +67,16 @@ def test_gather(axis, tmp_path):
           tmp_path)
 
 
-def test_gather_out_of_range_runtime_indices_do_not_crash(tmp_path):
-    model = make_model([helper.make_node("Gather", ["x", "i"], ["y"], axis=0)],
+def test_gather_out_of_range_runtime_indices_are_refused(tmp_path):
+    """An InputError naming the node and the index, as onnxruntime refuses it, never a crash
+    (tests/test_runtime_index_checks.py covers every index op)."""
+    model = make_model([helper.make_node("Gather", ["x", "i"], ["y"], axis=0, name="g")],
                        [("x", np.float32, [3, 2]), ("i", np.int64, [2])], [("y", np.float32, [2, 2])])
     m = onnxc.compile(model, output_dir=tmp_path / "o")
-    y = m.run(None, {"x": np.ones((3, 2), np.float32), "i": np.array([1, 10**12], np.int64)})[0]
-    np.testing.assert_array_equal(y, [[1, 1], [0, 0]])
+    with pytest.raises(onnxc.InputError, match=r"^node 'g' \(Gather\): index 1000000000000 out of range \[-3, 2\]"):
+        m.run(None, {"x": np.ones((3, 2), np.float32), "i": np.array([1, 10**12], np.int64)})
+    y = m.run(None, {"x": np.arange(6, dtype=np.float32).reshape(3, 2), "i": np.array([1, -3], np.int64)})[0]
+    np.testing.assert_array_equal(y, [[2, 3], [0, 1]])
 
 
 def test_gather_elements(tmp_path):

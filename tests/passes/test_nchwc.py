@@ -13,12 +13,14 @@ from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
 from onnxc.passes.layout.nchwc import NchwcGatherFold, NchwcLayout
-from onnxc.target import host_isa
+from onnxc.cpu import runnable_float_isas
+from onnxc.isa import BY_NAME
+from onnxc.kernels import nchwc_f32
 
 RNG = np.random.default_rng(11)
 F = np.float32
-TARGETS = ["avx2", "generic"] + (["avx512"] if host_isa() == "avx512" else [])
-BLOCK = {"avx2": 8, "generic": 8, "avx512": 16}
+TARGETS = ["avx2", "generic"] + (["avx512"] if "avx512" in runnable_float_isas() else [])
+BLOCK = {name: row.nchwc_block for name, row in BY_NAME.items()}
 
 
 def rand(*shape):
@@ -66,8 +68,9 @@ class Net:
         return make_model(self.nodes, self.inputs, [(o, F, None) for o in outs], self.inits), self.feed
 
 
-def run_pass(model, feed, target="avx2", fires=True, rtol=1e-4, atol=1e-5):
-    return check_pass(model, NchwcLayout(), feed, fires=fires, target=target, rtol=rtol, atol=atol)
+def run_pass(model, feed, target="avx2", fires=True, rtol=1e-4, atol=1e-5, winograd=4):
+    return check_pass(model, NchwcLayout(), feed, fires=fires, target=target, rtol=rtol, atol=atol,
+                      winograd=winograd)
 
 
 def levels(model, feed, tmp_path, targets=("avx2",), rtol=1e-4, atol=1e-5):
@@ -80,7 +83,7 @@ def levels(model, feed, tmp_path, targets=("avx2",), rtol=1e-4, atol=1e-5):
         lv = ("none", "layout") if i == 0 else ("layout",)
         check_levels(model, feed, tmp_path / t, levels=lv, target=t, rtol=rtol, atol=atol)
         src = (tmp_path / t / "layout" / "model.c").read_text()
-        calls = set(re.findall(r"onnxc_nchwc_\w+_b(\d+)\(", src))
+        calls = set(re.findall(r"onnxc_f32_nchwc_\w+_b(\d+)\(", src))
         assert calls == {str(BLOCK[t])}, (t, calls)
         sources[t] = src
     return sources
@@ -121,8 +124,8 @@ def test_block_follows_target(target):
 def test_chain_compiles(tmp_path):
     model, feed = conv_chain()
     for t, src in levels(model, feed, tmp_path, TARGETS).items():
-        assert src.count(f"onnxc_nchwc_conv_b{BLOCK[t]}(") == 3
-        assert src.count("onnxc_nchwc_reorder_input") == 1 and src.count("onnxc_nchwc_reorder_output") == 1
+        assert src.count(nchwc_f32.name("conv", BLOCK[t]) + "(") == 3
+        assert src.count("onnxc_f32_nchwc_reorder_input") == 1 and src.count("onnxc_f32_nchwc_reorder_output") == 1
 
 
 def test_shared_reorder_output_for_plain_readers():
@@ -565,26 +568,25 @@ def test_winograd_where_it_pays(target):
     assert ops(g, "NchwcConv")[0].inputs[1].shape == (16, 64 // b, 36 // b + (36 % b > 0), b, b)
 
 
-@pytest.mark.parametrize("mode", [None, "2"])
-def test_winograd_tile_rule(monkeypatch, mode):
+@pytest.mark.parametrize("mode", [4, 2])
+def test_winograd_tile_rule(mode):
     # F(4x4) for a big enough channel product or image, F(2x2) for few tiles of a small product
-    # or of huge weights (or when ONNXC_WINOGRAD=2)
-    if mode is not None:
-        monkeypatch.setenv("ONNXC_WINOGRAD", mode)
+    # or of huge weights (or with the compile option winograd=2)
     net = Net((1, 64, 15, 14))
     a = net.conv("x", 64, 128)  # C*M 8192, 16 tiles of 4x4: F(4x4)
     b = net.conv(a, 128, 32)  # C*M 4096, 16 tiles: F(2x2)
     model, feed = net.model([b])
-    g, _ = run_pass(model, feed, target="avx512" if "avx512" in TARGETS else "avx2", rtol=1e-4, atol=3e-5)
+    g, _ = run_pass(model, feed, target="avx512" if "avx512" in TARGETS else "avx2", rtol=1e-4, atol=3e-5,
+                    winograd=mode)
     convs = ops(g, "NchwcConv")
-    assert [n.attrs.get("tile") for n in convs] == ([2, 2] if mode == "2" else [4, 2])
-    assert convs[0].inputs[1].shape[0] == (16 if mode == "2" else 36)
+    assert [n.attrs.get("tile") for n in convs] == ([2, 2] if mode == 2 else [4, 2])
+    assert convs[0].inputs[1].shape[0] == (16 if mode == 2 else 36)
     from onnxc.passes.layout.nchwc import winograd_tile
-    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 7, 7)) == 2  # 144 MB of U for 4 tiles
-    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 14, 14)) == (2 if mode == "2" else 4)
+    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 7, 7), mode) == 2  # 144 MB of U for 4 tiles
+    assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 14, 14), mode) == (2 if mode == 2 else 4)
 
 
-def test_winograd_not_below_the_size_rule_or_when_disabled(monkeypatch):
+def test_winograd_not_below_the_size_rule_or_when_disabled(tmp_path):
     from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
     net = Net((1, 16, 12, 12))
     a = net.conv("x", 16, 24)  # 55k: the transforms do not pay
@@ -592,10 +594,19 @@ def test_winograd_not_below_the_size_rule_or_when_disabled(monkeypatch):
     assert 16 * 24 * 12 * 12 < WINOGRAD_MIN_SIZE
     g, _ = run_pass(model, feed)
     assert [k[0] for k in conv_kinds(g)] == ["direct"]
-    monkeypatch.setenv("ONNXC_WINOGRAD", "0")
     model, feed = winograd_net()
-    g, _ = run_pass(model, feed)
+    g, _ = run_pass(model, feed, winograd=0)
     assert [k[0] for k in conv_kinds(g)] == ["direct"] * 5
+    # through onnxc.compile: an option, part of the cache key (the same model compiles to
+    # Winograd without it)
+    import onnxc
+    src = {}
+    for mode in (0, 4):
+        onnxc.compile(model, output_dir=tmp_path / str(mode), target="avx2", winograd=mode)
+        src[mode] = (tmp_path / str(mode) / "model.c").read_text()
+    assert "winograd" not in src[0] and nchwc_f32.name("conv_winograd", 8) in src[4]
+    with pytest.raises(ValueError, match="winograd=3"):
+        onnxc.compile(model, output_dir=tmp_path / "bad", winograd=3)
 
 
 def test_winograd_compiles_with_epilogue(tmp_path):
@@ -612,8 +623,8 @@ def test_winograd_compiles_with_epilogue(tmp_path):
     hs = net.op("HardSigmoid", [c], alpha=0.3, beta=0.4)
     model, feed = net.model([hs])
     for t, src in levels(model, feed, tmp_path, TARGETS, atol=3e-5).items():
-        assert src.count(f"onnxc_nchwc_conv_winograd_f4_b{BLOCK[t]}(") == 1, t
-        assert src.count(f"onnxc_nchwc_conv_winograd_b{BLOCK[t]}(") == 2, t
+        assert src.count(nchwc_f32.name("conv_winograd_f4", BLOCK[t]) + "(") == 1, t
+        assert src.count(nchwc_f32.name("conv_winograd", BLOCK[t]) + "(") == 2, t
     from onnxc import frontend
     from onnxc.driver import optimize
     g = frontend.load(model)

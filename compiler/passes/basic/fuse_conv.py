@@ -27,8 +27,8 @@ def _conv_then(graph, node, *op_types):
         return None
     y = node.outputs[0]
     user = sole_user(y)
-    if not std_op(user, *op_types) or y.shape is None or len(y.shape) < 3:
-        return None
+    if not std_op(user, *op_types) or not y.is_static or len(y.shape) < 3:  # (weights from a runtime
+        return None  # ConstantOfShape leave the channel count symbolic: fuzz seed 4 case 898)
     if user.op_type in ("Add", "Mul"):
         other = user.inputs[1] if user.inputs[0] is y else user.inputs[0]
         return user, other
@@ -41,7 +41,9 @@ def _bias(node):
     if b is None:
         return np.zeros(node.outputs[0].shape[1], np.float64)
     c = const(b)
-    return None if c is None else c.astype(np.float64)
+    if c is None or c.shape != (node.outputs[0].shape[1],):  # not a per-channel vector: not ours to fix
+        return None
+    return c.astype(np.float64)
 
 
 def _rebuild(graph, conv, user, w, b, tag):

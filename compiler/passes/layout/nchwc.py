@@ -31,7 +31,6 @@ C is a multiple of b.  Every rewritten node must be claimed by the C provider, e
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -81,24 +80,19 @@ def _image(v) -> bool:
 # when C*M <= 32768 * tiles and (C*M >= 8192 or tiles >= 64), tiles = N*ceil(OH/4)*ceil(OW/4).
 # Error against float64: F(2x2) ~2e-6, F(4x4) ~1e-5 relative per layer (the benchmark accepts
 # 1e-4 on the model output; real-model errors in the commit message).
-# ONNXC_WINOGRAD in the environment at compile time (part of the build cache key): 0 turns
-# Winograd off, 2 allows only F(2x2), anything else (unset: "4") both tiles by the rule.
+# The compile option winograd (onnxc.compile(..., winograd=), graph.metadata["winograd"]): 0
+# turns Winograd off, 2 allows only F(2x2), 4 (the default) both tiles by the rule.
 WINOGRAD_MIN_SIZE = 500_000
 
 
-def winograd_mode() -> str:
-    return os.environ.get("ONNXC_WINOGRAD", "4")
-
-
-def winograd_tile(c, m, group, kernel, strides, dil, out_shape) -> int:
+def winograd_tile(c, m, group, kernel, strides, dil, out_shape, mode: int = 4) -> int:
     """The Winograd output tile (2 or 4) for a conv with output [N, M, OH, OW], 0 for none."""
     n, _, oh, ow = (int(d) for d in out_shape)
-    mode = winograd_mode()
-    if not (mode != "0" and group == 1 and list(kernel) == [3, 3] and list(strides) == [1, 1]
+    if not (mode != 0 and group == 1 and list(kernel) == [3, 3] and list(strides) == [1, 1]
             and list(dil) == [1, 1] and n * c * m * oh * ow >= WINOGRAD_MIN_SIZE):
         return 0
     tiles4 = n * -(-oh // 4) * -(-ow // 4)
-    if mode != "2" and c * m <= 32768 * tiles4 and (c * m >= 8192 or tiles4 >= 64):
+    if mode != 2 and c * m <= 32768 * tiles4 and (c * m >= 8192 or tiles4 >= 64):
         return 4
     return 2
 
@@ -191,7 +185,8 @@ class _Rewriter:
             return None
         tile = 0
         if kind == "direct":
-            tile = winograd_tile(c, m, group, list(w.shape[2:]), strides, dil, y.shape)
+            tile = winograd_tile(c, m, group, list(w.shape[2:]), strides, dil, y.shape,
+                                 self.g.metadata.get("winograd", 4))
             kind = "winograd" if tile else kind
         act, params = "", []
         if fused:

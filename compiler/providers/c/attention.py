@@ -220,8 +220,14 @@ def attention(node, ctx):
     args = [ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.inputs[2]),
             opt_in(3), opt_in(4), opt_in(5), opt_in(6), ctx.ptr(node.outputs[0]),
             opt_out(1), opt_out(2), opt_out(3), ctx.scratch(node, "float")]
-    return (f"static const onnxc_attention_params p = {params};\n"
-            f"onnxc_attention(&p, {', '.join(args)});")
+    lines = [f"static const onnxc_attention_params p = {params};"]
+    nonpad = node.input(6)
+    if nonpad is not None:  # the kernel clamps it; a length outside the keys fails as in onnxruntime
+        fail = ctx.fail(node, f"nonpad_kv_seqlen {{value}} out of range [0, {a.T}] (the key length of "
+                              f"'{node.inputs[1].name}')", f"{ctx.ptr(nonpad)}[b]", "b", tensor=nonpad)
+        lines += [f"for (int64_t b = 0; b < {nonpad.size}; ++b)",
+                  f"  if ({ctx.ptr(nonpad)}[b] < 0 || {ctx.ptr(nonpad)}[b] > {a.T}) {{ {fail} break; }}"]
+    return "\n".join(lines + [f"onnxc_attention(&p, {', '.join(args)});"])
 
 
 # --- RotaryEmbedding ------------------------------------------------------------------------
@@ -307,7 +313,7 @@ def rotary_embedding(node, ctx):
     i1, i2 = ("2*k", "2*k + 1") if inter else ("k", f"k + {half}")
     xo = f"b*{r.x_str[0]} + h*{r.x_str[1]} + s*{r.x_str[2]}"
     if pos is not None:
-        # an id outside [0, max_position) has no cache row: the run reports ONNXC_ERR_VALUE (as
+        # an id outside [0, max_position) has no cache row: the run fails with ONNXC_ERR_INDEX (as
         # onnxruntime rejects it) and that token's rotated features are NaN, never a read outside
         row = [f"const int64_t id = P[b*{r.pos_str[0]} + s*{r.pos_str[1]}];",
                f"const int ok = id >= 0 && id < {r.cache_rows};",
@@ -322,9 +328,12 @@ def rotary_embedding(node, ctx):
              f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(node.outputs[0])};",
              f"const {ct}* C = {ctx.ptr(node.inputs[1])}; const {ct}* Sn = {ctx.ptr(node.inputs[2])};"]
     if pos is not None:
+        cos = node.inputs[1]
+        fail = ctx.fail(node, f"position id {{value}} out of range [0, {r.cache_rows - 1}] (the rows of the cos/sin "
+                              f"caches, '{cos.name}' has shape {tuple(cos.shape)})", "P[t]", "t", tensor=pos)
         lines += [f"const int64_t* P = {ctx.ptr(pos)};",
                   f"for (int64_t t = 0; t < {int(np.prod(pos.shape, dtype=np.int64))}; ++t)",
-                  f"  if (P[t] < 0 || P[t] >= {r.cache_rows}) {{ status = ONNXC_ERR_VALUE; break; }}"]
+                  f"  if (P[t] < 0 || P[t] >= {r.cache_rows}) {{ {fail} break; }}"]
     lines += ["ONNXC_OMP_FOR" if big else "",
               f"for (int64_t bs = 0; bs < {r.B * r.S}; ++bs) {{",
               f"  const int64_t b = bs / {r.S}, s = bs % {r.S};"]

@@ -58,7 +58,8 @@ class SubContext(EmitContext):
     ``extra``: id(value) -> C pointer expression for values the control-flow code provides
     (loop-carried inputs, iteration number, scan slices)."""
 
-    def __init__(self, parent, sub: Graph, plan, base: int, extra: Optional[Dict[int, str]] = None):
+    def __init__(self, parent, sub: Graph, plan, base: int, extra: Optional[Dict[int, str]] = None,
+                 scope: str = "a subgraph"):
         self.parent = parent
         self.graph = sub
         self.plan = plan
@@ -71,6 +72,8 @@ class SubContext(EmitContext):
         self.output_index = {id(v): i for i, v in enumerate(sub.outputs)}
         self.node_index = {id(n): i for i, n in enumerate(sub.nodes)}
         self._derived = parent._derived
+        self.checks = parent.checks  # one numbering of runtime checks for the whole module
+        self.scope = f"{scope} (in {parent.scope})" if parent.scope else scope
 
     def root(self, v):
         r = self.plan.root.get(id(v))
@@ -102,6 +105,16 @@ def emit_nodes(sub: Graph, sctx) -> str:
         name = n.name.replace("*/", "* /")
         out.append(f"/* {n.op_type} \"{name}\" */\n{{\n{_indent(code)}\n}}")
     return "\n".join(out)
+
+
+def _loop_body(body: Graph, sctx) -> str:
+    """A Loop/Scan body; the loop is left once one of its runtime checks failed (the run fails
+    after the node)."""
+    before = len(sctx.checks)
+    code = emit_nodes(body, sctx)
+    if len(sctx.checks) > before:
+        code += "\nif (status != ONNXC_OK) break;  /* a runtime check in the body failed */"
+    return code
 
 
 def _indent(code: str, n: int = 4) -> str:
@@ -157,7 +170,7 @@ def _if_scratch(node) -> int:
 
 def _branch_code(node, key, ctx, base) -> str:
     g = node.attrs[key]
-    sctx = SubContext(ctx, g, plan_subgraph(g), base)
+    sctx = SubContext(ctx, g, plan_subgraph(g), base, scope=f"the {key} of If '{node.name}'")
     lines = [emit_nodes(g, sctx)]
     for o, b in zip(node.outputs, g.outputs):
         lines.append(_copy(ctx.ptr(o), sctx.ptr(b), o.nbytes))
@@ -317,14 +330,14 @@ def loop(node, ctx):
     n = len(carried.values)
     extra = {id(body.inputs[0]): f"(arena + {base + iter_off})", id(body.inputs[1]): f"(arena + {base + iter_off + 64})"}
     extra.update({id(v): carried.name(k) for k, v in enumerate(body.inputs[2:])})
-    sctx = SubContext(ctx, body, plan, base, extra)
+    sctx = SubContext(ctx, body, plan, base, extra, scope=f"the body of Loop '{node.name}'")
     c = node.input(1)
     lines = carried.declare(ctx, base, node.inputs[2:])
     lines.append(f"uint8_t {p}_cond = {ctx.ptr(c) + '[0] != 0' if c is not None else '1'};")
     lines.append(f"for (int64_t {p}_it = 0; {p}_it < {_trip_count(node)} && {p}_cond; ++{p}_it) {{")
     inner = [f"*(int64_t*)(arena + {base + iter_off}) = {p}_it;",
              f"*(uint8_t*)(arena + {base + iter_off + 64}) = {p}_cond;",
-             emit_nodes(body, sctx)]
+             _loop_body(body, sctx)]
     for b, o in zip(body.outputs[n + 1:], node.outputs[n:]):
         inner.append(_copy(f"{ctx.ptr(o)} + {p}_it * {b.size}", sctx.ptr(b), b.nbytes))
     inner.append(f"{p}_cond = {sctx.ptr(body.outputs[0])}[0] != 0;")
@@ -431,14 +444,14 @@ def scan(node, ctx):
     length = ins[0].shape[in_axes[0]]
     extra = {id(v): carried.name(j) for j, v in enumerate(body.inputs[:n])}
     extra.update({id(v): f"(arena + {base + off})" for v, off in zip(body.inputs[n:], slice_offs)})
-    sctx = SubContext(ctx, body, plan, base, extra)
+    sctx = SubContext(ctx, body, plan, base, extra, scope=f"the body of Scan '{node.name}'")
     lines = carried.declare(ctx, base, node.inputs[:n])
     lines.append(f"for (int64_t {p}_it = 0; {p}_it < {length}; ++{p}_it) {{")
     inner = []
     for v, a, dr, b in zip(ins, in_axes, in_dirs, body.inputs[n:]):
         pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
         inner.append(_slice_copy(p, ctx.ptr(v), v.shape, a, pos, sctx.ptr(b), v.dtype.itemsize, True))
-    inner.append(emit_nodes(body, sctx))
+    inner.append(_loop_body(body, sctx))
     for b, o, a, dr in zip(outs, node.outputs[n:], out_axes, out_dirs):
         pos = f"({length - 1} - {p}_it)" if dr else f"{p}_it"
         inner.append(_slice_copy(p, ctx.ptr(o), o.shape, a, pos, sctx.ptr(b), o.dtype.itemsize, False))

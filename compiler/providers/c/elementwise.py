@@ -3,7 +3,8 @@ activations and inference BatchNormalization, as broadcast loop nests with const
 
 Each op is a C expression over element expressions; float32 uses the f-suffixed libm calls.
 Integer Div/Mod guard the divide-by-zero and INT_MIN/-1 traps: a compiled module must never
-crash on data (the result is then 0, as documented in docs/semantics.md).
+crash on data (the result is then 0, as documented in docs/semantics.md); integer +, -, *,
+Neg and Abs wrap around as in numpy (intmath.py: no signed overflow in C).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ...codegen.loops import pooled_loop
 from ...dtypes import c_type
 from ...ops import get_attr
 from . import narrow
+from .intmath import wrap_abs, wrap_binary, wrap_neg
 from .registry import all_of, c_kernel
 
 FLOATS = ("float32", "float64")
@@ -75,7 +77,7 @@ def unary(op: str, types=FLOATS):
     return deco
 
 
-unary("Neg", FLOATS + SIGNED)(lambda x, t, n: f"(-{x})")
+unary("Neg", FLOATS + SIGNED)(lambda x, t, n: wrap_neg(x, t))
 unary("Relu", FLOATS + SIGNED)(lambda x, t, n: f"({x} < 0 ? 0 : {x})")
 # float32: the branch-free onnxc_sigmoidf (onnxc_transformer.h: the loop vectorizes; libm's expf
 # is a scalar call), within ~3 ulp
@@ -113,7 +115,7 @@ def _abs(x, t, n):
         return x
     if np.dtype(t).kind == "f":
         return f"{_f('fabs', t)}({x})"
-    return f"({x} < 0 ? -{x} : {x})"
+    return wrap_abs(x, t)
 
 
 @unary("Sign", NUMERIC)
@@ -306,13 +308,13 @@ def _bitshift(x, y, t, n):
 
 BINARY: Dict[str, tuple] = {
     # op: (expr(x, y, dtype, node), input types, output is bool)
-    "Add": (lambda x, y, t, n: f"({x} + {y})", NUMERIC, False),
-    "Sub": (lambda x, y, t, n: f"({x} - {y})", NUMERIC, False),
-    "Mul": (lambda x, y, t, n: f"({x} * {y})", NUMERIC, False),
+    "Add": (lambda x, y, t, n: wrap_binary("+", x, y, t), NUMERIC, False),
+    "Sub": (lambda x, y, t, n: wrap_binary("-", x, y, t), NUMERIC, False),
+    "Mul": (lambda x, y, t, n: wrap_binary("*", x, y, t), NUMERIC, False),
     "Div": (_div, NUMERIC, False),
     "Mod": (_mod, NUMERIC, False),
     "Pow": (_pow, FLOATS, False),
-    "PRelu": (lambda x, y, t, n: f"({x} < 0 ? {y} * {x} : {x})", FLOATS + SIGNED, False),
+    "PRelu": (lambda x, y, t, n: f"({x} < 0 ? {wrap_binary('*', y, x, t)} : {x})", FLOATS + SIGNED, False),
     "Equal": (lambda x, y, t, n: f"({x} == {y})", NUMERIC + ("bool",), True),
     "Less": (lambda x, y, t, n: f"({x} < {y})", NUMERIC, True),
     "LessOrEqual": (lambda x, y, t, n: f"({x} <= {y})", NUMERIC, True),

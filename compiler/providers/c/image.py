@@ -18,6 +18,7 @@ from ...ops import get_attr
 from .registry import c_kernel
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_TABLE = 1 << 22  # entries of a per-axis coordinate table (built in Python, then a C array)
 
 
 class Refuse(Exception):
@@ -225,6 +226,8 @@ def resize_plan(node) -> dict:
         raise Refuse(f"{p['mode']} resize of {x.dtype} not supported (float32/float64 only)")
     if p["mode"] == "nearest" and p["exclude_outside"]:
         raise Refuse("exclude_outside with mode 'nearest' not supported")
+    if any(max(in_shape[a], out[a]) > _MAX_TABLE for a in axes):
+        raise Refuse("a resized dim too large for the coordinate tables")  # (they are built in Python)
     tables = {}
     for k, a in enumerate(axes):
         r = (roi[k], roi[k + n]) if roi is not None else None
@@ -609,16 +612,20 @@ def _maxunpool_check(node) -> Optional[str]:
 
 @c_kernel("MaxUnpool", check=_maxunpool_check)
 def maxunpool(node, ctx):
-    """Y = 0, then Y.flat[I[i]] = X[i] in order (indices outside Y are skipped)."""
+    """Y = 0, then Y.flat[I[i]] = X[i] in order; an index outside Y fails the run (as in
+    onnxruntime) and is skipped."""
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
     if y.size == 0:
         return "/* empty output */"
     ct = ctx.ctype(x)
+    fail = ctx.fail(node, f"index {{value}} out of range [0, {y.size - 1}] (the elements of the output, shape "
+                          f"{tuple(y.shape)})", "t", "i", tensor=ind)
     return "\n".join([
         f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"const int64_t* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
         f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
         f"memset(Y, 0, {y.nbytes});",
-        f"for (int64_t i = 0; i < {x.size}; ++i) {{ const int64_t t = I[i]; if (t >= 0 && t < {y.size}) Y[t] = X[i]; }}",
+        f"for (int64_t i = 0; i < {x.size}; ++i) {{ const int64_t t = I[i]; if (t >= 0 && t < {y.size}) Y[t] = X[i]; "
+        f"else {{ {fail} }} }}",
     ])
 
 
@@ -668,7 +675,12 @@ def roialign(node, ctx):
         return "/* empty output */"
     half = node.opset >= 16 and get_attr(node, "coordinate_transformation_mode", "half_pixel") == "half_pixel"
     scale = ctx.lit(float(get_attr(node, "spatial_scale", 1.0)), np.float32)
+    # the kernel gives zeros for a batch index outside X; the run fails there, as in onnxruntime
+    fail = ctx.fail(node, f"batch index {{value}} out of range [0, {x.shape[0] - 1}] (the batch of input "
+                          f"'{x.name}', shape {tuple(x.shape)})", f"{ctx.ptr(bi)}[r]", "r", tensor=bi)
     return "\n".join([
+        f"for (int64_t r = 0; r < {bi.size}; ++r)",
+        f"  if ({ctx.ptr(bi)}[r] < 0 || {ctx.ptr(bi)}[r] >= {x.shape[0]}) {{ {fail} break; }}",
         f"static const onnxc_roialign_params p = {{{rois.shape[0]}, {x.shape[0]}, {x.shape[1]}, {x.shape[2]}, "
         f"{x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {int(get_attr(node, 'sampling_ratio', 0))}, {scale}, "
         f"{int(half)}, {int(get_attr(node, 'mode', 'avg') == 'max')}}};",

@@ -2,10 +2,12 @@
 ScatterND, TensorScatter, GatherND, OneHot, EyeLike.
 
 Shapes, axes and attributes are compile-time constants.  Indices read at run time are wrapped
-when negative (as the spec says) and bounds-checked, so bad data never touches memory outside a
-tensor: a scatter update whose index is out of range is skipped (the data stays as it was), a
-gather from an out-of-range index yields zeros, a OneHot index out of range gives all off_value.
-Integer accumulation goes through uint64_t so overflow wraps instead of being undefined in C.
+when negative (as the spec says) and bounds-checked: one out of range fails the run with
+ONNXC_ERR_INDEX naming the node, the index and where it was read (EmitContext.fail), as
+onnxruntime refuses it, and is never read or written through.  A runtime k, depth, axis or write
+index that disagrees with the compiled shapes fails it with ONNXC_ERR_VALUE.  A OneHot index out
+of range is valid (the spec asks for all off_value there).  Integer accumulation goes through
+uint64_t so overflow wraps instead of being undefined in C.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...dtypes import onnx_from_np_dtype
 from ...ops import get_attr
+from .intmath import wrap_binary
 from .registry import c_kernel
+from .shape import const_within, index_message
 
 FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 INTS = {np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)}
@@ -39,11 +43,9 @@ def _offset(idx: Sequence[str], strides: Sequence[int]) -> str:
 
 
 def _combine(op: str, a: str, b: str, dtype, ctype: str) -> str:
-    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (done in uint64_t)."""
-    if op in ("+", "*") and dtype.kind in "iu":
-        return f"({ctype})((uint64_t){a} {op} (uint64_t){b})"
+    """C expression for ``a op b`` in ``dtype``; integer + and * wrap (intmath.py)."""
     if op in ("+", "*"):
-        return f"({a} {op} {b})"
+        return wrap_binary(op, a, b, dtype)
     if op == "max":  # std::max(a, b) as onnxruntime: a NaN already there stays
         return f"(({a} < {b}) ? {b} : {a})"
     if op == "min":
@@ -77,7 +79,7 @@ def _cum_check(node):
 def cumulative(node, ctx):
     """Row k of the result is row k-1 (k+1 when reverse) combined with the input row: the
     sum runs in the element type, in order, as onnxruntime does.  A runtime axis picks the
-    [outer, n, inner] geometry at run time (out of range: the output is all zeros)."""
+    [outer, n, inner] geometry at run time (out of range: the run fails, ONNXC_ERR_VALUE)."""
     x, y = node.inputs[0], node.outputs[0]
     ct, t = ctx.ctype(x), x.dtype
     rank = len(x.shape)
@@ -107,9 +109,12 @@ def cumulative(node, ctx):
         lines.append(f"const int64_t outer = {_prod(x.shape[:axis])}, n = {x.shape[axis]}, "
                      f"INNER = {_prod(x.shape[axis + 1:])};")
         return "\n".join(lines + scan)
+    ax = node.inputs[1]
+    fail = ctx.fail(node, f"axis {{value}} out of range [{-rank}, {rank - 1}] for input '{x.name}' of rank {rank}",
+                    f"{ctx.ptr(ax)}[0]", code="ONNXC_ERR_VALUE")
     lines += [f"static const int64_t D[{rank}] = {{{', '.join(map(str, x.shape))}}};",
-              f"int64_t a = (int64_t){ctx.ptr(node.inputs[1])}[0]; if (a < 0) a += {rank};",
-              f"if (a < 0 || a >= {rank}) memset(Y, 0, {y.nbytes});  /* invalid axis: zeros */",
+              f"int64_t a = (int64_t){ctx.ptr(ax)}[0]; if (a < 0) a += {rank};",
+              f"if (a < 0 || a >= {rank}) {{ {fail} }}",
               "else {",
               "  int64_t outer = 1, n = D[a], INNER = 1;",
               "  for (int64_t j = 0; j < a; ++j) outer *= D[j];",
@@ -157,7 +162,7 @@ def _topk_scratch(node):
 @c_kernel("TopK", check=_topk_check, scratch=_topk_scratch)
 def topk(node, ctx):
     """A runtime k must equal the output's declared extent along the axis (the shapes are
-    compiled in); when it does not, the values are zeros and the indices -1."""
+    compiled in); when it does not, the run fails (ONNXC_ERR_VALUE)."""
     x, v, i = node.inputs[0], node.outputs[0], node.outputs[1]
     axis, k, largest, const = _topk_params(node)
     if v.size == 0:
@@ -168,13 +173,10 @@ def topk(node, ctx):
             f"{ctx.ptr(x)}, {ctx.ptr(v)}, {ctx.ptr(i)}, {ctx.scratch(node, 'int64_t')});")
     if const:
         return call
-    return "\n".join([
-        f"if ({ctx.ptr(node.inputs[1])}[0] != {k}) {{  /* k disagrees with the compiled output shape */",
-        "  status = ONNXC_ERR_VALUE;",
-        f"  memset({ctx.ptr(v)}, 0, {v.nbytes});",
-        f"  for (int64_t j = 0; j < {i.size}; ++j) {ctx.ptr(i)}[j] = -1;",
-        f"}} else {call}",
-    ])
+    fail = ctx.fail(node, f"k = {{value}} disagrees with the compiled output shape {tuple(v.shape)} (k = {k} on "
+                          f"axis {axis}); recompile for that k", f"{ctx.ptr(node.inputs[1])}[0]",
+                    code="ONNXC_ERR_VALUE")
+    return f"if ({ctx.ptr(node.inputs[1])}[0] != {k}) {{ {fail} }}\nelse {call}"
 
 
 # --- ScatterElements / Scatter ---------------------------------------------------------------
@@ -241,21 +243,30 @@ def scatter_elements(node, ctx):
     ui = _offset(idx, contiguous_strides(ind.shape))
     other = _offset([i for k, i in enumerate(idx) if k != axis], [s for k, s in enumerate(ys) if k != axis])
     n = data.shape[axis]
+    fail = "" if const_within(ind, -n, n - 1) else ctx.fail(node, index_message(n, axis, data), f"I[{ui}]", ui,
+                                                            tensor=ind)
     body = (f"int64_t k = (int64_t)I[{ui}]; if (k < 0) k += {n}; "
             f"if (k >= 0 && k < {n}) {{ {ct}* d = Y + {other} + k*{ys[axis]}; "
-            f"*d = {_combine(op, '*d', f'U[{ui}]', data.dtype, ct)}; }}")
+            f"*d = {_combine(op, '*d', f'U[{ui}]', data.dtype, ct)}; }}" + (f" else {{ {fail} }}" if fail else ""))
     lines += _scatter_pointers(ctx, data, ind, upd, y)
     return "\n".join(lines + _nest(list(ind.shape), idx, body))
 
 
 # --- ScatterND / GatherND ----------------------------------------------------------------------
-def _tuple_offset(dims: Sequence[int], strides: Sequence[int], row: str) -> List[str]:
-    """C lines computing ``off`` (element offset) and ``ok`` from the index tuple at I + row:
-    each entry wrapped if negative; ``ok`` is 0 when any is out of range."""
+def _tuple_offset(node, ctx, data, ind, first: int, row: str) -> List[str]:
+    """C lines computing ``off`` (element offset) and ``ok`` from the index tuple at I + row,
+    which addresses dims first, first + 1, ... of ``data``: each entry wrapped if negative;
+    one out of range fails the run and makes ``ok`` 0."""
+    q = ind.shape[-1]
+    dims, strides = data.shape[first:first + q], contiguous_strides(data.shape)[first:first + q]
     lines = ["int64_t off = 0; int ok = 1;"]
     for d, (n, s) in enumerate(zip(dims, strides)):
+        if const_within(ind, -n, n - 1, column=d):
+            lines.append(f"{{ int64_t k = (int64_t)I[{row} + {d}]; if (k < 0) k += {n}; off += k*{s}; }}")
+            continue
+        fail = ctx.fail(node, index_message(n, first + d, data), f"I[{row} + {d}]", f"{row} + {d}", tensor=ind)
         lines.append(f"{{ int64_t k = (int64_t)I[{row} + {d}]; if (k < 0) k += {n}; "
-                     f"if (k < 0 || k >= {n}) ok = 0; else off += k*{s}; }}")
+                     f"if (k < 0 || k >= {n}) {{ ok = 0; {fail} }} else off += k*{s}; }}")
     return lines
 
 
@@ -286,10 +297,9 @@ def scatter_nd(node, ctx):
     lines = [_copy(ctx, data, y)]
     if m == 0 or sl == 0 or y.size == 0:
         return lines[0]
-    ys = contiguous_strides(data.shape)
     lines += _scatter_pointers(ctx, data, ind, upd, y) + [f"for (int64_t j = 0; j < {m}; ++j) {{"]
-    lines += ["  " + s for s in _tuple_offset(data.shape[:q], ys[:q], f"j*{q}")]
-    lines += ["  if (!ok) continue;  /* out-of-range index: update skipped */",
+    lines += ["  " + s for s in _tuple_offset(node, ctx, data, ind, 0, f"j*{q}")]
+    lines += ["  if (!ok) continue;  /* out-of-range index: the run fails, nothing written through it */",
               f"  for (int64_t e = 0; e < {sl}; ++e) {{ {ct}* d = Y + off + e; "
               f"*d = {_combine(op, '*d', f'U[j*{sl} + e]', data.dtype, ct)}; }}",
               "}"]
@@ -324,15 +334,14 @@ def gather_nd(node, ctx):
     if y.size == 0:
         return "/* empty */"
     es = data.dtype.itemsize
-    ds = contiguous_strides(data.shape)
     lines = [f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(data)};",
              f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
              f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
              f"for (int64_t bj = 0; bj < {nb * m}; ++bj) {{"]
-    lines += ["  " + s for s in _tuple_offset(data.shape[b:b + q], ds[b:b + q], f"bj*{q}")]
+    lines += ["  " + s for s in _tuple_offset(node, ctx, data, ind, b, f"bj*{q}")]
     batch_stride = _prod(data.shape[b:])
     lines += [f"  uint8_t* dst = Y + bj*{sl * es};",
-              f"  if (!ok) memset(dst, 0, {sl * es});  /* out-of-range index: zeros */",
+              f"  if (!ok) memset(dst, 0, {sl * es});  /* out-of-range index: the run fails */",
               f"  else memcpy(dst, X + ((bj / {m})*{batch_stride} + off)*{es}, {sl * es});",
               "}"]
     return "\n".join(lines)
@@ -360,7 +369,8 @@ def _onehot_check(node):
 def onehot(node, ctx):
     """All off_value, then on_value where an index points.  Float indices are truncated to
     integers (as onnxruntime casts them); NaN or out of [-depth, depth-1]: no on_value.
-    A runtime depth must equal the output's compiled extent; when it does not, all zeros."""
+    A runtime depth must equal the output's compiled extent; when it does not, the run fails
+    (ONNXC_ERR_VALUE)."""
     ind, dep, values = node.inputs
     y = node.outputs[0]
     axis = get_attr(node, "axis", -1) % (len(ind.shape) + 1)
@@ -392,9 +402,12 @@ def onehot(node, ctx):
     ]
     if dep.is_const:
         return "\n".join(body)
+    fail = ctx.fail(node, f"depth {{value}} disagrees with the compiled output shape {tuple(y.shape)} (depth "
+                          f"{depth} on axis {axis}); recompile for that depth", "onnxc_f2i64(dv)",
+                    code="ONNXC_ERR_VALUE")
     return "\n".join([  # a runtime depth is truncated, as onnxruntime casts it to int64
         f"const double dv = (double){ctx.ptr(dep)}[0];",
-        f"if (!(dv >= {depth} && dv < {depth + 1})) {{ status = ONNXC_ERR_VALUE; memset({ctx.ptr(y)}, 0, {y.nbytes}); }}",
+        f"if (!(dv >= {depth} && dv < {depth + 1})) {{ {fail} }}",
         "else {"] + ["  " + b for b in body] + ["}"])
 
 
@@ -442,7 +455,8 @@ def _tensor_scatter_check(node):
 @c_kernel("TensorScatter", check=_tensor_scatter_check)
 def tensor_scatter(node, ctx):
     """present = past with update's rows written at write_indices[b] + s along the axis
-    (modulo its length when circular).  Linear mode skips rows that would land outside."""
+    (modulo its length when circular).  As onnxruntime, a negative write index fails the run,
+    and so does one whose rows would run past the end in linear mode; nothing is written then."""
     cache, upd = node.inputs[0], node.inputs[1]
     wi = node.input(2)
     y = node.outputs[0]
@@ -461,11 +475,20 @@ def tensor_scatter(node, ctx):
     lines += [f"const uint8_t* ONNXC_RESTRICT U = (const uint8_t*){ctx.ptr(upd)};",
               f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
               f"const int64_t N = {n};",
-              f"for (int64_t o = 0; o < {outer}; ++o) {{",
+              "int ok = 1;"]
+    if wi is not None:
+        w = f"{ctx.ptr(wi)}[b]"
+        bad = f"{w} < 0 || {w} > {n - seq}" if not circular else f"{w} < 0"
+        what = (f"out of range [0, {n - seq}] (linear mode: {seq} rows written on axis {axis} of length {n} of "
+                f"'{cache.name}')") if not circular else f"negative (circular mode, axis {axis} of '{cache.name}')"
+        fail = ctx.fail(node, f"write index {{value}} {what}", f"{ctx.ptr(wi)}[b]", "b", tensor=wi)
+        lines += [f"for (int64_t b = 0; b < {wi.size}; ++b)",
+                  f"  if ({bad}) {{ {fail} ok = 0; break; }}"]
+    lines += [f"if (ok) for (int64_t o = 0; o < {outer}; ++o) {{",
               f"  const int64_t w0 = {start};",
               f"  for (int64_t s = 0; s < {seq}; ++s) {{",
               f"    const int64_t p = {pos};",
-              "    if (p < 0) continue;  /* linear mode: outside the cache, skipped */" if not circular else "",
+              "" if circular else "    if (p < 0) continue;  /* linear: outside the cache (refused above) */",
               f"    memcpy(Y + (o*N + p)*{row}, U + (o*{seq} + s)*{row}, {row});",
               "  }",
               "}"]

@@ -1,9 +1,10 @@
 """Gemm and MatMul: float32 through onnxc_sgemm, other numeric dtypes through plain loops.
 
 A constant B (weights) is packed here, at compile time, into the panel layout of the target's
-SGEMM microkernel (pack_sgemm_b) and multiplied with onnxc_sgemm_packed, which then never
-touches the original layout. The layout depends on the ISA the module is compiled for, so the
-emitted call carries a preprocessor check that the C build agrees (onnxc_kernels.h).
+SGEMM microkernel (pack_sgemm_b; the kernel and its tile: compiler/kernels/gemm_f32.py) and
+multiplied with onnxc_sgemm_packed, which then never touches the original layout. The layout
+depends on the ISA the module is compiled for, so the emitted call carries a preprocessor check
+that the C build agrees (onnxc_isa.h).
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from ...codegen.loops import broadcast_loop, broadcast_strides, contiguous_strides
+from ...isa import BY_NAME as ISA_ROWS
+from ...kernels import gemm_f32
 from ...ops import get_attr
+from .intmath import wrap_binary
 from .registry import all_of, c_kernel, dtypes_in
 
 NUMERIC = ("float32", "float64", "int32", "int64", "uint32", "uint64")
 
-# Register tile (rows, columns) of the SGEMM microkernel per ISA and the K block: must match
-# ONNXC_SGEMM_TILE_M/N and ONNXC_SGEMM_KC in runtime_c/include/onnxc_kernels.h.
-SGEMM_TILE = {"avx512": (14, 32), "avx2": (6, 16), "generic": (6, 16)}
-SGEMM_KC = 256
+# Register tile (rows, columns) of the SGEMM microkernel per ISA row and the K block: what
+# ONNXC_SGEMM_TILE_M/N and ONNXC_SGEMM_KC of onnxc_isa.h say (both from gemm_f32).
+SGEMM_TILE = {isa: gemm_f32.tile(isa) for isa in ISA_ROWS}
+SGEMM_KC = gemm_f32.KC
 
 
 def target_isa(ctx) -> str:
@@ -54,7 +58,7 @@ def sgemm_packed_call(ctx, ta: int, M: int, N: int, K: int, alpha: float, a_ptr:
     args = (f"{ta}, {M}, {N}, {K}, {ctx.lit(alpha, np.float32)}, {a_ptr}, {lda}, "
             f"{packed}, {ctx.lit(beta, np.float32)}, {c_ptr}, {ldc}")
     return (f"#if ONNXC_SGEMM_TILE_N != {tn} || ONNXC_SGEMM_KC != {SGEMM_KC}\n"
-            f'#error "B was packed for the {isa} SGEMM tile ({tm}x{tn}); this build selects another '
+            f'#error "B was packed for the {ISA_ROWS[isa].base} SGEMM tile ({tm}x{tn}); this build selects another '
             f'microkernel (compile flags and target disagree)"\n#endif\n'
             + (f"onnxc_sgemm_packed_ep({args}, {ep});" if ep else f"onnxc_sgemm_packed({args});"))
 
@@ -215,11 +219,13 @@ def matmul(node, ctx):
         lines.append(pad + f"onnxc_sgemm(0, 0, {M}, {N}, {K}, 1.0f, A + {ao}, {K}, B + {bo}, {N}, 0.0f, Y + {yoff}, {N});")
     else:
         acc = "double" if y.dtype.kind == "f" else ct
+        term = f"({acc})a[i*{K} + k] * b[k*{N} + j]" if y.dtype.kind == "f" else \
+            wrap_binary("*", f"a[i*{K} + k]", f"b[k*{N} + j]", y.dtype)  # integers wrap (intmath.py)
         lines += [pad + "{",
                   pad + f"  const {ct}* a = A + {ao}; const {ct}* b = B + {bo}; {ct}* o = Y + {yoff};",
                   pad + f"  for (int64_t i = 0; i < {M}; ++i) for (int64_t j = 0; j < {N}; ++j) {{",
                   pad + f"    {acc} s = 0;",
-                  pad + f"    for (int64_t k = 0; k < {K}; ++k) s += ({acc})a[i*{K} + k] * b[k*{N} + j];",
+                  pad + f"    for (int64_t k = 0; k < {K}; ++k) s = {wrap_binary('+', 's', term, y.dtype)};",
                   pad + f"    o[i*{N} + j] = ({ct})s;",
                   pad + "  }",
                   pad + "}"]

@@ -1,15 +1,17 @@
 """Losses, quantization, Einsum, Det, the window generators, Range and BitShift.
 
 * NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss: one pass over the [N, C, D] view; a
-  target equal to ignore_index, or outside [0, C), contributes neither loss nor weight (the spec
-  leaves out-of-range targets undefined; they are never read as an index).  Sums in double.
+  target equal to ignore_index contributes neither loss nor weight.  The spec leaves other
+  targets outside [0, C) undefined: they fail the run (ONNXC_ERR_INDEX, as onnxruntime's
+  GatherElements refuses those outside [-C, C-1]) and are never read as an index.  Sums in double.
 * QuantizeLinear / DequantizeLinear: per-tensor, per-axis and blocked, for the 8/16-bit integer
   types; x / scale in float, rounded half to even (nearbyint in the default rounding mode), then
   saturated; NaN saturates to the lower bound as onnxruntime's kernels do.
 * Einsum: any equation lowered to one loop nest over the output labels with the summed labels
   inside (repeated labels read diagonals, ellipsis dims broadcast).
 * Window generators and Range whose size comes from a runtime input: the values are compiled
-  for the output's static length; a runtime size that disagrees with it yields zeros.
+  for the output's static length; a runtime size that disagrees with it fails the run
+  (ONNXC_ERR_VALUE).
 * BitShift: every integer type, shift amounts outside [0, bits) well defined (opset 28).
 """
 from __future__ import annotations
@@ -90,10 +92,16 @@ def loss(node, ctx):
             lines.append(f"    for (int64_t j = 0; j < {c}; ++j) "
                          f"LP[n*{c * d} + j*{d} + d] = ({ct})((double)x[j*{d}] - lse);")
         logp = f"((double)x[t*{d}] - lse)"
-    skip = f"t != {int(ii)} && " if ii is not None else ""
+    keep = f"t != {int(ii)}" if ii is not None else "1"
+    ign = f" and not ignore_index {int(ii)}" if ii is not None else ""
+    fail = ctx.fail(node, f"target {{value}} out of range [0, {c - 1}] (the classes of input '{x.name}', shape "
+                          f"{tuple(x.shape)}){ign}", f"T[n*{d} + d]", f"n*{d} + d", tensor=target)
     lines += [f"    const int64_t t = (int64_t)T[n*{d} + d];",
               "    double l = 0, w = 0;",
-              f"    if ({skip}t >= 0 && t < {c}) {{ w = {'W[t]' if w is not None else '1'}; l = -{logp} * w; }}",
+              f"    if ({keep}) {{",
+              f"      if (t >= 0 && t < {c}) {{ w = {'W[t]' if w is not None else '1'}; l = -{logp} * w; }}",
+              f"      else {{ {fail} }}",
+              "    }",
               f"    Y[n*{d} + d] = ({ct})l;" if red == "none" else "    sum += l; wsum += w;",
               "  }"]
     if red == "mean":
@@ -414,8 +422,8 @@ def _window_table(node) -> np.ndarray:
 @c_kernel(*WINDOWS, "Range", check=_sized_check)
 def sized(node, ctx):
     """The output's static length n is compiled in; the runtime size (or Range's element count
-    max(ceil((limit - start) / delta), 0), in double as onnxruntime) must equal it, else the
-    output is zeros."""
+    max(ceil((limit - start) / delta), 0), in double as onnxruntime) must equal it, else the run
+    fails (ONNXC_ERR_VALUE)."""
     y = node.outputs[0]
     n = y.shape[0]
     ct = ctx.ctype(y)
@@ -427,16 +435,18 @@ def sized(node, ctx):
         else:  # wraps instead of overflowing (undefined in C) if the count was rounded up
             val = f"(uint64_t){p[0]} + (uint64_t)i * (uint64_t){p[2]}"
         fill = f"for (int64_t i = 0; i < {n}; ++i) Y[i] = ({ct})({val});"
-        ok = f"const int ok = {count} == {n};"
+        size = f"double size = {count}; if (size < 0) size = 0;"
+        what = "element count {value} (ceil((limit - start) / delta))"
     else:
-        fill = f"memcpy(Y, {ctx.const_array(_window_table(node))}, {y.nbytes});"
-        ok = f"const int ok = (double){p[0]} == {n};"
-    if n == 0:
-        return "/* empty */"
-    return "\n".join([f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};", ok,
-                      f"if (!ok) {{ status = ONNXC_ERR_VALUE; memset(Y, 0, {y.nbytes}); }}  /* size disagrees "
-                      "with the compiled shape */",
-                      f"else {{ {fill} }}"])
+        fill = f"memcpy(Y, {ctx.const_array(_window_table(node))}, {y.nbytes});" if n else ""
+        size = f"const double size = (double){p[0]};"
+        what = "size {value}"
+    fail = ctx.fail(node, f"{what} disagrees with the compiled output shape ({n},); recompile for it",
+                    "onnxc_f2i64(size)", code="ONNXC_ERR_VALUE")
+    lines = [size, f"if (size != {n}) {{ {fail} }}"]
+    if n:
+        lines += [f"else {{ {ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)}; {fill} }}"]
+    return "\n".join(lines)
 
 
 # --- BitShift (every integer type, opset 28 semantics) -------------------------------------------

@@ -3,10 +3,11 @@ E8M0), float4 E2M1 and int4/uint4/int2/uint2.
 
 C carries them as raw bits (uint16_t / uint8_t, see dtypes.py) and never computes in them:
 
-* Cast/CastLike convert between every pair of supported types through onnxc_half.h, as the onnx
-  reference does: round to nearest even; float64 -> float16 rounds once (numpy), every source
-  goes through float32 on its way to bfloat16/float8/float4 (ml_dtypes); float8 ``saturate``,
-  E8M0 ``round_mode``; float -> int4/int2 truncates to int32 and keeps the low bits;
+* Cast/CastLike convert between every pair of supported types through onnxc_half.h: round to
+  nearest even, once, from the source value (float64 and wide integers reach bfloat16 and E8M0
+  through a float32 rounded to odd, never through a float32 rounded to nearest); float8
+  ``saturate``, E8M0 ``round_mode``; float -> int4/int2 truncates to int32 and keeps the low bits
+  (the spec leaves a float out of the target's range undefined);
 * kernels that only move bits (BIT_MOVERS) run on them directly;
 * every other op runs on its float32 twin: passes/legalize_half.py rewrites
   ``op(x16)`` into ``Cast(op(Cast(x16 -> float32)) -> float16)`` when ``twin_reason`` says the
@@ -193,6 +194,18 @@ def _as_double(e: str, kind: str) -> str:
     return e if kind == "d" else f"(double)({e})"
 
 
+def _as_float32_odd(e: str, kind: str, src) -> str:
+    """A float32 from which one more rounding to bfloat16/E8M0 rounds the source value once:
+    exact sources as they are, float64 and integers wider than 24 bits rounded to odd."""
+    if kind == "f" or dtype_name(src) in ("int8", "uint8", "int16", "uint16", "bool", *_LOW_BITS):
+        return e if kind == "f" else f"(float)({e})"
+    if kind == "d":
+        return f"onnxc_f64_to_f32_odd({e})"
+    if dtype_name(src) in ("uint32", "uint64"):
+        return f"onnxc_u64_to_f32_odd((uint64_t)({e}))"
+    return f"onnxc_i64_to_f32_odd((int64_t)({e}))"
+
+
 def cast_expr(x: str, src, dst, saturate: int = 1, round_mode: str = "up") -> str:
     """C expression converting element ``x`` of ``src`` to ``dst`` when either is narrow."""
     e, kind = _decode(x, src)
@@ -200,14 +213,13 @@ def cast_expr(x: str, src, dst, saturate: int = 1, round_mode: str = "up") -> st
     sat = 1 if saturate else 0
     if name == "float16":  # integers beyond 2^53 overflow float16 however they round
         return f"onnxc_f32_to_f16({e})" if kind == "f" else f"onnxc_f64_to_f16({_as_double(e, kind)})"
-    # ml_dtypes (the reference for these types) converts every source to float32 first
-    f = e if kind == "f" else f"(float)({e})"
+    if name in _F8_ENCODE:  # from double, rounded once; every integer beyond 2^53 overflows them
+        return f"{_F8_ENCODE[name]}({_as_double(e, kind)}, {sat})"
+    if name == "float4_e2m1fn":
+        return f"onnxc_f64_to_f4e2m1({_as_double(e, kind)})"
+    f = _as_float32_odd(e, kind, src)
     if name == "bfloat16":
         return f"onnxc_f32_to_bf16({f})"
-    if name in _F8_ENCODE:
-        return f"{_F8_ENCODE[name]}({f}, {sat})"
-    if name == "float4_e2m1fn":
-        return f"onnxc_f64_to_f4e2m1({f})"
     if name == "float8_e8m0fnu":
         return f"onnxc_f32_to_e8m0({f}, {sat}, {_ROUND_MODES[round_mode]})"
     if name in _LOW_BITS:

@@ -1,6 +1,6 @@
 """C emitters of the NCHWc ops (onnxc.ReorderInput/ReorderOutput/NchwcConv/NchwcPool/
-NchwcScaleShift/NchwcChannelGather) through runtime_c/nchwc/ (one kernel per block size: _b8,
-_b16).
+NchwcScaleShift/NchwcChannelGather) through runtime_c/nchwc/ (one kernel per block size, named
+in compiler/kernels/nchwc_f32.py: onnxc_f32_nchwc_conv_b8, _b16, ...).
 
 Weights arrive already packed by the layout pass (ops/nchwc.py), so an emitter only fills the
 geometry struct.  NchwcConv clamps in the kernel epilogue (none, Relu, Clip); other fused
@@ -15,11 +15,12 @@ import numpy as np
 
 from ...codegen.context import c_literal
 from ...codegen.loops import pooled_loop
+from ...kernels import nchwc_f32
 from ...ops.nchwc import blocks, winograd_scratch_bytes
 from .registry import all_of, c_kernel, dtypes_in
 
 F32 = dtypes_in("float32")
-BLOCKS = (8, 16)
+BLOCKS = nchwc_f32.BLOCKS
 
 
 def _block_check(node) -> Optional[str]:
@@ -57,10 +58,10 @@ def reorder(node, ctx):
     order = node.attrs.get("channel_order")
     if order is not None:
         return "\n".join([f"static const int32_t chan[] = {{{', '.join(str(int(c)) for c in order)}}};",
-                          f"onnxc_nchwc_reorder_input_perm_b{b}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, "
+                          f"{nchwc_f32.name('reorder_input_perm', b)}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, "
                           f"{ctx.ptr(x)}, chan, {ctx.ptr(y)});"])
-    fn = "onnxc_nchwc_reorder_input" if node.op_type == "ReorderInput" else "onnxc_nchwc_reorder_output"
-    return f"{fn}_b{b}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, {ctx.ptr(x)}, {ctx.ptr(y)});"
+    fn = nchwc_f32.name("reorder_input" if node.op_type == "ReorderInput" else "reorder_output", b)
+    return f"{fn}({nchw.shape[0]}, {nchw.shape[1]}, {_hw(nchw.shape)}, {ctx.ptr(x)}, {ctx.ptr(y)});"
 
 
 # --- convolution ---------------------------------------------------------------------------------
@@ -130,17 +131,17 @@ def nchwc_conv(node, ctx):
     dh, dw = node.attrs["dilations"]
     name, params = _act(node)
     lo, hi = _CLAMPS[name](params) if name in _CLAMPS else (-np.inf, np.inf)
-    fn = {"direct": "onnxc_nchwc_conv", "depthwise": "onnxc_nchwc_conv_depthwise",
-          "nchw": "onnxc_nchwc_conv_nchw", "winograd": "onnxc_nchwc_conv_winograd"}[kind]
+    fn = {"direct": "conv", "depthwise": "conv_depthwise", "nchw": "conv_nchw", "winograd": "conv_winograd"}[kind]
     opt = lambda v: ctx.ptr(v) if v is not None else "NULL"  # noqa: E731
     scratch = f", {ctx.scratch(node)}" if kind == "winograd" else ""
     if kind == "winograd" and int(node.attrs.get("tile", 2)) == 4:
         fn += "_f4"
+    fn = nchwc_f32.name(fn, b)
     lines = [
         f"static const onnxc_nchwc_conv_params p = {{{x.shape[0]}, {c}, {m}, {node.attrs.get('group', 1)}, "
         f"{x.shape[2]}, {x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, "
         f"{dh}, {dw}, {_f(lo)}, {_f(hi)}}};",
-        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)}{scratch});",
+        f"{fn}(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {opt(bias)}, {opt(z)}, {ctx.ptr(y)}{scratch});",
     ]
     if name and name not in _CLAMPS:
         # act(0) may be nonzero and padding must stay 0: the loop re-zeroes the padding lanes
@@ -191,18 +192,18 @@ def nchwc_pool(node, ctx):
     x, y = node.inputs[0], node.outputs[0]
     b, mode, c = node.attrs["block"], node.attrs["mode"], int(node.attrs["channels"])
     if mode.startswith("Global"):
-        return (f"onnxc_nchwc_global_pool_b{b}({x.shape[0]}, {c}, {_hw(x.shape)}, {int(mode == 'GlobalMaxPool')}, "
+        return (f"{nchwc_f32.name('global_pool', b)}({x.shape[0]}, {c}, {_hw(x.shape)}, {int(mode == 'GlobalMaxPool')}, "
                 f"{int(node.attrs.get('nchw_output', 0))}, {ctx.ptr(x)}, {ctx.ptr(y)});")
     kh, kw = node.attrs["kernel_shape"]
     sh, sw = node.attrs["strides"]
     pt, pl, pb, pr = node.attrs["pads"]
     dh, dw = node.attrs["dilations"]
     cip = int(node.attrs.get("count_include_pad", 0))
-    fn = "onnxc_nchwc_maxpool" if mode == "MaxPool" else "onnxc_nchwc_avgpool"
+    fn = nchwc_f32.name("maxpool" if mode == "MaxPool" else "avgpool", b)
     return "\n".join([
         f"static const onnxc_nchwc_pool_params p = {{{x.shape[0]}, {c}, {x.shape[2]}, {x.shape[3]}, {y.shape[2]}, "
         f"{y.shape[3]}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {pb}, {pr}, {dh}, {dw}, {cip}}};",
-        f"{fn}_b{b}(&p, {ctx.ptr(x)}, {ctx.ptr(y)});",
+        f"{fn}(&p, {ctx.ptr(x)}, {ctx.ptr(y)});",
     ])
 
 
@@ -221,7 +222,7 @@ def _scale_shift_check(node) -> Optional[str]:
 def nchwc_scale_shift(node, ctx):
     x, s, t = node.inputs
     y, b = node.outputs[0], node.attrs["block"]
-    return (f"onnxc_nchwc_scale_shift_b{b}({x.shape[0]}, {x.shape[1]}, {_hw(x.shape)}, {ctx.ptr(x)}, "
+    return (f"{nchwc_f32.name('scale_shift', b)}({x.shape[0]}, {x.shape[1]}, {_hw(x.shape)}, {ctx.ptr(x)}, "
             f"{ctx.ptr(s)}, {ctx.ptr(t)}, {ctx.ptr(y)});")
 
 
@@ -246,7 +247,7 @@ def _gather_check(node) -> Optional[str]:
 
 
 def gather_tables(node):
-    """(first, entries) of onnxc_nchwc_channel_gather: per output block the source vectors
+    """(first, entries) of onnxc_f32_nchwc_channel_gather_b<b>: per output block the source vectors
     (input, block) it reads, each with the mask of output lanes it fills and their source lanes."""
     b, c = node.attrs["block"], int(node.attrs["channels"])
     srcs, chs = node.attrs["sources"], node.attrs["source_channels"]
@@ -275,5 +276,5 @@ def nchwc_channel_gather(node, ctx):
         f"static const int32_t ent[] = {{{ints(ent)}}};",
         f"static const int64_t inb[] = {{{ints(inb)}}};",
         f"const float* const xs[] = {{{', '.join(ctx.ptr(x) for x in node.inputs)}}};",
-        f"onnxc_nchwc_channel_gather_b{b}({y.shape[0]}, {_hw(y.shape)}, {y.shape[1]}, xs, inb, first, ent, {ctx.ptr(y)});",
+        f"{nchwc_f32.name('channel_gather', b)}({y.shape[0]}, {_hw(y.shape)}, {y.shape[1]}, xs, inb, first, ent, {ctx.ptr(y)});",
     ])

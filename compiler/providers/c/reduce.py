@@ -1,10 +1,12 @@
 """Reductions and softmax-like ops: Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax/Hardmax.
 
 Loops run over the kept dims outside and the reduced dims inside, with constant strides.
-Float reductions accumulate in double so long sums match onnxruntime closely.
+Float reductions accumulate in double so long sums match onnxruntime closely; integer ones in
+uint64_t, where overflow wraps (signed overflow is undefined in C).
 """
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -51,14 +53,16 @@ def _offset(idx: Sequence[str], strides: Sequence[int]) -> str:
 # op -> (init, combine(acc, v), finalize(acc, n), element transform)
 def _reduce_parts(op, t):
     fl = np.dtype(t).kind == "f"
-    acc_t = "double" if fl else ("uint64_t" if np.dtype(t).kind == "u" else "int64_t")
+    # integers accumulate in uint64_t: a sum or product that overflows wraps (as numpy's does, in
+    # the element type) instead of being undefined in C; the final conversion takes it modulo 2^N
+    acc_t = "double" if fl else "uint64_t"
     big = {"Max": "-INFINITY" if fl else _int_limit(t, low=True), "Min": "INFINITY" if fl else _int_limit(t, low=False)}
     table = {
         "ReduceSum": ("0", "acc + v", "acc", "x"),
         "ReduceMean": ("0", "acc + v", "acc / (double){n}", "x"),
         "ReduceProd": ("1", "acc * v", "acc", "x"),
         "ReduceSumSquare": ("0", "acc + v", "acc", "x * x"),
-        "ReduceL1": ("0", "acc + v", "acc", "(x < 0 ? -x : x)"),
+        "ReduceL1": ("0", "acc + v", "acc", "(x < 0 ? -x : x)" if fl else "(s < 0 ? (uint64_t)0 - x : x)"),
         "ReduceL2": ("0", "acc + v", "sqrt((double)acc)", "x * x"),
         "ReduceLogSum": ("0", "acc + v", "log((double)acc)", "x"),
         "ReduceMax": (big["Max"], "((v > acc || v != v) ? v : acc)", "acc", "x"),
@@ -136,7 +140,8 @@ def _emit_reduce(node, ctx) -> str:
     lines.append(pad + "{")
     lines.append(pad + f"  {acc_t} acc = {init};")
     lines += _loops(ri, rdims, len(ko) + 1)
-    elem_c = elem.replace("x", f"(({acc_t})X[{in_off}])") if "x" in elem else elem
+    # x: the element converted to the accumulator type; s: the element as it is (its sign)
+    elem_c = re.sub(r"\b[xs]\b", lambda m: f"(({acc_t})X[{in_off}])" if m.group() == "x" else f"X[{in_off}]", elem)
     body = combine.replace("v", "vv")
     lines.append(pad + "  " * (len(ri) + 1) + f"{{ {acc_t} vv = {elem_c}; acc = {body}; }}")
     lines.append(pad + f"  Y[{y_off}] = ({yt})({fin.format(n=n)});")

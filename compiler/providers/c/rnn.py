@@ -4,7 +4,9 @@ Everything but the tensors is resolved here at compile time into a static params
 direction, layout, clip, and each gate's activation with its alpha/beta.  Activation
 parameters follow onnxruntime: ``activation_alpha``/``activation_beta`` are consumed in order
 by the activations that take them.  Where that reading, the spec's defaults and onnxruntime's
-defaults could disagree, the node is refused instead of guessed.
+defaults could disagree, the node is refused instead of guessed.  A sequence_lens value outside
+[0, seq_length] fails the run (ONNXC_ERR_INDEX, as onnxruntime refuses it; the kernel clamps it
+so it never indexes outside X or Y).
 """
 from __future__ import annotations
 
@@ -193,4 +195,12 @@ def rnn(node, ctx):
     ct = "double" if f64 else "float"
     fn = "onnxc_rnn_f64" if f64 else "onnxc_rnn_f32"
     scratch = ctx.scratch(node, ct) if _scratch(node) else "NULL"  # empty problem: nothing to stage
-    return "\n".join([params, f"{fn}(&p, {', '.join(ins + outs)}, {scratch});"])
+    lines = [params]
+    sl = node.input(4)
+    if sl is not None and sl.size:
+        x = node.inputs[0]
+        fail = ctx.fail(node, f"sequence length {{value}} out of range [0, {T}] (the seq_length of input '{x.name}', "
+                              f"shape {tuple(x.shape)})", f"{ins[4]}[b]", "b", tensor=sl)
+        lines += [f"for (int64_t b = 0; b < {sl.size}; ++b)",
+                  f"  if ({ins[4]}[b] < 0 || {ins[4]}[b] > {T}) {{ {fail} break; }}"]
+    return "\n".join(lines + [f"{fn}(&p, {', '.join(ins + outs)}, {scratch});"])

@@ -1,6 +1,7 @@
 """Data movement: views (Reshape & co.), Transpose, Concat, Split, Slice, Gather, GatherElements,
-Expand.  Everything is index arithmetic on compile-time shapes; runtime indices are bounds-checked
-(an out-of-range index yields zeros instead of reading outside the tensor)."""
+Expand.  Everything is index arithmetic on compile-time shapes; runtime indices are bounds-checked:
+one out of range fails the run with ONNXC_ERR_INDEX naming the node (EmitContext.fail) and is
+never read through."""
 from __future__ import annotations
 
 from typing import List
@@ -10,6 +11,10 @@ import numpy as np
 from ...codegen.loops import broadcast_loop, contiguous_strides
 from ...ops import get_attr
 from .registry import c_kernel
+
+# index tables are C arrays built in Python, one entry per output index: larger ones (a fuzzed
+# dim of 2^31 made the Pad table a 30-minute loop) are refused and the node goes elsewhere
+_MAX_TABLE = 1 << 22
 
 
 def _view(node):
@@ -170,8 +175,26 @@ def _index_check(node):
     return None
 
 
+def const_within(v, lo: int, hi: int, column: int = None) -> bool:
+    """``v`` (or column ``column`` of its last axis) is a constant with every value in [lo, hi]:
+    no runtime check needed."""
+    if v is None or not v.is_const:
+        return False
+    a = np.asarray(v.const)
+    if column is not None:
+        a = a.reshape(-1, a.shape[-1])[:, column]
+    return a.size == 0 or (int(a.min()) >= lo and int(a.max()) <= hi)
+
+
+def index_message(n: int, axis: int, x) -> str:
+    """What an out-of-range runtime index on ``axis`` (length n) of input ``x`` is told."""
+    return f"index {{value}} out of range [{-n}, {n - 1}] on axis {axis} of input '{x.name}' (shape {tuple(x.shape)})"
+
+
 @c_kernel("Gather", check=_index_check)
 def gather(node, ctx):
+    """The indices are checked once, before any copy: one out of [-n, n-1] fails the run (as
+    onnxruntime does) and nothing is copied."""
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
     axis = get_attr(node, "axis", 0) % len(x.shape)
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
@@ -181,16 +204,19 @@ def gather(node, ctx):
     if y.size == 0:
         return "/* empty */"
     es = x.dtype.itemsize
-    return "\n".join([
-        f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};",
-        f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
-        f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
-        f"for (int64_t o = 0; o < {outer}; ++o)",
+    lines = [f"const uint8_t* ONNXC_RESTRICT X = (const uint8_t*){ctx.ptr(x)};",
+             f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
+             f"uint8_t* ONNXC_RESTRICT Y = (uint8_t*){ctx.ptr(y)};",
+             "int ok = 1;"]
+    if not const_within(ind, -n, n - 1):
+        fail = ctx.fail(node, index_message(n, axis, x), "I[j]", "j", tensor=ind)
+        lines += [f"for (int64_t j = 0; j < {m}; ++j)",
+                  f"  if ((int64_t)I[j] < {-n} || (int64_t)I[j] >= {n}) {{ {fail} ok = 0; break; }}"]
+    return "\n".join(lines + [
+        f"if (ok) for (int64_t o = 0; o < {outer}; ++o)",
         f"  for (int64_t j = 0; j < {m}; ++j) {{",
         f"    int64_t k = (int64_t)I[j]; if (k < 0) k += {n};",
-        f"    uint8_t* dst = Y + (o*{m} + j)*{inner * es};",
-        f"    if (k < 0 || k >= {n}) memset(dst, 0, {inner * es});  /* out of range: zeros, never OOB */",
-        f"    else memcpy(dst, X + (o*{n} + k)*{inner * es}, {inner * es});",
+        f"    memcpy(Y + (o*{m} + j)*{inner * es}, X + (o*{n} + k)*{inner * es}, {inner * es});",
         "  }",
     ])
 
@@ -207,8 +233,12 @@ def gather_elements(node, ctx):
     other = _offset([i for k, i in enumerate(idx) if k != axis], [s for k, s in enumerate(xs) if k != axis])
     oi = _offset(idx, contiguous_strides(y.shape))
     n = x.shape[axis]
-    body = (f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; "
-            f"Y[{oi}] = (k < 0 || k >= {n}) ? 0 : X[{other} + k*{xs[axis]}];")
+    if const_within(ind, -n, n - 1):
+        body = f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; Y[{oi}] = X[{other} + k*{xs[axis]}];"
+    else:
+        fail = ctx.fail(node, index_message(n, axis, x), f"I[{oi}]", oi, tensor=ind)
+        body = (f"int64_t k = (int64_t)I[{oi}]; if (k < 0) k += {n}; "
+                f"if (k < 0 || k >= {n}) {{ {fail} Y[{oi}] = 0; }} else Y[{oi}] = X[{other} + k*{xs[axis]}];")
     return "\n".join(_decls(ctx, x, y) + [f"const {ctx.ctype(ind)}* ONNXC_RESTRICT I = {ctx.ptr(ind)};"]
                      + _nest(list(y.shape), idx, body))
 
@@ -283,6 +313,8 @@ def _pad_check(node):
         return "inferred output shape disagrees with the pads"
     if mode == "reflect" and any(max(b, e) > d - 1 for d, b, e in zip(x.shape, begin, end) if b or e):
         return "reflect padding wider than the dim minus one"
+    if any((b or e) and d + b + e > _MAX_TABLE for d, b, e in zip(x.shape, begin, end)):
+        return "a padded dim too large for an index table"  # a table entry per output index
     if node.input(2) is not None and not node.inputs[2].is_const:
         return "constant_value must be a constant"
     return None
@@ -303,8 +335,11 @@ def pad(node, ctx):
     idx = [f"i{k}" for k in range(len(y.shape))]
     xs = contiguous_strides(x.shape)
     terms, conds = [], []
-    for k, (n, b, size) in enumerate(zip(x.shape, begin, y.shape)):
-        src = _pad_source(n, b, size, mode)
+    for k, (n, b, e, size) in enumerate(zip(x.shape, begin, end, y.shape)):
+        src = _pad_source(n, b, size, mode) if b or e else None
+        if src is None:  # not padded: no table (the dim may be huge)
+            terms.append(f"{idx[k]}*{xs[k]}")
+            continue
         if src == list(range(size)):
             terms.append(f"{idx[k]}*{xs[k]}")
             continue
@@ -325,8 +360,6 @@ def pad(node, ctx):
 # element, which input element it copies (0 = fill with zero); the C is one table-driven loop.
 INDEX_MAP_OPS = ("Tile", "DepthToSpace", "SpaceToDepth", "Trilu", "Compress", "ReverseSequence",
                  "CenterCropPad")
-_MAX_TABLE = 1 << 22
-
 
 def _index_table(node):
     from ...ops import evaluate

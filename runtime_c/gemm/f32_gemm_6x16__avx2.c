@@ -1,10 +1,10 @@
-/* AVX2/FMA3 SGEMM microkernel: a 6 x 16 tile of C in 12 ymm accumulators (two 8-float vectors
+/* onnxc_f32_gemm_6x16__avx2: a 6 x 16 tile of C in 12 ymm accumulators (two 8-float vectors
  * per row), leaving 4 of the 16 ymm registers for the two B vectors and the broadcast of A.
  * Per k: 2 aligned loads of the packed B panel, 6 broadcasts of A, 12 FMAs.
- * Contract: sgemm_kernel.h. Compiled only for AVX2+FMA targets without AVX-512F. */
-#include "sgemm_kernel.h"
+ * Contract: f32_gemm.h. Compiled where the build enables the avx2 row. */
+#include "f32_gemm.h"
 
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#if ONNXC_HAS_AVX2
 
 #include <immintrin.h>
 
@@ -85,9 +85,9 @@ SGEMM_INLINE void tile(const int m, const int rowmajor, const int wide, int64_t 
     default: tile(1, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;         \
     }
 
-void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
-                        int64_t csa, const float* Bp, float* C, int64_t ldc, float alpha,
-                        float beta) {
+void onnxc_f32_gemm_6x16__avx2(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
+                               int64_t csa, const float* Bp, float* C, int64_t ldc,
+                               float alpha, float beta) {
     if (csa == 1) {
         const int64_t lda = rsa;
         if (nr > TN / 2) {

@@ -1,19 +1,17 @@
-/* Portable C SGEMM microkernel: a 6 x 16 tile of C, one 16-float array per row (the j loops
- * vectorize to whatever the compiler targets). With baseline SSE2 it runs at 38 GFLOP/s where a
- * 6 x 8 tile, whose 12 accumulator vectors fit the 16 registers, ran at 26: loading B costs
- * more than the spills. Used when the target has neither AVX-512F nor AVX2+FMA.
- * Contract: sgemm_kernel.h. */
-#include "sgemm_kernel.h"
-
-#if !defined(__AVX512F__) && !(defined(__AVX2__) && defined(__FMA__))
-
+/* onnxc_f32_gemm_6x16__generic, portable C: a 6 x 16 tile of C, one 16-float array per row
+ * (the j loops vectorize to whatever the compiler targets). With baseline SSE2 it runs at
+ * 38 GFLOP/s where a 6 x 8 tile, whose 12 accumulator vectors fit the 16 registers, ran at 26:
+ * loading B costs more than the spills. The kernel of the generic row; compiled in every build
+ * (the tests compare it with the SIMD kernels). Contract: f32_gemm.h. */
 #include <math.h>
+
+#include "f32_gemm.h"
 
 #define TM 6
 #define TN 16
 
 /* -std=c99 disables contraction of a*b+c; fmaf() is one instruction only with hardware FMA. */
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#if ONNXC_HW_FMA
 #define MADD(a, b, c) fmaf((a), (b), (c))
 #else
 #define MADD(a, b, c) ((a) * (b) + (c))
@@ -82,9 +80,9 @@ TILE_FN(tile_packed, 0)
 TILE_FN(tile_rows, 1)
 TILE_FN(tile_cols, 2)
 
-void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
-                        int64_t csa, const float* Bp, float* C, int64_t ldc, float alpha,
-                        float beta) {
+void onnxc_f32_gemm_6x16__generic(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
+                                  int64_t csa, const float* Bp, float* C, int64_t ldc,
+                                  float alpha, float beta) {
     if (rsa == 1 && csa == TM)
         tile_packed(mr, kc, A, TM, Bp, C, ldc, nr, alpha, beta);
     else if (csa == 1)
@@ -92,5 +90,3 @@ void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int6
     else
         tile_cols(mr, kc, A, csa, Bp, C, ldc, nr, alpha, beta);
 }
-
-#endif

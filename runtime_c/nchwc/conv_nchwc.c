@@ -1,7 +1,7 @@
 /* NCHWc convolutions (direct, pointwise, depthwise, NCHW-input first layer) for block sizes 8
  * and 16: the body is compiled once per block so the b-wide loops have constant trip counts.
- * A block that matches the build's vector registers (8 with AVX2+FMA, 16 with AVX-512F) uses
- * intrinsics for the accumulators; every other combination (the portable build, b=16 in an
+ * A block that matches the build's vector registers (8 where the avx2 row's features are
+ * enabled, 16 where the avx512 row's are: onnxc_isa.h) uses intrinsics for the accumulators; every other combination (the portable build, b=16 in an
  * AVX2 build) runs the plain C path of the same loop nest, which the tests exercise through the
  * generic target. */
 #include <math.h>
@@ -57,6 +57,9 @@
  * build). */
 #define NB 8
 #define NB_FN(name) name##_b8
+#define NCHWC_CONV onnxc_f32_nchwc_conv_b8
+#define NCHWC_CONV_NCHW onnxc_f32_nchwc_conv_nchw_b8
+#define NCHWC_CONV_DEPTHWISE onnxc_f32_nchwc_conv_depthwise_b8
 #include "nchwc_vec.h"
 #if NB_SIMD
 #define NB_OBMAX 2
@@ -72,6 +75,9 @@
 
 #define NB 16
 #define NB_FN(name) name##_b16
+#define NCHWC_CONV onnxc_f32_nchwc_conv_b16
+#define NCHWC_CONV_NCHW onnxc_f32_nchwc_conv_nchw_b16
+#define NCHWC_CONV_DEPTHWISE onnxc_f32_nchwc_conv_depthwise_b16
 #include "nchwc_vec.h"
 #if NB_SIMD
 #define NB_OBMAX 4

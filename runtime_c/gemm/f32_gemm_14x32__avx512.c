@@ -1,10 +1,10 @@
-/* AVX-512 SGEMM microkernel: a 14 x 32 tile of C in 28 zmm accumulators (two 16-float vectors
+/* onnxc_f32_gemm_14x32__avx512: a 14 x 32 tile of C in 28 zmm accumulators (two 16-float vectors
  * per row), leaving 4 of the 32 zmm registers for the two B vectors and the broadcast of A.
  * Per k: 2 aligned loads of the packed B panel, 14 broadcasts of A, 28 FMAs.
- * Contract: sgemm_kernel.h. Compiled only when the target has AVX-512F. */
-#include "sgemm_kernel.h"
+ * Contract: f32_gemm.h. Compiled where the build enables the avx512 row. */
+#include "f32_gemm.h"
 
-#if defined(__AVX512F__)
+#if ONNXC_HAS_AVX512
 
 #include <immintrin.h>
 
@@ -88,9 +88,9 @@ SGEMM_INLINE void tile(const int m, const int rowmajor, const int wide, int64_t 
     default: tile(1, mode, wide, kc, A, lda, Bp, C, ldc, nr, alpha, beta); break;         \
     }
 
-void onnxc_sgemm_kernel(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
-                        int64_t csa, const float* Bp, float* C, int64_t ldc, float alpha,
-                        float beta) {
+void onnxc_f32_gemm_14x32__avx512(int64_t mr, int64_t nr, int64_t kc, const float* A, int64_t rsa,
+                                  int64_t csa, const float* Bp, float* C, int64_t ldc,
+                                  float alpha, float beta) {
     if (csa == 1) {
         const int64_t lda = rsa;
         if (nr > TN / 2) {

@@ -13,10 +13,6 @@
 #include "onnxc_kernels.h"
 #include "onnxc_threads.h"
 
-#if defined(__AVX2__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 /* Elements copied below which the gather stays on one thread.  Low: a serial gather at 2
  * threads reads half its input from the other core's cache (ShuffleNetV2's channel shuffle of
  * 4 blocks of 28x28, 50K elements: 11 us at 1 thread, 88 us serial at 2). */
@@ -35,12 +31,14 @@ typedef struct {
 
 #define NB 8
 #define NB_FN(name) name##_b8
+#define NCHWC_CHANNEL_GATHER onnxc_f32_nchwc_channel_gather_b8
 #include "nchwc_vec.h"
 #include "gather_nchwc_body.h"
 #include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
+#define NCHWC_CHANNEL_GATHER onnxc_f32_nchwc_channel_gather_b16
 #include "nchwc_vec.h"
 #include "gather_nchwc_body.h"
 #include "nchwc_vec_end.h"

@@ -1,5 +1,5 @@
-/* Portable C99 NCHWc pooling (Max/Average, global), NCHW <-> NCHWc reorders and per-channel
- * scale/shift, for block sizes 8 and 16 (body compiled once per block, see conv_nchwc_ref.c). */
+/* NCHWc pooling (Max/Average, global), NCHW <-> NCHWc reorders and per-channel scale/shift,
+ * for block sizes 8 and 16 (body compiled once per block, see conv_nchwc.c). */
 #include <float.h>
 #include <math.h>
 
@@ -13,17 +13,15 @@
 /* Elements visited below which a kernel stays on one thread.  Low: at 2 threads a serial
  * reorder or pool reads half its input from the other core's cache, where the split conv before
  * it left it (ShuffleNet at 2 threads 2.93 -> 2.63 ms going from 2^16 to 2^14; 1 thread same;
- * 2^12 with the depthwise and gather thresholds lowered alike, see conv_nchwc_ref.c). */
+ * 2^12 with the depthwise and gather thresholds lowered alike, see conv_nchwc.c). */
 #define NCHWC_POOL_MIN_WORK (1 << 12)
 
-/* A block that matches the build's vector registers (8 with AVX2, 16 with AVX-512F) uses
- * intrinsics for the window loops; the other combinations run the plain C path (the tests
- * exercise it through the generic target). */
-#if defined(__AVX2__) || defined(__AVX512F__)
+/* A block that matches the build's vector registers (8 with the avx2 row's features, 16 with
+ * the avx512 row's: onnxc_isa.h) uses intrinsics for the window loops; the other combinations
+ * run the plain C path (the tests exercise it through the generic target). */
+#if ONNXC_HAS_AVX2
 #include <immintrin.h>
-#endif
 
-#if defined(__AVX2__)
 /* The reorders move 8 pixels x 8 channels at a time through this in-register transpose (for
  * b=16 as two 8-channel halves). */
 #define NCHWC_TR8 1
@@ -51,12 +49,26 @@ static inline void onnxc_nchwc_tr8(__m256 r[8]) {
 
 #define NB 8
 #define NB_FN(name) name##_b8
+#define NCHWC_MAXPOOL onnxc_f32_nchwc_maxpool_b8
+#define NCHWC_AVGPOOL onnxc_f32_nchwc_avgpool_b8
+#define NCHWC_GLOBAL_POOL onnxc_f32_nchwc_global_pool_b8
+#define NCHWC_REORDER_INPUT onnxc_f32_nchwc_reorder_input_b8
+#define NCHWC_REORDER_INPUT_PERM onnxc_f32_nchwc_reorder_input_perm_b8
+#define NCHWC_REORDER_OUTPUT onnxc_f32_nchwc_reorder_output_b8
+#define NCHWC_SCALE_SHIFT onnxc_f32_nchwc_scale_shift_b8
 #include "nchwc_vec.h"
 #include "pool_nchwc_body.h"
 #include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
+#define NCHWC_MAXPOOL onnxc_f32_nchwc_maxpool_b16
+#define NCHWC_AVGPOOL onnxc_f32_nchwc_avgpool_b16
+#define NCHWC_GLOBAL_POOL onnxc_f32_nchwc_global_pool_b16
+#define NCHWC_REORDER_INPUT onnxc_f32_nchwc_reorder_input_b16
+#define NCHWC_REORDER_INPUT_PERM onnxc_f32_nchwc_reorder_input_perm_b16
+#define NCHWC_REORDER_OUTPUT onnxc_f32_nchwc_reorder_output_b16
+#define NCHWC_SCALE_SHIFT onnxc_f32_nchwc_scale_shift_b16
 #include "nchwc_vec.h"
 #include "pool_nchwc_body.h"
 #include "nchwc_vec_end.h"

@@ -1,0 +1,135 @@
+"""Op knowledge for the nn family (Conv, ConvTranspose, pools, batch/instance norm): validity
+rules (see registry.py)."""
+from __future__ import annotations
+
+from .registry import check, get_attr
+from .validate import inp, known, shape_of, shape_str, unidirectional_problem
+
+
+def _window_attrs(node, spatial, kernel=None):
+    """kernel_shape/strides/dilations/pads/output_padding of a windowed op against its
+    ``spatial`` rank; ``kernel``: W's spatial dims, when the op has a weight."""
+    if spatial is None:
+        return
+    ks = node.attrs.get("kernel_shape")
+    if ks is not None:
+        if len(ks) != spatial:
+            yield f"attribute 'kernel_shape' is {list(ks)}, expected {spatial} values (spatial rank)"
+        elif kernel is not None and all(known(d) for d in kernel) and list(ks) != list(kernel):
+            yield f"attribute 'kernel_shape' is {list(ks)}, expected {list(kernel)} (W's spatial dims)"
+    for name, low in (("strides", 1), ("dilations", 1), ("output_padding", 0)):
+        v = node.attrs.get(name)
+        if v is None:
+            continue
+        if len(v) != spatial:
+            yield f"attribute '{name}' is {list(v)}, expected {spatial} values (spatial rank)"
+        elif min(v) < low:
+            yield f"attribute '{name}' is {list(v)}, expected values >= {low}"
+    pads = node.attrs.get("pads")
+    if pads is not None:
+        if len(pads) != 2 * spatial:
+            yield f"attribute 'pads' is {list(pads)}, expected {2 * spatial} values (begin, end per spatial axis)"
+        elif min(pads) < 0:
+            yield f"attribute 'pads' is {list(pads)}, expected values >= 0"
+
+
+def _conv(node, xi, wi, bi, transposed=False):
+    x, w = shape_of(node, xi), shape_of(node, wi)
+    group = int(get_attr(node, "group", 1))
+    if group < 1:
+        yield f"attribute 'group' is {group}, expected >= 1"
+        return
+    if x is not None and len(x) < 3:
+        yield f"{inp(node, xi)} has shape {shape_str(x)}, expected rank >= 3 (N, C, spatial...)"
+        return
+    if w is not None and len(w) < 3:
+        yield f"{inp(node, wi)} has shape {shape_str(w)}, expected rank >= 3"
+        return
+    if x is not None and w is not None and len(x) != len(w):
+        yield f"{inp(node, wi)} has rank {len(w)}, expected {len(x)} (the rank of {inp(node, xi)} {shape_str(x)})"
+        return
+    out_channels = None
+    if w is not None:
+        if transposed:  # W: (C, M / group, k...)
+            if x is not None and known(x[1]) and known(w[0]) and w[0] != x[1]:
+                yield (f"{inp(node, wi)} has shape {shape_str(w)}: {w[0]} input channels, expected {x[1]} "
+                       f"(the channels of {inp(node, xi)} {shape_str(x)})")
+            out_channels = w[1] * group if known(w[1]) else None
+        else:  # W: (M, C / group, k...)
+            if x is not None and known(x[1]) and known(w[1]) and w[1] * group != x[1]:
+                yield (f"{inp(node, wi)} has shape {shape_str(w)}: {w[1]} input channels per group x group "
+                       f"{group} = {w[1] * group}, expected {x[1]} (the channels of {inp(node, xi)} {shape_str(x)})")
+            if known(w[0]) and w[0] % group:
+                yield f"{inp(node, wi)} has {w[0]} output channels, expected a multiple of group {group}"
+            out_channels = w[0] if known(w[0]) else None
+    if bi is not None:
+        b = shape_of(node, bi)
+        if b is not None and len(b) != 1:
+            yield f"{inp(node, bi)} has shape {shape_str(b)}, expected 1-D (one bias per output channel)"
+        elif b is not None and known(b[0]) and out_channels is not None and b[0] != out_channels:
+            yield f"{inp(node, bi)} has {b[0]} elements, expected {out_channels} (W's output channels)"
+    spatial = len(w) - 2 if w is not None else (len(x) - 2 if x is not None else None)
+    yield from _window_attrs(node, spatial, None if w is None else w[2:])
+
+
+@check("Conv")
+def _conv_rule(node):
+    yield from _conv(node, 0, 1, 2)
+
+
+@check("ConvInteger")
+def _conv_integer_rule(node):
+    yield from _conv(node, 0, 1, None)
+
+
+@check("QLinearConv")
+def _qlinear_conv_rule(node):
+    yield from _conv(node, 0, 3, 8)
+
+
+@check("ConvTranspose")
+def _conv_transpose_rule(node):
+    yield from _conv(node, 0, 1, 2, transposed=True)
+
+
+@check("MaxPool", "AveragePool", "LpPool")
+def _pool_rule(node):
+    x = shape_of(node, 0)
+    if x is None:
+        return
+    if len(x) < 3:
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected rank >= 3 (N, C, spatial...)"
+        return
+    yield from _window_attrs(node, len(x) - 2)
+
+
+def _per_channel(node, x, indices, what):
+    if x is None or len(x) < 2 or not known(x[1]):
+        return
+    for i in indices:
+        s = shape_of(node, i)
+        if s is None:
+            continue
+        if len(s) != 1:
+            yield f"{inp(node, i)} has shape {shape_str(s)}, expected 1-D of {x[1]} ({what})"
+        elif known(s[0]) and s[0] != x[1]:
+            yield f"{inp(node, i)} has {s[0]} elements, expected {x[1]} ({what})"
+
+
+@check("BatchNormalization")
+def _batchnorm_rule(node):
+    if node.opset < 9:  # spatial=0 took per-element statistics
+        return
+    yield from _per_channel(node, shape_of(node, 0), (1, 2, 3, 4), "the channels of input 0")
+
+
+@check("InstanceNormalization")
+def _instancenorm_rule(node):
+    yield from _per_channel(node, shape_of(node, 0), (1, 2), "the channels of input 0")
+
+
+@check("PRelu")
+def _prelu_rule(node):
+    if node.opset >= 7:
+        yield unidirectional_problem(inp(node, 1), shape_of(node, 1), shape_of(node, 0), inp(node, 0))
+
