@@ -56,3 +56,25 @@ def test_cli_static_without_data_is_refused(tmp_path):
         assert "needs --calibration" in str(e)
     else:
         raise AssertionError("static quantization without data must be refused")
+
+
+def test_cli_quantize_from_an_image_folder(tmp_path, capsys):
+    """--calibration DIR of images with --preprocess: every image is one calibration batch, and
+    the ranges are those of the preprocessed pixels (mean 0.5, std 0.25 on 0..1 pixels)."""
+    import pytest
+    pytest.importorskip("PIL")
+    from PIL import Image
+    onnx.save(small_cnn(), tmp_path / "m.onnx")
+    cal = tmp_path / "images"
+    cal.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(cal / f"{i}.png")
+    out = tmp_path / "m.int8.onnx"
+    assert main(["quantize", str(tmp_path / "m.onnx"), "--calibration", str(cal), "-o", str(out), "--engine",
+                 "reference", "--preprocess", "resize=16x16 mean=0.5 std=0.25", "-v"]) == 0
+    o = capsys.readouterr()
+    assert "over 3 feed(s)" in o.out and "3/3" in o.err
+    lo, hi = [float(x) for x in o.out.split("Conv 'conv1': uint8 asymmetric range [")[1].split("]")[0].split(",")]
+    assert -2.0 <= lo < -1.0 and 1.0 < hi <= 2.0  # (0..1 - 0.5) / 0.25, as far as the pixels reach
+    ort_run(onnx.load(out), cnn_feeds(1)[0])
