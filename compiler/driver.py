@@ -47,7 +47,10 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     h.update(__version__.encode())
     h.update(tree_digest().encode())
-    h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
+    from .portable import PORTABLE
+    # the target is in ``options``; a portable one builds with each carried ISA's flags
+    for t in PORTABLE.get(options["target"], (options["target"],)):
+        h.update(" ".join(compile_flags(t, options["c_opt"], options["openmp"])).encode())
     h.update(c_compiler().encode())
     return h.hexdigest()[:24]
 
@@ -112,7 +115,12 @@ def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
     """The finished build, loaded; a ForeignModule when it is for an ISA this CPU lacks (compiling
     for another machine succeeds; only running it here is refused)."""
     from .verify import read_manifest
-    why = cpu_mismatch(read_manifest(out / MANIFEST), out)
+    man = read_manifest(out / MANIFEST)
+    if man.get("portable"):  # the ISA builds it carries: only $ONNXC_ISA can ask for one this CPU lacks
+        from .portable import pick
+        why = pick(man, out)[1]
+    else:
+        why = cpu_mismatch(man, out)
     if why:
         log.info("onnxc: %s: built, not loaded: %s", out, why)
         return ForeignModule(out, why)
@@ -131,7 +139,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
     the runtime has no thread pool, see build.default_openmp).  ``winograd``: which Winograd
     convolutions the NCHWc layout pass may use for 3x3 stride-1 convs (4: F(4x4) or F(2x2) by
-    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option)."""
+    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option).  ``target``
+    "x86-64" builds the model once per ISA it carries (compiler/portable.py, build_portable)."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
@@ -162,7 +171,9 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                     log.info("onnxc: %s already holds this build (same model, options, onnxc and C compiler): "
                              "not rebuilt (force=True / --force rebuilds)", out)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
-                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized,
+                        from .portable import PORTABLE  # a portable build saves its first ISA's graph
+                        optimize_model(model, input_shapes, opt_level, PORTABLE.get(target, (target,))[0],
+                                       save_to=save_optimized,
                                        winograd=options["winograd"])
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
@@ -173,7 +184,9 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         # built in a temporary directory and moved into place: nobody sees a half-written build
         tmp = install.build_dir(out, in_cache)
         try:
-            report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
+            from .portable import is_portable
+            build = build_portable if is_portable(target) else build_into
+            report = build(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
             report["seconds_total"] = round(time.perf_counter() - t0, 3)
             _update_report(tmp, report)
             if in_cache:
@@ -198,7 +211,47 @@ def _update_report(out: Path, report: Dict) -> None:
     (out / MANIFEST).write_text(json.dumps(m, indent=1))
 
 
-def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None) -> Dict:
+def build_portable(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None) -> Dict:
+    """A portable target (compiler/portable.py): one complete build per carried ISA in ``out/<isa>``
+    (each packs its weights for its own NCHWc block and GEMM tiles), then the top manifest listing
+    them best first with the size and CRC-32 of each file they need to load."""
+    from .portable import PORTABLE, sub_key
+    from .verify import FORMAT, file_record
+    out.mkdir(parents=True, exist_ok=True)
+    builds, sizes, first = {}, {}, None
+    for isa in PORTABLE[options["target"]]:
+        t = time.perf_counter()
+        stage(f"portable target {options['target']}: the {isa} build")
+        sub = out / isa
+        report = build_into(model, sub, sub_key(key, isa), {**options, "target": isa}, verbose=verbose,
+                            save_optimized=save_optimized if first is None else None, copy_runtime=False)
+        m = json.loads((sub / MANIFEST).read_text())
+        names = ([m["module_file"]] if m.get("module_file") else []) + [m["weights_file"]] + \
+                [f["file"] for f in m.get("fallback", [])] + [MANIFEST]
+        files = {n: file_record(sub / n) for n in names}
+        builds[isa] = {"dir": isa, "cache_key": m["cache_key"], "weights_file": m["weights_file"], "files": files}
+        sizes[isa] = {"bytes": sum(r["bytes"] for r in files.values()), "module_bytes": m.get("module_bytes", 0),
+                      "weights_bytes": files[m["weights_file"]]["bytes"], "seconds": round(time.perf_counter() - t, 3),
+                      "nchwc_block": _nchwc_block(isa)}
+        if first is None:
+            first = m
+    report = {"portable": options["target"], "isas": sizes, "bytes_total": sum(v["bytes"] for v in sizes.values())}
+    manifest = {
+        "format": FORMAT, "onnxc_version": __version__, "cache_key": key, "portable": options["target"],
+        "prefix": first["prefix"], "inputs": first["inputs"], "outputs": first["outputs"], "options": options,
+        "isas": list(builds), "builds": builds, "report": report,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return report
+
+
+def _nchwc_block(isa: str) -> int:
+    from .isa import BY_NAME
+    return BY_NAME[isa].nchwc_block
+
+
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
+               copy_runtime: bool = True) -> Dict:
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
@@ -248,7 +301,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)  # a fresh directory (compile_model installs it)
     result.blob.write(out / "weights.bin")
-    shutil.copytree(runtime_dir(), out / "runtime_c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    if copy_runtime:  # for embedders (examples/embed_c); the module is built from the installed runtime_c
+        shutil.copytree(runtime_dir(), out / "runtime_c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     fallback = []
     for fb in result.fallback:
         (out / fb["file"]).write_bytes(fb["model"])
