@@ -230,12 +230,19 @@ def build_portable(model, out: Path, key: str, options: Dict, verbose: bool = Fa
                 [f["file"] for f in m.get("fallback", [])] + [MANIFEST]
         files = {n: file_record(sub / n) for n in names}
         builds[isa] = {"dir": isa, "cache_key": m["cache_key"], "weights_file": m["weights_file"], "files": files}
+        shared = _share_weights(out, builds, isa)
+        if shared:
+            builds[isa]["weights_same_as"] = shared
         sizes[isa] = {"bytes": sum(r["bytes"] for r in files.values()), "module_bytes": m.get("module_bytes", 0),
                       "weights_bytes": files[m["weights_file"]]["bytes"], "seconds": round(time.perf_counter() - t, 3),
                       "nchwc_block": _nchwc_block(isa)}
         if first is None:
             first = m
-    report = {"portable": options["target"], "isas": sizes, "bytes_total": sum(v["bytes"] for v in sizes.values())}
+    # what the output holds: files shared by hard link count once (what a pickle or tar carries)
+    stored = sum(v["bytes"] - (v["weights_bytes"] if "weights_same_as" in builds[i] else 0) for i, v in sizes.items())
+    report = {"portable": options["target"], "isas": sizes, "bytes_total": sum(v["bytes"] for v in sizes.values()),
+              "bytes_stored": stored,
+              "weights_shared": {i: b["weights_same_as"] for i, b in builds.items() if "weights_same_as" in b}}
     manifest = {
         "format": FORMAT, "onnxc_version": __version__, "cache_key": key, "portable": options["target"],
         "prefix": first["prefix"], "inputs": first["inputs"], "outputs": first["outputs"], "options": options,
@@ -243,6 +250,30 @@ def build_portable(model, out: Path, key: str, options: Dict, verbose: bool = Fa
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report
+
+
+def _share_weights(out: Path, builds: Dict, isa: str) -> Optional[str]:
+    """When ``isa``'s weights.bin is byte for byte an earlier build's (same NCHWc block and GEMM
+    packing: avx2 and generic for most models), make it a hard link to that file: stored once on
+    disk, and once in a pickle (pickling.py reads it once). Returns the ISA it shares with."""
+    import filecmp
+    w = builds[isa]["weights_file"]
+    mine = builds[isa]["files"][w]
+    for other, b in builds.items():
+        theirs = b["files"].get(b["weights_file"])
+        if other == isa or theirs != mine:
+            continue
+        a, p = out / b["dir"] / b["weights_file"], out / isa / w
+        if not filecmp.cmp(a, p, shallow=False):
+            continue
+        tmp = p.with_name(p.name + ".link")
+        try:
+            os.link(a, tmp)
+            os.replace(tmp, p)
+        except OSError:  # no hard links on this file system: two copies
+            return None
+        return other
+    return None
 
 
 def _nchwc_block(isa: str) -> int:

@@ -81,8 +81,28 @@ def reduce_compiled(m: CompiledModel):
         from .verify import read_file
         d = m.output_dir
         state["manifest"] = read_file(d / MANIFEST, "manifest")
-        state["files"] = {name: read_file(d / name, what) for name, what in _files(m)}
+        state["files"] = _read_files(d, _files(m))
     return (_restore_compiled, (state,))
+
+
+def _read_files(d: Path, files) -> Dict[str, bytes]:
+    """The files as bytes; hard links to one file (a portable build's shared weights) are read once
+    and are one object, which pickle stores once and _write_entry links again."""
+    from .verify import read_file
+    out, seen = {}, {}
+    for name, what in files:
+        try:
+            st = os.stat(d / name)
+            ident = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+        except OSError:
+            ident = None  # read_file names the problem
+        if ident is not None and ident in seen:
+            out[name] = seen[ident]
+            continue
+        out[name] = read_file(d / name, what)
+        if ident is not None:
+            seen[ident] = out[name]
+    return out
 
 
 def _check_python(state: Dict) -> None:
@@ -148,10 +168,19 @@ def _write_entry(entry: Path, manifest: bytes, files: Dict[str, bytes], damaged:
             return
         tmp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp", dir=root))
         try:
+            written = {}  # id of a bytes object -> its first file: shared weights are linked again
             for name, data in files.items():
                 path = tmp / _entry_path(name)
                 path.parent.mkdir(exist_ok=True)
+                first = written.get(id(data))
+                if first is not None:
+                    try:
+                        os.link(first, path)
+                        continue
+                    except OSError:
+                        pass
                 path.write_bytes(data)
+                written[id(data)] = path
             (tmp / MANIFEST).write_bytes(manifest)
             install.install_entry(tmp, entry, replace=True)
         finally:

@@ -116,10 +116,16 @@ def test_every_isa_build_matches_generic(builds, name, monkeypatch):
             np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5, err_msg=f"{name}, {isa} build")
             if isa == "generic":
                 np.testing.assert_array_equal(y, ref)  # the same C, the same compiler flags
-    # the builds are distinct code: each ISA's module is its own file with its own weights packing
-    blocks = {i: top["report"]["isas"][i]["nchwc_block"] for i in CARRIED}
+    # the builds are distinct code: each ISA's module is its own file with its own weights packing;
+    # avx2's and generic's packings agree (block 8, same GEMM panels): one file, hard-linked
+    rep = top["report"]
+    blocks = {i: rep["isas"][i]["nchwc_block"] for i in CARRIED}
     assert blocks == {"avx512": 16, "avx2": 8, "generic": 8}
     assert len({top["builds"][i]["cache_key"] for i in CARRIED}) == 3
+    w = {i: d / i / "weights.bin" for i in CARRIED}
+    assert rep["weights_shared"] == {"generic": "avx2"} and os.path.samefile(w["avx2"], w["generic"])
+    assert w["avx512"].read_bytes() != w["avx2"].read_bytes()
+    assert rep["bytes_stored"] == rep["bytes_total"] - rep["isas"]["generic"]["weights_bytes"]
 
 
 def test_cpu_without_avx512_gets_the_avx2_build_and_forcing_avx512_is_refused(builds, monkeypatch):
@@ -210,7 +216,8 @@ import pickle, sys
 import numpy as np
 m = pickle.loads(open(sys.argv[1], "rb").read())
 np.save(sys.argv[3], m.run(None, dict(np.load(sys.argv[2])))[0])
-print(m.isa, sorted(p.name for p in m.output_dir.iterdir() if p.is_dir()))
+print(m.isa, sorted(p.name for p in m.output_dir.iterdir() if p.is_dir()),
+      (m.output_dir / "generic" / "weights.bin").stat().st_nlink)
 """
 
 
@@ -221,8 +228,12 @@ def test_pickle_by_value_carries_every_isa_build(builds, tmp_path, isa):
     d, feed, ref, _ = builds["transformer"]
     m = onnxc.load(d)
     blob = pickle.dumps(m)
+    rep = m.portable_manifest["report"]
     sizes = sum(r["bytes"] for i in CARRIED for r in m.portable_manifest["builds"][i]["files"].values())
-    assert len(blob) > sizes  # every ISA's files travel
+    assert sizes == rep["bytes_total"]
+    # every ISA's files travel, weights shared by two builds once
+    assert rep["bytes_stored"] < len(blob) < rep["bytes_stored"] + 20000
+    assert rep["weights_shared"] == {"generic": "avx2"}
     (tmp_path / "m.pkl").write_bytes(blob)
     np.savez(tmp_path / "feed.npz", **feed)
     env = {**os.environ, "ONNXC_PICKLE_DIR": str(tmp_path / "pickled"), "ONNXC_ISA": isa}
@@ -230,6 +241,7 @@ def test_pickle_by_value_carries_every_isa_build(builds, tmp_path, isa):
                         str(tmp_path / "y.npy")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split()[0] == isa and "'avx2', 'avx512', 'generic'" in r.stdout
+    assert r.stdout.split()[-1] == "2"  # the shared weights linked again on the worker
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, rtol=1e-4, atol=1e-5)
 
 
