@@ -86,9 +86,12 @@ def export_c(build_dir, output_dir, embed_weights: bool = False) -> EmittedC:
         raise UnsupportedError(f"{build}: the model has nodes only the Python fallback provider runs "
                                f"({', '.join(nodes) or 'see the compile log'}): a standalone C build cannot run it")
     prefix = man["prefix"]
+    rt = build / "runtime_c"
+    if not rt.is_dir():  # e.g. one ISA's build inside a portable build (compiler/portable.py)
+        raise UnsupportedError(f"{build}: has no runtime_c/ to export (an ISA build of a portable build?): emit the "
+                               f"model with target '{man.get('isa')}'")
     out = Path(output_dir)
     _prepare(out)
-    rt = build / "runtime_c"
     model_c = (build / f"{prefix}.c").read_text()
     flags = (build / "cflags.txt").read_text().split()
     isa_flags = [f for f in flags if f.startswith("-m")]
