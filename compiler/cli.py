@@ -82,7 +82,9 @@ def cmd_compile(args) -> int:
     r = model.report
     how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
     print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
-    if not model.runnable:
+    if not model.runnable and model.manifest.get("portable"):  # only a forced $ONNXC_ISA gets here
+        print(f"  not loaded here: {model.reason}")
+    elif not model.runnable:
         from .cpu import REQUIRED_FLAGS, host_flags
         isa = model.manifest.get("isa")
         missing = ", ".join(f for f in REQUIRED_FLAGS.get(isa, ()) if f not in host_flags())

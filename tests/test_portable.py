@@ -146,6 +146,18 @@ def test_cpu_without_avx512_gets_the_avx2_build_and_forcing_avx512_is_refused(bu
     assert onnxc.load(d).isa == "generic"
 
 
+def test_compile_with_a_forced_isa_the_cpu_lacks_returns_a_foreign_module(builds, monkeypatch):
+    """Compiling succeeds; only loading the forced build here is refused (as for target=avx512 on an
+    AVX2 host)."""
+    model, _ = small_cnn()
+    monkeypatch.setattr(cpu, "host_flags", lambda: AVX2_CPU)
+    monkeypatch.setenv("ONNXC_ISA", "avx512")
+    m = onnxc.compile(model, output_dir=builds["cnn"][0], target="x86-64")  # the existing build: from the cache
+    assert m.from_cache and not m.runnable and "lacks avx512f" in m.reason
+    with pytest.raises(onnxc.ModelError, match="lacks avx512f"):
+        m.run(None, {"x": np.zeros((2, 3, 16, 16), np.float32)})
+
+
 def test_isa_not_carried_is_refused(builds, monkeypatch):
     d = builds["cnn"][0]
     with pytest.raises(onnxc.ModelError, match=r"isa=amx was asked for, but this portable build \('x86-64'\) carries "
@@ -213,6 +225,7 @@ def test_damaged_weights_and_edited_manifest_of_one_isa_build(builds, tmp_path):
 
 WORKER = r"""
 import pickle, sys
+sys.modules["onnx"] = None  # a worker loads (and picks) a portable build without onnx
 import numpy as np
 m = pickle.loads(open(sys.argv[1], "rb").read())
 np.save(sys.argv[3], m.run(None, dict(np.load(sys.argv[2])))[0])
