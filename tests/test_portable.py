@@ -315,3 +315,11 @@ def test_emit_c_and_passes_refuse_the_portable_target(tmp_path, capsys):
         export_c(d, tmp_path / "c2")
     assert main(["run", str(d), "--random", "--isa", HOST[-1]]) == 0
     assert f"running its {HOST[-1]} build" in capsys.readouterr().out
+
+
+def test_inference_session_with_the_portable_target(builds):
+    model, feed = small_transformer()
+    sess = onnxc.InferenceSession(model.SerializeToString(), target="x86-64")
+    (m,) = sess.compiled_models
+    assert m.isa == HOST[0] and m.portable_manifest["portable"] == "x86-64"
+    np.testing.assert_allclose(sess.run(None, feed)[0], builds["transformer"][2], rtol=1e-4, atol=1e-5)
