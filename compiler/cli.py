@@ -95,7 +95,8 @@ def cmd_compile(args) -> int:
         print(f"  portable target {p['portable']}: {len(p['isas'])} ISA builds, {p['bytes_total']:,} bytes in all; "
               f"this host loads {model.isa} ($ONNXC_ISA or onnxc.load(..., isa=) forces another)")
         for isa, v in p["isas"].items():
-            print(f"    {isa:8s} {v['bytes']:>12,} bytes (module {v['module_bytes']:,}, weights {v['weights_bytes']:,}, "
+            print(f"    {isa:8s} {v['bytes']:>12,} bytes (module {v['module_bytes']:,}, "
+                  f"weights {v['weights_bytes']:,}, "
                   f"NCHWc block {v['nchwc_block']}), built in {v['seconds']:.1f} s")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")

@@ -115,10 +115,12 @@ class CompiledModel:
             self.build_dir = self.output_dir / top["builds"][chosen]["dir"]
             self.manifest = V.read_manifest(self.build_dir / MANIFEST)
             if self.manifest.get("cache_key") != top["builds"][chosen].get("cache_key"):
-                raise ModelError(f"{self.build_dir}: holds another build than the portable manifest lists; {V.RECOMPILE}")
+                raise ModelError(f"{self.build_dir}: holds another build than the portable manifest lists; "
+                                 f"{V.RECOMPILE}")
         elif isa is not None and isa != self.manifest.get("isa"):
+            target = self.manifest.get("options", {}).get("target")
             raise ModelError(f"{self.output_dir}: isa={isa!r} was asked for, but this is a build for the one ISA "
-                             f"{self.manifest.get('isa')!r} (target '{self.manifest.get('options', {}).get('target')}'); "
+                             f"{self.manifest.get('isa')!r} (target '{target}'); "
                              f"only a portable build (target 'x86-64') carries several")
         m = self.manifest
         self.isa = m.get("isa")  # the ISA of the loaded code (for a portable build: the one chosen)
