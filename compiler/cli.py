@@ -7,8 +7,11 @@ import time
 from typing import Dict, List, Optional
 
 from .isa import ISAS
+from .portable import PORTABLE
 
 TARGETS = ["native"] + [i.name for i in ISAS]
+# compile also takes the portable targets (one build per ISA, the best chosen at load)
+COMPILE_TARGETS = TARGETS + list(PORTABLE)
 
 
 class UsageError(Exception):
@@ -79,12 +82,22 @@ def cmd_compile(args) -> int:
     r = model.report
     how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
     print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
-    if not model.runnable:
+    if not model.runnable and model.manifest.get("portable"):  # only a forced $ONNXC_ISA gets here
+        print(f"  not loaded here: {model.reason}")
+    elif not model.runnable:
         from .cpu import REQUIRED_FLAGS, host_flags
         isa = model.manifest.get("isa")
         missing = ", ".join(f for f in REQUIRED_FLAGS.get(isa, ()) if f not in host_flags())
         print(f"  built for ISA {isa}: this host cannot load it (this CPU lacks {missing}); copy {args.output} "
               "to a machine that has it and load it there")
+    p = r.get("portable") if r else None
+    if p:
+        print(f"  portable target {p['portable']}: {len(p['isas'])} ISA builds, {p['bytes_total']:,} bytes in all; "
+              f"this host loads {model.isa} ($ONNXC_ISA or onnxc.load(..., isa=) forces another)")
+        for isa, v in p["isas"].items():
+            print(f"    {isa:8s} {v['bytes']:>12,} bytes (module {v['module_bytes']:,}, "
+                  f"weights {v['weights_bytes']:,}, "
+                  f"NCHWc block {v['nchwc_block']}), built in {v['seconds']:.1f} s")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
         print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
@@ -106,7 +119,9 @@ def cmd_run(args) -> int:
     import numpy as np
 
     import onnxc
-    model = onnxc.load(args.module, num_threads=args.threads)
+    model = onnxc.load(args.module, num_threads=args.threads, isa=args.isa)
+    if model.portable_manifest:
+        print(f"portable build {model.portable_manifest['portable']}: running its {model.isa} build")
     names = [spec.name for spec in model.get_inputs()]
     feed = {}
     for name, path in args.input or []:
@@ -311,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind an input's free dimensions (repeatable)")
     c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
                    help="graph optimization level (default: layout, i.e. all levels)")
-    c.add_argument("--target", default="native", choices=TARGETS,
+    c.add_argument("--target", default="native", choices=COMPILE_TARGETS,
                    help="instruction set the C is compiled for (default: this machine); any target builds "
-                        "on any machine, a module loads only on a CPU that has its ISA")
+                        "on any machine, a module loads only on a CPU that has its ISA; x86-64: one build "
+                        "each for avx512, avx2 and generic, the best the CPU runs chosen at load")
     c.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
                    help="Winograd 3x3 convolutions: 4 F(4x4) or F(2x2) by layer size (default), "
                         "2 F(2x2) only, 0 none")
@@ -340,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--random", action="store_true", help="fill missing inputs with seeded random data")
     r.add_argument("--repeat", type=_int_at_least(0), default=0, help="time this many extra runs")
     r.add_argument("--threads", type=_int_at_least(1), default=None, help="number of threads")
+    r.add_argument("--isa", default=None,
+                   help="of a portable build (--target x86-64): run this ISA's build (default: $ONNXC_ISA, else "
+                        "the best this CPU runs)")
     r.add_argument("--save", metavar="PREFIX", help="save outputs as PREFIX_<name>.npy")
     r.add_argument("--profile", action="store_true",
                    help="time every node (C) and fallback partition; print the slowest and totals by op type")
