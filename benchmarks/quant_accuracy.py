@@ -61,7 +61,7 @@ def onnxc_runner(model, tmp, name, shapes):
     fb = m.fallback_nodes
     ops = {}
     for n in fb:
-        ops[n.get("op_type", "?")] = ops.get(n.get("op_type", "?"), 0) + 1
+        ops[n.get("op", "?")] = ops.get(n.get("op", "?"), 0) + 1
     info = {"compile_seconds": round(time.perf_counter() - t, 1), "fallback_nodes": len(fb), "fallback_ops": ops}
     return (lambda f: m.run(None, f)), info
 
