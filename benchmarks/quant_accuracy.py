@@ -235,7 +235,8 @@ def nsfw(models: Path, tmp: str, batch: int, engines, which):
             print(json.dumps(rows[-1]), flush=True)
     meta = {"calibration_images": len(calib), "eval_images": len(evals), "batch": batch,
             "float_nsfw_class_count": int((ref.argmax(1) == 1).sum()), **stats,
-            "onnxc_quantize_seconds": round(q_seconds, 2), "onnxc_calibration_seconds": round(res.calibration_seconds, 2),
+            "onnxc_quantize_seconds": round(q_seconds, 2),
+            "onnxc_calibration_seconds": round(res.calibration_seconds, 2),
             "ort_quantize_seconds": round(ort_q_seconds, 2), "onnxc_summary": res.summary()}
     return rows, meta
 

@@ -128,7 +128,8 @@ def sentences():
                     "Elephants travel long distances to find water.", "The owl hunts mice at night."],
         "travel": ["Our flight to Tokyo was delayed by two hours.", "The hotel room had a view of the sea.",
                    "We took the night train across the border.", "Remember to bring your passport."],
-        "health": ["Drink plenty of water and get enough sleep.", "The doctor prescribed antibiotics for the infection.",
+        "health": ["Drink plenty of water and get enough sleep.",
+                   "The doctor prescribed antibiotics for the infection.",
                    "Regular exercise lowers blood pressure.", "He sprained his ankle while hiking."],
         "music": ["The orchestra played a symphony by Brahms.", "She practices the violin every morning.",
                   "The band released a new album last week.", "Jazz musicians improvise over chord changes."],
@@ -201,7 +202,8 @@ def export_minilm(out: Path, seq: int = 32):
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
 
     # the torch embeddings, to check the export itself: computed before the export, after which
     # the module (traced with a batch of one) embedded padded sentences differently (cosine 0.91)

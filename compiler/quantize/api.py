@@ -35,7 +35,8 @@ class QuantizeResult:
         for l in self.layers:
             ops[l.op] = ops.get(l.op, 0) + 1
         o = self.options
-        lines = [f"quantized {len(self.layers)} layer(s) ({', '.join(f'{k} {v}' for k, v in sorted(ops.items())) or '-'})"
+        by_op = ", ".join(f"{k} {v}" for k, v in sorted(ops.items())) or "-"
+        lines = [f"quantized {len(self.layers)} layer(s) ({by_op})"
                  f", {o['mode']} mode, weights int8 {'per-channel' if o['per_channel'] else 'per-tensor'}"
                  f"{' (7-bit)' if o['reduce_range'] else ''}, activations "
                  + (f"{o['activation_type']} ({o['method']})" if o["mode"] == "static" else "uint8 at run time")]
