@@ -4,6 +4,7 @@
     model = onnxc.compile("model.onnx", output_dir="out/")
     outputs = model.run(None, {"input": x})
     sess = onnxc.InferenceSession("model.onnx")   # drop-in for onnxruntime.InferenceSession
+    onnxc.quantize("model.onnx", calibration="calib/", save_to="model.int8.onnx")  # int8 QDQ
 
 Running a compiled module (``onnxc.load``) needs only numpy and cffi; compiling needs onnx.
 """
@@ -34,11 +35,17 @@ def __getattr__(name):
     if name == "BatchPredictor":
         from .batch import BatchPredictor
         return BatchPredictor
+    if name == "quantize":  # the package is callable: onnxc.quantize(model, ...) (compiler/quantize/)
+        import importlib
+        return importlib.import_module(".quantize", __name__)
+    if name in ("QuantizeOptions", "ImageSpec"):
+        from . import quantize
+        return getattr(quantize, name)
     if name == "backend":
         import importlib
         return importlib.import_module(".backend", __name__)
     raise AttributeError(name)
 
 
-__all__ = ["__version__", "compile", "optimize", "load", "CompiledModel", "InferenceSession", "BatchPredictor",
+__all__ = ["__version__", "compile", "optimize", "quantize", "QuantizeOptions", "load", "CompiledModel", "InferenceSession", "BatchPredictor",
            "OnnxcError", "ModelError", "InputError", "CompileError", "UnsupportedError", "UnsupportedOpError"]

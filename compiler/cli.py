@@ -1,4 +1,4 @@
-"""onnxc command line:  compile | run | inspect.  `onnxc <command> --help` explains each."""
+"""onnxc command line:  compile | run | inspect | quantize.  `onnxc <command> --help` explains each."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +7,11 @@ import time
 from typing import Dict, List, Optional
 
 from .isa import ISAS
+from .portable import PORTABLE
 
 TARGETS = ["native"] + [i.name for i in ISAS]
+# compile also takes the portable targets (one build per ISA, the best chosen at load)
+COMPILE_TARGETS = TARGETS + list(PORTABLE)
 
 
 class UsageError(Exception):
@@ -79,12 +82,22 @@ def cmd_compile(args) -> int:
     r = model.report
     how = "found in the cache (not rebuilt)" if model.from_cache else "compiled"
     print(f"{how}: {args.model} -> {args.output} in {time.perf_counter() - t0:.2f} s")
-    if not model.runnable:
+    if not model.runnable and model.manifest.get("portable"):  # only a forced $ONNXC_ISA gets here
+        print(f"  not loaded here: {model.reason}")
+    elif not model.runnable:
         from .cpu import REQUIRED_FLAGS, host_flags
         isa = model.manifest.get("isa")
         missing = ", ".join(f for f in REQUIRED_FLAGS.get(isa, ()) if f not in host_flags())
         print(f"  built for ISA {isa}: this host cannot load it (this CPU lacks {missing}); copy {args.output} "
               "to a machine that has it and load it there")
+    p = r.get("portable") if r else None
+    if p:
+        print(f"  portable target {p['portable']}: {len(p['isas'])} ISA builds, {p['bytes_total']:,} bytes in all; "
+              f"this host loads {model.isa} ($ONNXC_ISA or onnxc.load(..., isa=) forces another)")
+        for isa, v in p["isas"].items():
+            print(f"    {isa:8s} {v['bytes']:>12,} bytes (module {v['module_bytes']:,}, "
+                  f"weights {v['weights_bytes']:,}, "
+                  f"NCHWc block {v['nchwc_block']}), built in {v['seconds']:.1f} s")
     if r:
         print(f"  nodes: {r['nodes_before']} -> {r['nodes_after']} after passes; partitions: {r['partitions']}")
         print(f"  arena: {r['arena_bytes']:,} bytes (intermediates without sharing: {r['intermediate_bytes']:,})")
@@ -106,7 +119,9 @@ def cmd_run(args) -> int:
     import numpy as np
 
     import onnxc
-    model = onnxc.load(args.module, num_threads=args.threads)
+    model = onnxc.load(args.module, num_threads=args.threads, isa=args.isa)
+    if model.portable_manifest:
+        print(f"portable build {model.portable_manifest['portable']}: running its {model.isa} build")
     names = [spec.name for spec in model.get_inputs()]
     feed = {}
     for name, path in args.input or []:
@@ -167,7 +182,104 @@ def print_profile(rows, top: int = 25) -> None:
         print(f"{ms:9.3f} {100 * ms / total:6.1f}  {part} ({prov})")
 
 
+def _progress_bar(stream=None):
+    """A callback(i, total, what) drawing one line on stderr: a bar when the total is known."""
+    stream = stream or sys.stderr
+    state = {"what": None}
+
+    def show(i, total, what):
+        if state["what"] is not None and not what.startswith(state["what"]):
+            stream.write("\n")
+        state["what"] = what.split(":")[0]
+        if total:
+            done = int(30 * i / total)
+            stream.write(f"\r{what} [{'#' * done}{'.' * (30 - done)}] {i}/{total}")
+        else:
+            stream.write(f"\r{what} {i}")
+        if total and i >= total:
+            stream.write("\n")
+            state["what"] = None
+        stream.flush()
+    return show
+
+
+def _quant_options(args) -> dict:
+    opts = {"mode": "dynamic" if args.dynamic else "static", "method": args.method, "calibration": args.calibration,
+            "per_channel": not args.per_tensor, "activation_type": args.activation_type,
+            "exclude": tuple(x for item in args.exclude or [] for x in item.split(",") if x),
+            "reduce_range": args.reduce_range, "preprocess": args.preprocess, "engine": args.engine,
+            "max_batches": args.max_batches, "progress": _progress_bar()}
+    if args.percentile is not None:
+        opts["percentile"] = args.percentile
+    if args.op_types:
+        opts["op_types"] = tuple(x for x in args.op_types.split(",") if x)
+    if not args.dynamic and not args.calibration:
+        raise SystemExit("static quantization needs --calibration DIR (.npy/.npz files or images); "
+                         "--dynamic needs no data")
+    return opts
+
+
+def cmd_quantize(args) -> int:
+    from .quantize import quantize
+    t0 = time.perf_counter()
+    opts = _quant_options(args)
+    if args.target:
+        opts["target"] = args.target
+        opts["eval_data"] = args.eval_data
+    _, res = quantize(args.model, save_to=args.output, input_shapes=_parse_shapes(args.shape) or None,
+                      return_result=True, **opts)
+    print(f"wrote {args.output} ({time.perf_counter() - t0:.2f} s)")
+    print(res.summary())
+    if args.verbose:
+        for l in res.layers:
+            rng = "" if l.act_range is None else f" range [{l.act_range[0]:.4g}, {l.act_range[1]:.4g}]"
+            print(f"  {l.op} '{l.name}': {l.activation}{rng}, weights {l.weight} (SQNR {l.weight_sqnr:.1f} dB)"
+                  f"{', bias int32' if l.bias_int32 else ''}")
+    if args.report and res.report is not None:
+        print(res.report.format())
+    return 0
+
+
+def cmd_quant_report(args) -> int:
+    from .quantize import quant_report
+    opts = _quant_options(args)
+    rep = quant_report(args.model, input_shapes=_parse_shapes(args.shape) or None, **opts)
+    print(rep.format(args.top or None))
+    return 0
+
+
+def _add_quant_args(p, shape: bool = True) -> None:
+    p.add_argument("--calibration", metavar="DIR",
+                   help="calibration data: a folder of .npz (one feed each) or .npy files (single-input models), "
+                        "or of images (with --preprocess)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic quantization: int8 weights, activations quantized at run time, no calibration data "
+                        "(transformers, RNNs); default: static (CNNs)")
+    p.add_argument("--per-channel", action="store_true", default=True,
+                   help="one weight scale per output channel (the default)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"],
+                   help="calibration method (default: minmax)")
+    p.add_argument("--percentile", type=float, default=None, help="with --method percentile (default 99.999)")
+    p.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"],
+                   help="uint8 asymmetric (default) or int8 symmetric activations")
+    p.add_argument("--exclude", action="append", metavar="NAME|OP", help="leave these nodes or op types in float "
+                   "(repeatable, comma-separated)")
+    p.add_argument("--op-types", metavar="OP,OP", help="quantize only these op types")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit weights (AVX2 without VNNI)")
+    p.add_argument("--preprocess", metavar="SPEC", help="for image folders, e.g. 'resize=256 crop=224 "
+                   "mean=0.485,0.456,0.406 std=0.229,0.224,0.225 layout=nchw' (keys: resize, crop, pixels, mean, std, "
+                   "order, layout, dtype)")
+    p.add_argument("--max-batches", type=int, default=None, help="use at most this many calibration feeds")
+    p.add_argument("--engine", default="onnxc", choices=["onnxc", "reference", "onnxruntime"],
+                   help="what runs the float model during calibration (default: onnxc itself)")
+    if shape:
+        p.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind free dimensions")
+
+
 def cmd_inspect(args) -> int:
+    if args.quant_report:
+        return cmd_quant_report(args)
     from . import frontend
     from .codegen.cgen import legalize_outputs
     from .driver import optimize
@@ -214,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bind an input's free dimensions (repeatable)")
     c.add_argument("-O", "--opt-level", default="layout", choices=["none", "basic", "extended", "layout"],
                    help="graph optimization level (default: layout, i.e. all levels)")
-    c.add_argument("--target", default="native", choices=TARGETS,
+    c.add_argument("--target", default="native", choices=COMPILE_TARGETS,
                    help="instruction set the C is compiled for (default: this machine); any target builds "
-                        "on any machine, a module loads only on a CPU that has its ISA")
+                        "on any machine, a module loads only on a CPU that has its ISA; x86-64: one build "
+                        "each for avx512, avx2 and generic, the best the CPU runs chosen at load")
     c.add_argument("--winograd", type=int, default=4, choices=[0, 2, 4],
                    help="Winograd 3x3 convolutions: 4 F(4x4) or F(2x2) by layer size (default), "
                         "2 F(2x2) only, 0 none")
@@ -243,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--random", action="store_true", help="fill missing inputs with seeded random data")
     r.add_argument("--repeat", type=_int_at_least(0), default=0, help="time this many extra runs")
     r.add_argument("--threads", type=_int_at_least(1), default=None, help="number of threads")
+    r.add_argument("--isa", default=None,
+                   help="of a portable build (--target x86-64): run this ISA's build (default: $ONNXC_ISA, else "
+                        "the best this CPU runs)")
     r.add_argument("--save", metavar="PREFIX", help="save outputs as PREFIX_<name>.npy")
     r.add_argument("--profile", action="store_true",
                    help="time every node (C) and fallback partition; print the slowest and totals by op type")
@@ -265,7 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--ir", action="store_true", help="print the IR (after passes if --passes)")
     i.add_argument("--optimized", action="store_true", help=argparse.SUPPRESS)
     i.add_argument("-v", "--verbose", action="store_true", help="with --passes: list the rewritten nodes")
+    i.add_argument("--quant-report", action="store_true",
+                   help="per-layer SQNR of the int8 model against float on --calibration, worst first")
+    i.add_argument("--top", type=int, default=0, help="with --quant-report: list only the worst N layers")
+    _add_quant_args(i, shape=False)
     i.set_defaults(func=cmd_inspect)
+
+    q = sub.add_parser("quantize", help="quantize a float model to int8 (a QDQ ONNX model onnxruntime runs too)")
+    q.add_argument("model", help="path to a float .onnx model")
+    q.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the int8 model")
+    _add_quant_args(q)
+    q.add_argument("--target", metavar="METRIC:VALUE",
+                   help="accuracy-aware: leave the most damaging layers in float until e.g. sqnr:30, top1:0.99 or "
+                        "cosine:0.99 holds on --eval-data (default: the calibration data)")
+    q.add_argument("--eval-data", metavar="DIR", help="held-out feeds for --target")
+    q.add_argument("--report", action="store_true", help="with --target: print the per-layer table too")
+    q.add_argument("-v", "--verbose", action="store_true", help="list every quantized layer")
+    q.set_defaults(func=cmd_quantize)
     return p
 
 

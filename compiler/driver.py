@@ -47,7 +47,10 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     h.update(__version__.encode())
     h.update(tree_digest().encode())
-    h.update(" ".join(compile_flags(options["target"], options["c_opt"], options["openmp"])).encode())
+    from .portable import PORTABLE
+    # the target is in ``options``; a portable one builds with each carried ISA's flags
+    for t in PORTABLE.get(options["target"], (options["target"],)):
+        h.update(" ".join(compile_flags(t, options["c_opt"], options["openmp"])).encode())
     h.update(c_compiler().encode())
     return h.hexdigest()[:24]
 
@@ -65,20 +68,26 @@ def check_winograd(mode) -> int:
 
 
 def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, target: str = "native",
-             winograd: int = 4):
+             winograd: int = 4, quantize=None):
     """Run the passes of ``opt_level`` on ``graph`` in place.  ``target`` (a row of isa.py or
-    "native") and ``winograd`` (see onnxc.compile) are what the layout passes read."""
+    "native") and ``winograd`` (see onnxc.compile) are what the layout passes read; ``quantize``
+    (a QuantizeOptions) adds the quantize step after the extended level, before layout
+    (compiler/quantize/stage.py)."""
     from .passes import PassManager
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
     graph.metadata["winograd"] = check_winograd(winograd)
-    pm = PassManager(opt_level, verify_each=verify_each)
+    stages = None
+    if quantize is not None:
+        from .quantize.stage import QuantizeStep
+        stages = {"extended": [QuantizeStep(quantize)]}
+    pm = PassManager(opt_level, verify_each=verify_each, stages=stages)
     pm.run(graph)
     return pm
 
 
 def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
-                   target: str = "native", save_to=None, winograd: int = 4):
+                   target: str = "native", save_to=None, winograd: int = 4, quantize=None):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
     ``save_to`` when given.  Returns (model, PassManager)."""
@@ -87,7 +96,7 @@ def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = 
     graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
                           {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
-    pm = optimize(graph, opt_level, target=target, winograd=winograd)
+    pm = optimize(graph, opt_level, target=target, winograd=winograd, quantize=quantize)
     proto = optimized_model(graph, in_names, out_names)
     if save_to is not None:
         _write_model(proto, save_to)
@@ -112,7 +121,12 @@ def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
     """The finished build, loaded; a ForeignModule when it is for an ISA this CPU lacks (compiling
     for another machine succeeds; only running it here is refused)."""
     from .verify import read_manifest
-    why = cpu_mismatch(read_manifest(out / MANIFEST), out)
+    man = read_manifest(out / MANIFEST)
+    if man.get("portable"):  # the ISA builds it carries: only $ONNXC_ISA can ask for one this CPU lacks
+        from .portable import pick
+        why = pick(man, out)[1]
+    else:
+        why = cpu_mismatch(man, out)
     if why:
         log.info("onnxc: %s: built, not loaded: %s", out, why)
         return ForeignModule(out, why)
@@ -123,7 +137,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
-                  save_optimized=None, winograd: int = 4) -> CompiledModel:
+                  save_optimized=None, winograd: int = 4, quantize=None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
@@ -131,7 +145,10 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     onnxc domain), as ``onnxc.optimize`` does.  ``openmp``: build with -fopenmp (None: only where
     the runtime has no thread pool, see build.default_openmp).  ``winograd``: which Winograd
     convolutions the NCHWc layout pass may use for 3x3 stride-1 convs (4: F(4x4) or F(2x2) by
-    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option)."""
+    its rule, 2: F(2x2) only, 0: none; part of the cache key like every option).  ``target``
+    "x86-64" builds the model once per ISA it carries (compiler/portable.py, build_portable).
+    ``quantize``: int8 quantization inside the pass manager, after the extended fusions (True,
+    "dynamic", "static", a dict of onnxc.quantize's options or a QuantizeOptions; compiler/quantize/)."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
@@ -141,6 +158,15 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
                "openmp": default_openmp() if openmp is None else bool(openmp),
                "fallback": bool(fallback), "winograd": check_winograd(winograd)}
+    qopts = None
+    if quantize is not None and quantize is not False:
+        from .quantize.options import QuantizeOptions
+        from .quantize.data import digest
+        qopts = QuantizeOptions.make(quantize)
+        qopts.calibration, cal_digest = digest(qopts.calibration)
+        qopts.eval_data, eval_digest = digest(qopts.eval_data)
+        # the build depends on the data: its digest is part of the cache key
+        options["quantize"] = {**qopts.describe(), "calibration": cal_digest, "eval_data": eval_digest}
     key = cache_key(raw, options)
     in_cache = output_dir is None
     if in_cache:
@@ -162,8 +188,10 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                     log.info("onnxc: %s already holds this build (same model, options, onnxc and C compiler): "
                              "not rebuilt (force=True / --force rebuilds)", out)
                     if save_optimized is not None:  # a cached build: run the passes just for the file
-                        optimize_model(model, input_shapes, opt_level, target, save_to=save_optimized,
-                                       winograd=options["winograd"])
+                        from .portable import PORTABLE  # a portable build saves its first ISA's graph
+                        optimize_model(model, input_shapes, opt_level, PORTABLE.get(target, (target,))[0],
+                                       save_to=save_optimized,
+                                       winograd=options["winograd"], quantize=qopts)
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
@@ -173,7 +201,10 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
         # built in a temporary directory and moved into place: nobody sees a half-written build
         tmp = install.build_dir(out, in_cache)
         try:
-            report = build_into(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized)
+            from .portable import is_portable
+            build = build_portable if is_portable(target) else build_into
+            report = build(src, tmp, key, options, verbose=verbose, save_optimized=save_optimized,
+                           quantize=qopts)
             report["seconds_total"] = round(time.perf_counter() - t0, 3)
             _update_report(tmp, report)
             if in_cache:
@@ -198,7 +229,80 @@ def _update_report(out: Path, report: Dict) -> None:
     (out / MANIFEST).write_text(json.dumps(m, indent=1))
 
 
-def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None) -> Dict:
+def build_portable(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
+                   quantize=None) -> Dict:
+    """A portable target (compiler/portable.py): one complete build per carried ISA in ``out/<isa>``
+    (each packs its weights for its own NCHWc block and GEMM tiles), then the top manifest listing
+    them best first with the size and CRC-32 of each file they need to load."""
+    from .portable import PORTABLE, sub_key
+    from .verify import FORMAT, file_record
+    out.mkdir(parents=True, exist_ok=True)
+    builds, sizes, first = {}, {}, None
+    for isa in PORTABLE[options["target"]]:
+        t = time.perf_counter()
+        stage(f"portable target {options['target']}: the {isa} build")
+        sub = out / isa
+        report = build_into(model, sub, sub_key(key, isa), {**options, "target": isa}, verbose=verbose,
+                            save_optimized=save_optimized if first is None else None, copy_runtime=False,
+                            quantize=quantize)
+        m = json.loads((sub / MANIFEST).read_text())
+        names = ([m["module_file"]] if m.get("module_file") else []) + [m["weights_file"]] + \
+                [f["file"] for f in m.get("fallback", [])] + [MANIFEST]
+        files = {n: file_record(sub / n) for n in names}
+        builds[isa] = {"dir": isa, "cache_key": m["cache_key"], "weights_file": m["weights_file"], "files": files}
+        shared = _share_weights(out, builds, isa)
+        if shared:
+            builds[isa]["weights_same_as"] = shared
+        sizes[isa] = {"bytes": sum(r["bytes"] for r in files.values()), "module_bytes": m.get("module_bytes", 0),
+                      "weights_bytes": files[m["weights_file"]]["bytes"], "seconds": round(time.perf_counter() - t, 3),
+                      "nchwc_block": _nchwc_block(isa)}
+        if first is None:
+            first = m
+    # what the output holds: files shared by hard link count once (what a pickle or tar carries)
+    stored = sum(v["bytes"] - (v["weights_bytes"] if "weights_same_as" in builds[i] else 0) for i, v in sizes.items())
+    report = {"portable": options["target"], "isas": sizes, "bytes_total": sum(v["bytes"] for v in sizes.values()),
+              "bytes_stored": stored,
+              "weights_shared": {i: b["weights_same_as"] for i, b in builds.items() if "weights_same_as" in b}}
+    manifest = {
+        "format": FORMAT, "onnxc_version": __version__, "cache_key": key, "portable": options["target"],
+        "prefix": first["prefix"], "inputs": first["inputs"], "outputs": first["outputs"], "options": options,
+        "isas": list(builds), "builds": builds, "report": report,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return report
+
+
+def _share_weights(out: Path, builds: Dict, isa: str) -> Optional[str]:
+    """When ``isa``'s weights.bin is byte for byte an earlier build's (same NCHWc block and GEMM
+    packing: avx2 and generic for most models), make it a hard link to that file: stored once on
+    disk, and once in a pickle (pickling.py reads it once). Returns the ISA it shares with."""
+    import filecmp
+    w = builds[isa]["weights_file"]
+    mine = builds[isa]["files"][w]
+    for other, b in builds.items():
+        theirs = b["files"].get(b["weights_file"])
+        if other == isa or theirs != mine:
+            continue
+        a, p = out / b["dir"] / b["weights_file"], out / isa / w
+        if not filecmp.cmp(a, p, shallow=False):
+            continue
+        tmp = p.with_name(p.name + ".link")
+        try:
+            os.link(a, tmp)
+            os.replace(tmp, p)
+        except OSError:  # no hard links on this file system: two copies
+            return None
+        return other
+    return None
+
+
+def _nchwc_block(isa: str) -> int:
+    from .isa import BY_NAME
+    return BY_NAME[isa].nchwc_block
+
+
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
+               copy_runtime: bool = True, quantize=None) -> Dict:
     from . import frontend
     from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
@@ -220,7 +324,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     t = time.perf_counter()
     stage(f"optimizing ({len(graph.nodes)} nodes, level {options['opt_level']})")
-    pm = optimize(graph, options["opt_level"], target=options["target"], winograd=options["winograd"])
+    pm = optimize(graph, options["opt_level"], target=options["target"], winograd=options["winograd"],
+                  quantize=quantize)
     if save_optimized is not None:  # the graph the build goes on with, before codegen legalizes it
         from .ir.onnx_export import optimized_model
         _write_model(optimized_model(graph, in_names, out_names), save_optimized)
@@ -248,7 +353,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)  # a fresh directory (compile_model installs it)
     result.blob.write(out / "weights.bin")
-    shutil.copytree(runtime_dir(), out / "runtime_c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    if copy_runtime:  # for embedders (examples/embed_c); the module is built from the installed runtime_c
+        shutil.copytree(runtime_dir(), out / "runtime_c", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     fallback = []
     for fb in result.fallback:
         (out / fb["file"]).write_bytes(fb["model"])
@@ -288,6 +394,8 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
         "passes": {name: {"rewrites": s.rewrites, "ms": round(s.seconds * 1e3, 2)} for name, s in pm.stats.items()},
         "seconds": {k: round(v, 3) for k, v in times.items()},
     }
+    if "quantize" in graph.metadata:
+        report["quantize"] = graph.metadata["quantize"].as_dict()
     manifest["report"] = report
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return report

@@ -61,6 +61,11 @@ def emit_c(model, output_dir, input_shapes=None, opt_level: Optional[str] = None
     """Compile ``model`` (cached like onnxc.compile; no fallback: the C must run every node) and
     write it to ``output_dir`` as a standalone CMake project."""
     from .driver import DEFAULT_LEVEL, compile_model
+    from .portable import PORTABLE
+    if target in PORTABLE:
+        raise UnsupportedError(f"target '{target}' is a portable target (one build per ISA, chosen when onnxc loads "
+                               f"it); a standalone C project is built for one ISA: emit it with --target one of "
+                               f"{', '.join(PORTABLE[target])} (or native)")
     m = compile_model(model, input_shapes=input_shapes, opt_level=opt_level or DEFAULT_LEVEL, target=target,
                       prefix=prefix, c_opt=c_opt, fallback=False, force=force)
     return export_c(m.output_dir, output_dir, embed_weights=embed_weights)
@@ -72,14 +77,21 @@ def export_c(build_dir, output_dir, embed_weights: bool = False) -> EmittedC:
     from .verify import read_manifest
     build = Path(build_dir)
     man = read_manifest(build / MANIFEST)
+    if man.get("portable"):
+        raise UnsupportedError(f"{build}: a portable build (target '{man['portable']}') carries one build per ISA; a "
+                               f"standalone C project takes one: emit it with target one of "
+                               f"{', '.join(man['isas'])}")
     if man.get("fallback"):
         nodes = [f"{n['op']} '{n['name']}'" for n in man.get("report", {}).get("fallback_nodes", [])]
         raise UnsupportedError(f"{build}: the model has nodes only the Python fallback provider runs "
                                f"({', '.join(nodes) or 'see the compile log'}): a standalone C build cannot run it")
     prefix = man["prefix"]
+    rt = build / "runtime_c"
+    if not rt.is_dir():  # e.g. one ISA's build inside a portable build (compiler/portable.py)
+        raise UnsupportedError(f"{build}: has no runtime_c/ to export (an ISA build of a portable build?): emit the "
+                               f"model with target '{man.get('isa')}'")
     out = Path(output_dir)
     _prepare(out)
-    rt = build / "runtime_c"
     model_c = (build / f"{prefix}.c").read_text()
     flags = (build / "cflags.txt").read_text().split()
     isa_flags = [f for f in flags if f.startswith("-m")]

@@ -115,4 +115,9 @@ def install_files(tmp: Path, out: Path) -> None:
         for old in out.glob(pattern):
             if old.name not in keep:
                 old.unlink()
+    from .isa import BY_NAME  # the ISA builds of an earlier portable build (compiler/portable.py)
+    for name in BY_NAME:
+        old = out / name
+        if name not in keep and (old / MANIFEST).is_file() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -8,7 +8,8 @@ A CompiledModel pickles in one of two ways, chosen by its ``pickle_by`` attribut
     under the digest of the manifest (``<cache>/pickled/<digest>``, installed atomically; a worker
     that already has that build reuses it) and loads them through the usual checks, the weights
     payload's CRC-32 included the first time (the bytes crossed a process or a network). Works on
-    any worker with the same Python version and a CPU with the build's ISA. $ONNXC_PICKLE_DIR
+    any worker with the same Python version and a CPU with the build's ISA (a portable build,
+    target "x86-64", carries every ISA's build and the worker loads the best its CPU runs). $ONNXC_PICKLE_DIR
     puts these entries elsewhere (e.g. an executor's local scratch disk).
   - "path": only the build directory's absolute path and the checksums of the build. The worker
     must see the same file system (a shared disk, or a single machine); it loads the directory
@@ -43,7 +44,12 @@ def _python() -> str:
 
 
 def _files(m: CompiledModel):
-    """The files a build needs to load: (name, what) pairs, manifest excluded."""
+    """The files a build needs to load: (name, what) pairs, manifest excluded; for a portable build
+    every ISA's files ("<isa>/<name>"), so the worker picks the build its own CPU runs."""
+    top = getattr(m, "portable_manifest", None)
+    if top:
+        from .portable import files
+        return [(name, "portable build's file") for name in files(top, m.output_dir)]
     man = m.manifest
     out = []
     if man.get("module_file"):
@@ -54,9 +60,13 @@ def _files(m: CompiledModel):
     return out
 
 
-def _identity(manifest: Dict) -> Dict:
-    """What names a build: the fields a path pickle checks on the worker."""
-    return {k: manifest.get(k) for k in ("cache_key", "module_checksum", "weights_digest", "weights_checksum")}
+def _identity(m: CompiledModel) -> Dict:
+    """What names a build: the fields a path pickle checks on the worker (of a portable build: its
+    key and every ISA's file records)."""
+    top = getattr(m, "portable_manifest", None)
+    if top:
+        return {k: top.get(k) for k in ("cache_key", "builds")}
+    return {k: m.manifest.get(k) for k in ("cache_key", "module_checksum", "weights_digest", "weights_checksum")}
 
 
 def reduce_compiled(m: CompiledModel):
@@ -66,13 +76,33 @@ def reduce_compiled(m: CompiledModel):
     state = {"mode": mode, "python": _python(), "host": socket.gethostname(), "num_threads": m.num_threads,
              "fallback_engine": getattr(m, "_fallback_engine", "auto")}
     if mode == "path":
-        state.update(path=str(m.output_dir.resolve()), identity=_identity(m.manifest))
+        state.update(path=str(m.output_dir.resolve()), identity=_identity(m))
     else:
         from .verify import read_file
         d = m.output_dir
         state["manifest"] = read_file(d / MANIFEST, "manifest")
-        state["files"] = {name: read_file(d / name, what) for name, what in _files(m)}
+        state["files"] = _read_files(d, _files(m))
     return (_restore_compiled, (state,))
+
+
+def _read_files(d: Path, files) -> Dict[str, bytes]:
+    """The files as bytes; hard links to one file (a portable build's shared weights) are read once
+    and are one object, which pickle stores once and _write_entry links again."""
+    from .verify import read_file
+    out, seen = {}, {}
+    for name, what in files:
+        try:
+            st = os.stat(d / name)
+            ident = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+        except OSError:
+            ident = None  # read_file names the problem
+        if ident is not None and ident in seen:
+            out[name] = seen[ident]
+            continue
+        out[name] = read_file(d / name, what)
+        if ident is not None:
+            seen[ident] = out[name]
+    return out
 
 
 def _check_python(state: Dict) -> None:
@@ -100,7 +130,7 @@ def _restore_compiled(state: Dict) -> CompiledModel:
             raise ModelError(f"{where}: no build there; a model pickled by path needs the same file system on "
                              f"every worker (pickle it by value: pickle_by='value')")
         m = CompiledModel(path, **kw)
-        if _identity(m.manifest) != state["identity"]:
+        if _identity(m) != state["identity"]:
             raise ModelError(f"{where}: the directory now holds another build (recompiled since it was "
                              f"pickled); pickle it again, or by value")
         m.pickle_by = "path"
@@ -138,14 +168,35 @@ def _write_entry(entry: Path, manifest: bytes, files: Dict[str, bytes], damaged:
             return
         tmp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.tmp", dir=root))
         try:
+            written = {}  # id of a bytes object -> its first file: shared weights are linked again
             for name, data in files.items():
-                if os.path.basename(name) != name or name in ("", ".", "..", MANIFEST):
-                    raise ModelError(f"a pickled onnxc build names the file {name!r}: not a plain file name")
-                (tmp / name).write_bytes(data)
+                path = tmp / _entry_path(name)
+                path.parent.mkdir(exist_ok=True)
+                first = written.get(id(data))
+                if first is not None:
+                    try:
+                        os.link(first, path)
+                        continue
+                    except OSError:
+                        pass
+                path.write_bytes(data)
+                written[id(data)] = path
             (tmp / MANIFEST).write_bytes(manifest)
             install.install_entry(tmp, entry, replace=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _entry_path(name: str) -> str:
+    """A file name of a pickled build, refused unless it is a plain name, or "<isa>/<plain name>" (a
+    portable build's ISA subdirectory, made here); never a path out of the entry."""
+    from .isa import BY_NAME
+    parts = name.split("/") if isinstance(name, str) else [None]
+    ok = 1 <= len(parts) <= 2 and all(isinstance(p, str) and os.path.basename(p) == p and p not in ("", ".", "..")
+                                      for p in parts)
+    if not ok or (len(parts) == 1 and name == MANIFEST) or (len(parts) == 2 and parts[0] not in BY_NAME):
+        raise ModelError(f"a pickled onnxc build names the file {name!r}: not a plain file name")
+    return name
 
 
 def reduce_session(s):

@@ -88,7 +88,7 @@ class CompiledModel:
     from_cache = False  # set by onnxc.compile when the build already existed (not rebuilt)
 
     def __init__(self, output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
-                 verify: Optional[str] = None):
+                 verify: Optional[str] = None, isa: Optional[str] = None):
         from . import verify as V
         self.output_dir = Path(output_dir)
         mpath = self.output_dir / MANIFEST
@@ -100,30 +100,53 @@ class CompiledModel:
         self.pickle_by = "value"
         # nothing of the build runs before the manifest, the module and its self-description agree
         self.manifest = V.read_manifest(mpath)
+        # a portable build (compiler/portable.py): load the best ISA build this CPU runs (or ``isa``,
+        # else $ONNXC_ISA), from its subdirectory, after checking it against the top manifest
+        self.portable_manifest = None
+        self.build_dir = self.output_dir
+        if self.manifest.get("portable"):
+            from . import portable
+            top = self.portable_manifest = self.manifest
+            chosen = portable.choose(top, self.output_dir, isa)
+            if mode == "full":
+                portable.check_all(top, self.output_dir)
+            else:
+                portable.check_build(top, self.output_dir, chosen, full=False)
+            self.build_dir = self.output_dir / top["builds"][chosen]["dir"]
+            self.manifest = V.read_manifest(self.build_dir / MANIFEST)
+            if self.manifest.get("cache_key") != top["builds"][chosen].get("cache_key"):
+                raise ModelError(f"{self.build_dir}: holds another build than the portable manifest lists; "
+                                 f"{V.RECOMPILE}")
+        elif isa is not None and isa != self.manifest.get("isa"):
+            target = self.manifest.get("options", {}).get("target")
+            raise ModelError(f"{self.output_dir}: isa={isa!r} was asked for, but this is a build for the one ISA "
+                             f"{self.manifest.get('isa')!r} (target '{target}'); "
+                             f"only a portable build (target 'x86-64') carries several")
         m = self.manifest
+        self.isa = m.get("isa")  # the ISA of the loaded code (for a portable build: the one chosen)
         self.prefix = m["prefix"]
         if m.get("module_file"):
-            check_cpu(m, self.output_dir)
-            so = self.output_dir / str(m["module_file"])
+            check_cpu(m, self.build_dir)
+            so = self.build_dir / str(m["module_file"])
             V.check_file(so, m.get("module_bytes"), m.get("module_checksum"), "module")
             self._mod = _import_so(so, str(m["module_name"]))
             self._lib, self._ffi = self._mod.lib, self._mod.ffi
-            V.check_module(self._lib, self._ffi, m, self.output_dir, _np_dtype)
+            V.check_module(self._lib, self._ffi, m, self.build_dir, _np_dtype)
         else:  # every node runs in the fallback interpreter: nothing was compiled
             import cffi
             self._lib, self._ffi = _NoCode(self.prefix, m), cffi.FFI()
         from .blob import read_blob
         try:
-            self._weights = read_blob(self.output_dir / str(m["weights_file"]), m["weights_digest"])
+            self._weights = read_blob(self.build_dir / str(m["weights_file"]), m["weights_digest"])
         except ValueError as e:
             raise ModelError(f"{e}; {V.RECOMPILE}") from None
         except OSError as e:
-            raise ModelError(f"{self.output_dir}: weights file {m['weights_file']} cannot be read ({e.strerror}); "
+            raise ModelError(f"{self.build_dir}: weights file {m['weights_file']} cannot be read ({e.strerror}); "
                              f"{V.RECOMPILE}") from None
         if self._weights.size != getattr(self._lib, f"{self.prefix}_weights_bytes")():
-            raise ModelError(f"{self.output_dir}: weights file does not match the compiled module")
+            raise ModelError(f"{self.build_dir}: weights file does not match the compiled module")
         if mode == "full":
-            V.check_payload(self._weights, m.get("weights_checksum"), self.output_dir / str(m["weights_file"]))
+            V.check_payload(self._weights, m.get("weights_checksum"), self.build_dir / str(m["weights_file"]))
         self._run_fn = getattr(self._lib, f"{self.prefix}_run")
         self._arena_bytes = int(getattr(self._lib, f"{self.prefix}_arena_bytes")())
         self._local = threading.local()
@@ -139,7 +162,7 @@ class CompiledModel:
         self._steps = None
         if m.get("fallback"):
             from .fallback_rt import FallbackPartition
-            fb = {f["index"]: FallbackPartition(self.output_dir, f, fallback_engine, num_threads)
+            fb = {f["index"]: FallbackPartition(self.build_dir, f, fallback_engine, num_threads)
                   for f in m["fallback"]}
             self._steps = [(getattr(self._lib, f"{self.prefix}_partition{i}"), None) if kind == "c"
                            else (None, fb[i]) for kind, i in m["steps"]]
@@ -153,7 +176,11 @@ class CompiledModel:
 
     @property
     def report(self) -> Dict:
-        return self.manifest.get("report", {})
+        """The build's report; for a portable build, the loaded ISA's, with the portable build's
+        (per-ISA sizes and compile times) under "portable"."""
+        r = self.manifest.get("report", {})
+        top = getattr(self, "portable_manifest", None)
+        return {**r, "portable": top.get("report", {})} if top else r
 
     @property
     def fallback_nodes(self) -> List[Dict]:
@@ -292,7 +319,8 @@ class CompiledModel:
         return reduce_compiled(self)
 
     def __repr__(self) -> str:
-        return f"<onnxc.CompiledModel {self.output_dir} inputs={[i['name'] for i in self._inputs]}>"
+        where = f" isa={self.isa} of {self.portable_manifest.get('portable')}" if self.portable_manifest else ""
+        return f"<onnxc.CompiledModel {self.output_dir}{where} inputs={[i['name'] for i in self._inputs]}>"
 
 
 class ForeignModule(CompiledModel):
@@ -309,6 +337,7 @@ class ForeignModule(CompiledModel):
         self._fallback_engine, self.pickle_by = "auto", "value"
         from .verify import read_manifest
         self.manifest = read_manifest(self.output_dir / MANIFEST)
+        self.build_dir, self.portable_manifest, self.isa = self.output_dir, None, self.manifest.get("isa")
         self.prefix = self.manifest["prefix"]
         self._inputs, self._outputs = self.manifest["inputs"], self.manifest["outputs"]
         self.num_threads = None
@@ -361,7 +390,7 @@ def _np_dtype(name):
 
 
 def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "auto",
-         verify: Optional[str] = None) -> CompiledModel:
+         verify: Optional[str] = None, isa: Optional[str] = None) -> CompiledModel:
     """Load a compiled module from its output directory without recompiling.  ``fallback_engine``
     picks the interpreter of fallback partitions: "auto" (onnxruntime if it accepts the
     partition, else onnx.reference), "onnxruntime" or "reference".
@@ -370,5 +399,10 @@ def load(output_dir, num_threads: Optional[int] = None, fallback_engine: str = "
     ``verify`` (default: $ONNXC_VERIFY, else "fast"): "fast" checks the manifest, the module's
     size and checksum, its inputs and outputs against the manifest, and weights.bin's size and
     header digest (a truncated or swapped file), not its payload; "full" also checks the payload's
-    CRC-32 (a bit flip in a weight), which reads every page of it (compiler/verify.py)."""
-    return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine, verify=verify)
+    CRC-32 (a bit flip in a weight), which reads every page of it (compiler/verify.py).
+
+    A portable build (target "x86-64", compiler/portable.py) loads the best ISA build this CPU
+    runs; ``isa`` (default: $ONNXC_ISA) forces one of those it carries, e.g. "avx2" to run the AVX2
+    build on an AVX-512 host; ``.isa`` names the one loaded. "full" checks every ISA's files."""
+    return CompiledModel(output_dir, num_threads=num_threads, fallback_engine=fallback_engine, verify=verify,
+                         isa=isa)

@@ -37,6 +37,10 @@ class Target:
 def resolve(target: str = "native") -> Target:
     if target == "native":
         return Target("native", host_isa())
+    from .portable import PORTABLE
+    if target in PORTABLE:  # several builds: the passes run once per carried ISA (driver.build_portable)
+        raise ValueError(f"target '{target}' is a portable target: onnxc.compile builds it once per ISA it carries "
+                         f"({', '.join(PORTABLE[target])}); the passes and the C take one of those")
     if target not in ISAS:
         raise ValueError(f"unknown target '{target}'; expected native or one of {list(ISAS)}")
     return Target(target, target)

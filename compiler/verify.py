@@ -8,6 +8,9 @@ The chain of trust starts at manifest.json:
   - the .so reports its own inputs and outputs (``<prefix>_num_inputs``, ``_input_bytes``,
     ``_input_dtype``, ...: generated from templates/model.c.j2), compared with the manifest's
     IO entries, which are what the loader allocates and checks feeds against;
+  - a portable build (target "x86-64", compiler/portable.py) has a top manifest.json listing
+    one build per ISA in subdirectories, with the size and CRC-32 of each of their files (their
+    manifests included, so the chain continues into each build as above);
   - the .so also carries checksums of the manifest fields the loader acts on (BOUND, appended to
     the C by the driver: ``<prefix>_manifest_checksums``), so no field can be edited unnoticed;
   - those fields include ``weights_digest``, the blake2b digest in weights.bin's header (checked
@@ -162,8 +165,10 @@ def read_manifest(path: Path) -> Dict:
     if fmt != FORMAT:
         raise ModelError(f"{path.parent}: manifest format {fmt} (onnxc {m.get('onnxc_version', '?')}); this onnxc "
                          f"loads format {FORMAT} (builds that record their module's checksum): recompile it")
-    missing = [k for k in ("prefix", "module_name", "weights_file", "weights_digest", "inputs", "outputs", "steps",
-                           "fallback") if k not in m]
+    # a portable build's top manifest (compiler/portable.py) lists per-ISA builds, each with its own manifest
+    required = (("prefix", "inputs", "outputs", "isas", "builds") if m.get("portable") else
+                ("prefix", "module_name", "weights_file", "weights_digest", "inputs", "outputs", "steps", "fallback"))
+    missing = [k for k in required if k not in m]
     if missing:
         raise ModelError(f"{path.parent}: {path.name} lacks {', '.join(missing)}; {RECOMPILE}")
     return m

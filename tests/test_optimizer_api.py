@@ -51,3 +51,23 @@ def test_cli_save_optimized_and_inspect_passes(tmp_path, capsys):
     assert "constant_folding" in out and "dead_code_elimination" in out
     total = [line.split() for line in out.splitlines() if line.startswith("total")][0]
     assert int(total[1]) == 4 and int(total[2]) < 4
+
+
+def test_saved_model_does_not_equate_unrelated_unknown_dims():
+    """Two Range outputs of data-dependent lengths (3 and 5 here): shape inference names each
+    unknown length, and the saved model must not give them one shared symbol, or onnxruntime
+    plans them as equal ("Shape mismatch attempting to re-use buffer", seen on MiniLM)."""
+    one = np.array(1.0, np.float32)
+    nodes = [helper.make_node("Range", ["zero", "n", "one"], ["ra"]),
+             helper.make_node("Range", ["zero", "m", "one"], ["rb"]),
+             helper.make_node("Relu", ["ra"], ["a"]), helper.make_node("Relu", ["rb"], ["b"])]
+    model = make_model(nodes, [("n", np.float32, []), ("m", np.float32, [])],
+                       [("a", np.float32, None), ("b", np.float32, None)], {"zero": 0 * one, "one": one})
+    opt = onnxc.optimize(model, opt_level="basic")
+    dims = [d.dim_param for vi in list(opt.graph.value_info) + list(opt.graph.output)
+            for d in vi.type.tensor_type.shape.dim if d.dim_param]
+    assert len(dims) == len(set(dims)), dims
+    feed = {"n": np.array(3, np.float32), "m": np.array(5, np.float32)}
+    a, b = ort_run(opt, feed)
+    np.testing.assert_array_equal(a, np.arange(3, dtype=np.float32))
+    np.testing.assert_array_equal(b, np.arange(5, dtype=np.float32))

@@ -25,8 +25,16 @@ def value_info(v: Value, name: Optional[str] = None) -> onnx.ValueInfoProto:
             g = g.parent
         return p
     elem = onnx_from_np_dtype(v.dtype) if v.dtype is not None else 0
-    shape = None if v.shape is None else [d if isinstance(d, int) else (None if d == "?" else d) for d in v.shape]
+    shape = None if v.shape is None else [d if isinstance(d, int) else (None if _invented(d) else d) for d in v.shape]
     return helper.make_tensor_value_info(name or v.name, elem, shape)
+
+
+def _invented(dim) -> bool:
+    """A dim no one named: "?" or onnx shape inference's "unk__N", which is unique within one
+    inference run only (per-node inference starts each at unk__0).  Written as a named symbol it
+    would tell onnxruntime that unrelated dims are equal (MiniLM's Range outputs of batch and
+    sequence length both became unk__0: "Shape mismatch attempting to re-use buffer")."""
+    return dim == "?" or (isinstance(dim, str) and dim.startswith("unk__"))
 
 
 def _schema_attr_type(node: Node, key: str):

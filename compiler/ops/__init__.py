@@ -8,6 +8,7 @@ from . import elementwise, indexing, linalg, nn, norm, reduce  # noqa: F401,E402
 from . import attention  # noqa: F401,E402  (Attention shape rule)
 from . import quant_conv  # noqa: F401,E402  (QLinearConv, ConvInteger)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
+from . import quant  # noqa: F401,E402  (quantized ops: rules and references)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node",
            "validate_graph"]

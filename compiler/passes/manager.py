@@ -7,6 +7,8 @@ the level's passes until none changes the graph, then moves on, so a later level
 earlier one's result and never has its own fusions undone.  It records per pass the number of
 rewrites, the rewritten nodes and the time taken, and names the passes that ran when one fails.
 Passes marked ``always`` (dead-code elimination) also run at the end of every later level.
+``stages`` are one-shot steps keyed by the level they follow (the quantizer runs after
+"extended", before "layout"); each runs once, before any group of a later level, or at the end.
 """
 from __future__ import annotations
 
@@ -82,18 +84,44 @@ class PassFailure(OnnxcError):
 
 class PassManager:
     def __init__(self, level: str = "layout", passes: Optional[List[Pass]] = None,
-                 verify_each: bool = False, max_iterations: int = 10):
+                 verify_each: bool = False, max_iterations: int = 10,
+                 stages: Optional[Dict[str, List[Pass]]] = None):
         self.level = level
         self.passes = passes if passes is not None else passes_for(level)
         self.verify_each = verify_each
         self.max_iterations = max_iterations
+        self.stages = {lvl: list(ps) for lvl, ps in (stages or {}).items()}
+        for lvl in self.stages:
+            if lvl not in LEVELS:
+                raise ValueError(f"stage after unknown level '{lvl}'; expected one of {LEVELS}")
         self.stats: Dict[str, PassStats] = {p.name: PassStats(p.name, p.level) for p in self.passes}
+        for ps in self.stages.values():
+            self.stats.update({p.name: PassStats(p.name, "stage") for p in ps})
         self.history: List[str] = []
 
     def run(self, graph: Graph) -> Graph:
+        pending = dict(self.stages)
         for group in level_groups(self.passes):
+            rank = LEVELS.index(group[0].level)
+            self._run_stages(graph, pending, lambda lvl: LEVELS.index(lvl) < rank)
             self._fixpoint(graph, group)
+        self._run_stages(graph, pending, lambda lvl: True)
         return graph
+
+    def _run_stages(self, graph: Graph, pending: Dict[str, List[Pass]], due) -> None:
+        for lvl in [lvl for lvl in LEVELS if lvl in pending and due(lvl)]:
+            for p in pending.pop(lvl):
+                st = self.stats[p.name]
+                t0 = time.perf_counter()
+                res = p.run(graph)
+                if self.verify_each:
+                    verify(graph)
+                st.seconds += time.perf_counter() - t0
+                st.runs += 1
+                self.history.append(p.name)
+                if res.modified:
+                    st.rewrites += res.rewrites
+                    st.details.extend(res.details)
 
     def _fixpoint(self, graph: Graph, passes: List[Pass]) -> None:
         for _ in range(self.max_iterations):

@@ -5,8 +5,10 @@
   targets outside [0, C) undefined: they fail the run (ONNXC_ERR_INDEX, as onnxruntime's
   GatherElements refuses those outside [-C, C-1]) and are never read as an index.  Sums in double.
 * QuantizeLinear / DequantizeLinear: per-tensor, per-axis and blocked, for the 8/16-bit integer
-  types; x / scale in float, rounded half to even (nearbyint in the default rounding mode), then
-  saturated; NaN saturates to the lower bound as onnxruntime's kernels do.
+  types and the narrow ones (int4/uint4/int2/uint2 one per byte, float8, float4 E2M1); x / scale
+  in float, rounded half to even (nearbyint in the default rounding mode), then saturated; NaN
+  saturates to the lower bound as onnxruntime's kernels do. float8/float4: x / scale (+ zero
+  point) in float32, then one rounding cast (narrow.py's encoders, ``saturate``).
 * Einsum: any equation lowered to one loop nest over the output labels with the summed labels
   inside (repeated labels read diagonals, ellipsis dims broadcast).
 * Window generators and Range whose size comes from a runtime input: the values are compiled
@@ -134,6 +136,19 @@ def _q_geometry(node, x, scale) -> Optional[Tuple[int, int, int, str]]:
     return (outer, n, inner, f"(o*{sn} + a/{block})*{inner} + i") if tuple(scale.shape) == want else None
 
 
+# narrow quantized types (raw bits in C, see narrow.py): 4/2-bit integers (one per byte, low bits)
+# and the float8/float4 types, which QuantizeLinear encodes by a rounding cast (saturate attribute)
+LOWBIT_RANGES = {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1), "uint2": (0, 3)}
+NARROW_FLOATS = {"float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn"}
+
+
+def _qname(dtype) -> Optional[str]:
+    """The narrow quantized type's name, or None for a standard type."""
+    from ...dtypes import dtype_name
+    name = dtype_name(dtype)
+    return name if name in LOWBIT_RANGES or name in NARROW_FLOATS else None
+
+
 def _qdq_check(node):
     quant = node.op_type == "QuantizeLinear"
     x, scale, zp = node.inputs[0], node.inputs[1], node.input(2)
@@ -143,14 +158,14 @@ def _qdq_check(node):
     if quant:
         if x.dtype != np.float32:
             return f"input dtype {x.dtype} not supported (float32 only)"
-        if y.dtype not in QTYPES:
-            return f"output dtype {y.dtype} not supported (int8/uint8/int16/uint16)"
+        if y.dtype not in QTYPES and _qname(y.dtype) is None:
+            return f"output dtype {y.dtype} not supported (8/16/4/2-bit integers, float8, float4)"
         if get_attr(node, "precision", 0) not in (0, 1):
             return "precision other than float32 not supported"
     else:
         # float32 x only arises as the exact float32 twin of float8/float4 inputs (narrow.py)
-        if x.dtype not in QTYPES and x.dtype not in (np.int32, np.float32):
-            return f"input dtype {x.dtype} not supported (int8/uint8/int16/uint16/int32)"
+        if x.dtype not in QTYPES and x.dtype not in (np.int32, np.float32) and _qname(x.dtype) is None:
+            return f"input dtype {x.dtype} not supported (8/16/32/4/2-bit integers, float8, float4)"
         if y.dtype != np.float32:
             return f"output dtype {y.dtype} not supported (float32 only)"
     qtype = y.dtype if quant else x.dtype
@@ -164,6 +179,15 @@ def _qdq_check(node):
     return None
 
 
+def _q_value(x: str, dtype, as_type: str) -> str:
+    """C expression of the value of quantized element ``x`` (narrow types decoded)."""
+    from .narrow import _decode
+    if _qname(dtype) is None:
+        return f"({as_type}){x}"
+    e, _ = _decode(x, dtype)
+    return f"({as_type})({e})"
+
+
 @c_kernel("QuantizeLinear", "DequantizeLinear", check=_qdq_check)
 def qdq(node, ctx):
     quant = node.op_type == "QuantizeLinear"
@@ -172,14 +196,23 @@ def qdq(node, ctx):
     if y.size == 0:
         return "/* empty */"
     outer, n, inner, si = _q_geometry(node, x, scale)
-    z = f"(double)Z[{si}]" if zp is not None else "0.0"
-    if quant:
-        lo, hi = QTYPES[y.dtype]
-        body = (f"const double v = (double)nearbyintf(X[e] / S[{si}]) + {z}; "
-                f"Y[e] = ({ctx.ctype(y)})(v != v || v <= {lo} ? {lo} : (v >= {hi} ? {hi} : v));")
+    qt = y.dtype if quant else x.dtype
+    narrow = _qname(qt)
+    z = _q_value(f"Z[{si}]", qt, "double") if zp is not None else "0.0"
+    if quant and narrow in NARROW_FLOATS:  # x / scale (+ zero point) in float32, one rounding cast
+        from .narrow import cast_expr
+        zf = _q_value(f"Z[{si}]", qt, "float") if zp is not None else "0.0f"
+        enc = cast_expr("t", np.dtype(np.float32), qt, saturate=int(get_attr(node, "saturate", 1)))
+        body = f"const float t = X[e] / S[{si}] + {zf}; Y[e] = {enc};"
+    elif quant:
+        lo, hi = QTYPES[y.dtype] if narrow is None else LOWBIT_RANGES[narrow]
+        sat = f"(v != v || v <= {lo} ? {lo} : (v >= {hi} ? {hi} : v))"
+        # 4/2-bit: the low bits of the value, as narrow.py stores them
+        store = f"({ctx.ctype(y)}){sat}" if narrow is None else f"(uint8_t)((int32_t){sat} & {hi - lo})"
+        body = f"const double v = (double)nearbyintf(X[e] / S[{si}]) + {z}; Y[e] = {store};"
     else:  # (x - zero point) in float, then times the scale, as the reference
-        zf = f"(float)Z[{si}]" if zp is not None else "0.0f"
-        body = f"Y[e] = ((float)X[e] - {zf}) * S[{si}];"
+        zf = _q_value(f"Z[{si}]", qt, "float") if zp is not None else "0.0f"
+        body = f"Y[e] = ({_q_value('X[e]', qt, 'float')} - {zf}) * S[{si}];"
     lines = [f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
              f"const float* ONNXC_RESTRICT S = {ctx.ptr(scale)};",
              f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]

@@ -42,6 +42,7 @@ TWIN_OPS = frozenset("""
     ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
     ReduceSumSquare ArgMax ArgMin LogSoftmax Hardmax LayerNormalization RMSNormalization
     TopK GatherND ScatterND ScatterElements Scatter OneHot EyeLike Range Einsum
+    QLinearMatMul
 """.split())
 # fused ops whose float32 twin agrees with the official float16 cases (within their rtol, about an
 # ulp) but not with the bfloat16 ones: the reference rounds every inner step to bfloat16's 8 bits
@@ -132,10 +133,14 @@ def twin_reason(node, plan) -> Optional[str]:
         twin.detach_inputs()  # the probe must not stay in the use lists of real values
 
 
+# ops whose C kernels decode and encode narrow values themselves (through _decode / cast_expr)
+CODECS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
 def needs_twin(node) -> bool:
     """Whether ``node`` touches narrow types in a way only its float32 twin can run."""
     return (bool(_narrow_values(node)) and not _is_cast(node)
-            and not (node.domain in ("", "ai.onnx") and node.op_type in BIT_MOVERS))
+            and not (node.domain in ("", "ai.onnx") and node.op_type in BIT_MOVERS | CODECS))
 
 
 def narrow_reason(node) -> Optional[str]:

@@ -1,0 +1,383 @@
+"""Writing the quantized graph: which nodes are quantized, how their tensors are quantized, and
+the Q/DQ nodes put around them.
+
+Static (QDQ format, as onnxruntime's quantize_static writes it):
+    x  -> QuantizeLinear(x, s_x, z_x) -> DequantizeLinear -> node            (activations)
+    W_q (int8 constant) -> DequantizeLinear(W_q, s_w[C], 0, axis) -> node     (weights)
+    b_q (int32 constant, scale s_x * s_w[C]) -> DequantizeLinear -> node      (bias)
+  A quantized activation has one Q/DQ pair, shared by every quantized node that reads it; nodes
+  left in float keep reading the float tensor.  Outputs are not quantized here: the next
+  quantized node's input pair follows them (after Relu, MaxPool, ... which commute with a
+  monotone quantization), so an int8 Conv+Relu can requantize straight into the pair that
+  follows it, and a float consumer (a residual Add, LayerNorm, the logits) loses nothing.
+Dynamic, standard ops (as onnxruntime's quantize_dynamic writes it, which onnxruntime fuses into
+DynamicQuantizeMatMul / MatMulIntegerToFloat):
+    DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q, z_x, z_w) -> Cast -> Mul(s_x * s_w)
+Dynamic, QDQ (inside onnxc.compile, where fused ops have no integer form):
+    DynamicQuantizeLinear(x) -> DequantizeLinear(x_q, s_x, z_x) -> node,  W as in static.
+
+Fused ops (after the extended passes) are quantized as units: onnxc.FusedConv (+activation,
++residual Z), FusedGemm, FusedMatMul, MatMulGelu and MultiHeadAttention get Q/DQ on their
+activation input and DQ on their weight and bias; the activation, the residual input Z, the
+Gelu and the attention core (Q K^T, softmax, V) stay float inside the unit, as onnxruntime's
+QAttention and QLinearConv+activation treat them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from .options import QuantizeOptions, matches
+
+F32 = np.dtype(np.float32)
+INT32_MAX = 2 ** 31 - 1
+
+
+@dataclass(frozen=True)
+class Role:
+    """Input positions of a quantizable node: the activation, the weight (and the axis of its
+    output channels), the bias."""
+    act: int
+    weight: int
+    bias: Optional[int]
+
+
+def _weight_axis(node) -> int:
+    op = node.op_type
+    if op in ("Conv", "FusedConv"):
+        return 0
+    if op in ("Gemm", "FusedGemm", "FusedMatMul"):
+        return 0 if node.attrs.get("transB", 0) else 1
+    return 1  # MatMul, MatMulGelu, MultiHeadAttention: [K, N]
+
+
+ROLES = {
+    ("", "Conv"): Role(0, 1, 2), ("", "Gemm"): Role(0, 1, 2), ("", "MatMul"): Role(0, 1, None),
+    ("onnxc", "FusedConv"): Role(0, 1, 2), ("onnxc", "FusedGemm"): Role(0, 1, 2),
+    ("onnxc", "FusedMatMul"): Role(0, 1, 2), ("onnxc", "MatMulGelu"): Role(0, 1, 2),
+    ("onnxc", "MultiHeadAttention"): Role(0, 1, 2),
+}
+# op types onnxc.quantize's op_types/exclude may name (with or without the onnxc. prefix)
+SUPPORTED_OPS = sorted({op for _, op in ROLES})
+
+
+def role_of(node) -> Optional[Role]:
+    """The node's Role if it is quantizable: a float32 activation and a float32 constant weight of
+    rank >= 2 (MatMul: exactly 2-D), else None."""
+    role = ROLES.get((node.domain if node.domain != "ai.onnx" else "", node.op_type))
+    if role is None:
+        return None
+    x, w = node.input(role.act), node.input(role.weight)
+    if x is None or w is None or x.dtype != F32 or not w.is_const or w.dtype != F32 or x.is_const:
+        return None
+    if node.op_type == "MatMul" and w.const.ndim != 2:
+        return None
+    if w.const.ndim < 2 or w.const.size == 0:
+        return None
+    if node.op_type == "FusedMatMul" and node.attrs.get("transA", 0) and x.shape is not None and len(x.shape) < 2:
+        return None
+    if node.op_type == "FusedMatMul" and w.const.ndim != 2:
+        return None
+    if node.op_type in ("Gemm", "FusedGemm") and node.attrs.get("transA", 0):
+        return None  # quantized per tensor it would be fine; the integer form needs A as rows
+    return role
+
+
+def candidates(graph, options: QuantizeOptions) -> List:
+    """The nodes to quantize, in graph order: quantizable, of the requested op types, not
+    excluded.  Dynamic mode leaves convolutions in float (dynamic activation quantization of a
+    convolution is the slow path users of onnxruntime hit: static mode is the one for CNNs)."""
+    out = []
+    for n in graph.nodes:
+        role = role_of(n)
+        if role is None:
+            continue
+        if options.mode == "dynamic" and n.op_type in ("Conv", "FusedConv"):
+            continue
+        if options.op_types is not None and not matches(n, options.op_types):
+            continue
+        if matches(n, options.exclude):
+            continue
+        out.append(n)
+    return out
+
+
+# --- numbers ----------------------------------------------------------------------------------
+def weight_range(reduce_range: bool) -> int:
+    return 63 if reduce_range else 127
+
+
+def quantize_weight(w: np.ndarray, axis: Optional[int], reduce_range: bool = False
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8: per channel along ``axis`` (None: per tensor). Returns (q int8, scale
+    float32 of shape [C] or []); an all-zero channel gets scale 1 (its q are 0 either way)."""
+    w = np.asarray(w, np.float32)
+    qmax = weight_range(reduce_range)
+    if axis is None:
+        amax = np.abs(w).max() if w.size else np.float32(0)
+        scale = np.asarray(amax / qmax if amax > 0 else 1.0, np.float32)
+        q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
+        return q, scale
+    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+    amax = np.abs(moved).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+    return q, scale
+
+
+def dequantize_weight(q: np.ndarray, scale: np.ndarray, axis: Optional[int]) -> np.ndarray:
+    if axis is None or scale.ndim == 0:
+        return (q.astype(np.float32) * scale).astype(np.float32)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return (q.astype(np.float32) * scale.reshape(shape)).astype(np.float32)
+
+
+def activation_params(lo: float, hi: float, activation_type: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(scale float32 [], zero point uint8/int8 []) for a calibrated range, widened to hold 0
+    (zero padding and Relu's zeros are then exact). uint8: asymmetric over [lo, hi]; int8:
+    symmetric, zero point 0, |q| <= 127."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise UnsupportedError(f"calibrated range [{lo}, {hi}] is not finite")
+    if activation_type == "int8":
+        amax = max(-lo, hi)
+        scale = np.float32(amax / 127.0) if amax > 0 else np.float32(1.0)
+        return np.asarray(scale, np.float32), np.asarray(0, np.int8)
+    if hi == lo:
+        return np.asarray(1.0, np.float32), np.asarray(0, np.uint8)
+    scale = np.float32((hi - lo) / 255.0)
+    zp = int(np.clip(np.rint(-lo / float(scale)), 0, 255))
+    return np.asarray(scale, np.float32), np.asarray(zp, np.uint8)
+
+
+def fake_quantize(x: np.ndarray, scale, zp) -> np.ndarray:
+    """QuantizeLinear then DequantizeLinear, as onnxruntime and onnxc's C compute them."""
+    zp = np.asarray(zp)
+    info = np.iinfo(zp.dtype)
+    q = np.clip(np.rint(np.asarray(x, np.float32) / np.float32(scale)) + float(zp), info.min, info.max)
+    return ((q - float(zp)) * np.float32(scale)).astype(np.float32)
+
+
+def sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
+    """10 log10(|ref|^2 / |ref - approx|^2) in float64; inf when identical."""
+    ref = np.asarray(ref, np.float64)
+    err = float(np.sum((ref - np.asarray(approx, np.float64)) ** 2))
+    sig = float(np.sum(ref ** 2))
+    if err == 0:
+        return float("inf")
+    if sig == 0:
+        return float("-inf")
+    return 10.0 * np.log10(sig / err)
+
+
+# --- the rewrite ------------------------------------------------------------------------------
+@dataclass
+class LayerInfo:
+    """What was done to one node (for the summary and the report)."""
+    name: str
+    op: str
+    activation: str
+    act_range: Optional[Tuple[float, float]]
+    act_scale: Optional[float]
+    act_zero_point: Optional[int]
+    weight: str
+    weight_axis: Optional[int]
+    weight_sqnr: float
+    bias_int32: bool
+
+
+class Rewriter:
+    """Inserts Q/DQ (or the dynamic forms) into an IR graph, one node at a time."""
+
+    def __init__(self, graph, options: QuantizeOptions, ranges: Optional[Dict[str, Tuple[float, float]]] = None,
+                 form: str = "qdq"):
+        self.g = graph
+        self.o = options
+        self.ranges = ranges or {}
+        self.form = form  # "qdq" or (dynamic only) "integer"
+        self.acts: Dict[int, object] = {}     # id(float value) -> its DQ output
+        self.weights: Dict[Tuple[int, Optional[int]], Tuple] = {}
+        self.layers: List[LayerInfo] = []
+        if options.per_channel and graph.opset.get("", 1) < 13:
+            raise UnsupportedError(f"per-channel quantization needs opset >= 13 (DequantizeLinear's axis); the "
+                                   f"model is opset {graph.opset.get('', 1)}: use per_channel=False")
+
+    # values and constants
+    def _const(self, arr, hint):
+        return self.g.add_const(np.asarray(arr), hint=hint)
+
+    def _out(self, hint, dtype, shape):
+        return self.g.new_value(hint, dtype, shape)
+
+    def _node(self, op, inputs, outputs, before, attrs=None, domain=""):
+        from ..ir import Node
+        n = Node(op, inputs, outputs, attrs, name=self.g.fresh_name(f"{outputs[0].name}_{op}"), domain=domain,
+                 opset=self.g.opset.get(domain, 1))
+        self.g.insert(n, before=before)
+        return n
+
+    def _dq_weight(self, node, role):
+        w = node.inputs[role.weight]
+        axis = _weight_axis(node) if self.o.per_channel else None
+        key = (id(w), axis)
+        if key not in self.weights:
+            q, scale = quantize_weight(w.const, axis, self.o.reduce_range)
+            qv = self._const(q, f"{w.name}_quantized")
+            sv = self._const(scale, f"{w.name}_scale")
+            zv = self._const(np.zeros(scale.shape, np.int8), f"{w.name}_zero_point")
+            out = self._out(f"{w.name}_dequantized", F32, w.shape)
+            attrs = {"axis": axis} if axis is not None else {}
+            self._node("DequantizeLinear", [qv, sv, zv], [out], before=self.g.nodes[0], attrs=attrs)
+            self.weights[key] = (out, q, scale, axis, sqnr_db(w.const, dequantize_weight(q, scale, axis)))
+        return self.weights[key]
+
+    def _qdq_act(self, x, node):
+        if id(x) in self.acts:
+            return self.acts[id(x)]
+        lo, hi = self.ranges[x.name]
+        scale, zp = activation_params(lo, hi, self.o.activation_type)
+        sv = self._const(scale, f"{x.name}_scale")
+        zv = self._const(zp, f"{x.name}_zero_point")
+        q = self._out(f"{x.name}_quantized", zp.dtype, x.shape)
+        dq = self._out(f"{x.name}_dequantized", F32, x.shape)
+        self._node("QuantizeLinear", [x, sv, zv], [q], before=node)
+        self._node("DequantizeLinear", [q, sv, zv], [dq], before=node)
+        self.acts[id(x)] = (dq, float(scale), int(zp), (float(lo), float(hi)))
+        return self.acts[id(x)]
+
+    def _dyn_act(self, x, node):
+        if id(x) in self.acts:
+            return self.acts[id(x)]
+        q = self._out(f"{x.name}_quantized", np.uint8, x.shape)
+        s = self._out(f"{x.name}_scale", F32, ())
+        z = self._out(f"{x.name}_zero_point", np.uint8, ())
+        self._node("DynamicQuantizeLinear", [x], [q, s, z], before=node)
+        dq = None
+        if self.form == "qdq":
+            dq = self._out(f"{x.name}_dequantized", F32, x.shape)
+            self._node("DequantizeLinear", [q, s, z], [dq], before=node)
+        self.acts[id(x)] = (dq, (q, s, z), None, None)
+        return self.acts[id(x)]
+
+    def _bias(self, node, role, x_scale, w_scale):
+        """int32 bias with scale s_x * s_w; left float (False) when it does not fit or the node
+        scales it (Gemm's alpha/beta, FusedMatMul's alpha) or it is not a [C] constant."""
+        if role.bias is None:
+            return False
+        b = node.input(role.bias)
+        if b is None or not b.is_const or b.dtype != F32 or b.const.ndim != 1:
+            return False
+        if node.attrs.get("alpha", 1.0) != 1.0 or node.attrs.get("beta", 1.0) != 1.0:
+            return False
+        bscale = (np.float32(x_scale) * np.asarray(w_scale, np.float32)).astype(np.float32)
+        if bscale.ndim and bscale.shape[0] != b.const.shape[0]:
+            return False
+        if np.any(bscale == 0):
+            return False
+        q = np.rint(b.const.astype(np.float64) / bscale.astype(np.float64))
+        if np.any(np.abs(q) > INT32_MAX):
+            return False
+        qv = self._const(q.astype(np.int32), f"{b.name}_quantized")
+        sv = self._const(bscale, f"{b.name}_scale")
+        zv = self._const(np.zeros(bscale.shape, np.int32), f"{b.name}_zero_point")
+        out = self._out(f"{b.name}_dequantized", F32, b.shape)
+        self._node("DequantizeLinear", [qv, sv, zv], [out], before=node, attrs={"axis": 0} if bscale.ndim else {})
+        node.set_input(role.bias, out)
+        return True
+
+    def quantize_node(self, node) -> None:
+        role = role_of(node)
+        x = node.inputs[role.act]
+        w = node.inputs[role.weight]
+        if self.o.mode == "dynamic" and self.form == "integer" and node.op_type in ("MatMul", "Gemm") \
+                and not node.domain:
+            return self._integer_matmul(node, role)
+        wout, q, wscale, axis, wsqnr = self._dq_weight(node, role)
+        if self.o.mode == "static":
+            dq, xs, xz, rng = self._qdq_act(x, node)
+            node.set_input(role.act, dq)
+            bias = self._bias(node, role, xs, wscale)
+            act = f"{self.o.activation_type} {'asymmetric' if self.o.activation_type == 'uint8' else 'symmetric'}"
+        else:
+            dq, _, _, _ = self._dyn_act(x, node)
+            node.set_input(role.act, dq)
+            xs = xz = rng = None
+            bias = False
+            act = "uint8 dynamic"
+        node.set_input(role.weight, wout)
+        self.layers.append(LayerInfo(node.name, node.op_type, act, rng, xs, xz,
+                                     f"int8 {'per-channel' if axis is not None else 'per-tensor'}",
+                                     axis, wsqnr, bias))
+        del w
+
+    def _integer_matmul(self, node, role):
+        """MatMul/Gemm -> DynamicQuantizeLinear + MatMulInteger + Cast + Mul (+ Add for Gemm's C)."""
+        x, w = node.inputs[role.act], node.inputs[role.weight]
+        wc = w.const
+        if node.op_type == "Gemm" and node.attrs.get("transB", 0):
+            wc = wc.T
+        axis = 1 if self.o.per_channel else None
+        wq, wscale = quantize_weight(wc, axis, self.o.reduce_range)
+        wsqnr = sqnr_db(wc, dequantize_weight(wq, wscale, axis))
+        alpha = float(node.attrs.get("alpha", 1.0)) if node.op_type == "Gemm" else 1.0
+        _, (xq, xs, xz), _, _ = self._dyn_act(x, node)
+        y = node.outputs[0]
+        qv = self._const(wq, f"{w.name}_quantized")
+        zv = self._const(np.zeros(wscale.shape, np.int8), f"{w.name}_zero_point")
+        acc = self._out(f"{y.name}_int32", np.int32, y.shape)
+        self._node("MatMulInteger", [xq, qv, xz, zv], [acc], before=node)
+        accf = self._out(f"{y.name}_int32_float", F32, y.shape)
+        self._node("Cast", [acc], [accf], before=node, attrs={"to": 1})
+        sv = self._const((wscale * np.float32(alpha)).astype(np.float32), f"{w.name}_scale")
+        scale = self._out(f"{y.name}_scale", F32, tuple(wscale.shape))
+        self._node("Mul", [xs, sv], [scale], before=node)
+        c = node.input(2) if node.op_type == "Gemm" else None
+        beta = float(node.attrs.get("beta", 1.0))
+        if c is None:
+            self._node("Mul", [accf, scale], [y], before=node)
+        else:
+            if beta != 1.0:
+                if not c.is_const:  # never reached: role_of admits such Gemms only as the qdq form
+                    raise UnsupportedError(f"Gemm '{node.name}': beta != 1 with a non-constant C")
+                c = self._const((c.const * np.float32(beta)).astype(np.float32), f"{c.name}_beta")
+            mid = self._out(f"{y.name}_nobias", F32, y.shape)
+            self._node("Mul", [accf, scale], [mid], before=node)
+            self._node("Add", [mid, c], [y], before=node)
+        # the new nodes define y now: drop the float node (its output value moves to the last Mul/Add)
+        self.g.remove_node(node)
+        self.layers.append(LayerInfo(node.name, node.op_type, "uint8 dynamic", None, None, None,
+                                     f"int8 {'per-channel' if axis is not None else 'per-tensor'}", axis, wsqnr,
+                                     False))
+
+
+def apply(graph, options: QuantizeOptions, ranges=None, form: str = "qdq", nodes=None) -> List[LayerInfo]:
+    """Quantize ``nodes`` (default: candidates(graph, options)) of ``graph`` in place."""
+    nodes = candidates(graph, options) if nodes is None else nodes
+    if options.mode == "static":
+        missing = sorted({n.inputs[role_of(n).act].name for n in nodes} - set(ranges or {}))
+        if missing:
+            raise UnsupportedError(f"no calibrated range for {len(missing)} tensor(s): {missing[:5]}")
+    rw = Rewriter(graph, options, ranges, form)
+    for n in nodes:
+        rw.quantize_node(n)
+    graph.prune_constants()
+    graph.toposort()
+    return rw.layers
+
+
+def calibration_tensors(graph, options: QuantizeOptions, nodes=None) -> List[str]:
+    """Names of the float tensors whose ranges static mode needs (activation inputs)."""
+    nodes = candidates(graph, options) if nodes is None else nodes
+    seen, out = set(), []
+    for n in nodes:
+        name = n.inputs[role_of(n).act].name
+        if name not in seen:
+            seen.add(name)
+            out.append(name)
+    return out

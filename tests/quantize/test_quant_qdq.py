@@ -1,0 +1,201 @@
+"""QDQ graph structure (checker, onnxruntime runs it), per-channel axes, bias, exclude, dynamic
+mode, and quantization inside onnxc.compile."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import onnxc
+from helpers import make_model, ort_run
+from qmodels import cnn_feeds, mlp, mlp_feeds, small_cnn, sqnr
+
+
+def _inits(m):
+    return {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+
+
+def _ops(m):
+    return [n.op_type for n in m.graph.node]
+
+
+def _consumer(m, name):
+    return [n for n in m.graph.node if name in n.input]
+
+
+def test_static_qdq_structure_and_numbers():
+    model = small_cnn()
+    calib = cnn_feeds(6)
+    q, res = onnxc.quantize(model, calibration=calib, engine="reference", return_result=True)
+    onnx.checker.check_model(q, full_check=True)
+    ops = _ops(q)
+    assert ops.count("QuantizeLinear") == 3  # x, relu1's output, the flattened pool (one per tensor)
+    assert ops.count("Conv") == 2 and ops.count("Gemm") == 1
+    inits = _inits(q)
+    for n in q.graph.node:
+        if n.op_type in ("Conv", "Gemm"):
+            # every input of a quantized node is a DQ output
+            producers = {o: p for p in q.graph.node for o in p.output}
+            for i, name in enumerate(n.input[:3]):
+                assert producers[name].op_type == "DequantizeLinear", (n.name, i)
+            wdq = producers[n.input[1]]
+            wq, ws = inits[wdq.input[0]], inits[wdq.input[1]]
+            axis = helper.get_attribute_value(wdq.attribute[0])
+            assert wq.dtype == np.int8 and np.abs(wq).max() == 127
+            assert axis == (0 if n.op_type == "Conv" else 0 if any(a.name == "transB" and a.i for a in n.attribute)
+                            else 1)
+            assert ws.shape == (wq.shape[axis],)
+            # bias: int32, scale = x_scale * w_scale
+            bdq = producers[n.input[2]]
+            bq, bs = inits[bdq.input[0]], inits[bdq.input[1]]
+            xdq = producers[n.input[0]]
+            xs = inits[xdq.input[1]]
+            assert bq.dtype == np.int32
+            np.testing.assert_allclose(bs, xs * ws, rtol=1e-7)
+    # the weights round trip: DQ(W_q) is W within half a step per channel
+    w1 = numpy_helper.to_array([i for i in model.graph.initializer if i.name == "W1"][0])
+    name = [n for n in q.graph.node if n.op_type == "Conv" and n.name == "conv1"][0].input[1]
+    dq = [n for n in q.graph.node if name in n.output][0]
+    wq, ws = inits[dq.input[0]], inits[dq.input[1]]
+    assert np.all(np.abs(wq * ws[:, None, None, None] - w1) <= ws[:, None, None, None] / 2 + 1e-7)
+    # onnxruntime runs it, close to float
+    test = cnn_feeds(4, seed=9)
+    for f in test:
+        ref = ort_run(model, f)[0]
+        got = ort_run(q, f)[0]
+        assert sqnr(ref, got) > 30
+    assert {l.name for l in res.layers} == {"conv1", "conv2", "fc__0"} or len(res.layers) == 3
+    meta = {p.key: p.value for p in q.metadata_props}
+    assert "onnxc.quantize" in meta
+
+
+def test_static_qdq_per_tensor_and_int8_activations():
+    model = small_cnn()
+    q = onnxc.quantize(model, calibration=cnn_feeds(4), per_channel=False, activation_type="int8",
+                       engine="reference")
+    inits = _inits(q)
+    for n in q.graph.node:
+        if n.op_type == "QuantizeLinear":
+            assert inits[n.input[2]].dtype == np.int8 and inits[n.input[2]] == 0
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and \
+                inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim > 1:
+            assert inits[n.input[1]].shape == ()
+            assert not any(a.name == "axis" for a in n.attribute)
+    f = cnn_feeds(1, seed=5)[0]
+    assert sqnr(ort_run(model, f)[0], ort_run(q, f)[0]) > 25
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+def test_gemm_per_channel_axis_follows_transB(trans_b):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    w[:, 2] *= 50  # one output column much larger: per-column scales must follow it
+    wstore = w.T.copy() if trans_b else w
+    model = make_model([helper.make_node("Gemm", ["x", "W"], ["y"], transB=trans_b, name="g")],
+                       [("x", np.float32, [3, 6])], [("y", np.float32, [3, 5])], {"W": wstore})
+    q = onnxc.quantize(model, calibration=[{"x": rng.standard_normal((3, 6)).astype(np.float32)}],
+                       engine="reference")
+    dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in _inits(q)
+          and _inits(q)[n.input[0]].ndim == 2][0]
+    axis = helper.get_attribute_value([a for a in dq.attribute if a.name == "axis"][0])
+    assert axis == (0 if trans_b else 1)
+    scales = _inits(q)[dq.input[1]]
+    np.testing.assert_allclose(scales, np.abs(w).max(axis=0) / 127, rtol=1e-6)  # per output column
+
+
+def test_matmul_weight_axis_and_onnxc_runs_qdq_like_onnxruntime(tmp_path):
+    model = mlp()
+    q = onnxc.quantize(model, calibration=mlp_feeds(4), engine="reference")
+    for n in q.graph.node:
+        if n.op_type == "DequantizeLinear" and _inits(q).get(n.input[0]) is not None \
+                and _inits(q)[n.input[0]].ndim == 2:
+            assert helper.get_attribute_value(n.attribute[0]) == 1
+    f = mlp_feeds(1, seed=7)[0]
+    ours = onnxc.compile(q, output_dir=tmp_path / "m").run(None, f)[0]
+    np.testing.assert_allclose(ours, ort_run(q, f)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_exclude_by_name_and_op_type():
+    model = small_cnn()
+    calib = cnn_feeds(3)
+    q = onnxc.quantize(model, calibration=calib, exclude=["conv2"], engine="reference")
+    conv2 = [n for n in q.graph.node if n.name == "conv2"][0]
+    assert conv2.input[1] == "W2" and conv2.input[0] == "r1"  # float weight and input
+    conv1 = [n for n in q.graph.node if n.name == "conv1"][0]
+    assert conv1.input[1] != "W1"
+    q2, res = onnxc.quantize(model, calibration=calib, exclude="Gemm", engine="reference", return_result=True)
+    gemm = [n for n in q2.graph.node if n.op_type == "Gemm"][0]
+    assert "WG" in gemm.input[1] and not gemm.input[1].endswith("dequantized")
+    assert any("excluded" in s for s in res.skipped)
+    assert _ops(q2).count("QuantizeLinear") == 2
+    # op_types restricts
+    q3 = onnxc.quantize(model, calibration=calib, op_types=["Gemm"], engine="reference")
+    assert _ops(q3).count("QuantizeLinear") == 1
+
+
+def test_dynamic_mode_graph():
+    model = small_cnn()
+    q, res = onnxc.quantize(model, mode="dynamic", return_result=True)
+    ops = _ops(q)
+    assert ops.count("DynamicQuantizeLinear") == 1 and ops.count("MatMulInteger") == 1
+    assert "Cast" in ops and ops.count("Conv") == 2 and "QuantizeLinear" not in ops  # convs stay float
+    mmi = [n for n in q.graph.node if n.op_type == "MatMulInteger"][0]
+    inits = _inits(q)
+    assert inits[mmi.input[1]].dtype == np.int8 and inits[mmi.input[3]].shape == (10,)  # per-column zero points
+    assert any("dynamic mode leaves convolutions" in s for s in res.skipped)
+    onnx.checker.check_model(q, full_check=True)
+    for f in cnn_feeds(3, seed=11):
+        assert sqnr(ort_run(model, f)[0], ort_run(q, f)[0]) > 30
+    # 3-D activations into 2-D weights (transformer style)
+    m3 = mlp(seq=5)
+    q3 = onnxc.quantize(m3, mode="dynamic")
+    assert _ops(q3).count("MatMulInteger") == 3
+    f = mlp_feeds(1, seq=5)[0]
+    assert sqnr(ort_run(m3, f)[0], ort_run(q3, f)[0]) > 30
+
+
+def test_static_needs_calibration_and_clear_errors():
+    with pytest.raises(onnxc.InputError, match="static mode needs calibration"):
+        onnxc.quantize(small_cnn())
+    with pytest.raises(onnxc.InputError, match="method"):
+        onnxc.quantize(small_cnn(), mode="dynamic", method="kl")
+    with pytest.raises(onnxc.InputError, match="do not match the model's"):
+        onnxc.quantize(small_cnn(), calibration=[{"input": np.zeros((1, 3, 16, 16), np.float32)}], engine="reference")
+    with pytest.raises(onnxc.InputError, match="expects"):
+        onnxc.quantize(small_cnn(), calibration=[{"x": np.zeros((1, 3, 8, 8), np.float32)}], engine="reference")
+
+
+def test_compile_quantize_quantizes_fused_units(tmp_path):
+    """onnxc.compile(quantize=...): the step runs after extended, so Conv+Relu is one FusedConv
+    with Q/DQ around it; its output equals onnxruntime on onnxc.quantize's standalone model (same
+    ranges: FusedConv's input is the same tensor as Conv's)."""
+    model = small_cnn()
+    calib = cnn_feeds(4)
+    m = onnxc.compile(model, quantize={"mode": "static", "calibration": calib}, output_dir=tmp_path / "c",
+                      save_optimized=tmp_path / "opt.onnx")
+    opt = onnx.load(tmp_path / "opt.onnx")
+    fused = [n for n in opt.graph.node if n.op_type == "FusedConv"]
+    assert len(fused) == 2
+    producers = {o: p for p in opt.graph.node for o in p.output}
+    for n in fused:
+        assert producers[n.input[0]].op_type == "DequantizeLinear"
+        assert producers[producers[n.input[0]].input[0]].op_type == "QuantizeLinear"
+    rep = m.report["quantize"]
+    assert [l["op"] for l in rep["layers"]].count("FusedConv") == 2
+    assert m.report["passes"]["quantize"]["rewrites"] == 3
+    q = onnxc.quantize(model, calibration=calib)
+    for f in cnn_feeds(3, seed=4):
+        np.testing.assert_allclose(m.run(None, f)[0], ort_run(q, f)[0], rtol=1e-4, atol=1e-5)
+    # the calibration data is part of the cache key
+    m2 = onnxc.compile(model, quantize={"mode": "static", "calibration": calib[:2]})
+    m3 = onnxc.compile(model, quantize={"mode": "static", "calibration": calib[:2]})
+    assert m2.output_dir == m3.output_dir != m.output_dir
+
+
+def test_compile_dynamic_qdq_form(tmp_path):
+    model = mlp(seq=5)
+    m = onnxc.compile(model, quantize="dynamic", output_dir=tmp_path / "d", save_optimized=tmp_path / "d.onnx")
+    opt = onnx.load(tmp_path / "d.onnx")
+    ops = _ops(opt)
+    assert ops.count("DynamicQuantizeLinear") == 3 and "MatMulInteger" not in ops
+    f = mlp_feeds(1, seq=5, seed=3)[0]
+    assert sqnr(ort_run(model, f)[0], m.run(None, f)[0]) > 30
