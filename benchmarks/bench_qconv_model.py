@@ -80,8 +80,9 @@ def main():
             C, H, W = spec[0], spec[1], spec[2]
             xq = rng.integers(0, 256, (1, C, H, W)).astype(np.uint8)
             xf = ((xq.astype(np.float32) - 128) * 0.02)
-            cf = onnxc.compile(mf, output_dir=f"{tmp}/f{len(name)}{C}", target=args.target, num_threads=1, fallback=False)
-            cq = onnxc.compile(mq, output_dir=f"{tmp}/q{len(name)}{C}", target=args.target, num_threads=1, fallback=False)
+            opts = dict(target=args.target, num_threads=1, fallback=False)
+            cf = onnxc.compile(mf, output_dir=f"{tmp}/f{len(name)}{C}", **opts)
+            cq = onnxc.compile(mq, output_dir=f"{tmp}/q{len(name)}{C}", **opts)
             sess = ort.InferenceSession(mq.SerializeToString(), so, providers=["CPUExecutionProvider"])
             want = sess.run(None, {"x": xq})[0]
             same = np.array_equal(cq.run(None, {"x": xq})[0], want)

@@ -121,7 +121,8 @@ def _window_problem(node):
     for a, o in enumerate(win.out):
         if o < 1:
             yield (f"the window does not fit on spatial axis {a}: input {x[2 + a]} + pads "
-                   f"{win.pads_begin[a]} + {win.pads_end[a]} < dilated kernel {win.dilations[a] * (win.kernel[a] - 1) + 1}")
+                   f"{win.pads_begin[a]} + {win.pads_end[a]} < dilated kernel "
+                   f"{win.dilations[a] * (win.kernel[a] - 1) + 1}")
 
 
 @check("QLinearConv")
@@ -161,7 +162,8 @@ def conv_int32(node, x: np.ndarray, w: np.ndarray, xz, wz) -> np.ndarray:
     xp = np.pad(xd, pad)
     y = np.zeros((N, M) + win.out, np.int64)
     for tap in np.ndindex(*win.kernel):
-        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, win.dilations, win.out, win.strides))
+        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                   for t, d, o, s in zip(tap, win.dilations, win.out, win.strides))
         patch = xp[(slice(None), slice(None)) + sl]  # N, C, out...
         for g in range(G):
             wt = wd[(slice(g * Mg, (g + 1) * Mg), slice(None)) + tap]  # Mg, Cg

@@ -53,7 +53,8 @@ def _case_inputs(rng, name, N, C, H, W, M, k, attrs, xdt, wdt, per_channel):
     ws = ((rng.random(M) * 0.01 + 0.002) if per_channel else np.array(0.005)).astype(np.float32)
     # onnxruntime's QLinearConv needs one weight zero point for all channels: per-channel arrays
     # hold one repeated value (0 for int8 weights, onnxruntime's symmetric kernels, on half the cases)
-    wz0 = 0 if wdt == np.int8 and rng.random() < 0.5 else int(rng.integers(np.iinfo(wdt).min, int(np.iinfo(wdt).max) + 1))
+    lo, hi = int(np.iinfo(wdt).min), int(np.iinfo(wdt).max) + 1
+    wz0 = 0 if wdt == np.int8 and rng.random() < 0.5 else int(rng.integers(lo, hi))
     wz = np.full(M, wz0, wdt) if per_channel else np.array(wz0, wdt)
     xz = np.array(rng.integers(np.iinfo(xdt).min, int(np.iinfo(xdt).max) + 1), xdt)
     # a small y_scale on some cases: outputs saturate at both ends
@@ -70,7 +71,8 @@ def qlinear_model(xdt, wdt, seed):
     for i, (name, N, C, H, W, M, k, attrs) in enumerate(CASES):
         x, xs, xz, w, ws, wz, ys, yz, bias = _case_inputs(rng, name, N, C, H, W, M, k, attrs, xdt, wdt, i % 2 == 1)
         p = f"{name}_"
-        ins = ["x_" + name] + [p + s for s in ("xs", "xz", "w", "ws", "wz", "ys", "yz")] + ([p + "b"] if bias is not None else [])
+        ins = ["x_" + name] + [p + s for s in ("xs", "xz", "w", "ws", "wz", "ys", "yz")]
+        ins += [p + "b"] if bias is not None else []
         a = dict(attrs)
         if "auto_pad" not in a:
             a["kernel_shape"] = _kshape(k, H)
@@ -113,7 +115,8 @@ def _model(key, make):
 @pytest.mark.parametrize("xdt,wdt", [(np.uint8, np.int8), (np.uint8, np.uint8), (np.int8, np.int8)],
                          ids=["u8s8", "u8u8", "s8s8"])
 def test_qlinearconv_matches_onnxruntime(isa, xdt, wdt, tmp_path):
-    model, feed, want = _model(("q", xdt, wdt), lambda: qlinear_model(xdt, wdt, 11 + (xdt == np.int8) + 2 * (wdt == np.uint8)))
+    seed = 11 + (xdt == np.int8) + 2 * (wdt == np.uint8)
+    model, feed, want = _model(("q", xdt, wdt), lambda: qlinear_model(xdt, wdt, seed))
     _compare(model, feed, tmp_path, isa, want)
 
 
@@ -122,7 +125,8 @@ def convinteger_model(xdt, wdt, seed):
     nodes, inputs, outputs, inits, feed = [], [], [], {}, {}
     for i, (name, N, C, H, W, M, k, attrs) in enumerate(CASES):
         grp = attrs.get("group", 1)
-        x = rng.integers(np.iinfo(xdt).min, int(np.iinfo(xdt).max) + 1, [N, C] + ([W] if H is None else [H, W])).astype(xdt)
+        xshape = [N, C] + ([W] if H is None else [H, W])
+        x = rng.integers(np.iinfo(xdt).min, int(np.iinfo(xdt).max) + 1, xshape).astype(xdt)
         w = rng.integers(np.iinfo(wdt).min, int(np.iinfo(wdt).max) + 1, [M, C // grp] + _kshape(k, H)).astype(wdt)
         a = dict(attrs)
         if "auto_pad" not in a:
@@ -149,7 +153,8 @@ def test_convinteger_matches_onnxruntime(isa, tmp_path):
     _compare(model, feed, tmp_path, isa, want)
 
 
-@pytest.mark.parametrize("xdt,wdt", [(np.uint8, np.int8), (np.int8, np.int8), (np.int8, np.uint8)], ids=["u8s8", "s8s8", "s8u8"])
+@pytest.mark.parametrize("xdt,wdt", [(np.uint8, np.int8), (np.int8, np.int8), (np.int8, np.uint8)],
+                         ids=["u8s8", "s8s8", "s8u8"])
 def test_convinteger_other_types_match_onnx_reference(xdt, wdt, tmp_path):
     """The type pairs onnxruntime's ConvInteger lacks: against onnx.reference (int64 numpy
     there), on the host's best row and generic."""

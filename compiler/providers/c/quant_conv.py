@@ -181,7 +181,7 @@ def quant_conv(node, ctx) -> str:
     if runtime_w:
         kernel = QC.dw_kernel_for(isa, x.dtype) if dw else QC.conv_kernel_for(isa, x.dtype)
         wzv = node.input(pos["w_zero_point"])
-        wz_ptr = "NULL" if wzv is None else f"(const int32_t*)wz32"
+        wz_ptr = "NULL" if wzv is None else "(const int32_t*)wz32"
         if wzv is not None:  # the packers take int32 zero points
             nz = int(np.prod(wzv.shape))
             lines += [f"int32_t wz32[{nz}];",
