@@ -120,6 +120,15 @@ DIRECT = [
     (160, 56, 1, 3, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (64, 128, 4, 5, 7, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (20, 7, 1, 2, 3, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    # pointwise tiles of 2 output blocks x 6 pixels (b=8 in vector builds): every pixel
+    # remainder 1..5 after whole tiles, a 61-pixel row past one 60-pixel work chunk, a partial
+    # last block inside a 2-block tile, odd block counts (a lone last block per group), groups
+    (16, 12, 1, 1, 61, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (24, 40, 1, 7, 7, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (8, 30, 1, 4, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (96, 48, 2, 3, 9, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (16, 24, 1, 2, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (16, 16, 1, 1, 11, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
 ]
 
 

@@ -64,13 +64,24 @@
 #if NB_SIMD
 #define NB_OBMAX 2
 #define NB_TMAX 6
+/* pointwise: 2 output blocks x 6 pixels (conv_nchwc_body.h says why); -DNCHWC_PW_OBN_B8=1
+ * restores 1 x NCHWC_TILE, for A/B measurements */
+#ifndef NCHWC_PW_OBN_B8
+#define NCHWC_PW_OBN_B8 2
+#endif
+#define NB_PW_OBN NCHWC_PW_OBN_B8
+#define NB_PW_T (NCHWC_PW_OBN_B8 == 1 ? NCHWC_TILE : 6)
 #else
 #define NB_OBMAX 2
 #define NB_TMAX 4
+#define NB_PW_OBN 1
+#define NB_PW_T NCHWC_TILE
 #endif
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
+#undef NB_PW_OBN
+#undef NB_PW_T
 #include "nchwc_vec_end.h"
 
 #define NB 16
@@ -86,8 +97,12 @@
 #define NB_OBMAX 2
 #define NB_TMAX 4
 #endif
+#define NB_PW_OBN 1
+#define NB_PW_T NCHWC_TILE
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
+#undef NB_PW_OBN
+#undef NB_PW_T
 #include "nchwc_vec_end.h"
 
