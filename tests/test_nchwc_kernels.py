@@ -129,6 +129,10 @@ DIRECT = [
     (96, 48, 2, 3, 9, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (16, 24, 1, 2, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (16, 16, 1, 1, 11, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    # window convs whose weights are small next to their input, which b=8 runs in row-range-
+    # major task order (several row ranges x several output-block tiles): 1x1 and 3x3 stride 2
+    (16, 64, 1, 40, 40, 1, (2, 2), (0, 0, 0, 0), (1, 1)),
+    (8, 32, 1, 40, 40, 3, (2, 2), (1, 1, 1, 1), (1, 1)),
 ]
 
 
@@ -212,6 +216,7 @@ SPLIT = [
     (48, 48, 1, 3, 9, 7, 3, 1, 1, "direct"),
     (64, 64, 2, 1, 11, 13, 3, 1, 1, "direct"),
     (3, 48, 1, 1, 30, 30, 3, 2, 1, "nchw"),
+    (16, 64, 1, 2, 40, 40, 1, 2, 0, "direct"),  # row-range-major task order at b=8
 ]
 
 

@@ -77,11 +77,18 @@
 #define NB_PW_OBN 1
 #define NB_PW_T NCHWC_TILE
 #endif
+/* window convs pick their task order by traffic (conv_nchwc_body.h); -DNCHWC_ROWS_OUTER_B8=0
+ * keeps the tile-major order, for A/B measurements */
+#ifndef NCHWC_ROWS_OUTER_B8
+#define NCHWC_ROWS_OUTER_B8 1
+#endif
+#define NB_WINDOW_ROWS_OUTER NCHWC_ROWS_OUTER_B8
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN
 #undef NB_PW_T
+#undef NB_WINDOW_ROWS_OUTER
 #include "nchwc_vec_end.h"
 
 #define NB 16
@@ -99,10 +106,12 @@
 #endif
 #define NB_PW_OBN 1
 #define NB_PW_T NCHWC_TILE
+#define NB_WINDOW_ROWS_OUTER 0 /* b=16 (AVX-512) keeps the tile-major order */
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN
 #undef NB_PW_T
+#undef NB_WINDOW_ROWS_OUTER
 #include "nchwc_vec_end.h"
 
