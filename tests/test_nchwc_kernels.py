@@ -197,7 +197,13 @@ def test_nchw_input(lib, nb, case):
 
 
 @pytest.mark.parametrize("nb", [8, 16])
-@pytest.mark.parametrize("case", [(24, 11, 13, 3, 1, 1), (40, 9, 9, 5, 2, 2)])
+@pytest.mark.parametrize("case", [
+    (24, 11, 13, 3, 1, 1), (40, 9, 9, 5, 2, 2),
+    # rows with no full interior tile, border tiles before/after 8-pixel interior tiles, every
+    # width 1..12 remainder, stride 2, no pads, pads wider than the kernel's half (b=8 runs
+    # border pixels in tiles that read zeros outside the input)
+    (24, 7, 7, 5, 1, 2), (16, 14, 14, 5, 1, 2), (16, 14, 13, 5, 2, 2), (40, 5, 21, 3, 2, 1),
+    (16, 6, 19, 3, 1, 0), (8, 4, 10, 5, 1, 3), (8, 2, 2, 5, 1, 2)] + [(8, 3, w, 3, 1, 1) for w in range(1, 13)])
 def test_depthwise(lib, nb, case):
     c, ih, iw, k, s, pd = case
     x = rand(1, c, ih, iw)

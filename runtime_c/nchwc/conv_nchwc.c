@@ -83,12 +83,19 @@
 #define NCHWC_ROWS_OUTER_B8 1
 #endif
 #define NB_WINDOW_ROWS_OUTER NCHWC_ROWS_OUTER_B8
+/* depthwise border pixels in tiles (conv_nchwc_body.h); -DNCHWC_DW_BORDER_TILES_B8=0 runs
+ * them one at a time, for A/B measurements */
+#ifndef NCHWC_DW_BORDER_TILES_B8
+#define NCHWC_DW_BORDER_TILES_B8 1
+#endif
+#define NB_DW_BORDER_TILES NCHWC_DW_BORDER_TILES_B8
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN
 #undef NB_PW_T
 #undef NB_WINDOW_ROWS_OUTER
+#undef NB_DW_BORDER_TILES
 #include "nchwc_vec_end.h"
 
 #define NB 16
@@ -107,11 +114,12 @@
 #define NB_PW_OBN 1
 #define NB_PW_T NCHWC_TILE
 #define NB_WINDOW_ROWS_OUTER 0 /* b=16 (AVX-512) keeps the tile-major order */
+#define NB_DW_BORDER_TILES 0   /* and its depthwise border pixels one at a time */
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN
 #undef NB_PW_T
 #undef NB_WINDOW_ROWS_OUTER
+#undef NB_DW_BORDER_TILES
 #include "nchwc_vec_end.h"
-

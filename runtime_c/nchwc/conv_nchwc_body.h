@@ -750,12 +750,15 @@ void NCHWC_CONV_NCHW(const onnxc_nchwc_conv_params* p, const float* X, const flo
 }
 
 /* Depthwise microkernel: T pixels of one channel block; per tap one input vector per pixel
- * times the tap's weight vector. */
-static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff, int64_t xrow,
-                                      int64_t xcol, int64_t xpix, const float* W, int64_t KW,
-                                      const float* bias, const float* Z, float* Y, float lo,
-                                      float hi, int64_t valid, int64_t kh0, int64_t kh1,
-                                      int64_t kw0, int64_t kw1) {
+ * times the tap's weight vector.  BORDER: a tile with pixels whose window leaves the input
+ * (iw0: input column of pixel 0's tap 0, SW/DW: column stride and dilation, IW: input width);
+ * those read zeros at the taps outside [0, IW), so border pixels run in tiles too. */
+static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const int BORDER, const float* X, int64_t xoff,
+                                      int64_t xrow, int64_t xcol, int64_t xpix, const float* W,
+                                      int64_t KW, const float* bias, const float* Z, float* Y,
+                                      float lo, float hi, int64_t valid, int64_t kh0, int64_t kh1,
+                                      int64_t kw0, int64_t kw1, int64_t iw0, int64_t IW,
+                                      int64_t SW, int64_t DW) {
     int64_t kh, kw;
     int i, l;
 #if NB_SIMD
@@ -765,7 +768,11 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
         for (kw = kw0; kw < kw1; ++kw) {
             const float* xp = X + xoff + kh * xrow + kw * xcol;
             const VT w = VLOAD(W + (kh * KW + kw) * NB);
-            for (i = 0; i < T; ++i) acc[i] = VFMA(VLOAD(xp + i * xpix), w, acc[i]);
+            for (i = 0; i < T; ++i) {
+                const int64_t c = iw0 + i * SW + kw * DW;
+                const float* xq = !BORDER || (c >= 0 && c < IW) ? xp + i * xpix : NB_FN(zeros);
+                acc[i] = VFMA(VLOAD(xq), w, acc[i]);
+            }
         }
     for (i = 0; i < T; ++i) {
         VT v = acc[i];
@@ -781,8 +788,11 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
         for (kw = kw0; kw < kw1; ++kw) {
             const float* xp = X + xoff + kh * xrow + kw * xcol;
             const float* w = W + (kh * KW + kw) * NB;
-            for (i = 0; i < T; ++i)
-                for (l = 0; l < NB; ++l) acc[i][l] += xp[i * xpix + l] * w[l];
+            for (i = 0; i < T; ++i) {
+                const int64_t c = iw0 + i * SW + kw * DW;
+                if (!BORDER || (c >= 0 && c < IW))
+                    for (l = 0; l < NB; ++l) acc[i][l] += xp[i * xpix + l] * w[l];
+            }
         }
     for (i = 0; i < T; ++i)
         for (l = 0; l < NB; ++l) {
@@ -835,15 +845,42 @@ static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
             const float* z = Z ? Z + yoff + ow * NB : NULL;
             float* y = Y + yoff + ow * NB;
             if (ow >= owlo && ow + 8 <= owhi) {
-                NB_FN(mk_dw)(8, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
-                             kh0, kh1, 0, KW);
+                NB_FN(mk_dw)(8, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
+                             kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);
                 ow += 8;
             } else {
+#if NB_DW_BORDER_TILES
+                /* a tile of up to 8 pixels: before the interior, up to its start when a full
+                 * interior tile follows, else (and after the interior) to the row's end; taps
+                 * outside the input read as zeros.  A 7-wide row with a 5x5 kernel has no full
+                 * interior tile, and lone pixels chain their FMAs. */
+                int64_t T = ow < owlo && owlo + 8 <= owhi ? owlo - ow : OW - ow;
+                int border;
+                T = T < 8 ? T : 8;
+                border = ow < owlo || ow + T > owhi;
+#define NCHWC_DW_R(k)                                                                             \
+    case k:                                                                                       \
+        if (border)                                                                               \
+            NB_FN(mk_dw)(k, 1, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid, \
+                         kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);                                 \
+        else                                                                                      \
+            NB_FN(mk_dw)(k, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid, \
+                         kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);                                 \
+        break
+                switch (T) {
+                    NCHWC_DW_R(1); NCHWC_DW_R(2); NCHWC_DW_R(3); NCHWC_DW_R(4);
+                    NCHWC_DW_R(5); NCHWC_DW_R(6); NCHWC_DW_R(7); NCHWC_DW_R(8);
+                    default: break;
+                }
+#undef NCHWC_DW_R
+                ow += T;
+#else
                 int64_t kw0, kw1;
                 onnxc_geom_valid_range(KW, IW, p->DW, iw0, &kw0, &kw1);
-                NB_FN(mk_dw)(1, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
-                             kh0, kh1, kw0, kw1);
+                NB_FN(mk_dw)(1, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi,
+                             valid, kh0, kh1, kw0, kw1, iw0, IW, p->SW, p->DW);
                 ow += 1;
+#endif
             }
         }
     }
