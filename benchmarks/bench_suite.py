@@ -196,7 +196,8 @@ def bench_model(name, path, threads, warmup, repeat, rounds, opt_level, target, 
     return rows
 
 
-HEADER = (f"{'model':22} {'thr':>3} {'onnxc ms':>9} {'ort ms':>8} {'ORT/us':>7} {'IQR':>11} {'GFLOP/s':>8} {'%peak':>6} "
+HEADER = (f"{'model':22} {'thr':>3} {'onnxc ms':>9} {'ort ms':>8} {'ORT/us':>7} {'IQR':>11} {'GFLOP/s':>8} "
+          f"{'%peak':>6} "
           f"{'ort %pk':>7} {'load ms':>8} {'ort new':>8}  rel err")
 
 
@@ -223,7 +224,8 @@ def markdown(rows, peak, host) -> str:
     lines = [f"CPU: {host['cpu_model']} ({host['cpu_count']} logical CPUs; {' '.join(host['isa_flags'])}); "
              f"onnxc target {host['onnxc_target']} -> {host['onnxc_isa']}; onnxruntime {host['onnxruntime_version']}",
              f"Machine peak (1-thread numpy SGEMM): {peak:.0f} GFLOP/s", "",
-             "| model | threads | onnxc ms | ORT ms | ORT/onnxc | IQR (min-max) | onnxc GFLOP/s | % peak | ORT % peak | "
+             "| model | threads | onnxc ms | ORT ms | ORT/onnxc | IQR (min-max) | onnxc GFLOP/s | % peak | "
+             "ORT % peak | "
              "load ms | ORT session ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         f = lambda k, s="{:.2f}": s.format(r[k]) if k in r else "—"  # noqa: E731
