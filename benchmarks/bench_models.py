@@ -63,18 +63,31 @@ def paired_median_ms(fns, repeat, warmup=1, rounds=10, settle_s=0.12):
     after its last run (measured: 52 ms of CPU time burnt during the 100 ms after a run of
     MobileNetV2 at 2 threads); with a 50 ms pause, onnxc's MobileNetV2 at 2 threads measured
     5-8 ms in the block after onnxruntime's and 3.8-4.0 ms alone.  onnxc's workers spin 1 ms."""
+    ts = paired_rounds(fns, repeat, warmup, rounds, settle_s)
+    return [statistics.median(t for r in acc for t in r) * 1e3 for acc in ts]
+
+
+def paired_rounds(fns, repeat, warmup=1, rounds=10, settle_s=0.12):
+    """The timings (s) of paired_median_ms per function and round: ts[f][r] = the block of
+    function f in round r, so the caller can form per-round ratios (both engines of a round ran
+    within a second of each other, so a slow spell of the VM hits both).  The functions run in
+    the given order in even rounds and reversed in odd ones, so neither always follows the
+    other's idle-spinning pool."""
     per_block = max(1, -(-repeat // rounds))
     ts = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, acc in zip(fns, ts):
+    for r in range(rounds):
+        order = list(zip(fns, ts))
+        for fn, acc in (order if r % 2 == 0 else order[::-1]):  # who runs first alternates
             time.sleep(settle_s)
             for _ in range(max(1, warmup)):
                 fn()
+            block = []
             for _ in range(per_block):
                 t = time.perf_counter()
                 fn()
-                acc.append(time.perf_counter() - t)
-    return [statistics.median(acc) * 1e3 for acc in ts]
+                block.append(time.perf_counter() - t)
+            acc.append(block)
+    return ts
 
 
 def rel_err(outs, refs) -> float:

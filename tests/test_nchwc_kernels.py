@@ -120,6 +120,19 @@ DIRECT = [
     (160, 56, 1, 3, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (64, 128, 4, 5, 7, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
     (20, 7, 1, 2, 3, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    # pointwise tiles of 2 output blocks x 6 pixels (b=8 in vector builds): every pixel
+    # remainder 1..5 after whole tiles, a 61-pixel row past one 60-pixel work chunk, a partial
+    # last block inside a 2-block tile, odd block counts (a lone last block per group), groups
+    (16, 12, 1, 1, 61, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (24, 40, 1, 7, 7, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (8, 30, 1, 4, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (96, 48, 2, 3, 9, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (16, 24, 1, 2, 5, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    (16, 16, 1, 1, 11, 1, (1, 1), (0, 0, 0, 0), (1, 1)),
+    # window convs whose weights are small next to their input, which b=8 runs in row-range-
+    # major task order (several row ranges x several output-block tiles): 1x1 and 3x3 stride 2
+    (16, 64, 1, 40, 40, 1, (2, 2), (0, 0, 0, 0), (1, 1)),
+    (8, 32, 1, 40, 40, 3, (2, 2), (1, 1, 1, 1), (1, 1)),
 ]
 
 
@@ -184,7 +197,13 @@ def test_nchw_input(lib, nb, case):
 
 
 @pytest.mark.parametrize("nb", [8, 16])
-@pytest.mark.parametrize("case", [(24, 11, 13, 3, 1, 1), (40, 9, 9, 5, 2, 2)])
+@pytest.mark.parametrize("case", [
+    (24, 11, 13, 3, 1, 1), (40, 9, 9, 5, 2, 2),
+    # rows with no full interior tile, border tiles before/after 8-pixel interior tiles, every
+    # width 1..12 remainder, stride 2, no pads, pads wider than the kernel's half (b=8 runs
+    # border pixels in tiles that read zeros outside the input)
+    (24, 7, 7, 5, 1, 2), (16, 14, 14, 5, 1, 2), (16, 14, 13, 5, 2, 2), (40, 5, 21, 3, 2, 1),
+    (16, 6, 19, 3, 1, 0), (8, 4, 10, 5, 1, 3), (8, 2, 2, 5, 1, 2)] + [(8, 3, w, 3, 1, 1) for w in range(1, 13)])
 def test_depthwise(lib, nb, case):
     c, ih, iw, k, s, pd = case
     x = rand(1, c, ih, iw)
@@ -203,6 +222,7 @@ SPLIT = [
     (48, 48, 1, 3, 9, 7, 3, 1, 1, "direct"),
     (64, 64, 2, 1, 11, 13, 3, 1, 1, "direct"),
     (3, 48, 1, 1, 30, 30, 3, 2, 1, "nchw"),
+    (16, 64, 1, 2, 40, 40, 1, 2, 0, "direct"),  # row-range-major task order at b=8
 ]
 
 

@@ -64,13 +64,38 @@
 #if NB_SIMD
 #define NB_OBMAX 2
 #define NB_TMAX 6
+/* pointwise: 2 output blocks x 6 pixels (conv_nchwc_body.h says why); -DNCHWC_PW_OBN_B8=1
+ * restores 1 x NCHWC_TILE, for A/B measurements */
+#ifndef NCHWC_PW_OBN_B8
+#define NCHWC_PW_OBN_B8 2
+#endif
+#define NB_PW_OBN NCHWC_PW_OBN_B8
+#define NB_PW_T (NCHWC_PW_OBN_B8 == 1 ? NCHWC_TILE : 6)
 #else
 #define NB_OBMAX 2
 #define NB_TMAX 4
+#define NB_PW_OBN 1
+#define NB_PW_T NCHWC_TILE
 #endif
+/* window convs pick their task order by traffic (conv_nchwc_body.h); -DNCHWC_ROWS_OUTER_B8=0
+ * keeps the tile-major order, for A/B measurements */
+#ifndef NCHWC_ROWS_OUTER_B8
+#define NCHWC_ROWS_OUTER_B8 1
+#endif
+#define NB_WINDOW_ROWS_OUTER NCHWC_ROWS_OUTER_B8
+/* depthwise border pixels in tiles (conv_nchwc_body.h); -DNCHWC_DW_BORDER_TILES_B8=0 runs
+ * them one at a time, for A/B measurements */
+#ifndef NCHWC_DW_BORDER_TILES_B8
+#define NCHWC_DW_BORDER_TILES_B8 1
+#endif
+#define NB_DW_BORDER_TILES NCHWC_DW_BORDER_TILES_B8
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
+#undef NB_PW_OBN
+#undef NB_PW_T
+#undef NB_WINDOW_ROWS_OUTER
+#undef NB_DW_BORDER_TILES
 #include "nchwc_vec_end.h"
 
 #define NB 16
@@ -86,8 +111,15 @@
 #define NB_OBMAX 2
 #define NB_TMAX 4
 #endif
+#define NB_PW_OBN 1
+#define NB_PW_T NCHWC_TILE
+#define NB_WINDOW_ROWS_OUTER 0 /* b=16 (AVX-512) keeps the tile-major order */
+#define NB_DW_BORDER_TILES 0   /* and its depthwise border pixels one at a time */
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
+#undef NB_PW_OBN
+#undef NB_PW_T
+#undef NB_WINDOW_ROWS_OUTER
+#undef NB_DW_BORDER_TILES
 #include "nchwc_vec_end.h"
-

@@ -9,7 +9,7 @@
  * pixels (constants in each compiled copy): per input channel and kernel tap, OBN weight
  * vectors (NB output channels each) and T broadcast input values meet in OBN*T FMAs, so each
  * broadcast feeds OBN FMAs and each weight load T.  Window convs take up to NB_OBMAX x NB_TMAX,
- * pointwise ones 1 x NCHWC_TILE.  Pixels whose whole window lies inside the input (a row's
+ * pointwise ones NB_PW_OBN x NB_PW_T.  Pixels whose whole window lies inside the input (a row's
  * interior) run in tiles; border pixels one at a time over their valid taps.  The portable
  * path is the same loop nest on float arrays. */
 
@@ -371,24 +371,29 @@ static const NB_FN(mk_fn) NB_FN(mk_tab)[4][NB_OBMAX][NB_TMAX] = {
 #undef NCHWC_KIND_B1
 #undef NCHWC_KIND_BN
 
-/* Pointwise convs take one output block x up to NCHWC_TILE pixels: measured on Zen 4 (b=16),
- * several output blocks per tile ran a 1x1 conv 5-10% slower than one block (the weights of
- * one block for a whole chunk of input blocks stay in L1; several blocks' weight streams and
- * partial sums do not), while window convs gain from them.  Pixels [s0, s1) of one output
- * block, input blocks [ib0, ib1); the full tiles' microkernel is inlined into the loop (a call
- * per tile cost ~5% at 4 input blocks). */
+/* Pointwise convs take NB_PW_OBN output blocks x up to NB_PW_T pixels (conv_nchwc.c sets them
+ * per block size).  b=16 (AVX-512) keeps 1 x NCHWC_TILE: measured on Zen 4, several output
+ * blocks per tile ran a 1x1 conv 5-10% slower than one block (the weights of one block for a
+ * whole chunk of input blocks stay in L1; several blocks' weight streams and partial sums do
+ * not).  b=8 in AVX2 takes 2 x 6: with 1 x 8 each input channel costs 1 weight load and 8
+ * broadcast loads for 8 FMAs, load-bound at 16 registers; 2 x 6 (12 accumulators, 2 weights,
+ * 1 broadcast) loads 8 for 12 FMAs.  A tile of fewer output blocks (the group's last) runs 1 x
+ * NCHWC_TILE.  Pixels [s0, s1) of obn output blocks, input blocks [ib0, ib1); the full tiles'
+ * microkernel is inlined into the loop (a call per tile cost ~5% at 4 input blocks). */
 #define NCHWC_PW_R(k)                                                                             \
     case k:                                                                                       \
-        NB_FN(mk)(a, 1, k, 2, X, xbase + s * NB, 0, W, bias, Z ? Z + s * NB : NULL, Y + s * NB,  \
-                  0, 1, 0, 1, ib0, ib1, first, last);                                             \
+        if (k < T)                                                                                \
+            NB_FN(mk)(a, OBN, k < T ? k : 1, 2, X, xbase + s * NB, 0, W, bias,                    \
+                      Z ? Z + s * NB : NULL, Y + s * NB, 0, 1, 0, 1, ib0, ib1, first, last);      \
         break
-static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xbase,
-                            const float* W, const float* bias, const float* Z, float* Y,
-                            int64_t s0, int64_t s1, int64_t ib0, int64_t ib1, int first,
-                            int last) {
+static NCHWC_INLINE void NB_FN(pw_tiles_t)(const NB_FN(mk_args) * a, const int OBN, const int T,
+                                           const float* X, int64_t xbase, const float* W,
+                                           const float* bias, const float* Z, float* Y,
+                                           int64_t s0, int64_t s1, int64_t ib0, int64_t ib1,
+                                           int first, int last) {
     int64_t s = s0;
-    for (; s + NCHWC_TILE <= s1; s += NCHWC_TILE)
-        NB_FN(mk)(a, 1, NCHWC_TILE, 2, X, xbase + s * NB, 0, W, bias, Z ? Z + s * NB : NULL,
+    for (; s + T <= s1; s += T)
+        NB_FN(mk)(a, OBN, T, 2, X, xbase + s * NB, 0, W, bias, Z ? Z + s * NB : NULL,
                   Y + s * NB, 0, 1, 0, 1, ib0, ib1, first, last);
     switch (s1 - s) {
         NCHWC_PW_R(1); NCHWC_PW_R(2); NCHWC_PW_R(3); NCHWC_PW_R(4);
@@ -397,6 +402,25 @@ static void NB_FN(pw_tiles)(const NB_FN(mk_args) * a, const float* X, int64_t xb
     }
 }
 #undef NCHWC_PW_R
+
+#if NB_PW_OBN < 1 || NB_PW_OBN > 2 || NB_PW_OBN > NB_OBMAX || NB_PW_T < 1 || NB_PW_T > NCHWC_TILE
+#error "pointwise tile out of range (NB_PW_OBN 1..min(2, NB_OBMAX), NB_PW_T 1..NCHWC_TILE)"
+#endif
+/* one out-of-line copy per tile height: the full tiles' (NB_PW_OBN) and the group's last */
+static void NB_FN(pw_tiles_full)(const NB_FN(mk_args) * a, const float* X, int64_t xbase,
+                                 const float* W, const float* bias, const float* Z, float* Y,
+                                 int64_t s0, int64_t s1, int64_t ib0, int64_t ib1, int first,
+                                 int last) {
+    NB_FN(pw_tiles_t)(a, NB_PW_OBN, NB_PW_T, X, xbase, W, bias, Z, Y, s0, s1, ib0, ib1, first, last);
+}
+#if NB_PW_OBN > 1
+static void NB_FN(pw_tiles_one)(const NB_FN(mk_args) * a, const float* X, int64_t xbase,
+                                const float* W, const float* bias, const float* Z, float* Y,
+                                int64_t s0, int64_t s1, int64_t ib0, int64_t ib1, int first,
+                                int last) {
+    NB_FN(pw_tiles_t)(a, 1, NCHWC_TILE, X, xbase, W, bias, Z, Y, s0, s1, ib0, ib1, first, last);
+}
+#endif
 
 /* One output row [0, OW) of obn output blocks of a window conv, in tiles of at most NB_TMAX
  * pixels of balanced widths (7 -> 4 + 3 rather than 6 + 1); a tile with a pixel whose window
@@ -490,13 +514,28 @@ static void NB_FN(conv_row)(const NB_FN(mk_args) * a, int64_t obn, const float* 
 
 #undef NCHWC_SPLIT_2_7_BN
 
-/* Pixels [s0, s1) of one output block of a pointwise conv (one long row, no borders). */
-static void NB_FN(pw_run)(const NB_FN(mk_args) * a, const float* X, int64_t xbase, const float* W,
-                          const float* bias, const float* Z, float* Y, int64_t s0, int64_t s1) {
+/* Pixels [s0, s1) of obn (NB_PW_OBN, or fewer at a group's end) output blocks of a pointwise
+ * conv (one long row, no borders). */
+static void NB_FN(pw_run)(const NB_FN(mk_args) * a, int64_t obn, const float* X, int64_t xbase,
+                          const float* W, const float* bias, const float* Z, float* Y, int64_t s0,
+                          int64_t s1) {
     int64_t ib0;
     for (ib0 = 0; ib0 < a->nblk; ib0 += a->chunk) {
         const int64_t ib1 = ib0 + a->chunk < a->nblk ? ib0 + a->chunk : a->nblk;
-        NB_FN(pw_tiles)(a, X, xbase, W, bias, Z, Y, s0, s1, ib0, ib1, ib0 == 0, ib1 == a->nblk);
+#if NB_PW_OBN > 1
+        if (obn < NB_PW_OBN) {
+            /* fewer blocks than a full tile: one at a time (NB_PW_OBN 2: exactly one) */
+            int64_t o;
+            for (o = 0; o < obn; ++o)
+                NB_FN(pw_tiles_one)(a, X, xbase, W + o * a->wob, bias ? bias + o * NB : NULL,
+                                    Z ? Z + o * a->yob : NULL, Y + o * a->yob, s0, s1, ib0, ib1,
+                                    ib0 == 0, ib1 == a->nblk);
+            continue;
+        }
+#else
+        (void)obn;
+#endif
+        NB_FN(pw_tiles_full)(a, X, xbase, W, bias, Z, Y, s0, s1, ib0, ib1, ib0 == 0, ib1 == a->nblk);
     }
 }
 
@@ -521,6 +560,7 @@ typedef struct NB_FN(conv_job_s) {
     float* Y;
     int nchw_input;
     int64_t nr; /* window convs: row ranges per output-block tile (decided with the split) */
+    int rows_outer; /* window convs: tasks ordered row range-major (else output-tile-major) */
     void (*body)(struct NB_FN(conv_job_s) *, int64_t, int64_t);
 } NB_FN(conv_job);
 
@@ -533,9 +573,12 @@ static void NB_FN(conv_run)(void (*body)(NB_FN(conv_job) *, int64_t, int64_t),
                             const float* B, const float* Z, float* Y, int nchw_input) {
     NB_FN(conv_job) job;
     job.p = p; job.X = X; job.W = W; job.B = B; job.Z = Z; job.Y = Y;
-    job.nchw_input = nchw_input; job.nr = 0; job.body = body;
+    job.nchw_input = nchw_input; job.nr = 0; job.rows_outer = 0; job.body = body;
     body(&job, 0, -1);
 }
+
+/* Pixels per parallel work item: whole tiles, about NCHWC_PW_CHUNK. */
+#define NB_PW_CHUNK (NCHWC_PW_CHUNK / NB_PW_T * NB_PW_T)
 
 static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     const onnxc_nchwc_conv_params* p = job->p;
@@ -544,9 +587,10 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
     const int64_t Cg = p->C / p->group, Mg = p->M / p->group;
     const int64_t Cbg = (Cg + NB - 1) / NB, Mbg = (Mg + NB - 1) / NB;
     const int64_t Cb = Cbg * p->group, Mb = Mbg * p->group;
+    const int64_t ntg = (Mbg + NB_PW_OBN - 1) / NB_PW_OBN; /* output-block tiles per group */
     const int64_t HW = p->OH * p->OW;
-    const int64_t chunks = (HW + NCHWC_PW_CHUNK - 1) / NCHWC_PW_CHUNK;
-    const int64_t total = p->N * Mb * chunks;
+    const int64_t chunks = (HW + NB_PW_CHUNK - 1) / NB_PW_CHUNK;
+    const int64_t total = p->N * p->group * ntg * chunks;
     const int parallel = total > 1 && p->N * Mb * HW * Cbg * NB * NB >= NCHWC_PARALLEL_MIN_WORK;
     int64_t t;
     if (t1 < 0) {
@@ -554,10 +598,12 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         return;
     }
     for (t = t0; t < t1; ++t) {
-        const int64_t n = t / (Mb * chunks), ob = (t / chunks) % Mb, ch = t % chunks;
-        const int64_t g = ob / Mbg;
-        const int64_t s0 = ch * NCHWC_PW_CHUNK;
-        const int64_t s1 = s0 + NCHWC_PW_CHUNK < HW ? s0 + NCHWC_PW_CHUNK : HW;
+        const int64_t n = t / (p->group * ntg * chunks), tile = (t / chunks) % (p->group * ntg);
+        const int64_t ch = t % chunks, g = tile / ntg, obg = tile % ntg * NB_PW_OBN;
+        const int64_t obe = obg + NB_PW_OBN < Mbg ? obg + NB_PW_OBN : Mbg;
+        const int64_t ob = g * Mbg + obg;
+        const int64_t s0 = ch * NB_PW_CHUNK;
+        const int64_t s1 = s0 + NB_PW_CHUNK < HW ? s0 + NB_PW_CHUNK : HW;
         const int64_t xbase = (n * Cb + g * Cbg) * HW * NB;
         const int64_t yoff = (n * Mb + ob) * HW * NB;
         const float* bias = B ? B + ob * NB : NULL;
@@ -566,14 +612,15 @@ static void NB_FN(conv_pointwise)(NB_FN(conv_job) * job, int64_t t0, int64_t t1)
         a.nblk = Cbg; a.xblk = HW * NB; a.wblk = NB * NB; a.wtap = NB * NB;
         a.wob = Cbg * NB * NB; a.yob = HW * NB;
         a.xrow = 0; a.xcol = 0; a.xpix = NB; a.KW = 1;
-        a.valid = NB_FN(tile_valid)(Mg, Mbg, ob % Mbg + 1);
+        a.valid = NB_FN(tile_valid)(Mg, Mbg, obe);
         a.lo = p->lo; a.hi = p->hi;
         a.IW = HW; a.SW = 1; a.DW = 1;
         a.tap = NULL; a.ntap = 0; a.reps = 1;
-        a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, 1);
-        NB_FN(pw_run)(&a, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
+        a.chunk = NB_FN(chunk)(NCHWC_PW_CHUNK_WEIGHTS, NB * NB, (int)(obe - obg));
+        NB_FN(pw_run)(&a, obe - obg, X, xbase, wb, bias, Z ? Z + yoff : NULL, Y + yoff, s0, s1);
     }
 }
+#undef NB_PW_CHUNK
 
 /* Row ranges per output-block tile (of OH rows; Q tiles of whole images) for P threads: the
  * pool claims a loop's n = Q * nr tasks in c = min(n, 4P) chunks whose sizes differ by at most
@@ -627,6 +674,18 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
         nr = (OH + R - 1) / R;
         if (parallel) nr = NB_FN(split_rows)(Q, OH, nr, onnxc_rt_threads_usable());
         job->nr = nr;
+#if NB_WINDOW_ROWS_OUTER
+        {
+            /* Task order: tile-major reads a group's whole input once per output-block tile,
+             * row-major its weights once per row range; take the smaller stream.  With b=8
+             * tiles of 16 output channels, tile-major streamed ResNet-50's stride-2 1x1 input
+             * (56x56x256) 32 times.  The order changes no output's summation. */
+            const int64_t cin = nchw_input ? Cg : Cbg * NB;
+            const double xbytes = (double)cin * IH * IW * sizeof(float);
+            const double wbytes = (double)Mbg * NB * cin * KH * KW * sizeof(float);
+            job->rows_outer = (double)nr * wbytes < (double)nt * xbytes;
+        }
+#endif
         onnxc_parallel_for(Q * nr, parallel, NB_FN(conv_tasks), job);
         return;
     }
@@ -634,7 +693,9 @@ static void NB_FN(conv_window)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
     for (t = t0; t < t1; ++t) {
         const int64_t n = t / (p->group * nt * nr), g = (t / (nt * nr)) % p->group;
         /* row range r of nr: sizes differ by at most one row */
-        const int64_t j = (t / nr) % nt, oh0 = (t % nr) * OH / nr, oh1 = (t % nr + 1) * OH / nr;
+        const int64_t r = job->rows_outer ? (t / nt) % nr : t % nr;
+        const int64_t j = job->rows_outer ? t % nt : (t / nr) % nt;
+        const int64_t oh0 = r * OH / nr, oh1 = (r + 1) * OH / nr;
         const int64_t obg = j * NB_OBMAX, obe = obg + NB_OBMAX < Mbg ? obg + NB_OBMAX : Mbg;
         const int64_t ob = g * Mbg + obg;
         NB_FN(mk_args) a;
@@ -689,12 +750,15 @@ void NCHWC_CONV_NCHW(const onnxc_nchwc_conv_params* p, const float* X, const flo
 }
 
 /* Depthwise microkernel: T pixels of one channel block; per tap one input vector per pixel
- * times the tap's weight vector. */
-static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff, int64_t xrow,
-                                      int64_t xcol, int64_t xpix, const float* W, int64_t KW,
-                                      const float* bias, const float* Z, float* Y, float lo,
-                                      float hi, int64_t valid, int64_t kh0, int64_t kh1,
-                                      int64_t kw0, int64_t kw1) {
+ * times the tap's weight vector.  BORDER: a tile with pixels whose window leaves the input
+ * (iw0: input column of pixel 0's tap 0, SW/DW: column stride and dilation, IW: input width);
+ * those read zeros at the taps outside [0, IW), so border pixels run in tiles too. */
+static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const int BORDER, const float* X, int64_t xoff,
+                                      int64_t xrow, int64_t xcol, int64_t xpix, const float* W,
+                                      int64_t KW, const float* bias, const float* Z, float* Y,
+                                      float lo, float hi, int64_t valid, int64_t kh0, int64_t kh1,
+                                      int64_t kw0, int64_t kw1, int64_t iw0, int64_t IW,
+                                      int64_t SW, int64_t DW) {
     int64_t kh, kw;
     int i, l;
 #if NB_SIMD
@@ -704,7 +768,11 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
         for (kw = kw0; kw < kw1; ++kw) {
             const float* xp = X + xoff + kh * xrow + kw * xcol;
             const VT w = VLOAD(W + (kh * KW + kw) * NB);
-            for (i = 0; i < T; ++i) acc[i] = VFMA(VLOAD(xp + i * xpix), w, acc[i]);
+            for (i = 0; i < T; ++i) {
+                const int64_t c = iw0 + i * SW + kw * DW;
+                const float* xq = !BORDER || (c >= 0 && c < IW) ? xp + i * xpix : NB_FN(zeros);
+                acc[i] = VFMA(VLOAD(xq), w, acc[i]);
+            }
         }
     for (i = 0; i < T; ++i) {
         VT v = acc[i];
@@ -720,8 +788,11 @@ static NCHWC_INLINE void NB_FN(mk_dw)(const int T, const float* X, int64_t xoff,
         for (kw = kw0; kw < kw1; ++kw) {
             const float* xp = X + xoff + kh * xrow + kw * xcol;
             const float* w = W + (kh * KW + kw) * NB;
-            for (i = 0; i < T; ++i)
-                for (l = 0; l < NB; ++l) acc[i][l] += xp[i * xpix + l] * w[l];
+            for (i = 0; i < T; ++i) {
+                const int64_t c = iw0 + i * SW + kw * DW;
+                if (!BORDER || (c >= 0 && c < IW))
+                    for (l = 0; l < NB; ++l) acc[i][l] += xp[i * xpix + l] * w[l];
+            }
         }
     for (i = 0; i < T; ++i)
         for (l = 0; l < NB; ++l) {
@@ -774,15 +845,42 @@ static void NB_FN(conv_dw)(NB_FN(conv_job) * job, int64_t t0, int64_t t1) {
             const float* z = Z ? Z + yoff + ow * NB : NULL;
             float* y = Y + yoff + ow * NB;
             if (ow >= owlo && ow + 8 <= owhi) {
-                NB_FN(mk_dw)(8, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
-                             kh0, kh1, 0, KW);
+                NB_FN(mk_dw)(8, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
+                             kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);
                 ow += 8;
             } else {
+#if NB_DW_BORDER_TILES
+                /* a tile of up to 8 pixels: before the interior, up to its start when a full
+                 * interior tile follows, else (and after the interior) to the row's end; taps
+                 * outside the input read as zeros.  A 7-wide row with a 5x5 kernel has no full
+                 * interior tile, and lone pixels chain their FMAs. */
+                int64_t T = ow < owlo && owlo + 8 <= owhi ? owlo - ow : OW - ow;
+                int border;
+                T = T < 8 ? T : 8;
+                border = ow < owlo || ow + T > owhi;
+#define NCHWC_DW_R(k)                                                                             \
+    case k:                                                                                       \
+        if (border)                                                                               \
+            NB_FN(mk_dw)(k, 1, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid, \
+                         kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);                                 \
+        else                                                                                      \
+            NB_FN(mk_dw)(k, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid, \
+                         kh0, kh1, 0, KW, iw0, IW, p->SW, p->DW);                                 \
+        break
+                switch (T) {
+                    NCHWC_DW_R(1); NCHWC_DW_R(2); NCHWC_DW_R(3); NCHWC_DW_R(4);
+                    NCHWC_DW_R(5); NCHWC_DW_R(6); NCHWC_DW_R(7); NCHWC_DW_R(8);
+                    default: break;
+                }
+#undef NCHWC_DW_R
+                ow += T;
+#else
                 int64_t kw0, kw1;
                 onnxc_geom_valid_range(KW, IW, p->DW, iw0, &kw0, &kw1);
-                NB_FN(mk_dw)(1, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi, valid,
-                             kh0, kh1, kw0, kw1);
+                NB_FN(mk_dw)(1, 0, X, xoff, xrow, xcol, xpix, w, KW, bias, z, y, p->lo, p->hi,
+                             valid, kh0, kh1, kw0, kw1, iw0, IW, p->SW, p->DW);
                 ow += 1;
+#endif
             }
         }
     }
