@@ -74,6 +74,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     (a QuantizeOptions) adds the quantize step after the extended level, before layout
     (compiler/quantize/stage.py)."""
     from .passes import PassManager
+    from .providers import CProvider
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
     graph.metadata["winograd"] = check_winograd(winograd)
@@ -81,7 +82,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     if quantize is not None:
         from .quantize.stage import QuantizeStep
         stages = {"extended": [QuantizeStep(quantize)]}
-    pm = PassManager(opt_level, verify_each=verify_each, stages=stages)
+    pm = PassManager(opt_level, verify_each=verify_each, stages=stages, capability=CProvider())
     pm.run(graph)
     return pm
 
@@ -334,8 +335,11 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     t = time.perf_counter()
     stage(f"generating C ({len(graph.nodes)} nodes)")
+    from .passes.capability import using
     from .passes.legalize_half import legalize_half  # narrow types compute through float32
-    legalize_half(graph)
+    from .providers import CProvider
+    with using(CProvider()):
+        legalize_half(graph)
     # lists every node no provider can run, dynamic shapes included
     parts = partition(graph, default_providers(options.get("fallback", False)))
     c_ids = {id(n) for n in parts.nodes_of("c")}

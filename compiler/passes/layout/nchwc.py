@@ -38,7 +38,7 @@ import numpy as np
 from ...ir import Node
 from ...ops import get_attr
 from ...ops import nchwc as L
-from ...providers.c.nn import resolve_pads
+from ...ops.nn import resolve_pads
 from ..manager import Pass, PassResult, register
 from ..util import c_supported, const
 

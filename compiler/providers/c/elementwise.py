@@ -15,7 +15,8 @@ import numpy as np
 from ...codegen.loops import pooled_loop
 from ...dtypes import c_type
 from ...ops import get_attr
-from . import narrow
+from ...ops.narrow import touches_narrow
+from .casts import cast_expr, cast_reason, standard_cast_expr
 from .intmath import wrap_abs, wrap_binary, wrap_neg
 from .registry import all_of, c_kernel
 
@@ -392,8 +393,8 @@ _CASTABLE = NUMERIC + ("bool",)
 
 
 def _cast_check(node):
-    if narrow.touches_narrow(node):
-        return narrow.cast_reason(node)
+    if touches_narrow(node):
+        return cast_reason(node)
     if node.inputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
         return f"cast from {node.inputs[0].dtype} not supported"
     if node.outputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
@@ -403,25 +404,12 @@ def _cast_check(node):
     return None
 
 
-def _cast_expr(x, src, dst):
-    src, dst = np.dtype(src), np.dtype(dst)
-    if dst == np.bool_:
-        return f"({x} != 0)"
-    if src.kind == "f" and dst.kind in "iu":
-        # float -> int is undefined in C for NaN and out-of-range values: onnxc_f2i* define them
-        if dst == np.uint64:
-            return f"onnxc_f2u64({x})"
-        conv = "onnxc_f2i32" if dst.itemsize < 4 or dst == np.int32 else "onnxc_f2i64"
-        return f"({c_type(dst)}){conv}({x})"
-    return x
-
-
 def _any_cast_expr(node, x):
     src, dst = node.inputs[0].dtype, node.outputs[0].dtype
-    if narrow.touches_narrow(node):
+    if touches_narrow(node):
         sat, mode = get_attr(node, "saturate", 1), get_attr(node, "round_mode", "up")
-        return narrow.cast_expr(x, src, dst, sat, mode)
-    return _cast_expr(x, src, dst)
+        return cast_expr(x, src, dst, sat, mode)
+    return standard_cast_expr(x, src, dst)
 
 
 # CastLike's second input only names the target type: it is not read
