@@ -1,9 +1,8 @@
-"""The C side of the epilogue activations (ops/fused_nn.ACTIVATIONS), a leaf shared by every
-emitter that applies one in a kernel epilogue (fused_nn.py, linalg.py, nchwc.py).
-
-C_ACTIVATIONS: name -> fn(x, params) giving a float32 C expression of the C variable ``x`` (a
-plain name: it may be read more than once).  The runtime kernels implement the same formulas
-(runtime_c/math/epilogue_ref.c, ONNXC_ACT_*); ACT_KIND names their enum values.
+"""The C side of the epilogue activations (the table in ops/activations.py), a leaf shared by
+every emitter that applies one (fused_nn.py, linalg.py, nchwc.py, and elementwise.py for the
+float32 unfused ops of the same names).  The runtime kernels' enum and switch are generated from
+the same table (compiler/kernels/activations_header.py), so that an epilogue computes the same
+float operations inline and in a runtime kernel.
 """
 from __future__ import annotations
 
@@ -12,46 +11,30 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 
 from ...codegen.context import c_literal
-from ...ops.fused_nn import ACTIVATIONS
+from ...ops.activations import BY_NAME, TABLE, c_enum
+from ...ops.fused_nn import ACTIVATIONS  # noqa: F401  (re-exported: the fused ops' view of TABLE)
 
 
 def _f(v) -> str:
     return c_literal(v, np.float32)
 
 
-def _clamp01(e: str) -> str:
-    """min(1, max(0, e)) by comparisons (NaN passes through); e is evaluated at most thrice,
-    a pure expression the compiler computes once."""
-    return f"({e} < 0.0f ? 0.0f : {e} > 1.0f ? 1.0f : {e})"
+def _expr(name: str, x: str, params: Sequence[float]) -> str:
+    p = [_f(v) for v in params] + ["", ""]
+    return BY_NAME[name].c_f32.format(x=x, a=p[0], b=p[1])
 
 
+# name -> fn(x, params) giving the float32 C expression of the C variable ``x``
 C_ACTIVATIONS: Dict[str, Callable[[str, Sequence[float]], str]] = {
-    "Relu": lambda x, p: f"({x} < 0.0f ? 0.0f : {x})",
-    "LeakyRelu": lambda x, p: f"({x} < 0.0f ? {_f(p[0])} * {x} : {x})",
-    "Clip": lambda x, p: f"(({x} < {_f(p[0])} ? {_f(p[0])} : {x}) > {_f(p[1])} ? {_f(p[1])} : "
-                         f"({x} < {_f(p[0])} ? {_f(p[0])} : {x}))",
-    # onnxc_sigmoidf (onnxc_transformer.h): branch-free, so the epilogue loop vectorizes (libm's
-    # expf is a scalar call: 2-3x slower on SiLU/Sigmoid epilogues); within ~3 ulp
-    "Sigmoid": lambda x, p: f"onnxc_sigmoidf({x})",
-    "Tanh": lambda x, p: f"tanhf({x})",
-    # clamps as comparisons, not fminf/fmaxf: those are libm calls without -ffinite-math-only
-    # (the loop does not vectorize) and drop a NaN operand, where the spec's max(0, min(1, .))
-    # keeps it
-    "HardSigmoid": lambda x, p: _clamp01(f"({_f(p[0])} * {x} + {_f(p[1])})"),
-    "HardSwish": lambda x, p: f"({x} * {_clamp01(f'({x} / 6.0f + 0.5f)')})",
-    "SiLU": lambda x, p: f"onnxc_siluf({x})",  # x / (1 + exp(-x)): one division, no product
-}
-assert set(C_ACTIVATIONS) == set(ACTIVATIONS)
+    a.name: (lambda x, p, _n=a.name: _expr(_n, x, p)) for a in TABLE}
 
-# runtime_c enum (onnxc_kernels.h) of each activation
-ACT_KIND = {"": "ONNXC_ACT_NONE", "Relu": "ONNXC_ACT_RELU", "LeakyRelu": "ONNXC_ACT_LEAKYRELU",
-            "Clip": "ONNXC_ACT_CLIP", "Sigmoid": "ONNXC_ACT_SIGMOID", "Tanh": "ONNXC_ACT_TANH",
-            "HardSigmoid": "ONNXC_ACT_HARDSIGMOID", "HardSwish": "ONNXC_ACT_HARDSWISH", "SiLU": "ONNXC_ACT_SILU"}
+# runtime_c enum (onnxc_activations.h) of each activation
+ACT_KIND = {"": c_enum(""), **{a.name: c_enum(a.name) for a in TABLE}}
 
 
 def c_activation(name: str, params: Sequence[float], x: str) -> str:
     """float32 C expression of activation ``name`` applied to the C variable ``x``."""
-    return x if name == "" else C_ACTIVATIONS[name](x, list(params))
+    return x if name == "" else _expr(name, x, list(params))
 
 
 def activation_struct(name: str, params: Sequence[float]) -> str:

@@ -15,7 +15,9 @@ import numpy as np
 from ...codegen.loops import pooled_loop
 from ...dtypes import c_type
 from ...ops import get_attr
+from ...ops.activations import params_of
 from ...ops.narrow import touches_narrow
+from .activations import c_activation
 from .casts import cast_expr, cast_reason, standard_cast_expr
 from .intmath import wrap_abs, wrap_binary, wrap_neg
 from .registry import all_of, c_kernel
@@ -78,12 +80,21 @@ def unary(op: str, types=FLOATS):
     return deco
 
 
+# ops that are also epilogue activations (ops/activations.py): on float32 the table's expression,
+# the same C as the fused epilogues and the runtime kernels' switch (attributes as its params);
+# other types below.
+def _as_activation(generic: Callable) -> Callable:
+    def expr(x, t, n):
+        if np.dtype(t) != np.float32:
+            return generic(x, t, n)
+        return c_activation(n.op_type, params_of(n), x)
+    return expr
+
+
 unary("Neg", FLOATS + SIGNED)(lambda x, t, n: wrap_neg(x, t))
-unary("Relu", FLOATS + SIGNED)(lambda x, t, n: f"({x} < 0 ? 0 : {x})")
-# float32: the branch-free onnxc_sigmoidf (onnxc_transformer.h: the loop vectorizes; libm's expf
-# is a scalar call), within ~3 ulp
-unary("Sigmoid")(lambda x, t, n: f"onnxc_sigmoidf({x})" if np.dtype(t) == np.float32 else f"(1 / (1 + exp(-{x})))")
-unary("Tanh")(lambda x, t, n: f"{_f('tanh', t)}({x})")
+unary("Relu", FLOATS + SIGNED)(_as_activation(lambda x, t, n: f"({x} < 0 ? 0 : {x})"))
+unary("Sigmoid")(_as_activation(lambda x, t, n: f"(1 / (1 + exp(-{x})))"))
+unary("Tanh")(_as_activation(lambda x, t, n: f"{_f('tanh', t)}({x})"))
 unary("Exp")(lambda x, t, n: f"{_f('exp', t)}({x})")
 unary("Log")(lambda x, t, n: f"{_f('log', t)}({x})")
 unary("Sqrt")(lambda x, t, n: f"{_f('sqrt', t)}({x})")
@@ -129,6 +140,7 @@ def _sign(x, t, n):
 
 
 @unary("LeakyRelu")
+@_as_activation
 def _leaky(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.01), t)
     return f"({x} < 0 ? {a} * {x} : {x})"
@@ -160,6 +172,7 @@ def _trelu(x, t, n):
 
 
 @unary("HardSigmoid")
+@_as_activation
 def _hsig(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.2), t)
     b = n.ctx.lit(get_attr(n, "beta", 0.5), t)
@@ -173,6 +186,7 @@ def _clamp01(e):
 
 
 @unary("HardSwish")
+@_as_activation
 def _hswish(x, t, n):
     return f"({x} * {_clamp01(f'({x} / 6 + 0.5)')})"
 
@@ -185,6 +199,9 @@ def _mish(x, t, n):
 
 @unary("Gelu")
 def _gelu(x, t, n):
+    if np.dtype(t) == np.float32:  # the one float32 Gelu, also onnxc.Gelu's and MatMulGelu's
+        tanh = get_attr(n, "approximate", "none") == "tanh"
+        return f"{'onnxc_gelu_tanhf' if tanh else 'onnxc_gelu_erff'}({x})"
     if get_attr(n, "approximate", "none") == "tanh":
         k = n.ctx.lit(0.7978845608028654, t)
         return f"(0.5 * {x} * (1 + {_f('tanh', t)}({k} * ({x} + 0.044715 * {x} * {x} * {x}))))"
