@@ -5,7 +5,7 @@ Code generators carry them as raw bits (uint16_t / uint8_t, see dtypes.py) and n
 them:
 
 * Cast/CastLike convert between every pair of supported types (providers/c/casts.py);
-* kernels that only move bits (BIT_MOVERS) run on them directly;
+* kernels that only move bits (the ops' ``bit_mover`` fact) run on them directly;
 * every other op runs on its float32 twin: passes/legalize_half.py rewrites
   ``op(x16)`` into ``Cast(op(Cast(x16 -> float32)) -> float16)`` when the backend supports the
   ``twin_node``.  The C provider's ``narrow_reason`` (providers/c/registry.py) refuses whatever
@@ -21,32 +21,13 @@ import numpy as np
 
 from ..dtypes import dtype_name, is_storage_only
 from ..ir import Node, Value
+from .registry import fact
 
-# ops whose C kernels copy elements (or write zeros / literals of the element's own dtype)
-BIT_MOVERS = frozenset({
-    "Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat",
-    "Split", "Slice", "Gather", "GatherElements", "Expand", "Where", "Pad", "Tile", "DepthToSpace",
-    "SpaceToDepth", "Trilu", "Compress", "ReverseSequence", "CenterCropPad",
-})
-
-# ops whose float32 twin (widen the inputs, round each output once) is tested on narrow types
-# (tests/ops/test_half_ops.py, the official cases); others are refused until they are: a fused op
-# such as Attention rounds its intermediate steps in the reference and would differ.  Softmax is
-# rewritten into its reference steps by the pass.
-TWIN_OPS = frozenset("""
-    Abs Acos Acosh Add Asin Asinh Atan Atanh Ceil Celu Clip Cos Cosh Div Elu Equal Erf Exp Floor Gelu
-    Greater GreaterOrEqual HardSigmoid HardSwish IsInf IsNaN LeakyRelu Less LessOrEqual Log Max Mean Min
-    Mish Mod Mul Neg PRelu Pow Reciprocal Relu Round Selu Shrink Sigmoid Sign Sin Sinh Softplus Softsign
-    Sqrt Sub Sum Tan Tanh ThresholdedRelu BatchNormalization
-    MatMul Gemm Conv MaxPool AveragePool GlobalAveragePool GlobalMaxPool LRN
-    ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
-    ReduceSumSquare ArgMax ArgMin LogSoftmax Hardmax LayerNormalization RMSNormalization
-    TopK GatherND ScatterND ScatterElements Scatter OneHot EyeLike Range Einsum
-    QLinearMatMul
-""".split())
-# fused ops whose float32 twin agrees with the official float16 cases (within their rtol, about an
-# ulp) but not with the bfloat16 ones: the reference rounds every inner step to bfloat16's 8 bits
-TWIN_OPS_FLOAT16 = frozenset({"Attention"})
+# Which ops run how on narrow types are facts of the ops (registry.FACTS, declared in the family
+# modules): "bit_mover" ops run on the bits, "codec" ops decode and encode them in their own
+# kernels; "twin" ops through float32, where their twin is
+# tested on narrow types (tests/ops/test_half_ops.py, the official cases); others are refused
+# until they are.
 
 MAX_ROUNDED_SUM = 256  # longest Softmax axis whose sum legalize_half unrolls into rounded Adds
 _FLOAT_WIDE = np.dtype(np.float32)
@@ -88,8 +69,9 @@ def twin_plan(node) -> Union[str, Tuple[List[Optional[np.dtype]], List[Optional[
         return ("Softmax on narrow types runs as the reference's rounded steps: opset >= 13, a static "
                 f"shape and at most {MAX_ROUNDED_SUM} elements along an axis summed one rounding at a time")
     float16_only = all(dtype_name(v.dtype) == "float16" for v in narrow_values(node))
-    if node.domain not in ("", "ai.onnx") or not (op in TWIN_OPS or (op in TWIN_OPS_FLOAT16 and float16_only)):
-        return f"{op} on narrow types is not verified through float32 (ops/narrow.py TWIN_OPS)"
+    twin = fact(node, "twin") if node.domain in ("", "ai.onnx") else None
+    if not (twin is True or (twin == "float16" and float16_only)):
+        return f"{op} on narrow types is not verified through float32 (its op definition has no 'twin' fact)"
     impossible = f"{op} cannot run through float32"
     for name in ("to", "dtype", "output_dtype"):
         if name in node.attrs:
@@ -136,11 +118,7 @@ def twin_reason(node, plan, check) -> Optional[str]:
         twin.detach_inputs()  # the probe must not stay in the use lists of real values
 
 
-# ops whose C kernels decode and encode narrow values themselves (through _decode / cast_expr)
-CODECS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-
-
 def needs_twin(node) -> bool:
     """Whether ``node`` touches narrow types in a way only its float32 twin can run."""
     return (bool(narrow_values(node)) and not _is_cast(node)
-            and not (node.domain in ("", "ai.onnx") and node.op_type in BIT_MOVERS | CODECS))
+            and not (node.domain in ("", "ai.onnx") and (fact(node, "bit_mover") or fact(node, "codec"))))

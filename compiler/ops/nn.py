@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from .registry import check, get_attr
+from .registry import check, facts, get_attr
 from .validate import inp, known, shape_of, shape_str, unidirectional_problem
+
+# Facts (registry.FACTS)
+facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+      twin=True)
+
 
 
 def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],
