@@ -12,11 +12,12 @@ Each row gives
 * ``c_f32``: the float32 C expression, over a C variable ``{x}`` (a plain name: it may be read
   more than once) and the params as ``{a}`` and ``{b}``.  The C provider substitutes literals
   (providers/c/activations.py: epilogues it writes inline, and the float32 unfused ops of the
-  same name); providers/c/activations.py also writes runtime_c/include/onnxc_activations.h from
-  it: the ONNXC_ACT_* enum and the switch the runtime kernels run (runtime_c/math/epilogue_ref.c).
+  same name); compiler/kernels/activations_header.py writes from it the ONNXC_ACT_* enum
+  (runtime_c/include/onnxc_activations.h) and the switch the runtime kernels run
+  (runtime_c/math/activation_switch.h, used by epilogue_ref.c).
 
-Adding an activation is one row here, then ``python -m onnxc.providers.c.activations``.  Rows
-append: a row's position is its C enum value (0 is "no activation").
+Adding an activation is one row here, then ``python -m onnxc.kernels.activations_header``.
+Rows append: a row's position is its C enum value (0 is "no activation").
 """
 from __future__ import annotations
 

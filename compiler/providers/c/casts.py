@@ -62,7 +62,7 @@ def castable(dtype) -> bool:
     return dtype is not None and has_c_type(dtype) and (dtype_name(dtype) in _STANDARD or dtype_name(dtype) in _DECODE)
 
 
-def _decode(x: str, src) -> Tuple[str, str]:
+def decode(x: str, src) -> Tuple[str, str]:
     """(C expression of the exact source value, its class): f float, d double, i integer."""
     name = dtype_name(src)
     if name in _DECODE:
@@ -89,7 +89,7 @@ def _as_float32_odd(e: str, kind: str, src) -> str:
 
 def cast_expr(x: str, src, dst, saturate: int = 1, round_mode: str = "up") -> str:
     """C expression converting element ``x`` of ``src`` to ``dst`` when either is narrow."""
-    e, kind = _decode(x, src)
+    e, kind = decode(x, src)
     name = dtype_name(dst)
     sat = 1 if saturate else 0
     if name == "float16":  # integers beyond 2^53 overflow float16 however they round
