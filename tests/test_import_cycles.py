@@ -175,6 +175,13 @@ LAYERS = [
     ("onnxc.ops", "onnxc.providers", "op definitions are below the code generators"),
     ("onnxc.passes", "onnxc.providers", "passes ask the capability interface they are handed"),
     ("onnxc.frontend", "onnxc.providers", "the frontend is below the code generators"),
+] + [
+    # loading and running a build needs numpy and cffi only: nothing of the compiler above it
+    (low, high, "the runtime (loading and running a build) is below the compiler")
+    for low in ("onnxc.runtime", "onnxc.portable", "onnxc.install", "onnxc.pickling", "onnxc.blob",
+                "onnxc.fallback_rt", "onnxc.verify")
+    for high in ("onnxc.driver", "onnxc.session", "onnxc.frontend", "onnxc.ir", "onnxc.ops", "onnxc.passes",
+                 "onnxc.providers", "onnxc.codegen")
 ]
 
 
