@@ -181,7 +181,7 @@ def _qdq_check(node):
 
 def _q_value(x: str, dtype, as_type: str) -> str:
     """C expression of the value of quantized element ``x`` (narrow types decoded)."""
-    from .narrow import _decode
+    from .casts import decode as _decode
     if _qname(dtype) is None:
         return f"({as_type}){x}"
     e, _ = _decode(x, dtype)
