@@ -158,9 +158,23 @@ def test_cycle_finder_finds_a_planted_cycle():
     assert one_cycle(g, comps[0]) == ["a", "b", "c", "a"]
 
 
+# Cycles known and not yet broken, each with why; the test fails on any other cycle, on a known
+# one that grows, and on a known one that is gone (then delete its entry).
+KNOWN_CYCLES = {
+    # quantize/ (merged from the int8 work after the cycles were broken): driver.optimize runs the
+    # quantize step, whose accuracy runner and tuner compile candidates through driver again.  To
+    # break: hand the step a compile callable (as passes are handed a capability).
+    frozenset({"onnxc.driver", "onnxc.quantize.api", "onnxc.quantize.report", "onnxc.quantize.runner",
+               "onnxc.quantize.stage", "onnxc.quantize.tune"}),
+}
+
+
 def test_no_import_cycles_in_compiler():
     g = import_graph()
-    comps = strongly_connected(g)
+    found = strongly_connected(g)
+    gone = [sorted(k) for k in KNOWN_CYCLES if frozenset(k) not in {frozenset(c) for c in found}]
+    assert not gone, f"known import cycles no longer there (delete them from KNOWN_CYCLES): {gone}"
+    comps = [c for c in found if frozenset(c) not in KNOWN_CYCLES]
     if comps:
         msgs = [" -> ".join(one_cycle(g, c)) + f"   (component of {len(c)}: {', '.join(c)})" for c in comps]
         pytest.fail("import cycles in compiler/:\n  " + "\n  ".join(msgs))
