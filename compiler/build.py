@@ -202,7 +202,7 @@ def build_kernel_library(so: Path, sources, flags: List[str], extra_c: str = "",
            "-Wl,-z,nodelete"]
     _run(cmd, f"building {so.name}")
     ffi = cffi.FFI()
-    ffi.cdef(kernels_cdef())
+    ffi.cdef(kernels_cdef("onnxc_activations.h") + kernels_cdef())  # the first declares onnxc_activation
     if extra_cdef:
         ffi.cdef(extra_cdef)
     return ffi, ffi.dlopen(str(so))

@@ -302,9 +302,12 @@ def cmd_inspect(args) -> int:
                     for d in st.details:
                         print(f"  {name}: {d}")
         if args.partitions:
+            from .passes.capability import using
             from .passes.legalize_half import legalize_half  # as the compile does before partitioning
+            from .providers import CProvider
             legalize_outputs(graph)
-            legalize_half(graph)
+            with using(CProvider()):
+                legalize_half(graph)
             print(partition(graph, default_providers(not args.no_fallback), strict=False).describe())
     if args.ir or not (args.passes or args.partitions):
         print(format_graph(graph))

@@ -74,6 +74,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     (a QuantizeOptions) adds the quantize step after the extended level, before layout
     (compiler/quantize/stage.py)."""
     from .passes import PassManager
+    from .providers import CProvider
     from .target import resolve
     graph.metadata["target"] = resolve(target)  # layout passes pick the NCHWc block from it
     graph.metadata["winograd"] = check_winograd(winograd)
@@ -81,7 +82,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     if quantize is not None:
         from .quantize.stage import QuantizeStep
         stages = {"extended": [QuantizeStep(quantize)]}
-    pm = PassManager(opt_level, verify_each=verify_each, stages=stages)
+    pm = PassManager(opt_level, verify_each=verify_each, stages=stages, capability=CProvider())
     pm.run(graph)
     return pm
 
@@ -133,6 +134,13 @@ def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
     return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
 
 
+def _options(input_shapes, opt_level, target, prefix, c_opt, openmp, fallback, winograd) -> Dict:
+    """The build options (manifest "options", part of the cache key)."""
+    return {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
+            "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": bool(openmp),
+            "fallback": bool(fallback), "winograd": check_winograd(winograd)}
+
+
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
@@ -154,10 +162,8 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()
     raw = _model_bytes(model)
-    options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
-               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt,
-               "openmp": default_openmp() if openmp is None else bool(openmp),
-               "fallback": bool(fallback), "winograd": check_winograd(winograd)}
+    options = _options(input_shapes, opt_level, target, prefix, c_opt,
+                       default_openmp() if openmp is None else bool(openmp), fallback, winograd)
     qopts = None
     if quantize is not None and quantize is not False:
         from .quantize.options import QuantizeOptions
@@ -301,17 +307,15 @@ def _nchwc_block(isa: str) -> int:
     return BY_NAME[isa].nchwc_block
 
 
-def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
-               copy_runtime: bool = True, quantize=None) -> Dict:
+def lower(model, options: Dict, save_optimized=None, quantize=None):
+    """The model through the frontend, the passes, partitioning and code generation (no C
+    compiler): (graph, partitions, PassManager, CodegenResult, input names, output names, node
+    count before the passes, seconds per stage).  ``options`` as compile_model makes them."""
     from . import frontend
-    from .build import build_module
     from .codegen.cgen import generate, legalize_outputs
-    from .blob import HEADER, blob_digest
     from .ir import verify
     from .fallback import python_values, static_required
     from .partition import default_providers, partition
-    from .resources import runtime_dir
-    from .verify import FORMAT, c_manifest_checksums, file_record, record
 
     times = {}
     t = time.perf_counter()
@@ -334,8 +338,11 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
 
     t = time.perf_counter()
     stage(f"generating C ({len(graph.nodes)} nodes)")
+    from .passes.capability import using
     from .passes.legalize_half import legalize_half  # narrow types compute through float32
-    legalize_half(graph)
+    from .providers import CProvider
+    with using(CProvider()):
+        legalize_half(graph)
     # lists every node no provider can run, dynamic shapes included
     parts = partition(graph, default_providers(options.get("fallback", False)))
     c_ids = {id(n) for n in parts.nodes_of("c")}
@@ -349,6 +356,29 @@ def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False,
     from .ops.validate import check_arena
     check_arena(result.plan)  # values within the size limit can still add up beyond it
     times["codegen"] = time.perf_counter() - t
+
+    return graph, parts, pm, result, in_names, out_names, nodes_before, times
+
+
+def generate_c(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
+               target: str = "native", prefix: str = DEFAULT_PREFIX, fallback: bool = True, winograd: int = 4) -> str:
+    """The C a compile of ``model`` generates (``<prefix>.c`` without the manifest checksums
+    compile_model appends), without building it: what tests/test_golden_c.py compares."""
+    from .codegen.cgen import c_identifier
+    options = _options(input_shapes, opt_level, target, c_identifier(prefix), "-O3", False, fallback, winograd)
+    return lower(_model_bytes(model), options)[3].c_source
+
+
+def build_into(model, out: Path, key: str, options: Dict, verbose: bool = False, save_optimized=None,
+               copy_runtime: bool = True, quantize=None) -> Dict:
+    from .build import build_module
+    from .blob import HEADER, blob_digest
+    from .resources import runtime_dir
+    from .verify import FORMAT, c_manifest_checksums, file_record, record
+
+    graph, parts, pm, result, in_names, out_names, nodes_before, times = lower(model, options, save_optimized,
+                                                                                quantize)
+    prefix = options["prefix"]
 
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)  # a fresh directory (compile_model installs it)

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .runtime import MANIFEST
+from .verify import MANIFEST
 
 log = logging.getLogger("onnxc")
 BUILD_PREFIX = ".onnxc-build-"

@@ -21,6 +21,10 @@ any of its code runs; one with another Python version is refused up front (the m
 CPython extension). An InferenceSession pickles its options and its compiled specializations
 (each as above); a session with free dimensions also carries the ONNX model, so the worker can
 compile the shapes it has not seen.
+
+The classes' ``__reduce__`` call in here and hand over the class to rebuild (it travels in the
+pickle by name), so this module imports neither runtime.py nor session.py: the runtime stays at
+the bottom of the import graph.
 """
 from __future__ import annotations
 
@@ -33,8 +37,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict
 
+from . import install
 from .errors import ModelError
-from .runtime import MANIFEST, CompiledModel
+from .verify import MANIFEST, read_file
 
 MODES = ("value", "path")
 
@@ -43,7 +48,7 @@ def _python() -> str:
     return f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def _files(m: CompiledModel):
+def _files(m):
     """The files a build needs to load: (name, what) pairs, manifest excluded; for a portable build
     every ISA's files ("<isa>/<name>"), so the worker picks the build its own CPU runs."""
     top = getattr(m, "portable_manifest", None)
@@ -60,7 +65,7 @@ def _files(m: CompiledModel):
     return out
 
 
-def _identity(m: CompiledModel) -> Dict:
+def _identity(m) -> Dict:
     """What names a build: the fields a path pickle checks on the worker (of a portable build: its
     key and every ISA's file records)."""
     top = getattr(m, "portable_manifest", None)
@@ -69,16 +74,16 @@ def _identity(m: CompiledModel) -> Dict:
     return {k: m.manifest.get(k) for k in ("cache_key", "module_checksum", "weights_digest", "weights_checksum")}
 
 
-def reduce_compiled(m: CompiledModel):
+def reduce_compiled(m, cls):
+    """``m`` (a CompiledModel) as a pickle reduction that rebuilds a ``cls`` (CompiledModel)."""
     mode = getattr(m, "pickle_by", "value")
     if mode not in MODES:
         raise ValueError(f"CompiledModel.pickle_by must be one of {MODES}, got {mode!r}")
-    state = {"mode": mode, "python": _python(), "host": socket.gethostname(), "num_threads": m.num_threads,
+    state = {"cls": cls, "mode": mode, "python": _python(), "host": socket.gethostname(), "num_threads": m.num_threads,
              "fallback_engine": getattr(m, "_fallback_engine", "auto")}
     if mode == "path":
         state.update(path=str(m.output_dir.resolve()), identity=_identity(m))
     else:
-        from .verify import read_file
         d = m.output_dir
         state["manifest"] = read_file(d / MANIFEST, "manifest")
         state["files"] = _read_files(d, _files(m))
@@ -88,7 +93,6 @@ def reduce_compiled(m: CompiledModel):
 def _read_files(d: Path, files) -> Dict[str, bytes]:
     """The files as bytes; hard links to one file (a portable build's shared weights) are read once
     and are one object, which pickle stores once and _write_entry links again."""
-    from .verify import read_file
     out, seen = {}, {}
     for name, what in files:
         try:
@@ -120,8 +124,9 @@ def pickled_root() -> Path:
     return cache_root() / "pickled"
 
 
-def _restore_compiled(state: Dict) -> CompiledModel:
+def _restore_compiled(state: Dict):
     _check_python(state)
+    CompiledModel = state["cls"]
     kw = {"num_threads": state.get("num_threads"), "fallback_engine": state.get("fallback_engine", "auto")}
     if state["mode"] == "path":
         path = Path(state["path"])
@@ -160,7 +165,6 @@ def _write_entry(entry: Path, manifest: bytes, files: Dict[str, bytes], damaged:
     """The build's files into a temporary directory beside ``entry``, then renamed into place
     under the entry's lock (compiler/install.py): concurrent workers never see a partial build.
     An entry another worker wrote while this one waited for the lock is kept, unless ``damaged``."""
-    from . import install
     root = entry.parent
     root.mkdir(parents=True, exist_ok=True)
     with install.locked(root / "locks" / f"{entry.name}.lock"):
@@ -199,10 +203,10 @@ def _entry_path(name: str) -> str:
     return name
 
 
-def reduce_session(s):
+def reduce_session(s, cls):
     """An InferenceSession: its options, specializations and (only if it may still compile new
-    shapes) the model."""
-    state = {"options": dict(s._options), "opt_level": s._opt_level, "num_threads": s._num_threads,
+    shapes) the model; rebuilt as a ``cls`` (InferenceSession)."""
+    state = {"cls": cls, "options": dict(s._options), "opt_level": s._opt_level, "num_threads": s._num_threads,
              "input_shapes": s._input_shapes, "inputs": s._inputs, "outputs": s._outputs, "static": s._static,
              "default": s._default, "compiled": dict(s._compiled),
              "model": s._model.SerializeToString() if s._default is None else None}
@@ -212,8 +216,8 @@ def reduce_session(s):
 def _restore_session(state: Dict):
     import threading
 
-    from .session import InferenceSession
-    s = InferenceSession.__new__(InferenceSession)
+    cls = state["cls"]
+    s = cls.__new__(cls)
     s._options, s._opt_level, s._num_threads = state["options"], state["opt_level"], state["num_threads"]
     s._input_shapes, s._inputs, s._outputs = state["input_shapes"], state["inputs"], state["outputs"]
     s._static, s._default, s._compiled = state["static"], state["default"], state["compiled"]

@@ -10,8 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import InputError, ModelError, UnsupportedError
-
-MANIFEST = "manifest.json"
+from .verify import MANIFEST  # noqa: F401  (re-exported: the name callers know)
 
 
 class NodeArg:
@@ -316,7 +315,7 @@ class CompiledModel:
     def __reduce__(self):
         """Pickled by value (the build's files) or by path, per ``pickle_by`` (compiler/pickling.py)."""
         from .pickling import reduce_compiled
-        return reduce_compiled(self)
+        return reduce_compiled(self, CompiledModel)
 
     def __repr__(self) -> str:
         where = f" isa={self.isa} of {self.portable_manifest.get('portable')}" if self.portable_manifest else ""

@@ -106,7 +106,7 @@ class InferenceSession:
         """Its options and compiled specializations (compiler/pickling.py); the ONNX model too when
         free dimensions may still need compiling on the worker."""
         from .pickling import reduce_session
-        return reduce_session(self)
+        return reduce_session(self, InferenceSession)
 
     def run(self, output_names: Optional[Sequence[str]], input_feed: Dict, run_options=None) -> List[np.ndarray]:
         return self._for_feed(input_feed).run(output_names, input_feed)

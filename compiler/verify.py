@@ -33,6 +33,8 @@ from typing import Dict, Optional
 
 from .errors import ModelError
 
+MANIFEST = "manifest.json"  # the file that describes a build (and names its other files)
+
 # 2: module/fallback checksums and the module's self-description (1: neither, refused at load)
 FORMAT = 2
 ALGO = "crc32"

@@ -82,10 +82,12 @@ def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="nat
     interpreter (onnx ops through their references, onnxc-domain fused ops through theirs).
     ``fires``: whether the pattern must (True) or must not (False) rewrite anything; ``target``
     and ``winograd``: the compile options layout passes read (graph.metadata, as
-    driver.optimize sets them).  Returns (graph, PassResult)."""
+    driver.optimize sets them); the passes ask the C provider's capability.  Returns (graph, PassResult)."""
     from onnxc import frontend
     from onnxc.ir import verify
-    from onnxc.ir.interp import run_graph
+    from onnxc.ops.interp import run_graph
+    from onnxc.passes.capability import using
+    from onnxc.providers import CProvider
     from onnxc.target import resolve
     g = frontend.load(model)
     g.metadata["target"] = resolve(target)
@@ -94,7 +96,8 @@ def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="nat
     before = run_graph(g, feed)
     for a, r in zip(before, ref):
         np.testing.assert_allclose(a, r, rtol=rtol, atol=atol, err_msg="interpreter disagrees before the pass")
-    res = pass_.run(g)
+    with using(CProvider()):  # as driver.optimize hands the passes the C provider's capability
+        res = pass_.run(g)
     verify(g)
     assert res.modified == fires, f"{pass_.name}: expected fires={fires}, got {res}"
     after = run_graph(g, feed)

@@ -126,3 +126,27 @@ def test_pass_results_drive_the_fixpoint_and_the_stats():
     st = pm.stats["countdown"]
     assert (st.runs, st.rewrites, st.details) == (4, 6, ["step 2", "step 1", "step 0"])
     assert PassResult(False).rewrites == 0 and PassResult(False).details == []
+
+
+def test_passes_ask_the_capability_they_are_handed():
+    """Passes import no code generator: c_supported asks the capability the caller handed them
+    (driver.optimize hands the C provider's), and refuses to guess without one."""
+    from onnxc.errors import CompileError
+    from onnxc.ir import Node, Value
+    from onnxc.passes.capability import using
+    from onnxc.passes.util import c_supported
+    from onnxc.providers import CProvider
+    relu = Node("Relu", [Value("x", np.dtype("float32"), (2, 3))], [Value("y", np.dtype("float32"), (2, 3))])
+    with pytest.raises(CompileError, match="none was handed"):
+        c_supported(relu)
+
+    class Nothing:
+        def claim(self, node):
+            return "this backend runs nothing"
+
+        def scalar_expr(self, node):
+            return False
+    with using(Nothing()):
+        assert not c_supported(relu)
+    with using(CProvider()):
+        assert c_supported(relu)

@@ -122,7 +122,7 @@ def test_by_path_loads_the_same_directory_and_refuses_a_rebuilt_one(tmp_path):
 def test_damaged_bytes_are_refused(tmp_path, monkeypatch, what):
     monkeypatch.setenv("ONNXC_PICKLE_DIR", str(tmp_path / "wc"))
     m = onnxc.compile(mlp(), output_dir=tmp_path / "build")
-    _, (state,) = reduce_compiled(m)
+    _, (state,) = reduce_compiled(m, onnxc.CompiledModel)
     name = m.manifest["weights_file"] if what == "weights" else m.manifest["module_file"]
     data = bytearray(state["files"][name])
     data[len(data) - 3] ^= 0x10  # in the weights payload / the module's last section
@@ -133,7 +133,7 @@ def test_damaged_bytes_are_refused(tmp_path, monkeypatch, what):
 
 def test_another_python_is_refused(tmp_path):
     m = onnxc.compile(mlp(), output_dir=tmp_path / "build")
-    _, (state,) = reduce_compiled(m)
+    _, (state,) = reduce_compiled(m, onnxc.CompiledModel)
     state["python"] = "cpython-2.7"
     with pytest.raises(onnxc.ModelError, match="pickled on .* under cpython-2.7"):
         _restore_compiled(state)

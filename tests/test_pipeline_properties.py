@@ -17,7 +17,7 @@ from helpers import check_levels, make_model, ort_run
 from onnxc import frontend
 from onnxc.driver import optimize
 from onnxc.ir import verify
-from onnxc.ir.interp import run_graph
+from onnxc.ops.interp import run_graph
 from onnxc.passes import LEVELS
 
 SETTINGS = settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])

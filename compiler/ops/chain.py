@@ -17,6 +17,7 @@ from typing import List
 import numpy as np
 
 from ..errors import ModelError
+from .interp import run_graph
 from .registry import reference, shape_rule
 
 OP = "ElementwiseChain"
@@ -50,6 +51,5 @@ def _chain_shape(node):
 
 @reference(OP, DOMAIN)
 def _chain_ref(node, *arrays) -> List[np.ndarray]:
-    from ..ir.interp import run_graph
     body = body_of(node)
     return run_graph(body, {b.name: np.asarray(a) for b, a in zip(body.inputs, arrays)})

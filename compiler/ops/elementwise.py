@@ -3,8 +3,20 @@ registry.py). Their dtype agreement (both operands of Add one type) is the gener
 in validate.py."""
 from __future__ import annotations
 
-from .registry import check
+from .registry import check, facts
 from .validate import broadcast_problem, inp, shape_of
+
+# Facts (registry.FACTS).  Narrow types run these through their float32 twin:
+facts(*"""Abs Acos Acosh Add Asin Asinh Atan Atanh Ceil Celu Clip Cos Cosh Div Elu Equal Erf Exp Floor
+           Gelu Greater GreaterOrEqual HardSigmoid HardSwish IsInf IsNaN LeakyRelu Less LessOrEqual Log
+           Max Mean Min Mish Mod Mul Neg PRelu Pow Reciprocal Relu Round Selu Shrink Sigmoid Sign Sin Sinh
+           Softplus Softsign Sqrt Sub Sum Tan Tanh ThresholdedRelu""".split(), twin=True)
+facts("Identity", "Dropout", "Where", bit_mover=True)
+# pass through NCHWc regions: on the image (input 0) with scalar parameters, or broadcasting
+facts(*"""Relu LeakyRelu Sigmoid Tanh Clip HardSigmoid HardSwish Elu Selu Softplus Softsign Neg Abs
+           Identity Exp Sqrt Erf Gelu Mish ThresholdedRelu Celu""".split(), nchwc="map")
+facts("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Pow", "PRelu", nchwc="broadcast")
+
 
 # multidirectional (numpy) broadcasting, from the opset where it was introduced
 _MULTI = {

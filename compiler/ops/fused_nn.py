@@ -6,8 +6,8 @@
                                       last two dims of that operand; bias is [N], Y's last dim)
 
 Each carries ``activation`` ("" for none, else a key of ACTIVATIONS) and ``activation_params``
-(LeakyRelu [alpha], Clip [min, max], HardSigmoid [alpha, beta], else []).  ACTIVATIONS is the
-one numpy definition of those activations; the C side is providers/c/fused_nn.py.
+(LeakyRelu [alpha], Clip [min, max], HardSigmoid [alpha, beta], else []): a row of the table in
+ops/activations.py, which gives their numpy and C definitions.
 """
 from __future__ import annotations
 
@@ -15,30 +15,12 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from .activations import TABLE
 from .registry import evaluate, get_attr, reference, shape_rule
 
 
-def _sigmoid(x):
-    with np.errstate(over="ignore"):
-        return (1 / (1 + np.exp(-x))).astype(x.dtype)
-
-
-def _clip(x, lo, hi):
-    # max then min (NaN propagates; min > max gives max), as ONNX Clip and the C kernels do
-    return np.minimum(np.maximum(x, x.dtype.type(lo)), x.dtype.type(hi))
-
-
-# name -> (number of activation_params, fn(x, params) -> array of x's dtype)
-ACTIVATIONS: Dict[str, tuple] = {
-    "Relu": (0, lambda x, p: np.maximum(x, x.dtype.type(0))),
-    "LeakyRelu": (1, lambda x, p: np.where(x < 0, x.dtype.type(p[0]) * x, x)),
-    "Clip": (2, lambda x, p: _clip(x, p[0], p[1])),
-    "Sigmoid": (0, lambda x, p: _sigmoid(x)),
-    "Tanh": (0, lambda x, p: np.tanh(x)),
-    "HardSigmoid": (2, lambda x, p: _clip(x.dtype.type(p[0]) * x + x.dtype.type(p[1]), 0, 1)),
-    "HardSwish": (0, lambda x, p: x * _clip(x / x.dtype.type(6) + x.dtype.type(0.5), 0, 1)),
-    "SiLU": (0, lambda x, p: x * _sigmoid(x)),
-}
+# name -> (number of activation_params, fn(x, params) -> array of x's dtype), from the one table
+ACTIVATIONS: Dict[str, tuple] = {a.name: (len(a.params), a.reference) for a in TABLE}
 
 
 def activation_of(node):

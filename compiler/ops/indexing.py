@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import check, get_attr
+from .registry import check, facts, get_attr
 from .validate import axis_problem, const_of, inp, known, shape_of, shape_str
+
+# Facts (registry.FACTS)
+facts("TopK", "GatherND", "ScatterND", "ScatterElements", "Scatter", "OneHot", twin=True)
+facts("Gather", "GatherElements", "Compress", bit_mover=True)
+
 
 
 def _index_problem(node, i, idx, n, what):

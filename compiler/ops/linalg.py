@@ -2,8 +2,12 @@
 (see registry.py)."""
 from __future__ import annotations
 
-from .registry import check, get_attr
+from .registry import check, facts, get_attr
 from .validate import broadcast_problem, inp, known, shape_of, shape_str, unidirectional_problem
+
+# Facts (registry.FACTS)
+facts("MatMul", "Gemm", "Einsum", twin=True)
+
 
 
 def _matmul(node, ai, bi):

@@ -33,6 +33,7 @@ from typing import List, Sequence
 
 import numpy as np
 
+from .fused_nn import apply_activation
 from .registry import evaluate, get_attr, reference, shape_rule
 
 DOMAIN = "onnxc"
@@ -261,7 +262,6 @@ def _reorder_output_ref(node, x):
 
 @reference("NchwcConv", DOMAIN)
 def _nchwc_conv_ref(node, x, wp, bias=None, z=None):
-    from .fused_nn import apply_activation
     b, m, c = _b(node), int(node.attrs["channels"]), int(node.attrs["input_channels"])
     group, kind = int(node.attrs.get("group", 1)), node.attrs["kind"]
     if kind == "nchw":

@@ -1,9 +1,38 @@
 """Op knowledge for the nn family (Conv, ConvTranspose, pools, batch/instance norm): validity
-rules (see registry.py)."""
+rules (see registry.py) and the window geometry (pads after auto_pad) passes and emitters share."""
 from __future__ import annotations
 
-from .registry import check, get_attr
+from typing import List, Tuple
+
+from .registry import check, facts, get_attr
 from .validate import inp, known, shape_of, shape_str, unidirectional_problem
+
+# Facts (registry.FACTS)
+facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
+      twin=True)
+
+
+
+def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],
+                 dilations: List[int]) -> Tuple[List[int], List[int]]:
+    """(pad_begin, pad_end) per spatial dim after auto_pad."""
+    rank = len(spatial)
+    auto = get_attr(node, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for i in range(rank):
+            eff = (kernel[i] - 1) * dilations[i] + 1
+            out = -(-spatial[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + eff - spatial[i])
+            small = total // 2
+            b = small if auto == "SAME_UPPER" else total - small
+            begin.append(b)
+            end.append(total - b)
+        return begin, end
+    if auto == "VALID":
+        return [0] * rank, [0] * rank
+    pads = list(get_attr(node, "pads", None) or [0] * (2 * rank))
+    return pads[:rank], pads[rank:]
 
 
 def _window_attrs(node, spatial, kernel=None):

@@ -3,8 +3,13 @@ GroupNormalization, ...): validity rules (see registry.py). BatchNormalization a
 InstanceNormalization sit with Conv in nn.py."""
 from __future__ import annotations
 
-from .registry import check, get_attr
+from .registry import check, facts, get_attr
 from .validate import axis_problem, inp, known, shape_of, shape_str
+
+# Facts (registry.FACTS).  Softmax on narrow types is rewritten into its reference's rounded
+# steps instead (passes/legalize_half.py).
+facts("LogSoftmax", "Hardmax", "LayerNormalization", "RMSNormalization", twin=True)
+
 
 
 @check("Softmax", "LogSoftmax", "Hardmax")

@@ -42,7 +42,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .registry import get_attr, reference, shape_rule
+from .registry import facts, get_attr, reference, shape_rule
+
+# Facts (registry.FACTS): QLinearMatMul's float32 twin is tested on narrow types; Q/DQ convert
+# narrow values in their own kernels (providers/c/casts.py)
+facts("QLinearMatMul", twin=True)
+facts("QuantizeLinear", "DequantizeLinear", codec=True)
 
 MS = "com.microsoft"
 F32 = np.float32

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import check, get_attr
+from .registry import check, facts, get_attr
 from .validate import axis_problem, const_of, inp, shape_of
+
+# Facts (registry.FACTS)
+facts(*"""ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
+           ReduceSumSquare ArgMax ArgMin""".split(), twin=True)
+
 
 # the opset where axes moved from an attribute to input 1
 _AXES_INPUT = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceMin": 18, "ReduceProd": 18,

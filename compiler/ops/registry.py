@@ -7,6 +7,8 @@ Family modules (elementwise.py, nn.py, ...) register:
     constant folding and tests (anything else falls back to onnx.reference);
   * ``@shape_rule(op, domain)``: ``fn(node) -> list[(dtype, shape)]`` for ops onnx does not
     know (the onnxc domain of fused ops) or where onnx's rule is too weak;
+  * ``facts(op, ..., name=value)``: facts other layers ask about the op instead of keeping their
+    own lists (``fact(node, name)``, ``ops_with(name)``); see FACTS below for the names;
   * ``@check(op, ...)``: a validity rule ``fn(node) -> iterable of str``, each string one
     contradiction in the node as loaded (shapes, attributes, constant inputs), worded
     "<what> is <found>, expected <expected>"; validate.py runs them on every node at load and
@@ -21,6 +23,23 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 REFERENCES: Dict[Tuple[str, str], Callable] = {}
+OP_FACTS: Dict[Tuple[str, str], Dict[str, object]] = {}
+
+# The facts an op may declare (family modules: ``facts("Relu", twin=True, nchwc="map")``):
+FACTS = {
+    # narrow types (ops/narrow.py, passes/legalize_half.py): True when the op's float32 twin
+    # (widen the inputs, round each output once) is tested on narrow types; "float16" when only
+    # on float16 (a fused op whose reference rounds inner steps to bfloat16 differs)
+    "twin": (True, "float16"),
+    # its kernels only copy elements (or write zeros / literals of the element's own dtype), so
+    # they run on narrow types as raw bits
+    "bit_mover": (True,),
+    # its kernels decode and encode narrow values themselves (QuantizeLinear, DequantizeLinear)
+    "codec": (True,),
+    # passes through an NCHWc region elementwise (passes/layout/nchwc.py): "map", input 0 is the
+    # image and the others scalar parameters; "broadcast", any input may be the image
+    "nchwc": ("map", "broadcast"),
+}
 SHAPE_RULES: Dict[Tuple[str, str], Callable] = {}
 CHECKS: Dict[Tuple[str, str], List[Callable]] = {}
 _SCHEMA_DEFAULTS: Dict[Tuple[str, str, int], Dict[str, object]] = {}
@@ -38,6 +57,26 @@ def shape_rule(op_type: str, domain: str = ""):
         SHAPE_RULES[(domain, op_type)] = fn
         return fn
     return deco
+
+
+def facts(*op_types: str, domain: str = "", **named):
+    """Declare facts (FACTS) of each of ``op_types``."""
+    for name, value in named.items():
+        if name not in FACTS or value not in FACTS[name]:
+            raise ValueError(f"unknown op fact {name}={value!r} (known: {FACTS})")
+    for op in op_types:
+        OP_FACTS.setdefault((domain, op), {}).update(named)
+
+
+def fact(node, name: str):
+    """The value of fact ``name`` of ``node``'s op (None if it does not declare it)."""
+    domain = "" if node.domain == "ai.onnx" else node.domain
+    return OP_FACTS.get((domain, node.op_type), {}).get(name)
+
+
+def ops_with(name: str, value=True, domain: str = "") -> frozenset:
+    """Op types of ``domain`` whose fact ``name`` is ``value``."""
+    return frozenset(op for (d, op), f in OP_FACTS.items() if d == domain and f.get(name) == value)
 
 
 def check(*op_types: str, domain: str = ""):

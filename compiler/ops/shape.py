@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import check, get_attr, reference, shape_rule
+from .registry import check, facts, get_attr, reference, shape_rule
 from .validate import axis_problem, broadcast_problem, const_of, inp, known, shape_of, shape_str
+
+# Facts (registry.FACTS)
+facts("EyeLike", "Range", twin=True)
+facts(*"""Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Expand Pad Tile DepthToSpace
+           SpaceToDepth Trilu ReverseSequence CenterCropPad""".split(), bit_mover=True)
+
 
 
 @reference("ConstantOfShape")

@@ -1,7 +1,7 @@
 """Legalize narrow types (float16, bfloat16, float8, float4, int4, ...) for the C provider.
 
 C carries these types as raw bits and computes only in float32/float64/integers.  Casts and
-kernels that only move bits run on them directly (providers/c/narrow.py); every other node
+kernels that only move bits run on them directly (ops/narrow.py); every other node
 whose *float32 twin* the C provider supports is rewritten
 
     y16 = Op(x16, w16)   ->   y16 = Cast(Op(Cast(x16 -> float32), w32) -> float16)
@@ -22,7 +22,8 @@ import numpy as np
 
 from ..dtypes import dtype_name, onnx_from_np_dtype
 from ..ir import Node
-from ..providers.c.narrow import MAX_ROUNDED_SUM, needs_twin, twin_plan, twin_reason
+from ..ops.narrow import MAX_ROUNDED_SUM, needs_twin, twin_plan, twin_reason
+from .capability import current
 
 _ONNX = ("", "ai.onnx")
 
@@ -35,8 +36,8 @@ def legalize_half(graph) -> int:
         if not needs_twin(node):
             continue
         plan = twin_plan(node)
-        if isinstance(plan, str) or twin_reason(node, plan) is not None:
-            continue  # the C provider refuses it, saying why
+        if isinstance(plan, str) or twin_reason(node, plan, current().claim) is not None:
+            continue  # the backend refuses it, saying why
         _rewrite(graph, node, plan, widened)
         rewrites += 1
     return rewrites + _drop_round_trips(graph)

@@ -12,12 +12,14 @@ Passes marked ``always`` (dead-code elimination) also run at the end of every la
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from ..errors import OnnxcError
 from ..ir import Graph, verify
+from .capability import Capability, using
 
 LEVELS = ["none", "basic", "extended", "layout"]
 
@@ -85,8 +87,9 @@ class PassFailure(OnnxcError):
 class PassManager:
     def __init__(self, level: str = "layout", passes: Optional[List[Pass]] = None,
                  verify_each: bool = False, max_iterations: int = 10,
-                 stages: Optional[Dict[str, List[Pass]]] = None):
+                 stages: Optional[Dict[str, List[Pass]]] = None, capability: Optional[Capability] = None):
         self.level = level
+        self.capability = capability  # what the backend runs (capability.py); None: the caller's
         self.passes = passes if passes is not None else passes_for(level)
         self.verify_each = verify_each
         self.max_iterations = max_iterations
@@ -100,12 +103,15 @@ class PassManager:
         self.history: List[str] = []
 
     def run(self, graph: Graph) -> Graph:
-        pending = dict(self.stages)
-        for group in level_groups(self.passes):
-            rank = LEVELS.index(group[0].level)
-            self._run_stages(graph, pending, lambda lvl: LEVELS.index(lvl) < rank)
-            self._fixpoint(graph, group)
-        self._run_stages(graph, pending, lambda lvl: True)
+        with contextlib.ExitStack() as stack:
+            if self.capability is not None:
+                stack.enter_context(using(self.capability))
+            pending = dict(self.stages)
+            for group in level_groups(self.passes):
+                rank = LEVELS.index(group[0].level)
+                self._run_stages(graph, pending, lambda lvl: LEVELS.index(lvl) < rank)
+                self._fixpoint(graph, group)
+            self._run_stages(graph, pending, lambda lvl: True)
         return graph
 
     def _run_stages(self, graph: Graph, pending: Dict[str, List[Pass]], due) -> None:

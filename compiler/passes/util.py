@@ -2,13 +2,16 @@
 
 Every helper answers a question a rewrite must ask before it fires: is this value read by
 exactly one node (so the intermediate can disappear), is it a compile-time constant, can the
-C provider run the fused node (extended and layout rewrites only create what C can emit).
+backend run the fused node (extended and layout rewrites only create what C can emit).
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import numpy as np
+
+from ..ir import Node
+from .capability import current
 
 
 def sole_user(v) -> Optional[object]:
@@ -50,9 +53,9 @@ def is_op(node, *op_types: str) -> bool:
 
 
 def c_supported(node) -> bool:
-    """Would the C provider claim this node?  Extended/layout rewrites only build such nodes."""
-    from ..providers.c.registry import check_node
-    return check_node(node) is None
+    """Would the backend (the C provider) claim this node?  Extended/layout rewrites only build
+    such nodes; the answer comes from the capability the passes were handed (capability.py)."""
+    return current().claim(node) is None
 
 
 def remove_chain(graph, nodes: Sequence) -> None:
@@ -69,7 +72,6 @@ def replace_with(graph, old_nodes: Sequence, op_type: str, inputs, attrs=None, d
     built first and dropped again (returning None, graph untouched) if C cannot run it."""
     last = old_nodes[-1]
     outputs = list(last.outputs)
-    from ..ir import Node
     node = Node(op_type, inputs, [], attrs, name=graph.fresh_name(name or last.name or op_type), domain=domain,
                 opset=graph.opset.get(domain, 1))
     node.outputs = outputs  # not yet owning them: the old node still does until removed

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
+from .c import check_node
+from .c.elementwise import has_scalar_expr
+
 
 class Provider:
     name = "base"
@@ -21,5 +24,9 @@ class CProvider(Provider):
     name = "c"
 
     def claim(self, node):
-        from .c import check_node
         return check_node(node)
+
+    def scalar_expr(self, node) -> bool:
+        """Whether ``node`` is one scalar C expression per element (the passes' capability
+        interface, passes/capability.py: what an onnxc.ElementwiseChain may fuse)."""
+        return has_scalar_expr(node)

@@ -3,7 +3,7 @@
 engine "onnxc": the graph is exported to ONNX with those tensors added to its outputs and
 compiled by onnxc (a graph output is never fused away, so they keep their values), one build per
 input-shape signature in a temporary directory removed by close(); "reference": the numpy IR
-interpreter (compiler/ir/interp.py's evaluation, slow, for small graphs); "onnxruntime": a test-
+interpreter (compiler/ops/interp.py's evaluation, slow, for small graphs); "onnxruntime": a test-
 only dependency, for graphs of standard ops.
 A feed whose first dimension is larger than the graph's static batch of 1 is run one row at a
 time (calibration sets are often stored as one big batch).

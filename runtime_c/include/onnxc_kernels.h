@@ -305,18 +305,10 @@ void onnxc_attention(const onnxc_attention_params* p, const float* Q, const floa
 /* Fused epilogues (onnxc.FusedConv/FusedGemm/FusedMatMul; runtime_c/math/epilogue_ref.c)      */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Activation applied by a kernel to the block it just wrote. alpha/beta: LeakyRelu alpha,
- * Clip min/max, HardSigmoid alpha/beta; unused otherwise. Same formulas as the C expression
- * table of compiler/providers/c/fused_nn.py. */
-enum {
-    ONNXC_ACT_NONE = 0, ONNXC_ACT_RELU, ONNXC_ACT_LEAKYRELU, ONNXC_ACT_CLIP, ONNXC_ACT_SIGMOID,
-    ONNXC_ACT_TANH, ONNXC_ACT_HARDSIGMOID, ONNXC_ACT_HARDSWISH, ONNXC_ACT_SILU
-};
-
-typedef struct {
-    int kind;
-    float alpha, beta;
-} onnxc_activation;
+/* Activation applied by a kernel to the block it just wrote: the ONNXC_ACT_* enum and the
+ * onnxc_activation struct (kind, alpha, beta), generated from the activation table
+ * (compiler/ops/activations.py), which also gives the code generator's inline expressions. */
+#include "onnxc_activations.h"
 
 /* y[i] = act(y[i]) for i < n; act may be NULL (none). */
 void onnxc_activation_row(const onnxc_activation* act, float* y, int64_t n);

@@ -477,7 +477,7 @@ def test_attention_float16(tmp_path):
     want = ort_run(model(F16), feed)[0]
     assert_ulps(got, want, 32, np.spacing(np.abs(want)).astype(np.float32))
     from onnxc.ir import Node, Value
-    from onnxc.providers.c.narrow import narrow_reason
+    from onnxc.providers.c.registry import narrow_reason
     bf = Node("Attention", [Value(n, BF16, a.shape) for n, a in feed.items()], [Value("y", BF16, (2, 3, 4, 8))],
               {"is_causal": 1}, opset=23)
     assert "not verified" in narrow_reason(bf)

@@ -89,7 +89,7 @@ def check(model: Model, tmp_path, target="native", opset=18):
     assert c.fallback_nodes == []
     out = c.run(None, model.feed)
     from onnxc import frontend
-    from onnxc.ir.interp import run_graph
+    from onnxc.ops.interp import run_graph
     interp = run_graph(frontend.load(m), model.feed)
     for name, o, r, i in zip([v.name for v in m.graph.output], out, ref, interp):
         assert o.dtype == r.dtype and o.shape == r.shape, (name, o.dtype, r.dtype, o.shape, r.shape)
@@ -524,7 +524,7 @@ def test_matmulnbits_every_isa(isa, tmp_path):
     tiles, every block size, zero points none / packed uint4 / float, bias, accuracy 0 and 4, A of
     rank 3 folded into M: C-only vs onnxruntime within NBITS_TOL, and the numpy reference too."""
     from onnxc import frontend
-    from onnxc.ir.interp import run_graph
+    from onnxc.ops.interp import run_graph
     m = Model()
     params = []
     cases = [((1, 100), 37, 32), ((2, 3 * 64 + 7), 16, 64), ((5, 256), 33, 16), ((1, 3, 257), 17, 128),

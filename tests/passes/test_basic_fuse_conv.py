@@ -8,7 +8,7 @@ from onnx import helper
 
 from helpers import check_levels, check_pass, make_model, ort_run
 from onnxc import frontend
-from onnxc.ir.interp import run_graph
+from onnxc.ops.interp import run_graph
 from onnxc.passes.basic.fuse_conv import FuseConvAdd, FuseConvBatchNorm, FuseConvMul
 
 F = np.float32

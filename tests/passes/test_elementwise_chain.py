@@ -262,7 +262,7 @@ def test_generated_c_is_one_loop_nest(tmp_path, broadcast):
 def test_expand_chain_restores_the_members():
     from onnxc import frontend
     from onnxc.ir import verify
-    from onnxc.ir.interp import run_graph
+    from onnxc.ops.interp import run_graph
     from onnxc.passes.extended.elementwise_chain import expand_chain
     nodes = [helper.make_node("Add", ["x", "one"], ["a"]), helper.make_node("Mul", ["a", "w"], ["m"]),
              helper.make_node("Relu", ["m"], ["z"]), helper.make_node("ReduceSum", ["a"], ["s"], keepdims=0)]
@@ -296,7 +296,7 @@ def test_layout_level_fuses_the_blocked_ops_without_extra_reorders(target):
     # after it: the run stays blocked between the two convs (no reorder pair around it)
     from onnxc import frontend
     from onnxc.driver import optimize
-    from onnxc.ir.interp import run_graph
+    from onnxc.ops.interp import run_graph
     model, feed = conv_hardswish_model()
     g = frontend.load(model)
     optimize(g, "layout", target=target)

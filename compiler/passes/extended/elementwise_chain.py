@@ -4,7 +4,7 @@ and no intermediate buffers.
 
 Which nodes may join (members): default-domain ops with a scalar C expression (unary math and
 activations, binary arithmetic/comparison/logic with broadcasting, Sum/Mean/Max/Min, Where,
-Clip, Cast), that the C provider runs on their own, with one output of static shape.
+Clip, Cast: the capability's ``scalar_expr``), that the C provider runs on their own, with one output of static shape.
 
 Runs are grown greedily in graph order: a node joins the runs of the members whose outputs it
 reads (all of them if possible, else the largest that works), provided
@@ -29,8 +29,8 @@ from typing import Dict, List, Optional
 
 from ...ir import Graph, Node
 from ...ops.chain import DOMAIN, OP
-from ...providers.c.elementwise import has_scalar_expr
-from ...providers.c.narrow import touches_narrow
+from ...ops.narrow import touches_narrow
+from ..capability import current
 from ..manager import Pass, PassResult, register
 from ..util import c_supported, remove_chain
 
@@ -38,7 +38,7 @@ MAX_MEMBERS = 64  # bounds the per-element code of one node and the pass's quadr
 
 
 def _member_candidate(graph, node) -> bool:
-    if node.graph is not graph or not has_scalar_expr(node) or len(node.outputs) != 1:
+    if node.graph is not graph or not current().scalar_expr(node) or len(node.outputs) != 1:
         return False
     out = node.outputs[0]
     if out.dtype is None or not out.is_static:

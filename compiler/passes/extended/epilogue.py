@@ -23,6 +23,7 @@ import numpy as np
 
 from ...ir import Value
 from ...ops import get_attr
+from ...ops.activations import params_of
 from ...ops.fused_nn import activation_of
 from ..manager import Pass, PassResult, register
 from ..util import const, is_op, replace_with, scalar, sole_user
@@ -247,12 +248,9 @@ def _activation(graph, y) -> Optional[Tuple[list, str, list]]:
     u = sole_user(y)
     if u is None or not _f32(u) or len(u.outputs) != 1:
         return None
-    if is_op(u, "Relu", "Sigmoid", "Tanh", "HardSwish"):
-        return [u], u.op_type, []
-    if is_op(u, "LeakyRelu"):
-        return [u], "LeakyRelu", [float(get_attr(u, "alpha", 0.01))]
-    if is_op(u, "HardSigmoid"):
-        return [u], "HardSigmoid", [float(get_attr(u, "alpha", 0.2)), float(get_attr(u, "beta", 0.5))]
+    params = params_of(u)  # an activation op of the table (ops/activations.py), attributes as params
+    if params is not None:
+        return [u], u.op_type, params
     if is_op(u, "Clip"):
         if u.opset < 11:
             lo, hi = get_attr(u, "min", float("-inf")), get_attr(u, "max", float("inf"))

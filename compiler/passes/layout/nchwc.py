@@ -38,14 +38,12 @@ import numpy as np
 from ...ir import Node
 from ...ops import get_attr
 from ...ops import nchwc as L
-from ...providers.c.nn import resolve_pads
+from ...ops.nn import resolve_pads
+from ...ops.registry import fact
 from ..manager import Pass, PassResult, register
 from ..util import c_supported, const
 
 F32 = np.dtype("float32")
-UNARY = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus",
-         "Softsign", "Neg", "Abs", "Identity", "Exp", "Sqrt", "Erf", "Gelu", "Mish", "ThresholdedRelu", "Celu"}
-BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Pow", "PRelu"}
 POOLS = {"MaxPool", "AveragePool"}
 GLOBAL_POOLS = {"GlobalMaxPool", "GlobalAveragePool"}
 
@@ -239,7 +237,7 @@ class _Rewriter:
             return self.channel_shuffle(node)
         if op == "Resize":
             return self.resize(node)
-        if op in UNARY or op in BINARY:
+        if fact(node, "nchwc"):
             if len(node.outputs) != 1 or not _image(y):
                 return False
             return self.elementwise(node)
@@ -291,7 +289,8 @@ class _Rewriter:
         y = node.outputs[0]
         n, c = y.shape[0], y.shape[1]
         image_inputs = [i for i, v in enumerate(node.inputs) if v is not None and not v.is_const]
-        if node.op_type in UNARY:
+        mapped = fact(node, "nchwc") == "map"  # input 0 the image, the others scalar parameters
+        if mapped:
             image_inputs = [0]
         if not any(id(node.inputs[i]) in self.blocked for i in image_inputs):
             return False
@@ -305,7 +304,7 @@ class _Rewriter:
                     return False
                 ins.append(self.blocked[id(v)] if id(v) in self.blocked else None)  # reordered below
                 probe.append(np.zeros((1, 1, 1, 1), F32))
-            elif node.op_type in UNARY or v.const.size == 1:
+            elif mapped or v.const.size == 1:
                 ins.append(v)  # scalar operands broadcast over 5-D as over 4-D
                 probe.append(v.const)
             elif v.dtype == F32 and v.const.ndim in (3, 4) and v.const.shape[-3:] == (c, 1, 1) and v.const.size == c:
@@ -313,7 +312,7 @@ class _Rewriter:
                 probe.append(np.zeros((1, 1, 1, 1), F32))  # padding channels of the constant are 0
             else:
                 return False
-        if node.op_type in BINARY:
+        if fact(node, "nchwc") == "broadcast":
             try:
                 if tuple(np.broadcast_shapes(*[tuple(v.shape) for v in node.inputs if v is not None])) != tuple(y.shape):
                     return False

@@ -15,7 +15,10 @@ import numpy as np
 from ...codegen.loops import pooled_loop
 from ...dtypes import c_type
 from ...ops import get_attr
-from . import narrow
+from ...ops.activations import params_of
+from ...ops.narrow import touches_narrow
+from .activations import c_activation
+from .casts import cast_expr, cast_reason, standard_cast_expr
 from .intmath import wrap_abs, wrap_binary, wrap_neg
 from .registry import all_of, c_kernel
 
@@ -77,12 +80,21 @@ def unary(op: str, types=FLOATS):
     return deco
 
 
+# ops that are also epilogue activations (ops/activations.py): on float32 the table's expression,
+# the same C as the fused epilogues and the runtime kernels' switch (attributes as its params);
+# other types below.
+def _as_activation(generic: Callable) -> Callable:
+    def expr(x, t, n):
+        if np.dtype(t) != np.float32:
+            return generic(x, t, n)
+        return c_activation(n.op_type, params_of(n), x)
+    return expr
+
+
 unary("Neg", FLOATS + SIGNED)(lambda x, t, n: wrap_neg(x, t))
-unary("Relu", FLOATS + SIGNED)(lambda x, t, n: f"({x} < 0 ? 0 : {x})")
-# float32: the branch-free onnxc_sigmoidf (onnxc_transformer.h: the loop vectorizes; libm's expf
-# is a scalar call), within ~3 ulp
-unary("Sigmoid")(lambda x, t, n: f"onnxc_sigmoidf({x})" if np.dtype(t) == np.float32 else f"(1 / (1 + exp(-{x})))")
-unary("Tanh")(lambda x, t, n: f"{_f('tanh', t)}({x})")
+unary("Relu", FLOATS + SIGNED)(_as_activation(lambda x, t, n: f"({x} < 0 ? 0 : {x})"))
+unary("Sigmoid")(_as_activation(lambda x, t, n: f"(1 / (1 + exp(-{x})))"))
+unary("Tanh")(_as_activation(lambda x, t, n: f"{_f('tanh', t)}({x})"))
 unary("Exp")(lambda x, t, n: f"{_f('exp', t)}({x})")
 unary("Log")(lambda x, t, n: f"{_f('log', t)}({x})")
 unary("Sqrt")(lambda x, t, n: f"{_f('sqrt', t)}({x})")
@@ -128,6 +140,7 @@ def _sign(x, t, n):
 
 
 @unary("LeakyRelu")
+@_as_activation
 def _leaky(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.01), t)
     return f"({x} < 0 ? {a} * {x} : {x})"
@@ -159,6 +172,7 @@ def _trelu(x, t, n):
 
 
 @unary("HardSigmoid")
+@_as_activation
 def _hsig(x, t, n):
     a = n.ctx.lit(get_attr(n, "alpha", 0.2), t)
     b = n.ctx.lit(get_attr(n, "beta", 0.5), t)
@@ -172,6 +186,7 @@ def _clamp01(e):
 
 
 @unary("HardSwish")
+@_as_activation
 def _hswish(x, t, n):
     return f"({x} * {_clamp01(f'({x} / 6 + 0.5)')})"
 
@@ -184,6 +199,9 @@ def _mish(x, t, n):
 
 @unary("Gelu")
 def _gelu(x, t, n):
+    if np.dtype(t) == np.float32:  # the one float32 Gelu, also onnxc.Gelu's and MatMulGelu's
+        tanh = get_attr(n, "approximate", "none") == "tanh"
+        return f"{'onnxc_gelu_tanhf' if tanh else 'onnxc_gelu_erff'}({x})"
     if get_attr(n, "approximate", "none") == "tanh":
         k = n.ctx.lit(0.7978845608028654, t)
         return f"(0.5 * {x} * (1 + {_f('tanh', t)}({k} * ({x} + 0.044715 * {x} * {x} * {x}))))"
@@ -392,8 +410,8 @@ _CASTABLE = NUMERIC + ("bool",)
 
 
 def _cast_check(node):
-    if narrow.touches_narrow(node):
-        return narrow.cast_reason(node)
+    if touches_narrow(node):
+        return cast_reason(node)
     if node.inputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
         return f"cast from {node.inputs[0].dtype} not supported"
     if node.outputs[0].dtype not in {np.dtype(t) for t in _CASTABLE}:
@@ -403,25 +421,12 @@ def _cast_check(node):
     return None
 
 
-def _cast_expr(x, src, dst):
-    src, dst = np.dtype(src), np.dtype(dst)
-    if dst == np.bool_:
-        return f"({x} != 0)"
-    if src.kind == "f" and dst.kind in "iu":
-        # float -> int is undefined in C for NaN and out-of-range values: onnxc_f2i* define them
-        if dst == np.uint64:
-            return f"onnxc_f2u64({x})"
-        conv = "onnxc_f2i32" if dst.itemsize < 4 or dst == np.int32 else "onnxc_f2i64"
-        return f"({c_type(dst)}){conv}({x})"
-    return x
-
-
 def _any_cast_expr(node, x):
     src, dst = node.inputs[0].dtype, node.outputs[0].dtype
-    if narrow.touches_narrow(node):
+    if touches_narrow(node):
         sat, mode = get_attr(node, "saturate", 1), get_attr(node, "round_mode", "up")
-        return narrow.cast_expr(x, src, dst, sat, mode)
-    return _cast_expr(x, src, dst)
+        return cast_expr(x, src, dst, sat, mode)
+    return standard_cast_expr(x, src, dst)
 
 
 # CastLike's second input only names the target type: it is not read

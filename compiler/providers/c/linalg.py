@@ -16,6 +16,8 @@ from ...codegen.loops import broadcast_loop, broadcast_strides, contiguous_strid
 from ...isa import BY_NAME as ISA_ROWS
 from ...kernels import gemm_f32
 from ...ops import get_attr
+from ...ops.fused_nn import activation_of
+from .activations import c_activation
 from .intmath import wrap_binary
 from .registry import all_of, c_kernel, dtypes_in
 
@@ -151,8 +153,6 @@ def gemm_activation(node) -> Optional[Callable[[str], str]]:
     """The epilogue activation of a FusedGemm (None for Gemm and for none)."""
     if node.domain != "onnxc":
         return None
-    from .fused_nn import c_activation
-    from ...ops.fused_nn import activation_of
     name, params = activation_of(node)
     return (lambda v: c_activation(name, params, v)) if name else None
 

@@ -8,7 +8,7 @@
   types and the narrow ones (int4/uint4/int2/uint2 one per byte, float8, float4 E2M1); x / scale
   in float, rounded half to even (nearbyint in the default rounding mode), then saturated; NaN
   saturates to the lower bound as onnxruntime's kernels do. float8/float4: x / scale (+ zero
-  point) in float32, then one rounding cast (narrow.py's encoders, ``saturate``).
+  point) in float32, then one rounding cast (casts.py's encoders, ``saturate``).
 * Einsum: any equation lowered to one loop nest over the output labels with the summed labels
   inside (repeated labels read diagonals, ellipsis dims broadcast).
 * Window generators and Range whose size comes from a runtime input: the values are compiled
@@ -136,7 +136,7 @@ def _q_geometry(node, x, scale) -> Optional[Tuple[int, int, int, str]]:
     return (outer, n, inner, f"(o*{sn} + a/{block})*{inner} + i") if tuple(scale.shape) == want else None
 
 
-# narrow quantized types (raw bits in C, see narrow.py): 4/2-bit integers (one per byte, low bits)
+# narrow quantized types (raw bits in C, see ops/narrow.py and casts.py): 4/2-bit integers (one per byte, low bits)
 # and the float8/float4 types, which QuantizeLinear encodes by a rounding cast (saturate attribute)
 LOWBIT_RANGES = {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1), "uint2": (0, 3)}
 NARROW_FLOATS = {"float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn"}
@@ -163,7 +163,7 @@ def _qdq_check(node):
         if get_attr(node, "precision", 0) not in (0, 1):
             return "precision other than float32 not supported"
     else:
-        # float32 x only arises as the exact float32 twin of float8/float4 inputs (narrow.py)
+        # float32 x only arises as the exact float32 twin of float8/float4 inputs (ops/narrow.py)
         if x.dtype not in QTYPES and x.dtype not in (np.int32, np.float32) and _qname(x.dtype) is None:
             return f"input dtype {x.dtype} not supported (8/16/32/4/2-bit integers, float8, float4)"
         if y.dtype != np.float32:
@@ -181,7 +181,7 @@ def _qdq_check(node):
 
 def _q_value(x: str, dtype, as_type: str) -> str:
     """C expression of the value of quantized element ``x`` (narrow types decoded)."""
-    from .narrow import _decode
+    from .casts import decode as _decode
     if _qname(dtype) is None:
         return f"({as_type}){x}"
     e, _ = _decode(x, dtype)
@@ -200,7 +200,7 @@ def qdq(node, ctx):
     narrow = _qname(qt)
     z = _q_value(f"Z[{si}]", qt, "double") if zp is not None else "0.0"
     if quant and narrow in NARROW_FLOATS:  # x / scale (+ zero point) in float32, one rounding cast
-        from .narrow import cast_expr
+        from .casts import cast_expr
         zf = _q_value(f"Z[{si}]", qt, "float") if zp is not None else "0.0f"
         enc = cast_expr("t", np.dtype(np.float32), qt, saturate=int(get_attr(node, "saturate", 1)))
         body = f"const float t = X[e] / S[{si}] + {zf}; Y[e] = {enc};"

@@ -5,7 +5,7 @@ in compiler/kernels/nchwc_f32.py: onnxc_f32_nchwc_conv_b8, _b16, ...).
 Weights arrive already packed by the layout pass (ops/nchwc.py), so an emitter only fills the
 geometry struct.  NchwcConv clamps in the kernel epilogue (none, Relu, Clip); other fused
 activations run right after the kernel, on the block it wrote, through the shared activation
-table (providers/c/fused_nn.c_activation), real channels only so padding stays zero.
+table (providers/c/activations.c_activation), real channels only so padding stays zero.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ...codegen.context import c_literal
 from ...codegen.loops import pooled_loop
 from ...kernels import nchwc_f32
 from ...ops.nchwc import blocks, winograd_scratch_bytes
+from .activations import c_activation
 from .registry import all_of, c_kernel, dtypes_in
 
 F32 = dtypes_in("float32")
@@ -120,7 +121,6 @@ def _conv_scratch(node) -> int:
 
 @c_kernel("NchwcConv", domain="onnxc", check=all_of(F32, _block_check, _conv_check), scratch=_conv_scratch)
 def nchwc_conv(node, ctx):
-    from .fused_nn import c_activation
     x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
     bias, z = node.input(2), node.input(3)
     b, kind = node.attrs["block"], node.attrs["kind"]

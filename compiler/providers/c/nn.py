@@ -11,31 +11,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ...ops import get_attr
+from ...ops.nn import resolve_pads  # noqa: F401  (the C emitters' name for it)
 from .registry import all_of, c_kernel, dtypes_in
 
 F32 = dtypes_in("float32")
-
-
-def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],
-                 dilations: List[int]) -> Tuple[List[int], List[int]]:
-    """(pad_begin, pad_end) per spatial dim after auto_pad."""
-    rank = len(spatial)
-    auto = get_attr(node, "auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        begin, end = [], []
-        for i in range(rank):
-            eff = (kernel[i] - 1) * dilations[i] + 1
-            out = -(-spatial[i] // strides[i])
-            total = max(0, (out - 1) * strides[i] + eff - spatial[i])
-            small = total // 2
-            b = small if auto == "SAME_UPPER" else total - small
-            begin.append(b)
-            end.append(total - b)
-        return begin, end
-    if auto == "VALID":
-        return [0] * rank, [0] * rank
-    pads = list(get_attr(node, "pads", None) or [0] * (2 * rank))
-    return pads[:rank], pads[rank:]
 
 
 def geometry(node, kernel: List[int]):

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from ...dtypes import has_c_type
+from ...dtypes import dtype_name, has_c_type
+from ...ops.narrow import narrow_values, needs_twin, twin_plan, twin_reason
 
 
 @dataclass
@@ -57,11 +58,26 @@ def check_node(node) -> Optional[str]:
         return "no C kernel for this op"
     reason = common_check(node)
     if reason is None:  # narrow types (float16, ...) are raw bits: only casts and bit movers see them
-        from .narrow import narrow_reason
         reason = narrow_reason(node)
     if reason is None and k.check is not None:
         reason = k.check(node)
     return reason
+
+
+def narrow_reason(node) -> Optional[str]:
+    """None if the C kernel of ``node`` may see its narrow-typed values (none, a cast, or a
+    kernel that only moves bits), else why not."""
+    if not needs_twin(node):
+        return None
+    v = narrow_values(node)[0]
+    what = f"{dtype_name(v.dtype)} '{v.name}'"
+    plan = twin_plan(node)
+    if isinstance(plan, str):
+        return f"{what}: {plan}"
+    reason = twin_reason(node, plan, check_node)
+    if reason:
+        return f"{what}: narrow types run {node.op_type} in float32, where it is refused: {reason}"
+    return f"{what}: {node.op_type} on narrow types needs the legalize_half pass (float32 twin)"
 
 
 # --- small reusable checks -------------------------------------------------------------------

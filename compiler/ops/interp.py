@@ -1,15 +1,17 @@
-"""A reference interpreter for the IR: every node through ``ops.evaluate`` (numpy references,
+"""A reference interpreter for the IR: every node through ``registry.evaluate`` (numpy references,
 onnxc-domain references, onnx.reference for the rest).  Slow and simple on purpose: passes are
-tested by running a graph with it before and after the rewrite on the same inputs."""
+tested by running a graph with it before and after the rewrite on the same inputs.  It lives with
+the ops, not in ir/, so that the IR imports no op knowledge."""
 from __future__ import annotations
 
 from typing import Dict, List, Mapping
 
 import numpy as np
 
+from .registry import evaluate
+
 
 def run_graph(graph, feed: Mapping[str, np.ndarray]) -> List[np.ndarray]:
-    from ..ops import evaluate
     env: Dict[int, np.ndarray] = {id(v): v.const for v in graph.constants.values()}
     for v in graph.inputs:
         if v.name not in feed:
