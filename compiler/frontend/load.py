@@ -40,6 +40,8 @@ def check_model(model: onnx.ModelProto) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model fails onnx.checker: {e}") from None
+    except UnicodeDecodeError as e:  # a ValueError too, but not the > 2 GB one below
+        raise ModelError(f"the model holds a string that is not UTF-8 (an op type, name or attribute): {e}") from None
     except ValueError:
         pass  # > 2 GB models can only be checked by path; the importer still validates SSA
 

@@ -21,7 +21,10 @@ def _type_of(vi) -> tuple:
     if kind != "tensor_type":
         return None, None
     tt = t.tensor_type
-    dtype = np_dtype_from_onnx(tt.elem_type) if tt.elem_type else None
+    try:
+        dtype = np_dtype_from_onnx(tt.elem_type) if tt.elem_type else None
+    except KeyError:
+        raise ModelError(f"value '{getattr(vi, 'name', '?')}': unknown tensor elem_type {tt.elem_type}") from None
     if not tt.HasField("shape"):
         return dtype, None
     dims = []
@@ -37,10 +40,12 @@ def _type_of(vi) -> tuple:
 
 def ort_type_string(t) -> str:
     """onnxruntime's spelling of a type: tensor(float), seq(tensor(int64)), optional(...)."""
-    from onnx import helper
     kind = t.WhichOneof("value")
     if kind == "tensor_type":
-        return f"tensor({helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
+        try:
+            return f"tensor({helper.tensor_dtype_to_string(t.tensor_type.elem_type).split('.')[-1].lower()})"
+        except KeyError:
+            raise ModelError(f"unknown tensor elem_type {t.tensor_type.elem_type}") from None
     if kind == "sequence_type":
         return f"seq({ort_type_string(t.sequence_type.elem_type)})"
     if kind == "optional_type":
@@ -119,7 +124,12 @@ def import_graph(gp: onnx.GraphProto, opset: Dict[str, int], parent: Optional[Gr
 
     produced = {o for n in gp.node for o in n.output if o}
     for init in gp.initializer:
-        arr = numpy_helper.to_array(init)
+        try:
+            arr = numpy_helper.to_array(init)
+        except (ValueError, KeyError, TypeError) as e:  # the checker only checks for too little data
+            raise ModelError(f"graph '{g.name}': initializer '{init.name}' (data_type {init.data_type}, dims "
+                             f"{list(init.dims)}): its data does not match its type and dims "
+                             f"({'unknown data_type' if isinstance(e, KeyError) else e})") from None
         v = Value(g.reserve(init.name), const=arr)
         v.graph = g
         g.constants[init.name] = v
