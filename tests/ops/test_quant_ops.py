@@ -513,8 +513,12 @@ def _nbits_scale(node, A, B, S, Z, bb):
     if Q.nbits_int8_compute(node):
         qa, sa, _ = quantize_a_blocks(a, block)
         a = (qa.reshape(len(a), kb, block).astype(np.float64) * sa[:, :, None]).reshape(len(a), -1)[:, :K]
-    W = Q.nbits_dequantize(node, B, S, Z).astype(np.float64)
-    s = np.abs(a.astype(np.float64)) @ np.abs(W).T + (np.abs(bb) if bb is not None else 0.0)
+    W = np.abs(Q.nbits_dequantize(node, B, S, Z).astype(np.float64))
+    if Q.nbits_int8_compute(node):
+        # MLAS subtracts the zero point's term (zp * scale * sum of the A block) in float: its
+        # rounding scales with |zp * scale|, not |W| (W = 0 gave onnxruntime 9e-10 for exact 0)
+        W += np.abs(Q.nbits_dequantize(node, np.zeros_like(B), S, Z).astype(np.float64))
+    s = np.abs(a.astype(np.float64)) @ W.T + (np.abs(bb) if bb is not None else 0.0)
     return s.reshape(A.shape[:-1] + (N,))
 
 
