@@ -220,3 +220,17 @@ def test_arena_and_outputs_that_cannot_be_allocated_are_onnxc_errors(tmp_path):
     cm._outputs[0]["shape"] = [1 << 44]
     with pytest.raises(onnxc.UnsupportedError, match="cannot allocate the outputs"):
         cm.run(None, {"x": np.ones(4, np.float32)})
+
+
+def test_value_info_on_a_graph_output_does_not_override_it(tmp_path):
+    # fuzz seed 1 case 19 (value_info 'sn' [16] added for a [4, 5] ScatterND output): onnx's
+    # strict inference does not compare the two, and the importer took the value_info: the C
+    # wrote 20 floats into a 16-float output buffer (a silent wrong shape, and a heap overflow)
+    m = make_model([helper.make_node("ScatterND", ["x", "i", "u"], ["y"])], [("x", np.float32, [4, 5])],
+                   [("y", np.float32, [4, 5])], {"i": np.array([[1], [3]], np.int64), "u": np.ones((2, 5), np.float32)})
+    m.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [16]))
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    got = onnxc.compile(m, output_dir=tmp_path / "o", fallback=False).run(None, {"x": x})[0]
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == want.shape == (4, 5)
+    np.testing.assert_array_equal(got, want)
