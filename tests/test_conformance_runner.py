@@ -58,6 +58,28 @@ def test_case_builds_are_deleted_unless_kept(monkeypatch, tmp_path):
     assert [p.name for p in models.iterdir() if (p / "manifest.json").exists()]
 
 
+def test_build_in_use_by_another_worker_is_not_deleted(monkeypatch, tmp_path):
+    """Byte-identical models (pytorch-converted's test_AvgPool2d and test_AvgPool2d_stride) share
+    one cache entry; CI saw a worker delete it while another loaded it ('cannot open shared
+    object file'). A second holder of the case's in-use lock keeps the build; the last one
+    deletes it."""
+    import fcntl
+    import hashlib
+    monkeypatch.setenv("ONNXC_CACHE_DIR", str(tmp_path))
+    case = next(c for c in runner.load_cases("node") if c[0] == "test_relu")
+    models = tmp_path / "models"
+    lock = tmp_path / "conformance-in-use" / hashlib.sha256(case[1].SerializeToString()).hexdigest()[:32]
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as other:  # the other worker, running the same model
+        fcntl.flock(other, fcntl.LOCK_SH)
+        assert runner.run_case(case, {"c_opt": "-O1"})[0] == "pass"
+        kept = [p for p in models.iterdir() if (p / "manifest.json").exists()]
+        assert kept
+        assert runner.run_case(case, {"c_opt": "-O1"})[0] == "pass"  # loads the kept build
+    assert runner.run_case(case, {"c_opt": "-O1"})[0] == "pass"
+    assert not list(models.iterdir())
+
+
 def test_random_ops_are_not_compared_and_fallback_is_counted():
     from onnx import helper
     g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"])], "g",

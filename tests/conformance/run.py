@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -164,6 +166,45 @@ def run_case(case, options):
                                "cannot be compared with the case's expected values"), ""
     options = dict(options)
     keep = options.pop("keep_builds", False)
+    with _build_in_use(model, keep) as may_delete:
+        return _run_case(backend, model, data_sets, rtol, atol, options, keep, may_delete)
+
+
+@contextlib.contextmanager
+def _build_in_use(model, keep):
+    """Yields a function telling whether this worker may delete the case's build when done.
+    Cases with byte-identical models (pytorch-converted's test_AvgPool2d and _stride) share one
+    cache entry, and two workers may run them at once: one deleting it while the other loads it
+    gave 'cannot open shared object file'. Each worker holds a shared flock on a file named by
+    the model's digest while its case runs; the build is deleted only by a worker that then gets
+    the lock exclusively (nobody else uses it; a worker that starts later just rebuilds)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): keep the builds
+        yield lambda: False
+        return
+    if keep or model is None:
+        yield lambda: False
+        return
+    from onnxc.build import cache_root
+    d = cache_root() / "conformance-in-use"
+    d.mkdir(parents=True, exist_ok=True)
+    f = open(d / hashlib.sha256(model.SerializeToString()).hexdigest()[:32], "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH)
+
+        def may_delete():
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError:  # another worker holds it: that one deletes the build
+                return False
+        yield may_delete
+    finally:
+        f.close()
+
+
+def _run_case(backend, model, data_sets, rtol, atol, options, keep, may_delete):
     rep = None
     notes = []
     try:
@@ -186,7 +227,7 @@ def run_case(case, options):
     except Exception as e:  # noqa: BLE001 - classified, the run goes on
         return "error", f"{type(e).__name__}: {e}", ""
     finally:
-        if rep is not None and not keep:  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
+        if rep is not None and not keep and may_delete():  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
             for m in getattr(getattr(rep, "session", None), "compiled_models", []):
                 shutil.rmtree(m.output_dir, ignore_errors=True)
 
