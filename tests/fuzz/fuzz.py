@@ -501,7 +501,8 @@ class Fuzzer:
         return res, model, done, work
 
     def _clear_session_cache(self):
-        models = Path(os.environ["ONNXC_CACHE_DIR"]) / "models"  # InferenceSession builds land here
+        # InferenceSession builds land here; the directory is this run's own (private_model_cache)
+        models = Path(os.environ["ONNXC_CACHE_DIR"]) / "models"
         if models.exists():
             shutil.rmtree(models, ignore_errors=True)
 
@@ -745,6 +746,22 @@ def replay(path: Path, diff: bool):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def private_model_cache(own: Path) -> None:
+    """Points ONNXC_CACHE_DIR at a directory of this run, whose runtime/ is the shared cache's
+    (the runtime objects are compiled once): the run deletes its model builds after every case,
+    and in the test suite the shared cache's models/ holds other pytest workers' builds in use."""
+    shared = Path(os.environ["ONNXC_CACHE_DIR"]).resolve()
+    own = own.resolve()
+    if own == shared:
+        return
+    own.mkdir(parents=True, exist_ok=True)
+    (shared / "runtime").mkdir(parents=True, exist_ok=True)
+    link = own / "runtime"
+    if not link.exists():
+        link.symlink_to(shared / "runtime", target_is_directory=True)
+    os.environ["ONNXC_CACHE_DIR"] = str(own)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0, help="fuzz seed: case i of seed s is always the same case")
@@ -773,6 +790,7 @@ def main(argv=None):
     if args.cases is None and args.minutes is None:
         args.cases = 100
     args.out = args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), f"onnxc-fuzz-{args.seed}")
+    private_model_cache(Path(args.out) / "cache")
     # imported once here, before any fork: each case then starts in milliseconds
     import onnx  # noqa: F401
     import onnx.reference  # noqa: F401
