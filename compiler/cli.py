@@ -301,6 +301,9 @@ def cmd_inspect(args) -> int:
                 for name, st in pm.stats.items():
                     for d in st.details:
                         print(f"  {name}: {d}")
+                for name, st in pm.stats.items():
+                    for d in st.notes:
+                        print(f"  {name}: {d}")
         if args.partitions:
             from .passes.capability import using
             from .passes.legalize_half import legalize_half  # as the compile does before partitioning

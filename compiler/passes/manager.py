@@ -29,6 +29,8 @@ class PassResult:
     modified: bool
     rewrites: int = 0
     details: List[str] = field(default_factory=list)
+    # why a candidate was left alone (e.g. a QDQ Conv kept in float: `onnxc inspect --passes -v`)
+    notes: List[str] = field(default_factory=list)
 
 
 class Pass:
@@ -78,6 +80,7 @@ class PassStats:
     rewrites: int = 0
     seconds: float = 0.0
     details: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # every run's, each once
 
 
 class PassFailure(OnnxcError):
@@ -125,6 +128,7 @@ class PassManager:
                 st.seconds += time.perf_counter() - t0
                 st.runs += 1
                 self.history.append(p.name)
+                st.notes += [n for n in res.notes if n not in st.notes]
                 if res.modified:
                     st.rewrites += res.rewrites
                     st.details.extend(res.details)
@@ -146,6 +150,7 @@ class PassManager:
                 st.seconds += time.perf_counter() - t0
                 st.runs += 1
                 self.history.append(p.name)
+                st.notes += [n for n in res.notes if n not in st.notes]
                 if res.modified:
                     changed = True
                     st.rewrites += res.rewrites

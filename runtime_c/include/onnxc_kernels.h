@@ -172,6 +172,9 @@ typedef struct {
 /* ONNX MaxPool (padding never wins). indices may be NULL; otherwise it receives, per output,
  * the flattened index into X over (N, C, spatial...) of the max (storage_order = 0). */
 void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t* indices);
+/* The same on int8 / uint8 tensors (an empty window gives the type's minimum). */
+void onnxc_s8_maxpool(const onnxc_pool_params* p, const int8_t* X, int8_t* Y, int64_t* indices);
+void onnxc_u8_maxpool(const onnxc_pool_params* p, const uint8_t* X, uint8_t* Y, int64_t* indices);
 
 /* ONNX AveragePool: sum of the window's input elements divided by the count of window positions
  * inside the padded region (count_include_pad) or inside the input (otherwise); 0 if empty. */

@@ -6,6 +6,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "onnxc_geom.h"
 #include "onnxc_kernels.h"
@@ -23,58 +24,20 @@ static void pool_geom_init(const onnxc_pool_params* p, onnxc_geom3* g) {
                      p->dilation);
 }
 
-void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t* indices) {
-    onnxc_geom3 g;
-    int64_t nc;
-    const int64_t planes = p->N * p->C;
-    int parallel;
-    pool_geom_init(p, &g);
-    parallel = planes > 1 && planes * g.out_sp * g.k[0] * g.k[1] * g.k[2] >= POOL_PARALLEL_MIN_WORK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && onnxc_rt_omp_ok())
-#else
-    (void)parallel;
-#endif
-    for (nc = 0; nc < planes; ++nc) {
-        const float* x = X + nc * g.in_sp;
-        float* y = Y + nc * g.out_sp;
-        int64_t* ind = indices ? indices + nc * g.out_sp : NULL;
-        int64_t od, oh, ow;
-        for (od = 0; od < g.out[0]; ++od) {
-            int64_t sd, lod, hid;
-            onnxc_geom_window(&g, 0, od, &sd, &lod, &hid);
-            for (oh = 0; oh < g.out[1]; ++oh) {
-                int64_t sh, loh, hih;
-                onnxc_geom_window(&g, 1, oh, &sh, &loh, &hih);
-                for (ow = 0; ow < g.out[2]; ++ow) {
-                    int64_t sw, low, hiw, td, th, tw;
-                    int64_t best_i = -1;
-                    float best = -FLT_MAX;
-                    onnxc_geom_window(&g, 2, ow, &sw, &low, &hiw);
-                    for (td = lod; td < hid; ++td) {
-                        const int64_t id = sd + td * g.d[0];
-                        for (th = loh; th < hih; ++th) {
-                            const int64_t ih = sh + th * g.d[1];
-                            const int64_t row = (id * g.in[1] + ih) * g.in[2];
-                            for (tw = low; tw < hiw; ++tw) {
-                                const int64_t i = row + sw + tw * g.d[2];
-                                const float v = x[i];
-                                if (best_i < 0 || v > best) {
-                                    best = v;
-                                    best_i = i;
-                                }
-                            }
-                        }
-                    }
-                    y[(od * g.out[1] + oh) * g.out[2] + ow] = best;
-                    if (ind)
-                        ind[(od * g.out[1] + oh) * g.out[2] + ow] =
-                            best_i < 0 ? -1 : nc * g.in_sp + best_i;
-                }
-            }
-        }
-    }
-}
+#define MAXPOOL_NAME onnxc_maxpool
+#define MAXPOOL_T float
+#define MAXPOOL_LOWEST (-FLT_MAX)
+#include "maxpool_body.h"
+
+#define MAXPOOL_NAME onnxc_s8_maxpool
+#define MAXPOOL_T int8_t
+#define MAXPOOL_LOWEST INT8_MIN
+#include "maxpool_body.h"
+
+#define MAXPOOL_NAME onnxc_u8_maxpool
+#define MAXPOOL_T uint8_t
+#define MAXPOOL_LOWEST 0
+#include "maxpool_body.h"
 
 /* Number of window positions start + t*d (t < k) below end. */
 static int64_t pool_count_below(int64_t start, int64_t k, int64_t d, int64_t end) {

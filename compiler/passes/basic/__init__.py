@@ -1,9 +1,9 @@
 """Basic level: platform-independent simplifications, in run order.
 
-QDQ fusion first (constant folding would turn a DequantizeLinear of int8 weights into float
+QDQ fusion first (products, then Conv, Add, pools, dropped Q/DQ around data movement) (constant folding would turn a DequantizeLinear of int8 weights into float
 weights); then folding; then constant sharing and CSE (shared constants make duplicate nodes
 identical); redundant-node elimination; the fusions; dead-code elimination last."""
-from . import fuse_qdq  # noqa: F401  (before constant folding: it reads DequantizeLinear of constants)
+from . import fuse_qdq, fuse_qdq_ops  # noqa: F401  (before constant folding: they read DequantizeLinear of constants)
 from . import constant_folding, fold_if  # noqa: F401  (registration, in run order)
 from . import cse, redundant  # noqa: F401,E402
 from . import fuse_conv, fuse_pad, fuse_clip, fuse_gemm, div_to_mul  # noqa: F401,E402

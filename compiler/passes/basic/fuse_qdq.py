@@ -18,7 +18,8 @@ that one is taken as it is when its scale is sa * sb exactly).
 Conditions: xq and Wq int8/uint8; Wq a constant, B's scale/zero point per tensor or per output
 column (MatMul: axis 1 of a 2-D B; Gemm: axis 0 with transB=1, axis 1 without); the activation's
 scale/zero point and Q's per tensor and constant; A 2-D for Gemm, any rank for MatMul with a 2-D
-B; the float intermediates read by nothing else. Runs first in the basic level: constant folding
+B; the float intermediates read by nothing else (a DequantizeLinear read by other nodes stays for
+them). Runs first in the basic level: constant folding
 would otherwise turn DequantizeLinear(Wq) into a float weight.
 """
 from __future__ import annotations
@@ -41,11 +42,20 @@ def _per_tensor(v) -> bool:
     return c is not None and c.size == 1
 
 
+def remove_fused(graph, chain, dqs) -> None:
+    """Remove the fused ``chain`` (last to first), then each DequantizeLinear of ``dqs`` that no
+    node reads any more (one shared with other readers stays for them)."""
+    remove_chain(graph, chain)
+    for n in dqs:
+        if n.graph is graph and not n.outputs[0].uses and not graph.is_output(n.outputs[0]):
+            graph.remove_node(n)
+
+
 def _dq(v):
     """(node, x, scale, zero point) when ``v`` is a DequantizeLinear output of an 8-bit type
-    with a float32 scale (zero point present or not), read by nothing else."""
+    with a float32 scale (zero point present or not); other readers keep the DequantizeLinear."""
     n = producer(v, "DequantizeLinear")
-    if n is None or sole_user(v) is None:
+    if n is None:
         return None
     x, s, z = n.inputs[0], n.inputs[1], n.input(2)
     if x.dtype not in QTYPES or s.dtype != np.float32 or get_attr(n, "block_size", 0):
@@ -135,7 +145,7 @@ class FuseQDQMatMul(Pass):
         wq_v, sb_v = wq, graph.add_const(b_scale.reshape(-1) if b_scale.size > 1 else b_scale.reshape(()),
                                          hint="b_scale")
         zb_v = graph.add_const(b_zp.reshape(-1) if b_zp.size > 1 else b_zp.reshape(()), hint="b_zero_point")
-        old = [dqa, dqb, mm] + bias_nodes + [q]
+        old = [mm] + bias_nodes + [q]
         if gemm or c is not None:
             if not gemm:  # MatMul + Add: QGemm needs a 2-D A
                 if xq.shape is None or len(xq.shape) != 2:
@@ -155,7 +165,8 @@ class FuseQDQMatMul(Pass):
         out.producer = new
         q.outputs = []
         graph.insert(new, after=q)
-        remove_chain(graph, old)
+        bdq = producer(bias, "DequantizeLinear") if bias is not None else None
+        remove_fused(graph, old, [dqa, dqb] + ([bdq] if bdq is not None else []))
         return True
 
     @staticmethod

@@ -128,14 +128,18 @@ def _pool_params(node, ctx) -> str:
             f"{_arr3(dil, 1)}, {cip}, {_arr3(end)}}};")
 
 
+MAXPOOL_FN = {np.dtype(np.float32): "onnxc_maxpool", np.dtype(np.int8): "onnxc_s8_maxpool",
+              np.dtype(np.uint8): "onnxc_u8_maxpool"}  # 8-bit: quantized MaxPool (drop_qdq)
+
+
 def _maxpool_dtype(node):
-    return None if node.inputs[0].dtype == np.float32 else f"dtype {node.inputs[0].dtype} not supported"
+    return None if node.inputs[0].dtype in MAXPOOL_FN else f"dtype {node.inputs[0].dtype} not supported"
 
 
 @c_kernel("MaxPool", check=all_of(_maxpool_dtype, _pool_check))
 def maxpool(node, ctx):
     idx = ctx.ptr(node.outputs[1]) if len(node.outputs) > 1 else "NULL"
-    return _pool_params(node, ctx) + f"\nonnxc_maxpool(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {idx});"
+    return _pool_params(node, ctx) + f"\n{MAXPOOL_FN[node.inputs[0].dtype]}(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {idx});"
 
 
 @c_kernel("AveragePool", check=all_of(F32, _pool_check))
