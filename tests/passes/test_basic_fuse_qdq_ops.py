@@ -1,5 +1,6 @@
 """QDQ fusion of a quantized CNN (compiler/passes/basic/fuse_qdq_ops.py): Conv (+ a Relu/Clip that
-Q's range makes a no-op) -> QLinearConv, Add -> QLinearAdd, (Global)AveragePool -> QLinear*Pool,
+Q's range makes a no-op) -> QLinearConv, Add/Mul -> QLinearAdd/Mul, Concat -> QLinearConcat,
+(Global)AveragePool -> QLinear*Pool,
 and DequantizeLinear/QuantizeLinear dropped around MaxPool/Reshape/Transpose/Flatten.
 
 Why "within 1 LSB": a fused node accumulates exactly in int32 and requantizes once with a float32
@@ -22,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxc
 from helpers import check_pass, ort_run
 from onnxc import cpu
-from onnxc.passes.basic.fuse_qdq_ops import DropQDQ, FuseQDQBinary, FuseQDQConv, FuseQDQPool
+from onnxc.passes.basic.fuse_qdq_ops import DropQDQ, FuseQDQBinary, FuseQDQConcat, FuseQDQConv, FuseQDQPool
 
 F32 = np.float32
 U8, S8 = TensorProto.UINT8, TensorProto.INT8
@@ -143,17 +144,31 @@ def test_fuse_qdq_conv_kept(case, why):
     assert res.details == [] and len(res.notes) == 1 and why in res.notes[0], res.notes
 
 
+@pytest.mark.parametrize("op", ["Add", "Mul"])
 @pytest.mark.parametrize("a_type", [U8, S8])
 @pytest.mark.parametrize("broadcast", [False, True])
-def test_fuse_qdq_add(a_type, broadcast):
+def test_fuse_qdq_binary(op, a_type, broadcast):
     t = _np(a_type)
     inputs = [((2, 5, 4, 3), 0.03, np.array(_qmin(a_type) + 120, t)),
               ((1, 5, 1, 1) if broadcast else (2, 5, 4, 3), 0.05, np.array(_qmin(a_type) + 131, t))]
-    m = _graph([helper.make_node("Add", ["d0", "d1"], ["f"])], inputs, [2, 5, 4, 3], {}, 0.07,
+    m = _graph([helper.make_node(op, ["d0", "d1"], ["f"])], inputs, [2, 5, 4, 3], {}, 0.07,
                np.array(_qmin(a_type) + 125, t))
     g, res = check_pass(m, FuseQDQBinary(), _feed(inputs), fires=True, rtol=0, atol=_one_lsb(0.07))
     ops = [n.op_type for n in g.nodes]
-    assert ops.count("QLinearAdd") == 1 and "Add" not in ops and ops.count("DequantizeLinear") == 1, ops
+    assert ops.count("QLinear" + op) == 1 and op not in ops and ops.count("DequantizeLinear") == 1, ops
+
+
+@pytest.mark.parametrize("a_type", [U8, S8])
+def test_fuse_qdq_concat(a_type):
+    """Three inputs with their own scales (requantized to y's) and one sharing y's (copied)."""
+    t = _np(a_type)
+    inputs = [((2, 3, 4, 5), 0.03, np.array(_qmin(a_type) + 120, t)), ((2, 2, 4, 5), 0.05, np.array(_qmin(a_type) + 9, t)),
+              ((2, 4, 4, 5), 0.04, np.array(_qmin(a_type) + 128, t))]
+    m = _graph([helper.make_node("Concat", ["d0", "d1", "d2"], ["f"], axis=1)], inputs, [2, 9, 4, 5], {}, 0.04,
+               np.array(_qmin(a_type) + 128, t))
+    g, res = check_pass(m, FuseQDQConcat(), _feed(inputs), fires=True, rtol=0, atol=_one_lsb(0.04))
+    ops = [n.op_type for n in g.nodes]
+    assert ops.count("QLinearConcat") == 1 and "Concat" not in ops and ops.count("DequantizeLinear") == 1, ops
 
 
 def test_fuse_qdq_add_mixed_types_kept():

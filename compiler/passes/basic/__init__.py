@@ -1,6 +1,7 @@
 """Basic level: platform-independent simplifications, in run order.
 
-QDQ fusion first (products, then Conv, Add, pools, dropped Q/DQ around data movement) (constant folding would turn a DequantizeLinear of int8 weights into float
+QDQ fusion first (products, Conv, Add/Mul, Concat, pools, Q/DQ dropped around data movement;
+constant folding would turn a DequantizeLinear of int8 weights into float
 weights); then folding; then constant sharing and CSE (shared constants make duplicate nodes
 identical); redundant-node elimination; the fusions; dead-code elimination last."""
 from . import fuse_qdq, fuse_qdq_ops  # noqa: F401  (before constant folding: they read DequantizeLinear of constants)

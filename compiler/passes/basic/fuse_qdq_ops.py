@@ -3,7 +3,8 @@
     fuse_qdq_conv    DQ(x) ─┐
                      DQ(W) ─┼ Conv [── Relu|Clip] ── Q(sy, zy)   =>  QLinearConv(x, .., W, .., sy, zy, B)
                      bias? ─┘
-    fuse_qdq_binary  DQ(a), DQ(b) ── Add ── Q                     =>  com.microsoft QLinearAdd
+    fuse_qdq_binary  DQ(a), DQ(b) ── Add|Mul ── Q                 =>  com.microsoft QLinearAdd|QLinearMul
+    fuse_qdq_concat  DQ(x_i)... ── Concat ── Q                    =>  com.microsoft QLinearConcat
     fuse_qdq_pool    DQ(x) ── GlobalAveragePool|AveragePool ── Q  =>  com.microsoft QLinear(Global)AveragePool
     drop_qdq         DQ(x; s, z) ── MaxPool|Reshape|Transpose|Flatten|Squeeze|Unsqueeze ── Q(s, z)
                      =>  the op on the int8 tensor itself
@@ -12,7 +13,7 @@ The conditions are onnxruntime's QDQ selectors (core/optimizer/qdq_transformer/s
 qdq_selectors.cc): 8-bit tensors; the activation's and Q's scale and zero point per tensor and
 constant; Conv: x, y of one type, int8 x only with int8 W, a DequantizeLinear bias int32 (a float
 or otherwise quantized constant bias is rounded to int32 in units of sx * sw[m], one rounding);
-Add: a, b, y of one type; pools: x and y of one type; the drop: same type, the same constant
+Add/Mul: a, b, y of one type; Concat: every input and y of one type; pools: x and y of one type; the drop: same type, the same constant
 scalar scale (> 0) and zero point on both sides.  Every float intermediate is read by its one
 consumer only; a DequantizeLinear read by other nodes stays for them.
 
@@ -250,7 +251,7 @@ class FuseQDQBinary(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("Add",), self._fuse)
+        return _run(graph, ("Add", "Mul"), self._fuse)
 
     def _fuse(self, graph, add) -> Optional[str]:
         if len(add.inputs) != 2 or not any(producer(v, "DequantizeLinear") for v in add.inputs):
@@ -266,10 +267,40 @@ class FuseQDQBinary(Pass):
             return kept + "a, b and y not of one type (onnxruntime's selector)"
         ins = [da[1], da[2], _zp_value(graph, da[3], da[1].dtype, "a_zero_point"),
                db[1], db[2], _zp_value(graph, db[3], db[1].dtype, "b_zero_point"), q.inputs[1], q.inputs[2]]
-        if _build(graph, "QLinearAdd", ins, {}, q.outputs[0], MS, q) is None:
-            return kept + "the C backend has no QLinearAdd of these shapes"
+        op = "QLinear" + add.op_type
+        if _build(graph, op, ins, {}, q.outputs[0], MS, q) is None:
+            return kept + f"the C backend has no {op} of these shapes"
         remove_fused(graph, [add, q], [da[0], db[0]])
-        return f"{add.label} -> QLinearAdd"
+        return f"{add.label} -> {op}"
+
+
+@register
+class FuseQDQConcat(Pass):
+    name = "fuse_qdq_concat"
+    level = "basic"
+
+    def run(self, graph) -> PassResult:
+        return _run(graph, ("Concat",), self._fuse)
+
+    def _fuse(self, graph, cat) -> Optional[str]:
+        if not any(producer(v, "DequantizeLinear") for v in cat.inputs):
+            return None
+        kept = f"kept {cat.label} in float: "
+        ds = [act_dq(v) for v in cat.inputs]
+        if any(d is None for d in ds):
+            return kept + "not every input an 8-bit per-tensor DequantizeLinear"
+        q = out_q(cat.outputs[0])
+        if q is None:
+            return kept + "not followed by one per-tensor QuantizeLinear"
+        if any(d[1].dtype != q.inputs[2].dtype for d in ds):
+            return kept + "inputs and y not of one type (onnxruntime's selector)"
+        ins = [q.inputs[1], q.inputs[2]]
+        for d in ds:
+            ins += [d[1], d[2], _zp_value(graph, d[3], d[1].dtype, "x_zero_point")]
+        if _build(graph, "QLinearConcat", ins, {"axis": get_attr(cat, "axis")}, q.outputs[0], MS, q) is None:
+            return kept + "the C backend has no QLinearConcat of these inputs"
+        remove_fused(graph, [cat, q], [d[0] for d in ds])
+        return f"{cat.label} -> QLinearConcat"
 
 
 POOL_ATTRS = ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")
