@@ -83,6 +83,11 @@ def _conv_model(a_type=U8, w_type=S8, per_channel=True, bias="int32", act=None, 
         inits["bq"], inits["bs"] = np.rint(b / (F32(sx) * ws)).astype(np.int32), (F32(sx) * ws).astype(F32)
         body.append(helper.make_node("DequantizeLinear", ["bq", "bs"], ["bd"], axis=0))
         ins.append("bd")
+    elif bias == "other_scale":  # a bias shared with another layer (torch export): Identity of a
+        # DequantizeLinear with that layer's scale; rounded again in units of this one's
+        inits["bq"], inits["bs"] = np.rint(b / np.float32(0.0007)).astype(np.int32), np.array(0.0007, F32)
+        body += [helper.make_node("DequantizeLinear", ["bq", "bs"], ["bd"]), helper.make_node("Identity", ["bd"], ["bi"])]
+        ins.append("bi")
     elif bias == "float":
         inits["b"] = b
         ins.append("b")
@@ -107,6 +112,7 @@ def _one_lsb(step):
 
 CONV_CASES = [dict(per_channel=True, bias="int32"), dict(per_channel=False, bias="int32"),
               dict(per_channel=True, bias="float"), dict(per_channel=False, bias="none"),
+              dict(per_channel=True, bias="other_scale"),
               dict(a_type=S8, per_channel=True, bias="int32"), dict(a_type=S8, per_channel=False, bias="float"),
               dict(a_type=U8, w_type=U8, per_channel=False, bias="int32"),  # u8 x with u8 W: onnxruntime allows it
               dict(per_channel=True, bias="int32", group=4),  # depthwise, stride 2

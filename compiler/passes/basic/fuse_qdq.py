@@ -43,8 +43,8 @@ def _per_tensor(v) -> bool:
 
 
 def remove_fused(graph, chain, dqs) -> None:
-    """Remove the fused ``chain`` (last to first), then each DequantizeLinear of ``dqs`` that no
-    node reads any more (one shared with other readers stays for them)."""
+    """Remove the fused ``chain`` (last to first), then each node of ``dqs`` (DequantizeLinear, or
+    an Identity before a bias) that no node reads any more (one shared with other readers stays)."""
     remove_chain(graph, chain)
     for n in dqs:
         if n.graph is graph and not n.outputs[0].uses and not graph.is_output(n.outputs[0]):
@@ -75,6 +75,20 @@ def _column_params(node, b, s, z, n_cols: int, axis_of_n: int):
     if zc is None:
         zc = np.zeros(sc.shape, b.dtype)
     return sc.astype(F32), zc.astype(b.dtype)
+
+
+def _dequantized_vector(dq, n: int) -> Optional[np.ndarray]:
+    """DequantizeLinear of a constant vector of ``n`` (a bias quantized with another node's scale,
+    which exporters share between layers): float32((x - zero point) * scale), per tensor or per
+    element, as the operator defines it; None when not that."""
+    x, s = const(dq.inputs[0]), const(dq.inputs[1])
+    z = const(dq.input(2)) if dq.input(2) is not None else np.zeros((), x.dtype if x is not None else np.int32)
+    if x is None or s is None or z is None or x.size != n or s.dtype != np.float32 or get_attr(dq, "block_size", 0):
+        return None
+    if s.size not in (1, n) or z.size not in (1, s.size):
+        return None
+    diff = x.reshape(-1).astype(np.int64) - z.reshape(-1).astype(np.int64)
+    return (diff.astype(F32) * s.reshape(-1).astype(F32)).astype(F32)
 
 
 @register
@@ -175,6 +189,8 @@ class FuseQDQMatMul(Pass):
         DequantizeLinear(bias_q, sa * sb, 0) when that is its scale exactly and alpha = beta = 1,
         else beta * bias / (alpha * sa * sb[n]) rounded half to even."""
         prod = (np.asarray(a_scale, F32) * b_scale.reshape(-1)).astype(F32)
+        while producer(bias, "Identity") is not None:  # exporters share a bias through Identity
+            bias = bias.producer.inputs[0]
         dq = producer(bias, "DequantizeLinear")
         if dq is not None and alpha == 1.0 and beta == 1.0 and sole_user(bias) is not None:
             bq, bs = const(dq.inputs[0]), const(dq.inputs[1])
@@ -185,11 +201,7 @@ class FuseQDQMatMul(Pass):
                 return bq.reshape(-1).astype(np.int32)
         f = const(bias)
         if f is None and dq is not None:  # a DequantizeLinear of constants: its float values
-            from ...ops import evaluate
-            try:
-                f = np.asarray(evaluate(dq, [None if v is None else v.const for v in dq.inputs])[0])
-            except Exception:  # noqa: BLE001 - not constants: no fusion
-                return None
+            f = _dequantized_vector(dq, n)
         if f is None or f.dtype != np.float32 or f.size != n:
             return None
         unit = np.float64(alpha) * np.broadcast_to(prod, (n,)).astype(np.float64)

@@ -240,8 +240,11 @@ class FuseQDQConv(Pass):
         if new is None:
             return kept + "the C backend has no QLinearConv of this shape"
         chain = [conv] + ([act] if act is not None else []) + [q]
-        bdq = producer(bias_v, "DequantizeLinear") if bias_v is not None else None
-        remove_fused(graph, chain, [dqa, dw] + ([bdq] if bdq is not None else []))
+        feeders = [dqa, dw]  # removed when nothing else reads them, nearest first
+        while bias_v is not None and producer(bias_v, "Identity", "DequantizeLinear") is not None:
+            feeders.append(bias_v.producer)
+            bias_v = bias_v.producer.inputs[0]
+        remove_fused(graph, chain, feeders)
         return f"{conv.label} -> QLinearConv" + (f" (absorbed {act.op_type}: a no-op given Q's range)" if act else "")
 
 
