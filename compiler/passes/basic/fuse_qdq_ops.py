@@ -89,11 +89,11 @@ def _zp_value(graph, z, dtype, hint):
     return z if z is not None else graph.add_const(np.zeros((), dtype), hint=hint)
 
 
-def _build(graph, op_type, inputs, attrs, out, domain, after):
-    """A node computing ``out`` (a QuantizeLinear output) or None (and nothing changed) when the C
-    backend would not run it."""
+def _build(graph, op_type, inputs, attrs, out, domain, after, name=""):
+    """A node computing ``out`` (a QuantizeLinear output, after node ``after``), named after the
+    float node it replaces, or None (and nothing changed) when the C backend would not run it."""
     opset = 1 if domain == MS else graph.opset.get("", 1)
-    node = Node(op_type, inputs, [], attrs, name=graph.fresh_name(after.name or op_type), domain=domain, opset=opset)
+    node = Node(op_type, inputs, [], attrs, name=graph.fresh_name(name or op_type), domain=domain, opset=opset)
     node.outputs = [out]
     if not c_supported(node):
         node.detach_inputs()
@@ -236,7 +236,7 @@ class FuseQDQConv(Pass):
                q.inputs[1], zy]
         if c is not None:
             ins.append(graph.add_const(c, hint="bias_int32"))
-        new = _build(graph, "QLinearConv", ins, attrs, q.outputs[0], "", q)
+        new = _build(graph, "QLinearConv", ins, attrs, q.outputs[0], "", q, conv.name)
         if new is None:
             return kept + "the C backend has no QLinearConv of this shape"
         chain = [conv] + ([act] if act is not None else []) + [q]
@@ -271,7 +271,7 @@ class FuseQDQBinary(Pass):
         ins = [da[1], da[2], _zp_value(graph, da[3], da[1].dtype, "a_zero_point"),
                db[1], db[2], _zp_value(graph, db[3], db[1].dtype, "b_zero_point"), q.inputs[1], q.inputs[2]]
         op = "QLinear" + add.op_type
-        if _build(graph, op, ins, {}, q.outputs[0], MS, q) is None:
+        if _build(graph, op, ins, {}, q.outputs[0], MS, q, add.name) is None:
             return kept + f"the C backend has no {op} of these shapes"
         remove_fused(graph, [add, q], [da[0], db[0]])
         return f"{add.label} -> {op}"
@@ -300,7 +300,8 @@ class FuseQDQConcat(Pass):
         ins = [q.inputs[1], q.inputs[2]]
         for d in ds:
             ins += [d[1], d[2], _zp_value(graph, d[3], d[1].dtype, "x_zero_point")]
-        if _build(graph, "QLinearConcat", ins, {"axis": get_attr(cat, "axis")}, q.outputs[0], MS, q) is None:
+        if _build(graph, "QLinearConcat", ins, {"axis": get_attr(cat, "axis")}, q.outputs[0], MS, q,
+                  cat.name) is None:
             return kept + "the C backend has no QLinearConcat of these inputs"
         remove_fused(graph, [cat, q], [d[0] for d in ds])
         return f"{cat.label} -> QLinearConcat"
@@ -336,7 +337,7 @@ class FuseQDQPool(Pass):
         else:
             attrs, op = {}, "QLinearGlobalAveragePool"
         ins = [xq, sx, _zp_value(graph, zx, xq.dtype, "x_zero_point"), q.inputs[1], q.inputs[2]]
-        if _build(graph, op, ins, attrs, q.outputs[0], MS, q) is None:
+        if _build(graph, op, ins, attrs, q.outputs[0], MS, q, pool.name) is None:
             return kept + f"the C backend has no {op} of this shape"
         remove_fused(graph, [pool, q], [dq])
         return f"{pool.label} -> {op}"
