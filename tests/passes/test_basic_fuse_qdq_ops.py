@@ -206,7 +206,8 @@ DROPS = [("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2]), [], [2, 6, 3, 3]
          ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), [], [2, 6, 4, 4]),
          ("Reshape", {}, [np.array([2, 6, 49], np.int64)], [2, 6, 49]),
          ("Transpose", dict(perm=[0, 2, 3, 1]), [], [2, 7, 7, 6]),
-         ("Flatten", dict(axis=1), [], [2, 294])]
+         ("Flatten", dict(axis=1), [], [2, 294]),
+         ("Unsqueeze", {}, [np.array([2], np.int64)], [2, 6, 1, 7, 7])]
 
 
 @pytest.mark.parametrize("a_type", [U8, S8])
