@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from .registry import check, facts, get_attr
+import numpy as np
+
+from .registry import check, facts, get_attr, reference
 from .validate import inp, known, shape_of, shape_str, unidirectional_problem
 
 # Facts (registry.FACTS)
 facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
-      twin=True)
+      "GlobalLpPool", twin=True)
 
 
 
@@ -162,3 +164,24 @@ def _prelu_rule(node):
     if node.opset >= 7:
         yield unidirectional_problem(inp(node, 1), shape_of(node, 1), shape_of(node, 0), inp(node, 0))
 
+
+
+# --- GlobalLpPool: y[n, c] = (sum over the spatial dims of |x|^p)^(1/p), spatial dims kept as 1 --
+# (onnx.reference has no GlobalLpPool and onnxruntime only opset 2: this is the reference)
+@reference("GlobalLpPool")
+def _global_lppool(node, x):
+    p = int(get_attr(node, "p", 2))
+    if x.ndim < 3 or p < 1:
+        return NotImplemented
+    s = (np.abs(x.astype(np.float64)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return [(s ** (1.0 / p)).astype(x.dtype)]
+
+
+@check("GlobalLpPool")
+def _global_lppool_rule(node):
+    x = shape_of(node, 0)
+    if x is not None and len(x) < 3:
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected rank >= 3 (N, C, spatial...)"
+    p = get_attr(node, "p", 2)
+    if int(p) < 1:
+        yield f"attribute p is {p}, expected a positive integer (the norm's exponent)"

@@ -1,5 +1,5 @@
 """Image ops (Resize/Upsample, ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool, LpPool,
-RoiAlign) compiled to C, against onnxruntime.
+GlobalLpPool, RoiAlign, MaxRoiPool) compiled to C, against onnxruntime.
 
 Several configurations go into one model (one build) and every output is compared; where
 onnxruntime departs from the ONNX definition (noted per test), onnx.reference is the oracle.
@@ -317,6 +317,67 @@ def test_lppool(tmp_path):
     nodes.append(helper.make_node("LpPool", ["x3"], ["w"], kernel_shape=[2, 2, 2], p=2, strides=[1, 2, 2]))
     check_many(nodes, {"x": randn(2, 3, 7, 8), "x1": randn(1, 2, 9), "x3": randn(1, 2, 4, 5, 6)}, {}, tmp_path,
                rtol=1e-5, atol=1e-5)
+
+
+GLOBAL_LPPOOL_CASES = [((2, 3, 7), 2), ((1, 4, 5, 6), 1), ((2, 2, 3, 4, 5), 3), ((1, 2, 2, 3, 2, 2), 2),
+                       ((3, 1, 1, 1), 4), ((0, 3, 4, 4), 2), ((2, 3, 0, 4), 2)]
+
+
+def _global_lppool_ref(x, p):
+    s = (np.abs(x.astype(np.float64)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return s ** (1.0 / p)
+
+
+def test_global_lppool(tmp_path):
+    """GlobalLpPool-22, which neither onnxruntime (opset 2 only) nor onnx.reference runs: C-only
+    against numpy float64; spatial ranks 1 to 4, p 1 to 4, an empty batch and an empty window
+    (the norm of no elements, 0); large and tiny values (sums in double: no overflow of |x|^p)."""
+    feed, nodes, outs = {}, [], []
+    for k, (shape, p) in enumerate(GLOBAL_LPPOOL_CASES):
+        x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+        if k == 1:
+            x.reshape(-1)[:3] = [3e38, -1e-30, 0.0]
+        feed[f"x{k}"] = x
+        nodes.append(helper.make_node("GlobalLpPool", [f"x{k}"], [f"y{k}"], p=p))
+        outs.append((f"y{k}", np.float32, None))
+    model = make_model(nodes, [(n, np.float32, list(a.shape)) for n, a in feed.items()], outs, opset=22)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    for (shape, p), x, g in zip(GLOBAL_LPPOOL_CASES, feed.values(), got):
+        ref = _global_lppool_ref(x, p)
+        assert g.shape == ref.shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, ref.astype(np.float32), rtol=1e-6, atol=0)
+
+
+def test_global_lppool_against_onnxruntime_opset2(tmp_path):
+    x = RNG.standard_normal((2, 5, 6, 7)).astype(np.float32)
+    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"], p=3)], [("x", np.float32, [2, 5, 6, 7])],
+                       [("y", np.float32, [2, 5, 1, 1])], opset=2)
+    np.testing.assert_allclose(compile_c(model, tmp_path / "o").run(None, {"x": x})[0], ort_run(model, {"x": x})[0],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"])
+def test_global_lppool_narrow_types(dtype, tmp_path):
+    """float16/bfloat16 through the float32 twin: each output rounded once from float32."""
+    import ml_dtypes
+    dt = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(dt)
+    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"])], [("x", dt, [2, 3, 4, 5])],
+                       [("y", dt, [2, 3, 1, 1])], opset=22)
+    got = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    assert got.dtype == dt
+    ref = _global_lppool_ref(x.astype(np.float32), 2).astype(np.float32).astype(dt)
+    np.testing.assert_array_equal(got.astype(np.float32), ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape,p,msg", [((2, 3), 2, r"expected rank >= 3"), ((1, 2, 3), 0, r"attribute p is 0")])
+def test_global_lppool_invalid(shape, p, msg, tmp_path):
+    node = helper.make_node("GlobalLpPool", ["x"], ["y"], p=p, name="glp")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, list(shape))],
+                              [helper.make_tensor_value_info("y", 1, list(shape[:2]) + [1] * (len(shape) - 2))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    with pytest.raises(onnxc.ModelError, match=r"node 'glp' \(GlobalLpPool\): .*" + msg):
+        onnxc.compile(model, output_dir=tmp_path / "o")
 
 
 # --- RoiAlign ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Image ops: Resize (and Upsample), ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool,
-LpPool, RoiAlign.
+LpPool, GlobalLpPool, RoiAlign.
 
 Resize is separable: each output coordinate along an axis reads K source indices with K weights
 that depend only on that axis' sizes and attributes.  Those per-axis index/weight tables are
@@ -646,6 +646,30 @@ def lppool(node, ctx):
         return "/* empty output */"
     return (_pool_params(node, ctx) + f"\nonnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, "
             f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});")
+
+
+def _global_lppool_check(node) -> Optional[str]:
+    x = node.inputs[0]
+    if x.dtype != np.float32:
+        return f"dtype {x.dtype} not supported (float32 only)"
+    if len(x.shape) < 3:
+        return "input rank < 3"
+    return None if int(get_attr(node, "p", 2)) >= 1 else "p must be a positive integer"
+
+
+@c_kernel("GlobalLpPool", check=_global_lppool_check)
+def global_lppool(node, ctx):
+    """LpPool over the spatial dims flattened into one window (any rank), no padding; an empty
+    window gives 0 (the norm of no elements)."""
+    x, y = node.inputs[0], node.outputs[0]
+    nc, sp = x.shape[0] * x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
+    if nc == 0:
+        return "/* empty output */"
+    if sp == 0:
+        return f"memset({ctx.ptr(y)}, 0, {y.nbytes});"
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, 1, {{{sp}, 1, 1}}, {{{sp}, 1, 1}}, "
+            f"{{1, 1, 1}}, {{1, 1, 1}}, {{0, 0, 0}}, {{1, 1, 1}}, 0, {{0, 0, 0}}}};\n"
+            f"onnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, {ctx.ptr(x)}, {ctx.ptr(y)});")
 
 
 # --- RoiAlign -----------------------------------------------------------------------------------
