@@ -185,3 +185,47 @@ def _global_lppool_rule(node):
     p = get_attr(node, "p", 2)
     if int(p) < 1:
         yield f"attribute p is {p}, expected a positive integer (the norm's exponent)"
+
+
+# --- MaxRoiPool: Fast R-CNN ROI max pooling (runtime_c/image/maxroipool_ref.c has the geometry) --
+# (onnx.reference has none and onnxruntime only opset 1: this is the reference)
+def _round_half_away(v):
+    a = np.floor(np.abs(v.astype(np.float64)) + 0.5)
+    return np.where(v < 0, -a, a)
+
+
+@reference("MaxRoiPool")
+def _max_roi_pool(node, x, rois):
+    ph_n, pw_n = (int(v) for v in get_attr(node, "pooled_shape"))
+    scale = np.float32(get_attr(node, "spatial_scale", 1.0))
+    if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5 or x.dtype != np.float32:
+        return NotImplemented
+    n_b, c_n, h_n, w_n = x.shape
+    y = np.zeros((rois.shape[0], c_n, ph_n, pw_n), x.dtype)
+    for n, roi in enumerate(rois.astype(np.float32)):
+        if not -1 < roi[0] < n_b:
+            raise ValueError(f"MaxRoiPool: batch id {roi[0]} of roi {n} outside [0, {n_b})")
+        x0, y0, x1, y1 = (int(np.clip(_round_half_away(roi[k] * scale), -2.0**40, 2.0**40)) for k in (1, 2, 3, 4))
+        bh = np.float32(max(y1 - y0 + 1, 1)) / np.float32(ph_n)
+        bw = np.float32(max(x1 - x0 + 1, 1)) / np.float32(pw_n)
+        for i in range(ph_n):
+            hs = min(max(int(np.floor(np.float32(i) * bh)) + y0, 0), h_n)
+            he = min(max(int(np.ceil(np.float32(i + 1) * bh)) + y0, 0), h_n)
+            for j in range(pw_n):
+                ws = min(max(int(np.floor(np.float32(j) * bw)) + x0, 0), w_n)
+                we = min(max(int(np.ceil(np.float32(j + 1) * bw)) + x0, 0), w_n)
+                if he > hs and we > ws:
+                    y[n, :, i, j] = x[int(roi[0]), :, hs:he, ws:we].max(axis=(1, 2))  # NaN propagates
+    return [y]
+
+
+@check("MaxRoiPool")
+def _max_roi_pool_rule(node):
+    x, rois = shape_of(node, 0), shape_of(node, 1)
+    if x is not None and len(x) != 4:
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected rank 4 (N, C, H, W)"
+    if rois is not None and (len(rois) != 2 or (known(rois[1]) and rois[1] != 5)):
+        yield f"{inp(node, 1)} has shape {shape_str(rois)}, expected (num_rois, 5): batch_id, x1, y1, x2, y2"
+    pooled = get_attr(node, "pooled_shape")
+    if pooled is None or len(pooled) != 2 or any(int(v) < 1 for v in pooled):
+        yield f"attribute pooled_shape is {None if pooled is None else list(pooled)}, expected 2 positive ints"

@@ -153,6 +153,15 @@ typedef struct {
 void onnxc_roialign(const onnxc_roialign_params* p, const float* X, const float* rois,
                     const int64_t* batch_indices, float* Y);
 
+/* ONNX MaxRoiPool: X[batches,C,H,W], rois[num_rois,5] as (batch_id, x1, y1, x2, y2),
+ * Y[num_rois,C,pooled_h,pooled_w] (runtime_c/image/maxroipool_ref.c says how bins fall). */
+typedef struct {
+    int64_t num_rois, batches, C, H, W, pooled_h, pooled_w;
+    float spatial_scale;
+} onnxc_maxroipool_params;
+
+void onnxc_maxroipool(const onnxc_maxroipool_params* p, const float* X, const float* rois, float* Y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
 /* ------------------------------------------------------------------------------------------ */
