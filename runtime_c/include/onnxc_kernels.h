@@ -162,6 +162,18 @@ typedef struct {
 
 void onnxc_maxroipool(const onnxc_maxroipool_params* p, const float* X, const float* rois, float* Y);
 
+/* ONNX TfIdfVectorizer over rows of row_len int32 (x32) or int64 (x64, the other NULL) tokens,
+ * the pool as a trie (first[nodes + 1], keys[edges], column[nodes]: compiler/ops/text.py),
+ * Y[rows, out_size]; weights[out_size] or NULL (all 1). runtime_c/text/tfidf_ref.c. */
+enum { ONNXC_TFIDF_TF = 0, ONNXC_TFIDF_IDF = 1, ONNXC_TFIDF_TFIDF = 2 };
+typedef struct {
+    int64_t rows, row_len, out_size, min_gram, max_gram, max_skip;
+    int mode;
+} onnxc_tfidf_params;
+
+void onnxc_tfidf(const onnxc_tfidf_params* p, const int64_t* x64, const int32_t* x32, const int64_t* first,
+                 const int64_t* keys, const int64_t* column, const float* weights, float* Y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
 /* ------------------------------------------------------------------------------------------ */
