@@ -229,3 +229,30 @@ def _max_roi_pool_rule(node):
     pooled = get_attr(node, "pooled_shape")
     if pooled is None or len(pooled) != 2 or any(int(v) < 1 for v in pooled):
         yield f"attribute pooled_shape is {None if pooled is None else list(pooled)}, expected 2 positive ints"
+
+
+# --- DeformConv: Conv whose taps sample X bilinearly at offset positions --------------------------
+@check("DeformConv")
+def _deform_conv_rule(node):
+    x, w, off, mask = shape_of(node, 0), shape_of(node, 1), shape_of(node, 2), shape_of(node, 4)
+    if x is None or w is None or len(x) < 3 or len(w) != len(x) or not all(known(d) for d in list(x[1:2]) + list(w)):
+        return
+    group, og = int(get_attr(node, "group", 1)), int(get_attr(node, "offset_group", 1))
+    if x[1] != w[1] * group:
+        yield f"{inp(node, 1)} has {w[1]} input channels per group, expected {x[1]} / group {group}"
+    if w[0] % group:
+        yield f"{inp(node, 1)} has {w[0]} output channels, expected a multiple of group {group}"
+    if og < 1 or x[1] % og:
+        yield f"attribute offset_group is {og}, expected a divisor of the {x[1]} input channels"
+        return
+    taps = 1
+    for d in w[2:]:
+        taps *= int(d)
+    rank = len(x) - 2
+    if off is not None and len(off) >= 2 and known(off[1]) and off[1] != og * taps * rank:
+        yield f"{inp(node, 2)} has {off[1]} channels, expected offset_group * kernel taps * {rank} = {og * taps * rank}"
+    if mask is not None and len(mask) >= 2 and known(mask[1]) and mask[1] != og * taps:
+        yield f"{inp(node, 4)} has {mask[1]} channels, expected offset_group * kernel taps = {og * taps}"
+    b = shape_of(node, 3)
+    if b is not None and (len(b) != 1 or (known(b[0]) and b[0] != w[0])):
+        yield f"{inp(node, 3)} has shape {shape_str(b)}, expected ({w[0]},)"

@@ -101,6 +101,17 @@ size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p);
 void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
                 float* Y, float* scratch);
 
+/* ONNX DeformConv, 2-D: Y[N,M,oh,ow] from X[N,C,H,W], W[M,C/group,kh,kw], offset[N,
+ * offset_group*kh*kw*2,oh,ow], B[M] and mask[N,offset_group*kh*kw,oh,ow] (both may be NULL);
+ * cols holds onnxc_deformconv_scratch_floats(p) floats. runtime_c/conv/deformconv_ref.c. */
+typedef struct {
+    int64_t N, C, H, W, M, group, offset_group, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
+} onnxc_deformconv_params;
+
+size_t onnxc_deformconv_scratch_floats(const onnxc_deformconv_params* p);
+void onnxc_deformconv(const onnxc_deformconv_params* p, const float* X, const float* Wt, const float* offset,
+                      const float* B, const float* mask, float* Y, float* cols);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Image: col2im, transposed convolution, GridSample, RoiAlign (runtime_c/image/)              */
 /* ------------------------------------------------------------------------------------------ */
