@@ -224,6 +224,15 @@ void onnxc_lrn(int64_t N, int64_t C, int64_t spatial, int64_t size, float alpha,
  * count_include_pad unused): y = (sum of |x|^pw over the in-bounds window elements)^(1/pw). */
 void onnxc_lppool(const onnxc_pool_params* p, int64_t pw, const float* X, float* Y);
 
+/* ONNX DFT along one axis (runtime_c/math/dft_ref.c): X[outer, in_len, inner, in_c],
+ * Y[outer, out_len, inner, out_c], n the dft_length, tw the 2n cos/sin of 2 pi j / n. */
+typedef struct {
+    int64_t outer, in_len, inner, in_c, n, out_len, out_c;
+    int inverse, onesided;
+} onnxc_dft_params;
+
+void onnxc_dft(const onnxc_dft_params* p, const double* tw, const float* X, float* Y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax                                                                                     */
 /* ------------------------------------------------------------------------------------------ */

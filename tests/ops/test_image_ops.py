@@ -427,7 +427,8 @@ def _rois(n_batch, h, w, count, scale):
     scaling, both signs), malformed (x2 < x1), partly and wholly outside the image."""
     r = RNG.integers(-4, int(max(h, w) / scale) + 4, (count, 4)).astype(np.float32)
     b = RNG.integers(0, n_batch, (count, 1)).astype(np.float32)
-    fixed = np.array([[0, 0, 0, (w - 1) / scale, (h - 1) / scale], [0, 5 / scale * 0.5, 3 / scale * 0.5, 9 / scale * 0.5, 7 / scale * 0.5],
+    fixed = np.array([[0, 0, 0, (w - 1) / scale, (h - 1) / scale],
+                      [0, 5 / scale * 0.5, 3 / scale * 0.5, 9 / scale * 0.5, 7 / scale * 0.5],
                       [n_batch - 1, -5 / scale * 0.5, -3 / scale * 0.5, 1, 1], [0, 6, 5, 2, 1],
                       [n_batch - 1, 3 * w / scale, 3 * h / scale, 4 * w / scale, 4 * h / scale],
                       [0.9, -30, -30, 1000, 1000]], np.float32)
