@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import List, Tuple
 
-from .registry import check, facts, get_attr
+import numpy as np
+
+from .registry import check, facts, get_attr, reference
 from .validate import inp, known, shape_of, shape_str, unidirectional_problem
 
 # Facts (registry.FACTS)
 facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
-      twin=True)
+      "GlobalLpPool", twin=True)
 
 
 
@@ -162,3 +164,95 @@ def _prelu_rule(node):
     if node.opset >= 7:
         yield unidirectional_problem(inp(node, 1), shape_of(node, 1), shape_of(node, 0), inp(node, 0))
 
+
+
+# --- GlobalLpPool: y[n, c] = (sum over the spatial dims of |x|^p)^(1/p), spatial dims kept as 1 --
+# (onnx.reference has no GlobalLpPool and onnxruntime only opset 2: this is the reference)
+@reference("GlobalLpPool")
+def _global_lppool(node, x):
+    p = int(get_attr(node, "p", 2))
+    if x.ndim < 3 or p < 1:
+        return NotImplemented
+    s = (np.abs(x.astype(np.float64)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return [(s ** (1.0 / p)).astype(x.dtype)]
+
+
+@check("GlobalLpPool")
+def _global_lppool_rule(node):
+    x = shape_of(node, 0)
+    if x is not None and len(x) < 3:
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected rank >= 3 (N, C, spatial...)"
+    p = get_attr(node, "p", 2)
+    if int(p) < 1:
+        yield f"attribute p is {p}, expected a positive integer (the norm's exponent)"
+
+
+# --- MaxRoiPool: Fast R-CNN ROI max pooling (runtime_c/image/maxroipool_ref.c has the geometry) --
+# (onnx.reference has none and onnxruntime only opset 1: this is the reference)
+def _round_half_away(v):
+    a = np.floor(np.abs(v.astype(np.float64)) + 0.5)
+    return np.where(v < 0, -a, a)
+
+
+@reference("MaxRoiPool")
+def _max_roi_pool(node, x, rois):
+    ph_n, pw_n = (int(v) for v in get_attr(node, "pooled_shape"))
+    scale = np.float32(get_attr(node, "spatial_scale", 1.0))
+    if x.ndim != 4 or rois.ndim != 2 or rois.shape[1] != 5 or x.dtype != np.float32:
+        return NotImplemented
+    n_b, c_n, h_n, w_n = x.shape
+    y = np.zeros((rois.shape[0], c_n, ph_n, pw_n), x.dtype)
+    for n, roi in enumerate(rois.astype(np.float32)):
+        if not -1 < roi[0] < n_b:
+            raise ValueError(f"MaxRoiPool: batch id {roi[0]} of roi {n} outside [0, {n_b})")
+        x0, y0, x1, y1 = (int(np.clip(_round_half_away(roi[k] * scale), -2.0**40, 2.0**40)) for k in (1, 2, 3, 4))
+        bh = np.float32(max(y1 - y0 + 1, 1)) / np.float32(ph_n)
+        bw = np.float32(max(x1 - x0 + 1, 1)) / np.float32(pw_n)
+        for i in range(ph_n):
+            hs = min(max(int(np.floor(np.float32(i) * bh)) + y0, 0), h_n)
+            he = min(max(int(np.ceil(np.float32(i + 1) * bh)) + y0, 0), h_n)
+            for j in range(pw_n):
+                ws = min(max(int(np.floor(np.float32(j) * bw)) + x0, 0), w_n)
+                we = min(max(int(np.ceil(np.float32(j + 1) * bw)) + x0, 0), w_n)
+                if he > hs and we > ws:
+                    y[n, :, i, j] = x[int(roi[0]), :, hs:he, ws:we].max(axis=(1, 2))  # NaN propagates
+    return [y]
+
+
+@check("MaxRoiPool")
+def _max_roi_pool_rule(node):
+    x, rois = shape_of(node, 0), shape_of(node, 1)
+    if x is not None and len(x) != 4:
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected rank 4 (N, C, H, W)"
+    if rois is not None and (len(rois) != 2 or (known(rois[1]) and rois[1] != 5)):
+        yield f"{inp(node, 1)} has shape {shape_str(rois)}, expected (num_rois, 5): batch_id, x1, y1, x2, y2"
+    pooled = get_attr(node, "pooled_shape")
+    if pooled is None or len(pooled) != 2 or any(int(v) < 1 for v in pooled):
+        yield f"attribute pooled_shape is {None if pooled is None else list(pooled)}, expected 2 positive ints"
+
+
+# --- DeformConv: Conv whose taps sample X bilinearly at offset positions --------------------------
+@check("DeformConv")
+def _deform_conv_rule(node):
+    x, w, off, mask = shape_of(node, 0), shape_of(node, 1), shape_of(node, 2), shape_of(node, 4)
+    if x is None or w is None or len(x) < 3 or len(w) != len(x) or not all(known(d) for d in list(x[1:2]) + list(w)):
+        return
+    group, og = int(get_attr(node, "group", 1)), int(get_attr(node, "offset_group", 1))
+    if x[1] != w[1] * group:
+        yield f"{inp(node, 1)} has {w[1]} input channels per group, expected {x[1]} / group {group}"
+    if w[0] % group:
+        yield f"{inp(node, 1)} has {w[0]} output channels, expected a multiple of group {group}"
+    if og < 1 or x[1] % og:
+        yield f"attribute offset_group is {og}, expected a divisor of the {x[1]} input channels"
+        return
+    taps = 1
+    for d in w[2:]:
+        taps *= int(d)
+    rank = len(x) - 2
+    if off is not None and len(off) >= 2 and known(off[1]) and off[1] != og * taps * rank:
+        yield f"{inp(node, 2)} has {off[1]} channels, expected offset_group * kernel taps * {rank} = {og * taps * rank}"
+    if mask is not None and len(mask) >= 2 and known(mask[1]) and mask[1] != og * taps:
+        yield f"{inp(node, 4)} has {mask[1]} channels, expected offset_group * kernel taps = {og * taps}"
+    b = shape_of(node, 3)
+    if b is not None and (len(b) != 1 or (known(b[0]) and b[0] != w[0])):
+        yield f"{inp(node, 3)} has shape {shape_str(b)}, expected ({w[0]},)"

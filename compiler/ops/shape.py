@@ -11,6 +11,8 @@ from .validate import axis_problem, broadcast_problem, const_of, inp, known, sha
 facts("EyeLike", "Range", twin=True)
 facts(*"""Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Expand Pad Tile DepthToSpace
            SpaceToDepth Trilu ReverseSequence CenterCropPad""".split(), bit_mover=True)
+# Shape and Size read no element of their input: its narrow type needs no twin
+facts("Shape", "Size", bit_mover=True)
 
 
 
@@ -23,8 +25,15 @@ def _constant_of_shape(node, shape):
 
 @reference("Shape")
 def _shape(node, x):
+    # Python's slice is the spec's rule: a negative start/end counts from the back, then both
+    # clamp to [0, rank]; start >= end gives no dims
     start, end = node.attrs.get("start", 0), node.attrs.get("end", None)
     return [np.array(x.shape[start:end], dtype=np.int64)]
+
+
+@reference("Size")
+def _size(node, x):
+    return [np.array(x.size, dtype=np.int64)]
 
 
 @reference("Unsqueeze")

@@ -101,6 +101,17 @@ size_t onnxc_conv_scratch_floats(const onnxc_conv_params* p);
 void onnxc_conv(const onnxc_conv_params* p, const float* X, const float* W, const float* B,
                 float* Y, float* scratch);
 
+/* ONNX DeformConv, 2-D: Y[N,M,oh,ow] from X[N,C,H,W], W[M,C/group,kh,kw], offset[N,
+ * offset_group*kh*kw*2,oh,ow], B[M] and mask[N,offset_group*kh*kw,oh,ow] (both may be NULL);
+ * cols holds onnxc_deformconv_scratch_floats(p) floats. runtime_c/conv/deformconv_ref.c. */
+typedef struct {
+    int64_t N, C, H, W, M, group, offset_group, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
+} onnxc_deformconv_params;
+
+size_t onnxc_deformconv_scratch_floats(const onnxc_deformconv_params* p);
+void onnxc_deformconv(const onnxc_deformconv_params* p, const float* X, const float* Wt, const float* offset,
+                      const float* B, const float* mask, float* Y, float* cols);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Image: col2im, transposed convolution, GridSample, RoiAlign (runtime_c/image/)              */
 /* ------------------------------------------------------------------------------------------ */
@@ -153,6 +164,27 @@ typedef struct {
 void onnxc_roialign(const onnxc_roialign_params* p, const float* X, const float* rois,
                     const int64_t* batch_indices, float* Y);
 
+/* ONNX MaxRoiPool: X[batches,C,H,W], rois[num_rois,5] as (batch_id, x1, y1, x2, y2),
+ * Y[num_rois,C,pooled_h,pooled_w] (runtime_c/image/maxroipool_ref.c says how bins fall). */
+typedef struct {
+    int64_t num_rois, batches, C, H, W, pooled_h, pooled_w;
+    float spatial_scale;
+} onnxc_maxroipool_params;
+
+void onnxc_maxroipool(const onnxc_maxroipool_params* p, const float* X, const float* rois, float* Y);
+
+/* ONNX TfIdfVectorizer over rows of row_len int32 (x32) or int64 (x64, the other NULL) tokens,
+ * the pool as a trie (first[nodes + 1], keys[edges], column[nodes]: compiler/ops/text.py),
+ * Y[rows, out_size]; weights[out_size] or NULL (all 1). runtime_c/text/tfidf_ref.c. */
+enum { ONNXC_TFIDF_TF = 0, ONNXC_TFIDF_IDF = 1, ONNXC_TFIDF_TFIDF = 2 };
+typedef struct {
+    int64_t rows, row_len, out_size, min_gram, max_gram, max_skip;
+    int mode;
+} onnxc_tfidf_params;
+
+void onnxc_tfidf(const onnxc_tfidf_params* p, const int64_t* x64, const int32_t* x32, const int64_t* first,
+                 const int64_t* keys, const int64_t* column, const float* weights, float* Y);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Pooling and normalization                                                                   */
 /* ------------------------------------------------------------------------------------------ */
@@ -194,6 +226,15 @@ void onnxc_lrn(int64_t N, int64_t C, int64_t spatial, int64_t size, float alpha,
 /* ONNX LpPool with exponent pw >= 1 (geometry as for onnxc_avgpool; pad_end and
  * count_include_pad unused): y = (sum of |x|^pw over the in-bounds window elements)^(1/pw). */
 void onnxc_lppool(const onnxc_pool_params* p, int64_t pw, const float* X, float* Y);
+
+/* ONNX DFT along one axis (runtime_c/math/dft_ref.c): X[outer, in_len, inner, in_c],
+ * Y[outer, out_len, inner, out_c], n the dft_length, tw the 2n cos/sin of 2 pi j / n. */
+typedef struct {
+    int64_t outer, in_len, inner, in_c, n, out_len, out_c;
+    int inverse, onesided;
+} onnxc_dft_params;
+
+void onnxc_dft(const onnxc_dft_params* p, const double* tw, const float* X, float* Y);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax                                                                                     */

@@ -165,3 +165,26 @@ def test_integer_overflow_wraps_like_numpy(dtype, tmp_path):
         got = onnxc.compile(model, output_dir=tmp_path / level, opt_level=level).run(None, {"a": a, "b": b})
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
+
+
+SWISH_EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan, 100.0, -100.0, 88.0, -88.0, 1e-30, -1e-30, 3.0, -3.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("alpha", [None, 0.5, -2.0])
+def test_swish(dtype, alpha, tmp_path):
+    """Swish (opset 24, which onnxruntime 1.32 lacks) C-only against the onnx reference; edges:
+    +-inf (-inf gives NaN, -inf * 0, as the spec's x * sigmoid(alpha x)), NaN, exp overflow on
+    both sides, signed zeros; float16 runs the float32 twin (rounded once)."""
+    from onnx.reference import ReferenceEvaluator
+    from helpers import compile_c
+    x = np.concatenate([np.array(SWISH_EDGES), RNG.standard_normal(47) * 6]).astype(dtype).reshape(4, 15)
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = make_model([helper.make_node("Swish", ["x"], ["y"], **attrs)], [("x", dtype, [4, 15])],
+                       [("y", dtype, [4, 15])], opset=24)
+    got = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    ref = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float64)} if dtype == np.float16 else {"x": x})[0]
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(dtype).astype(np.float64),
+                               rtol={np.float16: 1e-3, np.float32: 1e-5, np.float64: 1e-12}[dtype], atol=1e-30)
+    assert np.array_equal(np.isnan(got), np.isnan(ref.astype(dtype)))

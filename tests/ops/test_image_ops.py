@@ -1,5 +1,5 @@
 """Image ops (Resize/Upsample, ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool, LpPool,
-RoiAlign) compiled to C, against onnxruntime.
+GlobalLpPool, RoiAlign, MaxRoiPool) compiled to C, against onnxruntime.
 
 Several configurations go into one model (one build) and every output is compared; where
 onnxruntime departs from the ONNX definition (noted per test), onnx.reference is the oracle.
@@ -319,6 +319,67 @@ def test_lppool(tmp_path):
                rtol=1e-5, atol=1e-5)
 
 
+GLOBAL_LPPOOL_CASES = [((2, 3, 7), 2), ((1, 4, 5, 6), 1), ((2, 2, 3, 4, 5), 3), ((1, 2, 2, 3, 2, 2), 2),
+                       ((3, 1, 1, 1), 4), ((0, 3, 4, 4), 2), ((2, 3, 0, 4), 2)]
+
+
+def _global_lppool_ref(x, p):
+    s = (np.abs(x.astype(np.float64)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return s ** (1.0 / p)
+
+
+def test_global_lppool(tmp_path):
+    """GlobalLpPool-22, which neither onnxruntime (opset 2 only) nor onnx.reference runs: C-only
+    against numpy float64; spatial ranks 1 to 4, p 1 to 4, an empty batch and an empty window
+    (the norm of no elements, 0); large and tiny values (sums in double: no overflow of |x|^p)."""
+    feed, nodes, outs = {}, [], []
+    for k, (shape, p) in enumerate(GLOBAL_LPPOOL_CASES):
+        x = (RNG.standard_normal(shape) * 3).astype(np.float32)
+        if k == 1:
+            x.reshape(-1)[:3] = [3e38, -1e-30, 0.0]
+        feed[f"x{k}"] = x
+        nodes.append(helper.make_node("GlobalLpPool", [f"x{k}"], [f"y{k}"], p=p))
+        outs.append((f"y{k}", np.float32, None))
+    model = make_model(nodes, [(n, np.float32, list(a.shape)) for n, a in feed.items()], outs, opset=22)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    for (shape, p), x, g in zip(GLOBAL_LPPOOL_CASES, feed.values(), got):
+        ref = _global_lppool_ref(x, p)
+        assert g.shape == ref.shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, ref.astype(np.float32), rtol=1e-6, atol=0)
+
+
+def test_global_lppool_against_onnxruntime_opset2(tmp_path):
+    x = RNG.standard_normal((2, 5, 6, 7)).astype(np.float32)
+    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"], p=3)], [("x", np.float32, [2, 5, 6, 7])],
+                       [("y", np.float32, [2, 5, 1, 1])], opset=2)
+    np.testing.assert_allclose(compile_c(model, tmp_path / "o").run(None, {"x": x})[0], ort_run(model, {"x": x})[0],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"])
+def test_global_lppool_narrow_types(dtype, tmp_path):
+    """float16/bfloat16 through the float32 twin: each output rounded once from float32."""
+    import ml_dtypes
+    dt = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(dt)
+    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"])], [("x", dt, [2, 3, 4, 5])],
+                       [("y", dt, [2, 3, 1, 1])], opset=22)
+    got = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    assert got.dtype == dt
+    ref = _global_lppool_ref(x.astype(np.float32), 2).astype(np.float32).astype(dt)
+    np.testing.assert_array_equal(got.astype(np.float32), ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape,p,msg", [((2, 3), 2, r"expected rank >= 3"), ((1, 2, 3), 0, r"attribute p is 0")])
+def test_global_lppool_invalid(shape, p, msg, tmp_path):
+    node = helper.make_node("GlobalLpPool", ["x"], ["y"], p=p, name="glp")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, list(shape))],
+                              [helper.make_tensor_value_info("y", 1, list(shape[:2]) + [1] * (len(shape) - 2))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    with pytest.raises(onnxc.ModelError, match=r"node 'glp' \(GlobalLpPool\): .*" + msg):
+        onnxc.compile(model, output_dir=tmp_path / "o")
+
+
 # --- RoiAlign ---------------------------------------------------------------------------------
 def roi_inputs(n_rois=6, batches=2, size=(10, 12)):
     h, w = size
@@ -358,3 +419,89 @@ def test_roialign_bad_batch_index(tmp_path):
         m.run(None, feed)
     good = dict(feed, bi=np.array([1, 0, 0], np.int64))
     np.testing.assert_allclose(m.run(None, good)[0], ort_run(model, good)[0], rtol=1e-5, atol=1e-6)
+
+
+# --- MaxRoiPool -------------------------------------------------------------------------------
+def _rois(n_batch, h, w, count, scale):
+    """ROIs in image coordinates / scale: random, ties of the corner rounding (k + 0.5 after
+    scaling, both signs), malformed (x2 < x1), partly and wholly outside the image."""
+    r = RNG.integers(-4, int(max(h, w) / scale) + 4, (count, 4)).astype(np.float32)
+    b = RNG.integers(0, n_batch, (count, 1)).astype(np.float32)
+    fixed = np.array([[0, 0, 0, (w - 1) / scale, (h - 1) / scale],
+                      [0, 5 / scale * 0.5, 3 / scale * 0.5, 9 / scale * 0.5, 7 / scale * 0.5],
+                      [n_batch - 1, -5 / scale * 0.5, -3 / scale * 0.5, 1, 1], [0, 6, 5, 2, 1],
+                      [n_batch - 1, 3 * w / scale, 3 * h / scale, 4 * w / scale, 4 * h / scale],
+                      [0.9, -30, -30, 1000, 1000]], np.float32)
+    return np.concatenate([fixed, np.concatenate([b, r], axis=1)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("pooled,scale,shape", [((3, 2), 0.5, (2, 3, 9, 11)), ((1, 1), 1.0, (1, 2, 5, 4)),
+                                                ((4, 5), 0.0625, (2, 2, 6, 7)), ((7, 3), 2.0, (3, 1, 4, 12))])
+def test_maxroipool_against_onnxruntime(pooled, scale, shape, tmp_path):
+    """MaxRoiPool-1 C-only against onnxruntime on positive data (where its max, which starts at
+    FLT_MIN, is the max): corner rounding ties, malformed and outside ROIs (empty bins give 0),
+    bins finer than the ROI, fractional batch ids (truncated)."""
+    x = RNG.uniform(0.5, 4, shape).astype(np.float32)
+    rois = _rois(shape[0], shape[2], shape[3], 20, scale)
+    model = make_model([helper.make_node("MaxRoiPool", ["x", "r"], ["y"], pooled_shape=list(pooled), spatial_scale=scale)],
+                       [("x", np.float32, list(shape)), ("r", np.float32, list(rois.shape))],
+                       [("y", np.float32, [len(rois), shape[1], *pooled])], opset=1)
+    got = compile_c(model, tmp_path / "o").run(None, {"x": x, "r": rois})[0]
+    np.testing.assert_array_equal(got, ort_run(model, {"x": x, "r": rois})[0])
+    assert (got == 0).any() and (got > 0).any()  # empty bins and full ones both met
+
+
+def test_maxroipool_negative_and_nan_opset22(tmp_path):
+    """MaxRoiPool-22, which neither onnxruntime (opset 1 only) nor onnx.reference runs: the bin's
+    maximum, negative values and NaN included, against the numpy reference, for a whole-image 1x1
+    pooling against x.max itself, and without the NaN against onnxruntime at opset 1."""
+    from onnxc.ops.nn import _max_roi_pool
+    x = RNG.standard_normal((2, 3, 8, 10)).astype(np.float32) - 3
+    x[1, 2, 4, 5] = np.nan
+    rois = _rois(2, 8, 10, 16, 0.5)
+    attrs = dict(pooled_shape=[2, 3], spatial_scale=0.5)
+    model = make_model([helper.make_node("MaxRoiPool", ["x", "r"], ["y"], **attrs),
+                        helper.make_node("MaxRoiPool", ["x", "w"], ["z"], pooled_shape=[1, 1])],
+                       [("x", np.float32, [2, 3, 8, 10]), ("r", np.float32, list(rois.shape)), ("w", np.float32, [2, 5])],
+                       [("y", np.float32, [len(rois), 3, 2, 3]), ("z", np.float32, [2, 3, 1, 1])], opset=22)
+    whole = np.array([[0, 0, 0, 9, 7], [1, -2, -2, 20, 20]], np.float32)
+    y, z = compile_c(model, tmp_path / "o").run(None, {"x": x, "r": rois, "w": whole})
+    node = type("Node", (), {"attrs": attrs, "op_type": "MaxRoiPool", "domain": "", "opset": 22})()
+    np.testing.assert_array_equal(y, _max_roi_pool(node, x, rois)[0])
+    assert (y < -1).any() and np.isnan(y).any()
+    np.testing.assert_array_equal(z[:, :, 0, 0], x.max(axis=(2, 3)))
+    ort_model = make_model([helper.make_node("MaxRoiPool", ["x", "w"], ["z"], pooled_shape=[1, 1])],
+                           [("x", np.float32, [2, 3, 8, 10]), ("w", np.float32, [2, 5])],
+                           [("z", np.float32, [2, 3, 1, 1])], opset=1)
+    x[1, 2, 4, 5] = -7.0
+    np.testing.assert_array_equal(compile_c(ort_model, tmp_path / "p").run(None, {"x": x, "w": whole})[0],
+                                  ort_run(ort_model, {"x": x, "w": whole})[0])
+
+
+@pytest.mark.parametrize("bid,shown", [(2.0, 2), (-1.0, -1), (np.nan, -10**18)])
+def test_maxroipool_bad_batch_id(bid, shown, tmp_path):
+    x = RNG.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    rois = np.array([[0, 0, 0, 3, 3], [bid, 0, 0, 1, 1]], np.float32)
+    model = make_model([helper.make_node("MaxRoiPool", ["x", "r"], ["y"], pooled_shape=[2, 2], name="mrp")],
+                       [("x", np.float32, [2, 1, 4, 4]), ("r", np.float32, [2, 5])], [("y", np.float32, [2, 1, 2, 2])],
+                       opset=22)
+    m = compile_c(model, tmp_path / "o")
+    with pytest.raises(onnxc.InputError, match=rf"^node 'mrp' \(MaxRoiPool\): batch id {shown} out of range \[0, 1\] "
+                                               r".*at r\[1, 0\]$"):
+        m.run(None, {"x": x, "r": rois})
+    rois[1, 0] = 0.99  # truncated to 0: valid
+    y = m.run(None, {"x": x, "r": rois})[0]
+    assert y[1, 0, 0, 0] == x[0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("attrs,rois_shape,msg", [
+    (dict(pooled_shape=[2, 0]), [3, 5], r"attribute pooled_shape is \[2, 0\], expected 2 positive ints"),
+    (dict(pooled_shape=[2, 2]), [3, 4], r"input 1 'r' has shape \(3, 4\), expected \(num_rois, 5\)")])
+def test_maxroipool_invalid(attrs, rois_shape, msg, tmp_path):
+    node = helper.make_node("MaxRoiPool", ["x", "r"], ["y"], name="mrp", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 2, 5, 5]),
+                                            helper.make_tensor_value_info("r", 1, rois_shape)],
+                              [helper.make_tensor_value_info("y", 1, [3, 2, 2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    with pytest.raises(onnxc.ModelError, match=r"node 'mrp' \(MaxRoiPool\): .*" + msg):
+        onnxc.compile(model, output_dir=tmp_path / "o")

@@ -1,9 +1,10 @@
-"""Conv, pools, LRN, Gemm and MatMul against onnxruntime."""
+"""Conv, DeformConv, pools, LRN, Gemm and MatMul against onnxruntime."""
 import numpy as np
 import pytest
 from onnx import helper
 
-from helpers import check_against_ort, make_model
+import onnxc
+from helpers import check_against_ort, make_model, ort_run
 
 RNG = np.random.default_rng(0)
 
@@ -98,3 +99,60 @@ def test_matmul(ash, bsh, dtype, tmp_path):
     model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", dtype, list(ash)), ("b", dtype, list(bsh))],
                        [("y", dtype, None)])
     check(model, {"a": a, "b": b}, tmp_path)
+
+
+# --- DeformConv -------------------------------------------------------------------------------
+DEFORM_CASES = [  # (x shape, w shape, attrs, bias, mask)
+    ((1, 2, 5, 6), (3, 2, 3, 3), {}, False, False),
+    ((2, 4, 6, 5), (4, 2, 2, 3), dict(group=2, offset_group=2, pads=[1, 0, 2, 1]), True, True),
+    ((1, 4, 7, 7), (2, 4, 3, 3), dict(strides=[2, 1], dilations=[1, 2], pads=[1, 1, 1, 1], offset_group=4), True, False),
+    ((1, 1, 1, 4), (1, 1, 1, 2), dict(pads=[0, 1, 0, 1]), False, True),  # one row: H - 1 = 0 in the reference's scale
+]
+
+
+def _deform_out(xs, ws, attrs):
+    s, d, p = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1]), attrs.get("pads", [0, 0, 0, 0])
+    return [(xs[2 + i] + p[i] + p[2 + i] - (ws[2 + i] - 1) * d[i] - 1) // s[i] + 1 for i in range(2)]
+
+
+@pytest.mark.parametrize("case", range(len(DEFORM_CASES)))
+def test_deform_conv(case, tmp_path):
+    """DeformConv C-only against onnxruntime: fractional offsets reaching past every border (the
+    outside neighbours count 0), integer offsets, one huge offset, groups, offset groups, strides,
+    dilations, asymmetric pads, bias and mask."""
+    from helpers import compile_c
+    xs, ws, attrs, bias, mask = DEFORM_CASES[case]
+    out = _deform_out(xs, ws, attrs)
+    og, taps = attrs.get("offset_group", 1), ws[2] * ws[3]
+    feed = {"x": RNG.standard_normal(xs).astype(np.float32), "w": RNG.standard_normal(ws).astype(np.float32),
+            "off": (RNG.uniform(-3, 3, (xs[0], og * taps * 2, *out))).astype(np.float32)}
+    feed["off"].reshape(-1)[::7] = np.round(feed["off"].reshape(-1)[::7])
+    feed["off"].reshape(-1)[3] = 1e6
+    names = ["x", "w", "off"]
+    if bias or mask:
+        names.append("b" if bias else "")
+        if bias:
+            feed["b"] = RNG.standard_normal(ws[0]).astype(np.float32)
+    if mask:
+        names.append("m")
+        feed["m"] = RNG.uniform(0, 1, (xs[0], og * taps, *out)).astype(np.float32)
+    model = make_model([helper.make_node("DeformConv", names, ["y"], kernel_shape=list(ws[2:]), **attrs)],
+                       [(n, a.dtype, list(a.shape)) for n, a in feed.items()], [("y", np.float32, [xs[0], ws[0], *out])],
+                       opset=22)
+    got = compile_c(model, tmp_path / "o").run(None, feed)[0]
+    np.testing.assert_allclose(got, ort_run(model, feed)[0], rtol=1e-5, atol=1e-5)
+    if xs[2] > 1:  # the reference divides by H - 1
+        from onnx.reference import ReferenceEvaluator
+        np.testing.assert_allclose(got, ReferenceEvaluator(model).run(None, feed)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_deform_conv_invalid(tmp_path):
+    node = helper.make_node("DeformConv", ["x", "w", "off"], ["y"], kernel_shape=[2, 2], offset_group=2, name="dc")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 2, 4, 4]),
+                                            helper.make_tensor_value_info("w", 1, [1, 2, 2, 2]),
+                                            helper.make_tensor_value_info("off", 1, [1, 8, 3, 3])],
+                              [helper.make_tensor_value_info("y", 1, [1, 1, 3, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    with pytest.raises(onnxc.ModelError, match=r"node 'dc' \(DeformConv\): input 2 'off' has 8 channels, expected "
+                                               r"offset_group \* kernel taps \* 2 = 16"):
+        onnxc.compile(model, output_dir=tmp_path / "o")

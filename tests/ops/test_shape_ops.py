@@ -111,3 +111,45 @@ def test_pad(mode, pads, tmp_path):
 def test_index_map_ops(op, attrs, inits, shape, tmp_path):
     check([helper.make_node(op, ["x"] + list(inits), ["y"], **attrs)], {"x": data(shape, np.float32)}, inits,
           tmp_path)
+
+
+# --- Shape / Size -----------------------------------------------------------------------------
+# (start, end) of Shape-21 on a rank-4 input: negative, clamped beyond either end, start >= end
+SHAPE_SLICES = [(None, None), (1, None), (None, 1), (-1, None), (None, -1), (1, -1), (1, 2), (-10, None),
+                (None, 10), (-10, 10), (3, 1), (2, 2), (-2, -3), (4, None), (None, -4)]
+
+
+@pytest.mark.parametrize("opt_level", ["none", "layout"])
+def test_shape_and_size_in_c(opt_level, tmp_path):
+    """Shape (start/end negative, clamped, empty) and Size C-only against onnxruntime: folded at
+    the default level, run by their C kernels (compile-time literals) at opt_level none; inputs of
+    rank 0, with a zero dim, and float16 (never read: no twin)."""
+    feed = {"x": RNG.standard_normal((2, 3, 5, 7)).astype(np.float32), "s": np.array(4.0, np.float32),
+            "e": np.zeros((3, 0, 2), np.float32), "h": np.ones((4, 1), np.float16)}
+    nodes, outs = [], []
+    for k, (start, end) in enumerate(SHAPE_SLICES):
+        attrs = {a: v for a, v in (("start", start), ("end", end)) if v is not None}
+        nodes.append(helper.make_node("Shape", ["x"], [f"y{k}"], **attrs))
+        outs.append((f"y{k}", np.int64, None))
+    for name in ("s", "e", "h"):
+        nodes += [helper.make_node("Shape", [name], [f"shape_{name}"]), helper.make_node("Size", [name], [f"size_{name}"]),
+                  helper.make_node("Shape", [name], [f"tail_{name}"], start=-1)]
+        outs += [(f"shape_{name}", np.int64, None), (f"size_{name}", np.int64, None), (f"tail_{name}", np.int64, None)]
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()], outs, opset=21)
+    ref = ort_run(model, feed)
+    m = onnxc.compile(model, output_dir=tmp_path / "o", opt_level=opt_level, fallback=False)
+    for (name, _, _), o, r in zip(outs, m.run(None, feed), ref):
+        assert o.dtype == np.int64 and o.shape == r.shape, name
+        np.testing.assert_array_equal(o, r, err_msg=name)
+
+
+def test_shape_of_a_data_dependent_shape_names_the_reason(tmp_path):
+    """Shape of a value whose shape only the data decides (NonZero) cannot be C: the reason says
+    so instead of 'no C kernel'."""
+    model = make_model([helper.make_node("NonZero", ["x"], ["nz"]), helper.make_node("Shape", ["nz"], ["y"])],
+                       [("x", np.float32, [3, 4])], [("y", np.int64, [2])], opset=21)
+    m = onnxc.compile(model, output_dir=tmp_path / "o")
+    why = {f["op"]: f["why"] for f in m.fallback_nodes}
+    assert "no static shape" in why["Shape"], why
+    x = np.array([[0, 1, 0, 2], [3, 0, 0, 0], [0, 0, 0, 4]], np.float32)
+    np.testing.assert_array_equal(m.run(None, {"x": x})[0], [2, 4])

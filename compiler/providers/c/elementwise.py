@@ -13,9 +13,10 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from ...codegen.loops import pooled_loop
-from ...dtypes import c_type
+from ...dtypes import c_type, dtype_name
 from ...ops import get_attr
 from ...ops.activations import params_of
+from ...ops.elementwise import bit_width
 from ...ops.narrow import touches_narrow
 from .activations import c_activation
 from .casts import cast_expr, cast_reason, standard_cast_expr
@@ -189,6 +190,15 @@ def _clamp01(e):
 @_as_activation
 def _hswish(x, t, n):
     return f"({x} * {_clamp01(f'({x} / 6 + 0.5)')})"
+
+
+@unary("Swish")
+def _swish(x, t, n):
+    # x * sigmoid(alpha x) as the spec writes it: -inf gives NaN (-inf * 0), as the reference
+    a = n.ctx.lit(get_attr(n, "alpha", 1.0), t)
+    if np.dtype(t) == np.float32:
+        return f"({x} * onnxc_sigmoidf({a} * {x}))"
+    return f"({x} * (1 / (1 + exp(-({a} * {x})))))"
 
 
 @unary("Mish")
@@ -492,6 +502,22 @@ def _dropout(node, ctx):
 
 
 c_kernel("Identity", alias=lambda n: n.inputs[0], check=lambda n: None)(_emit_copy)
+
+
+def _bitcast_check(node):
+    x, y = node.inputs[0], node.outputs[0]
+    for v in (x, y):  # sub-byte types are carried one element per byte: their bytes are not the bits
+        if bit_width(v.dtype) != 8 * v.dtype.itemsize:
+            return f"{dtype_name(v.dtype)} '{v.name}' is a sub-byte type"
+    return None if x.nbytes == y.nbytes else "input and output sizes differ"
+
+
+# BitCast copies the bytes rather than aliasing them: a view read through a pointer of another
+# type (float* vs int32_t*) in the same C function breaks C's aliasing rules; memcpy does not.
+@c_kernel("BitCast", check=_bitcast_check)
+def _bitcast(node, ctx):
+    x, y = node.inputs[0], node.outputs[0]
+    return f"memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, {y.nbytes});" if y.nbytes else "/* empty */"
 
 
 # --- BatchNormalization (inference) ------------------------------------------------------

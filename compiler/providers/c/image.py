@@ -1,5 +1,5 @@
 """Image ops: Resize (and Upsample), ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool,
-LpPool, RoiAlign.
+LpPool, GlobalLpPool, RoiAlign, MaxRoiPool.
 
 Resize is separable: each output coordinate along an axis reads K source indices with K weights
 that depend only on that axis' sizes and attributes.  Those per-axis index/weight tables are
@@ -648,6 +648,30 @@ def lppool(node, ctx):
             f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});")
 
 
+def _global_lppool_check(node) -> Optional[str]:
+    x = node.inputs[0]
+    if x.dtype != np.float32:
+        return f"dtype {x.dtype} not supported (float32 only)"
+    if len(x.shape) < 3:
+        return "input rank < 3"
+    return None if int(get_attr(node, "p", 2)) >= 1 else "p must be a positive integer"
+
+
+@c_kernel("GlobalLpPool", check=_global_lppool_check)
+def global_lppool(node, ctx):
+    """LpPool over the spatial dims flattened into one window (any rank), no padding; an empty
+    window gives 0 (the norm of no elements)."""
+    x, y = node.inputs[0], node.outputs[0]
+    nc, sp = x.shape[0] * x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
+    if nc == 0:
+        return "/* empty output */"
+    if sp == 0:
+        return f"memset({ctx.ptr(y)}, 0, {y.nbytes});"
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, 1, {{{sp}, 1, 1}}, {{{sp}, 1, 1}}, "
+            f"{{1, 1, 1}}, {{1, 1, 1}}, {{0, 0, 0}}, {{1, 1, 1}}, 0, {{0, 0, 0}}}};\n"
+            f"onnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, {ctx.ptr(x)}, {ctx.ptr(y)});")
+
+
 # --- RoiAlign -----------------------------------------------------------------------------------
 def _roialign_check(node) -> Optional[str]:
     x, rois, bi, y = node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0]
@@ -685,4 +709,40 @@ def roialign(node, ctx):
         f"{x.shape[3]}, {y.shape[2]}, {y.shape[3]}, {int(get_attr(node, 'sampling_ratio', 0))}, {scale}, "
         f"{int(half)}, {int(get_attr(node, 'mode', 'avg') == 'max')}}};",
         f"onnxc_roialign(&p, {ctx.ptr(x)}, {ctx.ptr(rois)}, {ctx.ptr(bi)}, {ctx.ptr(y)});",
+    ])
+
+
+# --- MaxRoiPool ---------------------------------------------------------------------------------
+def _maxroipool_check(node) -> Optional[str]:
+    x, rois, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if x.dtype != np.float32 or rois.dtype != np.float32:
+        return "float32 only"
+    if len(x.shape) != 4 or len(rois.shape) != 2 or rois.shape[1] != 5:
+        return "shapes must be X[N,C,H,W], rois[R,5]"
+    ph, pw = (int(v) for v in get_attr(node, "pooled_shape"))
+    if list(y.shape) != [rois.shape[0], x.shape[1], ph, pw]:
+        return "inferred output shape disagrees with the attributes"
+    return None
+
+
+@c_kernel("MaxRoiPool", check=_maxroipool_check)
+def maxroipool(node, ctx):
+    x, rois, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    ph, pw = (int(v) for v in get_attr(node, "pooled_shape"))
+    scale = ctx.lit(float(get_attr(node, "spatial_scale", 1.0)), np.float32)
+    # batch ids are floats truncated toward zero (as onnxruntime); one outside [0, N) fails the
+    # run as onnxruntime refuses it (the kernel gives zeros); NaN and huge ones show as -10^18
+    fail = ctx.fail(node, f"batch id {{value}} out of range [0, {x.shape[0] - 1}] (column 0 of the rois, the "
+                          f"batch of input '{x.name}', shape {tuple(x.shape)})",
+                    "(b > -1e18f && b < 1e18f ? (int64_t)b : -1000000000000000000LL)", "r * 5", tensor=rois)
+    return "\n".join([
+        f"for (int64_t r = 0; r < {rois.shape[0]}; ++r) {{",
+        f"  const float b = {ctx.ptr(rois)}[r * 5];",
+        f"  if (!(b > -1.0f && b < {x.shape[0]}.0f)) {{ {fail} break; }}",
+        "}",
+        f"static const onnxc_maxroipool_params p = {{{rois.shape[0]}, {x.shape[0]}, {x.shape[1]}, {x.shape[2]}, "
+        f"{x.shape[3]}, {ph}, {pw}, {scale}}};",
+        f"onnxc_maxroipool(&p, {ctx.ptr(x)}, {ctx.ptr(rois)}, {ctx.ptr(y)});",
     ])

@@ -1,4 +1,4 @@
-"""Neural-net emitters: Conv, MaxPool, AveragePool, global pools, LRN (float32, runtime_c kernels).
+"""Neural-net emitters: Conv, DeformConv, MaxPool, AveragePool, global pools, LRN (float32, runtime_c kernels).
 
 Geometry (pads after auto_pad, output sizes) is resolved at compile time and written into the
 kernel's params struct as literals.  Output sizes come from the node's inferred shape and are
@@ -92,6 +92,62 @@ def conv(node, ctx):
         conv_params(node),
         f"onnxc_conv(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
         f"{ctx.ptr(y)}, {scratch});",
+    ])
+
+
+# --- DeformConv (2-D) ----------------------------------------------------------------------
+def _deform_parts(node):
+    x, w = node.inputs[0], node.inputs[1]
+    kernel = [int(k) for k in (get_attr(node, "kernel_shape", None) or w.shape[2:])]
+    strides = [int(s) for s in (get_attr(node, "strides", None) or [1, 1])]
+    dil = [int(d) for d in (get_attr(node, "dilations", None) or [1, 1])]
+    pads = [int(q) for q in (get_attr(node, "pads", None) or [0, 0, 0, 0])]
+    return x, w, kernel, strides, dil, pads
+
+
+def _deform_check(node) -> Optional[str]:
+    x, w, kernel, strides, dil, pads = _deform_parts(node)
+    if len(x.shape) != 4:
+        return f"{len(x.shape) - 2}-D deformable convolution not supported (2-D only)"
+    if list(kernel) != list(w.shape[2:]) or len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
+        return "kernel_shape, strides, dilations or pads do not match the 2-D weight"
+    group, og = int(get_attr(node, "group", 1)), int(get_attr(node, "offset_group", 1))
+    n, c, h, wd = x.shape
+    m = w.shape[0]
+    if c != w.shape[1] * group or m % group or c % og:
+        return "channel counts do not match group / offset_group"
+    out = _expected_out([h, wd], kernel, strides, dil, pads[:2], pads[2:])
+    y, off, mask = node.outputs[0], node.inputs[2], node.input(4)
+    if list(y.shape) != [n, m] + out or list(off.shape) != [n, og * kernel[0] * kernel[1] * 2] + out:
+        return f"output {list(y.shape)} or offset {list(off.shape)} disagrees with the geometry (output {out})"
+    if mask is not None and list(mask.shape) != [n, og * kernel[0] * kernel[1]] + out:
+        return f"mask shape {list(mask.shape)} disagrees with the geometry"
+    b = node.input(3)
+    if b is not None and tuple(b.shape) != (m,):
+        return f"bias shape {tuple(b.shape)}, expected ({m},)"
+    return None
+
+
+def _deform_scratch(node) -> int:
+    x, w, kernel, *_ = _deform_parts(node)
+    y = node.outputs[0]
+    return int(x.shape[1] * kernel[0] * kernel[1] * y.shape[2] * y.shape[3]) * 4
+
+
+@c_kernel("DeformConv", check=all_of(F32, _deform_check), scratch=_deform_scratch)
+def deform_conv(node, ctx):
+    x, w, kernel, strides, dil, pads = _deform_parts(node)
+    y, off, b, mask = node.outputs[0], node.inputs[2], node.input(3), node.input(4)
+    if y.size == 0:
+        return "/* empty output */"
+    n, c, h, wd = x.shape
+    vals = [n, c, h, wd, w.shape[0], int(get_attr(node, "group", 1)), int(get_attr(node, "offset_group", 1)),
+            kernel[0], kernel[1], y.shape[2], y.shape[3], strides[0], strides[1], pads[0], pads[1], dil[0], dil[1]]
+    scratch = ctx.scratch(node) if _deform_scratch(node) else "NULL"
+    return "\n".join([
+        f"static const onnxc_deformconv_params p = {{{', '.join(str(int(v)) for v in vals)}}};",
+        f"onnxc_deformconv(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(off)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
+        f"{ctx.ptr(mask) if mask is not None else 'NULL'}, {ctx.ptr(y)}, {scratch});",
     ])
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ...codegen.loops import broadcast_loop, contiguous_strides
 from ...ops import get_attr
+from ...ops.registry import evaluate
 from .registry import c_kernel
 
 # index tables are C arrays built in Python, one entry per output index: larger ones (a fuzzed
@@ -33,6 +34,19 @@ def _same_size(node):
 
 
 c_kernel("Reshape", "Flatten", "Squeeze", "Unsqueeze", alias=_view, check=_same_size)(_emit_view)
+
+
+# Shape and Size fold away once shapes are static (passes); these kernels serve the unoptimized
+# pipeline (opt_level="none"): the dims are compile-time literals, the input is never read.
+@c_kernel("Shape", "Size")
+def shape_size(node, ctx):
+    shaped = np.broadcast_to(np.zeros((), np.uint8), node.inputs[0].shape)  # the shape, no memory
+    dims = [int(d) for d in evaluate(node, [shaped])[0].reshape(-1)]
+    y = node.outputs[0]
+    if not dims:
+        return "/* empty: start >= end */"
+    ct = ctx.ctype(y)
+    return f"{{ static const {ct} dims[{len(dims)}] = {{{', '.join(map(str, dims))}}}; memcpy({ctx.ptr(y)}, dims, {y.nbytes}); }}"
 
 
 def _decls(ctx, x, y):
