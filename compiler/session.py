@@ -34,14 +34,14 @@ def param_fed_inputs(model, names) -> List[str]:
     """The graph inputs among ``names`` whose value reaches a parameter input (registry fact
     ``param_inputs``) of a node, directly or through the nodes that compute it (not through an
     input of which a node reads only the shape or dtype, fact ``type_only_inputs``: Shape, ...),
-    subgraphs included."""
+    subgraphs included (a node with subgraphs may compute its outputs from any value they read)."""
     from .ops import registry
     names = set(names)
     producer = {}
     for n in model.graph.node:
         for o in n.output:
             producer[o] = n
-    found, seen = set(), set()
+    found, seen, done = set(), set(), set()
 
     def reach(value):
         if value in seen or not value:
@@ -51,19 +51,31 @@ def param_fed_inputs(model, names) -> List[str]:
             found.add(value)
         p = producer.get(value)
         if p is not None:
-            skip = registry.fact(p, "type_only_inputs") or ()
-            for k, i in enumerate(p.input):
-                if k not in skip:
-                    reach(i)
+            read(p)
+
+    def read(node):  # every value the node's outputs may be computed from
+        if id(node) in done:
+            return
+        done.add(id(node))
+        skip = registry.fact(node, "type_only_inputs") or ()
+        for k, i in enumerate(node.input):
+            if k not in skip:
+                reach(i)
+        for g in subgraphs(node):  # an If/Loop body reads outer values by name
+            for n in g.node:
+                read(n)
+
+    def subgraphs(node):
+        for a in node.attribute:
+            yield from ([a.g] if a.HasField("g") else []) + list(a.graphs)
 
     def walk(graph):
         for n in graph.node:
             for k in registry.fact(n, "param_inputs") or ():
                 if k < len(n.input):
                     reach(n.input[k])
-            for a in n.attribute:
-                for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    walk(g)
+            for g in subgraphs(n):
+                walk(g)
     walk(model.graph)
     return sorted(found)
 

@@ -248,6 +248,28 @@ def test_shape_reads_are_not_parameters():
     feed["mask"] = x + 1  # another mask: the same build
     _close(s.run(None, feed), [np.array([-1.5, 1, 2, -1.5, -1.5], np.float32)])
     assert len(s.compiled_models) == 1
+    assert s.fallback_nodes == []  # CastLike(constant, mask) folds: it reads only mask's dtype
+
+
+def test_a_value_read_inside_a_subgraph_is_a_parameter():
+    """An If branch reads the input by name (as AffineGrid's expanded function does): the If's
+    output, a Reshape shape, depends on it."""
+    then = h.make_graph([h.make_node("Identity", ["shape"], ["s_then"])], "then", [],
+                        [h.make_tensor_value_info("s_then", T.INT64, [2])])
+    other = h.make_graph([h.make_node("Neg", ["shape"], ["s_else"])], "else", [],
+                         [h.make_tensor_value_info("s_else", T.INT64, [2])])
+    m = _model([h.make_node("If", ["c"], ["s"], then_branch=then, else_branch=other),
+                h.make_node("Reshape", ["x", "s"], ["y"])],
+               [h.make_tensor_value_info("x", T.FLOAT, [6]), h.make_tensor_value_info("c", T.BOOL, []),
+                h.make_tensor_value_info("shape", T.INT64, [2])],
+               [h.make_tensor_value_info("y", T.FLOAT, ["a", "b"])])
+    s = onnxc.InferenceSession(m)
+    assert s.value_inputs == ["c", "shape"]
+    x = np.arange(6, dtype=np.float32)
+    for c, shape, want in ((True, [2, 3], (2, 3)), (False, [-3, -2], (3, 2)), (True, [3, 2], (3, 2))):
+        got = s.run(None, {"x": x, "c": np.array(c), "shape": np.array(shape, np.int64)})[0]
+        np.testing.assert_array_equal(got, x.reshape(want))
+    assert s.fallback_nodes == [] and len(s.compiled_models) == 3
 
 
 def test_too_many_values_use_the_runtime_build(monkeypatch):
