@@ -88,14 +88,15 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
 
 
 def optimize_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
-                   target: str = "native", save_to=None, winograd: int = 4, quantize=None):
+                   target: str = "native", save_to=None, winograd: int = 4, quantize=None, input_values=None):
     """The model after the passes of ``opt_level`` as an onnx.ModelProto (original input and
     output names; fused ops in the ``onnxc`` domain, so Netron shows them as such); written to
     ``save_to`` when given.  Returns (model, PassManager)."""
     from . import frontend
     from .ir.onnx_export import optimized_model
     graph = frontend.load(model if not isinstance(model, (bytes, bytearray)) else bytes(model),
-                          {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
+                          {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None,
+                          input_values=input_values)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
     pm = optimize(graph, opt_level, target=target, winograd=winograd, quantize=quantize)
     proto = optimized_model(graph, in_names, out_names)
@@ -134,18 +135,48 @@ def _open(out: Path, num_threads, fallback_engine) -> CompiledModel:
     return CompiledModel(out, num_threads=num_threads, fallback_engine=fallback_engine)
 
 
-def _options(input_shapes, opt_level, target, prefix, c_opt, openmp, fallback, winograd) -> Dict:
+def _options(input_shapes, opt_level, target, prefix, c_opt, openmp, fallback, winograd, input_values=None) -> Dict:
     """The build options (manifest "options", part of the cache key)."""
-    return {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
-            "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": bool(openmp),
-            "fallback": bool(fallback), "winograd": check_winograd(winograd)}
+    options = {"input_shapes": {k: list(map(int, v)) for k, v in (input_shapes or {}).items()},
+               "opt_level": opt_level, "target": target, "prefix": prefix, "c_opt": c_opt, "openmp": bool(openmp),
+               "fallback": bool(fallback), "winograd": check_winograd(winograd)}
+    if input_values:  # only then: builds without bound values keep their cache keys
+        options["input_values"] = encode_values(input_values)
+    return options
+
+
+def encode_values(values: Mapping) -> Dict:
+    """Arrays bound to graph inputs (value specialization) as JSON: dtype, shape and the bytes
+    in hex, so the cache key holds every bit (-0.0 and NaN payloads included)."""
+    import numpy as np
+    out = {}
+    for name in sorted(values):
+        a = np.asarray(values[name], order="C")  # (ascontiguousarray makes a 0-d array 1-d)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"input_values['{name}']: dtype {a.dtype} cannot be bound (numbers and bool only)")
+        a = a.astype(a.dtype.newbyteorder("<"))
+        out[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes().hex()}
+    return out
+
+
+def decode_values(encoded: Optional[Mapping]) -> Optional[Dict]:
+    """encode_values' arrays back (native byte order)."""
+    if not encoded:
+        return None
+    import numpy as np
+    out = {}
+    for name, e in encoded.items():
+        a = np.frombuffer(bytes.fromhex(e["data"]), dtype=np.dtype(e["dtype"])).reshape(e["shape"])
+        out[name] = a.astype(a.dtype.newbyteorder("="))
+    return out
 
 
 def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = None, opt_level: str = DEFAULT_LEVEL,
                   num_threads: Optional[int] = None, output_dir=None, target: str = "native",
                   prefix: str = DEFAULT_PREFIX, force: bool = False, c_opt: str = "-O3", openmp: Optional[bool] = None,
                   verbose: bool = False, fallback: bool = True, fallback_engine: str = "auto",
-                  save_optimized=None, winograd: int = 4, quantize=None) -> CompiledModel:
+                  save_optimized=None, winograd: int = 4, quantize=None,
+                  input_values: Optional[Mapping] = None) -> CompiledModel:
     """See onnxc.compile.  ``fallback``: nodes no C kernel can run go to the Python fallback
     provider instead of failing the compile; ``fallback_engine`` ("auto", "onnxruntime",
     "reference") picks its interpreter when the module is loaded (not part of the build).
@@ -156,14 +187,17 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     its rule, 2: F(2x2) only, 0: none; part of the cache key like every option).  ``target``
     "x86-64" builds the model once per ISA it carries (compiler/portable.py, build_portable).
     ``quantize``: int8 quantization inside the pass manager, after the extended fusions (True,
-    "dynamic", "static", a dict of onnxc.quantize's options or a QuantizeOptions; compiler/quantize/)."""
+    "dynamic", "static", a dict of onnxc.quantize's options or a QuantizeOptions; compiler/quantize/).
+    ``input_values``: {input name: array}, graph inputs compiled as these constants (no longer
+    inputs of the build; the values are part of the cache key): InferenceSession's value
+    specialization."""
     from .build import default_openmp
     from .codegen.cgen import c_identifier
     prefix = c_identifier(prefix)
     t0 = time.perf_counter()
     raw = _model_bytes(model)
     options = _options(input_shapes, opt_level, target, prefix, c_opt,
-                       default_openmp() if openmp is None else bool(openmp), fallback, winograd)
+                       default_openmp() if openmp is None else bool(openmp), fallback, winograd, input_values)
     qopts = None
     if quantize is not None and quantize is not False:
         from .quantize.options import QuantizeOptions
@@ -197,7 +231,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
                         from .portable import PORTABLE  # a portable build saves its first ISA's graph
                         optimize_model(model, input_shapes, opt_level, PORTABLE.get(target, (target,))[0],
                                        save_to=save_optimized,
-                                       winograd=options["winograd"], quantize=qopts)
+                                       winograd=options["winograd"], quantize=qopts, input_values=input_values)
                     return m
             except (ValueError, OSError) as e:  # ModelError: the build failed verification
                 log.warning("onnxc: rebuilding %s: %s", out, e)
@@ -320,7 +354,8 @@ def lower(model, options: Dict, save_optimized=None, quantize=None):
     times = {}
     t = time.perf_counter()
     stage("loading the model (onnx checker, shape inference)")
-    graph = frontend.load(model, options["input_shapes"] or None)
+    graph = frontend.load(model, options["input_shapes"] or None,
+                          input_values=decode_values(options.get("input_values")))
     in_names = [v.name for v in graph.inputs]
     out_names = [v.name for v in graph.outputs]
     nodes_before = len(graph.nodes)

@@ -209,6 +209,7 @@ def reduce_session(s, cls):
     state = {"cls": cls, "options": dict(s._options), "opt_level": s._opt_level, "num_threads": s._num_threads,
              "input_shapes": s._input_shapes, "inputs": s._inputs, "outputs": s._outputs, "static": s._static,
              "default": s._default, "compiled": dict(s._compiled),
+             "value_inputs": s._value_inputs, "value_builds": s._value_builds,
              "model": s._model.SerializeToString() if s._default is None else None}
     return (_restore_session, (state,))
 
@@ -221,6 +222,7 @@ def _restore_session(state: Dict):
     s._options, s._opt_level, s._num_threads = state["options"], state["opt_level"], state["num_threads"]
     s._input_shapes, s._inputs, s._outputs = state["input_shapes"], state["inputs"], state["outputs"]
     s._static, s._default, s._compiled = state["static"], state["default"], state["compiled"]
+    s._value_inputs, s._value_builds = state.get("value_inputs", []), state.get("value_builds", 0)
     s._lock = threading.Lock()
     s._model = None
     if state["model"] is not None:

@@ -235,6 +235,35 @@ def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str
                 d.dim_value = symbols[d.dim_param]
 
 
+def bind_input_values(model: onnx.ModelProto, input_values: Optional[Mapping[str, "np.ndarray"]]) -> None:
+    """Make each named graph input a constant initializer holding the given array (value
+    specialization, session.py): the build is for these values only. Called after
+    bind_input_shapes, so the array must match the input's declared dtype and shape exactly."""
+    if not input_values:
+        return
+    import numpy as np
+    from onnx import numpy_helper
+    inits = {i.name for i in model.graph.initializer}
+    graph_inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    unknown = [n for n in input_values if n not in graph_inputs]
+    if unknown:
+        raise ModelError(f"input_values names unknown input(s) {unknown}; the model's inputs are "
+                         f"{sorted(graph_inputs)}")
+    for name, value in input_values.items():
+        value = np.asarray(value)
+        dtype, shape = _type_of(graph_inputs[name])
+        if dtype is None or value.dtype != dtype:
+            raise ModelError(f"input_values['{name}'] has dtype {value.dtype}, expected {dtype} (the input's "
+                             f"declared type)")
+        if shape is not None and (len(shape) != value.ndim or
+                                  any(isinstance(d, int) and d != s for d, s in zip(shape, value.shape))):
+            raise ModelError(f"input_values['{name}'] has shape {list(value.shape)}, expected {list(shape)}")
+        model.graph.initializer.append(numpy_helper.from_array(value, name))
+    keep = [i for i in model.graph.input if i.name not in input_values]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+
+
 def infer_model_shapes(model: onnx.ModelProto):
     """(model with inferred shapes, None) or, when onnx's strict inference (types checked)
     fails, (the lenient inference's model, the strict error text for ops/validate.py)."""
@@ -280,8 +309,9 @@ def _infer_over_declared_shapes(model: onnx.ModelProto) -> Optional[onnx.ModelPr
 
 
 def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
-         check: bool = True) -> Graph:
-    """ONNX model (path, bytes or ModelProto) -> IR Graph with dtypes and (where known) shapes."""
+         check: bool = True, input_values: Optional[Mapping] = None) -> Graph:
+    """ONNX model (path, bytes or ModelProto) -> IR Graph with dtypes and (where known) shapes.
+    ``input_values``: graph inputs bound to constant arrays (bind_input_values)."""
     proto = read_model(model)
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
@@ -293,6 +323,7 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     check_safe(proto)  # attribute values that would crash onnx's own shape inference
     proto = normalize_opset(proto)
     bind_input_shapes(proto, input_shapes)
+    bind_input_values(proto, input_values)
     # Initializers listed as inputs (IR v3) and inputs redefined by nodes confuse inference.
     produced = {o for n in proto.graph.node for o in n.output}
     inits = {i.name for i in proto.graph.initializer}

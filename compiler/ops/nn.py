@@ -12,7 +12,9 @@ from .validate import inp, known, shape_of, shape_str, unidirectional_problem
 # Facts (registry.FACTS)
 facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
       "GlobalLpPool", twin=True)
-
+facts("Resize", param_inputs=(1, 2, 3))  # roi, scales, sizes (opset 10: scales is input 1)
+facts("Upsample", "AffineGrid", param_inputs=(1,))  # scales, size
+facts("Col2Im", param_inputs=(1, 2))  # image_shape, block_shape
 
 
 def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],

@@ -10,6 +10,8 @@ from .validate import axis_problem, const_of, inp, shape_of
 # Facts (registry.FACTS)
 facts(*"""ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
            ReduceSumSquare ArgMax ArgMin""".split(), twin=True)
+facts(*"""ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
+           ReduceSumSquare""".split(), param_inputs=(1,))  # axes
 
 
 # the opset where axes moved from an attribute to input 1

@@ -39,6 +39,14 @@ FACTS = {
     # passes through an NCHWc region elementwise (passes/layout/nchwc.py): "map", input 0 is the
     # image and the others scalar parameters; "broadcast", any input may be the image
     "nchwc": ("map", "broadcast"),
+    # the indices of its parameter inputs (axes, pads, scales, sizes, k, shape, ...): small
+    # tensors that decide output shapes or loop bounds, which the C kernels take as compile-time
+    # constants (a runtime value sends the node to the fallback provider). InferenceSession
+    # specializes on the value of a graph input fed to one (session.py, value specialization).
+    "param_inputs": lambda v: isinstance(v, tuple) and bool(v) and all(type(i) is int and i >= 0 for i in v),
+    # the indices of the inputs of which it reads only the shape or dtype, never the values
+    # (Shape, CastLike's target_type): a parameter computed through them does not depend on them
+    "type_only_inputs": lambda v: isinstance(v, tuple) and bool(v) and all(type(i) is int and i >= 0 for i in v),
 }
 SHAPE_RULES: Dict[Tuple[str, str], Callable] = {}
 CHECKS: Dict[Tuple[str, str], List[Callable]] = {}
@@ -62,7 +70,8 @@ def shape_rule(op_type: str, domain: str = ""):
 def facts(*op_types: str, domain: str = "", **named):
     """Declare facts (FACTS) of each of ``op_types``."""
     for name, value in named.items():
-        if name not in FACTS or value not in FACTS[name]:
+        allowed = FACTS.get(name)
+        if allowed is None or not (allowed(value) if callable(allowed) else value in allowed):
             raise ValueError(f"unknown op fact {name}={value!r} (known: {FACTS})")
     for op in op_types:
         OP_FACTS.setdefault((domain, op), {}).update(named)

@@ -13,6 +13,18 @@ facts(*"""Reshape Flatten Squeeze Unsqueeze Transpose Concat Split Slice Expand 
            SpaceToDepth Trilu ReverseSequence CenterCropPad""".split(), bit_mover=True)
 # Shape and Size read no element of their input: its narrow type needs no twin
 facts("Shape", "Size", bit_mover=True)
+facts("Slice", param_inputs=(1, 2, 3, 4))  # starts, ends, axes, steps
+facts("Pad", param_inputs=(1, 2, 3))  # pads, constant_value, axes
+facts("Tile", "Trilu", "CenterCropPad", "ReverseSequence", param_inputs=(1,))  # repeats, k, shape, lengths
+facts("ConstantOfShape", param_inputs=(0,))  # its shape: constant, it folds away
+# inputs that decide the output shape (a runtime value leaves it unknown at compile time)
+facts("Reshape", "Expand", "Split", "Squeeze", "Unsqueeze", param_inputs=(1,))  # shape, split, axes
+facts("Range", param_inputs=(0, 1, 2))  # start, limit, delta
+facts("Shape", "Size", "EyeLike", "RandomNormalLike", "RandomUniformLike", type_only_inputs=(0,))
+facts("CastLike", type_only_inputs=(1,))  # target_type
+# control flow has no family module: Loop's trip count and first condition (C unrolls nothing but
+# needs both known, providers/c/control.py)
+facts("Loop", param_inputs=(0, 1))
 
 
 

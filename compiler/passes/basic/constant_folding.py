@@ -2,13 +2,16 @@
 
 Covers ConstantOfShape weights and, once input shapes are bound, shape subgraphs
 (Shape -> Gather -> Concat -> Reshape): Shape of a statically shaped value is folded from
-its type even though its input is not a constant.
+its type even though its input is not a constant, as is any node whose other inputs are
+constants and which reads only the type of that one (the ops' ``type_only_inputs`` fact:
+CastLike's target_type, EyeLike).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...ops import evaluate, infer_graph
+from ...ops.registry import fact
 from ..manager import Pass, PassResult, register
 
 # Nodes that must never be folded: random generators and ops with subgraphs (for now).
@@ -24,7 +27,26 @@ def _foldable(node) -> bool:
         return False
     if node.op_type in ("Shape", "Size") and node.inputs[0] is not None and node.inputs[0].is_static:
         return True
-    return all(v is None or v.is_const for v in node.inputs) and len(node.inputs) > 0
+    typed = _type_only(node)
+    return len(node.inputs) > 0 and all(v is None or v.is_const or (k in typed and _stand_in_ok(v))
+                                        for k, v in enumerate(node.inputs))
+
+
+def _type_only(node):
+    """Indices of the inputs whose values the op never reads (CastLike's target_type, ...)."""
+    return fact(node, "type_only_inputs") or ()
+
+
+def _stand_in_ok(v) -> bool:
+    return v.dtype is not None and v.dtype != np.dtype(object) and v.is_static and v.nbytes <= _MAX_FOLDED_BYTES
+
+
+def _inputs_for_eval(node):
+    """The constant inputs, and zeros of the right dtype and shape for a runtime input the op
+    reads only the type of."""
+    typed = _type_only(node)
+    return [None if v is None else v.const if v.is_const else np.zeros(v.shape, v.dtype) if k in typed else None
+            for k, v in enumerate(node.inputs)]
 
 
 def _static_eval(node):
@@ -52,7 +74,7 @@ class ConstantFolding(Pass):
                 outs = _static_eval(node)
             else:
                 try:
-                    outs = evaluate(node, [None if v is None else v.const for v in node.inputs])
+                    outs = evaluate(node, _inputs_for_eval(node))
                 except Exception:  # noqa: BLE001 - leave it to the kernels (and their errors)
                     continue
             if node.op_type != "ConstantOfShape" and sum(np.asarray(o).nbytes for o in outs) > _MAX_FOLDED_BYTES:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ops import get_attr
+from ...ops import get_attr, infer_graph
 from ..manager import Pass, PassResult, register
 from ..util import const, sole_user
 from .common import axes_of, bypass, int_list, norm_axes, rank, std_op, unused
@@ -131,6 +131,8 @@ class EliminateIdentity(Pass):
                 details.append(node.label)
             elif std_op(node, "Dropout") and _drop_dropout(graph, node):
                 details.append(node.label)
+        if details:  # an Identity of a constant (a folded If's branch) makes the reader's input constant
+            infer_graph(graph)
         return PassResult(bool(details), len(details), details)
 
 
