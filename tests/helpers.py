@@ -1,9 +1,22 @@
 """Small builders shared by tests: single-graph models and an onnxruntime oracle."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+
+def damage_file(p, data: bytes):
+    """``p`` now holds ``data``, as a new file: a loader opening the path sees the damage, while a
+    module or weights file this pytest worker mapped from it keeps its old pages. Rewriting a loaded
+    .so or a mapped weights.bin in place (truncating it) makes a later touch of the old pages, e.g.
+    the .so's destructor when the module is collected in another test, a SIGBUS that kills the
+    worker (CI: 'Fatal Python error: Bus error' inside an unrelated hypothesis test)."""
+    tmp = p.with_name(p.name + ".damaged")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)
 
 
 def tensor_info(name, dtype, shape):

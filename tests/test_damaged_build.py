@@ -21,7 +21,7 @@ from onnx import helper
 
 import onnxc
 from onnxc.providers.c import KERNELS
-from helpers import make_model
+from helpers import damage_file, make_model
 
 N = 24
 
@@ -131,7 +131,7 @@ def assert_refused(stdout, *words):
 # ---- the module (.so) ---------------------------------------------------------------------------
 
 def truncate(p):
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    damage_file(p, p.read_bytes()[: p.stat().st_size // 2])
 
 
 def flip(p):
@@ -139,7 +139,7 @@ def flip(p):
     mid = len(data) // 2
     for i in range(mid, mid + 4096):  # code and data in the middle of the file
         data[i] ^= 0xA5
-    p.write_bytes(bytes(data))
+    damage_file(p, bytes(data))
 
 
 @pytest.mark.parametrize("damage, words", [(truncate, ["bytes", "truncated"]), (flip, ["checksum", "damaged"])],
@@ -243,7 +243,7 @@ def test_weights_bit_flip(build, tmp_path):
     p = d / "weights.bin"
     data = bytearray(p.read_bytes())
     data[64 + 5] ^= 0x40  # in w[0, 1]: exponent bit
-    p.write_bytes(bytes(data))
+    damage_file(p, bytes(data))
     assert load_in_subprocess(d)[0].startswith("LOADED")
     assert_refused(load_in_subprocess(d, verify="full")[0], "checksum mismatch", "weights.bin")
     assert_refused(load_in_subprocess(d, env={"ONNXC_VERIFY": "full"})[0], "checksum mismatch")
@@ -257,11 +257,11 @@ def test_truncated_or_swapped_weights(build, pristine, tmp_path):
     d, _, _ = build
     p = d / "weights.bin"
     good = p.read_bytes()
-    p.write_bytes(good[:-4])
+    damage_file(p, good[:-4])
     assert_refused(load_in_subprocess(d)[0], "header says")
     other = tmp_path / "other"
     onnxc.compile(affine_model(1)[0], output_dir=other)  # same size, other weights
-    shutil.copy(other / "weights.bin", p)
+    damage_file(p, (other / "weights.bin").read_bytes())
     assert_refused(load_in_subprocess(d)[0], "another build")
 
 

@@ -20,7 +20,7 @@ import onnxc
 from onnxc import blob as W
 from onnxc.codegen.weights import WeightsBlob
 
-from helpers import make_model
+from helpers import damage_file, make_model
 
 mmap_only = pytest.mark.skipif(W._libc() is None, reason="no POSIX mmap here")
 
@@ -87,20 +87,20 @@ def test_bad_files_are_refused(tmp_path, use_mmap):
     path, payload = blob_file(tmp_path)
     digest = W.blob_digest(path)
     data = path.read_bytes()
-    path.write_bytes(data[:-1])
+    damage_file(path, data[:-1])
     with pytest.raises(ValueError, match="header says"):
         W.read_blob(path, digest, use_mmap=use_mmap)
-    path.write_bytes(data + b"\0")
+    damage_file(path, data + b"\0")
     with pytest.raises(ValueError, match="header says"):
         W.read_blob(path, digest, use_mmap=use_mmap)
-    path.write_bytes(b"NOTONNXC" + data[8:])
+    damage_file(path, b"NOTONNXC" + data[8:])
     with pytest.raises(ValueError, match="bad magic"):
         W.read_blob(path, digest, use_mmap=use_mmap)
-    path.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])  # payload byte flipped
+    damage_file(path, data[:100] + bytes([data[100] ^ 1]) + data[101:])  # payload byte flipped
     W.read_blob(path, digest, use_mmap=use_mmap)  # the header digest alone does not see it
     with pytest.raises(ValueError, match="checksum mismatch"):
         W.read_blob(path, digest, verify=True, use_mmap=use_mmap)
-    path.write_bytes(data)
+    damage_file(path, data)
     with pytest.raises(ValueError, match="another build"):
         W.read_blob(path, "00" * 16, use_mmap=use_mmap)
 
@@ -124,7 +124,7 @@ def test_truncated_weights_refuse_to_load(tmp_path):
     model, _, _ = matmul_model(np.random.default_rng(2))
     onnxc.compile(model, output_dir=tmp_path / "o")
     p = tmp_path / "o" / "weights.bin"
-    p.write_bytes(p.read_bytes()[:-4])
+    damage_file(p, p.read_bytes()[:-4])
     with pytest.raises(onnxc.ModelError, match="header says"):
         onnxc.load(tmp_path / "o")
 

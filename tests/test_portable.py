@@ -15,7 +15,7 @@ import pytest
 from onnx import helper
 
 import onnxc
-from helpers import make_model, ort_run
+from helpers import damage_file, make_model, ort_run
 from onnxc import cpu
 from onnxc.portable import PORTABLE
 
@@ -183,7 +183,7 @@ def test_damaged_file_in_one_isa_build_is_detected(builds, tmp_path, isa):
     so = next(n for n in b["files"] if n.endswith(".so"))
     data = bytearray((d / isa / so).read_bytes())
     data[len(data) // 2] ^= 0x40
-    (d / isa / so).write_bytes(bytes(data))
+    damage_file(d / isa / so, bytes(data))
     others = [i for i in HOST if i != isa]
     if isa in HOST:
         with pytest.raises(onnxc.ModelError, match=rf"{isa} build's file {so} has checksum .* \(damaged\)"):
@@ -199,12 +199,12 @@ def test_damaged_weights_and_edited_manifest_of_one_isa_build(builds, tmp_path):
     w = d / "avx2" / "weights.bin"
     data = bytearray(w.read_bytes())
     data[-5] ^= 0x01  # a bit flip in the payload: the size is right, "full" finds it
-    w.write_bytes(bytes(data))
+    damage_file(w, bytes(data))
     with pytest.raises(onnxc.ModelError, match=r"avx2 build's file weights.bin has checksum"):
         onnxc.load(d, verify="full")
     with pytest.raises(onnxc.ModelError, match=r"checksum"):
         onnxc.load(d, isa="avx2", verify="full")
-    w.write_bytes(bytes(data[:-7]))  # truncated: found by size in "fast"
+    damage_file(w, bytes(data[:-7]))  # truncated: found by size in "fast"
     with pytest.raises(onnxc.ModelError, match=r"avx2.*weights file weights.bin is \d+ bytes, the manifest records"):
         onnxc.load(d, isa="avx2")
     # a sub-build manifest edited (e.g. its output shape) no longer matches the top manifest's CRC-32
