@@ -35,6 +35,7 @@ def param_fed_inputs(model, names) -> List[str]:
     ``param_inputs``) of a node, directly or through the nodes that compute it (not through an
     input of which a node reads only the shape or dtype, fact ``type_only_inputs``: Shape, ...),
     subgraphs included (a node with subgraphs may compute its outputs from any value they read)."""
+    from .frontend.proto import all_nodes, subgraphs
     from .ops import registry
     names = set(names)
     producer = {}
@@ -65,18 +66,10 @@ def param_fed_inputs(model, names) -> List[str]:
             for n in g.node:
                 read(n)
 
-    def subgraphs(node):
-        for a in node.attribute:
-            yield from ([a.g] if a.HasField("g") else []) + list(a.graphs)
-
-    def walk(graph):
-        for n in graph.node:
-            for k in registry.fact(n, "param_inputs") or ():
-                if k < len(n.input):
-                    reach(n.input[k])
-            for g in subgraphs(n):
-                walk(g)
-    walk(model.graph)
+    for n in all_nodes(model.graph):
+        for k in registry.fact(n, "param_inputs") or ():
+            if k < len(n.input):
+                reach(n.input[k])
     return sorted(found)
 
 

@@ -13,6 +13,7 @@ from ..ir import Graph
 from ..ops.validate import MAX_DIM
 from .onnx_import import _type_of, import_graph
 from .onnx_infer import check_safe, infer_shapes
+from .proto import all_nodes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
@@ -101,20 +102,12 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
         return model
 
 
-def _all_nodes(graph: onnx.GraphProto):
-    for node in graph.node:
-        yield node
-        for a in node.attribute:
-            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _all_nodes(g)
-
-
 def _restore_node_names(model: onnx.ModelProto, converted: onnx.ModelProto) -> None:
     """The converter's adapters replace nodes without their names (Scatter-10 becomes an unnamed
     ScatterElements): give a replacement the name of the node whose output it produces, so
     messages (a failed runtime check, an unsupported node) name the node the user knows."""
-    names = {o: n.name for n in _all_nodes(model.graph) if n.name for o in n.output if o}
-    for n in _all_nodes(converted.graph):
+    names = {o: n.name for n in all_nodes(model.graph) if n.name for o in n.output if o}
+    for n in all_nodes(converted.graph):
         if not n.name and n.output and n.output[0] in names:
             n.name = names[n.output[0]]
 
@@ -197,17 +190,24 @@ def _keep_legacy_resize_semantics(old: onnx.ModelProto, new: onnx.ModelProto) ->
     return True
 
 
+def _named_inputs(model: onnx.ModelProto, names, what: str) -> Dict[str, onnx.ValueInfoProto]:
+    """The model's graph inputs (initializers excluded) by name; a ModelError listing every one of
+    ``names`` (the keys of the user's ``what`` mapping) that is not among them."""
+    inits = {i.name for i in model.graph.initializer}
+    graph_inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    unknown = [n for n in names if n not in graph_inputs]
+    if unknown:
+        raise ModelError(f"{what} names unknown input(s) {unknown}; the model's inputs are "
+                         f"{sorted(graph_inputs)}")
+    return graph_inputs
+
+
 def bind_input_shapes(model: onnx.ModelProto, input_shapes: Optional[Mapping[str, Sequence[int]]]) -> None:
     """Write user-given shapes into the graph inputs; symbolic dims with the same name are bound
     everywhere they appear among the inputs."""
     if not input_shapes:
         return
-    inits = {i.name for i in model.graph.initializer}
-    graph_inputs = {i.name: i for i in model.graph.input if i.name not in inits}
-    unknown = [n for n in input_shapes if n not in graph_inputs]
-    if unknown:
-        raise ModelError(f"input_shapes names unknown input(s) {unknown}; the model's inputs are "
-                         f"{sorted(graph_inputs)}")
+    graph_inputs = _named_inputs(model, input_shapes, "input_shapes")
     symbols: Dict[str, int] = {}
     for name, shape in input_shapes.items():
         vi = graph_inputs[name]
@@ -243,12 +243,7 @@ def bind_input_values(model: onnx.ModelProto, input_values: Optional[Mapping[str
         return
     import numpy as np
     from onnx import numpy_helper
-    inits = {i.name for i in model.graph.initializer}
-    graph_inputs = {i.name: i for i in model.graph.input if i.name not in inits}
-    unknown = [n for n in input_values if n not in graph_inputs]
-    if unknown:
-        raise ModelError(f"input_values names unknown input(s) {unknown}; the model's inputs are "
-                         f"{sorted(graph_inputs)}")
+    graph_inputs = _named_inputs(model, input_values, "input_values")
     for name, value in input_values.items():
         value = np.asarray(value)
         dtype, shape = _type_of(graph_inputs[name])

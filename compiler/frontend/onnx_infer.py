@@ -26,6 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
+from .proto import subgraphs
 
 # start is clamped to the sliced length, so |step| < 2^30 keeps start + step inside int32 for
 # any length below 2^30 (a fuzz of 50,000 Slice models with steps up to the int64 limits and
@@ -36,9 +37,8 @@ _SAFE_STEP = 2 ** 30
 def _graphs(graph: onnx.GraphProto):
     yield graph
     for node in graph.node:
-        for a in node.attribute:
-            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _graphs(sub)
+        for sub in subgraphs(node):
+            yield from _graphs(sub)
 
 
 def data_prop_is_safe(model: onnx.ModelProto) -> bool:
