@@ -167,7 +167,7 @@ def run_case(case, options):
     options = dict(options)
     keep = options.pop("keep_builds", False)
     with _build_in_use(model, keep) as may_delete:
-        return _run_case(backend, model, data_sets, rtol, atol, options, keep, may_delete)
+        return _run_case(backend, model, data_sets, rtol, atol, options, may_delete)
 
 
 @contextlib.contextmanager
@@ -181,9 +181,8 @@ def _build_in_use(model, keep):
     try:
         import fcntl
     except ImportError:  # no flock (Windows): keep the builds
-        yield lambda: False
-        return
-    if keep or model is None:
+        fcntl = None
+    if keep or model is None or fcntl is None:
         yield lambda: False
         return
     from onnxc.build import cache_root
@@ -204,7 +203,7 @@ def _build_in_use(model, keep):
         f.close()
 
 
-def _run_case(backend, model, data_sets, rtol, atol, options, keep, may_delete):
+def _run_case(backend, model, data_sets, rtol, atol, options, may_delete):
     rep = None
     notes = []
     try:
@@ -227,7 +226,7 @@ def _run_case(backend, model, data_sets, rtol, atol, options, keep, may_delete):
     except Exception as e:  # noqa: BLE001 - classified, the run goes on
         return "error", f"{type(e).__name__}: {e}", ""
     finally:
-        if rep is not None and not keep and may_delete():  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
+        if rep is not None and may_delete():  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
             for m in getattr(getattr(rep, "session", None), "compiled_models", []):
                 shutil.rmtree(m.output_dir, ignore_errors=True)
 
