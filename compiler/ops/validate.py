@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..ir.core import Graph, type_str
-from .registry import CHECKS
+from .registry import CHECKS, SHAPE_RULES
 
 log = logging.getLogger("onnxc")
 
@@ -251,9 +251,26 @@ def _node_label(node, graph) -> str:
     return f"node '{node.name}' ({op}{where})"
 
 
+def custom_rule_problems(node) -> Iterable[str]:
+    """Ops outside the standard domain (com.microsoft's quantized ops, onnxc's own): onnx has no
+    schema to check them against, so their shape rule's checks are the only ones; the shape
+    inference that runs them first keeps going past a failure (the value just stays untyped),
+    so run the rule again here and report what it refuses (a QGemm bias C of int8, not int32)."""
+    rule = SHAPE_RULES.get((node.domain, node.op_type))
+    if rule is None or node.domain in ("", "ai.onnx"):
+        return
+    if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
+        return  # an input left untyped by an earlier problem, reported there
+    try:
+        rule(node)
+    except ModelError as e:
+        msg, own = str(e), f"node '{node.name}' ({node.op_type}): "  # the caller names the node
+        yield msg[len(own):] if msg.startswith(own) else msg
+
+
 def node_problems(node) -> List[str]:
     """Every contradiction found in ``node`` by the generic rules and its op's rules."""
-    out = list(schema_type_problems(node))
+    out = list(schema_type_problems(node)) + list(custom_rule_problems(node))
     for rule in CHECKS.get((node.domain, node.op_type), ()):
         try:
             out.extend(p for p in rule(node) if p)

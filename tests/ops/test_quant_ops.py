@@ -13,7 +13,7 @@ multiply-adds) use parameters for which the plain formula gives a different answ
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 import onnxc
 from helpers import ort_run
@@ -438,6 +438,25 @@ def _compile_invalid(model: Model, tmp_path):
     with pytest.raises(ModelError) as e:
         onnxc.compile(model.build(), output_dir=tmp_path / "o", fallback=False)
     return str(e.value)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_custom_domain_rule_refuses_at_compile_time(fallback, tmp_path):
+    """A com.microsoft op has no onnx schema: its shape rule's checks are the only ones, and they
+    refuse the model at compile time even with the fallback on (onnxruntime's quantize_static
+    once wrote a QGemm whose C was another tensor's int8 initializer; onnxruntime rejects it too)."""
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (sc(), "sa"), (zp(U8), "za"), (q(S8, [5, 4]), "b"), (sc(), "sb"), (zp(S8), "zb"), (q(S8, [4]), "c"),
+        (sc(), "sy"), (zp(U8), "zy"))]
+    g = helper.make_graph(
+        [helper.make_node("QGemm", ["a", "sa", "za", "b", "sb", "zb", "c", "sy", "zy"], ["t"], domain=MS, name="qg"),
+         helper.make_node("Identity", ["t"], ["y"])], "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [3, 4])], inits)  # 't' untyped, as the quantizer wrote it
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    with pytest.raises(ModelError, match=r"QGemm.*input 6 'c' \(C\) is int8, expected int32"):
+        onnxc.compile(model, output_dir=tmp_path / "o", fallback=fallback)
 
 
 def test_invalid_nodes_are_model_errors(tmp_path):
