@@ -1,4 +1,6 @@
-"""Op knowledge for Attention: a shape rule that completes onnx's.
+"""Op knowledge for the attention family: how Attention, LinearAttention, SwiGLU and
+CausalConvWithState meet narrow types (facts), and a shape rule for Attention that completes
+onnx's.
 
 onnx infers present_key/present_value only when past_key/past_value are given, so an output
 that is requested (or left as an empty-name placeholder) without a past has no shape, and the
@@ -14,6 +16,12 @@ from .registry import facts, get_attr, shape_rule
 # Facts (registry.FACTS): its float32 twin agrees with the official float16 cases (within their
 # rtol, about an ulp) but not with the bfloat16 ones, whose reference rounds every inner step
 facts("Attention", twin="float16")
+# LinearAttention's reference computes in float32 and rounds once: its twin, on either type.
+# SwiGLU and CausalConvWithState round inner steps to the input type in the reference (the
+# sigmoid, the convolution): the twin is within an ulp or two of it on float16
+# (tests/ops/test_half_ops.py), more than a bfloat16 case's rtol allows.
+facts("LinearAttention", twin=True)
+facts("SwiGLU", "CausalConvWithState", twin="float16")
 
 
 def _static(v) -> bool:
