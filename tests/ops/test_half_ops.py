@@ -464,7 +464,8 @@ def test_layernorm_float16(tmp_path):
 
 def test_attention_float16(tmp_path):
     """Attention on float16 computes in float32 and rounds once: the float64 result rounded, where
-    onnxruntime (float16 steps) is ~15 ulps off and the reference ~37.  Refused on bfloat16."""
+    onnxruntime (float16 steps) is ~15 ulps off and the reference ~37.  On bfloat16 its twin is
+    refused (test_attention_bfloat16_runs_its_function_body)."""
     feed = {"q": rand((2, 3, 4, 8)), "k": rand((2, 3, 6, 8)), "v": rand((2, 3, 6, 8))}
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=1)
 
@@ -481,6 +482,55 @@ def test_attention_float16(tmp_path):
     bf = Node("Attention", [Value(n, BF16, a.shape) for n, a in feed.items()], [Value("y", BF16, (2, 3, 4, 8))],
               {"is_causal": 1}, opset=23)
     assert "not verified" in narrow_reason(bf)
+
+
+@pytest.mark.parametrize("config", ["causal", "mask+gqa", "3d+softcap", "past+nonpad"])
+def test_attention_bfloat16_runs_its_function_body(config, tmp_path):
+    """Attention on bfloat16 runs as its ONNX function body (frontend/expand.py), each step
+    rounded to bfloat16 as the body's types say (its float32 twin, rounded once, is ~1 ulp off on
+    a quarter of the official cases' elements): identical bits to onnx.reference running that
+    body (but where the order of a float32 matmul sum moved a rounding: none in these draws),
+    and to the reference's Attention, except with softcap, where the reference divides by the
+    attribute as a numpy float32 and so computes the rest in float32, against the body."""
+    attrs, feed = {}, {}
+    if config.startswith("3d"):
+        feed = {"q": rand((2, 4, 24), BF16), "k": rand((2, 6, 24), BF16), "v": rand((2, 6, 24), BF16)}
+        attrs = dict(q_num_heads=3, kv_num_heads=3, softcap=2.0)
+    else:
+        hk = 1 if "gqa" in config else 3
+        feed = {"q": rand((2, 3, 4, 8), BF16), "k": rand((2, hk, 6, 8), BF16), "v": rand((2, hk, 6, 8), BF16)}
+    names = ["q", "k", "v"]
+    if config == "causal":
+        attrs["is_causal"] = 1
+    if "mask" in config:
+        feed["mask"] = RNG.random((4, 6)) < 0.7
+        names.append("mask")
+    if "past" in config:
+        feed["mask"] = rand((4, 6), BF16)
+        feed["pk"], feed["pv"] = rand((2, 3, 2, 8), BF16), rand((2, 3, 2, 8), BF16)
+        names += ["mask", "pk", "pv"]
+        feed["mask"] = rand((4, 8), BF16)
+    outs = ["y"] + (["pko", "pvo"] if "past" in config else [])
+    node = helper.make_node("Attention", names, outs, **attrs)
+    model = make_model([node], [(n, feed[n].dtype, list(feed[n].shape)) for n in names],
+                       [(o, BF16, None) for o in outs], opset=23)
+    cm = compile_c(model, tmp_path / "o")
+    assert "Attention" not in cm.report["op_counts"]
+    f = {n: feed[n] for n in names}
+    got = cm.run(None, f)
+    from onnx.backend.test.case.node import function_expand_helper
+    body = onnx.FunctionProto()
+    body.ParseFromString(onnx.defs.get_schema("Attention", 23).get_context_dependent_function(
+        node.SerializeToString(), [i.type.SerializeToString() for i in model.graph.input]))
+    expanded = onnx.ModelProto()
+    expanded.CopyFrom(model)
+    del expanded.graph.node[:]
+    expanded.graph.node.extend(function_expand_helper(node, body, "body_"))
+    for g, w in zip(got, ReferenceEvaluator(expanded).run(None, f)):
+        assert_same(g, np.asarray(w))
+    if "softcap" not in config:
+        for g, w in zip(got, ReferenceEvaluator(model).run(None, f)):
+            assert_same(g, np.asarray(w))
 
 
 def _narrow_vs_exact(node, feed, outputs, opset, dt, tmp_path, exact_dt=np.float64):
