@@ -344,4 +344,7 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     infer_graph(graph)
     if check:  # invalid nodes fail here, at compile time, not in a kernel or the fallback
         validate_graph(graph, onnx_error)
+    from .expand import expand_functions
+    if expand_functions(graph):  # after validation: the rules see the nodes as written
+        infer_graph(graph)
     return graph

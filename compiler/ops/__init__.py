@@ -11,6 +11,7 @@ from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onn
 from . import quant  # noqa: F401,E402  (quantized ops: rules and references)
 from . import text  # noqa: F401,E402  (TfIdfVectorizer: rule and n-gram trie)
 from . import signal  # noqa: F401,E402  (DFT: parameters and rule)
+from . import control  # noqa: F401,E402  (If/Loop/Scan: types through the bodies)
 from . import ml  # noqa: F401,E402  (ai.onnx.ml: ArrayFeatureExtractor's shape rule)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node",

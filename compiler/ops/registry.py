@@ -36,6 +36,9 @@ FACTS = {
     "bit_mover": (True,),
     # its kernels decode and encode narrow values themselves (QuantizeLinear, DequantizeLinear)
     "codec": (True,),
+    # it runs as its ONNX function body (frontend/expand.py): True always (no kernel of its own),
+    # "bfloat16" on bfloat16 (whose reference rounds each step of that body)
+    "expand": (True, "bfloat16"),
     # passes through an NCHWc region elementwise (passes/layout/nchwc.py): "map", input 0 is the
     # image and the others scalar parameters; "broadcast", any input may be the image
     "nchwc": ("map", "broadcast"),

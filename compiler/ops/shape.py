@@ -22,9 +22,6 @@ facts("Reshape", "Expand", "Split", "Squeeze", "Unsqueeze", param_inputs=(1,))  
 facts("Range", param_inputs=(0, 1, 2))  # start, limit, delta
 facts("Shape", "Size", "EyeLike", "RandomNormalLike", "RandomUniformLike", type_only_inputs=(0,))
 facts("CastLike", type_only_inputs=(1,))  # target_type
-# control flow has no family module: Loop's trip count and first condition (C unrolls nothing but
-# needs both known, providers/c/control.py)
-facts("Loop", param_inputs=(0, 1))
 
 
 

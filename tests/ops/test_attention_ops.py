@@ -1,9 +1,11 @@
 """Attention (opsets 23-25) and RotaryEmbedding against onnxruntime; configurations onnxruntime
 rejects (a mask shorter than the total key length, out-of-range position ids, float64 rotary)
-against onnx.reference. Every model is compiled C-only, so a refused node fails the test."""
+against onnx.reference; FlexAttention against onnx.reference. Every model is compiled C-only, so
+a refused node fails the test."""
 import warnings
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
@@ -372,3 +374,187 @@ def test_linear_attention_refused(tmp_path):
     model = build("LinearAttention", feed, ["o", "state"], 27, q_num_heads=2, kv_num_heads=2, update_rule="linear")
     with pytest.raises(NotImplementedError, match="LinearAttention"):
         compile_c(model, tmp_path / "o")
+
+
+# --- FlexAttention (ai.onnx.preview) ---------------------------------------------------------------
+# It runs as its ONNX function body (frontend/expand.py), score_mod/prob_mod inlined by onnx; the
+# reference evaluates the mod graphs on whole tensors. onnxruntime has no FlexAttention.
+def _mod(name, nodes, inits=(), elem=None):
+    from onnx import TensorProto
+    elem = elem or TensorProto.FLOAT
+    return helper.make_graph(nodes, name, [helper.make_tensor_value_info("s", elem, ["B", "H", "L", "S"])],
+                             [helper.make_tensor_value_info("m", elem, ["B", "H", "L", "S"])], list(inits))
+
+
+def _causal_mod():
+    from onnx import TensorProto
+    i64 = TensorProto.INT64
+    return _mod("causal", [
+        helper.make_node("Shape", ["s"], ["sh"]),
+        helper.make_node("Gather", ["sh", "two"], ["l"], axis=0), helper.make_node("Gather", ["sh", "three"], ["n"], axis=0),
+        helper.make_node("Range", ["zero", "l", "one"], ["qi"]), helper.make_node("Range", ["zero", "n", "one"], ["ki"]),
+        helper.make_node("Unsqueeze", ["qi", "last"], ["qc"]),
+        helper.make_node("GreaterOrEqual", ["qc", "ki"], ["keep"]),
+        helper.make_node("Where", ["keep", "s", "ninf"], ["m"])],
+        [helper.make_tensor(n, i64, [], [v]) for n, v in (("zero", 0), ("one", 1), ("two", 2), ("three", 3))]
+        + [helper.make_tensor("last", i64, [1], [-1]), helper.make_tensor("ninf", TensorProto.FLOAT, [], [-np.inf])])
+
+
+def _softcap_mod(cap):
+    from onnx import TensorProto
+    return _mod("softcap", [helper.make_node("Div", ["s", "cap"], ["d"]), helper.make_node("Tanh", ["d"], ["t"]),
+                            helper.make_node("Mul", ["t", "cap"], ["m"])],
+                [helper.make_tensor("cap", TensorProto.FLOAT, [], [cap])])
+
+
+def flex_model(feed, **attrs):
+    """One FlexAttention node on Q, K, V."""
+    dt = feed["Q"].dtype
+    node = helper.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], domain="ai.onnx.preview", **attrs)
+    graph = helper.make_graph([node], "flex", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype),
+                                                                             list(a.shape)) for n, a in feed.items()],
+                              [helper.make_tensor_value_info("Y", helper.np_dtype_to_tensor_dtype(dt), list("bhle"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26),
+                                                    helper.make_opsetid("ai.onnx.preview", 1)])
+    model.ir_version = 11
+    onnx.checker.check_model(model)
+    return model
+
+
+def check_flex(feed, tmp_path, rtol=1e-5, atol=1e-6, **attrs):
+    model = flex_model(feed, **attrs)
+    got = compile_c(model, tmp_path / "o").run(None, feed)[0]
+    want = reference_run(model, feed)[0]
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
+    return got
+
+
+@pytest.mark.parametrize("Hq,Hkv,L,S,E,Ev", [(2, 2, 4, 4, 8, 8), (4, 2, 3, 7, 8, 5), (6, 1, 1, 9, 4, 16),
+                                             (3, 3, 5, 2, 16, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flex_attention_shapes(Hq, Hkv, L, S, E, Ev, dtype, tmp_path):
+    """GQA (each K/V head serves a contiguous group of query heads), L != S, Ev != E."""
+    feed = {"Q": RNG.standard_normal((2, Hq, L, E)).astype(dtype), "K": RNG.standard_normal((2, Hkv, S, E)).astype(dtype),
+            "V": RNG.standard_normal((2, Hkv, S, Ev)).astype(dtype)}
+    check_flex(feed, tmp_path, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-12)
+    check_flex(feed, tmp_path / "scaled", rtol=1e-5, atol=1e-6, scale=0.37)
+
+
+@pytest.mark.parametrize("mods", ["causal", "softcap", "prob", "causal+prob"])
+def test_flex_attention_mods(mods, tmp_path):
+    from onnx import TensorProto
+    feed = {"Q": f32(2, 4, 5, 8) * 3, "K": f32(2, 2, 5, 8) * 3, "V": f32(2, 2, 5, 6)}
+    attrs = {}
+    if "causal" in mods:
+        attrs["score_mod"] = _causal_mod()
+    if "softcap" in mods:
+        attrs["score_mod"] = _softcap_mod(2.5)
+    if "prob" in mods:
+        attrs["prob_mod"] = _mod("half", [helper.make_node("Mul", ["s", "h"], ["m"])],
+                                 [helper.make_tensor("h", TensorProto.FLOAT, [], [0.5])])
+    check_flex(feed, tmp_path, **attrs)
+
+
+def test_flex_attention_softmax_in_double(tmp_path):
+    feed = {"Q": f32(2, 4, 6, 8), "K": f32(2, 2, 6, 8), "V": f32(2, 2, 6, 8)}
+    check_flex(feed, tmp_path, softmax_precision=11)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("precision", [None, 1])
+def test_flex_attention_narrow(dtype, precision, tmp_path):
+    """Narrow inputs: as the reference, the body rounds Q*sqrt(scale), K*sqrt(scale) and the scores
+    Q K^T to the input type, computes the softmax and P V in float32 (softmax_precision 1 says so)
+    and rounds Y. The scores' float32 sums may be ordered differently from numpy's: a score may
+    round to the neighbouring value (|ds| <= 2u|s|, u the unit roundoff), which moves each
+    probability by a factor within exp(+-2 max|ds|), so Y by (exp(2 max|ds|) - 1) sum_j p_j |V_j|,
+    plus the two final roundings. That bound is checked; on float16 most elements agree exactly.
+    On bfloat16 the reference keeps the scores in float32 (numpy's matmul of ml_dtypes bfloat16
+    returns float32) where the function body, the op's definition, rounds them to bfloat16 as its
+    MatMul's type says (we follow the body): within the same bound."""
+    import ml_dtypes
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(np.float16)
+    u = 2.0 ** -8 if dtype == "bfloat16" else 2.0 ** -11
+    feed = {"Q": f32(2, 4, 6, 8).astype(dt), "K": f32(2, 2, 6, 8).astype(dt), "V": f32(2, 2, 6, 8).astype(dt)}
+    attrs = {} if precision is None else {"softmax_precision": precision}
+    model = flex_model(feed, **attrs)
+    got = compile_c(model, tmp_path / "o").run(None, feed)[0].astype(np.float64)
+    want = reference_run(model, feed)[0].astype(np.float64)
+    q, k, v = (feed[n].astype(np.float64) for n in "QKV")
+    k, v = np.repeat(k, 2, axis=1), np.repeat(v, 2, axis=1)
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(8)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ds = 2 * u * np.abs(s).max(-1, keepdims=True)
+    bound = np.expm1(2 * ds) * (p @ np.abs(v)) + 4 * u * np.abs(want) + 1e-30
+    assert np.all(np.abs(got - want) <= bound)
+    if dtype == "float16":
+        assert np.mean(got == want) > 0.9
+
+
+def test_flex_attention_mod_reads_an_outer_value(tmp_path):
+    """score_mod may read a value of the enclosing graph (here a bias input): onnx inlines the mod
+    into the body under its own names, the outer one resolves in the graph. onnx.reference cannot
+    run such a mod: against numpy in float64."""
+    from onnx import TensorProto
+    feed = {"Q": f32(2, 2, 3, 4), "K": f32(2, 1, 5, 4), "V": f32(2, 1, 5, 6), "bias": f32(1, 1, 3, 5)}
+    node = helper.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], domain="ai.onnx.preview",
+                            score_mod=_mod("outer", [helper.make_node("Add", ["s", "bias"], ["m"])]))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape))
+                                            for n, a in feed.items()],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, list("bhle"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26), helper.make_opsetid("ai.onnx.preview", 1)])
+    model.ir_version = 11
+    got = compile_c(model, tmp_path / "o").run(None, feed)[0]
+    q, k, v, b = (feed[n].astype(np.float64) for n in ("Q", "K", "V", "bias"))
+    k, v = np.repeat(k, 2, axis=1), np.repeat(v, 2, axis=1)
+    s = q @ k.transpose(0, 1, 3, 2) / 2 + b
+    p = np.exp(s - s.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, (p / p.sum(-1, keepdims=True)) @ v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("rank", "input 0 'Q' has shape \\(2, 4, 8\\), expected rank 4"),
+    ("heads", "input 1 'K' has 3 heads \\(dim 1\\), expected a divisor of Q's 4 heads"),
+    ("head_size", "input 1 'K' has dim 3 = 6, expected 8 \\(Q's head size\\)"),
+    ("kv_len", "input 2 'V' has dim 2 = 3, expected 5 \\(K's sequence length\\)"),
+    ("mod_io", "attribute 'score_mod' is a graph of 1 inputs and 2 outputs"),
+    ("precision", "attribute 'softmax_precision' is 7, expected one of")])
+def test_flex_attention_invalid(case, match, tmp_path):
+    """Invalid shapes and attributes are a ModelError naming the node, input and both values."""
+    from onnx import TensorProto
+    feed = {"Q": f32(2, 4, 5, 8), "K": f32(2, 2, 5, 8), "V": f32(2, 2, 5, 8)}
+    attrs = {}
+    if case == "rank":
+        feed["Q"] = f32(2, 4, 8)
+    elif case == "heads":
+        feed["K"], feed["V"] = f32(2, 3, 5, 8), f32(2, 3, 5, 8)
+    elif case == "head_size":
+        feed["K"] = f32(2, 2, 5, 6)
+    elif case == "kv_len":
+        feed["V"] = f32(2, 2, 3, 8)
+    elif case == "mod_io":
+        g = _softcap_mod(1.0)
+        g.output.append(helper.make_tensor_value_info("d", TensorProto.FLOAT, None))
+        attrs["score_mod"] = g
+    else:
+        attrs["softmax_precision"] = 7
+    try:
+        model = flex_model(feed, **attrs)
+    except onnx.checker.ValidationError:  # onnx's own checks caught it first: so much the better
+        pytest.skip("onnx.checker refuses this model")
+    with pytest.raises(onnxc.ModelError, match=match):
+        onnxc.compile(model, output_dir=tmp_path / "o")
+
+
+def test_flex_attention_not_expanded_falls_back(tmp_path, monkeypatch):
+    """A node whose function body cannot be built stays whole: the fallback runs it, saying why."""
+    from onnxc.frontend import expand
+    monkeypatch.setattr(expand, "function_body", lambda node: "no body today")
+    feed = {"Q": f32(1, 2, 3, 4), "K": f32(1, 2, 3, 4), "V": f32(1, 2, 3, 4)}
+    model = flex_model(feed)
+    cm = onnxc.compile(model, output_dir=tmp_path / "o")
+    assert [n["op"] for n in cm.fallback_nodes] == ["FlexAttention"]
+    assert "function body" in cm.fallback_nodes[0]["why"]
+    np.testing.assert_allclose(cm.run(None, feed)[0], reference_run(model, feed)[0], rtol=1e-5, atol=1e-6)

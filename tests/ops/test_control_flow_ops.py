@@ -1,5 +1,6 @@
 """If / Loop / Scan compiled to C, against onnxruntime; each test also asserts where the node ran."""
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -241,3 +242,94 @@ def test_if_in_c_reads_a_fallback_value(tmp_path):
     assert [n["op"] for n in cm.fallback_nodes] == ["DFT"]
     feed = {"x": x, "c": np.array(False)}
     np.testing.assert_allclose(cm.run(None, feed)[0], ort_run(model, feed)[0], atol=1e-5)
+
+
+# --- body types from outer constants (ops/control.py) --------------------------------------------
+# onnx infers a body without the values of outer constants: axes defined outside the body (as the
+# expanded LinearAttention function does) leave the body's shapes, and the node's outputs, unknown
+def _outer_axes_scan_model(dtype=np.float32):
+    """A small linear attention: state += k v^T, y = q . state, with the Unsqueeze/Squeeze axes
+    outer constants; outputs declared without shapes."""
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    body = helper.make_graph([
+        helper.make_node("Cast", ["q"], ["qf"], to=F), helper.make_node("Cast", ["k"], ["kf"], to=F),
+        helper.make_node("Cast", ["v"], ["vf"], to=F),
+        helper.make_node("Unsqueeze", ["kf", "last"], ["kc"]), helper.make_node("Unsqueeze", ["vf", "second"], ["vr"]),
+        helper.make_node("MatMul", ["kc", "vr"], ["kv"]), helper.make_node("Add", ["s_in", "kv"], ["s_out"]),
+        helper.make_node("Unsqueeze", ["qf", "second"], ["qr"]), helper.make_node("MatMul", ["qr", "s_out"], ["yr"]),
+        helper.make_node("Squeeze", ["yr", "second"], ["yf"]), helper.make_node("CastLike", ["yf", "q"], ["y"])],
+        "body", [ti("s_in", np.float32, None), ti("q", dtype, None), ti("k", dtype, None), ti("v", dtype, None)],
+        [ti("s_out", np.float32, None), ti("y", dtype, None)])
+    nodes = [helper.make_node("Constant", [], ["last"], value=helper.make_tensor("l", TensorProto.INT64, [1], [-1])),
+             helper.make_node("Constant", [], ["second"], value=helper.make_tensor("s", TensorProto.INT64, [1], [-2])),
+             helper.make_node("Scan", ["s0", "q", "k", "v"], ["sf", "ys"], body=body, num_scan_inputs=3),
+             helper.make_node("Transpose", ["ys"], ["z"], perm=[1, 0, 2])]
+    model = make_model(nodes, [("s0", np.float32, [2, 4, 5]), ("q", dtype, [6, 2, 4]), ("k", dtype, [6, 2, 4]),
+                               ("v", dtype, [6, 2, 5])], [("sf", np.float32, ["a", "b", "c"]), ("z", dtype, ["d", "e", "f"])])
+    inferred = onnx.shape_inference.infer_shapes(model)
+    ys = next(v for v in inferred.graph.value_info if v.name == "ys")
+    assert not ys.type.tensor_type.HasField("shape")  # what onnx leaves
+    return model
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_scan_body_with_outer_axes_in_c(dtype, tmp_path):
+    from onnxc.frontend.load import load
+    model = _outer_axes_scan_model(dtype)
+    g = load(model)
+    scan = next(n for n in g.nodes if n.op_type == "Scan")
+    assert [tuple(o.shape) for o in scan.outputs] == [(2, 4, 5), (6, 2, 5)]
+    assert not scan.attrs["body"].outputs[1].is_static  # the first iteration's types are not kept
+    feed = {"s0": rng.standard_normal((2, 4, 5)).astype(np.float32)}
+    feed.update({k: rng.standard_normal((6, 2, d)).astype(dtype) for k, d in (("q", 4), ("k", 4), ("v", 5))})
+    # float16: the body computes in float32 and rounds once, as onnxruntime does
+    cm = run_both(model, feed, tmp_path, rtol=1e-3 if dtype == np.float16 else 1e-5, atol=1e-3)
+    assert not cm.fallback_nodes
+
+
+def test_loop_body_with_outer_axes_in_c(tmp_path):
+    body = helper.make_graph([helper.make_node("Identity", ["cin"], ["cout"]),
+                              helper.make_node("Unsqueeze", ["x", "ax"], ["xu"]),
+                              helper.make_node("Add", ["a", "xu"], ["a2"]),
+                              helper.make_node("Squeeze", ["a2", "ax"], ["s"])], "body",
+                             [ti("i", np.int64, []), ti("cin", np.bool_, []), ti("a", np.float32, None)],
+                             [ti("cout", np.bool_, []), ti("a2", np.float32, None), ti("s", np.float32, None)])
+    nodes = [helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("t", TensorProto.INT64, [1], [0])),
+             helper.make_node("Loop", ["M", "", "a0"], ["af", "ss"], body=body),
+             helper.make_node("Relu", ["ss"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [3]), ("a0", np.float32, [1, 3])],
+                       [("af", np.float32, ["a", "b"]), ("z", np.float32, ["c", "d"])], {"M": np.array(4, np.int64)})
+    feed = {"x": rng.standard_normal(3).astype(np.float32), "a0": rng.standard_normal((1, 3)).astype(np.float32)}
+    cm = run_both(model, feed, tmp_path)
+    assert not cm.fallback_nodes
+
+
+def test_if_branches_with_outer_axes_in_c(tmp_path):
+    then = helper.make_graph([helper.make_node("Unsqueeze", ["x", "ax"], ["a"])], "then", [], [vi("a", None)])
+    els = helper.make_graph([helper.make_node("Neg", ["x"], ["n"]), helper.make_node("Unsqueeze", ["n", "ax"], ["b"])],
+                            "else", [], [vi("b", None)])
+    nodes = [helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("t", TensorProto.INT64, [1], [1])),
+             helper.make_node("If", ["c"], ["r"], then_branch=then, else_branch=els),
+             helper.make_node("Relu", ["r"], ["z"])]
+    model = make_model(nodes, [("x", np.float32, [2, 3]), ("c", np.bool_, [])], [("z", np.float32, ["a", "b", "c"])])
+    for c in (True, False):
+        feed = {"x": rng.standard_normal((2, 3)).astype(np.float32), "c": np.array(c)}
+        cm = run_both(model, feed, tmp_path / str(c))
+        assert not cm.fallback_nodes
+
+
+def test_loop_outputs_left_unknown_when_carried_shape_changes():
+    # a carried value that grows: one iteration's types say nothing of the last one's
+    from onnxc.frontend.load import load
+    body = helper.make_graph([helper.make_node("Identity", ["cin"], ["cout"]),
+                              helper.make_node("Concat", ["a", "x"], ["a2"], axis=0),
+                              helper.make_node("Unsqueeze", ["a2", "ax"], ["s"])], "body",
+                             [ti("i", np.int64, []), ti("cin", np.bool_, []), ti("a", np.float32, None)],
+                             [ti("cout", np.bool_, []), ti("a2", np.float32, None), ti("s", np.float32, None)])
+    nodes = [helper.make_node("Constant", [], ["ax"], value=helper.make_tensor("t", TensorProto.INT64, [1], [0])),
+             helper.make_node("Loop", ["M", "", "a0"], ["af", "ss"], body=body)]
+    model = make_model(nodes, [("x", np.float32, [1, 2]), ("a0", np.float32, [1, 2])],
+                       [("af", np.float32, ["a", "b"]), ("ss", np.float32, ["c", "d", "e"])], {"M": np.array(3, np.int64)})
+    loop = next(n for n in load(model).nodes if n.op_type == "Loop")
+    assert not any(o.is_static for o in loop.outputs), [o.shape for o in loop.outputs]
+    assert all(v.shape is None or not v.is_static for v in loop.attrs["body"].outputs[1:])

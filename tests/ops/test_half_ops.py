@@ -464,7 +464,8 @@ def test_layernorm_float16(tmp_path):
 
 def test_attention_float16(tmp_path):
     """Attention on float16 computes in float32 and rounds once: the float64 result rounded, where
-    onnxruntime (float16 steps) is ~15 ulps off and the reference ~37.  Refused on bfloat16."""
+    onnxruntime (float16 steps) is ~15 ulps off and the reference ~37.  On bfloat16 its twin is
+    refused (test_attention_bfloat16_runs_its_function_body)."""
     feed = {"q": rand((2, 3, 4, 8)), "k": rand((2, 3, 6, 8)), "v": rand((2, 3, 6, 8))}
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=1)
 
@@ -481,6 +482,128 @@ def test_attention_float16(tmp_path):
     bf = Node("Attention", [Value(n, BF16, a.shape) for n, a in feed.items()], [Value("y", BF16, (2, 3, 4, 8))],
               {"is_causal": 1}, opset=23)
     assert "not verified" in narrow_reason(bf)
+
+
+@pytest.mark.parametrize("config", ["causal", "mask+gqa", "3d+softcap", "past+nonpad"])
+def test_attention_bfloat16_runs_its_function_body(config, tmp_path):
+    """Attention on bfloat16 runs as its ONNX function body (frontend/expand.py), each step
+    rounded to bfloat16 as the body's types say (its float32 twin, rounded once, is ~1 ulp off on
+    a quarter of the official cases' elements): identical bits to onnx.reference running that
+    body (but where the order of a float32 matmul sum moved a rounding: none in these draws),
+    and to the reference's Attention, except with softcap, where the reference divides by the
+    attribute as a numpy float32 and so computes the rest in float32, against the body."""
+    attrs, feed = {}, {}
+    if config.startswith("3d"):
+        feed = {"q": rand((2, 4, 24), BF16), "k": rand((2, 6, 24), BF16), "v": rand((2, 6, 24), BF16)}
+        attrs = dict(q_num_heads=3, kv_num_heads=3, softcap=2.0)
+    else:
+        hk = 1 if "gqa" in config else 3
+        feed = {"q": rand((2, 3, 4, 8), BF16), "k": rand((2, hk, 6, 8), BF16), "v": rand((2, hk, 6, 8), BF16)}
+    names = ["q", "k", "v"]
+    if config == "causal":
+        attrs["is_causal"] = 1
+    if "mask" in config:
+        feed["mask"] = RNG.random((4, 6)) < 0.7
+        names.append("mask")
+    if "past" in config:
+        feed["mask"] = rand((4, 6), BF16)
+        feed["pk"], feed["pv"] = rand((2, 3, 2, 8), BF16), rand((2, 3, 2, 8), BF16)
+        names += ["mask", "pk", "pv"]
+        feed["mask"] = rand((4, 8), BF16)
+    outs = ["y"] + (["pko", "pvo"] if "past" in config else [])
+    node = helper.make_node("Attention", names, outs, **attrs)
+    model = make_model([node], [(n, feed[n].dtype, list(feed[n].shape)) for n in names],
+                       [(o, BF16, None) for o in outs], opset=23)
+    cm = compile_c(model, tmp_path / "o")
+    assert "Attention" not in cm.report["op_counts"]
+    f = {n: feed[n] for n in names}
+    got = cm.run(None, f)
+    from onnx.backend.test.case.node import function_expand_helper
+    body = onnx.FunctionProto()
+    body.ParseFromString(onnx.defs.get_schema("Attention", 23).get_context_dependent_function(
+        node.SerializeToString(), [i.type.SerializeToString() for i in model.graph.input]))
+    expanded = onnx.ModelProto()
+    expanded.CopyFrom(model)
+    del expanded.graph.node[:]
+    expanded.graph.node.extend(function_expand_helper(node, body, "body_"))
+    for g, w in zip(got, ReferenceEvaluator(expanded).run(None, f)):
+        assert_same(g, np.asarray(w))
+    if "softcap" not in config:
+        for g, w in zip(got, ReferenceEvaluator(model).run(None, f)):
+            assert_same(g, np.asarray(w))
+
+
+def _narrow_vs_exact(node, feed, outputs, opset, dt, tmp_path, exact_dt=np.float64):
+    """(onnxc C result, onnx reference on ``dt``, the reference on ``exact_dt`` rounded to ``dt``)."""
+    def model(t):
+        return make_model([node], [(n, t, list(a.shape)) for n, a in feed.items()], [(o, t, s) for o, s in outputs],
+                          opset=opset)
+    f = {n: a.astype(dt) for n, a in feed.items()}
+    got = compile_c(model(dt), tmp_path / dt.name).run(None, f)
+    ref = ReferenceEvaluator(model(dt)).run(None, f)
+    exact = ReferenceEvaluator(model(np.dtype(exact_dt))).run(None, {n: a.astype(exact_dt) for n, a in f.items()})
+    return got, [np.asarray(r) for r in ref], [np.asarray(e).astype(dt) for e in exact]
+
+
+def _spacing16(a):
+    return np.spacing(np.abs(a).astype(F16)).astype(np.float32)
+
+
+def test_swiglu_float16(tmp_path):
+    """SwiGLU on float16 computes in float32 and rounds once: the exact result, rounded (within an
+    ulp). The reference rounds the sigmoid, the -alpha*A it exponentiates and both products to
+    float16: ours is within that rounding of it (4 roundings, and the sigmoid's sensitivity to its
+    rounded argument). Refused on bfloat16, where those roundings exceed a case's rtol."""
+    alpha = 1.5
+    feed = {"a": RNG.standard_normal((64, 33)) * 3, "b": RNG.standard_normal((64, 33)) * 3}
+    node = helper.make_node("SwiGLU", ["a", "b"], ["y"], alpha=alpha)
+    (got,), (ref,), (exact,) = _narrow_vs_exact(node, feed, [("y", [64, 33])], 28, F16, tmp_path)
+    assert_ulps(got, exact, 1, _spacing16(exact))
+    a = feed["a"].astype(F16).astype(np.float64)
+    b = feed["b"].astype(F16).astype(np.float64)
+    bound = (6 + np.abs(alpha * a)) * 2.0 ** -11 * np.abs(exact.astype(np.float64)) + np.abs(a * b) / 65504 + 2.0 ** -24
+    assert np.all(np.abs(got.astype(np.float64) - ref.astype(np.float64)) <= bound)
+    from onnxc.ir import Node, Value
+    from onnxc.providers.c.registry import narrow_reason
+    bf = Node("SwiGLU", [Value(n, BF16, (64, 33)) for n in feed], [Value("y", BF16, (64, 33))], {}, opset=28)
+    assert "not verified" in narrow_reason(bf)
+
+
+@pytest.mark.parametrize("act", ["none", "silu"])
+def test_causal_conv_with_state_float16(act, tmp_path):
+    """CausalConvWithState on float16 sums in float and rounds once (the exact result rounded).
+    The reference convolves in float16 arithmetic: within its rounding of each of the k products,
+    the k - 1 sums and the bias (relative to the sum of the terms' magnitudes), and after SiLU one
+    more rounding. The state output is a copy: identical bits."""
+    feed = {"x": RNG.standard_normal((3, 16, 40)), "w": RNG.standard_normal((16, 1, 4)),
+            "bias": RNG.standard_normal(16), "ps": RNG.standard_normal((3, 16, 3))}
+    node = helper.make_node("CausalConvWithState", list(feed), ["y", "st"], activation=act)
+    outs = [("y", [3, 16, 40]), ("st", [3, 16, 3])]
+    (y, st), (ry, rst), (ey, est) = _narrow_vs_exact(node, feed, outs, 27, F16, tmp_path)
+    assert_ulps(y, ey, 1, _spacing16(ey))
+    assert_same(st, rst)
+    assert_same(st, est)
+    mags = {n: np.abs(a.astype(F16).astype(np.float64)) for n, a in feed.items()}
+    plain = helper.make_node("CausalConvWithState", list(feed), ["y", "st"])
+    terms = ReferenceEvaluator(make_model([plain], [(n, np.float64, list(a.shape)) for n, a in mags.items()],
+                                          [(o, np.float64, s) for o, s in outs], opset=27)).run(None, mags)[0]
+    bound = (4 + 2) * 2.0 ** -11 * terms + 2.0 ** -24  # k=4 products and sums, the bias, the silu
+    assert np.all(np.abs(y.astype(np.float64) - ry.astype(np.float64)) <= bound)
+
+
+@pytest.mark.parametrize("dt", [F16, BF16], ids=["float16", "bfloat16"])
+def test_linear_attention_narrow(dt, tmp_path):
+    """LinearAttention's reference widens to float32 and rounds the outputs once, as its twin does:
+    within an ulp on either type (the order of the float32 sums may differ)."""
+    feed = {"q": RNG.standard_normal((2, 5, 32)), "k": RNG.standard_normal((2, 5, 16)) * 0.5,
+            "v": RNG.standard_normal((2, 5, 16)), "st": RNG.standard_normal((2, 2, 8, 8)) * 0.3,
+            "dec": -np.abs(RNG.standard_normal((2, 5, 2))), "beta": RNG.uniform(0, 1, (2, 5, 2))}
+    node = helper.make_node("LinearAttention", list(feed), ["y", "ps"], q_num_heads=4, kv_num_heads=2)
+    got, ref, _ = _narrow_vs_exact(node, feed, [("y", [2, 5, 32]), ("ps", [2, 2, 8, 8])], 27, dt, tmp_path,
+                                   exact_dt=np.float32)
+    rel = 2.0 ** -7 if dt == BF16 else 2.0 ** -10
+    for g, r in zip(got, ref):
+        assert_ulps(g, r, 1, np.abs(r.astype(np.float32)) * rel + 1e-30)
 
 
 def test_data_movement_float16_moves_bits(tmp_path):

@@ -7,7 +7,8 @@ resolved here into a static params struct. The semantics follow onnx's reference
 total key length padded with False / -inf, fully-masked rows giving zero probabilities, GQA by
 interleaved KV-head repetition. One deliberate choice: qk_matmul_output_mode 0 gives the raw
 Q K^T product as the spec text and onnxruntime do (the reference returns it after softcap).
-The other ops are emitted as plain loops; the preview FlexAttention is refused.
+The other ops are emitted as plain loops. FlexAttention, and Attention on bfloat16, run as their
+ONNX function bodies (frontend/expand.py), which leaves no such node here.
 """
 from __future__ import annotations
 
@@ -594,7 +595,7 @@ def linear_attention(node, ctx):
 
 # --- FlexAttention ------------------------------------------------------------------------------
 @c_kernel("FlexAttention", domain="ai.onnx.preview", check=lambda node: (
-    "FlexAttention is a preview op (domain ai.onnx.preview, no schema in onnx.defs) whose "
-    "score_mod/prob_mod subgraph semantics are not settled: not implemented"))
+    "FlexAttention runs as its ONNX function body (frontend/expand.py), which could not be built "
+    "for this node (the compile log says why)"))
 def flex_attention(node, ctx):  # never emitted: check() always refuses
     raise AssertionError("FlexAttention is refused by its check")

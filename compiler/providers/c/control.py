@@ -26,6 +26,7 @@ from ...codegen.context import EmitContext
 from ...codegen.memory import _align, plan_graph
 from ...ir import Graph, type_str
 from ...ops import get_attr
+from ...ops.control import always_true, trip_count
 from .registry import KERNELS, c_kernel, check_node
 
 
@@ -256,28 +257,12 @@ class _Carried:
 
 
 # --- Loop --------------------------------------------------------------------------------------
-def _trip_count(node) -> Optional[int]:
-    m = node.input(0)
-    return int(np.asarray(m.const).reshape(-1)[0]) if m is not None and m.is_const and m.const.size == 1 else None
-
-
-def _always_true(node) -> bool:
-    """The loop condition provably stays true (so scan outputs get exactly M rows)."""
-    c, body = node.input(1), node.attrs["body"]
-    if c is not None and not (c.is_const and bool(np.asarray(c.const).reshape(-1)[0])):
-        return False
-    cout = body.outputs[0]
-    while cout.producer is not None and cout.producer.op_type == "Identity" and cout.producer.graph is body:
-        cout = cout.producer.inputs[0]
-    return cout is body.inputs[1] or (cout.is_const and cout.const.size == 1 and bool(cout.const.reshape(-1)[0]))
-
-
 @_restoring
 def _loop_check(node) -> Optional[str]:
     body = node.attrs.get("body")
     if node.input(0) is None:
         return "Loop without a trip count M (length decided by the runtime condition) is not compiled"
-    m = _trip_count(node)
+    m = trip_count(node)
     if m is None:
         return "the trip count M is a runtime value"
     if m < 0:
@@ -300,7 +285,7 @@ def _loop_check(node) -> Optional[str]:
     if r:
         return r
     for b, o in zip(body.outputs[n + 1:], node.outputs[n:]):
-        if k and not _always_true(node):
+        if k and not always_true(node):
             return "scan outputs with a condition that may turn false have a data-dependent length"
         if o.dtype != b.dtype or tuple(o.shape) != (m,) + tuple(b.shape):
             return f"scan output '{o.name}' is {type_str(o)}, expected [{m}] + {type_str(b)}"
@@ -334,7 +319,7 @@ def loop(node, ctx):
     c = node.input(1)
     lines = carried.declare(ctx, base, node.inputs[2:])
     lines.append(f"uint8_t {p}_cond = {ctx.ptr(c) + '[0] != 0' if c is not None else '1'};")
-    lines.append(f"for (int64_t {p}_it = 0; {p}_it < {_trip_count(node)} && {p}_cond; ++{p}_it) {{")
+    lines.append(f"for (int64_t {p}_it = 0; {p}_it < {trip_count(node)} && {p}_cond; ++{p}_it) {{")
     inner = [f"*(int64_t*)(arena + {base + iter_off}) = {p}_it;",
              f"*(uint8_t*)(arena + {base + iter_off + 64}) = {p}_cond;",
              _loop_body(body, sctx)]
