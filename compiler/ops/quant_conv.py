@@ -10,6 +10,10 @@ Inputs: QLinearConv (x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale
 B?); ConvInteger (x, w, x_zero_point?, w_zero_point?). x_scale, x_zero_point, y_scale,
 y_zero_point are per tensor (a scalar or one element: onnxruntime accepts both); w_scale and
 w_zero_point per tensor or one per output channel.
+
+com.microsoft.QLinearConv (onnxruntime's contrib op, same inputs) with ``channels_last`` = 1 reads
+and writes NHWC ([N, spatial..., C]); the int8 layout pass (passes/layout/int8_nhwc.py) makes it.
+Everything below works on the NCHW view of its shapes (``nchw``).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import numpy as np
 from .registry import check, get_attr, reference, shape_rule
 from .validate import inp, known, shape_of, shape_str
 
+MS = "com.microsoft"
+
 # input positions
 QLINEAR = {"x": 0, "x_scale": 1, "x_zero_point": 2, "w": 3, "w_scale": 4, "w_zero_point": 5,
            "y_scale": 6, "y_zero_point": 7, "B": 8}
@@ -29,6 +35,22 @@ INTEGER = {"x": 0, "w": 1, "x_zero_point": 2, "w_zero_point": 3}
 
 def positions(node) -> dict:
     return QLINEAR if node.op_type == "QLinearConv" else INTEGER
+
+
+def channels_last(node) -> bool:
+    return node.domain == MS and bool(get_attr(node, "channels_last", 0))
+
+
+def nchw(node, shape):
+    """The NCHW view of an activation shape of ``node`` (channels_last: [N, spatial..., C])."""
+    if shape is None or not channels_last(node) or len(shape) < 3:
+        return None if shape is None else tuple(shape)
+    return (shape[0], shape[-1]) + tuple(shape[1:-1])
+
+
+def to_nhwc(shape):
+    """[N, C, spatial...] -> [N, spatial..., C]."""
+    return (shape[0],) + tuple(shape[2:]) + (shape[1],)
 
 
 @dataclass
@@ -73,21 +95,27 @@ def window(node, x_shape, w_shape) -> Window:
 
 # --- shape rule -----------------------------------------------------------------------------
 @shape_rule("QLinearConv")
+@shape_rule("QLinearConv", MS)
 @shape_rule("ConvInteger")
 def _quant_conv_shape(node):
-    """(N, M, out...) from the window; onnx's rule where a dim is symbolic."""
+    """(N, M, out...) from the window (channels_last: (N, out..., M)); onnx's rule where a dim
+    is symbolic."""
     x, w = node.inputs[0], node.inputs[positions(node)["w"]]
-    if x.shape is None or w.shape is None or not all(known(d) for d in list(x.shape[2:]) + [w.shape[0]]) \
-            or len(x.shape) < 3 or len(x.shape) != len(w.shape):
+    xs = nchw(node, x.shape)
+    if xs is None or w.shape is None or not all(known(d) for d in list(xs[2:]) + [w.shape[0]]) \
+            or len(xs) < 3 or len(xs) != len(w.shape):
+        if node.domain == MS:
+            return [(None, None)]
         from .shapes import _onnx_infer
         return _onnx_infer(node)
-    win = window(node, x.shape, w.shape)
+    win = window(node, xs, w.shape)
     if node.op_type == "QLinearConv":
         yz = node.input(QLINEAR["y_zero_point"])
         dtype = yz.dtype if yz is not None else x.dtype
     else:
         dtype = np.dtype(np.int32)
-    return [(dtype, (x.shape[0], int(w.shape[0])) + win.out)]
+    y = (xs[0], int(w.shape[0])) + win.out
+    return [(dtype, to_nhwc(y) if channels_last(node) else y)]
 
 
 # --- validity -------------------------------------------------------------------------------
@@ -108,7 +136,7 @@ def _per_channel(node, i, out_channels, what):
 
 
 def _window_problem(node):
-    x, w = shape_of(node, 0), shape_of(node, positions(node)["w"])
+    x, w = nchw(node, shape_of(node, 0)), shape_of(node, positions(node)["w"])
     if x is None or w is None or len(x) < 3 or len(x) != len(w) or not all(known(d) for d in x[2:]):
         return
     try:
@@ -126,6 +154,7 @@ def _window_problem(node):
 
 
 @check("QLinearConv")
+@check("QLinearConv", domain=MS)
 def _qlinear_conv_params(node):
     w = shape_of(node, QLINEAR["w"])
     m = int(w[0]) if w is not None and len(w) and known(w[0]) else None
@@ -198,6 +227,14 @@ def _qlinear_conv_ref(node, x, xs, xz, w, ws, wz, ys, yz, b=None):
     M = w.shape[0]
     mult = np.broadcast_to(multiplier(xs, ws, ys), (M,))
     return [requantize(acc, mult, int(np.asarray(yz).reshape(-1)[0]), yz.dtype)]
+
+
+@reference("QLinearConv", MS)
+def _qlinear_conv_ms_ref(node, x, *rest):
+    if not channels_last(node):
+        return _qlinear_conv_ref(node, x, *rest)
+    y = _qlinear_conv_ref(node, np.moveaxis(x, -1, 1), *rest)[0]
+    return [np.ascontiguousarray(np.moveaxis(y, 1, -1))]
 
 
 @reference("ConvInteger")

@@ -1,5 +1,6 @@
-"""Layout level: NCHWc blocking for the target's vector width."""
+"""Layout level: NCHWc blocking for the target's vector width; int8 regions in NHWC."""
 from . import nchwc  # noqa: F401  (registration)
+from . import int8_nhwc  # noqa: F401  (registration)
 from ..extended.elementwise_chain import ElementwiseChainFusionLayout  # noqa: E402
 from ..manager import register  # noqa: E402
 register(ElementwiseChainFusionLayout)  # after nchwc: fuses the elementwise runs it left or blocked

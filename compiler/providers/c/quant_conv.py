@@ -6,7 +6,8 @@ per group, or the depthwise layout when group == C == M); the emitted call names
 descriptor, so a build whose flags lack its ISA fails with a clear #error instead of running a
 kernel on weights packed for another. The kernels read and write NHWC: the NCHW activation is
 transposed into the node's scratch first and the NHWC result back (skipped where the two
-layouts coincide: one channel or one pixel). QLinearConv requantizes in the kernel's output stage
+layouts coincide: one channel or one pixel); com.microsoft.QLinearConv with channels_last = 1,
+which the int8 layout pass makes (passes/layout/int8_nhwc.py), reads and writes NHWC directly. QLinearConv requantizes in the kernel's output stage
 with the float32 multipliers x_scale * w_scale[m] / y_scale computed here in onnxruntime's order;
 ConvInteger writes the int32 accumulators. Results are bit-exact with onnxruntime
 (tests/ops/test_quant_conv_ops.py). 1-D convolutions run as 2-D with H = 1; 3-D is refused.
@@ -51,14 +52,16 @@ def _parts(node):
     """(x, w, y, window, 2-D geometry list or None)."""
     pos = QOP.positions(node)
     x, w, y = node.inputs[0], node.inputs[pos["w"]], node.outputs[0]
-    win = QOP.window(node, x.shape, w.shape)
-    return x, w, y, win, QOP.spatial_2d(win, x.shape, w.shape)
+    xs = QOP.nchw(node, x.shape)
+    win = QOP.window(node, xs, w.shape)
+    return x, w, y, win, QOP.spatial_2d(win, xs, w.shape)
 
 
 def _geom(node, algo=QC.AUTO) -> QC.Geom:
     x, w, y, win, s = _parts(node)
     H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr, OH, OW = s
-    return QC.Geom(int(x.shape[0]), H, W, int(x.shape[1]), int(w.shape[0]), KH, KW, (sh, sw), (dh, dw),
+    xs = QOP.nchw(node, x.shape)
+    return QC.Geom(int(xs[0]), H, W, int(xs[1]), int(w.shape[0]), KH, KW, (sh, sw), (dh, dw),
                    (pt, pl, pb, pr), win.group, algo=algo)
 
 
@@ -69,7 +72,9 @@ def _check(node) -> Optional[str]:
         return f"x {x.dtype} / w {w.dtype}: the int8 kernels take uint8 or int8"
     if len(x.shape) not in (3, 4):
         return f"{len(x.shape) - 2}-D convolution (the int8 kernels are 1-D and 2-D)"
-    win = QOP.window(node, x.shape, w.shape)
+    if QOP.channels_last(node) and len(x.shape) != 4:
+        return f"channels_last with a rank-{len(x.shape)} input (the NHWC form is 2-D only)"
+    win = QOP.window(node, QOP.nchw(node, x.shape), w.shape)
     if min(win.out) < 1:
         return "empty output"
     if node.op_type == "QLinearConv":
@@ -116,6 +121,8 @@ def _zero(node, name, default=0):
 
 def _layout_copies(node):
     """(input needs a transpose, output needs one)."""
+    if QOP.channels_last(node):
+        return False, False
     x, w, y = node.inputs[0], node.inputs[QOP.positions(node)["w"]], node.outputs[0]
     hw_in = int(np.prod(x.shape[2:]))
     hw_out = int(np.prod(y.shape[2:]))
@@ -164,6 +171,7 @@ def _scratch(node) -> int:
     return _scratch_layout(node)[-1]
 
 
+@c_kernel("QLinearConv", domain=QOP.MS, check=_check, scratch=_scratch)
 @c_kernel("QLinearConv", "ConvInteger", check=_check, scratch=_scratch)
 def quant_conv(node, ctx) -> str:
     pos = QOP.positions(node)
