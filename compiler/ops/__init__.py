@@ -6,7 +6,7 @@ from .validate import validate_graph
 from . import shape  # noqa: F401,E402  (registers numpy references, shape and validity rules)
 from . import elementwise, indexing, linalg, nn, norm, reduce  # noqa: F401,E402  (validity rules)
 from . import attention  # noqa: F401,E402  (Attention shape rule)
-from . import quant_conv  # noqa: F401,E402  (QLinearConv, ConvInteger)
+from . import quant_conv, nhwc_pool  # noqa: F401,E402  (QLinearConv, ConvInteger, NhwcMaxPool)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
 from . import quant  # noqa: F401,E402  (quantized ops: rules and references)
 from . import text  # noqa: F401,E402  (TfIdfVectorizer: rule and n-gram trie)

@@ -207,6 +207,9 @@ void onnxc_maxpool(const onnxc_pool_params* p, const float* X, float* Y, int64_t
 /* The same on int8 / uint8 tensors (an empty window gives the type's minimum). */
 void onnxc_s8_maxpool(const onnxc_pool_params* p, const int8_t* X, int8_t* Y, int64_t* indices);
 void onnxc_u8_maxpool(const onnxc_pool_params* p, const uint8_t* X, uint8_t* Y, int64_t* indices);
+/* The same on NHWC tensors (N, spatial..., C; p->C = C), rank 1 or 2: pool/maxpool_nhwc.c. */
+void onnxc_s8_maxpool_nhwc(const onnxc_pool_params* p, const int8_t* X, int8_t* Y);
+void onnxc_u8_maxpool_nhwc(const onnxc_pool_params* p, const uint8_t* X, uint8_t* Y);
 
 /* ONNX AveragePool: sum of the window's input elements divided by the count of window positions
  * inside the padded region (count_include_pad) or inside the input (otherwise); 0 if empty. */

@@ -121,8 +121,8 @@ class QNet:
 
 def mobilenet_block(dt, seed=0):
     """stem conv -> [1x1 expand -> depthwise -> 1x1 project] + residual add -> strided depthwise
-    -> concat with a 1x1 branch -> global average pool; a MaxPool (no NHWC form) in a side branch
-    and an inner value as a graph output (borders)."""
+    -> concat with a 1x1 branch -> global average pool; a side branch MaxPool (ceil_mode) -> conv
+    -> QLinearLeakyRelu (no NHWC form: a border) -> conv, and an inner value as a graph output."""
     q = QNet([1, 8, 12, 11], dt, seed)
     s = q.conv("q0", 16, 3)
     e = q.conv(s, 48, 1)
@@ -133,10 +133,13 @@ def mobilenet_block(dt, seed=0):
     b = q.conv(d2, 24, 1)
     c = q.ms("QLinearConcat", [d2, b], [1, 40] + q.shapes[d2][2:], axis=1)
     gp = q.ms("QLinearGlobalAveragePool", [c], [1, 40, 1, 1])
-    q.nodes.append(helper.make_node("MaxPool", [a], ["mp"], kernel_shape=[2, 2], strides=[2, 2]))
-    q.shapes["mp"], q.params["mp"] = [1, 16, 6, 5], q.params[a]
+    q.nodes.append(helper.make_node("MaxPool", [a], ["mp"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 0],
+                                    ceil_mode=1))
+    q.shapes["mp"], q.params["mp"] = [1, 16, 6, 6], q.params[a]
     mc = q.conv("mp", 8, 3)
-    return q, q.model([gp, d, mc])
+    lr = q.ms("QLinearLeakyRelu", [mc], q.shapes[mc], alpha=0.1)
+    mc2 = q.conv(lr, 8, 1)
+    return q, q.model([gp, d, mc2])
 
 
 def _ops(g, op, domain=""):
@@ -165,13 +168,14 @@ def test_region_bit_exact_and_borders(dt):
         assert a.dtype == r.dtype and a.shape == r.shape
         np.testing.assert_array_equal(b, r)  # the interpreter before the pass is onnxruntime's
         np.testing.assert_array_equal(a, b)  # and the pass changes no bit
-    # every conv, the Add, the Concat and the pool run NHWC
-    assert not _ops(g, "QLinearConv") and len(_ops(g, "QLinearConv", MS)) == 7
+    # every conv, the Add, the Concat, the pools run NHWC
+    assert not _ops(g, "QLinearConv") and len(_ops(g, "QLinearConv", MS)) == 8
+    assert not _ops(g, "MaxPool") and len(_ops(g, "NhwcMaxPool", MS)) == 1
     assert all(n.attrs["channels_last"] == 1 for n in _ops(g, "QLinearConv", MS))
     assert _ops(g, "QLinearConcat", MS)[0].attrs["axis"] == 3
     assert _ops(g, "QLinearGlobalAveragePool", MS)[0].attrs["channels_last"] == 1
-    # Transposes only at borders: into the stem and into the conv after the MaxPool (2), back for
-    # the MaxPool, the pool output, the depthwise output (graph output) and the last conv (4)
+    # Transposes only at borders: into the stem and into the conv after the LeakyRelu (2), back for
+    # the LeakyRelu, the pool output, the depthwise output (graph output) and the last conv (4)
     tr = _ops(g, "Transpose")
     to_nhwc = [n for n in tr if n.attrs["perm"] == [0, 2, 3, 1]]
     to_nchw = [n for n in tr if n.attrs["perm"] == [0, 3, 1, 2]]
@@ -252,7 +256,57 @@ def test_compiled_bit_exact(tmp_path, isa, dt):
     ref = ort_run(model, feed)
     lay = onnxc.compile(model, output_dir=tmp_path / "layout", target=isa, fallback=False, opt_level="layout")
     ext = onnxc.compile(model, output_dir=tmp_path / "extended", target=isa, fallback=False, opt_level="extended")
-    assert lay.report["op_counts"].get("com.microsoft.QLinearConv") == 7, lay.report["op_counts"]
+    assert lay.report["op_counts"].get("com.microsoft.QLinearConv") == 8, lay.report["op_counts"]
     for a, b, r in zip(lay.run(None, feed), ext.run(None, feed), ref):
         np.testing.assert_array_equal(a, r)
         np.testing.assert_array_equal(b, r)
+
+
+MAXPOOLS = [  # (kernel, strides, pads, dilations, ceil_mode)
+    ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 0),
+    ([2, 2], [2, 2], [0, 0, 0, 0], [1, 1], 1),
+    ([3, 2], [1, 2], [1, 0, 0, 1], [1, 1], 0),
+    ([3, 3], [2, 1], [2, 2, 2, 2], [2, 2], 1),
+    ([5, 5], [3, 3], [0, 0, 0, 0], [1, 1], 1),
+]
+
+
+def _maxpool_model(dt, cases, seed):
+    """A conv feeding one MaxPool per case, each a graph output."""
+    q = QNet([2, 8, 13, 10], dt, seed)
+    c = q.conv("q0", 20, 3)
+    outs = []
+    for i, (k, s, p, d, ceil) in enumerate(cases):
+        q.nodes.append(helper.make_node("MaxPool", [c], [f"mp{i}"], kernel_shape=k, strides=s, pads=p, dilations=d,
+                                        ceil_mode=ceil))
+        q.shapes[f"mp{i}"], q.params[f"mp{i}"] = None, q.params[c]
+        outs.append(f"mp{i}")
+    model = q.model(outs)
+    for o in model.graph.output:  # shapes from onnx
+        o.type.tensor_type.ClearField("shape")
+    return q, onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+@pytest.mark.parametrize("case", range(len(MAXPOOLS)))
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_maxpool_nhwc(case, dt):
+    """MaxPool on the NHWC tensor (com.microsoft.NhwcMaxPool, pads resolved): strides, pads,
+    dilations, ceil_mode; bit-exact before/after and with onnxruntime."""
+    q, model = _maxpool_model(dt, [MAXPOOLS[case]], seed=case)
+    g, res, before, after, ref = _run_pass(model, q.feed())
+    assert len(_ops(g, "NhwcMaxPool", MS)) == 1 and not _ops(g, "MaxPool")
+    for b, a, r in zip(before, after, ref):
+        np.testing.assert_array_equal(b, r)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("isa", sorted({"generic", ISAS[-1]}))
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_maxpool_nhwc_compiled(tmp_path, isa, dt):
+    """The C NhwcMaxPool on every geometry above (one model), against onnxruntime."""
+    q, model = _maxpool_model(dt, MAXPOOLS, seed=10)
+    feed = q.feed()
+    m = onnxc.compile(model, output_dir=tmp_path / "m", target=isa, fallback=False)
+    assert m.report["op_counts"].get("com.microsoft.NhwcMaxPool") == len(MAXPOOLS), m.report["op_counts"]
+    for a, r in zip(m.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(a, r)

@@ -9,7 +9,8 @@ One pass, in topological order (onnxruntime's NhwcTransformer does this job at s
   * propagation: a node reading an NHWC value is rewritten to work on NHWC when it has a form
     for it: com.microsoft QLinearAdd/QLinearMul whose image inputs have the output's shape
     (other inputs: one element), QLinearGlobalAveragePool/QLinearAveragePool (channels_last
-    = 1) and QLinearConcat on the channel axis (axis 3);
+    = 1), QLinearConcat on the channel axis (axis 3) and an 8-bit MaxPool (drop_qdq's, without
+    indices) as com.microsoft.NhwcMaxPool (pads resolved; ops/nhwc_pool.py);
   * borders: a plain value an NHWC node reads gets one Transpose [0, 2, 3, 1] (shared by its
     readers; constants are transposed here); an NHWC value read by a plain node or that is a
     graph output gets one Transpose [0, 3, 1, 2] back to its original Value.
@@ -24,6 +25,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ...ir import Node
+from ...ops import get_attr
+from ...ops.nn import resolve_pads
 from ...ops.quant_conv import MS, to_nhwc
 from ..manager import Pass, PassResult, register
 from ..util import c_supported
@@ -107,6 +110,19 @@ class _Rewriter:
         ins = [self.nhwc_input(x, node)] + list(node.inputs[1:])
         return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs, channels_last=1))
 
+    def maxpool(self, node) -> bool:
+        """8-bit MaxPool (one output: no indices) -> NhwcMaxPool with explicit pads."""
+        x, y = node.inputs[0], node.outputs[0]
+        if not (_image(x) and _image(y)) or len(node.outputs) != 1:
+            return False
+        k = [int(v) for v in get_attr(node, "kernel_shape")]
+        s = [int(v) for v in (get_attr(node, "strides", None) or [1, 1])]
+        d = [int(v) for v in (get_attr(node, "dilations", None) or [1, 1])]
+        b, e = resolve_pads(node, list(x.shape[2:]), k, s, d)
+        attrs = {"kernel_shape": k, "strides": s, "dilations": d, "pads": [int(v) for v in list(b) + list(e)],
+                 "ceil_mode": int(get_attr(node, "ceil_mode", 0))}
+        return self.emit(node, "NhwcMaxPool", MS, [self.nhwc_input(x, node)], attrs)
+
     def concat(self, node) -> bool:
         """QLinearConcat (Y_scale, Y_zp, then X, X_scale, X_zp per input) on channels."""
         y = node.outputs[0]
@@ -123,6 +139,8 @@ class _Rewriter:
     def convert(self, node) -> bool:
         if node.domain in ("", "ai.onnx") and node.op_type == "QLinearConv":
             return self.conv(node)
+        if node.domain in ("", "ai.onnx") and node.op_type == "MaxPool" and id(node.inputs[0]) in self.twin:
+            return self.maxpool(node)
         if node.domain != MS or not any(v is not None and id(v) in self.twin for v in node.inputs):
             return False
         if node.op_type in ("QLinearAdd", "QLinearMul"):

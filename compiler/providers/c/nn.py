@@ -228,3 +228,31 @@ def lrn(node, ctx):
     return (f"onnxc_lrn({x.shape[0]}, {x.shape[1]}, {sp}, {int(get_attr(node, 'size'))}, {ctx.lit(alpha, np.float32)}, "
             f"{ctx.lit(beta, np.float32)}, {ctx.lit(bias, np.float32)}, {ctx.ptr(x)}, {ctx.ptr(node.outputs[0])});")
 
+
+
+# --- com.microsoft.NhwcMaxPool (8-bit, NHWC: the int8 layout pass) ---------------------------------
+def _nhwc_maxpool_check(node) -> Optional[str]:
+    from ...ops import nhwc_pool
+    x, y = node.inputs[0], node.outputs[0]
+    if x.dtype not in (np.dtype(np.uint8), np.dtype(np.int8)):
+        return f"dtype {x.dtype} not supported (8-bit only)"
+    if len(x.shape) not in (3, 4):
+        return f"{len(x.shape) - 2}-D pooling not supported (1-D and 2-D)"
+    if get_attr(node, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        return "auto_pad not supported (the layout pass writes pads)"
+    out = nhwc_pool.window(node, list(x.shape[1:-1]))[-1]
+    if list(y.shape[1:-1]) != out:
+        return f"inferred output shape {list(y.shape)} disagrees with pooling geometry {out}"
+    return None
+
+
+@c_kernel("NhwcMaxPool", domain="com.microsoft", check=_nhwc_maxpool_check)
+def nhwc_maxpool(node, ctx):
+    from ...ops import nhwc_pool
+    x, y = node.inputs[0], node.outputs[0]
+    spatial = list(x.shape[1:-1])
+    k, s, d, b, e, out = nhwc_pool.window(node, spatial)
+    fn = "onnxc_u8_maxpool_nhwc" if x.dtype == np.uint8 else "onnxc_s8_maxpool_nhwc"
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[-1]}, {len(spatial)}, {_arr3(spatial, 1)}, "
+            f"{_arr3(k, 1)}, {_arr3(out, 1)}, {_arr3(s, 1)}, {_arr3(b)}, {_arr3(d, 1)}, 0, {_arr3(e)}}};\n"
+            f"{fn}(&p, {ctx.ptr(x)}, {ctx.ptr(y)});")
