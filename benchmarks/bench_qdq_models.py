@@ -2,11 +2,13 @@
 uint8 activations, random calibration data): onnxc int8 (the QDQ passes turn the graph into
 QLinearConv / QLinearAdd / ... nodes) vs onnxc float32 (the same model before quantization) vs
 onnxruntime on the same QDQ model (its own QDQ fusion) and on the float model; one thread, same
-process, best thread CPU time of repeated runs.  Prints ratios, the host's ISA, the Q/DQ nodes
-left after compiling and the int8 output's distance to onnxruntime's (in output steps).
+process, interleaved rounds (one run of each engine per round), best thread CPU time per engine.
+Prints milliseconds and ratios, the CPU model, the host's ISA and the target, the Q/DQ nodes left
+after compiling and the int8 output's distance to onnxruntime's (in output steps).  ``--target``
+builds both onnxc models for that ISA row (e.g. avx2); onnxruntime picks its own kernels.
 
     .venv/bin/python benchmarks/bench_qdq_models.py [--models DIR] [--names resnet18,mobilenet_v2]
-        [--seconds 2]
+        [--rounds 10] [--target native]
 """
 from __future__ import annotations
 
@@ -22,14 +24,26 @@ import onnxc
 from onnxc.cpu import host_isa
 
 
-def best(fn, seconds):
-    fn()
-    b, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t0 = time.thread_time()
+def best_interleaved(fns, rounds):
+    """{name: best thread CPU time} over ``rounds`` rounds of one run of each fn (load changes hit
+    every engine alike)."""
+    best = {k: float("inf") for k in fns}
+    for fn in fns.values():
         fn()
-        b = min(b, time.thread_time() - t0)
-    return b
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.thread_time()
+            fn()
+            best[k] = min(best[k], time.thread_time() - t0)
+    return best
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        return "?"
 
 
 def quantize(path, feed, out):
@@ -53,21 +67,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="/work/main/models")
     ap.add_argument("--names", default="resnet18,mobilenet_v2")
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--target", default="native")
     args = ap.parse_args()
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
-    print(f"host ISA {host_isa()}, 1 thread, onnxruntime {ort.__version__}")
+    print(f"CPU {cpu_model()}, host ISA {host_isa()}, target {args.target}, 1 thread, onnxruntime {ort.__version__}")
     print(f"{'model':14} {'onnxc fp32/int8':>16} {'ort int8/onnxc int8':>23} {'ort fp32/int8':>14} "
-          f"{'Q/DQ left':>9} {'max steps vs ort':>16}")
+          f"{'Q/DQ left':>9} {'max steps vs ort':>16}   ms: onnxc fp32, onnxc int8, ort fp32, ort int8")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names.split(","):
             path = os.path.join(args.models, f"{name}.onnx")
             feed = dict(np.load(os.path.join(args.models, f"{name}.inputs.npz")))
             qm = quantize(path, feed, os.path.join(tmp, f"{name}.q.onnx"))
-            cf = onnxc.compile(path, output_dir=os.path.join(tmp, name + "f"), num_threads=1, fallback=False)
-            cq = onnxc.compile(qm, output_dir=os.path.join(tmp, name + "q"), num_threads=1, fallback=False)
+            cf = onnxc.compile(path, output_dir=os.path.join(tmp, name + "f"), num_threads=1, fallback=False,
+                               target=args.target)
+            cq = onnxc.compile(qm, output_dir=os.path.join(tmp, name + "q"), num_threads=1, fallback=False,
+                               target=args.target)
             assert cq.fallback_nodes == []
             counts = cq.report["op_counts"]
             left = counts.get("QuantizeLinear", 0) + counts.get("DequantizeLinear", 0)
@@ -77,12 +94,10 @@ def main():
             step = [onnx.numpy_helper.to_array(i) for i in qm.graph.initializer if i.name == out_dq.input[1]]
             got, ref = cq.run(None, feed)[0], oq.run(None, feed)[0]
             steps = float(np.abs(got.astype(np.float64) - ref).max() / step[0]) if step else float("nan")
-            t = {k: best(fn, args.seconds) for k, fn in (("cf", lambda: cf.run(None, feed)),
-                                                          ("cq", lambda: cq.run(None, feed)),
-                                                          ("of", lambda: of.run(None, feed)),
-                                                          ("oq", lambda: oq.run(None, feed)))}
+            t = best_interleaved({"cf": lambda: cf.run(None, feed), "cq": lambda: cq.run(None, feed),
+                                  "of": lambda: of.run(None, feed), "oq": lambda: oq.run(None, feed)}, args.rounds)
             print(f"{name:14} {t['cf'] / t['cq']:15.2f}x {t['oq'] / t['cq']:22.2f}x {t['of'] / t['oq']:13.2f}x "
-                  f"{left:9d} {steps:16.1f}")
+                  f"{left:9d} {steps:16.1f}   " + ", ".join(f"{t[k] * 1e3:.2f}" for k in ("cf", "cq", "of", "oq")))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def _nhwc_maxpool_ref(node, x):
     lowest = np.iinfo(x.dtype).min
     r = len(k)
     # pad with the lowest value far enough for every window (ceil_mode may reach past pads end)
-    hi = [max(0, (o - 1) * st + (kk - 1) * dd + 1 - (n + bb)) for o, st, kk, dd, n, bb in zip(out, s, k, d, x.shape[1:-1], b)]
+    hi = [max(0, (o - 1) * st + (kk - 1) * dd + 1 - (n + bb))
+          for o, st, kk, dd, n, bb in zip(out, s, k, d, x.shape[1:-1], b)]
     xp = np.pad(x, [(0, 0)] + [(bb, h) for bb, h in zip(b, hi)] + [(0, 0)], constant_values=lowest)
     y = np.full((x.shape[0],) + tuple(out) + (x.shape[-1],), lowest, x.dtype)
     for tap in np.ndindex(*k):

@@ -250,16 +250,20 @@ def test_conv1d_stays_nchw():
 @pytest.mark.parametrize("dt", [np.uint8, np.int8])
 def test_compiled_bit_exact(tmp_path, isa, dt):
     """Compiled with the layout level (NHWC regions) on every ISA row: bit-exact with
-    onnxruntime and with the extended level (per-node transposes)."""
+    onnxruntime; on the generic row also the extended level (per-node transposes)."""
     q, model = mobilenet_block(dt, seed=7)
     feed = q.feed()
     ref = ort_run(model, feed)
     lay = onnxc.compile(model, output_dir=tmp_path / "layout", target=isa, fallback=False, opt_level="layout")
-    ext = onnxc.compile(model, output_dir=tmp_path / "extended", target=isa, fallback=False, opt_level="extended")
     assert lay.report["op_counts"].get("com.microsoft.QLinearConv") == 8, lay.report["op_counts"]
-    for a, b, r in zip(lay.run(None, feed), ext.run(None, feed), ref):
-        np.testing.assert_array_equal(a, r)
-        np.testing.assert_array_equal(b, r)
+    assert lay.report["op_counts"].get("Transpose") == 6, lay.report["op_counts"]
+    builds = [lay]
+    if isa == "generic":
+        builds.append(onnxc.compile(model, output_dir=tmp_path / "extended", target=isa, fallback=False,
+                                    opt_level="extended"))
+    for m in builds:
+        for a, r in zip(m.run(None, feed), ref):
+            np.testing.assert_array_equal(a, r)
 
 
 MAXPOOLS = [  # (kernel, strides, pads, dilations, ceil_mode)
@@ -309,4 +313,26 @@ def test_maxpool_nhwc_compiled(tmp_path, isa, dt):
     m = onnxc.compile(model, output_dir=tmp_path / "m", target=isa, fallback=False)
     assert m.report["op_counts"].get("com.microsoft.NhwcMaxPool") == len(MAXPOOLS), m.report["op_counts"]
     for a, r in zip(m.run(None, feed), ort_run(model, feed)):
+        np.testing.assert_array_equal(a, r)
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_average_pool_nhwc(tmp_path, dt):
+    """QLinearAveragePool (com.microsoft) in a region gets channels_last = 1: bit-exact before/after
+    the pass, with onnxruntime, and compiled."""
+    q = QNet([1, 8, 9, 10], dt, seed=21)
+    c = q.conv("q0", 24, 3)
+    ap = q.ms("QLinearAveragePool", [c], [1, 24, 5, 5], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+              count_include_pad=0)
+    c2 = q.conv(ap, 16, 1)
+    model = q.model([c2])
+    feed = q.feed()
+    g, res, before, after, ref = _run_pass(model, feed)
+    pools = _ops(g, "QLinearAveragePool", MS)
+    assert len(pools) == 1 and pools[0].attrs["channels_last"] == 1 and len(_ops(g, "Transpose")) == 2
+    for b, a, r in zip(before, after, ref):
+        np.testing.assert_array_equal(b, r)
+        np.testing.assert_array_equal(a, b)
+    m = onnxc.compile(model, output_dir=tmp_path / "m", fallback=False)
+    for a, r in zip(m.run(None, feed), ref):
         np.testing.assert_array_equal(a, r)

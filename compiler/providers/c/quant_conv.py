@@ -7,7 +7,8 @@ descriptor, so a build whose flags lack its ISA fails with a clear #error instea
 kernel on weights packed for another. The kernels read and write NHWC: the NCHW activation is
 transposed into the node's scratch first and the NHWC result back (skipped where the two
 layouts coincide: one channel or one pixel); com.microsoft.QLinearConv with channels_last = 1,
-which the int8 layout pass makes (passes/layout/int8_nhwc.py), reads and writes NHWC directly. QLinearConv requantizes in the kernel's output stage
+which the int8 layout pass makes (passes/layout/int8_nhwc.py), reads and writes NHWC directly.
+QLinearConv requantizes in the kernel's output stage
 with the float32 multipliers x_scale * w_scale[m] / y_scale computed here in onnxruntime's order;
 ConvInteger writes the int32 accumulators. Results are bit-exact with onnxruntime
 (tests/ops/test_quant_conv_ops.py). 1-D convolutions run as 2-D with H = 1; 3-D is refused.
