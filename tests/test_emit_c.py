@@ -247,7 +247,9 @@ def test_isa_guard_refuses_other_vector_flags(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_emit_refuses_fallback_models_and_foreign_folders(tmp_path, capsys):
+def test_emit_refuses_fallback_models_and_foreign_folders(monkeypatch, tmp_path, capsys):
+    from onnxc.providers.c import KERNELS
+    monkeypatch.delitem(KERNELS, ("", "Unique"))  # an op without a C kernel
     g = helper.make_graph([helper.make_node("Unique", ["x"], ["u"], sorted=1)], "g",
                           [helper.make_tensor_value_info("x", 1, [6])], [helper.make_tensor_value_info("u", 1, ["n"])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])

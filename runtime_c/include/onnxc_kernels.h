@@ -309,6 +309,24 @@ void onnxc_rnn_f64(const onnxc_rnn_params* p, const double* X, const double* W,
 int onnxc_topk(int elem_type, int64_t outer, int64_t n, int64_t inner, int64_t k, int largest,
                const void* X, void* V, int64_t* I, int64_t* scratch);
 
+/* ONNX Unique over the middle axis of X viewed as [outer, n, inner] (without an axis: [1, numel,
+ * 1]), runtime_c/indexing/unique_ref.c.  Returns the number u of distinct slices, or -1 for an
+ * unknown elem_type (float, double, int8..int64, uint8..uint64, bool).  When u <= cap it writes Y
+ * [outer, u, inner], indices[u], counts[u] and inverse[n] (each of the last three may be NULL);
+ * when u > cap nothing.  sorted: groups ascending, else by first occurrence; nan_equal: NaN
+ * equals NaN (numpy.unique without an axis).  scratch holds 6*n int64. */
+int64_t onnxc_unique(int elem_type, int64_t outer, int64_t n, int64_t inner, int sorted, int nan_equal,
+                     const void* X, void* Y, int64_t* indices, int64_t* inverse, int64_t* counts,
+                     int64_t cap, int64_t* scratch);
+
+/* ONNX NonMaxSuppression on float32 boxes [batches, n, 4] and scores [batches, classes, n],
+ * runtime_c/image/nms_ref.c: writes the first cap selected [batch, class, box] rows of Y and
+ * returns how many were selected in all (never more than batches*classes*min(max, n)).
+ * scratch holds 3*n int64. */
+int64_t onnxc_f32_nms(const float* boxes, const float* scores, int64_t batches, int64_t classes, int64_t n,
+                      int64_t max_per_class, float iou_threshold, int has_score_threshold, float score_threshold,
+                      int center, int64_t* Y, int64_t cap, int64_t* scratch);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Attention                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
