@@ -328,6 +328,28 @@ int64_t onnxc_f32_nms(const float* boxes, const float* scores, int64_t batches, 
                       int center, int64_t* Y, int64_t cap, int64_t* scratch);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Random generators (runtime_c/math/random_ref.c): Philox4x32-10, element i from (key, i)     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One Philox4x32-10 block: out = philox(counter, key). */
+void onnxc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* A key for a run of a node without a seed: differs between calls (process-wide counter, clock,
+ * arena address). */
+uint64_t onnxc_rng_fresh_key(const void* arena);
+/* Element i's uniform double in [0, 1) / standard normal (Box-Muller) of stream `stream`. */
+double onnxc_rng_uniform(uint64_t key, uint32_t stream, int64_t i);
+double onnxc_rng_normal(uint64_t key, uint32_t stream, int64_t i);
+/* elem_type (ONNX TensorProto): float or double for Y and P/X; Bernoulli's out_type any number
+ * or bool; Multinomial's int32 or int64 (scratch: classes doubles). */
+void onnxc_random_uniform(int elem_type, void* Y, int64_t n, double low, double high, uint64_t key);
+void onnxc_random_normal(int elem_type, void* Y, int64_t n, double mean, double scale, uint64_t key);
+void onnxc_bernoulli(int in_type, const void* P, int out_type, void* Y, int64_t n, uint64_t key);
+void onnxc_multinomial(int in_type, const void* X, int64_t batch, int64_t classes, int64_t samples,
+                       int out_type, void* Y, uint64_t key, double* scratch);
+/* Dropout's keep mask: mask[i] = uniform(i) >= ratio. */
+void onnxc_dropout_mask(uint8_t* mask, int64_t n, double ratio, uint64_t key);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Attention                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
