@@ -104,21 +104,26 @@ def test_distribution_check_fails_a_wrong_generator():
     mis-scaled one (seeded, so the test is deterministic)."""
     rng = np.random.default_rng(5)
     p = np.array([0.0, 0.1, 0.3, 0.5, 0.5, 0.7, 0.9, 1.0])
-    ref = rng.uniform(size=(200, 8)) < p
-    assert runner._draw_moments(rng.uniform(size=(200, 8)) < p, ref) is None
+    ref = rng.uniform(size=(400, 8)) < p
+    assert runner._draw_moments(rng.uniform(size=(400, 8)) < p, ref) is None
     q = p[1:-1]  # no element fixed at 0 or 1: only the means can tell
-    assert "means differ" in runner._draw_moments(rng.uniform(size=(200, 6)) < q + 0.1, ref[:, 1:-1])
-    assert "outside the reference" in runner._draw_moments(rng.uniform(size=(200, 8)) < 1 - p, ref)  # P(1) = 1 - p
-    assert "outside" in runner._draw_moments(np.full((200, 2), 7.0), np.full((200, 2), 6.0))
+    assert "means differ" in runner._draw_moments(rng.uniform(size=(400, 6)) < q + 0.1, ref[:, 1:-1])
+    assert "means differ" in runner._draw_moments(rng.uniform(size=(400, 8)) < 1 - p, ref)  # P(1) = 1 - p
+    assert "outside" in runner._draw_moments(np.full((400, 2), 7.0), np.full((400, 2), 6.0))
+    # an element the reference rarely varies (p = 0.002) is neither a support nor a mean failure
+    rare = np.array([0.002, 0.5, 0.998])
+    for seed in range(20):
+        r2 = np.random.default_rng(seed)
+        assert runner._draw_moments(r2.uniform(size=(400, 3)) < rare, r2.uniform(size=(400, 3)) < rare) is None
     x = rng.standard_normal(20).astype(np.float32)
-    drop = (lambda r, s: (rng.uniform(size=(200, 20)) >= r) * x * np.float32(s))
+    drop = (lambda r, s: (rng.uniform(size=(400, 20)) >= r) * x * np.float32(s))
     ref = drop(0.5, 2.0)
     assert runner._draw_moments(drop(0.5, 2.0), ref) is None
     assert "outside the reference's" in runner._draw_moments(drop(0.5, 1.5), ref)
     assert runner._draw_moments(drop(0.3, 2.0), ref) is not None  # keeps too many
-    normal = rng.standard_normal((200, 30))
-    assert runner._draw_moments(rng.standard_normal((200, 30)), normal) is None
-    assert "variance" in runner._draw_moments(1.4 * rng.standard_normal((200, 30)), normal)
+    normal = rng.standard_normal((400, 30))
+    assert runner._draw_moments(rng.standard_normal((400, 30)), normal) is None
+    assert "variance" in runner._draw_moments(1.4 * rng.standard_normal((400, 30)), normal)
 
 
 def test_crash_costs_one_case_and_the_run_goes_on():

@@ -129,7 +129,7 @@ def random_ops(model):
 
 
 # --- distribution check (random ops) ----------------------------------------------------------
-DRAWS = 200
+DRAWS = 400
 DISTRIBUTION_NOTE = "distribution check (draws compared with onnx.reference's, not values): "  # runs of the module and of onnx.reference compared per data set
 
 
@@ -149,23 +149,26 @@ def _unseeded(model):
 def _draw_moments(samples: np.ndarray, ref: np.ndarray):
     """None if the module's draws ``samples`` [runs, ...] look like onnx.reference's ``ref``
     [runs, ...] element by element, else why not: the same support where the reference's is
-    discrete (at most 2 values per element: Bernoulli's {0, 1}, Dropout's {0, x/(1-r)}; an element
-    the reference never varies must equal it), per-element means within a chi-square bound (6 sigma
-    of chi2 with one degree of freedom per element) and the pooled variance within 25%."""
+    discrete (an output of at most 2 values, Bernoulli's {0, 1} or a mask: those; else per element
+    at most 2, Dropout's {0, x/(1-r)}: that element's), per-element means within a chi-square bound
+    (8 sigma of chi2 with one degree of freedom per element; variances pooled from both, so an
+    element the reference rarely varies is not overweighted) and the pooled variance within 25%."""
     a, b = samples.reshape(len(samples), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
+    everywhere = np.unique(b)
     for j in range(b.shape[1]):
-        vals = np.unique(b[:, j])
+        vals = everywhere if len(everywhere) <= 2 else np.unique(b[:, j])
         if len(vals) <= 2 and not np.isin(a[:, j], vals).all():
             return f"element {j}: values {sorted(set(a[:, j]) - set(vals))[:3]} outside the reference's {vals.tolist()}"
-    va, vb = a.var(axis=0, ddof=1), b.var(axis=0, ddof=1)
-    fixed = vb == 0  # equal to the reference's one value (the support test above)
-    if (~fixed).any():
-        se2 = vb[~fixed] / len(a) + vb[~fixed] / len(b)
-        chi2 = float(np.sum((a[:, ~fixed].mean(0) - b[:, ~fixed].mean(0)) ** 2 / se2))
-        k = int((~fixed).sum())
-        if chi2 > k + 6 * np.sqrt(2 * k):
+    pooled = np.concatenate([a, b]).var(axis=0, ddof=1)
+    vary = pooled > 0
+    if vary.any():
+        se2 = pooled[vary] * (1 / len(a) + 1 / len(b))
+        chi2 = float(np.sum((a[:, vary].mean(0) - b[:, vary].mean(0)) ** 2 / se2))
+        k = int(vary.sum())
+        if chi2 > k + 8 * np.sqrt(2 * k):
             return f"means differ from the reference's: chi2 {chi2:.1f} over {k} elements"
-        ratio = float(va[~fixed].sum() / vb[~fixed].sum())
+        vb = b[:, vary].var(axis=0, ddof=1).sum()
+        ratio = float(a[:, vary].var(axis=0, ddof=1).sum() / vb) if vb > 0 else np.inf
         if not 0.75 < ratio < 1.33:
             return f"variance {ratio:.2f} x the reference's"
     return None
