@@ -144,6 +144,7 @@ def cdef(prefix: str, partitions=()) -> str:
             f"size_t {prefix}_output_bytes(int i);\n"
             f"const char* {prefix}_input_dtype(int i);\n"
             f"const char* {prefix}_output_dtype(int i);\n"
+            f"int {prefix}_output_shape(const void* arena, int i, int64_t* dims);\n"
             f"const char* {prefix}_manifest_checksums(void);\n")
 
 

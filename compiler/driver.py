@@ -381,7 +381,8 @@ def lower(model, options: Dict, save_optimized=None, quantize=None):
     # lists every node no provider can run, dynamic shapes included
     parts = partition(graph, default_providers(options.get("fallback", False)))
     c_ids = {id(n) for n in parts.nodes_of("c")}
-    require_static(graph, static_required(graph, c_ids, python_values(graph, c_ids)))
+    from .providers.c.registry import bounded_values
+    require_static(graph, static_required(graph, c_ids, python_values(graph, c_ids), bounded_values(graph, c_ids)))
     verify(graph, require_typed=not parts.nodes_of("fallback"))
     for n in parts.nodes_of("fallback"):
         log.warning("onnxc: %s node '%s' runs in the Python fallback provider (%s)", n.op_type, n.name,

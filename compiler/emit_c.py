@@ -131,11 +131,13 @@ def export_c(build_dir, output_dir, embed_weights: bool = False) -> EmittedC:
     else:
         write("weights.bin", src=weights)
     from .codegen.templates import render
+    from .runtime import _np_dtype
     model_name = _model_name(header, prefix)
     ctx = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__, model_name=model_name, target=target,
                isa=man.get("isa", target), isa_flags=isa_flags, sources=[f"runtime_c/{s}" for s in sources],
                embedded=embed_weights, weights_header=HEADER, cmake_version=_cmake_version(),
-               inputs=man["inputs"], outputs=man["outputs"])
+               inputs=man["inputs"], outputs=man["outputs"],
+               out_itemsize=[0 if o.get("python") else _np_dtype(o["dtype"]).itemsize for o in man["outputs"]])
     write("CMakeLists.txt", render("emit_c/CMakeLists.txt.j2", **ctx))
     write(f"cmake/{prefix}Config.cmake.in", render("emit_c/Config.cmake.in.j2", **ctx))
     write("example/main.c", render("emit_c/main.c.j2", **ctx))

@@ -64,9 +64,10 @@ def python_values(graph, c_node_ids: Set[int]) -> Set[int]:
     return py
 
 
-def static_required(graph, c_node_ids: Set[int], py_ids: Set[int]) -> list:
-    """Values that the C side touches and that must therefore have a static shape."""
-    return [v for v in graph.values() if id(v) not in py_ids and not v.is_const and
+def static_required(graph, c_node_ids: Set[int], py_ids: Set[int], bounded=()) -> list:
+    """Values that the C side touches and that must therefore have a static shape (``bounded``:
+    ids of data-dependent values C kernels write into a buffer of a compile-time bound)."""
+    return [v for v in graph.values() if id(v) not in py_ids and not v.is_const and id(v) not in bounded and
             ((v.producer is not None and id(v.producer) in c_node_ids) or
              any(id(u) in c_node_ids for u in v.users) or (graph.is_output(v) and v.producer is not None))]
 
@@ -84,14 +85,19 @@ def _location(v, graph, plan, py_ids) -> List:
     return ["arena", plan.offset_of(id(root))]
 
 
-def _binding(v, graph, plan, py_ids) -> Dict:
-    return {"name": v.name, "where": _location(v, graph, plan, py_ids),
-            "dtype": dtype_name(v.dtype) if v.dtype is not None else None,
-            "shape": list(v.shape) if v.is_static else None}
+def _binding(v, graph, plan, py_ids, dims_offset) -> Dict:
+    b = {"name": v.name, "where": _location(v, graph, plan, py_ids),
+         "dtype": dtype_name(v.dtype) if v.dtype is not None else None,
+         "shape": list(v.shape) if v.is_static else None}
+    if id(v) in dims_offset:  # written by a C kernel with a data-dependent shape: its dims are there
+        b["dims_offset"], b["rank"] = dims_offset[id(v)], len(v.shape)
+    return b
 
 
-def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int]) -> Dict:
-    """The sub-model (bytes) and bindings for fallback partition ``part``."""
+def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int], dims_offset=None) -> Dict:
+    """The sub-model (bytes) and bindings for fallback partition ``part`` (``dims_offset``: id of
+    a data-dependent value a C kernel writes -> arena offset of its dims record)."""
+    dims_offset = dims_offset or {}
     import onnx
     from onnx import helper, numpy_helper
     from .ir.onnx_export import node_to_proto, value_info
@@ -124,8 +130,8 @@ def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int]) -
     return {"index": part.index, "file": f"fallback{part.index}.onnx", "model": model.SerializeToString(),
             "ops": sorted({n.op_type for n in part.nodes}),
             "nodes": [n.name for n in part.nodes],
-            "inputs": [_binding(v, graph, plan, py_ids) for v in inputs],
-            "outputs": [_binding(v, graph, plan, py_ids) for v in outputs]}
+            "inputs": [_binding(v, graph, plan, py_ids, dims_offset) for v in inputs],
+            "outputs": [_binding(v, graph, plan, py_ids, dims_offset) for v in outputs]}
 
 
 def later_reads_by_partition(graph, partitions) -> Dict[int, Set[int]]:

@@ -62,6 +62,29 @@ def _make_engine(model_bytes: bytes, engine: str, num_threads: Optional[int]):
         raise FallbackError("no fallback engine can run this partition (" + "; ".join(errors) + ")") from None
 
 
+def actual_shape(arena: np.ndarray, b: Dict) -> List[int]:
+    """The shape of a value a binding or output entry describes: its static shape, or, for a
+    data-dependent one a C kernel wrote, the dims that kernel left in the arena this run."""
+    off = b.get("dims_offset")
+    if off is None:
+        return b["shape"]
+    rank = len(b["bound"]) if "bound" in b else int(b["rank"])
+    return [int(d) for d in arena[off:off + 8 * rank].view(np.int64)]
+
+
+def trimmed(buf: np.ndarray, arena: np.ndarray, b: Dict) -> np.ndarray:
+    """The actual value in an output buffer (a data-dependent shape: the leading elements of
+    its upper-bound buffer, which the kernel wrote densely)."""
+    if b.get("dims_offset") is None:
+        return buf
+    shape = actual_shape(arena, b)
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(shape) != buf.ndim or min(shape, default=0) < 0 or count > buf.size:
+        raise RuntimeError(f"value '{b['name']}': the module reports shape {shape}, outside its buffer "
+                           f"{list(buf.shape)}")
+    return buf.reshape(-1)[:count].reshape(shape)
+
+
 class FallbackPartition:
     def __init__(self, out_dir: Path, spec: Dict, engine: str = "auto", num_threads: Optional[int] = None):
         engine = os.environ.get("ONNXC_FALLBACK_ENGINE", engine)
@@ -78,9 +101,10 @@ class FallbackPartition:
 
     def _view(self, arena: np.ndarray, b: Dict) -> np.ndarray:
         dt = np.dtype(b["dtype"])
-        count = int(np.prod(b["shape"], dtype=np.int64))
+        shape = actual_shape(arena, b)
+        count = int(np.prod(shape, dtype=np.int64))
         off = b["where"][1]
-        return arena[off:off + count * dt.itemsize].view(dt).reshape(b["shape"])
+        return arena[off:off + count * dt.itemsize].view(dt).reshape(shape)
 
     def run(self, arena: np.ndarray, inputs: List, outputs: List, env: Dict) -> None:
         feed = {}
@@ -89,7 +113,7 @@ class FallbackPartition:
             if kind == "input":
                 feed[b["name"]] = inputs[where]
             elif kind == "output":
-                feed[b["name"]] = outputs[where].copy()
+                feed[b["name"]] = trimmed(outputs[where], arena, b).copy()
             elif kind == "arena":
                 feed[b["name"]] = self._view(arena, b).copy()
             else:

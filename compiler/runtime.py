@@ -153,6 +153,7 @@ class CompiledModel:
         self._outputs = m["outputs"]
         self._in_dtypes = [_np_dtype(i["dtype"]) for i in self._inputs]
         self._out_dtypes = [_np_dtype(o["dtype"]) for o in self._outputs]
+        self._bounded = [k for k, o in enumerate(self._outputs) if o.get("dims_offset") is not None]
         self.num_threads = num_threads
         if num_threads:
             getattr(self._lib, f"{self.prefix}_set_num_threads")(int(num_threads))
@@ -239,7 +240,7 @@ class CompiledModel:
                 raise InputError(f"unknown output name(s) {bad}; the model's outputs are {all_names}")
             wanted = [all_names.index(n) for n in output_names]
         try:
-            outs = [None if o.get("python") else np.empty(o["shape"], dtype=dt)
+            outs = [None if o.get("python") else np.empty(o.get("bound", o["shape"]), dtype=dt)
                     for o, dt in zip(self._outputs, self._out_dtypes)]
         except MemoryError:
             gib = sum(int(o.get("nbytes", 0)) for o in self._outputs) / 2**30
@@ -257,16 +258,20 @@ class CompiledModel:
             return describe(self.manifest.get("checks", []), self.manifest.get("error_offset"), arena_np)
         if self._steps is None:
             _check_status(self._run_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
-            return [outs[i] for i in wanted]
-        env: Dict = {}
-        for c_fn, fb in self._steps:
-            if c_fn is not None:
-                _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
-            else:
-                fb.run(arena_np, arrays, outs, env)
-        for k, o in enumerate(self._outputs):
-            if o.get("python"):
-                outs[k] = env[o["value"]]
+        else:
+            env: Dict = {}
+            for c_fn, fb in self._steps:
+                if c_fn is not None:
+                    _check_status(c_fn(self._wptr, arena_ptr, in_ptrs, out_ptrs), failed_check)
+                else:
+                    fb.run(arena_np, arrays, outs, env)
+            for k, o in enumerate(self._outputs):
+                if o.get("python"):
+                    outs[k] = env[o["value"]]
+        if self._bounded:  # data-dependent shapes: the part of each buffer the run wrote
+            from .fallback_rt import trimmed
+            for k in self._bounded:
+                outs[k] = trimmed(outs[k], arena_np, self._outputs[k])
         return [outs[i] for i in wanted]
 
     def profile(self, input_feed: Dict, repeat: int = 10) -> List[Dict]:

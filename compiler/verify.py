@@ -233,7 +233,7 @@ def _check_io(kind: str, i: int, e: Dict, c_bytes: int, c_dtype: str, where, np_
             raise ModelError(f"{where}: {kind} {i} '{name}' is marked as Python-side in the manifest, the module "
                              f"reads/writes it as {c_dtype} ({c_bytes} bytes); {RECOMPILE}")
         return
-    dtype, shape = e.get("dtype"), e.get("shape")
+    dtype, shape = e.get("dtype"), e.get("bound", e.get("shape"))  # a data-dependent shape: its bound
     try:
         itemsize = np_dtype(dtype).itemsize
         count = 1

@@ -80,17 +80,50 @@ def test_build_in_use_by_another_worker_is_not_deleted(monkeypatch, tmp_path):
     assert not list(models.iterdir())
 
 
-def test_random_ops_are_not_compared_and_fallback_is_counted():
+def test_random_ops_are_checked_by_distribution_and_fallback_is_counted():
     from onnx import helper
-    g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", 1, [2])], [helper.make_tensor_value_info("y", 1, [2])])
-    status, why, _ = runner.run_case(("b", helper.make_model(g), [], 1e-3, 1e-7), {})
-    assert status == "unsupported" and "Bernoulli" in why
+    g = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"], seed=3.0)], "g",
+                          [helper.make_tensor_value_info("x", 1, [6])], [helper.make_tensor_value_info("y", 1, [6])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.array([0, 0.1, 0.5, 0.5, 0.9, 1], np.float32)
+    status, why, _ = runner.run_case(("b", model, [([x], [np.zeros(6, np.float32)])], 1e-3, 1e-7), {})
+    assert status == "pass" and why.startswith(runner.DISTRIBUTION_NOTE) and "Bernoulli" in why
+    status, why, _ = runner.run_case(("b", model, [([x], [np.zeros(5, np.float32)])], 1e-3, 1e-7), {})
+    assert status == "wrong" and "expected float32[5]" in why
     results = {"a": {"status": "pass", "reason": "", "seconds": 0},
-               "b": {"status": "pass", "reason": "fallback: Unique: no C kernel for this op", "seconds": 0}}
+               "b": {"status": "pass", "reason": "fallback: Unique: no C kernel for this op", "seconds": 0},
+               "c": {"status": "pass", "reason": runner.DISTRIBUTION_NOTE + "Bernoulli", "seconds": 0}}
     counts, text = runner.summarize("node", results, 1.0)
-    assert counts["pass"] == 2 and counts["pass_c"] == 1
-    assert "1 pass entirely in C, 1 with fallback nodes" in text and "Unique: no C kernel" in text
+    assert counts["pass"] == 3 and counts["pass_c"] == 2
+    assert "2 pass entirely in C, 1 with fallback nodes" in text and "Unique: no C kernel" in text
+    assert "1 case(s) with random ops passed a distribution check" in text
+
+
+def test_distribution_check_fails_a_wrong_generator():
+    """_draw_moments passes draws of the reference's distribution and fails a biased or
+    mis-scaled one (seeded, so the test is deterministic)."""
+    rng = np.random.default_rng(5)
+    p = np.array([0.0, 0.1, 0.3, 0.5, 0.5, 0.7, 0.9, 1.0])
+    ref = rng.uniform(size=(400, 8)) < p
+    assert runner._draw_moments(rng.uniform(size=(400, 8)) < p, ref) is None
+    q = p[1:-1]  # no element fixed at 0 or 1: only the means can tell
+    assert "means differ" in runner._draw_moments(rng.uniform(size=(400, 6)) < q + 0.1, ref[:, 1:-1])
+    assert "means differ" in runner._draw_moments(rng.uniform(size=(400, 8)) < 1 - p, ref)  # P(1) = 1 - p
+    assert "outside" in runner._draw_moments(np.full((400, 2), 7.0), np.full((400, 2), 6.0))
+    # an element the reference rarely varies (p = 0.002) is neither a support nor a mean failure
+    rare = np.array([0.002, 0.5, 0.998])
+    for seed in range(20):
+        r2 = np.random.default_rng(seed)
+        assert runner._draw_moments(r2.uniform(size=(400, 3)) < rare, r2.uniform(size=(400, 3)) < rare) is None
+    x = rng.standard_normal(20).astype(np.float32)
+    drop = (lambda r, s: (rng.uniform(size=(400, 20)) >= r) * x * np.float32(s))
+    ref = drop(0.5, 2.0)
+    assert runner._draw_moments(drop(0.5, 2.0), ref) is None
+    assert "outside the reference's" in runner._draw_moments(drop(0.5, 1.5), ref)
+    assert runner._draw_moments(drop(0.3, 2.0), ref) is not None  # keeps too many
+    normal = rng.standard_normal((400, 30))
+    assert runner._draw_moments(rng.standard_normal((400, 30)), normal) is None
+    assert "variance" in runner._draw_moments(1.4 * rng.standard_normal((400, 30)), normal)
 
 
 def test_crash_costs_one_case_and_the_run_goes_on():

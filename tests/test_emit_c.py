@@ -247,7 +247,9 @@ def test_isa_guard_refuses_other_vector_flags(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_emit_refuses_fallback_models_and_foreign_folders(tmp_path, capsys):
+def test_emit_refuses_fallback_models_and_foreign_folders(monkeypatch, tmp_path, capsys):
+    from onnxc.providers.c import KERNELS
+    monkeypatch.delitem(KERNELS, ("", "Unique"))  # an op without a C kernel
     g = helper.make_graph([helper.make_node("Unique", ["x"], ["u"], sorted=1)], "g",
                           [helper.make_tensor_value_info("x", 1, [6])], [helper.make_tensor_value_info("u", 1, ["n"])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
@@ -276,3 +278,13 @@ def test_emit_again_replaces_its_own_files(tmp_path):
     e = emit_c(small_cnn(), out, prefix="cnn", target="generic", embed_weights=True)
     assert (out / "build" / "keep.txt").exists() and not (out / "weights.bin").exists()
     assert (out / "cnn_weights.c").exists() and e.embedded
+
+
+def test_example_writes_the_actual_shape_of_a_data_dependent_output(tmp_path):
+    """The example program writes only the elements a NonZero output has this run (its buffer
+    has the bound's size; <prefix>_output_shape gives the actual shape)."""
+    g = helper.make_graph([helper.make_node("NonZero", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", 1, [3, 4])], [helper.make_tensor_value_info("y", 7, [2, "n"])])
+    e = emit_c(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "nz", prefix="nz")
+    main = (e.path / "example" / "main.c").read_text()
+    assert "nz_output_shape(arena, i, dims)" in main and "static const size_t itemsize[] = { 8u, 0u };" in main

@@ -82,10 +82,12 @@ def test_by_value_runs_in_a_fresh_process_after_the_build_is_gone(tmp_path):
 
 
 def test_by_value_carries_fallback_partitions(tmp_path):
-    """A model with a node only the fallback interpreter runs: its sub-model travels too."""
-    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Unique", ["r"], ["u"], sorted=1)],
+    """A model with a node only the fallback interpreter runs (Neg of Unique's data-dependent
+    output, which C writes with its actual shape beside it): its sub-model travels too."""
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Unique", ["r"], ["u"], sorted=1),
+                           helper.make_node("Neg", ["u"], ["y"])],
                           "g", [helper.make_tensor_value_info("x", 1, [6])],
-                          [helper.make_tensor_value_info("u", 1, ["n"])])
+                          [helper.make_tensor_value_info("y", 1, ["n"])])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     m = onnxc.compile(model, output_dir=tmp_path / "build")
     assert m.manifest["fallback"]
@@ -93,7 +95,7 @@ def test_by_value_carries_fallback_partitions(tmp_path):
     shutil.rmtree(tmp_path / "build")
     x = {"x": np.array([3, -1, 3, 2, -1, 5], np.float32)}
     outs, _ = in_worker(blob, x, tmp_path, tmp_path / "wc")
-    np.testing.assert_array_equal(outs[0], [0, 2, 3, 5])
+    np.testing.assert_array_equal(outs[0], [-0.0, -2, -3, -5])
 
 
 def test_by_path_loads_the_same_directory_and_refuses_a_rebuilt_one(tmp_path):

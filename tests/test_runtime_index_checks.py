@@ -253,7 +253,8 @@ def test_bad_index_with_fallback_partitions(tmp_path):
     """C partitions called one by one from Python (a node in the fallback interpreter between
     them) report their failed check too."""
     nodes = [helper.make_node("Gather", ["d", "i"], ["g"], name="c_gather"),
-             helper.make_node("NonZero", ["g"], ["nz"]),  # data-dependent shape: fallback
+             helper.make_node("NonZero", ["g"], ["nz0"]),
+             helper.make_node("Abs", ["nz0"], ["nz"]),  # reads a data-dependent shape: fallback
              helper.make_node("Gather", ["d", "j"], ["y"], name="c_gather_2")]
     model = make_model(nodes, [("d", np.float32, [10, 4]), ("i", np.int64, [2]), ("j", np.int64, [2])],
                        [("nz", np.int64, None), ("y", np.float32, None)])

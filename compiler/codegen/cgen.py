@@ -5,11 +5,14 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import numpy as np
+
 from .._version import __version__
 from ..dtypes import c_type, dtype_name
 from ..fallback import c_carriable
 from ..ir import type_str
 from ..providers.c import KERNELS
+from ..providers.c.registry import bounded_values
 from .context import EmitContext
 from .memory import ArenaPlan, plan_graph
 from .templates import render
@@ -91,9 +94,15 @@ class CodegenResult:
     error_offset: Optional[int]  # arena offset of the onnxc_error record (None: no checks)
 
 
-def _io(v, name, python_side: bool = False) -> Dict:
+def _io(v, name, python_side: bool = False, bound=None, dims_offset=None) -> Dict:
     """Manifest/header entry of a graph input or output.  Values the C side never touches (data-
-    dependent shapes, non-tensors, types C does not carry) are marked ``python``."""
+    dependent shapes of fallback nodes, non-tensors, types C does not carry) are marked
+    ``python``.  A data-dependent output a C kernel writes has a ``bound`` (the shape its buffer
+    has: nbytes is the bound's) and ``dims_offset``, where in the arena the run leaves its shape."""
+    if bound is not None and not python_side:
+        return {"name": name, "dtype": dtype_name(v.dtype), "ctype": c_type(v.dtype), "shape": list(v.shape),
+                "nbytes": int(np.prod(bound, dtype=np.int64)) * v.dtype.itemsize, "bound": list(bound),
+                "dims_offset": dims_offset}
     if python_side or not c_carriable(v):
         entry = {"name": name, "dtype": dtype_name(v.dtype) if v.dtype is not None else None, "ctype": None,
                  "shape": list(v.shape) if v.shape is not None else None, "nbytes": None, "python": True,
@@ -108,21 +117,42 @@ def _io(v, name, python_side: bool = False) -> Dict:
             "nbytes": v.nbytes}
 
 
+def _shape_text(entry: Dict) -> str:
+    """A header's dims of an input or output: a data-dependent dim as <=bound."""
+    if "bound" not in entry:
+        return ", ".join(map(str, entry["shape"]))
+    return ", ".join(str(d) if isinstance(d, int) else f"<={b}" for d, b in zip(entry["shape"], entry["bound"]))
+
+
 def generate(graph, partitions, prefix: str = "model", options: Dict = None,
              io_names=None) -> CodegenResult:
     from ..fallback import build_fallback, later_reads_by_partition, python_values, used_values
     options = dict(options or {})
     c_ids = {id(n) for p in partitions if p.provider == "c" for n in p.nodes}
     py_ids = python_values(graph, c_ids)
-    plan = plan_graph(graph, _alias_of(graph, c_ids), _scratch_of(c_ids), external=py_ids, reads=used_values)
+    bounds = bounded_values(graph, c_ids)
+    itemsize = {id(v): v.dtype.itemsize for v in graph.values() if id(v) in bounds}
+
+    def nbytes_of(v):
+        b = bounds.get(id(v))
+        return v.nbytes if b is None else int(np.prod(b, dtype=np.int64)) * itemsize[id(v)]
+    plan = plan_graph(graph, _alias_of(graph, c_ids), _scratch_of(c_ids), external=py_ids, reads=used_values,
+                      nbytes_of=nbytes_of)
     blob = WeightsBlob()
     ctx = EmitContext(graph, plan, blob, options)
+    # the dims records of data-dependent values follow the plan (per arena, so per caller)
+    ctx.bounds = bounds
+    for v in graph.values():
+        if id(v) in bounds:
+            ctx.dims_offset[id(v)] = plan.size
+            plan.size += 8 * len(bounds[id(v)])
+    plan.size = -(-plan.size // 64) * 64
     parts, fallback, steps = [], [], []
     later = later_reads_by_partition(graph, partitions) if len(c_ids) < len(graph.nodes) else {}
     for p in partitions:
         steps.append([p.provider, p.index])
         if p.provider != "c":
-            fallback.append(build_fallback(graph, p, plan, py_ids, later[p.index]))
+            fallback.append(build_fallback(graph, p, plan, py_ids, later[p.index], ctx.dims_offset))
             continue
         nodes = []
         for node in p.nodes:
@@ -141,8 +171,9 @@ def generate(graph, partitions, prefix: str = "model", options: Dict = None,
         plan.size += ERROR_RECORD_BYTES
     in_names, out_names = io_names or ([v.name for v in graph.inputs], [v.name for v in graph.outputs])
     inputs = [_io(v, n) for v, n in zip(graph.inputs, in_names)]
-    outputs = [_io(v, n, id(v) in py_ids) for v, n in zip(graph.outputs, out_names)]
-    common = dict(prefix=prefix, PREFIX=prefix.upper(), version=__version__,
+    outputs = [_io(v, n, id(v) in py_ids, bounds.get(id(v)), ctx.dims_offset.get(id(v)))
+               for v, n in zip(graph.outputs, out_names)]
+    common = dict(prefix=prefix, shape_text=_shape_text, PREFIX=prefix.upper(), version=__version__,
                   model_name=graph.name.replace("*/", "* /"), arena_bytes=plan.size,
                   arena_unshared=plan.total_unshared, weights_bytes=blob.size, weights_header=HEADER,
                   inputs=inputs, outputs=outputs, has_fallback=bool(fallback),

@@ -51,6 +51,8 @@ class EmitContext:
         self._derived = []
         self.checks: List[Dict] = []  # runtime checks, numbered in emission order (see fail())
         self.scope = ""  # where the graph sits: "" at top level, else e.g. "the body of Loop 'L'"
+        self.bounds: Dict[int, tuple] = {}  # id(value) -> upper-bound shape of a data-dependent value
+        self.dims_offset: Dict[int, int] = {}  # id(value) -> arena offset of its int64 dims record
 
     # --- types and locations ---------------------------------------------------------------
     @staticmethod
@@ -71,6 +73,15 @@ class EmitContext:
         if id(r) in self.output_index:
             return f"(({ct}*)out[{self.output_index[id(r)]}])"
         return f"(({ct}*)(arena + {self.plan.offset_of(id(r))}))"
+
+    def dims(self, v) -> str:
+        """int64_t* to the dims record of data-dependent value ``v`` (its kernel writes the actual
+        shape there; model.h's <prefix>_output_shape and the Python runtime read it)."""
+        return f"((int64_t*)(arena + {self.dims_offset[id(v)]}))"
+
+    def bound(self, v) -> tuple:
+        """The shape ``v``'s buffer has: its static shape, or the bound of a data-dependent one."""
+        return self.bounds.get(id(v), v.shape)
 
     def const_array(self, array) -> str:
         """Pointer to compile-time data (e.g. folded BatchNorm scale) placed in the weights blob."""

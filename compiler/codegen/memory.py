@@ -57,7 +57,7 @@ def plan_buffers(buffers: List[Buffer]) -> ArenaPlan:
 
 
 def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), reads: Callable = None,
-               pin_outputs: bool = True) -> ArenaPlan:
+               pin_outputs: bool = True, nbytes_of: Callable = None) -> ArenaPlan:
     """Plan the arena for ``graph`` (nodes in execution order).
 
     alias_of(node) -> input Value whose storage the node's single output reuses, or None.
@@ -65,10 +65,12 @@ def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), rea
     external: ids of values that live outside the arena (Python-side fallback values).
     reads(node) -> values the node reads (default: its inputs; subgraph nodes also read outer values).
     pin_outputs=False (subgraphs): outputs get arena space too, live until the last node.
+    nbytes_of(v) -> bytes of value ``v`` (default v.nbytes; a data-dependent shape: its bound's).
     """
     pinned = {id(v) for v in graph.inputs} | {id(v) for v in graph.constants.values()}
     pinned |= ({id(v) for v in graph.outputs} if pin_outputs else set()) | set(external)
     reads = reads or (lambda n: n.inputs)
+    nbytes_of = nbytes_of or (lambda v: v.nbytes)
     root: Dict[int, object] = {}
 
     def root_of(v):
@@ -92,7 +94,7 @@ def plan_graph(graph, alias_of: Callable, scratch_of: Callable, external=(), rea
             r = root_of(v)
             if r is v and id(v) not in pinned:
                 start[id(v)], end[id(v)] = i, i
-                size[id(v)] = v.nbytes
+                size[id(v)] = nbytes_of(v)
                 labels[id(v)] = v.name
             elif id(r) in end:
                 end[id(r)] = max(end[id(r)], i)

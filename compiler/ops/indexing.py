@@ -11,6 +11,8 @@ from .validate import axis_problem, const_of, inp, known, shape_of, shape_str
 # Facts (registry.FACTS)
 facts("TopK", "GatherND", "ScatterND", "ScatterElements", "Scatter", "OneHot", twin=True)
 facts("Gather", "GatherElements", "Compress", bit_mover=True)
+# data-dependent output shapes (providers/c/dynamic.py); float32 keeps order, equality and zeros
+facts("NonZero", "Unique", twin=True)
 facts("Compress", "TopK", "OneHot", param_inputs=(1,))  # condition, k, depth: they decide the output shape
 
 

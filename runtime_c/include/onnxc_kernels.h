@@ -309,6 +309,46 @@ void onnxc_rnn_f64(const onnxc_rnn_params* p, const double* X, const double* W,
 int onnxc_topk(int elem_type, int64_t outer, int64_t n, int64_t inner, int64_t k, int largest,
                const void* X, void* V, int64_t* I, int64_t* scratch);
 
+/* ONNX Unique over the middle axis of X viewed as [outer, n, inner] (without an axis: [1, numel,
+ * 1]), runtime_c/indexing/unique_ref.c.  Returns the number u of distinct slices, or -1 for an
+ * unknown elem_type (float, double, int8..int64, uint8..uint64, bool).  When u <= cap it writes Y
+ * [outer, u, inner], indices[u], counts[u] and inverse[n] (each of the last three may be NULL);
+ * when u > cap nothing.  sorted: groups ascending, else by first occurrence; nan_equal: NaN
+ * equals NaN (numpy.unique without an axis).  scratch holds 6*n int64. */
+int64_t onnxc_unique(int elem_type, int64_t outer, int64_t n, int64_t inner, int sorted, int nan_equal,
+                     const void* X, void* Y, int64_t* indices, int64_t* inverse, int64_t* counts,
+                     int64_t cap, int64_t* scratch);
+
+/* ONNX NonMaxSuppression on float32 boxes [batches, n, 4] and scores [batches, classes, n],
+ * runtime_c/image/nms_ref.c: writes the first cap selected [batch, class, box] rows of Y and
+ * returns how many were selected in all (never more than batches*classes*min(max, n)).
+ * scratch holds 3*n int64. */
+int64_t onnxc_f32_nms(const float* boxes, const float* scores, int64_t batches, int64_t classes, int64_t n,
+                      int64_t max_per_class, float iou_threshold, int has_score_threshold, float score_threshold,
+                      int center, int64_t* Y, int64_t cap, int64_t* scratch);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Random generators (runtime_c/math/random_ref.c): Philox4x32-10, element i from (key, i)     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One Philox4x32-10 block: out = philox(counter, key). */
+void onnxc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* A key for a run of a node without a seed: differs between calls (process-wide counter, clock,
+ * arena address). */
+uint64_t onnxc_rng_fresh_key(const void* arena);
+/* Element i's uniform double in [0, 1) / standard normal (Box-Muller) of stream `stream`. */
+double onnxc_rng_uniform(uint64_t key, uint32_t stream, int64_t i);
+double onnxc_rng_normal(uint64_t key, uint32_t stream, int64_t i);
+/* elem_type (ONNX TensorProto): float or double for Y and P/X; Bernoulli's out_type any number
+ * or bool; Multinomial's int32 or int64 (scratch: classes doubles). */
+void onnxc_random_uniform(int elem_type, void* Y, int64_t n, double low, double high, uint64_t key);
+void onnxc_random_normal(int elem_type, void* Y, int64_t n, double mean, double scale, uint64_t key);
+void onnxc_bernoulli(int in_type, const void* P, int out_type, void* Y, int64_t n, uint64_t key);
+void onnxc_multinomial(int in_type, const void* X, int64_t batch, int64_t classes, int64_t samples,
+                       int out_type, void* Y, uint64_t key, double* scratch);
+/* Dropout's keep mask: mask[i] = uniform(i) >= ratio. */
+void onnxc_dropout_mask(uint8_t* mask, int64_t n, double ratio, uint64_t key);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Attention                                                                                   */
 /* ------------------------------------------------------------------------------------------ */

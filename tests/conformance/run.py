@@ -107,22 +107,106 @@ def compare(outputs, refs, rtol, atol, undefined=None):
 
 
 # Ops whose outputs are draws from a random generator: the case's expected values come from
-# one particular generator, so no other implementation can be compared with them.
+# one particular generator (numpy's), so they are checked by property and distribution instead
+# (distribution_check). Dropout draws only with a training_mode input.
 RANDOM_OPS = {"Bernoulli", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial"}
 
 
-def random_ops(model):
-    ops = set()
+def _walk(g):
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _walk(sub)
 
-    def walk(g):
-        for n in g.node:
-            if n.op_type in RANDOM_OPS:
-                ops.add(n.op_type)
-            for a in n.attribute:
-                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    walk(sub)
-    walk(model.graph)
-    return sorted(ops)
+
+def _is_random(n) -> bool:
+    return n.op_type in RANDOM_OPS or (n.op_type == "Dropout" and len(n.input) > 2 and bool(n.input[2]))
+
+
+def random_ops(model):
+    return sorted({n.op_type for n in _walk(model.graph) if _is_random(n)})
+
+
+# --- distribution check (random ops) ----------------------------------------------------------
+DRAWS = 400
+DISTRIBUTION_NOTE = "distribution check (draws compared with onnx.reference's, not values): "  # runs of the module and of onnx.reference compared per data set
+
+
+def _unseeded(model):
+    """A copy of ``model`` whose random nodes have no seed: every run draws afresh."""
+    import onnx
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for n in _walk(m.graph):
+        if _is_random(n):
+            keep = [a for a in n.attribute if a.name != "seed"]
+            del n.attribute[:]
+            n.attribute.extend(keep)
+    return m
+
+
+def _draw_moments(samples: np.ndarray, ref: np.ndarray):
+    """None if the module's draws ``samples`` [runs, ...] look like onnx.reference's ``ref``
+    [runs, ...] element by element, else why not: the same support where the reference's is
+    discrete (an output of at most 2 values, Bernoulli's {0, 1} or a mask: those; else per element
+    at most 2, Dropout's {0, x/(1-r)}: that element's), per-element means within a chi-square bound
+    (8 sigma of chi2 with one degree of freedom per element; variances pooled from both, so an
+    element the reference rarely varies is not overweighted) and the pooled variance within 25%."""
+    a, b = samples.reshape(len(samples), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
+    everywhere = np.unique(b)
+    for j in range(b.shape[1]):
+        vals = everywhere if len(everywhere) <= 2 else np.unique(b[:, j])
+        if len(vals) <= 2 and not np.isin(a[:, j], vals).all():
+            return f"element {j}: values {sorted(set(a[:, j]) - set(vals))[:3]} outside the reference's {vals.tolist()}"
+    pooled = np.concatenate([a, b]).var(axis=0, ddof=1)
+    vary = pooled > 0
+    if vary.any():
+        se2 = pooled[vary] * (1 / len(a) + 1 / len(b))
+        chi2 = float(np.sum((a[:, vary].mean(0) - b[:, vary].mean(0)) ** 2 / se2))
+        k = int(vary.sum())
+        if chi2 > k + 8 * np.sqrt(2 * k):
+            return f"means differ from the reference's: chi2 {chi2:.1f} over {k} elements"
+        vb = b[:, vary].var(axis=0, ddof=1).sum()
+        ratio = float(a[:, vary].var(axis=0, ddof=1).sum() / vb) if vb > 0 else np.inf
+        if not 0.75 < ratio < 1.33:
+            return f"variance {ratio:.2f} x the reference's"
+    return None
+
+
+def distribution_check(backend, rep, model, data_sets, options, builds):
+    """DISTRIBUTION CHECK of a case with random ops (its expected values are one generator's
+    draws): the outputs' shapes and dtypes are the case's; a node with a seed gives the same draws
+    on every run; and DRAWS runs of the module (without the seeds, so that they differ) compare
+    with DRAWS runs of onnx.reference (_draw_moments).  ``rep``: the case's prepared model;
+    ``builds`` gets the extra one made here (unseeded), for the caller to delete.  (status, reason)."""
+    from onnx.reference import ReferenceEvaluator
+    unseeded = _unseeded(model)
+    seeded = unseeded.SerializeToString() != model.SerializeToString()
+    fresh = rep
+    if seeded:
+        fresh = backend.prepare(unseeded, **options)
+        builds.append(fresh)
+    ref = ReferenceEvaluator(unseeded)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    for inputs, refs in data_sets:
+        first = rep.run(inputs)
+        for k, (o, r) in enumerate(zip(first, refs)):
+            o, r = np.asarray(o), np.asarray(r)
+            if o.shape != r.shape or o.dtype != r.dtype:
+                return "wrong", f"output {k}: {o.dtype}{list(o.shape)}, expected {r.dtype}{list(r.shape)}"
+        if seeded and any(not np.array_equal(o, p, equal_nan=True) for o, p in zip(first, rep.run(inputs))):
+            return "wrong", "two runs with the same seed gave different draws"
+        runs = [fresh.run(inputs) for _ in range(DRAWS)]
+        feed = dict(zip(names, inputs))
+        refruns = [ref.run(None, feed) for _ in range(DRAWS)]
+        for k in range(len(refs)):
+            why = _draw_moments(np.stack([np.asarray(r[k]) for r in runs]),
+                                np.stack([np.asarray(r[k]) for r in refruns]))
+            if why:
+                return "wrong", f"distribution check, output {k}: {why}"
+    return "pass", ""
 
 
 def undefined_in_case(model, inputs):
@@ -160,14 +244,11 @@ def run_case(case, options):
     name, model, data_sets, rtol, atol = case
     if os.environ.get(CRASH_ENV) == name:
         os.abort()
-    rnd = random_ops(model) if model is not None else []
-    if rnd:
-        return "unsupported", (f"random op(s) {', '.join(rnd)}: outputs are draws from a generator and "
-                               "cannot be compared with the case's expected values"), ""
     options = dict(options)
     keep = options.pop("keep_builds", False)
+    rnd = random_ops(model) if model is not None else []
     with _build_in_use(model, keep) as may_delete:
-        return _run_case(backend, model, data_sets, rtol, atol, options, may_delete)
+        return _run_case(backend, model, data_sets, rtol, atol, options, may_delete, rnd)
 
 
 @contextlib.contextmanager
@@ -203,12 +284,17 @@ def _build_in_use(model, keep):
         f.close()
 
 
-def _run_case(backend, model, data_sets, rtol, atol, options, may_delete):
+def _run_case(backend, model, data_sets, rtol, atol, options, may_delete, rnd=()):
     rep = None
     notes = []
+    extra = []
     try:
         rep = backend.prepare(model, **options)
-        for inputs, refs in data_sets:
+        if rnd:  # draws of a generator: compared by distribution, and said so
+            status, why = distribution_check(backend, rep, model, data_sets, options, extra)
+            if status != "pass":
+                return status, why, ""
+        for inputs, refs in data_sets if not rnd else ():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outs = rep.run(inputs)
@@ -220,15 +306,18 @@ def _run_case(backend, model, data_sets, rtol, atol, options, may_delete):
                 return "wrong", why, " | ".join(notes)
         nodes = getattr(getattr(rep, "session", None), "fallback_nodes", [])
         fb = sorted({f"{n['op']}: {n['why'][:60]}" for n in nodes})
-        return "pass", ("fallback: " + " | ".join(fb)) if fb else "", " | ".join(notes)
+        if fb:
+            return "pass", "fallback: " + " | ".join(fb), " | ".join(notes)
+        return "pass", (DISTRIBUTION_NOTE + ", ".join(rnd)) if rnd else "", " | ".join(notes)
     except NotImplementedError as e:
         return "unsupported", str(e), ""
     except Exception as e:  # noqa: BLE001 - classified, the run goes on
         return "error", f"{type(e).__name__}: {e}", ""
     finally:
         if rep is not None and may_delete():  # ~2,000 cases of ~0.1-1 MB each: CI disks are small
-            for m in getattr(getattr(rep, "session", None), "compiled_models", []):
-                shutil.rmtree(m.output_dir, ignore_errors=True)
+            for r in [rep] + extra:
+                for m in getattr(getattr(r, "session", None), "compiled_models", []):
+                    shutil.rmtree(m.output_dir, ignore_errors=True)
 
 
 # --- worker -----------------------------------------------------------------------------------
@@ -326,6 +415,10 @@ def summarize(suite, results, seconds):
         for name, r in sorted(results.items()):
             if r["status"] == status:
                 lines.append(f"  {status:8} {name}: {r['reason'][:300]}")
+    dist = sorted(name for name, r in results.items() if r["reason"].startswith(DISTRIBUTION_NOTE))
+    if dist:
+        lines.append(f"  {len(dist)} case(s) with random ops passed a distribution check (support, mean, variance "
+                     f"of {DRAWS} runs against onnx.reference's), not a comparison of values: {', '.join(dist)}")
     undefined = sorted((name, r["undefined"]) for name, r in results.items() if r.get("undefined"))
     if undefined:
         lines.append(f"  {len(undefined)} case(s) with elements the spec leaves undefined, not compared "

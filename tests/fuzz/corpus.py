@@ -288,8 +288,8 @@ def norm_pool():
 
 
 def fallback_model():
-    """Data-dependent shapes (NonZero, TopK with a runtime k) and GroupNormalization-21 run in
-    the fallback interpreter between C partitions."""
+    """Readers of data-dependent shapes (NonZero's, which C writes; TopK with a runtime k) and
+    GroupNormalization-21 run in the fallback interpreter between C partitions."""
     ns = [node("Relu", ["x"], ["r"]), node("NonZero", ["r"], ["nz"]), node("Transpose", ["nz"], ["nzt"]),
           node("GatherND", ["x", "nzt"], ["g"]), node("ReduceSum", ["g"], ["s"], keepdims=0),
           node("Mul", ["x", "s"], ["y"]), node("Shape", ["nz"], ["sh"]),

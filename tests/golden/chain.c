@@ -75,6 +75,19 @@ const char* model_output_dtype(int i)
     return i >= 0 && i < 1 ? t[i] : "";
 }
 
+int model_output_shape(const void* arena, int i, int64_t* dims)
+{
+    (void)arena; (void)dims;
+    switch (i) {
+    case 0:
+        dims[0] = 2;
+        dims[1] = 3;
+        dims[2] = 16;
+        return 3;
+    default: return -1;
+    }
+}
+
 void model_set_num_threads(int n) { onnxc_rt_set_num_threads(n); }
 int model_get_num_threads(void) { return onnxc_rt_get_num_threads(); }
 

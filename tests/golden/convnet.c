@@ -95,6 +95,20 @@ const char* model_output_dtype(int i)
     return i >= 0 && i < 1 ? t[i] : "";
 }
 
+int model_output_shape(const void* arena, int i, int64_t* dims)
+{
+    (void)arena; (void)dims;
+    switch (i) {
+    case 0:
+        dims[0] = 1;
+        dims[1] = 16;
+        dims[2] = 1;
+        dims[3] = 1;
+        return 4;
+    default: return -1;
+    }
+}
+
 void model_set_num_threads(int n) { onnxc_rt_set_num_threads(n); }
 int model_get_num_threads(void) { return onnxc_rt_get_num_threads(); }
 

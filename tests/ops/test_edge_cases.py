@@ -32,11 +32,12 @@ def check(model, feed, tmp_path, rtol=1e-5, atol=1e-6, exact=False):
 
 
 def test_check_fails_when_a_node_falls_back(tmp_path):
-    """The harness itself: a node without a C kernel (NonZero) gives the right answer through the
-    fallback, and check() still fails (it used to xfail, so a lost kernel read as expected)."""
+    """The harness itself: a node C declines (Abs of NonZero's data-dependent shape) gives the
+    right answer through the fallback, and check() still fails (it used to xfail, so a lost
+    kernel read as expected)."""
     feed = {"x": np.array([[0, 1.5], [2, 0]], F32)}
-    model = model_of([node("NonZero", ["x"], "y")], feed, [("y", np.int64, None)])
-    with pytest.raises(AssertionError, match="fell back: NonZero"):
+    model = model_of([node("NonZero", ["x"], "n"), node("Abs", ["n"], "y")], feed, [("y", np.int64, None)])
+    with pytest.raises(AssertionError, match="fell back: Abs"):
         check(model, feed, tmp_path)
 
 

@@ -2,7 +2,7 @@
 from .registry import KERNELS, CKernel, c_kernel, check_node
 from . import elementwise, nn, linalg, shape, reduce  # noqa: F401,E402  (registration)
 from . import image, norm  # noqa: F401,E402  (registration)
-from . import indexing, misc, text, ml  # noqa: F401,E402  (registration)
+from . import indexing, dynamic, random, misc, text, ml  # noqa: F401,E402  (registration)
 from . import attention  # noqa: F401,E402  (registration)
 from . import rnn  # noqa: F401,E402  (registration)
 from . import control  # noqa: F401,E402  (registration)

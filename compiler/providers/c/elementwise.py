@@ -486,21 +486,6 @@ def _emit_copy(node, ctx):
     return f"memcpy({ctx.ptr(dst)}, {ctx.ptr(src)}, {dst.nbytes});"
 
 
-def _dropout_check(node):
-    if node.input(2) is not None and not (node.input(2).is_const and not bool(node.input(2).const)):
-        return "Dropout in training mode is not supported"
-    return None
-
-
-@c_kernel("Dropout", check=_dropout_check)
-def _dropout(node, ctx):
-    code = [_emit_copy(node, ctx)]
-    if len(node.outputs) > 1:
-        mask = node.outputs[1]
-        code.append(f"memset({ctx.ptr(mask)}, 1, {mask.nbytes});")
-    return "\n".join(code)
-
-
 c_kernel("Identity", alias=lambda n: n.inputs[0], check=lambda n: None)(_emit_copy)
 
 
