@@ -94,3 +94,29 @@ def test_dft_invalid(tmp_path):
     with pytest.raises(onnxc.ModelError, match=r"node 'dft' \(DFT\): axis is 2, expected a signal axis of "
                                                r"input 0 'x': in \[-3, 2\] but not the last"):
         onnxc.compile(model, output_dir=tmp_path / "o")
+
+
+def test_dft_runtime_axis_and_length_are_specialized():
+    """Opset 20's axis input and dft_length fed at run time: InferenceSession compiles the node for
+    each value fed (the ``param_inputs`` fact), entirely in C; a signal axis the op refuses (the
+    real/imaginary one) is an InputError naming the input."""
+    model = make_model([helper.make_node("DFT", ["x", "n", "axis"], ["y"], onesided=1)],
+                       [("x", np.float32, [2, 5, 6, 1]), ("n", np.int64, []), ("axis", np.int64, [])],
+                       [("y", np.float32, None)], opset=20)
+    s = onnxc.InferenceSession(model)
+    assert sorted(s.value_inputs) == ["axis", "n"]
+    x = RNG.standard_normal((2, 5, 6, 1)).astype(np.float32)
+    ref = ReferenceEvaluator(model)
+    for n, axis in [(5, 1), (8, 1), (6, -2), (3, 2), (4, -3), (5, 0)]:
+        feed = {"x": x, "n": np.array(n, np.int64), "axis": np.array(axis, np.int64)}
+        got = s.run(None, feed)[0]
+        exact = _exact(x, n, axis % 4, 0, 1)
+        assert got.shape == exact.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(exact).max()))
+        np.testing.assert_allclose(got, ref.run(None, feed)[0], rtol=1e-4, atol=1e-4)
+    assert s.fallback_nodes == [] and all(not cm.fallback_nodes for cm in s.compiled_models)
+    for axis in (3, -1, 4):
+        with pytest.raises(onnxc.InputError, match="axis"):
+            s.run(None, {"x": x, "n": np.array(4, np.int64), "axis": np.array(axis, np.int64)})
+    with pytest.raises(onnxc.InputError, match="dft_length"):
+        s.run(None, {"x": x, "n": np.array(0, np.int64), "axis": np.array(1, np.int64)})
