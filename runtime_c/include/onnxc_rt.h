@@ -79,6 +79,31 @@ static inline uint64_t onnxc_f2u64(double x) {
     return (uint64_t)onnxc_f2i64(x);
 }
 
+/* Integer Pow with an integer exponent (e, e_neg: its magnitude's bits and sign), exact and
+ * wrapping modulo 2^64 as numpy's integer power (narrower results are its low bits). A negative
+ * exponent gives 1/b^|e| truncated toward 0, as onnxruntime (which the spec leaves undefined, and
+ * onnx.reference refuses): 1, +-1 for b = -1, 0 for |b| > 1; 0^negative is infinite, given as the
+ * type's "integer indefinite" minimum as onnxruntime's conversion gives. */
+static inline uint64_t onnxc_ipow_bits(int64_t b, uint64_t e, int e_neg, uint64_t indefinite) {
+    uint64_t r = 1, x = (uint64_t)b;
+    if (e_neg) {
+        if (b == 0) return indefinite;
+        if (b == 1) return 1;
+        return b == -1 ? ((e & 1) ? (uint64_t)0 - 1 : 1) : 0;
+    }
+    for (; e; e >>= 1) {
+        if (e & 1) r *= x;
+        x *= x;
+    }
+    return r;
+}
+static inline int32_t onnxc_ipow_i32(int64_t b, uint64_t e, int e_neg) {
+    return (int32_t)(uint32_t)onnxc_ipow_bits(b, e, e_neg, (uint64_t)1 << 31);
+}
+static inline int64_t onnxc_ipow_i64(int64_t b, uint64_t e, int e_neg) {
+    return (int64_t)onnxc_ipow_bits(b, e, e_neg, (uint64_t)1 << 63);
+}
+
 /* Seconds on a monotonic clock (profile counters). */
 double onnxc_rt_now(void);
 

@@ -308,7 +308,13 @@ def _pow(x, y, t, n):
     t = np.dtype(t)
     if t.kind == "f":
         return f"{_f('pow', t)}({x}, ({_f_type(t)})({y}))"
-    return f"pow((double)({x}), (double)({y}))"
+    bits = 32 if t == np.int32 else 64
+    e = np.dtype(n.node.inputs[1].dtype)
+    if e.kind == "f":  # in double, truncated toward 0 as onnx.reference's astype (onnxc_rt.h)
+        return f"onnxc_f2i{bits}(pow((double)({x}), (double)({y})))"
+    # an integer exponent: exact (onnxruntime goes through double and rounds results > 2^53)
+    neg = f"({y}) < 0" if e.kind == "i" else "0"
+    return f"onnxc_ipow_i{bits}((int64_t)({x}), (uint64_t)({y}), {neg})"
 
 
 def _f_type(t):
@@ -341,7 +347,7 @@ BINARY: Dict[str, tuple] = {
     "Mul": (lambda x, y, t, n: wrap_binary("*", x, y, t), NUMERIC, False),
     "Div": (_div, NUMERIC, False),
     "Mod": (_mod, NUMERIC, False),
-    "Pow": (_pow, FLOATS, False),
+    "Pow": (_pow, FLOATS + ("int32", "int64"), False),
     "PRelu": (lambda x, y, t, n: f"({x} < 0 ? {wrap_binary('*', y, x, t)} : {x})", FLOATS + SIGNED, False),
     "Equal": (lambda x, y, t, n: f"({x} == {y})", NUMERIC + ("bool",), True),
     "Less": (lambda x, y, t, n: f"({x} < {y})", NUMERIC, True),
