@@ -125,3 +125,28 @@ def test_integer_reductions_wrap_like_numpy(dtype, tmp_path):
     got = onnxc.compile(model, output_dir=tmp_path / "o").run(None, {"x": x})
     for op, g, w in zip(ops, got, want):
         np.testing.assert_array_equal(g, w, err_msg=op)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("shape,axes,keepdims", [((4, 2), [1], 1), ((3, 4, 5), [-1, 0], 0), ((3, 4, 5), None, 1),
+                                                 ((2, 0, 4), [1], 1), ((2, 0, 4), [0], 0), ((6,), [0], 0)])
+def test_reduce_max_min_bool(op, shape, axes, keepdims, tmp_path):
+    """Opset 20's bool ReduceMax (any) and ReduceMin (all), in C; an empty reduced set gives the
+    type's lowest (False) / highest (True) value, as the spec says."""
+    from onnx.reference import ReferenceEvaluator
+    x = RNG.random(shape) < 0.5
+    if len(shape) == 3 and 0 not in shape:
+        x[0] = True  # some all-true and all-false rows
+        x[1] = False
+    inputs, inits = ["x"], {}
+    if axes is not None:
+        inputs.append("axes")
+        inits["axes"] = np.array(axes, np.int64)
+    fn = np.any if op == "ReduceMax" else np.all
+    want = fn(x, axis=tuple(axes) if axes else None, keepdims=bool(keepdims))
+    model = make_model([helper.make_node(op, inputs, ["y"], keepdims=keepdims)], [("x", np.bool_, list(shape))],
+                       [("y", np.bool_, list(want.shape))], inits, opset=20)
+    got = onnxc.compile(model, output_dir=tmp_path / "o", fallback=False).run(None, {"x": x})[0]
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])

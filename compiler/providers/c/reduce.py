@@ -65,8 +65,9 @@ def _reduce_parts(op, t):
         "ReduceL1": ("0", "acc + v", "acc", "(x < 0 ? -x : x)" if fl else "(s < 0 ? (uint64_t)0 - x : x)"),
         "ReduceL2": ("0", "acc + v", "sqrt((double)acc)", "x * x"),
         "ReduceLogSum": ("0", "acc + v", "log((double)acc)", "x"),
-        "ReduceMax": (big["Max"], "((v > acc || v != v) ? v : acc)", "acc", "x"),
-        "ReduceMin": (big["Min"], "((v < acc || v != v) ? v : acc)", "acc", "x"),
+        # a NaN wins (floats only: v != v on an integer is a compiler warning)
+        "ReduceMax": (big["Max"], "((v > acc || v != v) ? v : acc)" if fl else "(v > acc ? v : acc)", "acc", "x"),
+        "ReduceMin": (big["Min"], "((v < acc || v != v) ? v : acc)" if fl else "(v < acc ? v : acc)", "acc", "x"),
     }
     if op in ("ReduceMax", "ReduceMin"):
         acc_t = "double" if fl else _ctype(t)
@@ -80,6 +81,8 @@ def _ctype(t):
 
 def _int_limit(t, low: bool) -> str:
     from ...codegen.context import c_literal
+    if np.dtype(t) == np.bool_:  # stored as 0/1 bytes: Max is Or, Min is And
+        return "0" if low else "1"
     info = np.iinfo(np.dtype(t))
     return c_literal(info.min if low else info.max, t)
 
@@ -90,7 +93,7 @@ REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceProd", "ReduceSumSquare", "Reduc
 
 def _reduce_check(node) -> Optional[str]:
     x = node.inputs[0]
-    if x.dtype not in NUMERIC:
+    if x.dtype not in NUMERIC and not (x.dtype == np.bool_ and node.op_type in ("ReduceMax", "ReduceMin")):
         return f"dtype {x.dtype} not supported"
     if node.op_type in ("ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMean") and x.dtype not in FLOATS:
         return f"{node.op_type} on {x.dtype} not supported"
