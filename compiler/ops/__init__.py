@@ -13,6 +13,7 @@ from . import text  # noqa: F401,E402  (TfIdfVectorizer: rule and n-gram trie)
 from . import signal  # noqa: F401,E402  (DFT: parameters and rule)
 from . import control  # noqa: F401,E402  (If/Loop/Scan: types through the bodies)
 from . import ml  # noqa: F401,E402  (ai.onnx.ml: ArrayFeatureExtractor's shape rule)
+from . import training  # noqa: F401,E402  (ai.onnx.preview.training optimizers: rule)
 
 __all__ = ["registry", "evaluate", "get_attr", "reference", "shape_rule", "infer_graph", "infer_node",
            "validate_graph"]

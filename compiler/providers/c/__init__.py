@@ -9,5 +9,6 @@ from . import control  # noqa: F401,E402  (registration)
 from . import quant_conv  # noqa: F401,E402  (QLinearConv, ConvInteger on runtime_c/qconv)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)
 from . import quant  # noqa: F401,E402  (quantized ops, issue 13)
+from . import training  # noqa: F401,E402  (ai.onnx.preview.training optimizers)
 
 __all__ = ["KERNELS", "CKernel", "c_kernel", "check_node"]
