@@ -57,6 +57,44 @@ def test_pool(op, attrs, tmp_path):
     check(model, {"x": RNG.standard_normal((1, 3, 10, 9)).astype(np.float32)}, tmp_path)
 
 
+# dilated AveragePool with ceil_mode: (kernel, dilation, stride, pad begin, pad end, count_include_pad)
+DILATED_CEIL = [(2, 2, 1, 0, 0, 0), (3, 2, 3, 0, 0, 1), (3, 2, 3, 1, 1, 1), (3, 2, 3, 1, 1, 0), (2, 3, 4, 1, 1, 0),
+                (3, 2, 2, 2, 2, 1), (3, 3, 4, 2, 1, 1), (3, 3, 4, 2, 1, 0), (3, 2, 4, 0, 0, 0), (2, 3, 3, 1, 0, 1)]
+
+
+def test_averagepool_dilated_ceil_mode(tmp_path):
+    """ceil_mode windows that run past the end (count_include_pad counts only positions inside
+    the explicit pads, not the ceil extension) and start in padding, dilated, against onnxruntime;
+    against onnx.reference where the ceil extension is < 2: past that the reference pads the
+    extension's first half at the beginning, which shifts every window (onnxruntime does not)."""
+    from onnx.reference import ReferenceEvaluator
+    length = 10
+    nodes, outs, extras = [], [], []
+    for i, (k, d, s, pb, pe, cip) in enumerate(DILATED_CEIL):
+        nodes.append(helper.make_node("AveragePool", ["x"], [f"y{i}"], kernel_shape=[k], dilations=[d], strides=[s],
+                                      pads=[pb, pe], ceil_mode=1, count_include_pad=cip))
+        eff = (k - 1) * d + 1
+        n_out = -(-(length + pb + pe - eff) // s) + 1
+        n_out -= (n_out - 1) * s >= length + pb
+        outs.append((f"y{i}", np.float32, [2, 3, n_out]))
+        extras.append((n_out - 1) * s + eff - (length + pb + pe))
+    model = make_model(nodes, [("x", np.float32, [2, 3, length])], outs, opset=19)
+    x = RNG.standard_normal((2, 3, length)).astype(np.float32)
+    got = onnxc.compile(model, output_dir=tmp_path / "o", fallback=False).run(None, {"x": x})
+    want, ref = ort_run(model, {"x": x}), ReferenceEvaluator(model).run(None, {"x": x})
+    assert max(extras) >= 2 and min(extras) < 2
+    for i, (g, w, r) in enumerate(zip(got, want, ref)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=str(DILATED_CEIL[i]))
+        if extras[i] < 2:
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6, err_msg=str(DILATED_CEIL[i]))
+    # 2-D and 3-D, as the node suite's cases
+    for shape, k, d, s, cip in [((1, 2, 9, 11), [2, 3], [2, 2], [2, 3], 1), ((1, 1, 11, 8, 9), [3, 2, 2], [2, 3, 2], [3, 2, 2], 0)]:
+        node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=k, dilations=d, strides=s, ceil_mode=1,
+                                count_include_pad=cip)
+        model = make_model([node], [("x", np.float32, list(shape))], [("y", np.float32, None)], opset=19)
+        check(model, {"x": RNG.standard_normal(shape).astype(np.float32)}, tmp_path / f"r{len(shape)}")
+
+
 def test_maxpool_indices(tmp_path):
     model = make_model([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])],
                        [("x", np.float32, [2, 3, 6, 6])], [("y", np.float32, None), ("i", np.int64, None)])

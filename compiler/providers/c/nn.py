@@ -170,8 +170,6 @@ def _pool_check(node) -> Optional[str]:
     expect = _expected_out(spatial, kernel, strides, dil, begin, end, ceil_mode)
     if list(node.outputs[0].shape[2:]) != expect:
         return f"inferred output shape {node.outputs[0].shape[2:]} disagrees with pooling geometry {expect}"
-    if node.op_type == "AveragePool" and any(d != 1 for d in dil) and ceil_mode:
-        return "dilated AveragePool with ceil_mode not supported"
     return None
 
 
