@@ -6,7 +6,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .registry import check, facts, get_attr, reference
+from .registry import check, facts, get_attr, reference, shape_rule
 from .validate import inp, known, shape_of, shape_str, unidirectional_problem
 
 # Facts (registry.FACTS)
@@ -15,6 +15,25 @@ facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool
 facts("Resize", param_inputs=(1, 2, 3))  # roi, scales, sizes (opset 10: scales is input 1)
 facts("Upsample", "AffineGrid", param_inputs=(1,))  # scales, size
 facts("Col2Im", param_inputs=(1, 2))  # image_shape, block_shape
+facts("MaxUnpool", param_inputs=(2,))  # output_shape
+
+
+@shape_rule("MaxUnpool")
+def _maxunpool_shape(node):
+    """The constant output_shape when given (onnx infers no shape from it), else the unpooled
+    shape (x - 1) * stride - pads + kernel."""
+    x = node.inputs[0]
+    if node.input(2) is not None:
+        c = node.inputs[2].const
+        return [(x.dtype, None if c is None else tuple(int(d) for d in np.asarray(c).reshape(-1)))]
+    if x.shape is None or not all(known(d) for d in x.shape):
+        return [(x.dtype, None)]
+    rank = len(x.shape) - 2
+    kernel = [int(k) for k in get_attr(node, "kernel_shape")]
+    strides = [int(d) for d in (get_attr(node, "strides", None) or [1] * rank)]
+    pads = [int(d) for d in (get_attr(node, "pads", None) or [0] * (2 * rank))]
+    return [(x.dtype, tuple(x.shape[:2]) + tuple((x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[rank + i]
+                                                 + kernel[i] for i in range(rank)))]
 
 
 def resolve_pads(node, spatial: List[int], kernel: List[int], strides: List[int],

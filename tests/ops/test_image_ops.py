@@ -306,6 +306,40 @@ def test_maxunpool_indices(tmp_path):
         m.run(None, {"x": x, "i": bad})
 
 
+def test_maxunpool_with_output_shape(tmp_path):
+    """A larger output_shape (constant, or a graph input the session specializes on): the indices
+    address the unpooled shape, which sits at the output's origin, the rest is 0 (onnx.reference
+    and the node suite; onnxruntime addresses output_shape's layout instead, so it is not
+    compared); an index outside the unpooled shape fails the run."""
+    from onnx.reference import ReferenceEvaluator
+    x = randn(2, 3, 2, 3)
+    ind = np.stack([RNG.permutation(4 * 6)[:6].reshape(2, 3) for _ in range(6)]).reshape(2, 3, 2, 3).astype(np.int64)
+    ind += (np.arange(6) * 24).reshape(2, 3, 1, 1)  # flat over (N, C, 4, 6), as MaxPool gives
+    for out_shape in ([2, 3, 5, 7], [2, 3, 4, 8], [3, 4, 5, 6]):
+        node = helper.make_node("MaxUnpool", ["x", "i", "s"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+        model = make_model([node], [("x", np.float32, [2, 3, 2, 3]), ("i", np.int64, [2, 3, 2, 3])],
+                           [("y", np.float32, out_shape)], {"s": np.array(out_shape, np.int64)})
+        got = compile_c(model, tmp_path / "_".join(map(str, out_shape))).run(None, {"x": x, "i": ind})[0]
+        want = np.zeros(out_shape, np.float32)
+        unpooled = np.zeros((2, 3, 4, 6), np.float32)
+        unpooled.reshape(-1)[ind.reshape(-1)] = x.reshape(-1)
+        want[:2, :3, :4, :6] = unpooled
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x, "i": ind})[0])
+    node = helper.make_node("MaxUnpool", ["x", "i", "s"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    model = make_model([node], [("x", np.float32, [2, 3, 2, 3]), ("i", np.int64, [2, 3, 2, 3]), ("s", np.int64, [4])],
+                       [("y", np.float32, ["n", "c", "h", "w"])])
+    sess = onnxc.InferenceSession(model.SerializeToString())
+    got = sess.run(None, {"x": x, "i": ind, "s": np.array([2, 3, 5, 7], np.int64)})[0]
+    np.testing.assert_array_equal(got[:, :, :4, :6], unpooled)
+    assert got.shape == (2, 3, 5, 7) and not got[:, :, 4:].any() and not got[:, :, :, 6:].any()
+    assert sess.fallback_nodes == []
+    bad = ind.copy()
+    bad[1, 2, 1, 2] = 2 * 3 * 4 * 6  # inside the 5x7 output, outside the unpooled 4x6 shape
+    with pytest.raises(onnxc.InputError, match=r"index 144 out of range \[0, 143\] .*at i\[1, 2, 1, 2\]$"):
+        sess.run(None, {"x": x, "i": bad, "s": np.array([2, 3, 5, 7], np.int64)})
+
+
 LPPOOL_CASES = [dict(kernel_shape=[3, 3], p=2), dict(kernel_shape=[2, 3], p=1, strides=[2, 1], pads=[1, 0, 1, 2]),
                 dict(kernel_shape=[3, 3], p=3, auto_pad="SAME_UPPER", strides=[2, 2]),
                 dict(kernel_shape=[2, 2], p=4, dilations=[2, 1], ceil_mode=1, strides=[2, 2])]

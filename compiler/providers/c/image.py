@@ -591,40 +591,56 @@ def affine_grid(node, ctx):
 
 
 # --- MaxUnpool ----------------------------------------------------------------------------------
-def _maxunpool_check(node) -> Optional[str]:
-    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+def _maxunpool_inferred(node):
+    x = node.inputs[0]
     rank = len(x.shape) - 2
     kernel = [int(k) for k in get_attr(node, "kernel_shape")]
     strides = [int(s) for s in (get_attr(node, "strides", None) or [1] * rank)]
     pads = [int(p) for p in (get_attr(node, "pads", None) or [0] * (2 * rank))]
-    if rank < 1 or len(kernel) != rank:
+    return [x.shape[0], x.shape[1]] + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[rank + i] + kernel[i]
+                                       for i in range(rank)]
+
+
+def _maxunpool_check(node) -> Optional[str]:
+    x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    rank = len(x.shape) - 2
+    if rank < 1 or len(get_attr(node, "kernel_shape")) != rank:
         return "kernel_shape does not match the input rank"
     if ind.dtype != np.int64 or tuple(ind.shape) != tuple(x.shape):
         return "indices must be int64 with the input's shape"
-    inferred = [x.shape[0], x.shape[1]] + [(x.shape[2 + i] - 1) * strides[i] - pads[i] - pads[rank + i] + kernel[i]
-                                          for i in range(rank)]
-    # with a different output_shape, onnx.reference addresses the inferred layout and
-    # onnxruntime the output_shape layout
-    if list(y.shape) != inferred:
-        return f"output shape {list(y.shape)} differs from the unpooled shape {inferred} (ambiguous indices)"
+    inferred = _maxunpool_inferred(node)
+    # a larger output_shape: the indices address the unpooled (inferred) layout, which sits at the
+    # output's origin, as onnx.reference and the node suite (onnxruntime addresses output_shape's)
+    if len(y.shape) != len(inferred) or any(o < i for o, i in zip(y.shape, inferred)):
+        return f"output shape {list(y.shape)} is smaller than the unpooled shape {inferred}"
     return None
 
 
 @c_kernel("MaxUnpool", check=_maxunpool_check)
 def maxunpool(node, ctx):
-    """Y = 0, then Y.flat[I[i]] = X[i] in order; an index outside Y fails the run (as in
-    onnxruntime) and is skipped."""
+    """Y = 0, then Y[I[i] as a position in the unpooled shape] = X[i] in order; an index outside
+    the unpooled shape fails the run (as in onnxruntime) and is skipped."""
     x, ind, y = node.inputs[0], node.inputs[1], node.outputs[0]
     if y.size == 0:
         return "/* empty output */"
+    inferred = _maxunpool_inferred(node)
+    n = int(np.prod(inferred, dtype=np.int64))
     ct = ctx.ctype(x)
-    fail = ctx.fail(node, f"index {{value}} out of range [0, {y.size - 1}] (the elements of the output, shape "
-                          f"{tuple(y.shape)})", "t", "i", tensor=ind)
+    fail = ctx.fail(node, f"index {{value}} out of range [0, {n - 1}] (the elements of the unpooled shape "
+                          f"{tuple(inferred)})", "t", "i", tensor=ind)
+    if list(y.shape) == inferred:
+        store = "Y[t] = X[i];"
+    else:  # the position in the unpooled shape, then its offset in the larger output
+        ystr = [int(np.prod(y.shape[d + 1:], dtype=np.int64)) for d in range(len(y.shape))]
+        parts = ["int64_t r = t, o = 0;"]
+        for d in reversed(range(len(inferred))):
+            parts.append(f"o += (r % {inferred[d]}) * {ystr[d]}; r /= {inferred[d]};")
+        store = "{ " + " ".join(parts) + " Y[o] = X[i]; }"
     return "\n".join([
         f"const {ct}* ONNXC_RESTRICT X = {ctx.ptr(x)};", f"const int64_t* ONNXC_RESTRICT I = {ctx.ptr(ind)};",
         f"{ct}* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
         f"memset(Y, 0, {y.nbytes});",
-        f"for (int64_t i = 0; i < {x.size}; ++i) {{ const int64_t t = I[i]; if (t >= 0 && t < {y.size}) Y[t] = X[i]; "
+        f"for (int64_t i = 0; i < {x.size}; ++i) {{ const int64_t t = I[i]; if (t >= 0 && t < {n}) {store} "
         f"else {{ {fail} }} }}",
     ])
 
