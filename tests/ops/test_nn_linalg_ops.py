@@ -101,6 +101,39 @@ def test_maxpool_indices(tmp_path):
     check(model, {"x": RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)}, tmp_path)
 
 
+@pytest.mark.parametrize("shape,attrs", [
+    ((2, 3, 5, 5), dict(kernel_shape=[2, 2], strides=[2, 2])),
+    ((1, 2, 7, 6), dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], ceil_mode=1)),
+    ((1, 2, 6, 7), dict(kernel_shape=[2, 2], dilations=[2, 1])),
+    ((2, 2, 4, 5, 3), dict(kernel_shape=[2, 2, 2], strides=[1, 2, 1])),
+    ((2, 3, 9), dict(kernel_shape=[3], strides=[2])),
+])
+def test_maxpool_indices_column_major(shape, attrs, tmp_path):
+    """storage_order=1: each index is n*C*spatial + c*spatial + the spatial position linearized
+    column-major (first spatial axis fastest), against onnx.reference and onnxruntime (where it
+    runs the rank)."""
+    from onnx.reference import ReferenceEvaluator
+    model = make_model([helper.make_node("MaxPool", ["x"], ["y", "i"], storage_order=1, **attrs)],
+                       [("x", np.float32, list(shape))], [("y", np.float32, None), ("i", np.int64, None)])
+    x = RNG.standard_normal(shape).astype(np.float32)
+    y, i = onnxc.compile(model, output_dir=tmp_path / "o", fallback=False).run(None, {"x": x})
+    ry, ri = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(i, ri)
+    # the index addresses the max in x read column-major within its plane
+    planes = x.reshape(shape[0] * shape[1], -1)
+    sp = planes.shape[1]
+    col = np.stack([p.reshape(shape[2:]).reshape(-1, order="F") for p in planes]).reshape(-1)
+    np.testing.assert_array_equal(col[i.reshape(-1)], y.reshape(-1))
+    assert ((i.reshape(shape[0] * shape[1], -1) // sp) == np.arange(shape[0] * shape[1])[:, None]).all()
+    try:
+        oy, oi = ort_run(model, {"x": x})
+    except Exception as e:  # onnxruntime's column-major indices are 2-D only
+        assert len(shape) != 4, e
+    else:
+        np.testing.assert_array_equal(i, oi)
+
+
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool(op, tmp_path):
     model = make_model([helper.make_node(op, ["x"], ["y"])], [("x", np.float32, [2, 5, 4, 3])], [("y", np.float32, None)])

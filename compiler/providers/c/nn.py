@@ -163,7 +163,7 @@ def _pool_check(node) -> Optional[str]:
     rank = len(x.shape) - 2
     if not 1 <= rank <= 3:
         return f"{rank}-D pooling not supported"
-    if get_attr(node, "storage_order", 0):
+    if get_attr(node, "storage_order", 0) and node.op_type != "MaxPool":
         return "storage_order=1 not supported"
     kernel, rank, spatial, strides, dil, begin, end = _pool_parts(node)
     ceil_mode = bool(get_attr(node, "ceil_mode", 0))
@@ -193,7 +193,17 @@ def _maxpool_dtype(node):
 @c_kernel("MaxPool", check=all_of(_maxpool_dtype, _pool_check))
 def maxpool(node, ctx):
     idx = ctx.ptr(node.outputs[1]) if len(node.outputs) > 1 else "NULL"
-    return _pool_params(node, ctx) + f"\n{MAXPOOL_FN[node.inputs[0].dtype]}(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {idx});"
+    code = _pool_params(node, ctx) + f"\n{MAXPOOL_FN[node.inputs[0].dtype]}(&p, {ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {idx});"
+    if idx != "NULL" and get_attr(node, "storage_order", 0) and node.outputs[1].size:
+        # column-major indices: the kernel's row-major spatial position (a, b, c) over the spatial
+        # dims padded in front to 3 (d0, d1, d2) becomes a + b * d0 + c * d0 * d1
+        x = node.inputs[0]
+        d = [1] * (5 - len(x.shape)) + list(x.shape[2:])
+        sp = d[0] * d[1] * d[2]
+        code += (f"\nfor (int64_t q = 0; q < {node.outputs[1].size}; ++q) {{ int64_t* v = {idx} + q; "
+                 f"if (*v >= 0) {{ const int64_t r = *v % {sp}; "
+                 f"*v = *v - r + r / {d[1] * d[2]} + (r / {d[2]} % {d[1]}) * {d[0]} + r % {d[2]} * {d[0] * d[1]}; }} }}")
+    return code
 
 
 @c_kernel("AveragePool", check=all_of(F32, _pool_check))
