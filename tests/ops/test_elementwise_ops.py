@@ -98,6 +98,39 @@ def test_batchnorm_inference(tmp_path):
                       rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,dtype,outs", [((2, 3, 4, 5), np.float32, 3), ((4, 2), np.float64, 3),
+                                              ((3, 4, 6), np.float32, 1), ((1, 2, 1, 1), np.float32, 3)])
+def test_batchnorm_training_mode(shape, dtype, outs, tmp_path):
+    """training_mode=1 (opset 15): normalized with the batch's mean and population variance per
+    channel; running mean/var = input * momentum + batch * (1 - momentum); against float64 numpy
+    and onnx.reference."""
+    from onnx.reference import ReferenceEvaluator
+    c = shape[1]
+    x = RNG.standard_normal(shape).astype(dtype) * 2 + 0.5
+    inits = {"s": RNG.standard_normal(c).astype(dtype), "b": RNG.standard_normal(c).astype(dtype),
+             "m": RNG.standard_normal(c).astype(dtype), "v": RNG.random(c).astype(dtype) + 0.5}
+    names = ["y", "rm", "rv"][:outs]
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], names, epsilon=1e-2, momentum=0.8,
+                            training_mode=1)
+    model = make_model([node], [("x", dtype, list(shape))], [(n, dtype, list(shape) if n == "y" else [c]) for n in names],
+                       inits, opset=15)
+    got = onnxc.compile(model, output_dir=tmp_path / "o", fallback=False).run(None, {"x": x})
+    axes = tuple(i for i in range(len(shape)) if i != 1)
+    xd = x.astype(np.float64)
+    bm, bv = xd.mean(axis=axes), xd.var(axis=axes)
+    bshape = [1, c] + [1] * (len(shape) - 2)
+    y = (xd - bm.reshape(bshape)) / np.sqrt(bv.reshape(bshape) + np.float32(1e-2)) * inits["s"].reshape(bshape) \
+        + inits["b"].reshape(bshape)
+    mom = float(np.float32(0.8))
+    want = [y, inits["m"] * mom + bm * (1 - mom), inits["v"] * mom + bv * (1 - mom)][:outs]
+    ref = ReferenceEvaluator(model).run(None, {"x": x})
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for g, w, r in zip(got, want, ref):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
 dims = st.integers(1, 4)
 
 

@@ -512,11 +512,13 @@ def _bitcast(node, ctx):
 
 
 # --- BatchNormalization (inference) ------------------------------------------------------
+def _bn_training(node) -> bool:
+    return node.opset >= 14 and bool(get_attr(node, "training_mode", 0))
+
+
 def _bn_check(node):
-    if get_attr(node, "training_mode", 0):
-        return "training_mode=1 not supported"
-    if len(node.outputs) > 1:
-        return "training outputs (running mean/var) not supported"
+    if len(node.outputs) > 1 and not _bn_training(node):
+        return "training outputs (running mean/var) before opset 14 not supported"
     if node.inputs[0].dtype != np.float32 and node.inputs[0].dtype != np.float64:
         return f"dtype {node.inputs[0].dtype} not supported"
     if any(v.dtype != node.inputs[0].dtype for v in node.inputs):
@@ -528,8 +530,47 @@ def _bn_check(node):
     return None
 
 
+def _batchnorm_training(node, ctx):
+    """training_mode=1: each channel normalized with its batch mean and (population) variance over
+    N and the spatial dims, summed in double in two passes; the optional outputs are the running
+    statistics mean * momentum + batch * (1 - momentum)."""
+    x, scale, bias, mean, var = node.inputs[:5]
+    ct = ctx.ctype(x)
+    n, c = x.shape[0], x.shape[1]
+    sp = int(np.prod(x.shape[2:], dtype=np.int64))
+    cnt = n * sp
+    eps = ctx.lit(float(get_attr(node, "epsilon", 1e-5)), np.float64)
+    mom = ctx.lit(float(get_attr(node, "momentum", 0.9)), np.float64)
+    lines = [f"const {ct}* X = {ctx.ptr(x)};", f"{ct}* Y = {ctx.ptr(node.outputs[0])};"]
+    for name, v in (("S", scale), ("B", bias), ("M", mean), ("V", var)):
+        lines.append(f"const {ct}* {name} = {ctx.ptr(v)};")
+    extra = []
+    for k, (name, src) in enumerate((("RM", "M"), ("RV", "V")), start=1):
+        if len(node.outputs) > k and node.outputs[k] is not None:
+            lines.append(f"{ct}* {name} = {ctx.ptr(node.outputs[k])};")
+            stat = "m" if name == "RM" else "v"
+            extra.append(f"  {name}[ch] = ({ct})((double){src}[ch] * {mom} + {stat} * (1.0 - {mom}));")
+    if x.size == 0 and not extra:
+        return "/* empty */"
+    lines += [f"for (int64_t ch = 0; ch < {c}; ++ch) {{",
+              "  double m = 0.0, v = 0.0;",
+              f"  for (int64_t b = 0; b < {n}; ++b) for (int64_t i = 0; i < {sp}; ++i) m += X[(b * {c} + ch) * {sp} + i];",
+              f"  m = {cnt} ? m / {cnt}.0 : NAN;",
+              f"  for (int64_t b = 0; b < {n}; ++b) for (int64_t i = 0; i < {sp}; ++i) {{ "
+              f"const double d = X[(b * {c} + ch) * {sp} + i] - m; v += d * d; }}",
+              f"  v = {cnt} ? v / {cnt}.0 : NAN;",
+              "  {",
+              f"    const double a = (double)S[ch] / sqrt(v + {eps}), o = (double)B[ch] - m * a;",
+              f"    for (int64_t b = 0; b < {n}; ++b) for (int64_t i = 0; i < {sp}; ++i) "
+              f"Y[(b * {c} + ch) * {sp} + i] = ({ct})(X[(b * {c} + ch) * {sp} + i] * a + o);",
+              "  }"] + extra + ["}"]
+    return "\n".join(lines)
+
+
 @c_kernel("BatchNormalization", check=_bn_check)
 def _batchnorm(node, ctx):
+    if _bn_training(node):
+        return _batchnorm_training(node, ctx)
     x, scale, bias, mean, var = node.inputs[:5]
     t = x.dtype
     eps = get_attr(node, "epsilon", 1e-5)
