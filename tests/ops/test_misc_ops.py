@@ -124,6 +124,44 @@ def test_dequantize_linear(mode, axis, block, qtype, tmp_path):
     check([node], feed, [("y", np.float32)], tmp_path, opset=21, rtol=1e-6)
 
 
+@pytest.mark.parametrize("qtype", ["int8", "uint8", "int16", "float8_e4m3fn", "float8_e5m2", "int4"])
+@pytest.mark.parametrize("stype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("mode,axis,block", [("tensor", 1, 0), ("axis", 1, 0), ("blocked", 2, 3)])
+def test_dequantize_linear_half_scale(qtype, stype, mode, axis, block, tmp_path):
+    """A float16/bfloat16 scale: (x - zero point) * scale in float32, rounded once to the scale's
+    type (opset 21), or to float32 with output_dtype (opset 23); bit-exact against onnx.reference
+    (every quantized type, per tensor, per axis, blocked, with zero points)."""
+    import ml_dtypes
+    from onnx.reference import ReferenceEvaluator
+    shape = (3, 5, 4)
+    q, st = np.dtype(getattr(ml_dtypes, qtype) if qtype.startswith(("float8", "int4")) else qtype), \
+        np.dtype(getattr(ml_dtypes, stype) if stype == "bfloat16" else stype)
+    sshape = _scale_shape(shape, mode, axis, block)
+    if q.kind in "iu" and q.itemsize == 1 and not qtype.startswith("int4") or q.kind in "iu" and q.itemsize == 2:
+        info = np.iinfo(q)
+        x = RNG.integers(info.min, info.max, shape).astype(q)
+        z = RNG.integers(info.min // 4, info.max // 4, sshape).astype(q)
+    else:  # float8 / int4: values of the type, zero point 0 (the only one float8 allows)
+        x = (RNG.standard_normal(shape) * (3 if qtype == "int4" else 40)).clip(-8, 7 if qtype == "int4" else None)
+        x = x.astype(q)
+        z = np.zeros(sshape, q)
+    scale = (RNG.random(sshape) * 0.5 + 0.01).astype(st)
+    attrs = {"axis": axis} if mode != "tensor" else {}
+    if block:
+        attrs["block_size"] = block
+    for opset, out in ((21, st), (23, np.dtype(np.float32))):
+        a = dict(attrs, output_dtype=1) if opset == 23 else attrs
+        node = helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], **a)
+        model = make_model([node], [("x", q, list(shape)), ("s", st, list(sshape)), ("z", q, list(sshape))],
+                           [("y", out, list(shape))], opset=opset)
+        feed = {"x": x, "s": scale, "z": z}
+        got = compile_c(model, tmp_path / f"o{opset}").run(None, feed)[0]
+        want = ReferenceEvaluator(model).run(None, feed)[0]
+        assert got.dtype == out
+        np.testing.assert_array_equal(got.view(np.uint16 if out.itemsize == 2 else np.uint32),
+                                      want.astype(out).view(np.uint16 if out.itemsize == 2 else np.uint32))
+
+
 @pytest.mark.parametrize("lo,hi", [(-3, 5), (1, 7), (-9, -2), (0, 0)])
 def test_dynamic_quantize_linear(lo, hi, tmp_path):
     x = RNG.uniform(lo, hi, (4, 7)).astype(np.float32)

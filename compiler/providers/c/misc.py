@@ -26,6 +26,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ...codegen.loops import contiguous_strides
+from ...dtypes import dtype_name
 from ...ops import get_attr
 from ...ops.signal import dft_axis, dft_length
 from .registry import c_kernel
@@ -145,6 +146,11 @@ LOWBIT_RANGES = {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1), "uint2": (0
 NARROW_FLOATS = {"float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn"}
 
 
+# DequantizeLinear's 16-bit float scales and outputs (raw bits in C): (x - zero point) * scale in
+# float32, rounded once to the output type, as onnx.reference computes
+_HALF_SCALES = ("float16", "bfloat16")
+
+
 def _qname(dtype) -> Optional[str]:
     """The narrow quantized type's name, or None for a standard type."""
     from ...dtypes import dtype_name
@@ -156,8 +162,8 @@ def _qdq_check(node):
     quant = node.op_type == "QuantizeLinear"
     x, scale, zp = node.inputs[0], node.inputs[1], node.input(2)
     y = node.outputs[0]
-    if scale.dtype != np.float32:
-        return f"scale dtype {scale.dtype} not supported (float32 only)"
+    if scale.dtype != np.float32 and (quant or dtype_name(scale.dtype) not in _HALF_SCALES):
+        return f"scale dtype {scale.dtype} not supported (float32{'' if quant else ', float16, bfloat16'} only)"
     if quant:
         if x.dtype != np.float32:
             return f"input dtype {x.dtype} not supported (float32 only)"
@@ -169,8 +175,8 @@ def _qdq_check(node):
         # float32 x only arises as the exact float32 twin of float8/float4 inputs (ops/narrow.py)
         if x.dtype not in QTYPES and x.dtype not in (np.int32, np.float32) and _qname(x.dtype) is None:
             return f"input dtype {x.dtype} not supported (8/16/32/4/2-bit integers, float8, float4)"
-        if y.dtype != np.float32:
-            return f"output dtype {y.dtype} not supported (float32 only)"
+        if y.dtype != np.float32 and dtype_name(y.dtype) not in _HALF_SCALES:
+            return f"output dtype {y.dtype} not supported (float32, float16, bfloat16 only)"
     qtype = y.dtype if quant else x.dtype
     if zp is not None and (zp.dtype != qtype or (tuple(zp.shape) != tuple(scale.shape)
                                                   and not zp.size == scale.size == 1)):
@@ -214,10 +220,14 @@ def qdq(node, ctx):
         store = f"({ctx.ctype(y)}){sat}" if narrow is None else f"(uint8_t)((int32_t){sat} & {hi - lo})"
         body = f"const double v = (double)nearbyintf(X[e] / S[{si}]) + {z}; Y[e] = {store};"
     else:  # (x - zero point) in float, then times the scale, as the reference
+        from .casts import cast_expr, decode
         zf = _q_value(f"Z[{si}]", qt, "float") if zp is not None else "0.0f"
-        body = f"Y[e] = ({_q_value('X[e]', qt, 'float')} - {zf}) * S[{si}];"
+        sv = f"S[{si}]" if scale.dtype == np.float32 else decode(f"S[{si}]", scale.dtype)[0]
+        yv = f"({_q_value('X[e]', qt, 'float')} - {zf}) * {sv}"
+        body = f"Y[e] = {yv};" if y.dtype == np.float32 else \
+            f"const float t = {yv}; Y[e] = {cast_expr('t', np.dtype(np.float32), y.dtype)};"
     lines = [f"const {ctx.ctype(x)}* ONNXC_RESTRICT X = {ctx.ptr(x)};",
-             f"const float* ONNXC_RESTRICT S = {ctx.ptr(scale)};",
+             f"const {ctx.ctype(scale)}* ONNXC_RESTRICT S = {ctx.ptr(scale)};",
              f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     if zp is not None:
         lines.append(f"const {ctx.ctype(zp)}* ONNXC_RESTRICT Z = {ctx.ptr(zp)};")
