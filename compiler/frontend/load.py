@@ -102,6 +102,19 @@ def normalize_opset(model: onnx.ModelProto, target: int = CANONICAL_OPSET) -> on
         return model
 
 
+# attributes whose schema default onnx's shape inference reads as another value: written out so
+# that the inferred shapes are the op's (STFT's onesided is 1 by default; its rule assumes 0 and
+# gave frame_length bins instead of frame_length // 2 + 1, which the fallback's result then missed)
+_MISREAD_DEFAULTS = {("", "STFT"): ("onesided", 1)}
+
+
+def write_misread_defaults(model: onnx.ModelProto) -> None:
+    for node in all_nodes(model.graph):
+        attr = _MISREAD_DEFAULTS.get((node.domain if node.domain != "ai.onnx" else "", node.op_type))
+        if attr is not None and not any(a.name == attr[0] for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute(*attr))
+
+
 def _restore_node_names(model: onnx.ModelProto, converted: onnx.ModelProto) -> None:
     """The converter's adapters replace nodes without their names (Scatter-10 becomes an unnamed
     ScatterElements): give a replacement the name of the node whose output it produces, so
@@ -317,6 +330,7 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
         check_opsets(proto)
     check_safe(proto)  # attribute values that would crash onnx's own shape inference
     proto = normalize_opset(proto)
+    write_misread_defaults(proto)
     bind_input_shapes(proto, input_shapes)
     bind_input_values(proto, input_values)
     # Initializers listed as inputs (IR v3) and inputs redefined by nodes confuse inference.

@@ -7,11 +7,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .registry import check, facts, get_attr
+from .registry import check, facts, get_attr, shape_rule
 from .validate import const_of, inp, shape_of, shape_str
 
 # dft_length and (opset 20) axis decide the output shape: specialized on their value (session.py)
 facts("DFT", param_inputs=(1, 2))
+# STFT's frame_step and frame_length decide the output shape too (the window is data)
+facts("STFT", param_inputs=(1, 3))
 
 
 def dft_axis(node) -> Optional[int]:
@@ -51,3 +53,55 @@ def _dft_rule(node):
     c = const_of(node, 1)
     if c is not None and int(np.asarray(c).reshape(-1)[0]) < 1:
         yield f"{inp(node, 1)} (dft_length) is {int(np.asarray(c).reshape(-1)[0])}, expected >= 1"
+
+
+def stft_plan(node):
+    """(frame_step, window_len, frame_length) with constant parameters, or None: the window's
+    length (frames are sliced that long; frame_length without a window), and the DFT length
+    (frame_length, else the window's, else the whole signal), as onnx.reference."""
+    x = shape_of(node, 0)
+    step = const_of(node, 1)
+    if x is None or step is None or len(x) != 3 or not isinstance(x[1], int):
+        return None
+    win = node.input(2)
+    if win is not None and (win.shape is None or len(win.shape) != 1 or not isinstance(win.shape[0], int)):
+        return None
+    if node.input(3) is not None:
+        c = const_of(node, 3)
+        if c is None:
+            return None
+        n = int(np.asarray(c).reshape(-1)[0])
+    else:
+        n = win.shape[0] if win is not None else x[1]
+    return int(np.asarray(step).reshape(-1)[0]), (win.shape[0] if win is not None else n), n
+
+
+@check("STFT")
+def _stft_rule(node):
+    x = shape_of(node, 0)
+    if x is not None and (len(x) != 3 or (isinstance(x[2], int) and x[2] not in (1, 2))):
+        yield f"{inp(node, 0)} has shape {shape_str(x)}, expected [batch, signal_length, 1 or 2]"
+        return
+    plan = stft_plan(node)
+    if plan is None:
+        return
+    step, _, n = plan
+    if step < 1:
+        yield f"{inp(node, 1)} (frame_step) is {step}, expected >= 1"
+    if n < 1 or n > x[1]:
+        yield f"the frame length is {n}, expected in [1, {x[1]}] (the signal length)"
+
+
+@shape_rule("STFT")
+def _stft_shape(node):
+    """[batch, frames, bins, 2]: frames = (signal_length - frame_length) // frame_step + 1, bins
+    frame_length // 2 + 1 when onesided (the default, 1; onnx's own rule reads it as 0)."""
+    x = node.inputs[0]
+    plan = stft_plan(node)
+    if plan is None or not isinstance(x.shape[0], int):
+        return [(x.dtype, None)]
+    step, _, n = plan
+    if step < 1 or not 1 <= n <= x.shape[1]:
+        return [(x.dtype, None)]
+    bins = n // 2 + 1 if int(get_attr(node, "onesided", 1)) else n
+    return [(x.dtype, (x.shape[0], (x.shape[1] - n) // step + 1, bins, 2))]

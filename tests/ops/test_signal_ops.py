@@ -120,3 +120,66 @@ def test_dft_runtime_axis_and_length_are_specialized():
             s.run(None, {"x": x, "n": np.array(4, np.int64), "axis": np.array(axis, np.int64)})
     with pytest.raises(onnxc.InputError, match="dft_length"):
         s.run(None, {"x": x, "n": np.array(0, np.int64), "axis": np.array(1, np.int64)})
+
+
+def _stft_exact(x, step, wlen, n, window, onesided):
+    z = x[..., 0].astype(np.float64) + (1j * x[..., 1].astype(np.float64) if x.shape[-1] == 2 else 0)
+    frames = (x.shape[1] - n) // step + 1
+    w = np.ones(wlen) if window is None else window.astype(np.float64)
+    out = []
+    for f in range(frames):
+        seg = np.zeros((x.shape[0], wlen), complex)
+        part = z[:, f * step:f * step + wlen]
+        seg[:, :part.shape[1]] = part
+        spec = np.fft.fft(seg * w, n=n, axis=1)
+        out.append(spec[:, :n // 2 + 1] if onesided else spec)
+    s = np.stack(out, axis=1)
+    return np.stack([s.real, s.imag], axis=-1)
+
+
+STFT_CASES = [  # (signal shape, frame_step, window length or None, frame_length or None, onesided)
+    ((1, 128, 1), 8, None, 16, 1), ((1, 128, 1), 8, 16, None, 1), ((2, 50, 1), 7, 12, 12, 0),
+    ((2, 40, 2), 5, 9, None, 0), ((3, 33, 1), 4, None, 10, 1), ((1, 20, 1), 3, 8, 8, 1), ((1, 20, 1), 30, None, 20, 1),
+]
+
+
+@pytest.mark.parametrize("case", range(len(STFT_CASES)))
+def test_stft(case, tmp_path):
+    """STFT in C (frames windowed in float32, then the DFT kernel) against float64 numpy and
+    onnx.reference: frame_step and frame_length constants, or graph inputs the session specializes
+    on; with and without a window, onesided or not, real and complex signals, one frame."""
+    shape, step, wlen, n, onesided = STFT_CASES[case]
+    x = RNG.standard_normal(shape).astype(np.float32)
+    window = None if wlen is None else (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(wlen) / wlen)).astype(np.float32)
+    names, inits = ["x", "step", "window" if wlen else "", "n" if n else ""], {"step": np.array(step, np.int64)}
+    if wlen:
+        inits["window"] = window
+    if n:
+        inits["n"] = np.array(n, np.int64)
+    while names[-1] == "":
+        names.pop()
+    model = make_model([helper.make_node("STFT", names, ["y"], onesided=onesided)], [("x", np.float32, list(shape))],
+                       [("y", np.float32, None)], inits, opset=17)
+    got = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
+    length = n if n else wlen
+    exact = _stft_exact(x, step, wlen or length, length, window, onesided)
+    assert got.shape == exact.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(exact).max()))
+    np.testing.assert_allclose(got, ReferenceEvaluator(model).run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_stft_default_onesided_and_runtime_parameters():
+    """No onesided attribute (default 1: onnx's shape inference reads 0, so the frontend writes it
+    out) with frame_step and frame_length fed at run time: specialized, entirely in C."""
+    model = make_model([helper.make_node("STFT", ["x", "step", "", "n"], ["y"])],
+                       [("x", np.float32, [2, 64, 1]), ("step", np.int64, []), ("n", np.int64, [])],
+                       [("y", np.float32, ["b", "f", "k", 2])], opset=17)
+    s = onnxc.InferenceSession(model.SerializeToString())
+    x = RNG.standard_normal((2, 64, 1)).astype(np.float32)
+    for step, n in ((8, 16), (5, 9)):
+        feed = {"x": x, "step": np.array(step, np.int64), "n": np.array(n, np.int64)}
+        got = s.run(None, feed)[0]
+        exact = _stft_exact(x, step, n, n, None, 1)
+        assert got.shape == exact.shape == ((2, (64 - n) // step + 1, n // 2 + 1, 2))
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-4)
+    assert s.fallback_nodes == []

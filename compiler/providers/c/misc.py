@@ -28,7 +28,7 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...dtypes import dtype_name
 from ...ops import get_attr
-from ...ops.signal import dft_axis, dft_length
+from ...ops.signal import dft_axis, dft_length, stft_plan
 from .registry import c_kernel
 
 FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
@@ -589,3 +589,57 @@ def dft(node, ctx):
     return (f"static const onnxc_dft_params p = {{{outer}, {x.shape[axis]}, {inner}, {x.shape[-1]}, {n}, {out_len}, "
             f"{out_c}, {int(get_attr(node, 'inverse', 0))}, {int(get_attr(node, 'onesided', 0))}}};\n"
             f"onnxc_dft(&p, {ctx.const_array(tw)}, {ctx.ptr(x)}, {ctx.ptr(y)});")
+
+
+# --- STFT ---------------------------------------------------------------------------------------
+def _stft_check(node) -> Optional[str]:
+    x, y = node.inputs[0], node.outputs[0]
+    if x.dtype != np.float32 or (node.input(2) is not None and node.inputs[2].dtype != np.float32):
+        return "float32 only"
+    plan = stft_plan(node)
+    if plan is None:
+        return "frame_step or frame_length is a runtime value"
+    step, wlen, n = plan
+    onesided = int(get_attr(node, "onesided", 1))
+    if onesided and x.shape[2] == 2:
+        return "onesided on a complex signal"
+    frames = (x.shape[1] - n) // step + 1 if step >= 1 and 1 <= n <= x.shape[1] else None
+    expect = [x.shape[0], frames, n // 2 + 1 if onesided else n, 2]
+    if frames is None or list(y.shape) != expect:
+        return f"output shape {list(y.shape)} differs from the transform's {expect}"
+    return None
+
+
+def _stft_scratch(node) -> int:
+    _, wlen, _ = stft_plan(node)
+    return 4 * wlen * node.inputs[0].shape[2]
+
+
+@c_kernel("STFT", check=_stft_check, scratch=_stft_scratch)
+def stft(node, ctx):
+    """Per batch and frame: the frame x[f * step + t] (0 past the signal's end) times the window
+    (float32, as the reference) in scratch, then its DFT (onnxc_dft) into the output's row."""
+    x, y = node.inputs[0], node.outputs[0]
+    if y.size == 0:
+        return "/* empty output */"
+    step, wlen, n = stft_plan(node)
+    batch, length, ic = x.shape
+    frames, bins = y.shape[1], y.shape[2]
+    j = np.arange(n, dtype=np.float64) * (2 * np.pi / n)
+    tw = np.stack([np.cos(j), np.sin(j)], axis=1).reshape(-1)
+    win = node.input(2)
+    w = "W[t]" if win is not None else "1.0f"
+    lines = [f"static const onnxc_dft_params p = {{1, {wlen}, 1, {ic}, {n}, {bins}, 2, 0, "
+             f"{int(get_attr(node, 'onesided', 1))}}};",
+             f"const float* X = {ctx.ptr(x)};", f"float* Y = {ctx.ptr(y)};", f"float* F = {ctx.scratch(node)};"]
+    if win is not None:
+        lines.append(f"const float* W = {ctx.ptr(win)};")
+    lines += [f"for (int64_t b = 0; b < {batch}; ++b)",
+              f"  for (int64_t f = 0; f < {frames}; ++f) {{",
+              f"    for (int64_t t = 0; t < {wlen}; ++t) {{",
+              f"      const int64_t s = f * {step} + t;",
+              f"      for (int64_t c = 0; c < {ic}; ++c) F[t * {ic} + c] = s < {length} ? X[(b * {length} + s) * {ic} + c] * {w} : 0.0f;",
+              "    }",
+              f"    onnxc_dft(&p, {ctx.const_array(tw)}, F, Y + (b * {frames} + f) * {bins * 2});",
+              "  }"]
+    return "\n".join(lines)
