@@ -14,6 +14,8 @@ from .validate import const_of, inp, shape_of, shape_str
 facts("DFT", param_inputs=(1, 2))
 # STFT's frame_step and frame_length decide the output shape too (the window is data)
 facts("STFT", param_inputs=(1, 3))
+# every input of MelWeightMatrix decides its output (shape and values): specialized, it folds
+facts("MelWeightMatrix", param_inputs=(0, 1, 2, 3, 4))
 
 
 def dft_axis(node) -> Optional[int]:

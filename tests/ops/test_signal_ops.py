@@ -183,3 +183,20 @@ def test_stft_default_onesided_and_runtime_parameters():
         assert got.shape == exact.shape == ((2, (64 - n) // step + 1, n // 2 + 1, 2))
         np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-4)
     assert s.fallback_nodes == []
+
+
+def test_melweightmatrix_is_specialized_and_folds():
+    """MelWeightMatrix's inputs are all parameters: the session compiles each value set as
+    constants, the node folds (onnx.reference's values) and nothing runs in the fallback."""
+    model = make_model([helper.make_node("MelWeightMatrix", ["m", "n", "r", "lo", "hi"], ["y"])],
+                       [("m", np.int32, []), ("n", np.int32, []), ("r", np.int32, []), ("lo", np.float32, []),
+                        ("hi", np.float32, [])], [("y", np.float32, ["k", "b"])], opset=17)
+    s = onnxc.InferenceSession(model.SerializeToString())
+    ref = ReferenceEvaluator(model)
+    for m, n, r, lo, hi in ((8, 16, 8192, 0.0, 4096.0), (5, 32, 16000, 20.0, 7000.0)):
+        feed = {"m": np.array(m, np.int32), "n": np.array(n, np.int32), "r": np.array(r, np.int32),
+                "lo": np.array(lo, np.float32), "hi": np.array(hi, np.float32)}
+        got = s.run(None, feed)[0]
+        assert got.shape == (n // 2 + 1, m) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref.run(None, feed)[0], rtol=1e-6, atol=1e-7)
+    assert s.fallback_nodes == []
