@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Set
 
 from .dtypes import dtype_name, has_c_type
+from .ops.registry import fact
 
 
 def used_values(node) -> list:
@@ -129,6 +130,8 @@ def build_fallback(graph, part, plan, py_ids: Set[int], later_reads: Set[int], d
     model.ir_version = min(onnx.IR_VERSION, 10)
     return {"index": part.index, "file": f"fallback{part.index}.onnx", "model": model.SerializeToString(),
             "ops": sorted({n.op_type for n in part.nodes}),
+            # the engine "auto" picks: the spec's own interpreter where onnxruntime is known to differ
+            "prefer": "reference" if any(fact(n, "ort_deviates") for n in part.nodes) else "onnxruntime",
             "nodes": [n.name for n in part.nodes],
             "inputs": [_binding(v, graph, plan, py_ids, dims_offset) for v in inputs],
             "outputs": [_binding(v, graph, plan, py_ids, dims_offset) for v in outputs]}

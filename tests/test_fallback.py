@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 
 import onnxc
 from onnxc.errors import UnsupportedOpError
@@ -212,3 +212,27 @@ def test_view_of_a_constant_read_by_the_fallback_at_level_none(tmp_path):
     m = onnxc.compile(model, output_dir=tmp_path / "o", opt_level="none")
     for o, r in zip(m.run(None, feed), ort_run(model, feed)):
         np.testing.assert_array_equal(o, r)
+
+
+def test_auto_engine_runs_the_spec_where_onnxruntime_deviates(tmp_path):
+    """A partition holding an op whose onnxruntime kernel is known to differ from the spec (op
+    fact ort_deviates: DFT, STFT, Resize, MaxUnpool) runs in onnx.reference under the default
+    engine "auto"; other partitions keep onnxruntime. The complex inverse DFT has no C kernel."""
+    from onnx import TensorProto
+    from onnx.reference import ReferenceEvaluator
+    g = helper.make_graph([helper.make_node("DFT", ["x", "", "axis"], ["d"], inverse=1, onesided=0),
+                           helper.make_node("Relu", ["d"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 2])],
+                          [numpy_helper.from_array(np.array(1, np.int64), "axis")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)])
+    x = RNG.standard_normal((2, 6, 2)).astype(np.float32)
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    engines = {}
+    for engine in ("auto", "onnxruntime"):
+        cm = onnxc.compile(model, output_dir=tmp_path / engine, fallback_engine=engine)
+        assert [n["op"] for n in cm.fallback_nodes] == ["DFT"]
+        engines[engine] = [fb.engine for _, fb in cm._steps if fb is not None]
+        if engine == "auto":
+            np.testing.assert_array_equal(cm.run(None, {"x": x})[0], want)
+    assert engines == {"auto": ["reference"], "onnxruntime": ["onnxruntime"]}

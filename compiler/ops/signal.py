@@ -16,6 +16,8 @@ facts("DFT", param_inputs=(1, 2))
 facts("STFT", param_inputs=(1, 3))
 # every input of MelWeightMatrix decides its output (shape and values): specialized, it folds
 facts("MelWeightMatrix", param_inputs=(0, 1, 2, 3, 4))
+# onnxruntime's DFT and STFT differ from the spec's values in the node suite (10 DFT, 2 STFT cases)
+facts("DFT", "STFT", ort_deviates=True)
 
 
 def dft_axis(node) -> Optional[int]:
