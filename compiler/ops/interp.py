@@ -21,5 +21,5 @@ def run_graph(graph, feed: Mapping[str, np.ndarray]) -> List[np.ndarray]:
         args = [None if v is None else env[id(v)] for v in node.inputs]
         outs = evaluate(node, args)
         for o, a in zip(node.outputs, outs):
-            env[id(o)] = np.asarray(a)
+            env[id(o)] = a if isinstance(a, list) else np.asarray(a)  # a sequence stays a list
     return [env[id(v)] for v in graph.outputs]

@@ -162,4 +162,5 @@ def _onnx_reference(node, inputs: List[np.ndarray]) -> List[np.ndarray]:
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = min(onnx.IR_VERSION, 10)
     feeds = {f"in{i}": a for i, (a, v) in enumerate(zip(inputs, node.inputs)) if v is not None}
-    return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
+    return [o if isinstance(o, list) else np.asarray(o)  # a sequence stays a list
+            for o in ReferenceEvaluator(model).run(None, feeds)]

@@ -20,6 +20,9 @@ facts("ConstantOfShape", param_inputs=(0,))  # its shape: constant, it folds awa
 # inputs that decide the output shape (a runtime value leaves it unknown at compile time)
 facts("Reshape", "Expand", "Split", "Squeeze", "Unsqueeze", param_inputs=(1,))  # shape, split, axes
 facts("Range", param_inputs=(0, 1, 2))  # start, limit, delta
+# positions and splits: constant, the sequences lower to tensor ops (passes/basic/lower_sequences.py)
+facts("SequenceAt", "SequenceErase", "SplitToSequence", param_inputs=(1,))
+facts("SequenceInsert", param_inputs=(2,))
 facts("Shape", "Size", "EyeLike", "RandomNormalLike", "RandomUniformLike", type_only_inputs=(0,))
 facts("CastLike", type_only_inputs=(1,))  # target_type
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..errors import OnnxcError
+from ..errors import ModelError, OnnxcError
 from ..ir import Graph, verify
 from .capability import Capability, using
 
@@ -87,6 +87,11 @@ class PassFailure(OnnxcError):
     pass
 
 
+class PassModelError(PassFailure, ModelError):
+    """A pass found the model itself wrong (e.g. a constant position out of range): still a
+    ModelError for callers that sort errors by kind."""
+
+
 class PassManager:
     def __init__(self, level: str = "layout", passes: Optional[List[Pass]] = None,
                  verify_each: bool = False, max_iterations: int = 10,
@@ -146,7 +151,8 @@ class PassManager:
                 except OnnxcError as e:
                     if isinstance(e, NotImplementedError):
                         raise
-                    raise PassFailure(f"pass '{p.name}' failed after {self.history[-8:]}: {e}") from e
+                    kind = PassModelError if isinstance(e, ModelError) else PassFailure
+                    raise kind(f"pass '{p.name}' failed after {self.history[-8:]}: {e}") from e
                 st.seconds += time.perf_counter() - t0
                 st.runs += 1
                 self.history.append(p.name)

@@ -6,6 +6,7 @@ weights); then folding; then constant sharing and CSE (shared constants make dup
 identical); redundant-node elimination; the fusions; dead-code elimination last."""
 from . import fuse_qdq, fuse_qdq_ops  # noqa: F401  (before constant folding: they read DequantizeLinear of constants)
 from . import constant_folding, fold_if  # noqa: F401  (registration, in run order)
+from . import lower_sequences  # noqa: F401  (after folding: positions computed from constants are constants)
 from . import cse, redundant  # noqa: F401,E402
 from . import fuse_conv, fuse_pad, fuse_clip, fuse_gemm, div_to_mul  # noqa: F401,E402
 from . import dce  # noqa: F401,E402

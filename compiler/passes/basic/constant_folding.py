@@ -16,7 +16,11 @@ from ..manager import Pass, PassResult, register
 
 # Nodes that must never be folded: random generators and ops with subgraphs (for now).
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-            "Bernoulli", "If", "Loop", "Scan"}
+            "Bernoulli", "If", "Loop", "Scan",
+            # their outputs are sequences, which a constant Value (one array) cannot hold;
+            # lower_sequences.py turns static ones into tensor ops
+            "SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SplitToSequence",
+            "SequenceMap"}
 # Don't materialize huge constants from small ones (e.g. Expand to a big tensor) unless it is
 # what the model stores anyway.
 _MAX_FOLDED_BYTES = 64 << 20
