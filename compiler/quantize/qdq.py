@@ -437,8 +437,8 @@ class Rewriter:
             self._node("Add", [mid, c], [y], before=node)
         # the new nodes define y now: drop the float node (its output value moves to the last Mul/Add)
         self.g.remove_node(node)
-        self.layers.append(LayerInfo(node.name, node.op_type,
-                                     "uint8 dynamic per token" if self.o.per_token else "uint8 dynamic", None, None, None,
+        act = "uint8 dynamic per token" if self.o.per_token else "uint8 dynamic"
+        self.layers.append(LayerInfo(node.name, node.op_type, act, None, None, None,
                                      f"int8 {'per-channel' if axis is not None else 'per-tensor'}", axis, wsqnr,
                                      False))
 
