@@ -180,21 +180,12 @@ def nsfw_preprocess(path):
     return a[:, :, ::-1] - np.array([104.0, 117.0, 123.0], np.float32)
 
 
-class Reader:
-    """onnxruntime's CalibrationDataReader over the same calibration images."""
-
-    def __init__(self, arrays, name):
-        self.it = iter([{name: a[None]} for a in arrays])
-
-    def get_next(self):
-        return next(self.it, None)
-
-
 def nsfw(models: Path, tmp: str, batch: int, engines, which):
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     import onnxc
+    from onnxc.quantize.data import FeedReader
     path = models / "open_nsfw.onnx"
     root = models / "open_nsfw_images"
     calib = sorted((root / "calib").glob("*.png"))
@@ -209,7 +200,7 @@ def nsfw(models: Path, tmp: str, batch: int, engines, which):
     q_seconds = time.perf_counter() - t
     ort_q = Path(tmp) / "nsfw_ort_static.onnx"
     t = time.perf_counter()
-    quantize_static(str(path), str(ort_q), Reader([nsfw_preprocess(p) for p in calib], name),
+    quantize_static(str(path), str(ort_q), FeedReader({name: nsfw_preprocess(p)[None]} for p in calib),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     ort_q_seconds = time.perf_counter() - t

@@ -143,14 +143,9 @@ def test_open_nsfw_static_int8(tmp_path):
     p_c = nsfw_probs(None, x, name, s=compiled(q, tmp_path, {name: [8, *x.shape[1:]]}))
     assert (p_c.argmax(1) == ref.argmax(1)).mean() >= 0.99 and np.abs(p_c[:, 1] - ref[:, 1]).mean() <= 0.01
 
-    class Reader:
-        def __init__(self):
-            self.it = iter([{name: nsfw_preprocess(c)[None]} for c in calib])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(path), str(tmp_path / "ort.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    from onnxc.quantize.data import FeedReader
+    quantize_static(str(path), str(tmp_path / "ort.onnx"), FeedReader({name: nsfw_preprocess(c)[None]} for c in calib),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     p_ort = nsfw_probs(tmp_path / "ort.onnx", x, name)
