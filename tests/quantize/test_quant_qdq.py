@@ -201,6 +201,19 @@ def test_dynamic_per_token_graph_and_numbers(tmp_path):
     np.testing.assert_allclose(mc.run(None, {"x": x})[0], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
 
 
+def test_dynamic_per_token_gemm(tmp_path):
+    """The small CNN's MatMul+Add becomes a Gemm (basic passes): per token, its bias added after the
+    zero-point correction; onnxc's C module computes what onnxruntime does."""
+    model = small_cnn(batch=3)
+    q = onnxc.quantize(model, mode="dynamic")
+    assert _ops(q).count("MatMulInteger") == 1 and "DynamicQuantizeLinear" not in _ops(q)
+    m = onnxc.compile(q, fallback=False, output_dir=tmp_path / "c")
+    for f in cnn_feeds(2, seed=9, batch=3):
+        got = ort_run(q, f)[0]
+        assert sqnr(ort_run(model, f)[0], got) > 30
+        np.testing.assert_allclose(m.run(None, f)[0], got, rtol=1e-5, atol=1e-5)
+
+
 def test_dynamic_per_token_against_per_tensor_on_an_outlier_row():
     """One row 100x larger than the others (a token with an outlier channel, as in BERT-style
     models): one scale per tensor makes the step 100x coarser for every other row; per token
