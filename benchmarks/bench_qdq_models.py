@@ -47,18 +47,13 @@ def cpu_model():
 
 
 def quantize(path, feed, out):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from onnxc.quantize.data import FeedReader
     name, x = next(iter(feed.items()))
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(0)
-            self.it = iter([{name: rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    rng = np.random.default_rng(0)
+    reader = FeedReader({name: rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4))
+    quantize_static(path, out, reader, quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return onnx.load(out)
 

@@ -207,6 +207,7 @@ def _quant_options(args) -> dict:
     opts = {"mode": "dynamic" if args.dynamic else "static", "method": args.method, "calibration": args.calibration,
             "per_channel": not args.per_tensor, "activation_type": args.activation_type,
             "exclude": tuple(x for item in args.exclude or [] for x in item.split(",") if x),
+            "per_token": not args.per_tensor_activations,
             "reduce_range": args.reduce_range, "preprocess": args.preprocess, "engine": args.engine,
             "max_batches": args.max_batches, "progress": _progress_bar()}
     if args.percentile is not None:
@@ -258,6 +259,9 @@ def _add_quant_args(p, shape: bool = True) -> None:
     p.add_argument("--per-channel", action="store_true", default=True,
                    help="one weight scale per output channel (the default)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    p.add_argument("--per-tensor-activations", action="store_true",
+                   help="with --dynamic: one activation scale per tensor (onnxruntime's DynamicQuantizeLinear form, "
+                        "which onnxruntime fuses) instead of one per token (row), the default")
     p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"],
                    help="calibration method (default: minmax)")
     p.add_argument("--percentile", type=float, default=None, help="with --method percentile (default 99.999)")

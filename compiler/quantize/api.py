@@ -39,7 +39,8 @@ class QuantizeResult:
         lines = [f"quantized {len(self.layers)} layer(s) ({by_op})"
                  f", {o['mode']} mode, weights int8 {'per-channel' if o['per_channel'] else 'per-tensor'}"
                  f"{' (7-bit)' if o['reduce_range'] else ''}, activations "
-                 + (f"{o['activation_type']} ({o['method']})" if o["mode"] == "static" else "uint8 at run time")]
+                 + (f"{o['activation_type']} ({o['method']})" if o["mode"] == "static" else
+                    f"uint8 at run time, {'per token' if o.get('per_token', True) else 'per tensor'}")]
         if self.tensors_calibrated:
             lines.append(f"calibration: {self.tensors_calibrated} tensor(s) over {self.calibration_feeds} feed(s) in "
                          f"{self.calibration_seconds:.2f} s")

@@ -289,3 +289,35 @@ def digest(source):
             h.update(f"{k}|{a.dtype}|{a.shape}|".encode())
             h.update(a.tobytes())
     return source, h.hexdigest()[:24]
+
+
+class FeedReader:
+    """The same calibration feeds for onnxruntime's quantize_static: its CalibrationDataReader
+    protocol (get_next until None, iteration, len, set_range for CalibStridedMinMax) over a list
+    of feed dicts, so a comparison gives both quantizers the same data.  Duck-typed (onnxruntime's
+    CalibrationDataReader recognises any class with get_next): onnxc needs no onnxruntime."""
+
+    def __init__(self, feeds):
+        self.feeds = [dict(f) for f in feeds]
+        self.set_range(0, len(self.feeds))
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+    def __len__(self):
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int):
+        self._it = iter(self.feeds[start_index:end_index])
+
+    def rewind(self):
+        self.set_range(0, len(self.feeds))

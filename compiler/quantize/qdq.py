@@ -15,6 +15,12 @@ DynamicQuantizeMatMul / MatMulIntegerToFloat):
     DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q, z_x, z_w) -> Cast -> Mul(s_x * s_w)
 Dynamic, QDQ (inside onnxc.compile, where fused ops have no integer form):
     DynamicQuantizeLinear(x) -> DequantizeLinear(x_q, s_x, z_x) -> node,  W as in static.
+Dynamic, per token (per_token=True, the default): one uint8 scale and zero point per row of x
+(over its last axis), computed with standard ops, the zero point taken out after the product:
+    lo, hi = min(ReduceMin(x, -1), 0), max(ReduceMax(x, -1), 0);  s = (hi - lo) / 255;  z = round(-lo / s)
+    x_q = Cast(Clip(round(x / s) + z, 0, 255))          (DynamicQuantizeLinear's formula, per row)
+    y = Cast(MatMulInteger(x_q, W_q) - z * colsum(W_q)) * s * s_w      (int32 correction, exact)
+  and in the QDQ form the float node reads (Clip(round(x / s) + z, 0, 255) - z) * s.
 
 Fused ops (after the extended passes) are quantized as units: onnxc.FusedConv (+activation,
 +residual Z), FusedGemm, FusedMatMul, MatMulGelu and MultiHeadAttention get Q/DQ on their
@@ -265,6 +271,69 @@ class Rewriter:
         self.acts[id(x)] = (dq, (q, s, z), None, None)
         return self.acts[id(x)]
 
+    def _f32(self, value, hint):
+        return self._const(np.asarray(value, np.float32), hint)
+
+    def _op(self, op, inputs, before, hint, dtype=F32, attrs=None, shape=None):
+        out = self._out(hint, dtype, shape)
+        self._node(op, inputs, [out], before=before, attrs=attrs)
+        return out
+
+    @staticmethod
+    def _rows_shape(x):
+        return None if x.shape is None else tuple(x.shape[:-1]) + (1,)
+
+    def _reduce(self, op, x, before, hint):
+        """``op`` over x's last axis, kept (attribute axes before opset 18, an input from 18)."""
+        rows = self._rows_shape(x)
+        if self.g.opset.get("", 1) >= 18:
+            axes = self._const(np.asarray([-1], np.int64), f"{x.name}_last_axis")
+            return self._op(op, [x, axes], before, hint, attrs={"keepdims": 1}, shape=rows)
+        return self._op(op, [x], before, hint, attrs={"axes": [-1], "keepdims": 1}, shape=rows)
+
+    def _row_act(self, x, node):
+        """Per-row (per-token) dynamic uint8 quantization of x with standard ops: returns
+        (q float holding integers in [0, 255], scale [..., 1], zero point [..., 1] float)."""
+        key = ("rows", id(x))
+        if key in self.acts:
+            return self.acts[key]
+        n, rs, xs = x.name, self._rows_shape(x), x.shape
+        zero, tiny = self._f32(0.0, f"{n}_zero"), self._f32(np.finfo(np.float32).tiny, f"{n}_tiny")
+        hi = self._op("Max", [self._reduce("ReduceMax", x, node, f"{n}_row_max"), zero], node, f"{n}_row_hi",
+                      shape=rs)
+        lo = self._op("Min", [self._reduce("ReduceMin", x, node, f"{n}_row_min"), zero], node, f"{n}_row_lo",
+                      shape=rs)
+        span = self._op("Sub", [hi, lo], node, f"{n}_row_span", shape=rs)
+        span = self._op("Div", [span, self._f32(255.0, f"{n}_255")], node, f"{n}_row_step", shape=rs)
+        s = self._op("Max", [span, tiny], node, f"{n}_row_scale", shape=rs)  # an all-zero row: x / s = 0
+        z = self._op("Round", [self._op("Div", [self._op("Neg", [lo], node, f"{n}_row_neg_lo", shape=rs), s], node,
+                                        f"{n}_row_zp_real", shape=rs)], node, f"{n}_row_zero_point", shape=rs)
+        r = self._op("Round", [self._op("Div", [x, s], node, f"{n}_row_scaled", shape=xs)], node, f"{n}_row_rounded",
+                     shape=xs)
+        r = self._op("Add", [r, z], node, f"{n}_row_shifted", shape=xs)
+        q = self._op("Clip", [r, zero, self._f32(255.0, f"{n}_qmax")], node, f"{n}_row_q", shape=xs)
+        self.acts[key] = (q, s, z)
+        return self.acts[key]
+
+    def _row_dq(self, x, node):
+        """The float node's input in the QDQ form: x quantized per row and dequantized."""
+        key = ("rows_dq", id(x))
+        if key not in self.acts:
+            q, s, z = self._row_act(x, node)
+            d = self._op("Sub", [q, z], node, f"{x.name}_row_centered", shape=x.shape)
+            self.acts[key] = self._op("Mul", [d, s], node, f"{x.name}_dequantized", shape=x.shape)
+        return self.acts[key]
+
+    def _row_u8(self, x, node):
+        key = ("rows_u8", id(x))
+        if key not in self.acts:
+            q, s, z = self._row_act(x, node)
+            q8 = self._op("Cast", [q], node, f"{x.name}_quantized", np.dtype(np.uint8), {"to": 2}, x.shape)
+            z32 = self._op("Cast", [z], node, f"{x.name}_zero_point", np.dtype(np.int32), {"to": 6},
+                           self._rows_shape(x))
+            self.acts[key] = (q8, s, z32)
+        return self.acts[key]
+
     def _bias(self, node, role, x_scale, w_scale):
         """int32 bias with scale s_x * s_w; left float (False) when it does not fit or the node
         scales it (Gemm's alpha/beta, FusedMatMul's alpha) or it is not a [C] constant."""
@@ -304,6 +373,11 @@ class Rewriter:
             node.set_input(role.act, dq)
             bias = self._bias(node, role, xs, wscale)
             act = f"{self.o.activation_type} {'asymmetric' if self.o.activation_type == 'uint8' else 'symmetric'}"
+        elif self.o.per_token:
+            node.set_input(role.act, self._row_dq(x, node))
+            xs = xz = rng = None
+            bias = False
+            act = "uint8 dynamic per token"
         else:
             dq, _, _, _ = self._dyn_act(x, node)
             node.set_input(role.act, dq)
@@ -326,17 +400,29 @@ class Rewriter:
         wq, wscale = quantize_weight(wc, axis, self.o.reduce_range)
         wsqnr = sqnr_db(wc, dequantize_weight(wq, wscale, axis))
         alpha = float(node.attrs.get("alpha", 1.0)) if node.op_type == "Gemm" else 1.0
-        _, (xq, xs, xz), _, _ = self._dyn_act(x, node)
         y = node.outputs[0]
         qv = self._const(wq, f"{w.name}_quantized")
-        zv = self._const(np.zeros(wscale.shape, np.int8), f"{w.name}_zero_point")
-        acc = self._out(f"{y.name}_int32", np.int32, y.shape)
-        self._node("MatMulInteger", [xq, qv, xz, zv], [acc], before=node)
-        accf = self._out(f"{y.name}_int32_float", F32, y.shape)
-        self._node("Cast", [acc], [accf], before=node, attrs={"to": 1})
         sv = self._const((wscale * np.float32(alpha)).astype(np.float32), f"{w.name}_scale")
-        scale = self._out(f"{y.name}_scale", F32, tuple(wscale.shape))
-        self._node("Mul", [xs, sv], [scale], before=node)
+        acc = self._out(f"{y.name}_int32", np.int32, y.shape)
+        if self.o.per_token:
+            xq, xs, xz = self._row_u8(x, node)
+            self._node("MatMulInteger", [xq, qv], [acc], before=node)
+            # sum_k (q - z) w = acc - z * colsum(w), in int32 (exact: |acc| < 255 * 127 * K)
+            colsum = self._const(wq.astype(np.int32).sum(axis=0, dtype=np.int32), f"{w.name}_column_sums")
+            corr = self._op("Mul", [xz, colsum], node, f"{y.name}_zero_point_term", np.dtype(np.int32), shape=y.shape)
+            centered = self._op("Sub", [acc, corr], node, f"{y.name}_int32_centered", np.dtype(np.int32),
+                                shape=y.shape)
+            accf = self._op("Cast", [centered], node, f"{y.name}_int32_float", F32, {"to": 1}, y.shape)
+            rows = self._op("Mul", [accf, xs], node, f"{y.name}_row_scaled", shape=y.shape)
+            accf, scale = rows, sv
+        else:
+            _, (xq, xs, xz), _, _ = self._dyn_act(x, node)
+            zv = self._const(np.zeros(wscale.shape, np.int8), f"{w.name}_zero_point")
+            self._node("MatMulInteger", [xq, qv, xz, zv], [acc], before=node)
+            accf = self._out(f"{y.name}_int32_float", F32, y.shape)
+            self._node("Cast", [acc], [accf], before=node, attrs={"to": 1})
+            scale = self._out(f"{y.name}_scale", F32, tuple(wscale.shape))
+            self._node("Mul", [xs, sv], [scale], before=node)
         c = node.input(2) if node.op_type == "Gemm" else None
         beta = float(node.attrs.get("beta", 1.0))
         if c is None:
@@ -351,7 +437,8 @@ class Rewriter:
             self._node("Add", [mid, c], [y], before=node)
         # the new nodes define y now: drop the float node (its output value moves to the last Mul/Add)
         self.g.remove_node(node)
-        self.layers.append(LayerInfo(node.name, node.op_type, "uint8 dynamic", None, None, None,
+        act = "uint8 dynamic per token" if self.o.per_token else "uint8 dynamic"
+        self.layers.append(LayerInfo(node.name, node.op_type, act, None, None, None,
                                      f"int8 {'per-channel' if axis is not None else 'per-tensor'}", axis, wsqnr,
                                      False))
 

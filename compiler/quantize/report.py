@@ -95,9 +95,16 @@ class _Acc:
         return 10.0 * np.log10(self.sig / self.err)
 
 
-def dynamic_fake_quantize(x: np.ndarray) -> np.ndarray:
-    """DynamicQuantizeLinear then DequantizeLinear (uint8 over [min(x, 0), max(x, 0)])."""
+def dynamic_fake_quantize(x: np.ndarray, per_token: bool = False) -> np.ndarray:
+    """DynamicQuantizeLinear then DequantizeLinear (uint8 over [min(x, 0), max(x, 0)]); per_token:
+    the same over each row (last axis), as qdq.Rewriter writes it."""
     x = np.asarray(x, np.float32)
+    if per_token and x.ndim >= 1 and x.size:
+        lo = np.minimum(x.min(axis=-1, keepdims=True), np.float32(0))
+        hi = np.maximum(x.max(axis=-1, keepdims=True), np.float32(0))
+        s = np.maximum((hi - lo) / np.float32(255), np.finfo(np.float32).tiny).astype(np.float32)
+        z = np.rint(-lo / s)
+        return ((np.clip(np.rint(x / s) + z, 0, 255) - z) * s).astype(np.float32)
     lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
     scale = np.float32((hi - lo) / 255.0) if hi > lo else np.float32(0)
     if scale == 0:
@@ -159,7 +166,7 @@ def build(graph, options: QuantizeOptions, ranges, feeds_source, nodes_names=Non
                         s, z = qdq.activation_params(*ranges[xn], options.activation_type)
                         act[name].add(x, qdq.fake_quantize(x, s, z))
                     else:
-                        act[name].add(x, dynamic_fake_quantize(x))
+                        act[name].add(x, dynamic_fake_quantize(x, options.per_token))
                     observed[name][0] = min(observed[name][0], float(np.min(x)))
                     observed[name][1] = max(observed[name][1], float(np.max(x)))
                     power[name][0] += float(np.sum(np.asarray(x, np.float64) ** 2))

@@ -53,10 +53,11 @@ def _session(model):
 
 
 def _quantize(name, config, feed, tmp_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     import onnxc.cpu
+    from onnxc.quantize.data import FeedReader
     pre, out = tmp_path / "pre.onnx", tmp_path / "q.onnx"
     quant_pre_process(str(MODELS_DIR / f"{name}.onnx"), str(pre), skip_symbolic_shape=True)
     if config == "dynamic":
@@ -68,15 +69,8 @@ def _quantize(name, config, feed, tmp_path):
     batches = [{k: (v * (1 + 0.1 * rng.standard_normal(v.shape))).astype(v.dtype) if v.dtype.kind == "f" else v
                 for k, v in feed.items()} for _ in range(2)]
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
     vnni = any(i in onnxc.cpu.runnable_isas() for i in ("avx2vnni", "avx512vnni"))
-    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+    quantize_static(str(pre), str(out), FeedReader(batches), quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                     per_channel=granularity == "pc", weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8 if act == "u8" else QuantType.QInt8,
                     reduce_range=act == "u8" and not vnni)

@@ -34,9 +34,14 @@ def test_cli_quantize_static_and_report(tmp_path, capsys):
 def test_cli_dynamic_and_target(tmp_path, capsys):
     onnx.save(mlp(seq=3), tmp_path / "t.onnx")
     assert main(["quantize", str(tmp_path / "t.onnx"), "--dynamic", "-o", str(tmp_path / "t.int8.onnx")]) == 0
-    assert "dynamic mode" in capsys.readouterr().out
+    assert "uint8 at run time, per token" in capsys.readouterr().out
     ops = [n.op_type for n in onnx.load(tmp_path / "t.int8.onnx").graph.node]
-    assert ops.count("MatMulInteger") == 3
+    assert ops.count("MatMulInteger") == 3 and "DynamicQuantizeLinear" not in ops
+    assert main(["quantize", str(tmp_path / "t.onnx"), "--dynamic", "--per-tensor-activations", "-o",
+                 str(tmp_path / "t2.int8.onnx")]) == 0
+    assert "uint8 at run time, per tensor" in capsys.readouterr().out
+    ops = [n.op_type for n in onnx.load(tmp_path / "t2.int8.onnx").graph.node]
+    assert ops.count("MatMulInteger") == 3 and ops.count("DynamicQuantizeLinear") == 3
     onnx.save(small_cnn(), tmp_path / "m.onnx")
     cal = tmp_path / "cal"
     cal.mkdir()

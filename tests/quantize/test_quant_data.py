@@ -120,3 +120,32 @@ def test_quantize_from_an_image_folder(tmp_path):
     q, res = onnxc.quantize(small_cnn(), calibration=d, preprocess="resize=16x16", engine="reference",
                             return_result=True)
     assert res.calibration_feeds == 2 and len(res.layers) == 3
+
+
+def test_feed_reader_drives_onnxruntimes_quantize_static(tmp_path):
+    """FeedReader: onnxruntime's CalibrationDataReader protocol over feed dicts (the tests and
+    benchmarks give onnxruntime's quantizer the same data as onnxc's through it)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from onnxc.quantize.data import FeedReader
+    from qmodels import cnn_feeds, small_cnn
+    fs = cnn_feeds(4)
+    r = FeedReader(iter(fs))  # a one-shot generator is kept
+    assert isinstance(r, CalibrationDataReader) and len(r) == 4
+    assert [f["x"] is g["x"] for f, g in zip(r, fs)] == [True] * 4 and r.get_next() is None
+    r.set_range(1, 3)
+    assert [f["x"] is g["x"] for f, g in zip(r, fs[1:3])] == [True] * 2 and r.get_next() is None
+    r.rewind()
+    model = small_cnn()
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    quantize_static(str(path), str(tmp_path / "q.onnx"), r, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    import onnx
+    q = onnx.load(tmp_path / "q.onnx")
+    assert sum(n.op_type == "QuantizeLinear" for n in q.graph.node) >= 3 and r.get_next() is None
+    # its ranges are the feeds': the input's QuantizeLinear covers every calibration value
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    ql = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    lo = min(float(f["x"].min()) for f in fs)
+    assert abs(float(inits[ql.input[1]]) * -float(inits[ql.input[2]]) - lo) <= float(inits[ql.input[1]])

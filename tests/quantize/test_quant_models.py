@@ -69,28 +69,32 @@ def test_minilm_dynamic_int8(tmp_path):
     ref = minilm_embeddings(path, d)
     q, res = onnxc.quantize(str(path), mode="dynamic", return_result=True)
     assert len(res.layers) == 36  # 6 layers x (q, k, v, attention out, 2 FFN) MatMuls with weights
+    assert all(l.activation == "uint8 dynamic per token" for l in res.layers)
     e = minilm_embeddings(q, d)
     cos = (e * ref).sum(1)
-    assert cos.min() >= 0.98 and (retrieval(e) == retrieval(ref)).all()
+    assert cos.min() >= 0.99, f"worst sentence: cosine {cos.min():.4f} ({d['sentences'][cos.argmin()]})"
+    assert (retrieval(e) == retrieval(ref)).all()
     # onnxruntime's quantizer on the same model: onnxc's is at least as close to float
     quantize_dynamic(str(path), str(tmp_path / "ort.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     cos_ort = (minilm_embeddings(tmp_path / "ort.onnx", d) * ref).sum(1)
-    assert cos.mean() >= cos_ort.mean() - 1e-4, (cos.mean(), cos_ort.mean())
-    # the same int8 model compiled by onnxc: as close to float as under onnxruntime
+    assert cos.min() >= cos_ort.min() and cos.mean() >= cos_ort.mean(), (cos.min(), cos_ort.min(), cos.mean(),
+                                                                          cos_ort.mean())
+    # the same int8 model compiled by onnxc (C only): as close to float as under onnxruntime
     shape = list(d["input_ids"][:48].shape)
     m = compiled(q, tmp_path, {k: shape for k in ("input_ids", "attention_mask", "token_type_ids")})
     cos_c = (minilm_embeddings(None, d, s=m) * ref).sum(1)
-    assert cos_c.min() >= 0.98 and abs(cos_c.mean() - cos.mean()) <= 1e-3, (cos_c.min(), cos_c.mean(), cos.mean())
+    assert cos_c.min() >= 0.99 and abs(cos_c.mean() - cos.mean()) <= 1e-3, (cos_c.min(), cos_c.mean(), cos.mean())
 
-    # every layer int8 leaves the worst sentence near 0.988 (onnxruntime's too): the accuracy-aware
-    # mode, measured on 32 held-out sentences, keeps the layers that cost most in float
+    # one activation scale per tensor (onnxruntime's form, per_token=False) leaves the worst
+    # sentence near 0.988: the accuracy-aware mode, measured on 32 held-out sentences, keeps the
+    # layers that cost most in float
     tune = {k: d["tune_" + k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
     def pooled_min_cosine(ref_out, got_out):  # one feed (the 32 sentences), its first output
         m = tune["attention_mask"][..., None]
         a, b = ((out[0][0] * m).sum(1) / m.sum(1) for out in (ref_out, got_out))
         return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
-    q2, res2 = onnxc.quantize(str(path), mode="dynamic", return_result=True, eval_data=[tune],
+    q2, res2 = onnxc.quantize(str(path), mode="dynamic", per_token=False, return_result=True, eval_data=[tune],
                               target=Target(pooled_min_cosine, 0.995), engine="onnxruntime")
     assert res2.tune.met and 0 < len(res2.tune.kept_float) < 36
     e2 = minilm_embeddings(q2, d)
@@ -139,14 +143,9 @@ def test_open_nsfw_static_int8(tmp_path):
     p_c = nsfw_probs(None, x, name, s=compiled(q, tmp_path, {name: [8, *x.shape[1:]]}))
     assert (p_c.argmax(1) == ref.argmax(1)).mean() >= 0.99 and np.abs(p_c[:, 1] - ref[:, 1]).mean() <= 0.01
 
-    class Reader:
-        def __init__(self):
-            self.it = iter([{name: nsfw_preprocess(c)[None]} for c in calib])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(path), str(tmp_path / "ort.onnx"), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    from onnxc.quantize.data import FeedReader
+    quantize_static(str(path), str(tmp_path / "ort.onnx"), FeedReader({name: nsfw_preprocess(c)[None]} for c in calib),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax)
     p_ort = nsfw_probs(tmp_path / "ort.onnx", x, name)

@@ -133,8 +133,9 @@ def test_exclude_by_name_and_op_type():
 
 
 def test_dynamic_mode_graph():
+    """per_token=False: onnxruntime's form (one DynamicQuantizeLinear per activation)."""
     model = small_cnn()
-    q, res = onnxc.quantize(model, mode="dynamic", return_result=True)
+    q, res = onnxc.quantize(model, mode="dynamic", per_token=False, return_result=True)
     ops = _ops(q)
     assert ops.count("DynamicQuantizeLinear") == 1 and ops.count("MatMulInteger") == 1
     assert "Cast" in ops and ops.count("Conv") == 2 and "QuantizeLinear" not in ops  # convs stay float
@@ -147,10 +148,86 @@ def test_dynamic_mode_graph():
         assert sqnr(ort_run(model, f)[0], ort_run(q, f)[0]) > 30
     # 3-D activations into 2-D weights (transformer style)
     m3 = mlp(seq=5)
-    q3 = onnxc.quantize(m3, mode="dynamic")
+    q3 = onnxc.quantize(m3, mode="dynamic", per_token=False)
     assert _ops(q3).count("MatMulInteger") == 3
     f = mlp_feeds(1, seq=5)[0]
     assert sqnr(ort_run(m3, f)[0], ort_run(q3, f)[0]) > 30
+
+
+def _per_token_reference(x, w):
+    """Numpy statement of the per-token form: x quantized to uint8 per row (DynamicQuantizeLinear's
+    formula over the last axis), w per column to int8, the product dequantized."""
+    lo = np.minimum(x.min(-1, keepdims=True), 0)
+    hi = np.maximum(x.max(-1, keepdims=True), 0)
+    s = np.maximum((hi - lo) / np.float32(255), np.finfo(np.float32).tiny).astype(np.float32)
+    z = np.rint(-lo / s)
+    q = np.clip(np.rint(x / s) + z, 0, 255)
+    sw = (np.abs(w).max(0) / np.float32(127)).astype(np.float32)
+    wq = np.clip(np.rint(w / sw), -127, 127)
+    return ((q - z).astype(np.float64) @ wq.astype(np.float64)) * s * sw
+
+
+def _one_matmul(k=16, n=8, seq=6, seed=0):
+    w = np.random.default_rng(seed).standard_normal((k, n)).astype(np.float32)
+    return make_model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+                      [("x", np.float32, [2, seq, k])], [("y", np.float32, [2, seq, n])], {"W": w}), w
+
+
+def test_dynamic_per_token_graph_and_numbers(tmp_path):
+    """The default dynamic form: one scale and zero point per row, standard ops only, the same
+    numbers under onnxruntime, onnxc (C only) and the numpy statement of the formula."""
+    model, w = _one_matmul()
+    q, res = onnxc.quantize(model, mode="dynamic", return_result=True)
+    ops = _ops(q)
+    assert "DynamicQuantizeLinear" not in ops and ops.count("MatMulInteger") == 1
+    assert {"ReduceMax", "ReduceMin", "Round", "Clip"} <= set(ops) and all(n.domain == "" for n in q.graph.node)
+    assert res.layers[0].activation == "uint8 dynamic per token"
+    onnx.checker.check_model(q, full_check=True)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    x[0, 2] *= 40           # an outlier row
+    x[1, 3] = 0             # an all-zero row: scale floored, output 0
+    x[1, 4] = np.abs(x[1, 4])  # an all-positive row: zero point 0
+    ref = _per_token_reference(x, w)
+    got = ort_run(q, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    assert np.all(got[1, 3] == 0)
+    m = onnxc.compile(q, fallback=False, output_dir=tmp_path / "c")
+    np.testing.assert_allclose(m.run(None, {"x": x})[0], got, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    # inside onnxc.compile (the QDQ form: the float MatMul reads the per-row fake-quantized x)
+    mc = onnxc.compile(model, quantize="dynamic", fallback=False, output_dir=tmp_path / "d",
+                       save_optimized=tmp_path / "d.onnx")
+    assert "DynamicQuantizeLinear" not in _ops(onnx.load(tmp_path / "d.onnx"))
+    np.testing.assert_allclose(mc.run(None, {"x": x})[0], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_dynamic_per_token_gemm(tmp_path):
+    """The small CNN's MatMul+Add becomes a Gemm (basic passes): per token, its bias added after the
+    zero-point correction; onnxc's C module computes what onnxruntime does."""
+    model = small_cnn(batch=3)
+    q = onnxc.quantize(model, mode="dynamic")
+    assert _ops(q).count("MatMulInteger") == 1 and "DynamicQuantizeLinear" not in _ops(q)
+    m = onnxc.compile(q, fallback=False, output_dir=tmp_path / "c")
+    for f in cnn_feeds(2, seed=9, batch=3):
+        got = ort_run(q, f)[0]
+        assert sqnr(ort_run(model, f)[0], got) > 30
+        np.testing.assert_allclose(m.run(None, f)[0], got, rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_per_token_against_per_tensor_on_an_outlier_row():
+    """One row 100x larger than the others (a token with an outlier channel, as in BERT-style
+    models): one scale per tensor makes the step 100x coarser for every other row; per token
+    only that row pays.  Measured before/after on the same model and feed."""
+    model, w = _one_matmul(k=64, n=32, seq=16, seed=1)
+    x = np.random.default_rng(2).standard_normal((2, 16, 64)).astype(np.float32)
+    x[0, 0, 5] = 300.0
+    ref = ort_run(model, {"x": x})[0]
+    worst = {}
+    for per_token in (False, True):
+        q = onnxc.quantize(model, mode="dynamic", per_token=per_token)
+        y = ort_run(q, {"x": x})[0]
+        worst[per_token] = min(sqnr(ref[b, t], y[b, t]) for b in range(2) for t in range(16))
+    assert worst[True] > 35 and worst[True] > worst[False] + 20, worst
 
 
 def test_static_needs_calibration_and_clear_errors():
@@ -193,7 +270,8 @@ def test_compile_quantize_quantizes_fused_units(tmp_path):
 
 def test_compile_dynamic_qdq_form(tmp_path):
     model = mlp(seq=5)
-    m = onnxc.compile(model, quantize="dynamic", output_dir=tmp_path / "d", save_optimized=tmp_path / "d.onnx")
+    m = onnxc.compile(model, quantize={"mode": "dynamic", "per_token": False}, output_dir=tmp_path / "d",
+                      save_optimized=tmp_path / "d.onnx")
     opt = onnx.load(tmp_path / "d.onnx")
     ops = _ops(opt)
     assert ops.count("DynamicQuantizeLinear") == 3 and "MatMulInteger" not in ops
