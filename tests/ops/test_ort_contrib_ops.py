@@ -8,7 +8,7 @@ from onnx import helper, numpy_helper
 
 import onnxc
 from onnxc.errors import ModelError, UnsupportedError
-from tests.helpers import ort_run, tensor_info
+from helpers import ort_run, tensor_info
 
 MS = "com.microsoft"
 rng = np.random.default_rng(7)
