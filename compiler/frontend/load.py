@@ -354,6 +354,8 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     graph = import_graph(proto.graph, opset, value_info=infos)
     graph.metadata["producer"] = proto.producer_name
     graph.metadata["initializer_inputs"] = sorted(inits & {i.name for i in keep})
+    from .contrib import rewrite_contrib
+    rewrite_contrib(graph)  # onnxruntime's fused com.microsoft ops -> onnxc's (before typing)
     from ..ops import infer_graph, validate_graph
     infer_graph(graph)
     if check:  # invalid nodes fail here, at compile time, not in a kernel or the fallback

@@ -385,6 +385,39 @@ def _dqmm_rule(node):
     return [(np.dtype(np.float32), matmul_shape(node, 0, 1))]
 
 
+@shape_rule("DynamicQuantizeLSTM", MS)
+def _dq_lstm_rule(node):
+    """onnxruntime's LSTM with int8/uint8 weights W [D, I, 4H] and R [D, H, 4H] (transposed from
+    LSTM's), each with a scale and zero point per direction ([D]) or per column ([D, 4H])."""
+    x = _need(node, 0, "X")
+    check_dtype(node, 0, (np.float32,), "X")
+    wt, rt = _qtype(node, 1, "W"), _qtype(node, 2, "R")
+    w, r = node.inputs[1], node.inputs[2]
+    direction = node.attrs.get("direction", "forward")
+    if isinstance(direction, bytes):
+        direction = direction.decode()
+    D = 2 if direction == "bidirectional" else 1
+    if not (_known(x.shape) and _known(w.shape) and _known(r.shape)):
+        return [(np.dtype(np.float32), None)] * len(node.outputs)
+    if len(x.shape) != 3:
+        _fail(node, f"the rank of {_name(node, 0)} (X)", len(x.shape), 3)
+    T, N, I = x.shape
+    if len(r.shape) != 3 or r.shape[0] != D or r.shape[2] != 4 * r.shape[1]:
+        _fail(node, f"the shape of {_name(node, 2)} (R)", tuple(r.shape), f"[{D}, hidden, 4 * hidden]")
+    H = int(r.shape[1])
+    if tuple(w.shape) != (D, I, 4 * H):
+        _fail(node, f"the shape of {_name(node, 1)} (W)", tuple(w.shape), (D, I, 4 * H))
+    for si, zi, t, what in ((8, 9, wt, "W"), (10, 11, rt, "R")):
+        check_dtype(node, si, (np.float32,), f"{what} scale")
+        check_dtype(node, zi, (t,), f"{what} zero point")
+        for i in (si, zi):
+            v = node.input(i)
+            if v is not None and _known(v.shape) and tuple(v.shape) not in ((D,), (D, 4 * H)):
+                _fail(node, f"the shape of {_name(node, i)}", tuple(v.shape), f"({D},) or ({D}, {4 * H})")
+    state = (D, N, H)
+    return [(np.dtype(np.float32), s) for s in ((T, D, N, H), state, state)][:len(node.outputs)]
+
+
 @shape_rule("DynamicQuantizeLinear")
 def _dql_rule(node):
     check_dtype(node, 0, (np.float32,), "x")

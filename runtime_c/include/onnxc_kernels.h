@@ -273,19 +273,33 @@ typedef struct {
  * reverse: the single direction runs backwards; layout 0: X [T,N,I], Y [T,dirs,N,H], states
  * [dirs,N,H]; layout 1: X [N,T,I], Y [N,T,dirs,H], states [N,dirs,H].
  * act[d] = (f) for RNN, (f, g) for GRU, (f, g, h) for LSTM. */
+/* Dynamically quantized LSTM (onnxruntime's com.microsoft.DynamicQuantizeLSTM): W [dirs, 4H, I]
+ * and R [dirs, 4H, H] as int8 with one scale and zero point per row (per output column of the
+ * gate GEMMs). Each GEMM quantizes its float operand (all time steps of X at once, the batch's
+ * previous hidden states once per step) to uint8 as DynamicQuantizeLinear, accumulates in int32
+ * and scales by a_scale * w_scale[row]: onnxruntime's order of rounding. */
+typedef struct {
+    const int8_t *W, *R;
+    const float *w_scale, *r_scale;
+    const int8_t *w_zp, *r_zp;
+} onnxc_rnn_q8;
+
 typedef struct {
     int cell;
     int64_t seq, batch, input, hidden, dirs;
     int reverse, layout, input_forget, linear_before_reset, has_clip;
     double clip;
     onnxc_rnn_act act[2][3];
+    const onnxc_rnn_q8* q8; /* NULL: float W and R; else onnxc_rnn_f32 reads these (LSTM only) */
 } onnxc_rnn_params;
 
 /* Elements (of the kernel's type) of scratch onnxc_rnn_* needs:
- * (T*N + N) * gates * H + 4 * N * H, with gates = 1 (RNN), 3 (GRU), 4 (LSTM). */
+ * (T*N + N) * gates * H + 4 * N * H, with gates = 1 (RNN), 3 (GRU), 4 (LSTM), plus
+ * ceil(max(T*N*I, N*H) / 4) for the uint8 operand when q8 is set. */
 size_t onnxc_rnn_scratch_elems(const onnxc_rnn_params* p);
 
-/* One ONNX RNN/GRU/LSTM node. W [dirs, gates*H, I], R [dirs, gates*H, H], B [dirs, 2*gates*H],
+/* One ONNX RNN/GRU/LSTM node. W [dirs, gates*H, I], R [dirs, gates*H, H] (NULL with p->q8),
+ * B [dirs, 2*gates*H],
  * P [dirs, 3*H] (LSTM). B, seq_lens, h0, c0, P may be NULL (zeros / full length); so may any of
  * Y, Y_h, Y_c (not computed). seq_lens values are clamped to [0, T]; outputs past a sequence's
  * length are zero, and Y_h/Y_c of an empty sequence are zero. Outputs must not alias inputs. */

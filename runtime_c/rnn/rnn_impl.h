@@ -4,6 +4,7 @@
  *   RNN_NAME(x)           x with the type's suffix appended
  *   RNN_GEMM_NT(M, N, K, A, lda, B, ldb, C, ldc)   C[M,N] = A[M,K] * B[N,K]^T (C write-only)
  *   RNN_EXP, RNN_TANH, RNN_LOG1P, RNN_FABS          the type's math functions
+ *   RNN_Q8                (float only) p->q8 selects the int8 weights of DynamicQuantizeLSTM
  * No include guard: it is meant to be included several times. */
 
 /* x[0:n] = act(x[0:n]) in place; the switch is outside the loops so each one vectorizes. */
@@ -81,6 +82,7 @@ typedef struct {
     const RNN_T* Rb;          /* recurrence bias R_b[d]: [G*H] or NULL */
     const RNN_T* P;           /* peepholes P[d]: [3*H] or NULL */
     RNN_T *xw, *gates, *h, *c, *tmp, *tmp2;
+    uint8_t* aq;              /* the quantized GEMM operand (p->q8) */
 } RNN_NAME(rnn_dir);
 
 static void RNN_NAME(rnn_lstm_step)(const RNN_NAME(rnn_dir)* s, int64_t b, const RNN_T* xr) {
@@ -169,6 +171,12 @@ static void RNN_NAME(rnn_direction)(const RNN_NAME(rnn_dir)* s, int64_t maxlen, 
     int64_t step, b;
     for (step = 0; step < maxlen; ++step) {
         /* recurrent products of every batch row at once (rows past their length are ignored) */
+#ifdef RNN_Q8
+        if (p->q8)
+            rnn_q8_gemm_nt(N, GH, H, s->h, p->q8->R + s->d * GH * H, p->q8->r_scale + s->d * GH,
+                           p->q8->r_zp + s->d * GH, s->gates, GH, s->aq);
+        else
+#endif
         RNN_GEMM_NT(N, gru_split ? 2 * H : GH, H, s->h, H, s->R, H, s->gates, GH);
         if (gru_split) {
             for (b = 0; b < N; ++b) {
@@ -225,6 +233,7 @@ void RNN_NAME(onnxc_rnn)(const onnxc_rnn_params* p, const RNN_T* X, const RNN_T*
     s.c = s.h + N * H;
     s.tmp = s.c + N * H;
     s.tmp2 = s.tmp + N * H;
+    s.aq = (uint8_t*)(s.tmp2 + N * H);
     for (b = 0; b < N; ++b) {
         const int64_t len = onnxc_rnn_len(seq_lens, b, T);
         if (len > maxlen) maxlen = len;
@@ -232,10 +241,16 @@ void RNN_NAME(onnxc_rnn)(const onnxc_rnn_params* p, const RNN_T* X, const RNN_T*
     for (d = 0; d < D; ++d) {
         s.d = d;
         s.reverse = D == 2 ? d == 1 : p->reverse;
-        s.R = R + d * GH * H;
+        s.R = R ? R + d * GH * H : NULL;
         s.Rb = B ? B + d * 2 * GH + GH : NULL;
         s.P = P ? P + d * 3 * H : NULL;
         /* input projection of every time step in one GEMM, biases folded in */
+#ifdef RNN_Q8
+        if (p->q8)
+            rnn_q8_gemm_nt(T * N, GH, I, X, p->q8->W + d * GH * I, p->q8->w_scale + d * GH,
+                           p->q8->w_zp + d * GH, s.xw, GH, s.aq);
+        else
+#endif
         RNN_GEMM_NT(T * N, GH, I, X, I, W + d * GH * I, I, s.xw, GH);
         if (B) {
             const RNN_T* wb = B + d * 2 * GH;

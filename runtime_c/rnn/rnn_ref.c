@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_quant.h"
 
 static int64_t onnxc_rnn_gates(int cell) {
     return cell == ONNXC_RNN_CELL_LSTM ? 4 : (cell == ONNXC_RNN_CELL_GRU ? 3 : 1);
@@ -27,9 +28,36 @@ static int64_t onnxc_rnn_xrow(const onnxc_rnn_params* p, int64_t t, int64_t b) {
     return p->layout ? b * p->seq + t : t * p->batch + b;
 }
 
+static int64_t onnxc_rnn_q8_bytes(const onnxc_rnn_params* p) {
+    const int64_t x = p->seq * p->batch * p->input, h = p->batch * p->hidden;
+    return p->q8 ? (x > h ? x : h) : 0;
+}
+
 size_t onnxc_rnn_scratch_elems(const onnxc_rnn_params* p) {
     const int64_t GH = onnxc_rnn_gates(p->cell) * p->hidden;
-    return (size_t)((p->seq * p->batch + p->batch) * GH + 4 * p->batch * p->hidden);
+    return (size_t)((p->seq * p->batch + p->batch) * GH + 4 * p->batch * p->hidden
+                    + (onnxc_rnn_q8_bytes(p) + 3) / 4);
+}
+
+/* C[M,N] = A[M,K] x B[N,K]^T for DynamicQuantizeLSTM (see onnxc_rnn_q8): A (contiguous) is
+ * quantized to uint8 in aq, B is int8 with per-row scale bs and zero point bz. Integer products
+ * are exact; each output rounds once, as (float)acc * (a_scale * bs[n]). */
+static void rnn_q8_gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, const int8_t* B,
+                           const float* bs, const int8_t* bz, float* C, int64_t ldc, uint8_t* aq) {
+    float sa;
+    uint8_t za;
+    int64_t i, j, k;
+    onnxc_dynamic_quantize_linear(A, M * K, aq, &sa, &za);
+    for (i = 0; i < M; ++i) {
+        const uint8_t* a = aq + i * K;
+        for (j = 0; j < N; ++j) {
+            const int8_t* b = B + j * K;
+            const int32_t zb = bz[j];
+            int32_t acc = 0;
+            for (k = 0; k < K; ++k) acc += ((int32_t)a[k] - za) * ((int32_t)b[k] - zb);
+            C[i * ldc + j] = (float)acc * (sa * bs[j]);
+        }
+    }
 }
 
 static void rnn_sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
@@ -53,6 +81,7 @@ static void rnn_dgemm_nt(int64_t M, int64_t N, int64_t K, const double* A, int64
 }
 
 #define RNN_T float
+#define RNN_Q8 1
 #define RNN_NAME(x) x##_f32
 #define RNN_GEMM_NT rnn_sgemm_nt
 #define RNN_EXP expf
@@ -61,6 +90,7 @@ static void rnn_dgemm_nt(int64_t M, int64_t N, int64_t K, const double* A, int64
 #define RNN_FABS fabsf
 #include "rnn_impl.h"
 #undef RNN_T
+#undef RNN_Q8
 #undef RNN_NAME
 #undef RNN_GEMM_NT
 #undef RNN_EXP

@@ -1,4 +1,5 @@
-"""RNN, GRU and LSTM (opsets 7-22) through runtime_c/rnn/rnn_ref.c, float32 and float64.
+"""RNN, GRU and LSTM (opsets 7-22) through runtime_c/rnn/rnn_ref.c, float32 and float64, and
+onnxruntime's com.microsoft.DynamicQuantizeLSTM (int8 weights, activations quantized at run time).
 
 Everything but the tensors is resolved here at compile time into a static params struct:
 direction, layout, clip, and each gate's activation with its alpha/beta.  Activation
@@ -40,13 +41,23 @@ ACTS = {
 }
 
 
+MS = "com.microsoft"
+QLSTM = "DynamicQuantizeLSTM"
+
+
 class Refused(Exception):
     pass
+
+
+def _cell(node) -> str:
+    return "LSTM" if node.op_type == QLSTM else node.op_type
 
 
 def _dirs(node) -> Tuple[int, bool]:
     """(num_directions, reverse)."""
     direction = get_attr(node, "direction", "forward")
+    if isinstance(direction, bytes):
+        direction = direction.decode()
     if direction not in ("forward", "reverse", "bidirectional"):
         raise Refused(f"unknown direction '{direction}'")
     return (2 if direction == "bidirectional" else 1), direction == "reverse"
@@ -54,11 +65,11 @@ def _dirs(node) -> Tuple[int, bool]:
 
 def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
     """Per direction, the (C enum, alpha, beta) of each gate activation."""
-    per_dir = len(DEFAULT_ACTS[node.op_type])
+    per_dir = len(DEFAULT_ACTS[_cell(node)])
     names = node.attrs.get("activations")
     if names is None:
-        names = DEFAULT_ACTS[node.op_type] * dirs
-    names = [str(n).lower() for n in names]
+        names = DEFAULT_ACTS[_cell(node)] * dirs
+    names = [(n.decode() if isinstance(n, bytes) else str(n)).lower() for n in names]
     if node.op_type == "RNN" and dirs == 1 and len(names) == 2:
         names = names[:1]  # the schema's own default is [Tanh, Tanh]; onnxruntime uses the first
     if len(names) != per_dir * dirs:
@@ -94,8 +105,8 @@ def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
 
 def _geometry(node):
     """(T, N, I, H, dirs, reverse, layout) after validating every shape against the spec."""
-    op = node.op_type
-    if node.opset < 7:
+    op, q8 = _cell(node), node.op_type == QLSTM
+    if node.opset < 7 and not q8:
         raise Refused(f"{op} before opset 7 has different attributes and is not supported")
     x, w, r = node.inputs[0], node.input(1), node.input(2)
     if w is None or r is None:
@@ -108,12 +119,14 @@ def _geometry(node):
         raise Refused("X must be 3-D")
     T, N, I = x.shape if layout == 0 else (x.shape[1], x.shape[0], x.shape[2])
     hidden = get_attr(node, "hidden_size", None)
-    H = int(r.shape[-1]) if len(r.shape) == 3 else -1
+    H = (int(r.shape[1]) if q8 else int(r.shape[-1])) if len(r.shape) == 3 else -1
     if hidden is not None and int(hidden) != H:
         raise Refused(f"hidden_size={hidden} disagrees with R's shape {r.shape}")
     G = GATES[op]
     state = (dirs, N, H) if layout == 0 else (N, dirs, H)
-    expect = {1: (dirs, G * H, I), 2: (dirs, G * H, H), 3: (dirs, 2 * G * H), 4: (N,), 5: state}
+    # DynamicQuantizeLSTM's W and R are LSTM's transposed: [dirs, I, 4H], [dirs, H, 4H]
+    wr = ((dirs, I, G * H), (dirs, H, G * H)) if q8 else ((dirs, G * H, I), (dirs, G * H, H))
+    expect = {1: wr[0], 2: wr[1], 3: (dirs, 2 * G * H), 4: (N,), 5: state}
     if op == "LSTM":
         expect.update({6: state, 7: (dirs, 3 * H)})
     for i, shape in expect.items():
@@ -127,17 +140,32 @@ def _geometry(node):
     return T, N, I, H, dirs, reverse, layout
 
 
+def _q8_check(node) -> Optional[str]:
+    for i in (1, 2, 8, 9, 10, 11):
+        v = node.input(i)
+        if v is not None and not v.is_const:
+            return f"input {i} '{v.name}' is not a constant (weights and their scales are packed at compile time)"
+    if node.input(4) is not None:
+        return "sequence_lens is given (onnxruntime's batching of the quantized steps is not reproduced)"
+    return None
+
+
 def _check(node) -> Optional[str]:
     x = node.inputs[0]
-    if x.dtype not in FLOATS:
-        return f"dtype {x.dtype} not supported (float32, float64)"
+    q8 = node.op_type == QLSTM
+    if x.dtype not in FLOATS or (q8 and x.dtype != np.float32):
+        return f"dtype {x.dtype} not supported (float32{'' if q8 else ', float64'})"
     for i, v in enumerate(node.inputs):
-        if v is not None and i != 4 and v.dtype != x.dtype:
+        if v is not None and i != 4 and v.dtype != x.dtype and not (q8 and i in (1, 2, 9, 11)):
             return f"input {i} '{v.name}' has dtype {v.dtype}, expected {x.dtype}"
+    if q8:
+        reason = _q8_check(node)
+        if reason:
+            return reason
     sl = node.input(4)
     if sl is not None and sl.dtype != np.int32:
         return f"sequence_lens has dtype {sl.dtype}, expected int32"
-    if len(node.outputs) > (3 if node.op_type == "LSTM" else 2):
+    if len(node.outputs) > (3 if _cell(node) == "LSTM" else 2):
         return "too many outputs"
     try:
         _, _, _, _, dirs, _, _ = _geometry(node)
@@ -153,7 +181,8 @@ def _check(node) -> Optional[str]:
 def _scratch_elems(node) -> int:
     """Mirror of onnxc_rnn_scratch_elems() in runtime_c/rnn/rnn_ref.c."""
     T, N, I, H, dirs, reverse, layout = _geometry(node)
-    return (T * N + N) * GATES[node.op_type] * H + 4 * N * H
+    q8 = -(-max(T * N * I, N * H) // 4) if node.op_type == QLSTM else 0
+    return (T * N + N) * GATES[_cell(node)] * H + 4 * N * H + q8
 
 
 def _scratch(node) -> int:
@@ -168,7 +197,28 @@ def _used(node, i, ctx):
     return v if (v.uses or id(ctx.root(v)) in ctx.output_index) else None
 
 
+def _q8_weights(node, ctx, dirs: int, H: int) -> str:
+    """The onnxc_rnn_q8 struct: W and R transposed to [dirs, 4H, K] int8 (uint8 weights shifted
+    by 128 with their zero points: the differences are unchanged), scales and zero points per
+    row. Declares it and returns its address."""
+    def per_row(i, dtype):
+        v = node.input(i)
+        a = np.zeros((dirs, 4 * H), dtype) if v is None else np.asarray(v.const, dtype)
+        return np.ascontiguousarray(np.broadcast_to(a.reshape(dirs, -1), (dirs, 4 * H)))
+    parts = []
+    for wi, si, zi in ((1, 8, 9), (2, 10, 11)):
+        w = node.inputs[wi].const
+        shift = 128 if w.dtype == np.uint8 else 0
+        wt = (np.transpose(w, (0, 2, 1)).astype(np.int32) - shift).astype(np.int8)
+        zp = (per_row(zi, np.int32) - shift).astype(np.int8)
+        parts += [ctx.const_array(np.ascontiguousarray(wt)), ctx.const_array(per_row(si, np.float32)),
+                  ctx.const_array(zp)]
+    (w, ws, wz), (r, rs, rz) = parts[:3], parts[3:]
+    return f"const onnxc_rnn_q8 q8 = {{{w}, {r}, {ws}, {rs}, {wz}, {rz}}};"  # weights: a run-time base
+
+
 @c_kernel("RNN", "GRU", "LSTM", check=_check, scratch=_scratch)
+@c_kernel(QLSTM, domain=MS, check=_check, scratch=_scratch)
 def rnn(node, ctx):
     T, N, I, H, dirs, reverse, layout = _geometry(node)
     acts = _activations(node, dirs)
@@ -179,23 +229,28 @@ def rnn(node, ctx):
         row = acts[min(d, dirs - 1)] + [("ONNXC_RNN_ACT_TANH", 0.0, 0.0)] * (3 - len(acts[0]))
         rows.append("{" + ", ".join(f"{{{e}, {lit(a)}, {lit(b)}}}" for e, a, b in row) + "}")
     clip = node.attrs.get("clip")
-    params = (f"static const onnxc_rnn_params p = {{{CELL[node.op_type]}, {T}, {N}, {I}, {H}, {dirs}, "
-              f"{int(reverse)}, {layout}, {int(get_attr(node, 'input_forget', 0) or 0)}, "
+    q8 = node.op_type == QLSTM
+    params = (f"{'' if q8 else 'static '}const onnxc_rnn_params p = {{{CELL[_cell(node)]}, {T}, {N}, {I}, "
+              f"{H}, {dirs}, {int(reverse)}, {layout}, {int(get_attr(node, 'input_forget', 0) or 0)}, "
               f"{int(get_attr(node, 'linear_before_reset', 0) or 0)}, {int(clip is not None)}, "
-              f"{lit(float(clip) if clip is not None else 0.0)}, {{{', '.join(rows)}}}}};")
+              f"{lit(float(clip) if clip is not None else 0.0)}, {{{', '.join(rows)}}}"
+              f"{', &q8' if q8 else ''}}};")
 
     def ptr(v):
         return "NULL" if v is None else ctx.ptr(v)
-    ins = [ptr(node.input(i)) for i in range(5)] + [ptr(node.input(5))]
-    ins += [ptr(node.input(6)), ptr(node.input(7))] if node.op_type == "LSTM" else ["NULL", "NULL"]
+    lstm = _cell(node) == "LSTM"
+    ins = [ptr(node.input(i)) for i in range(6)]
+    if q8:
+        ins[1] = ins[2] = "NULL"  # the int8 weights are in q8
+    ins += [ptr(node.input(6)), ptr(node.input(7))] if lstm else ["NULL", "NULL"]
     outs = [ptr(_used(node, i, ctx)) for i in range(2)]
-    outs.append(ptr(_used(node, 2, ctx)) if node.op_type == "LSTM" else "NULL")
+    outs.append(ptr(_used(node, 2, ctx)) if lstm else "NULL")
     if all(o == "NULL" for o in outs):
         return "/* no output is read */"
     ct = "double" if f64 else "float"
     fn = "onnxc_rnn_f64" if f64 else "onnxc_rnn_f32"
     scratch = ctx.scratch(node, ct) if _scratch(node) else "NULL"  # empty problem: nothing to stage
-    lines = [params]
+    lines = ([_q8_weights(node, ctx, dirs, H)] if q8 else []) + [params]
     sl = node.input(4)
     if sl is not None and sl.size:
         x = node.inputs[0]
