@@ -355,9 +355,10 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     graph.metadata["producer"] = proto.producer_name
     graph.metadata["initializer_inputs"] = sorted(inits & {i.name for i in keep})
     from ..ops import infer_graph, validate_graph
-    infer_graph(graph)
+    refused = {} if check else None  # the shape rules' refusals, for validation to report
+    infer_graph(graph, refused=refused)
     if check:  # invalid nodes fail here, at compile time, not in a kernel or the fallback
-        validate_graph(graph, onnx_error)
+        validate_graph(graph, onnx_error, refused)
     from .expand import expand_functions
     if expand_functions(graph):  # after validation: the rules see the nodes as written
         infer_graph(graph)
