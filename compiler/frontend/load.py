@@ -13,7 +13,7 @@ from ..ir import Graph
 from ..ops.validate import MAX_DIM
 from .onnx_import import _type_of, import_graph
 from .onnx_infer import check_safe, infer_shapes
-from .proto import all_nodes
+from ..proto import all_nodes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
