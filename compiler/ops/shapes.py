@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ModelError
-from ..ir import Graph
+from ..ir import subgraphs
 from .registry import SHAPE_RULES
 
 _MAX_PROPAGATED_CONST = 1 << 16  # larger constants are passed as typed inputs, not data
@@ -101,11 +101,3 @@ def _check_only(graph, refused: Dict) -> None:
         for sub in subgraphs(node):
             _check_only(sub, refused)
 
-
-def subgraphs(node):
-    """The graphs among ``node``'s attributes (If branches, Loop/Scan bodies)."""
-    for a in node.attrs.values():
-        if isinstance(a, Graph):
-            yield a
-        elif isinstance(a, list) and a and isinstance(a[0], Graph):
-            yield from a

@@ -24,9 +24,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ModelError
-from ..ir.core import type_str
+from ..ir import subgraphs, type_str
 from .registry import CHECKS
-from .shapes import own_check, subgraphs
+from .shapes import own_check
 
 log = logging.getLogger("onnxc")
 
