@@ -18,15 +18,9 @@ def _has_optional(model_bytes: bytes) -> bool:
     if b"Optional" not in model_bytes:  # cheap test first: most partitions hold none
         return False
     import onnx
-    return any(n.op_type.startswith("Optional") for n in _nodes(onnx.load_from_string(model_bytes).graph))
 
-
-def _nodes(g):
-    for n in g.node:
-        yield n
-        for a in n.attribute:
-            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                yield from _nodes(sub)
+    from .proto import all_nodes
+    return any(n.op_type.startswith("Optional") for n in all_nodes(onnx.load_from_string(model_bytes).graph))
 
 
 def _make_engine(model_bytes: bytes, engine: str, num_threads: Optional[int]):

@@ -35,7 +35,7 @@ def param_fed_inputs(model, names) -> List[str]:
     ``param_inputs``) of a node, directly or through the nodes that compute it (not through an
     input of which a node reads only the shape or dtype, fact ``type_only_inputs``: Shape, ...),
     subgraphs included (a node with subgraphs may compute its outputs from any value they read)."""
-    from .frontend.proto import all_nodes, subgraphs
+    from .proto import all_nodes, subgraphs
     from .ops import registry
     names = set(names)
     producer = {}

@@ -13,7 +13,7 @@ from ..ir import Graph
 from ..ops.validate import MAX_DIM
 from .onnx_import import _type_of, import_graph
 from .onnx_infer import check_safe, infer_shapes
-from .proto import all_nodes
+from ..proto import all_nodes
 
 # Models older than this are brought up to it (version_converter); newer ones are kept.
 CANONICAL_OPSET = 18
@@ -357,9 +357,10 @@ def load(model: ModelLike, input_shapes: Optional[Mapping[str, Sequence[int]]] =
     from .contrib import rewrite_contrib
     rewrite_contrib(graph)  # onnxruntime's fused com.microsoft ops -> onnxc's (before typing)
     from ..ops import infer_graph, validate_graph
-    infer_graph(graph)
+    refused = {} if check else None  # the shape rules' refusals, for validation to report
+    infer_graph(graph, refused=refused)
     if check:  # invalid nodes fail here, at compile time, not in a kernel or the fallback
-        validate_graph(graph, onnx_error)
+        validate_graph(graph, onnx_error, refused)
     from .expand import expand_functions
     if expand_functions(graph):  # after validation: the rules see the nodes as written
         infer_graph(graph)

@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
-from .proto import subgraphs
+from ..proto import subgraphs
 
 # start is clamped to the sliced length, so |step| < 2^30 keeps start + step inside int32 for
 # any length below 2^30 (a fuzz of 50,000 Slice models with steps up to the int64 limits and

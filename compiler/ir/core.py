@@ -279,3 +279,12 @@ def _outer_ids(g: Graph) -> set:
         ids |= {id(v) for v in p.values()}
         p = p.parent
     return ids
+
+
+def subgraphs(node: Node):
+    """The graphs among ``node``'s attributes (If branches, Loop/Scan bodies)."""
+    for a in node.attrs.values():
+        if isinstance(a, Graph):
+            yield a
+        elif isinstance(a, list) and a and isinstance(a[0], Graph):
+            yield from a

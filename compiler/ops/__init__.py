@@ -5,6 +5,7 @@ from .shapes import infer_graph, infer_node
 from .validate import validate_graph
 from . import shape  # noqa: F401,E402  (registers numpy references, shape and validity rules)
 from . import elementwise, indexing, linalg, nn, norm, reduce  # noqa: F401,E402  (validity rules)
+from . import resize  # noqa: F401,E402  (Resize/Upsample facts and coordinate math)
 from . import attention  # noqa: F401,E402  (Attention shape rule)
 from . import quant_conv, nhwc_pool  # noqa: F401,E402  (QLinearConv, ConvInteger, NhwcMaxPool)
 from . import fused_nn, fused_transformer, chain, nchwc  # noqa: F401,E402  (onnxc-domain fused ops)

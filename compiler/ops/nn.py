@@ -12,13 +12,11 @@ from .validate import inp, known, shape_of, shape_str, unidirectional_problem
 # Facts (registry.FACTS)
 facts("BatchNormalization", "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LRN",
       "GlobalLpPool", twin=True)
-facts("Resize", param_inputs=(1, 2, 3))  # roi, scales, sizes (opset 10: scales is input 1)
-facts("Upsample", "AffineGrid", param_inputs=(1,))  # scales, size
+facts("AffineGrid", param_inputs=(1,))  # size (Resize and Upsample: ops/resize.py)
 facts("Col2Im", param_inputs=(1, 2))  # image_shape, block_shape
 facts("MaxUnpool", param_inputs=(2,))  # output_shape
-# onnxruntime differs from the spec on a downsampling Resize with align_corners and runtime scales,
-# and addresses MaxUnpool's indices in output_shape's layout rather than the unpooled shape's
-facts("Resize", "MaxUnpool", ort_deviates=True)
+# onnxruntime addresses MaxUnpool's indices in output_shape's layout rather than the unpooled shape's
+facts("MaxUnpool", ort_deviates=True)
 
 
 @shape_rule("MaxUnpool")

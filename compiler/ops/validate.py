@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ModelError
-from ..ir.core import Graph, type_str
-from .registry import CHECKS, SHAPE_RULES
+from ..ir import subgraphs, type_str
+from .registry import CHECKS
+from .shapes import own_check
 
 log = logging.getLogger("onnxc")
 
@@ -237,40 +238,26 @@ def check_arena(plan) -> None:
 
 
 # --- the runner -------------------------------------------------------------------------------
-def _subgraphs(node):
-    for a in node.attrs.values():
-        if isinstance(a, Graph):
-            yield a
-        elif isinstance(a, list) and a and isinstance(a[0], Graph):
-            yield from a
-
-
 def _node_label(node, graph) -> str:
     op = node.op_type if not node.domain else f"{node.domain}.{node.op_type}"
     where = f", in subgraph '{graph.name}'" if graph.parent is not None else ""
     return f"node '{node.name}' ({op}{where})"
 
 
-def custom_rule_problems(node) -> Iterable[str]:
+def custom_rule_problems(node, refused: Dict) -> Iterable[str]:
     """Ops outside the standard domain (com.microsoft's quantized ops, onnxc's own): onnx has no
-    schema to check them against, so their shape rule's checks are the only ones; the shape
-    inference that runs them first keeps going past a failure (the value just stays untyped),
-    so run the rule again here and report what it refuses (a QGemm bias C of int8, not int32)."""
-    rule = SHAPE_RULES.get((node.domain, node.op_type))
-    if rule is None or node.domain in ("", "ai.onnx"):
+    schema to check them against, so their shape rule's checks are the only ones. Shape
+    inference ran the rule and kept its refusal in ``refused`` (``shapes.infer_graph``)."""
+    e = refused.get(node)
+    if e is None or not own_check(node):
         return
-    if any(v is not None and (v.dtype is None or v.shape is None) for v in node.inputs):
-        return  # an input left untyped by an earlier problem, reported there
-    try:
-        rule(node)
-    except ModelError as e:
-        msg, own = str(e), f"node '{node.name}' ({node.op_type}): "  # the caller names the node
-        yield msg[len(own):] if msg.startswith(own) else msg
+    msg, own = str(e), f"node '{node.name}' ({node.op_type}): "  # the caller names the node
+    yield msg[len(own):] if msg.startswith(own) else msg
 
 
-def node_problems(node) -> List[str]:
+def node_problems(node, refused: Dict) -> List[str]:
     """Every contradiction found in ``node`` by the generic rules and its op's rules."""
-    out = list(schema_type_problems(node)) + list(custom_rule_problems(node))
+    out = list(schema_type_problems(node)) + list(custom_rule_problems(node, refused))
     for rule in CHECKS.get((node.domain, node.op_type), ()):
         try:
             out.extend(p for p in rule(node) if p)
@@ -284,7 +271,7 @@ def node_problems(node) -> List[str]:
     return out
 
 
-def graph_problems(graph, suspects=()) -> List[str]:
+def graph_problems(graph, suspects=(), refused: Optional[Dict] = None) -> List[str]:
     problems = []
     if graph.parent is None:
         for v in graph.inputs:
@@ -297,22 +284,23 @@ def graph_problems(graph, suspects=()) -> List[str]:
             problems.append(p)
     suspects = list(suspects)
     for node in graph.nodes:
-        found = node_problems(node)
+        found = node_problems(node, refused or {})
         if not found and any(op == node.op_type and (not name or name == node.name) for op, name in suspects):
             p = onnx_problem(node)
             found = [p] if p else []
         problems.extend(f"{_node_label(node, graph)}: {p}" for p in found)
-        for sub in _subgraphs(node):
-            problems.extend(graph_problems(sub, suspects))
+        for sub in subgraphs(node):
+            problems.extend(graph_problems(sub, suspects, refused))
     return problems
 
 
-def validate_graph(graph, onnx_error: Optional[str] = None) -> None:
+def validate_graph(graph, onnx_error: Optional[str] = None, refused: Optional[Dict] = None) -> None:
     """Raise one ModelError listing every invalid node of ``graph`` (subgraphs included).
+    ``refused``: the shape rules' refusals kept by ``infer_graph(graph, refused=...)``.
     ``onnx_error``: what onnx's strict whole-model inference reported; the nodes it names are
     re-inferred alone and refused only if that confirms it (onnx also complains about declared
     value_info it cannot merge, which onnxruntime only warns about)."""
-    problems = graph_problems(graph, onnx_suspects(onnx_error) if onnx_error else ())
+    problems = graph_problems(graph, onnx_suspects(onnx_error) if onnx_error else (), refused)
     if problems:
         if len(problems) == 1:
             raise ModelError(f"invalid model: {problems[0]}")

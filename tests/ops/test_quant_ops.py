@@ -459,6 +459,30 @@ def test_custom_domain_rule_refuses_at_compile_time(fallback, tmp_path):
         onnxc.compile(model, output_dir=tmp_path / "o", fallback=fallback)
 
 
+def test_custom_domain_rule_refuses_inside_a_subgraph(tmp_path):
+    """The same refusal for a QGemm inside an If branch: shape inference checks the ops outside
+    onnx's domains in subgraphs too (shapes.infer_graph with ``refused``), validation names the
+    branch."""
+    inits = [numpy_helper.from_array(a, n) for a, n in (
+        (sc(), "sa"), (zp(U8), "za"), (q(S8, [5, 4]), "b"), (sc(), "sb"), (zp(S8), "zb"), (q(S8, [4]), "c"),
+        (sc(), "sy"), (zp(U8), "zy"))]
+    qgemm = helper.make_node("QGemm", ["a", "sa", "za", "b", "sb", "zb", "c", "sy", "zy"], ["t"], domain=MS,
+                             name="qg")
+    then = helper.make_graph([qgemm], "then", [], [helper.make_tensor_value_info("t", TensorProto.UINT8, [3, 4])],
+                             inits)
+    other = helper.make_graph([helper.make_node("Identity", ["a"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.UINT8, [3, 4])])
+    g = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)], "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 5]),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [3, 4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(MS, 1)])
+    model.ir_version = 8
+    with pytest.raises(ModelError, match=r"QGemm, in subgraph 'then'.*input 6 'c' \(C\) is int8, expected int32"):
+        onnxc.compile(model, output_dir=tmp_path / "o")
+
+
 def test_invalid_nodes_are_model_errors(tmp_path):
     cases = []
     m = Model()  # zero point dtype differs from the data's

@@ -1,4 +1,4 @@
-"""transformer_unit_transpose (compiler/passes/extended/transformer.py): a Transpose that only
+"""transformer_unit_transpose (compiler/passes/basic/unit_transpose.py): a Transpose that only
 moves size-1 dims becomes a Reshape (an alias in C instead of a copy); checked with check_pass
 (onnxruntime on the original vs the IR interpreter after the pass) and compiled at extended."""
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
-from onnxc.passes.extended.transformer import TransformerUnitTranspose
+from onnxc.passes.basic.unit_transpose import TransformerUnitTranspose
 
 F = np.float32
 

@@ -1,4 +1,5 @@
-"""Neural-net emitters: Conv, DeformConv, MaxPool, AveragePool, global pools, LRN (float32, runtime_c kernels).
+"""Neural-net emitters: Conv, DeformConv, ConvTranspose, MaxPool, AveragePool, LpPool, global
+pools, LRN (float32, runtime_c kernels).
 
 Geometry (pads after auto_pad, output sizes) is resolved at compile time and written into the
 kernel's params struct as literals.  Output sizes come from the node's inferred shape and are
@@ -12,6 +13,7 @@ import numpy as np
 
 from ...ops import get_attr
 from ...ops.nn import resolve_pads  # noqa: F401  (the C emitters' name for it)
+from ...ops.plan import Refuse, refusal
 from .registry import all_of, c_kernel, dtypes_in
 
 F32 = dtypes_in("float32")
@@ -39,7 +41,7 @@ def _expected_out(spatial, kernel, strides, dilations, begin, end, ceil_mode=Fal
     return out
 
 
-def _arr3(vals, fill=0) -> str:
+def arr3(vals, fill=0) -> str:
     vals = list(vals) + [fill] * (3 - len(vals))
     return "{" + ", ".join(str(int(v)) for v in vals) + "}"
 
@@ -80,8 +82,8 @@ def conv_params(node) -> str:
     """The `static const onnxc_conv_params p` declaration of a Conv-like node (also FusedConv)."""
     x, w, kernel, rank, spatial, strides, dil, begin, end = _conv_parts(node)
     return (f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {w.shape[0]}, "
-            f"{get_attr(node, 'group', 1)}, {rank}, {_arr3(spatial, 1)}, {_arr3(kernel, 1)}, "
-            f"{_arr3(node.outputs[0].shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, {_arr3(dil, 1)}}};")
+            f"{get_attr(node, 'group', 1)}, {rank}, {arr3(spatial, 1)}, {arr3(kernel, 1)}, "
+            f"{arr3(node.outputs[0].shape[2:], 1)}, {arr3(strides, 1)}, {arr3(begin)}, {arr3(dil, 1)}}};")
 
 
 @c_kernel("Conv", check=all_of(F32, _conv_check), scratch=_conv_scratch)
@@ -177,9 +179,9 @@ def _pool_params(node, ctx) -> str:
     x, y = node.inputs[0], node.outputs[0]
     kernel, rank, spatial, strides, dil, begin, end = _pool_parts(node)
     cip = int(get_attr(node, "count_include_pad", 0)) if node.op_type == "AveragePool" else 0
-    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, {rank}, {_arr3(spatial, 1)}, "
-            f"{_arr3(kernel, 1)}, {_arr3(y.shape[2:], 1)}, {_arr3(strides, 1)}, {_arr3(begin)}, "
-            f"{_arr3(dil, 1)}, {cip}, {_arr3(end)}}};")
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, {rank}, {arr3(spatial, 1)}, "
+            f"{arr3(kernel, 1)}, {arr3(y.shape[2:], 1)}, {arr3(strides, 1)}, {arr3(begin)}, "
+            f"{arr3(dil, 1)}, {cip}, {arr3(end)}}};")
 
 
 MAXPOOL_FN = {np.dtype(np.float32): "onnxc_maxpool", np.dtype(np.int8): "onnxc_s8_maxpool",
@@ -261,6 +263,135 @@ def nhwc_maxpool(node, ctx):
     spatial = list(x.shape[1:-1])
     k, s, d, b, e, out = nhwc_pool.window(node, spatial)
     fn = "onnxc_u8_maxpool_nhwc" if x.dtype == np.uint8 else "onnxc_s8_maxpool_nhwc"
-    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[-1]}, {len(spatial)}, {_arr3(spatial, 1)}, "
-            f"{_arr3(k, 1)}, {_arr3(out, 1)}, {_arr3(s, 1)}, {_arr3(b)}, {_arr3(d, 1)}, 0, {_arr3(e)}}};\n"
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[-1]}, {len(spatial)}, {arr3(spatial, 1)}, "
+            f"{arr3(k, 1)}, {arr3(out, 1)}, {arr3(s, 1)}, {arr3(b)}, {arr3(d, 1)}, 0, {arr3(e)}}};\n"
             f"{fn}(&p, {ctx.ptr(x)}, {ctx.ptr(y)});")
+
+
+# --- ConvTranspose ------------------------------------------------------------------------------
+def conv_transpose_plan(node) -> dict:
+    """Geometry after auto_pad / output_shape resolution: pad_begin and output sizes.
+
+    The ONNX definition, onnxruntime and onnx.reference agree when output_shape only extends the
+    natural output (extra positions hold the bias) or, with SAME_*, crops it by a non-negative
+    total padding; other combinations are refused."""
+    x, w = node.inputs[0], node.inputs[1]
+    rank = len(x.shape) - 2
+    if not 1 <= rank <= 3:
+        raise Refuse(f"{rank}-D ConvTranspose not supported (1 to 3 spatial dims)")
+    if x.dtype != np.float32 or w.dtype != np.float32:
+        raise Refuse(f"dtype {x.dtype} not supported (float32 only)")
+    group = int(get_attr(node, "group", 1))
+    kernel = [int(k) for k in w.shape[2:]]
+    ks = get_attr(node, "kernel_shape", None)
+    if ks is not None and [int(k) for k in ks] != kernel:
+        raise Refuse("kernel_shape disagrees with the weight shape")
+    if group < 1 or x.shape[1] != w.shape[0] or x.shape[1] % group:
+        raise Refuse("channel counts do not match group")
+    b = node.input(2)
+    m = int(w.shape[1]) * group
+    if b is not None and tuple(b.shape) != (m,):
+        raise Refuse(f"bias shape {b.shape} is not ({m},)")
+    ins = [int(d) for d in x.shape[2:]]
+    strides = [int(s) for s in (get_attr(node, "strides", None) or [1] * rank)]
+    dil = [int(d) for d in (get_attr(node, "dilations", None) or [1] * rank)]
+    opad = [int(d) for d in (get_attr(node, "output_padding", None) or [0] * rank)]
+    pads = [int(d) for d in (get_attr(node, "pads", None) or [0] * (2 * rank))]
+    auto = get_attr(node, "auto_pad", "NOTSET")
+    oshape = get_attr(node, "output_shape", None)
+    if oshape is not None:
+        oshape = [int(d) for d in oshape][-rank:]
+    if min(strides + dil) < 1 or min(opad) < 0:
+        raise Refuse("strides/dilations must be positive and output_padding non-negative")
+    natural = [strides[i] * (ins[i] - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1 for i in range(rank)]
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = oshape or [ins[i] * strides[i] for i in range(rank)]
+        total = [natural[i] - target[i] for i in range(rank)]
+        if min(total) < 0:
+            raise Refuse("SAME_* padding with an output larger than the full transposed convolution")
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+        out = target
+    elif oshape is not None:
+        if any(pads):
+            raise Refuse("explicit pads together with output_shape are not supported")
+        if any(o < n for o, n in zip(oshape, natural)):
+            raise Refuse("output_shape smaller than the full output without auto_pad is ambiguous")
+        if any(o - n >= s for o, n, s in zip(oshape, natural, strides)):
+            raise Refuse("output_shape larger than the full output plus stride - 1 (no input maps there)")
+        begin, out = [0] * rank, oshape
+    else:
+        if auto == "VALID":
+            pads = [0] * (2 * rank)
+        elif auto != "NOTSET":
+            raise Refuse(f"auto_pad '{auto}' not supported")
+        begin = pads[:rank]
+        out = [natural[i] - pads[i] - pads[rank + i] for i in range(rank)]
+    if min(out) <= 0:
+        raise Refuse(f"non-positive output size {out}")
+    if list(node.outputs[0].shape) != [x.shape[0], m] + list(out):
+        raise Refuse(f"inferred output shape {node.outputs[0].shape} disagrees with the geometry {out}")
+    return dict(rank=rank, group=group, m=m, kernel=kernel, ins=ins, out=out, strides=strides, dil=dil,
+                begin=begin)
+
+
+def _ct_scratch(node) -> int:
+    g = conv_transpose_plan(node)
+    return (g["m"] // g["group"]) * int(np.prod(g["kernel"])) * int(np.prod(g["ins"])) * 4
+
+
+@c_kernel("ConvTranspose", check=refusal(conv_transpose_plan), scratch=_ct_scratch)
+def conv_transpose(node, ctx):
+    x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    b = node.input(2)
+    g = conv_transpose_plan(node)
+    if y.size == 0:
+        return "/* empty output */"
+    return "\n".join([
+        f"static const onnxc_conv_params p = {{{x.shape[0]}, {x.shape[1]}, {g['m']}, {g['group']}, {g['rank']}, "
+        f"{arr3(g['ins'], 1)}, {arr3(g['kernel'], 1)}, {arr3(g['out'], 1)}, {arr3(g['strides'], 1)}, "
+        f"{arr3(g['begin'])}, {arr3(g['dil'], 1)}}};",
+        f"onnxc_conv_transpose(&p, {ctx.ptr(x)}, {ctx.ptr(w)}, {ctx.ptr(b) if b is not None else 'NULL'}, "
+        f"{ctx.ptr(y)}, {ctx.scratch(node)});",
+    ])
+
+
+
+# --- LpPool -------------------------------------------------------------------------------------
+def _lppool_check(node) -> Optional[str]:
+    if node.inputs[0].dtype != np.float32:
+        return f"dtype {node.inputs[0].dtype} not supported (float32 only)"
+    if int(get_attr(node, "p", 2)) < 1:
+        return "p must be a positive integer"
+    return _pool_check(node)
+
+
+@c_kernel("LpPool", check=_lppool_check)
+def lppool(node, ctx):
+    if node.outputs[0].size == 0:
+        return "/* empty output */"
+    return (_pool_params(node, ctx) + f"\nonnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, "
+            f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});")
+
+
+def _global_lppool_check(node) -> Optional[str]:
+    x = node.inputs[0]
+    if x.dtype != np.float32:
+        return f"dtype {x.dtype} not supported (float32 only)"
+    if len(x.shape) < 3:
+        return "input rank < 3"
+    return None if int(get_attr(node, "p", 2)) >= 1 else "p must be a positive integer"
+
+
+@c_kernel("GlobalLpPool", check=_global_lppool_check)
+def global_lppool(node, ctx):
+    """LpPool over the spatial dims flattened into one window (any rank), no padding; an empty
+    window gives 0 (the norm of no elements)."""
+    x, y = node.inputs[0], node.outputs[0]
+    nc, sp = x.shape[0] * x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
+    if nc == 0:
+        return "/* empty output */"
+    if sp == 0:
+        return f"memset({ctx.ptr(y)}, 0, {y.nbytes});"
+    return (f"static const onnxc_pool_params p = {{{x.shape[0]}, {x.shape[1]}, 1, {{{sp}, 1, 1}}, {{{sp}, 1, 1}}, "
+            f"{{1, 1, 1}}, {{1, 1, 1}}, {{0, 0, 0}}, {{1, 1, 1}}, 0, {{0, 0, 0}}}};\n"
+            f"onnxc_lppool(&p, {int(get_attr(node, 'p', 2))}, {ctx.ptr(x)}, {ctx.ptr(y)});")

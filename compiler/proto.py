@@ -1,5 +1,6 @@
-"""Walks over ONNX protos shared by the frontend and the session: a node's subgraphs (If
-branches, Loop/Scan bodies) and every node of a graph with its subgraphs'."""
+"""Walks over ONNX protos shared by the frontend, the session and the fallback runtime: a node's
+subgraphs (If branches, Loop/Scan bodies) and every node of a graph with its subgraphs'.  Base
+layer (onnx only), so that the runtime may use it too."""
 from __future__ import annotations
 
 from typing import Iterator
