@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ..errors import ModelError
-from ..ir import Graph, Node
+from ..ir import Graph, Node, subgraphs
 
 log = logging.getLogger("onnxc")
 
@@ -161,10 +161,8 @@ def rewrite_contrib(graph: Graph) -> int:
     """Rewrite the com.microsoft nodes above (in ``graph`` and its subgraphs); returns how many."""
     count = 0
     for node in list(graph.nodes):
-        for a in node.attrs.values():
-            for sub in (a if isinstance(a, (list, tuple)) else [a]):
-                if isinstance(sub, Graph):
-                    count += rewrite_contrib(sub)
+        for sub in subgraphs(node):
+            count += rewrite_contrib(sub)
         how = _REWRITES.get(node.op_type) if node.domain == MS else None
         if how is None:
             continue
