@@ -84,8 +84,13 @@ def run(lib, nb, kind, x, w, bias, z, stride, pads, dil, group, lo, hi):
         N=n, C=c, M=m, group=group, IH=ih, IW=iw, OH=oh, OW=ow, KH=kh, KW=kw, SH=stride[0],
         SW=stride[1], PT=pads[0], PL=pads[1], DH=dil[0], DW=dil[1], lo=lo, hi=hi))
     fp = lambda a: ffi.NULL if a is None else ffi.cast("float *", a.ctypes.data)  # noqa: E731
-    fn = nchwc_f32.name({"direct": "conv", "nchw": "conv_nchw", "depthwise": "conv_depthwise"}[kind], nb)
-    getattr(L, fn)(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y))
+    fn = nchwc_f32.name({"direct": "conv", "nchw": "conv_nchw", "depthwise": "conv_depthwise",
+                         "subsample": "conv_subsample"}[kind], nb)
+    if kind == "subsample":  # scratch for the gathered pixels, NaN so that unwritten ones show
+        s = np.full((n, blocks(c, nb), oh, ow, nb), np.nan, np.float32)
+        getattr(L, fn)(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y), fp(s))
+    else:
+        getattr(L, fn)(p, fp(xk), fp(wk), fp(bk), fp(zk), fp(y))
     got = np.moveaxis(y, -1, 2).reshape(n, blocks(m, nb) * nb, oh, ow)
     scale = 1 + np.abs(ref).max()
     np.testing.assert_allclose(got[:, :m], ref, rtol=1e-4, atol=1e-4 * scale)
@@ -146,6 +151,39 @@ def test_direct(lib, nb, case):
     x = rand(2, c, ih, iw)
     w = rand(m, c // group, k, k) / np.sqrt(c // group * k * k)
     run(lib, nb, "direct", x, w, rand(m), None, stride, pads, dil, group, -np.inf, np.inf)
+
+
+# (C, M, group, IH, IW, stride, pads): strided 1x1 convs through onnxc_f32_nchwc_conv_subsample
+# (gather the sampled pixels, then the pointwise path): odd sizes, channel counts off the block,
+# strides 2 and 3 and unequal, rows shorter than a tile, groups; pads, which fall back to the
+# window path (a leading pad, or a trailing one that a sampled pixel reads)
+SUBSAMPLE = [
+    (16, 64, 1, 40, 40, (2, 2), (0, 0, 0, 0)),
+    (20, 36, 1, 15, 15, (2, 2), (0, 0, 0, 0)),
+    (24, 40, 1, 13, 14, (2, 2), (0, 0, 0, 0)),
+    (7, 13, 1, 9, 23, (3, 2), (0, 0, 0, 0)),
+    (40, 24, 1, 5, 17, (1, 3), (0, 0, 0, 0)),
+    (64, 96, 2, 14, 14, (2, 2), (0, 0, 0, 0)),
+    (96, 80, 1, 4, 4, (2, 2), (0, 0, 0, 0)),
+    (48, 16, 1, 3, 3, (2, 2), (0, 0, 1, 1)),   # trailing pad never sampled: still a subsample
+    (48, 16, 1, 4, 4, (2, 2), (0, 0, 1, 1)),   # sampled trailing pad: window path
+    (48, 16, 1, 6, 7, (2, 2), (1, 1, 0, 0)),   # leading pad: window path
+]
+
+
+@pytest.mark.parametrize("nb", [8, 16])
+@pytest.mark.parametrize("case", SUBSAMPLE, ids=lambda c: "c{}m{}g{}_{}x{}_s{}{}p{}".format(
+    *c[:5], *c[5], "".join(map(str, c[6]))))
+def test_subsample(lib, nb, case):
+    c, m, group, ih, iw, stride, pads = case
+    if group > 1 and ((c // group) % nb or (m // group) % nb):
+        pytest.skip("grouped kernels need channels per group that are multiples of the block")
+    x = rand(2, c, ih, iw)
+    w = rand(m, c // group, 1, 1) / np.sqrt(c // group)
+    run(lib, nb, "subsample", x, w, rand(m), None, stride, pads, (1, 1), group, -np.inf, np.inf)
+    # residual and a clamp above 0 (padding lanes stay zero)
+    y0 = conv_ref(x, w, None, stride, pads, (1, 1), group)
+    run(lib, nb, "subsample", x, w, None, rand(*y0.shape), stride, pads, (1, 1), group, 0.1, 1.5)
 
 
 @pytest.mark.parametrize("nb", [8, 16])

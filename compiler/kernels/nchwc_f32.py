@@ -18,6 +18,8 @@ KERNELS = [Kernel.parse(name, source) for name, source in [
     ("onnxc_f32_nchwc_conv_b16", "nchwc/conv_nchwc.c"),
     ("onnxc_f32_nchwc_conv_nchw_b8", "nchwc/conv_nchwc.c"),
     ("onnxc_f32_nchwc_conv_nchw_b16", "nchwc/conv_nchwc.c"),
+    ("onnxc_f32_nchwc_conv_subsample_b8", "nchwc/conv_nchwc.c"),
+    ("onnxc_f32_nchwc_conv_subsample_b16", "nchwc/conv_nchwc.c"),
     ("onnxc_f32_nchwc_conv_depthwise_b8", "nchwc/conv_nchwc.c"),
     ("onnxc_f32_nchwc_conv_depthwise_b16", "nchwc/conv_nchwc.c"),
     ("onnxc_f32_nchwc_conv_winograd_b8", "nchwc/conv_winograd.c"),

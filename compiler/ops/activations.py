@@ -71,7 +71,7 @@ TABLE: Tuple[Activation, ...] = (
                lambda x, p: _clip(x.dtype.type(p[0]) * x + x.dtype.type(p[1]), 0, 1),
                _clamp01("({a} * {x} + {b})"), (("alpha", 0.2), ("beta", 0.5)), "keeps NaN"),
     Activation("HardSwish", (), lambda x, p: x * _clip(x / x.dtype.type(6) + x.dtype.type(0.5), 0, 1),
-               "({x} * " + _clamp01("({x} / 6.0f + 0.5f)") + ")"),
+               "onnxc_hardswishf({x})", (), "x * 0, x or x * (x / 6 + 0.5) by bit masks: vectorizes"),
     Activation("SiLU", (), lambda x, p: x * _sigmoid(x), "onnxc_siluf({x})", None,
                "x / (1 + exp(-x)): one division, no product"),
 )

@@ -41,6 +41,17 @@ void onnxc_f32_nchwc_conv_b8(const onnxc_nchwc_conv_params* p, const float* X, c
 void onnxc_f32_nchwc_conv_b16(const onnxc_nchwc_conv_params* p, const float* X, const float* W,
                               const float* B, const float* Z, float* Y);
 
+/* Y as onnxc_f32_nchwc_conv for 1x1 kernels with a stride and no padding: the sampled pixels
+ * are gathered into S (N * ceil(C/b) * OH * OW * b floats; C/group a multiple of b when
+ * grouped) and summed as a stride-1 pointwise conv.  Other geometries run
+ * onnxc_f32_nchwc_conv (S unused). */
+void onnxc_f32_nchwc_conv_subsample_b8(const onnxc_nchwc_conv_params* p, const float* X,
+                                       const float* W, const float* B, const float* Z, float* Y,
+                                       float* S);
+void onnxc_f32_nchwc_conv_subsample_b16(const onnxc_nchwc_conv_params* p, const float* X,
+                                        const float* W, const float* B, const float* Z, float* Y,
+                                        float* S);
+
 /* Depthwise (group == C == M): W is [ceil(C/b), KH, KW, b]. */
 void onnxc_f32_nchwc_conv_depthwise_b8(const onnxc_nchwc_conv_params* p, const float* X,
                                        const float* W, const float* B, const float* Z, float* Y);

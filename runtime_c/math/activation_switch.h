@@ -61,7 +61,7 @@ static inline void onnxc_activation_apply(int kind, float a, float b, float* y, 
         case ONNXC_ACT_HARDSWISH:
             for (i = 0; i < n; ++i) {
                 const float x = y[i];
-                y[i] = (x * ((x / 6.0f + 0.5f) < 0.0f ? 0.0f : (x / 6.0f + 0.5f) > 1.0f ? 1.0f : (x / 6.0f + 0.5f)));
+                y[i] = onnxc_hardswishf(x);
             }
             break;
         case ONNXC_ACT_SILU:

@@ -59,6 +59,7 @@
 #define NB_FN(name) name##_b8
 #define NCHWC_CONV onnxc_f32_nchwc_conv_b8
 #define NCHWC_CONV_NCHW onnxc_f32_nchwc_conv_nchw_b8
+#define NCHWC_CONV_SUBSAMPLE onnxc_f32_nchwc_conv_subsample_b8
 #define NCHWC_CONV_DEPTHWISE onnxc_f32_nchwc_conv_depthwise_b8
 #include "nchwc_vec.h"
 #if NB_SIMD
@@ -89,6 +90,12 @@
 #define NCHWC_DW_BORDER_TILES_B8 1
 #endif
 #define NB_DW_BORDER_TILES NCHWC_DW_BORDER_TILES_B8
+/* strided 1x1 convs gather then run pointwise (conv_nchwc_body.h); -DNCHWC_SUBSAMPLE_B8=0 runs
+ * onnxc_f32_nchwc_conv_subsample_b8 through the window path, for A/B measurements */
+#ifndef NCHWC_SUBSAMPLE_B8
+#define NCHWC_SUBSAMPLE_B8 1
+#endif
+#define NB_SUBSAMPLE NCHWC_SUBSAMPLE_B8
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
@@ -96,12 +103,14 @@
 #undef NB_PW_T
 #undef NB_WINDOW_ROWS_OUTER
 #undef NB_DW_BORDER_TILES
+#undef NB_SUBSAMPLE
 #include "nchwc_vec_end.h"
 
 #define NB 16
 #define NB_FN(name) name##_b16
 #define NCHWC_CONV onnxc_f32_nchwc_conv_b16
 #define NCHWC_CONV_NCHW onnxc_f32_nchwc_conv_nchw_b16
+#define NCHWC_CONV_SUBSAMPLE onnxc_f32_nchwc_conv_subsample_b16
 #define NCHWC_CONV_DEPTHWISE onnxc_f32_nchwc_conv_depthwise_b16
 #include "nchwc_vec.h"
 #if NB_SIMD
@@ -115,6 +124,7 @@
 #define NB_PW_T NCHWC_TILE
 #define NB_WINDOW_ROWS_OUTER 0 /* b=16 (AVX-512) keeps the tile-major order */
 #define NB_DW_BORDER_TILES 0   /* and its depthwise border pixels one at a time */
+#define NB_SUBSAMPLE 1 /* (generated code calls conv_subsample at b=8 only) */
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
@@ -122,4 +132,5 @@
 #undef NB_PW_T
 #undef NB_WINDOW_ROWS_OUTER
 #undef NB_DW_BORDER_TILES
+#undef NB_SUBSAMPLE
 #include "nchwc_vec_end.h"

@@ -227,6 +227,24 @@ def test_fused_conv_epilogue_and_residual(tmp_path):
     assert any(len(n.inputs) == 4 and n.attrs["activation"] for n in convs), [n.attrs for n in convs]
 
 
+def test_strided_pointwise_downsample(tmp_path):
+    # ResNet's downsample branch: a strided 1x1 conv (b=8: gathered into scratch and run as a
+    # pointwise conv, onnxc_f32_nchwc_conv_subsample_b8) added to the 3x3 stride-2 branch, then
+    # Relu; 20 channels (a partial block), odd 11x13 input; and a strided 1x1 with a leading pad
+    # (the window path)
+    net = Net((1, 20, 11, 13))
+    a = net.conv("x", 20, 24, k=3, strides=(2, 2))
+    d = net.conv("x", 20, 24, k=1, strides=(2, 2))
+    r = net.op("Relu", [net.op("Add", [a, d])])
+    e = net.conv(r, 24, 12, k=1, strides=(2, 1), pads=[1, 0, 0, 0])
+    model, feed = net.model([r, e])
+    g, _ = run_pass(model, feed)
+    assert len(ops(g, "NchwcConv")) == 3
+    src = levels(model, feed, tmp_path, TARGETS)
+    assert src["avx2"].count("onnxc_f32_nchwc_conv_subsample_b8(") == 1
+    assert all("conv_subsample" not in c for t, c in src.items() if BLOCK[t] == 16)
+
+
 def test_residual_add_between_blocked_convs(tmp_path):
     net = Net((1, 16, 7, 7))
     a = net.conv("x", 16, 16)
