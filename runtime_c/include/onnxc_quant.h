@@ -77,6 +77,12 @@ void onnxc_dynamic_quantize_rows_s8(const float* a, int64_t M, int64_t K, int64_
 /* Which row kernels the drivers of this build call ("generic", "avx2", "avx512"). */
 const char* onnxc_quant_isa(void);
 
+/* QLinearAdd of two same-shape tensors of n uint8 (is_signed 0) or int8 (1) elements, in
+ * onnxruntime's order: t = fmaf(a, ra, fmaf(b, rb, fx)), y = round_half_even(clamp(t, qmin,
+ * qmax)); NaN and t >= 2^31 give qmin (runtime_c/quant/qladd.c). */
+void onnxc_qlinear_add_8(const void* a, const void* b, void* y, int64_t n, float ra, float rb, float fx,
+                         int is_signed);
+
 /* ------------------------------------------------------------------------------------------ */
 /* MatMulNBits, 4-bit (com.microsoft)                                                          */
 /* ------------------------------------------------------------------------------------------ */

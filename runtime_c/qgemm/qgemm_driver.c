@@ -193,6 +193,13 @@ static void requant_row(const int32_t* acc, int64_t n, const float* sc, int per_
             const __m256i b = is_signed ? _mm256_packs_epi16(w0, w1) : _mm256_packus_epi16(w0, w1);
             _mm256_storeu_si256((__m256i*)(y + j), _mm256_permutevar8x32_epi32(b, order));
         }
+        /* 8 at a time for the rest: blocks of 16 or 24 columns (MobileNet's projections to 16
+         * and 24 channels) had their whole output stage in the scalar loop */
+        for (; j + 8 <= n; j += 8) {
+            const __m256i q = RQ8(j);
+            const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            _mm_storel_epi64((__m128i*)(void*)(y + j), is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w));
+        }
 #undef RQ8
     }
 #endif

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import onnxc
+import onnxc.cpu
 from onnx import helper
 
 from helpers import check_c as check, compile_c, make_model, ort_run
@@ -105,6 +106,33 @@ def test_quantize_linear_no_zero_point_and_special_values(tmp_path):
     x = np.array([np.inf, -np.inf, 3.5, -3.5, 254.5, 255.5, 1e9, -1], np.float32)
     node = helper.make_node("QuantizeLinear", ["x", "s"], ["y"])
     check([node], {"x": x}, [("y", np.uint8)], tmp_path, {"s": np.array(1.0, np.float32)}, opset=13, exact=True)
+
+
+@pytest.mark.parametrize("target", ["generic"] + onnxc.cpu.runnable_isas())
+def test_quantize_linear_vector_rows(target, tmp_path):
+    """Per-tensor and per-axis QuantizeLinear to 8/16 bits run the runtime driver's row kernels
+    (16 elements per AVX2 step, the generic loop for the tail): every ISA the host runs, sizes
+    that are not multiples of the vector, ties, saturation and infinities, exact vs onnxruntime."""
+    shape = (2, 3, 1001)
+    x = (RNG.standard_normal(shape) * 300).astype(np.float32)
+    x.reshape(-1)[:8] = [0.5, 1.5, 2.5, -0.5, -2.5, 1e30, np.inf, -np.inf]
+    x.reshape(-1)[-5:] = [254.5, 255.5, -128.5, 126.5, 3e9]
+    nodes, outs, feed = [], [], {"x": x}
+    for k, (qtype, axis) in enumerate([(np.uint8, None), (np.int8, None), (np.uint8, 1), (np.int8, 1),
+                                       (np.int16, 1), (np.uint16, None)]):
+        info = np.iinfo(qtype)
+        sshape = () if axis is None else (shape[axis],)
+        feed[f"s{k}"] = np.array(1.0, np.float32) if axis is None else RNG.uniform(0.5, 2, sshape).astype(np.float32)
+        feed[f"z{k}"] = np.array(RNG.integers(info.min // 4 + info.max // 4, info.max // 2, sshape), qtype)
+        nodes.append(helper.make_node("QuantizeLinear", ["x", f"s{k}", f"z{k}"], [f"y{k}"],
+                                      **({"axis": axis} if axis is not None else {})))
+        outs.append((f"y{k}", qtype, list(shape)))
+    model = make_model(nodes, [(n, a.dtype, list(a.shape)) for n, a in feed.items()], outs, opset=21)
+    ref = ort_run(model, feed)
+    c = onnxc.compile(model, output_dir=tmp_path / "o", target=target, fallback=False)
+    assert c.fallback_nodes == []
+    for got, want in zip(c.run(None, feed), ref):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("mode,axis,block", QDQ_CASES)

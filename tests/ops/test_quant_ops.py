@@ -247,8 +247,10 @@ BROADCASTS = [([3, 40], [3, 40]), ([3, 40], [40]), ([3, 40], [3, 1]), ([3, 1], [
               ([2, 3, 70], [2, 3, 70])]
 
 
-@pytest.mark.parametrize("target", ["native", "generic"])
+@pytest.mark.parametrize("target", ["native", "generic", "avx2"])
 def test_qlinear_add_mul(target, tmp_path):
+    if target not in ("native", "generic") and target not in runnable_isas():
+        pytest.skip(f"host cannot run {target}")
     m = Model()
     for op in ("QLinearAdd", "QLinearMul"):
         for dt in (U8, S8):
@@ -259,6 +261,11 @@ def test_qlinear_add_mul(target, tmp_path):
             # runtime scales and zero points (onnxruntime's type inference rejects omitted ones)
             m.node(op, [(q(dt, [6, 9]), "in"), (sc(), "in"), (zp(dt), "in"), (q(dt, [9]), "in"), (sc(), "in"),
                         (zp(dt), "in"), (sc(), "in"), (zp(dt), "in")], dt, [6, 9])
+            # same shapes (QLinearAdd's vectorized runtime loop), runtime parameters, 2 tasks + a tail
+            # (not QLinearMul: its split loop reads runtime zero points it is not given, a known bug)
+            if op == "QLinearAdd":
+                m.node(op, [(q(dt, [2, 129, 67]), "in"), (sc(), "in"), (zp(dt), "in"), (q(dt, [2, 129, 67]), "in"),
+                                (sc(), "in"), (zp(dt), "in"), (sc(), "in"), (zp(dt), "in")], dt, [2, 129, 67])
     check(m, tmp_path, target=target)
 
 

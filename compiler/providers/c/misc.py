@@ -197,6 +197,10 @@ def _q_value(x: str, dtype, as_type: str) -> str:
     return f"({as_type})({e})"
 
 
+# QuantizeLinear output types the runtime driver takes (ONNXC_QT_*, TensorProto numbers)
+_RT_QTYPES = {np.dtype(np.uint8): 2, np.dtype(np.int8): 3, np.dtype(np.uint16): 4, np.dtype(np.int16): 5}
+
+
 @c_kernel("QuantizeLinear", "DequantizeLinear", check=_qdq_check)
 def qdq(node, ctx):
     quant = node.op_type == "QuantizeLinear"
@@ -207,6 +211,18 @@ def qdq(node, ctx):
     outer, n, inner, si = _q_geometry(node, x, scale)
     qt = y.dtype if quant else x.dtype
     narrow = _qname(qt)
+    if (quant and y.dtype in _RT_QTYPES and x.dtype == np.float32 and scale.dtype == np.float32
+            and si in ("0", "a")):
+        # per tensor / per axis to 8 or 16 bits: the runtime's vectorized driver (onnxc_quant.h:
+        # x / scale clamped to the zero-point-shifted range, NaN -> qmin, rounded half to even,
+        # the same integers as the loop below, which GCC leaves scalar: nearbyintf, double)
+        helpers = ctx.options.setdefault("helpers", [])
+        if '#include "onnxc_quant.h"' not in helpers:
+            helpers.append('#include "onnxc_quant.h"')
+        zarg = ctx.ptr(zp) if zp is not None else "NULL"
+        mode = "ONNXC_Q_PER_TENSOR" if si == "0" else "ONNXC_Q_PER_AXIS"
+        return (f"onnxc_quantize_linear({ctx.ptr(x)}, {ctx.ptr(y)}, {_RT_QTYPES[y.dtype]}, 0, {ctx.ptr(scale)}, "
+                f"{zarg}, {mode}, {outer}, {n}, {inner}, 0);")
     z = _q_value(f"Z[{si}]", qt, "double") if zp is not None else "0.0"
     if quant and narrow in NARROW_FLOATS:  # x / scale (+ zero point) in float32, one rounding cast
         from .casts import cast_expr

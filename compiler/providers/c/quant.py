@@ -547,6 +547,12 @@ def qlinear_binary(node, ctx):
                    f"qrb * (float){_zp_expr(ctx, xzb)});"]
             ra, rb, fx = "P[0]", "P[1]", "P[2]"
         first, second = ("x1", "x0") if swap else ("x0", "x1")
+        if tuple(a.shape) == tuple(b.shape) and y.dtype in (np.uint8, np.int8):
+            # element for element (the residual Add): the runtime's vectorized loop, same formula
+            ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+            ra_c, rb_c, fx_c = (e.replace("P[", "qprm[") for e in (ra, rb, fx))
+            return "\n".join(prm + [f"onnxc_qlinear_add_8({ctx.ptr(xa)}, {ctx.ptr(xb)}, {ctx.ptr(y)}, {y.size}, "
+                                     f"{ra_c}, {rb_c}, {fx_c}, {int(y.dtype == np.int8)});"])
 
         def body(el, oi):
             e = {"x0": el[0], "x1": el[1]}
