@@ -559,16 +559,17 @@ def qlinear_binary(node, ctx):
             t = f"fmaf((float){e[first]}, {ra}, fmaf((float){e[second]}, {rb}, {fx}))"
             return f"const float t = {t}; y[{oi}] = ({ct}){_cvt('t', y.dtype)};"
     else:
-        if all(v is None or v.is_const for v in (sa, sb, scv, zc)):
+        if all(v is None or v.is_const for v in (sa, sb, scv, za, zb, zc)):
             prod = F32(F32(Q._scalar(sa.const)) * F32(Q._scalar(sb.const)))
             ratio = ctx.lit(F32(prod / F32(Q._scalar(scv.const))), F32)
             zcf = ctx.lit(F32(Q._zp_int(_const_or_none(zc))), F32)
-        else:
-            prm = [f"float qprm[2];",
+            za_e, zb_e = _zp_expr(ctx, za), _zp_expr(ctx, zb)
+        else:  # run-time parameters reach the (possibly split) loop through P; 8-bit zero points are exact as floats
+            prm = [f"float qprm[4];",
                    f"qprm[0] = ({_f32_expr(ctx, sa)} * {_f32_expr(ctx, sb)}) / {_f32_expr(ctx, scv)};",
-                   f"qprm[1] = (float){_zp_expr(ctx, zc)};"]
-            ratio, zcf = "P[0]", "P[1]"
-        za_e, zb_e = _zp_expr(ctx, za), _zp_expr(ctx, zb)
+                   f"qprm[1] = (float){_zp_expr(ctx, zc)};",
+                   f"qprm[2] = (float){_zp_expr(ctx, za)}; qprm[3] = (float){_zp_expr(ctx, zb)};"]
+            ratio, zcf, za_e, zb_e = "P[0]", "P[1]", "(int32_t)P[2]", "(int32_t)P[3]"
 
         def body(el, oi):
             p = f"((int32_t){el[0]} - {za_e}) * ((int32_t){el[1]} - {zb_e})"
