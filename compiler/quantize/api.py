@@ -155,8 +155,12 @@ def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_repo
     ranges = None
     if options.mode == "static" and nodes:
         names = qdq.calibration_tensors(graph, options, nodes)
-        if full and form == "qdq":  # the report and the tuning below quantize inputs only
-            names += [n for n in qdq.full_plan(graph, options, nodes).range_names() if n not in names]
+        if full and form == "qdq":  # what the full placement reads; with a target, also the outputs
+            extra = qdq.full_plan(graph, options, nodes).range_names()  # a smaller choice may quantize
+            if options.target is not None:  # unfolded (a Relu read by a layer kept in float)
+                extra += [n.outputs[0].name for n in graph.nodes
+                          if (n in nodes or n.op_type in qdq.OWN_RANGE_OPS) and n.outputs and n.outputs[0].dtype == qdq.F32]
+            names += [n for n in dict.fromkeys(extra) if n not in names]
         ranges, res.calibration_feeds, res.calibration_seconds = calibrate(graph, names, options)
         res.tensors_calibrated = len(names)
     if (options.target is not None or with_report) and nodes:
@@ -170,7 +174,7 @@ def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_repo
         res.report = report_mod.build(graph, options, ranges, feeds)
         if options.target is not None:
             from .tune import tune
-            res.tune = tune(graph, options, ranges, nodes, form, res.report, feeds, options.progress)
+            res.tune = tune(graph, options, ranges, nodes, form, res.report, feeds, options.progress, full=full)
             keep = set(res.tune.kept_float)
             nodes = [n for n in nodes if n.name not in keep]
     res.layers = qdq.apply(graph, options, ranges, form, nodes, full=full)

@@ -11,7 +11,8 @@ Static (QDQ format, as onnxruntime's quantize_static writes it):
   monotone quantization), so an int8 Conv+Relu can requantize straight into the pair that
   follows it, and a float consumer (a residual Add, LayerNorm, the logits) loses nothing.
 Static, full (onnxc.quantize's form, as quantize_static places them): every activation that
-enters or leaves an int8-capable node gets one Q/DQ pair read by all of its consumers, so
+enters or leaves an int8-capable node gets one Q/DQ pair read by all of its consumers (except
+layers kept in float; graph outputs stay float), so
 onnxc's QDQ fusions (passes/basic/fuse_qdq*.py) turn the whole chain into int8 nodes:
     Conv/Gemm/MatMul (weights)            input and output
     Add, GlobalAveragePool, AveragePool,  inputs and output, each with its own calibrated range
@@ -277,9 +278,9 @@ class Rewriter:
         self.acts[id(x)] = (dq, float(scale), int(zp), (float(lo), float(hi)))
         return self.acts[id(x)]
 
-    def place(self, plan: "FullPlan") -> None:
+    def place(self, plan: "FullPlan", floats=frozenset()) -> None:
         """The full static form: drop the folded activations, then one Q/DQ pair per planned
-        tensor, read by every consumer of the tensor (a graph output becomes the DQ's output)."""
+        tensor, read by every consumer of the tensor that runs quantized."""
         by_name = {n.name: n for n in self.g.nodes}
         for name in plan.drops:
             act = by_name[name]
@@ -311,12 +312,8 @@ class Rewriter:
                 self.g.insert(qn, before=self.g.nodes[0])
             self.g.insert(dqn, after=qn)
             for user, idx in uses:
-                user.set_input(idx, dq)
-            if self.g.is_output(x):  # the output is the DQ's (as quantize_static writes it), under x's name
-                old = x.name
-                x.name = self.g.fresh_name(f"{old}_float")
-                dq.name = old
-                self.g.outputs = [dq if o is x else o for o in self.g.outputs]
+                if id(user) not in floats:
+                    user.set_input(idx, dq)
             entry = (dq, float(scale), int(zp), (float(rng[0]), float(rng[1])))
             self.acts[id(x)] = self.acts[id(dq)] = entry
 
@@ -538,7 +535,7 @@ def apply(graph, options: QuantizeOptions, ranges=None, form: str = "qdq", nodes
             raise UnsupportedError(f"no calibrated range for {len(missing)} tensor(s): {missing[:5]}")
     rw = Rewriter(graph, options, ranges, form)
     if full:
-        rw.place(plan)
+        rw.place(plan, _float_readers(graph, options, nodes))
     for n in nodes:
         rw.quantize_node(n)
     graph.prune_constants()
@@ -605,9 +602,34 @@ def _foldable_activation(graph, y, uint8: bool):
     return None
 
 
+def _float_readers(graph, options: QuantizeOptions, nodes) -> set:
+    """ids of the nodes that must read float tensors: excluded (by name or op type) or
+    quantizable but left out (op_types, the accuracy-aware mode's choice)."""
+    chosen = {id(n) for n in nodes}
+    return {id(n) for n in graph.nodes
+            if id(n) not in chosen and (role_of(n) is not None or matches(n, options.exclude))}
+
+
+def _only_float_readers(graph, v, floats) -> bool:
+    """v (looking through Relu/Clip) is read only by nodes that stay float, or is a graph output
+    (outputs stay float: 8-bit rounding and clipping at the calibrated range of what the user
+    reads is a cost quantize_static pays to run the last layer in int8; here it is not paid)."""
+    if not v.uses and not graph.is_output(v):
+        return False
+    for user, _ in v.uses:
+        if id(user) in floats:
+            continue
+        if user.op_type in ("Relu", "Clip") and user.domain in ("", "ai.onnx") and len(user.outputs) == 1:
+            if _only_float_readers(graph, user.outputs[0], floats):
+                continue
+        return False
+    return True
+
+
 def full_plan(graph, options: QuantizeOptions, nodes) -> FullPlan:
     weight_nodes = {id(n) for n in nodes}
     uint8 = options.activation_type == "uint8"
+    floats = _float_readers(graph, options, nodes)
 
     def allowed(n):
         if matches(n, options.exclude):
@@ -641,7 +663,8 @@ def full_plan(graph, options: QuantizeOptions, nodes) -> FullPlan:
             if n.op_type == "Add" and (ins[0].shape is None or ins[0].shape != ins[1].shape):
                 continue  # QLinearAdd of two activations of one shape (no broadcast of a bias)
         elif n.op_type in SAME_SCALE_OPS and allowed(n) and _is_act(n.inputs[0]) and id(real(n.inputs[0])) in source:
-            if n.outputs[0].dtype == F32 and (len(n.outputs) == 1 or not n.outputs[1].uses):
+            if n.outputs[0].dtype == F32 and (len(n.outputs) == 1 or not n.outputs[1].uses) \
+                    and not _only_float_readers(graph, n.outputs[0], floats):
                 add(n.outputs[0], ("share", real(n.inputs[0]).name))
             continue
         else:
@@ -649,9 +672,11 @@ def full_plan(graph, options: QuantizeOptions, nodes) -> FullPlan:
         for v in ins:
             add(v, ("range", v.name))  # a dropped Relu's output: already added as its input
         y = n.outputs[0]
-        if not _is_act(y):
-            continue
+        if not _is_act(y) or _only_float_readers(graph, y, floats):
+            continue  # (a layer kept in float reads its input unquantized)
         act = _foldable_activation(graph, y, uint8)
+        if act is not None and any(id(u) in floats for u in act.outputs[0].users):
+            act = None
         if act is not None:
             drops.append(act.name)
             alias[id(act.outputs[0])] = y
