@@ -32,9 +32,9 @@ def _perm(t):
     return [int(i) for i in p]
 
 
-def _transpose_of(v):
+def _transpose_of(graph, v):
     t = v.producer if v is not None else None
-    if t is None or t.graph is None or not std_op(t, "Transpose"):
+    if t is None or t.graph is not graph or not std_op(t, "Transpose"):  # (not from an outer scope)
         return None
     return t
 
@@ -80,7 +80,7 @@ class SinkTranspose(Pass):
                 node.set_input(1, graph.add_const(-const(node.inputs[1]), hint=f"{node.inputs[1].name}_negated"))
                 details.append(f"{node.label}: Sub of a constant as Add")
             if std_op(node, "Relu"):
-                t = _transpose_of(node.inputs[0])
+                t = _transpose_of(graph, node.inputs[0])
                 if t is None or sole_user(node.inputs[0]) is not node or _perm(t) is None:
                     continue
                 _move(graph, node, [t.inputs[0]], _perm(t))
@@ -88,7 +88,7 @@ class SinkTranspose(Pass):
                 details.append(f"{t.label} below {node.label}")
             elif std_op(node, *BINARY) and len(node.inputs) == 2:
                 a, b = node.inputs
-                ta, tb = _transpose_of(a), _transpose_of(b)
+                ta, tb = _transpose_of(graph, a), _transpose_of(graph, b)
                 if ta is not None and tb is not None:
                     pa, pb = _perm(ta), _perm(tb)
                     if pa is None or pa != pb or a.shape is None or a.shape != b.shape:
