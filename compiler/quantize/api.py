@@ -134,8 +134,11 @@ def calibrate(graph, names: List[str], options: QuantizeOptions):
     return col.ranges(options.percentile, options.activation_type), n, time.perf_counter() - t
 
 
-def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_report: bool = False) -> QuantizeResult:
-    """Quantize an IR graph in place (after whatever passes ran on it)."""
+def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_report: bool = False,
+                   full: bool = False) -> QuantizeResult:
+    """Quantize an IR graph in place (after whatever passes ran on it).  ``full``: static mode
+    also quantizes outputs, residual Adds, pools and Concats (qdq.full_plan), for onnxc's QDQ
+    fusions to run them in int8; the pass-manager step (after the extended fusions) does not."""
     t0 = time.perf_counter()
     options.calibration = _reusable(options.calibration)
     options.eval_data = _reusable(options.eval_data)
@@ -152,6 +155,12 @@ def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_repo
     ranges = None
     if options.mode == "static" and nodes:
         names = qdq.calibration_tensors(graph, options, nodes)
+        if full and form == "qdq":  # what the full placement reads; with a target, also the outputs
+            extra = qdq.full_plan(graph, options, nodes).range_names()  # a smaller choice may quantize
+            if options.target is not None:  # unfolded (a Relu read by a layer kept in float)
+                extra += [n.outputs[0].name for n in graph.nodes
+                          if (n in nodes or n.op_type in qdq.OWN_RANGE_OPS) and n.outputs and n.outputs[0].dtype == qdq.F32]
+            names += [n for n in dict.fromkeys(extra) if n not in names]
         ranges, res.calibration_feeds, res.calibration_seconds = calibrate(graph, names, options)
         res.tensors_calibrated = len(names)
     if (options.target is not None or with_report) and nodes:
@@ -165,10 +174,10 @@ def quantize_graph(graph, options: QuantizeOptions, form: str = "qdq", with_repo
         res.report = report_mod.build(graph, options, ranges, feeds)
         if options.target is not None:
             from .tune import tune
-            res.tune = tune(graph, options, ranges, nodes, form, res.report, feeds, options.progress)
+            res.tune = tune(graph, options, ranges, nodes, form, res.report, feeds, options.progress, full=full)
             keep = set(res.tune.kept_float)
             nodes = [n for n in nodes if n.name not in keep]
-    res.layers = qdq.apply(graph, options, ranges, form, nodes)
+    res.layers = qdq.apply(graph, options, ranges, form, nodes, full=full)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -199,7 +208,7 @@ def quantize(model, calibration=None, mode: str = "static", per_channel: bool = 
                           {k: list(map(int, v)) for k, v in (input_shapes or {}).items()} or None)
     in_names, out_names = [v.name for v in graph.inputs], [v.name for v in graph.outputs]
     optimize(graph, "basic")
-    res = quantize_graph(graph, opts, form="integer" if opts.mode == "dynamic" else "qdq")
+    res = quantize_graph(graph, opts, form="integer" if opts.mode == "dynamic" else "qdq", full=True)
     proto = optimized_model(graph, in_names, out_names)
     proto.producer_name = "onnxc.quantize"
     entry = proto.metadata_props.add()

@@ -10,6 +10,18 @@ Static (QDQ format, as onnxruntime's quantize_static writes it):
   quantized node's input pair follows them (after Relu, MaxPool, ... which commute with a
   monotone quantization), so an int8 Conv+Relu can requantize straight into the pair that
   follows it, and a float consumer (a residual Add, LayerNorm, the logits) loses nothing.
+Static, full (onnxc.quantize's form, as quantize_static places them): every activation that
+enters or leaves an int8-capable node gets one Q/DQ pair read by all of its consumers (except
+layers kept in float; graph outputs stay float), so
+onnxc's QDQ fusions (passes/basic/fuse_qdq*.py) turn the whole chain into int8 nodes:
+    Conv/Gemm/MatMul (weights)            input and output
+    Add, GlobalAveragePool, AveragePool,  inputs and output, each with its own calibrated range
+    Concat
+    MaxPool, Reshape, Flatten, Transpose, output with its input's scale and zero point (the op
+    Squeeze, Unsqueeze                    then runs on the 8-bit tensor), when the input is quantized
+  With uint8 activations a Relu (or Clip(0, max)) that alone reads such an output is dropped and
+  the output quantized with the Relu output's range: its zero point is 0 = the type's minimum, so
+  QuantizeLinear's saturation does what the Relu did, exactly.
 Dynamic, standard ops (as onnxruntime's quantize_dynamic writes it, which onnxruntime fuses into
 DynamicQuantizeMatMul / MatMulIntegerToFloat):
     DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q, z_x, z_w) -> Cast -> Mul(s_x * s_w)
@@ -112,24 +124,33 @@ def candidates(graph, options: QuantizeOptions) -> List:
 
 
 # --- numbers ----------------------------------------------------------------------------------
+def _act_dtype(activation_type: str):
+    return np.uint8 if activation_type == "uint8" else np.int8
+
+
 def weight_range(reduce_range: bool) -> int:
     return 63 if reduce_range else 127
 
 
-def quantize_weight(w: np.ndarray, axis: Optional[int], reduce_range: bool = False
+def quantize_weight(w: np.ndarray, axis: Optional[int], reduce_range: bool = False, min_scale=None
                     ) -> Tuple[np.ndarray, np.ndarray]:
     """Symmetric int8: per channel along ``axis`` (None: per tensor). Returns (q int8, scale
-    float32 of shape [C] or []); an all-zero channel gets scale 1 (its q are 0 either way)."""
+    float32 of shape [C] or []); an all-zero channel gets scale 1 (its q are 0 either way).
+    ``min_scale`` (per channel or scalar): a floor on the scale (so an int32 bias fits)."""
     w = np.asarray(w, np.float32)
     qmax = weight_range(reduce_range)
     if axis is None:
         amax = np.abs(w).max() if w.size else np.float32(0)
         scale = np.asarray(amax / qmax if amax > 0 else 1.0, np.float32)
+        if min_scale is not None:
+            scale = np.asarray(max(float(scale), float(np.max(min_scale))), np.float32)
         q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
         return q, scale
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     amax = np.abs(moved).max(axis=1)
     scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
+    if min_scale is not None and np.size(min_scale) in (1, scale.size):
+        scale = np.maximum(scale, np.asarray(min_scale, np.float32)).astype(np.float32)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
@@ -228,12 +249,12 @@ class Rewriter:
         self.g.insert(n, before=before)
         return n
 
-    def _dq_weight(self, node, role):
+    def _dq_weight(self, node, role, min_scale=None):
         w = node.inputs[role.weight]
         axis = _weight_axis(node) if self.o.per_channel else None
         key = (id(w), axis)
         if key not in self.weights:
-            q, scale = quantize_weight(w.const, axis, self.o.reduce_range)
+            q, scale = quantize_weight(w.const, axis, self.o.reduce_range, min_scale)
             qv = self._const(q, f"{w.name}_quantized")
             sv = self._const(scale, f"{w.name}_scale")
             zv = self._const(np.zeros(scale.shape, np.int8), f"{w.name}_zero_point")
@@ -256,6 +277,45 @@ class Rewriter:
         self._node("DequantizeLinear", [q, sv, zv], [dq], before=node)
         self.acts[id(x)] = (dq, float(scale), int(zp), (float(lo), float(hi)))
         return self.acts[id(x)]
+
+    def place(self, plan: "FullPlan", floats=frozenset()) -> None:
+        """The full static form: drop the folded activations, then one Q/DQ pair per planned
+        tensor, read by every consumer of the tensor that runs quantized."""
+        by_name = {n.name: n for n in self.g.nodes}
+        for name in plan.drops:
+            act = by_name[name]
+            y, r = act.inputs[0], act.outputs[0]
+            self.g.replace_all_uses(r, y)
+            self.g.remove_node(act)
+        values = self.g.value_map()
+        for name, (kind, src) in plan.tensors:
+            x = values[name]
+            if kind == "share":
+                _, scale, zp, rng = self.acts[id(values[src])]
+                scale, zp = np.asarray(scale, np.float32), np.asarray(zp, _act_dtype(self.o.activation_type))
+            else:
+                rng = self.ranges[src]
+                scale, zp = activation_params(rng[0], rng[1], self.o.activation_type)
+            sv = self._const(scale, f"{x.name}_scale")
+            zv = self._const(zp, f"{x.name}_zero_point")
+            q = self._out(f"{x.name}_quantized", zp.dtype, x.shape)
+            dq = self._out(f"{x.name}_dequantized", F32, x.shape)
+            uses = list(x.uses)
+            from ..ir import Node
+            qn = Node("QuantizeLinear", [x, sv, zv], [q], None, name=self.g.fresh_name(f"{q.name}_QuantizeLinear"),
+                      opset=self.g.opset.get("", 1))
+            dqn = Node("DequantizeLinear", [q, sv, zv], [dq], None,
+                       name=self.g.fresh_name(f"{dq.name}_DequantizeLinear"), opset=self.g.opset.get("", 1))
+            if x.producer is not None:
+                self.g.insert(qn, after=x.producer)
+            else:
+                self.g.insert(qn, before=self.g.nodes[0])
+            self.g.insert(dqn, after=qn)
+            for user, idx in uses:
+                if id(user) not in floats:
+                    user.set_input(idx, dq)
+            entry = (dq, float(scale), int(zp), (float(rng[0]), float(rng[1])))
+            self.acts[id(x)] = self.acts[id(dq)] = entry
 
     def _dyn_act(self, x, node):
         if id(x) in self.acts:
@@ -334,6 +394,20 @@ class Rewriter:
             self.acts[key] = (q8, s, z32)
         return self.acts[key]
 
+    def _bias_floor(self, node, role, x_scale):
+        """The smallest weight scales (per output channel) that keep the int32 bias within 2^30
+        in units of x_scale * w_scale: a channel whose weights are near zero but whose bias is
+        not (batch norm folded into a dead filter) would otherwise leave the bias float and the
+        node out of the integer kernels; its weights then round to fewer levels, which costs
+        nothing next to the bias they are added to."""
+        if role.bias is None or not x_scale:
+            return None
+        b = node.input(role.bias)
+        if b is None or not b.is_const or b.dtype != F32 or b.const.ndim != 1:
+            return None
+        floor = np.abs(b.const.astype(np.float64)) / (float(x_scale) * 2.0 ** 30)
+        return floor.astype(np.float32)
+
     def _bias(self, node, role, x_scale, w_scale):
         """int32 bias with scale s_x * s_w; left float (False) when it does not fit or the node
         scales it (Gemm's alpha/beta, FusedMatMul's alpha) or it is not a [C] constant."""
@@ -367,12 +441,16 @@ class Rewriter:
         if self.o.mode == "dynamic" and self.form == "integer" and node.op_type in ("MatMul", "Gemm") \
                 and not node.domain:
             return self._integer_matmul(node, role)
-        wout, q, wscale, axis, wsqnr = self._dq_weight(node, role)
         if self.o.mode == "static":
             dq, xs, xz, rng = self._qdq_act(x, node)
+            wout, q, wscale, axis, wsqnr = self._dq_weight(node, role, self._bias_floor(node, role, xs))
             node.set_input(role.act, dq)
             bias = self._bias(node, role, xs, wscale)
             act = f"{self.o.activation_type} {'asymmetric' if self.o.activation_type == 'uint8' else 'symmetric'}"
+        else:
+            wout, q, wscale, axis, wsqnr = self._dq_weight(node, role)
+        if self.o.mode == "static":
+            pass
         elif self.o.per_token:
             node.set_input(role.act, self._row_dq(x, node))
             xs = xz = rng = None
@@ -443,14 +521,21 @@ class Rewriter:
                                      False))
 
 
-def apply(graph, options: QuantizeOptions, ranges=None, form: str = "qdq", nodes=None) -> List[LayerInfo]:
-    """Quantize ``nodes`` (default: candidates(graph, options)) of ``graph`` in place."""
+def apply(graph, options: QuantizeOptions, ranges=None, form: str = "qdq", nodes=None, full: bool = False
+          ) -> List[LayerInfo]:
+    """Quantize ``nodes`` (default: candidates(graph, options)) of ``graph`` in place.  ``full``
+    (static mode): also quantize the outputs and the int8-capable ops around them (full_plan)."""
     nodes = candidates(graph, options) if nodes is None else nodes
+    full = full and options.mode == "static" and form == "qdq"
+    plan = full_plan(graph, options, nodes) if full else None
     if options.mode == "static":
-        missing = sorted({n.inputs[role_of(n).act].name for n in nodes} - set(ranges or {}))
+        need = set(plan.range_names()) if full else {n.inputs[role_of(n).act].name for n in nodes}
+        missing = sorted(need - set(ranges or {}))
         if missing:
             raise UnsupportedError(f"no calibrated range for {len(missing)} tensor(s): {missing[:5]}")
     rw = Rewriter(graph, options, ranges, form)
+    if full:
+        rw.place(plan, _float_readers(graph, options, nodes))
     for n in nodes:
         rw.quantize_node(n)
     graph.prune_constants()
@@ -468,3 +553,134 @@ def calibration_tensors(graph, options: QuantizeOptions, nodes=None) -> List[str
             seen.add(name)
             out.append(name)
     return out
+
+
+# --- full static placement --------------------------------------------------------------------
+OWN_RANGE_OPS = ("Add", "GlobalAveragePool", "AveragePool", "Concat")
+SAME_SCALE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+
+
+@dataclass
+class FullPlan:
+    """Where the full static form puts its Q/DQ pairs (computed on the float graph, before
+    calibration, so the ranges it needs are known): ``drops`` the Relu/Clip nodes folded into the
+    quantization of their input; ``tensors`` (value name, ("range", calibrated tensor) or
+    ("share", value whose scale and zero point it takes)) in graph order."""
+    drops: List[str]
+    tensors: List[Tuple[str, Tuple[str, str]]]
+
+    def range_names(self) -> List[str]:
+        out: List[str] = []
+        for _, (kind, src) in self.tensors:
+            if kind == "range" and src not in out:
+                out.append(src)
+        return out
+
+
+def _is_act(v) -> bool:
+    return v is not None and not v.is_const and v.dtype == F32
+
+
+def _foldable_activation(graph, y, uint8: bool):
+    """The Relu / Clip(0, max) that alone reads y, if quantizing y with that node's output range
+    makes the node a no-op; else None."""
+    if not uint8 or graph.is_output(y) or len(y.uses) != 1:
+        return None
+    act, idx = y.uses[0]
+    if idx != 0 or act.domain not in ("", "ai.onnx") or graph.is_output(act.outputs[0]):
+        return None
+    if act.op_type == "Relu":
+        return act
+    if act.op_type == "Clip":
+        lo = act.input(1) if len(act.inputs) > 1 else None
+        if lo is not None and lo.is_const and lo.const.size == 1 and float(lo.const.reshape(())) == 0.0:
+            hi = act.input(2) if len(act.inputs) > 2 else None
+            if hi is None or (hi.is_const and hi.const.size == 1):
+                return act
+        if act.opset < 11 and act.attrs.get("min", None) == 0.0:
+            return act
+    return None
+
+
+def _float_readers(graph, options: QuantizeOptions, nodes) -> set:
+    """ids of the nodes that must read float tensors: excluded (by name or op type) or
+    quantizable but left out (op_types, the accuracy-aware mode's choice)."""
+    chosen = {id(n) for n in nodes}
+    return {id(n) for n in graph.nodes
+            if id(n) not in chosen and (role_of(n) is not None or matches(n, options.exclude))}
+
+
+def _only_float_readers(graph, v, floats) -> bool:
+    """v (looking through Relu/Clip) is read only by nodes that stay float, or is a graph output
+    (outputs stay float: 8-bit rounding and clipping at the calibrated range of what the user
+    reads is a cost quantize_static pays to run the last layer in int8; here it is not paid)."""
+    if not v.uses and not graph.is_output(v):
+        return False
+    for user, _ in v.uses:
+        if id(user) in floats:
+            continue
+        if user.op_type in ("Relu", "Clip") and user.domain in ("", "ai.onnx") and len(user.outputs) == 1:
+            if _only_float_readers(graph, user.outputs[0], floats):
+                continue
+        return False
+    return True
+
+
+def full_plan(graph, options: QuantizeOptions, nodes) -> FullPlan:
+    weight_nodes = {id(n) for n in nodes}
+    uint8 = options.activation_type == "uint8"
+    floats = _float_readers(graph, options, nodes)
+
+    def allowed(n):
+        if matches(n, options.exclude):
+            return False
+        return options.op_types is None or matches(n, options.op_types)
+
+    alias: Dict[int, object] = {}   # id(dropped Relu output) -> the value quantized in its place
+    source: Dict[int, Tuple[str, str]] = {}
+    order: List = []
+    drops: List[str] = []
+
+    def real(v):
+        return alias.get(id(v), v)
+
+    def add(v, src):
+        v = real(v)
+        if id(v) not in source:
+            source[id(v)] = src
+            order.append(v)
+
+    for n in graph.nodes:
+        if n.domain not in ("", "ai.onnx") and id(n) not in weight_nodes:
+            continue
+        if id(n) in weight_nodes:
+            ins = [n.inputs[role_of(n).act]]
+        elif n.op_type in OWN_RANGE_OPS and allowed(n) and len(n.outputs) == 1:
+            ins = list(n.inputs[:2]) if n.op_type == "Add" else (list(n.inputs) if n.op_type == "Concat"
+                                                                  else [n.inputs[0]])
+            if not ins or not all(_is_act(v) for v in ins):
+                continue
+            if n.op_type == "Add" and (ins[0].shape is None or ins[0].shape != ins[1].shape):
+                continue  # QLinearAdd of two activations of one shape (no broadcast of a bias)
+        elif n.op_type in SAME_SCALE_OPS and allowed(n) and _is_act(n.inputs[0]) and id(real(n.inputs[0])) in source:
+            if n.outputs[0].dtype == F32 and (len(n.outputs) == 1 or not n.outputs[1].uses) \
+                    and not _only_float_readers(graph, n.outputs[0], floats):
+                add(n.outputs[0], ("share", real(n.inputs[0]).name))
+            continue
+        else:
+            continue
+        for v in ins:
+            add(v, ("range", v.name))  # a dropped Relu's output: already added as its input
+        y = n.outputs[0]
+        if not _is_act(y) or _only_float_readers(graph, y, floats):
+            continue  # (a layer kept in float reads its input unquantized)
+        act = _foldable_activation(graph, y, uint8)
+        if act is not None and any(id(u) in floats for u in act.outputs[0].users):
+            act = None
+        if act is not None:
+            drops.append(act.name)
+            alias[id(act.outputs[0])] = y
+            add(y, ("range", act.outputs[0].name))
+        else:
+            add(y, ("range", y.name))
+    return FullPlan(drops, [(v.name, source[id(v)]) for v in order])

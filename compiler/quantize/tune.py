@@ -105,7 +105,8 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def tune(graph, options, ranges, nodes, form, report, feeds: List, progress: Optional[Callable] = None) -> TuneResult:
+def tune(graph, options, ranges, nodes, form, report, feeds: List, progress: Optional[Callable] = None,
+         full: bool = False) -> TuneResult:
     """The smallest prefix of the ranking (worst local SQNR first) to leave in float."""
     from . import qdq
     from .api import clone_graph
@@ -123,7 +124,8 @@ def tune(graph, options, ranges, nodes, form, report, feeds: List, progress: Opt
             return cache[k]
         g = clone_graph(graph)
         skip = set(order[:k])
-        qdq.apply(g, options, ranges, form, nodes=[n for n in qdq.candidates(g, options) if n.name not in skip])
+        qdq.apply(g, options, ranges, form, nodes=[n for n in qdq.candidates(g, options) if n.name not in skip],
+                  full=full)
         with Runner(g, (), options.engine) as rq:
             got = [[v[o] for o in out_names] for feed in feeds for v in rq.run(feed)]
         cache[k] = target.measure(ref, got)

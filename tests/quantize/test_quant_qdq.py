@@ -28,7 +28,10 @@ def test_static_qdq_structure_and_numbers():
     q, res = onnxc.quantize(model, calibration=calib, engine="reference", return_result=True)
     onnx.checker.check_model(q, full_check=True)
     ops = _ops(q)
-    assert ops.count("QuantizeLinear") == 3  # x, relu1's output, the flattened pool (one per tensor)
+    # one per tensor, as quantize_static places them: x, conv1's and conv2's outputs (their Relus
+    # dropped: uint8 zero point 0 saturates as they did), the pool's, the flattened pool's (its
+    # scale); the Gemm's output y is the graph's output and stays float
+    assert ops.count("QuantizeLinear") == 5 and "Relu" not in ops
     assert ops.count("Conv") == 2 and ops.count("Gemm") == 1
     inits = _inits(q)
     for n in q.graph.node:
@@ -126,8 +129,9 @@ def test_exclude_by_name_and_op_type():
     gemm = [n for n in q2.graph.node if n.op_type == "Gemm"][0]
     assert "WG" in gemm.input[1] and not gemm.input[1].endswith("dequantized")
     assert any("excluded" in s for s in res.skipped)
-    assert _ops(q2).count("QuantizeLinear") == 2
-    # op_types restricts
+    # x, conv1's and conv2's outputs, the pool's; the flattened pool only feeds the float Gemm
+    assert _ops(q2).count("QuantizeLinear") == 4
+    # op_types restricts: the Gemm's input only (its output is the graph's)
     q3 = onnxc.quantize(model, calibration=calib, op_types=["Gemm"], engine="reference")
     assert _ops(q3).count("QuantizeLinear") == 1
 
@@ -259,9 +263,10 @@ def test_compile_quantize_quantizes_fused_units(tmp_path):
     rep = m.report["quantize"]
     assert [l["op"] for l in rep["layers"]].count("FusedConv") == 2
     assert m.report["passes"]["quantize"]["rewrites"] == 3
-    q = onnxc.quantize(model, calibration=calib)
+    # (onnxc.quantize's standalone model quantizes the outputs too, for the QDQ fusions: not the
+    # same numbers; test_static_qdq_structure_and_numbers holds it to float)
     for f in cnn_feeds(3, seed=4):
-        np.testing.assert_allclose(m.run(None, f)[0], ort_run(q, f)[0], rtol=1e-4, atol=1e-5)
+        assert sqnr(ort_run(model, f)[0], m.run(None, f)[0]) > 30
     # the calibration data is part of the cache key
     m2 = onnxc.compile(model, quantize={"mode": "static", "calibration": calib[:2]})
     m3 = onnxc.compile(model, quantize={"mode": "static", "calibration": calib[:2]})

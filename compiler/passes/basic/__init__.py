@@ -8,5 +8,6 @@ from . import fuse_qdq, fuse_qdq_ops  # noqa: F401  (before constant folding: th
 from . import constant_folding, fold_if  # noqa: F401  (registration, in run order)
 from . import lower_sequences  # noqa: F401  (after folding: positions computed from constants are constants)
 from . import cse, redundant  # noqa: F401,E402
+from . import sink_transpose  # noqa: F401,E402  (before the Conv fusions: brings per-channel ops to the Conv)
 from . import fuse_conv, fuse_pad, fuse_clip, fuse_gemm, div_to_mul  # noqa: F401,E402
 from . import dce  # noqa: F401,E402

@@ -27,8 +27,9 @@ def _conv_then(graph, node, *op_types):
         return None
     y = node.outputs[0]
     user = sole_user(y)
-    if not std_op(user, *op_types) or not y.is_static or len(y.shape) < 3:  # (weights from a runtime
-        return None  # ConstantOfShape leave the channel count symbolic: fuzz seed 4 case 898)
+    if not std_op(user, *op_types) or y.shape is None or len(y.shape) < 3 or not isinstance(y.shape[1], int):
+        return None  # (only the channel count matters: weights from a runtime ConstantOfShape leave it
+        # symbolic, fuzz seed 4 case 898; a symbolic batch, as in most exports, does not)
     if user.op_type in ("Add", "Mul"):
         other = user.inputs[1] if user.inputs[0] is y else user.inputs[0]
         return user, other

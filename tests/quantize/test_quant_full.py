@@ -1,0 +1,90 @@
+"""onnxc.quantize's static placement (qdq.full_plan) fuses completely under onnxc's QDQ passes:
+residual Add, MaxPool, Concat, AveragePool, GlobalAveragePool and Gemm run in int8 with only the
+input's QuantizeLinear and the float consumers' DequantizeLinear left, and the compiled module
+agrees with onnxruntime running the QDQ model."""
+import collections
+
+import numpy as np
+import onnx
+from onnx import helper
+
+import onnxc
+from helpers import make_model, ort_run
+from qmodels import sqnr
+
+
+def residual_net(seed=0):
+    """conv1+Relu, MaxPool, a residual block (conv2+Relu, conv3, Add, Relu), two branches
+    concatenated, AveragePool, GlobalAveragePool, Flatten, Gemm, Softmax."""
+    rng = np.random.default_rng(seed)
+
+    def w(*s, k=0.3):
+        return (rng.standard_normal(s) * k).astype(np.float32)
+    inits = {"W1": w(8, 3, 3, 3), "B1": w(8, k=0.1), "W2": w(8, 8, 3, 3, k=0.2), "B2": w(8, k=0.1),
+             "W3": w(8, 8, 3, 3, k=0.2), "B3": w(8, k=0.1), "W4": w(4, 8, 1, 1), "B4": w(4, k=0.1),
+             "W5": w(4, 8, 3, 3, k=0.2), "B5": w(4, k=0.1), "WG": w(8, 10), "BG": w(10, k=0.1)}
+    conv = lambda i, wn, bn, o, k: helper.make_node("Conv", [i, wn, bn], [o], pads=[k // 2] * 4, name=o)  # noqa: E731
+    nodes = [conv("x", "W1", "B1", "c1", 3), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             conv("m", "W2", "B2", "c2", 3), helper.make_node("Relu", ["c2"], ["r2"]),
+             conv("r2", "W3", "B3", "c3", 3), helper.make_node("Add", ["c3", "m"], ["s"]),
+             helper.make_node("Relu", ["s"], ["a"]),
+             conv("a", "W4", "B4", "c4", 1), helper.make_node("Relu", ["c4"], ["r4"]),
+             conv("a", "W5", "B5", "c5", 3), helper.make_node("Relu", ["c5"], ["r5"]),
+             helper.make_node("Concat", ["r4", "r5"], ["cc"], axis=1),
+             helper.make_node("AveragePool", ["cc"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["ap"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "WG", "BG"], ["logits"], name="fc"),
+             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    return make_model(nodes, [("x", np.float32, [1, 3, 16, 16])], [("y", np.float32, [1, 10])], inits)
+
+
+def feeds(n, seed):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
+
+
+def optimized_ops(model):
+    from onnxc.driver import optimize_model
+    opt, _ = optimize_model(model, opt_level="basic")
+    return collections.Counter(n.op_type for n in opt.graph.node)
+
+
+def test_static_output_fuses_to_int8(tmp_path):
+    model = residual_net()
+    q = onnxc.quantize(model, calibration=feeds(8, 1), engine="reference")
+    onnx.checker.check_model(q, full_check=True)
+    raw = collections.Counter(n.op_type for n in q.graph.node)
+    assert raw["Relu"] == 0  # every Relu feeds a quantized tensor: uint8's zero point 0 does its work
+    ops = optimized_ops(q)
+    assert ops["QLinearConv"] == 5 and ops["QLinearAdd"] == 1 and ops["QLinearConcat"] == 1
+    assert ops["QLinearAveragePool"] == 1 and ops["QLinearGlobalAveragePool"] == 1 and ops["QGemm"] == 1
+    assert ops["MaxPool"] == 1  # on the uint8 tensor (drop_qdq)
+    # only the input's Q and the Softmax's DQ are left
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
+    assert not {"Conv", "Add", "Concat", "AveragePool", "GlobalAveragePool", "Gemm"} & set(ops)
+    # onnxruntime runs the QDQ model; the int8 module compiled by onnxc agrees with it
+    m = onnxc.compile(q, output_dir=tmp_path / "q", fallback=False)
+    for f in feeds(6, 9):
+        ref, got_ort, got = ort_run(model, f)[0], ort_run(q, f)[0], m.run(None, f)[0]
+        assert sqnr(ref, got_ort) > 25
+        # the integer paths agree (measured: 1e-8, float Softmax); a requantization off by one
+        # step somewhere would move these probabilities by more than 2e-3
+        assert np.abs(got - got_ort).max() <= 2e-3, np.abs(got - got_ort).max()
+
+
+def test_relu_kept_for_a_layer_in_float_and_int8_activations():
+    model = residual_net()
+    # conv3 kept in float: it reads r2 unquantized, so conv2's Relu stays
+    q = onnxc.quantize(model, calibration=feeds(4, 1), exclude=["c3"], engine="reference")
+    c3 = [n for n in q.graph.node if n.name == "c3"][0]
+    assert c3.input[0] == "r2" and c3.input[1] == "W3"
+    assert "Relu" in [n.op_type for n in q.graph.node]
+    for f in feeds(3, 9):
+        assert sqnr(ort_run(model, f)[0], ort_run(q, f)[0]) > 25
+    # int8 activations (zero point 0 is not the type's minimum): Relus stay, results still close
+    q8 = onnxc.quantize(model, calibration=feeds(4, 1), activation_type="int8", engine="reference")
+    assert [n.op_type for n in q8.graph.node].count("Relu") == 5
+    for f in feeds(3, 9):
+        assert sqnr(ort_run(model, f)[0], ort_run(q8, f)[0]) > 20
