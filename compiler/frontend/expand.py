@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..dtypes import dtype_name, is_storage_only
-from ..ir import Graph, Node, Value
+from ..ir import Graph, Node, Value, subgraphs
 from ..ir.onnx_export import node_to_proto, value_info
 from ..ops.registry import fact
 from .onnx_import import _type_of, attr_value, constant_node_value
@@ -188,10 +188,8 @@ def expand_functions(graph: Graph) -> int:
     """Expand every node (in ``graph`` and its subgraphs) whose op asks for it; returns how many."""
     count = 0
     for node in list(graph.nodes):
-        for a in node.attrs.values():
-            for sub in (a if isinstance(a, list) else [a]):
-                if isinstance(sub, Graph):
-                    count += expand_functions(sub)
+        for sub in subgraphs(node):
+            count += expand_functions(sub)
         if not wants_expansion(node):
             continue
         why = expand_node(graph, node)

@@ -8,7 +8,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..dtypes import onnx_from_np_dtype
-from .core import Graph, Node, Value
+from .core import Graph, Node, Value, subgraphs
 
 ONNXC_DOMAIN = "onnxc"
 
@@ -116,6 +116,5 @@ def optimized_model(g: Graph, in_names: List[str], out_names: List[str]) -> onnx
 def _all_nodes(g: Graph):
     for n in g.nodes:
         yield n
-        for a in n.attrs.values():
-            if isinstance(a, Graph):
-                yield from _all_nodes(a)
+        for a in subgraphs(n):
+            yield from _all_nodes(a)

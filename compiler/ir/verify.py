@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import List
 
 from ..errors import ModelError
-from .core import Graph
+from .core import Graph, subgraphs
 
 
 def verify(graph: Graph, require_static: bool = False, require_typed: bool = True) -> None:
@@ -56,8 +56,7 @@ def verify(graph: Graph, require_static: bool = False, require_typed: bool = Tru
         if id(v) not in defined and id(v) not in outer:
             problems.append(f"graph output '{v.name}' is not defined")
     for node in graph.nodes:
-        for sub in node.attrs.values():
-            if isinstance(sub, Graph):
+        for sub in subgraphs(node):
                 try:
                     verify(sub, require_static=False, require_typed=require_typed)
                 except ModelError as e:

@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import ModelError
-from ..ir import Graph
+from ..ir import Graph, subgraphs
 from .registry import facts, get_attr, shape_rule
 
 # Loop's trip count and first condition: C unrolls nothing but needs both known
@@ -47,10 +47,8 @@ def _values(g: Graph):
     along with the body)."""
     yield from g.values()
     for n in g.nodes:
-        for a in n.attrs.values():
-            for sub in (a if isinstance(a, list) else [a]):
-                if isinstance(sub, Graph):
-                    yield from _values(sub)
+        for sub in subgraphs(n):
+            yield from _values(sub)
 
 
 @contextlib.contextmanager

@@ -19,9 +19,8 @@ def std_op(node, *op_types: str) -> bool:
 
 
 def has_subgraph(node) -> bool:
-    from ...ir import Graph
-    return any(isinstance(a, Graph) or (isinstance(a, list) and a and isinstance(a[0], Graph))
-               for a in node.attrs.values())
+    from ...ir import subgraphs
+    return any(True for _ in subgraphs(node))
 
 
 def bypass(graph, node, src) -> None:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ...errors import ModelError
-from ...ir import Graph, Node
+from ...ir import Graph, Node, subgraphs
 from ...ops import infer_graph
 from ..manager import Pass, PassResult, register
 from .common import ONNX
@@ -38,15 +38,11 @@ def _subgraph_reads(graph: Graph) -> set:
     def walk(g):
         for n in g.nodes:
             ids.update(id(v) for v in n.inputs if v is not None)
-            for a in n.attrs.values():
-                for sub in (a if isinstance(a, list) else [a]):
-                    if isinstance(sub, Graph):
-                        walk(sub)
+            for sub in subgraphs(n):
+                walk(sub)
     for n in graph.nodes:
-        for a in n.attrs.values():
-            for sub in (a if isinstance(a, list) else [a]):
-                if isinstance(sub, Graph):
-                    walk(sub)
+        for sub in subgraphs(n):
+            walk(sub)
     return ids
 
 
