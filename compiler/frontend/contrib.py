@@ -43,8 +43,6 @@ class _Keep(Exception):
     """The node is left as written (reason in the message)."""
 
 
-def _used(node: Node, i: int) -> bool:
-    return i < len(node.outputs) and bool(node.outputs[i].uses or node.graph.is_output(node.outputs[i]))
 
 
 def _replace(graph: Graph, old: Node, op: str, inputs, outputs, attrs) -> Node:
@@ -63,13 +61,13 @@ def _gelu(graph, node):
 
 
 def _skip_ln(graph, node):
-    if _used(node, 1) or _used(node, 2):
+    if node.output_read(1) or node.output_read(2):
         raise _Keep("its mean / inv_std_var outputs are read (onnxc computes neither)")
     x, skip, gamma = node.inputs[0], node.inputs[1], node.input(2)
     if gamma is None:
         raise _Keep("gamma is missing (onnxruntime requires it)")
     outs = [node.outputs[0]]
-    if _used(node, 3):
+    if node.output_read(3):
         outs.append(node.outputs[3])
     eps = float(node.attr("epsilon", _ORT_SKIP_LN_EPS))
     _replace(graph, node, "SkipLayerNormalization", [x, skip, gamma, node.input(3), node.input(4)], outs,
@@ -114,7 +112,7 @@ def _additive_mask(graph: Graph, node: Node, mask, S: int, causal: bool, filt: f
 
 def _attention(graph, node):
     quantized = node.op_type == "QAttention"
-    if _used(node, 1):
+    if node.output_read(1):
         raise _Keep("its present output is read (past/present state is not supported)")
     past_i = 8 if quantized else 4
     extra = [past_i] if quantized else [4, 5, 6]  # past, attention_bias, past_sequence_length

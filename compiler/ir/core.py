@@ -130,6 +130,14 @@ class Node:
         """The idx-th input, or None when absent (optional inputs may be omitted or empty)."""
         return self._inputs[idx] if idx < len(self._inputs) else None
 
+    def output_read(self, k: int) -> bool:
+        """Output k exists and something reads it (a node, or its graph's outputs): optional
+        outputs may be unread placeholders."""
+        if k >= len(self.outputs):
+            return False
+        o = self.outputs[k]
+        return bool(o.uses) or (self.graph is not None and self.graph.is_output(o))
+
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
 

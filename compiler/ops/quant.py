@@ -393,10 +393,7 @@ def _dq_lstm_rule(node):
     check_dtype(node, 0, (np.float32,), "X")
     wt, rt = _qtype(node, 1, "W"), _qtype(node, 2, "R")
     w, r = node.inputs[1], node.inputs[2]
-    direction = node.attrs.get("direction", "forward")
-    if isinstance(direction, bytes):
-        direction = direction.decode()
-    D = 2 if direction == "bidirectional" else 1
+    D = 2 if node.attrs.get("direction", "forward") == "bidirectional" else 1
     if not (_known(x.shape) and _known(w.shape) and _known(r.shape)):
         return [(np.dtype(np.float32), None)] * len(node.outputs)
     if len(x.shape) != 3:

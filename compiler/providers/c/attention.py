@@ -32,12 +32,6 @@ class _Refuse(Exception):
     pass
 
 
-def _used(node, k: int) -> bool:
-    """Output k exists and someone reads it (optional outputs may be empty placeholders)."""
-    if k >= len(node.outputs):
-        return False
-    o = node.outputs[k]
-    return bool(o.uses) or (node.graph is not None and node.graph.is_output(o))
 
 
 def _heads_view(shape, heads: Optional[int], what: str) -> Tuple[int, int, int, int, List[int]]:
@@ -96,7 +90,7 @@ def _attn_geometry(node) -> _Attn:
         if x is not None and x.dtype != F32:
             raise _Refuse(f"{name} has dtype {x.dtype}; the C Attention is float32 only")
     for i in (0, 1, 2, 3):
-        if _used(node, i) and node.outputs[i].dtype != F32:
+        if node.output_read(i) and node.outputs[i].dtype != F32:
             raise _Refuse(f"output {i} has dtype {node.outputs[i].dtype}; float32 only")
     rank = len(q.shape)
     if rank not in (3, 4) or len(k.shape) != rank or len(v.shape) != rank:
@@ -133,7 +127,7 @@ def _attn_geometry(node) -> _Attn:
     want = {0: (B, Sq, Hq * Dv) if rank == 3 else (B, Hq, Sq, Dv), 1: (B, Hkv, T, D),
             2: (B, Hkv, T, Dv), 3: (B, Hq, Sq, T)}
     for i, shape in want.items():
-        if _used(node, i) and tuple(node.outputs[i].shape) != shape:
+        if node.output_read(i) and tuple(node.outputs[i].shape) != shape:
             raise _Refuse(f"output {i} has shape {node.outputs[i].shape}, expected {shape}")
     y_str = [Hq * Sq * Dv, Sq * Dv, Dv] if rank == 4 else [Sq * Hq * Dv, Dv, Hq * Dv]
 
@@ -217,7 +211,7 @@ def attention(node, ctx):
         return ctx.ptr(v) if v is not None else "NULL"
 
     def opt_out(i):
-        return ctx.ptr(node.outputs[i]) if _used(node, i) else "NULL"
+        return ctx.ptr(node.outputs[i]) if node.output_read(i) else "NULL"
     args = [ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.inputs[2]),
             opt_in(3), opt_in(4), opt_in(5), opt_in(6), ctx.ptr(node.outputs[0]),
             opt_out(1), opt_out(2), opt_out(3), ctx.scratch(node, "float")]
@@ -407,7 +401,7 @@ def _ccws_check(node) -> Optional[str]:
     act = get_attr(node, "activation", "none")
     if act not in ("none", "silu", "swish"):
         return f"activation '{act}'"
-    if tuple(node.outputs[0].shape) != (B, C, L) or (len(node.outputs) > 1 and _used(node, 1)
+    if tuple(node.outputs[0].shape) != (B, C, L) or (len(node.outputs) > 1 and node.output_read(1)
                                                      and tuple(node.outputs[1].shape) != (B, C, k - 1)):
         return "output shapes disagree with the spec"
     return None
@@ -430,7 +424,7 @@ def causal_conv_with_state(node, ctx):
         lines.append(f"const {ct}* Bias = {ctx.ptr(bias)};")
     if past is not None:
         lines.append(f"const {ct}* PS = {ctx.ptr(past)};")
-    state = _used(node, 1) and pad > 0
+    state = node.output_read(1) and pad > 0
     if state:
         lines.append(f"{ct}* ONNXC_RESTRICT PR = {ctx.ptr(node.outputs[1])};")
     lines += ["ONNXC_OMP_FOR" if B * C * L * k >= (1 << 16) and B * C > 1 else "",

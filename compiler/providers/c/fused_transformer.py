@@ -20,11 +20,6 @@ _TILE_FLOATS = 1 << 16  # cap of one task's score tile (256 KB, in L2)
 _MAX_SLOTS = 16
 
 
-def _used(node, k: int) -> bool:
-    if k >= len(node.outputs):
-        return False
-    o = node.outputs[k]
-    return bool(o.uses) or (node.graph is not None and node.graph.is_output(o))
 
 
 def _f32_check(node) -> Optional[str]:
@@ -137,7 +132,7 @@ def layer_norm(node, ctx):
         return ctx.ptr(v) if v is not None else "NULL"
     if op == "SkipLayerNormalization":
         skip, gamma, beta, bias = opt(1), opt(2), opt(3), opt(4)
-        total = ctx.ptr(node.outputs[1]) if _used(node, 1) else "NULL"
+        total = ctx.ptr(node.outputs[1]) if node.output_read(1) else "NULL"
     else:
         skip, bias, total = "NULL", "NULL", "NULL"
         gamma, beta = opt(1), (opt(2) if op == "LayerNormalization" else "NULL")

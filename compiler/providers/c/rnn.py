@@ -56,8 +56,6 @@ def _cell(node) -> str:
 def _dirs(node) -> Tuple[int, bool]:
     """(num_directions, reverse)."""
     direction = get_attr(node, "direction", "forward")
-    if isinstance(direction, bytes):
-        direction = direction.decode()
     if direction not in ("forward", "reverse", "bidirectional"):
         raise Refused(f"unknown direction '{direction}'")
     return (2 if direction == "bidirectional" else 1), direction == "reverse"
@@ -69,7 +67,7 @@ def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
     names = node.attrs.get("activations")
     if names is None:
         names = DEFAULT_ACTS[_cell(node)] * dirs
-    names = [(n.decode() if isinstance(n, bytes) else str(n)).lower() for n in names]
+    names = [str(n).lower() for n in names]
     if node.op_type == "RNN" and dirs == 1 and len(names) == 2:
         names = names[:1]  # the schema's own default is [Tanh, Tanh]; onnxruntime uses the first
     if len(names) != per_dir * dirs:
