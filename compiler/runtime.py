@@ -5,7 +5,7 @@ import importlib.util
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -211,6 +211,7 @@ class CompiledModel:
             raise InputError(f"input names do not match the model: unknown {unknown}, missing {missing}; "
                              f"expected {names}")
         arrays = []
+        symbols: Dict[str, Tuple[str, int]] = {}  # free dim -> (input that bound it, its size)
         for spec, dt in zip(self._inputs, self._in_dtypes):
             x = input_feed[spec["name"]]
             if spec.get("python") and (dt is None or dt == np.dtype(object)):
@@ -223,9 +224,8 @@ class CompiledModel:
                     x = x.astype(dt)  # byte-swapped (e.g. '>f4' read from a big-endian file): to native order
                 else:
                     raise InputError(f"input '{spec['name']}': expected dtype {dt.name}, got {_dtype_text(x.dtype)}")
-            if spec["shape"] is not None and list(x.shape) != list(spec["shape"]):
-                raise InputError(f"input '{spec['name']}': expected shape {tuple(spec['shape'])}, got "
-                                 f"{tuple(x.shape)} (recompile with input_shapes to change it)")
+            if spec["shape"] is not None:
+                _check_shape(spec["name"], spec["shape"], x.shape, symbols)
             arrays.append(np.asarray(x, order="C"))  # ascontiguousarray would make 0-d arrays 1-d
         return arrays
 
@@ -372,6 +372,20 @@ def _check_status(rc: int, failed_check=None) -> None:
                          "valid")
     if rc != 0:
         raise RuntimeError(f"compiled model returned error code {rc}")
+
+
+def _check_shape(name: str, want, got, symbols: Dict[str, Tuple[str, int]]) -> None:
+    """A fixed dim must match; a free one (only left where every reader of the input runs in the
+    fallback, compiled without input_shapes) takes any size, the same for one symbol across inputs."""
+    bad = len(want) != len(got) or any(isinstance(w, int) and w != g for w, g in zip(want, got))
+    if bad:
+        raise InputError(f"input '{name}': expected shape {tuple(want)}, got {tuple(got)} (recompile with "
+                         f"input_shapes to change it)")
+    for w, g in zip(want, got):
+        if isinstance(w, str) and w:
+            first = symbols.setdefault(w, (name, int(g)))
+            if first[1] != g:
+                raise InputError(f"input '{name}': dim '{w}' is {g} here but {first[1]} in input '{first[0]}'")
 
 
 def _dtype_text(dt: np.dtype) -> str:

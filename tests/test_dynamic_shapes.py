@@ -65,3 +65,21 @@ def test_session_without_input_shapes_specializes_and_caches_on_disk(tmp_path, m
     again = onnxc.InferenceSession(model.SerializeToString())
     again.run(None, {"x": np.zeros((4, 3, 2), np.float32)})
     assert sorted(p.name for p in (tmp_path / "cache" / "models").iterdir()) == entries
+
+
+def test_compile_without_input_shapes_runs_free_dims_in_the_fallback(tmp_path, caplog):
+    """onnxc.compile (not a session) of a model with free dims and no input_shapes: the nodes that
+    read them fall back (warned), and the module takes any size for a free dim (it refused every
+    feed before: 'batch' != 1), the same size for one symbol across inputs, fixed dims checked."""
+    import pytest
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
+    m = make_model(nodes, [("a", np.float32, ["N", 4]), ("b", np.float32, ["N", 4])], [("y", np.float32, ["N", 4])])
+    cm = onnxc.compile(m, output_dir=tmp_path / "m")
+    assert "Relu node 'Relu_1' runs in the Python fallback provider" in caplog.text
+    for n in (1, 3):
+        feed = {"a": RNG.standard_normal((n, 4)).astype(np.float32), "b": RNG.standard_normal((n, 4)).astype(np.float32)}
+        np.testing.assert_array_equal(cm.run(None, feed)[0], ort_run(m, feed)[0])
+    with pytest.raises(onnxc.errors.InputError, match=r"dim 'N' is 2 here but 3 in input 'a'"):
+        cm.run(None, {"a": np.zeros((3, 4), np.float32), "b": np.zeros((2, 4), np.float32)})
+    with pytest.raises(onnxc.errors.InputError, match=r"input 'a': expected shape \('N', 4\), got \(3, 5\)"):
+        cm.run(None, {"a": np.zeros((3, 5), np.float32), "b": np.zeros((3, 5), np.float32)})
