@@ -71,8 +71,8 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
              winograd: int = 4, quantize=None):
     """Run the passes of ``opt_level`` on ``graph`` in place.  ``target`` (a row of isa.py or
     "native") and ``winograd`` (see onnxc.compile) are what the layout passes read; ``quantize``
-    (a QuantizeOptions) adds the quantize step after the extended level, before layout
-    (compiler/quantize/stage.py)."""
+    (a QuantizeOptions) adds the quantize step after the basic level, which quantizes as
+    onnxc.quantize does and runs the basic level again for the QDQ fusions (quantize/stage.py)."""
     from .passes import PassManager
     from .providers import CProvider
     from .target import resolve
@@ -81,7 +81,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     stages = None
     if quantize is not None:
         from .quantize.stage import QuantizeStep
-        stages = {"extended": [QuantizeStep(quantize)]}
+        stages = {"basic": [QuantizeStep(quantize)]}
     pm = PassManager(opt_level, verify_each=verify_each, stages=stages, capability=CProvider())
     pm.run(graph)
     return pm
@@ -186,7 +186,7 @@ def compile_model(model, input_shapes: Optional[Mapping[str, Sequence[int]]] = N
     convolutions the NCHWc layout pass may use for 3x3 stride-1 convs (4: F(4x4) or F(2x2) by
     its rule, 2: F(2x2) only, 0: none; part of the cache key like every option).  ``target``
     "x86-64" builds the model once per ISA it carries (compiler/portable.py, build_portable).
-    ``quantize``: int8 quantization inside the pass manager, after the extended fusions (True,
+    ``quantize``: int8 quantization inside the pass manager, as onnxc.quantize then compile (True,
     "dynamic", "static", a dict of onnxc.quantize's options or a QuantizeOptions; compiler/quantize/).
     ``input_values``: {input name: array}, graph inputs compiled as these constants (no longer
     inputs of the build; the values are part of the cache key): InferenceSession's value

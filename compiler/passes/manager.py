@@ -8,7 +8,7 @@ earlier one's result and never has its own fusions undone.  It records per pass 
 rewrites, the rewritten nodes and the time taken, and names the passes that ran when one fails.
 Passes marked ``always`` (dead-code elimination) also run at the end of every later level.
 ``stages`` are one-shot steps keyed by the level they follow (the quantizer runs after
-"extended", before "layout"); each runs once, before any group of a later level, or at the end.
+"basic", before "extended"); each runs once, before any group of a later level, or at the end.
 """
 from __future__ import annotations
 
