@@ -48,6 +48,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..passes.basic.fuse_qdq_ops import DROP_OPS, moves_values
 from .options import QuantizeOptions, matches
 
 F32 = np.dtype(np.float32)
@@ -557,7 +558,7 @@ def calibration_tensors(graph, options: QuantizeOptions, nodes=None) -> List[str
 
 # --- full static placement --------------------------------------------------------------------
 OWN_RANGE_OPS = ("Add", "GlobalAveragePool", "AveragePool", "Concat")
-SAME_SCALE_OPS = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")
+SAME_SCALE_OPS = DROP_OPS  # what drop_qdq runs on the 8-bit tensor (Resize when it selects: moves_values)
 
 
 @dataclass
@@ -662,7 +663,8 @@ def full_plan(graph, options: QuantizeOptions, nodes) -> FullPlan:
                 continue
             if n.op_type == "Add" and (ins[0].shape is None or ins[0].shape != ins[1].shape):
                 continue  # QLinearAdd of two activations of one shape (no broadcast of a bias)
-        elif n.op_type in SAME_SCALE_OPS and allowed(n) and _is_act(n.inputs[0]) and id(real(n.inputs[0])) in source:
+        elif n.op_type in SAME_SCALE_OPS and moves_values(n) and allowed(n) and _is_act(n.inputs[0]) \
+                and id(real(n.inputs[0])) in source:
             if n.outputs[0].dtype == F32 and (len(n.outputs) == 1 or not n.outputs[1].uses) \
                     and not _only_float_readers(graph, n.outputs[0], floats):
                 add(n.outputs[0], ("share", real(n.inputs[0]).name))

@@ -207,7 +207,15 @@ DROPS = [("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2]), [], [2, 6, 3, 3]
          ("Reshape", {}, [np.array([2, 6, 49], np.int64)], [2, 6, 49]),
          ("Transpose", dict(perm=[0, 2, 3, 1]), [], [2, 7, 7, 6]),
          ("Flatten", dict(axis=1), [], [2, 294]),
-         ("Unsqueeze", {}, [np.array([2], np.int64)], [2, 6, 1, 7, 7])]
+         ("Unsqueeze", {}, [np.array([2], np.int64)], [2, 6, 1, 7, 7]),
+         ("Resize", dict(mode="nearest"), [None, np.array([1, 1, 2, 1.5], F32)], [2, 6, 14, 10]),
+         ("Resize", dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+          [None, None, np.array([2, 6, 5, 9], np.int64)], [2, 6, 5, 9]),
+         ("Slice", {}, [np.array([1, 0], np.int64), np.array([6, 7], np.int64), np.array([1, 3], np.int64),
+                        np.array([2, 1], np.int64)], [2, 3, 7, 7]),
+         ("Gather", dict(axis=1), [np.array([5, 0, 0, 3], np.int64)], [2, 4, 7, 7]),
+         ("DepthToSpace", dict(blocksize=1), [], [2, 6, 7, 7]),
+         ("SpaceToDepth", dict(blocksize=7), [], [2, 294, 1, 1])]
 
 
 @pytest.mark.parametrize("a_type", [U8, S8])
@@ -218,14 +226,25 @@ def test_drop_qdq(a_type, op, attrs, consts, out):
     t = _np(a_type)
     z = np.array(_qmin(a_type) + 100, t)
     inputs = [((2, 6, 7, 7), 0.03, z)]
-    inits = {f"k{i}": c for i, c in enumerate(consts)}
-    body = [helper.make_node(op, ["d0"] + list(inits), ["f"], **attrs)]
+    inits = {f"k{i}": c for i, c in enumerate(consts) if c is not None}
+    body = [helper.make_node(op, ["d0"] + [f"k{i}" if c is not None else "" for i, c in enumerate(consts)], ["f"],
+                             **attrs)]
     m = _graph(body, inputs, out, inits, 0.03, z)
     g, res = check_pass(m, DropQDQ(), _feed(inputs), fires=True, rtol=0, atol=0)
     ops = [n.op_type for n in g.nodes]
     assert ops.count("DequantizeLinear") == 1 and ops.count("QuantizeLinear") == 1, ops
     mid = [n for n in g.nodes if n.op_type == op][0]
     assert mid.inputs[0].dtype == t and mid.outputs[0].dtype == t
+
+
+def test_drop_qdq_keeps_an_interpolating_resize():
+    z = np.array(100, np.uint8)
+    inputs = [((2, 6, 7, 7), 0.03, z)]
+    body = [helper.make_node("Resize", ["d0", "", "k"], ["f"], mode="linear")]
+    m = _graph(body, inputs, [2, 6, 14, 14], {"k": np.array([1, 1, 2, 2], F32)}, 0.03, z)
+    # (the interpreter's float Resize against onnxruntime's: one rounding apart, so 1 LSB)
+    g, res = check_pass(m, DropQDQ(), _feed(inputs), fires=False, rtol=0, atol=_one_lsb(0.03))
+    assert "interpolates" in res.notes[0]
 
 
 def test_drop_qdq_needs_equal_parameters():
@@ -253,6 +272,22 @@ def test_compiled_int8_maxpool_and_absorbed_clip(a_type, tmp_path):
     c = onnxc.compile(m, output_dir=tmp_path / "pool", opt_level="basic", fallback=False)
     assert c.report["op_counts"].get("QuantizeLinear") == 1, c.report["op_counts"]
     feed = _feed(inputs)
+    np.testing.assert_array_equal(c.run(None, feed)[0], ort_run(m, feed)[0])
+
+
+@pytest.mark.parametrize("k", [i for i, d in enumerate(DROPS) if d[0] in ("Resize", "Slice", "Gather", "SpaceToDepth")])
+def test_compiled_int8_data_movement(k, tmp_path):
+    """The ops the drop adds run in C on the 8-bit tensor, bit-exact with onnxruntime."""
+    op, attrs, consts, out = DROPS[k]
+    z = np.array(100, np.uint8)
+    inputs = [((2, 6, 7, 7), 0.03, z)]
+    inits = {f"k{i}": c for i, c in enumerate(consts) if c is not None}
+    body = [helper.make_node(op, ["d0"] + [f"k{i}" if c is not None else "" for i, c in enumerate(consts)], ["f"],
+                             **attrs)]
+    m = _graph(body, inputs, out, inits, 0.03, z)
+    c = onnxc.compile(m, output_dir=tmp_path / "m", opt_level="basic", fallback=False)
+    assert c.report["op_counts"].get("QuantizeLinear") == 1, c.report["op_counts"]
+    feed = _feed(inputs, seed=k)
     np.testing.assert_array_equal(c.run(None, feed)[0], ort_run(m, feed)[0])
 
 

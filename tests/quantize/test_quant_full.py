@@ -88,3 +88,28 @@ def test_relu_kept_for_a_layer_in_float_and_int8_activations():
     assert [n.op_type for n in q8.graph.node].count("Relu") == 5
     for f in feeds(3, 9):
         assert sqnr(ort_run(model, f)[0], ort_run(q8, f)[0]) > 20
+
+
+def test_nearest_resize_and_slice_run_on_the_int8_tensor(tmp_path):
+    """Resize(nearest) and Slice between two int8 convs take their input's scale (they only select
+    values): no Q/DQ between the convs, the Resize and Slice run on uint8 in C; a linear Resize
+    interpolates and stays float."""
+    rng = np.random.default_rng(2)
+    w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
+    inits = {"W1": w(6, 3, 3, 3), "W2": w(4, 6, 3, 3), "sc": np.array([1, 1, 2, 2], np.float32),
+             "st": np.array([1], np.int64), "en": np.array([15], np.int64), "ax": np.array([3], np.int64)}
+    for mode, int8 in (("nearest", True), ("linear", False)):
+        nodes = [helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1] * 4), helper.make_node("Relu", ["c1"], ["r1"]),
+                 helper.make_node("Resize", ["r1", "", "sc"], ["u"], mode=mode),
+                 helper.make_node("Slice", ["u", "st", "en", "ax"], ["s"]),
+                 helper.make_node("Conv", ["s", "W2"], ["c2"], pads=[1] * 4),
+                 helper.make_node("Softmax", ["c2"], ["y"], axis=1)]
+        model = make_model(nodes, [("x", np.float32, [1, 3, 8, 8])], [("y", np.float32, [1, 4, 16, 14])], inits)
+        small = [{"x": f["x"][:, :, :8, :8].copy()} for f in feeds(6, 1)]
+        q = onnxc.quantize(model, calibration=small[:4])
+        ops = optimized_ops(q)
+        assert ops["QLinearConv"] == 2 and ops["Resize"] == 1 and ops["Slice"] == 1, ops
+        assert (ops["QuantizeLinear"] == 1) == int8, ops  # linear: Q/DQ around the float Resize
+        m = onnxc.compile(q, output_dir=tmp_path / mode, fallback=False)
+        for f in small[4:]:
+            np.testing.assert_allclose(m.run(None, f)[0], ort_run(q, f)[0], rtol=0, atol=1e-6)

@@ -6,7 +6,8 @@
     fuse_qdq_binary  DQ(a), DQ(b) ── Add|Mul ── Q                 =>  com.microsoft QLinearAdd|QLinearMul
     fuse_qdq_concat  DQ(x_i)... ── Concat ── Q                    =>  com.microsoft QLinearConcat
     fuse_qdq_pool    DQ(x) ── GlobalAveragePool|AveragePool ── Q  =>  com.microsoft QLinear(Global)AveragePool
-    drop_qdq         DQ(x; s, z) ── MaxPool|Reshape|Transpose|Flatten|Squeeze|Unsqueeze ── Q(s, z)
+    drop_qdq         DQ(x; s, z) ── MaxPool|Reshape|Transpose|Flatten|Squeeze|Unsqueeze|Slice|Gather|
+                                    DepthToSpace|SpaceToDepth|Resize(nearest) ── Q(s, z)
                      =>  the op on the int8 tensor itself
 
 The conditions are onnxruntime's QDQ selectors (core/optimizer/qdq_transformer/selectors_actions/
@@ -343,7 +344,17 @@ class FuseQDQPool(Pass):
         return f"{pool.label} -> {op}"
 
 
-DROP_OPS = ("MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze")
+DROP_OPS = ("MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Resize", "Slice", "Gather",
+            "DepthToSpace", "SpaceToDepth")
+
+
+def moves_values(node) -> bool:
+    """Resize only selects input values in nearest mode (linear and cubic interpolate; the
+    tf_crop_and_resize extrapolation value is a float constant)."""
+    if node.op_type != "Resize":
+        return True
+    return (get_attr(node, "mode", "nearest") == "nearest"
+            and get_attr(node, "coordinate_transformation_mode", "half_pixel") != "tf_crop_and_resize")
 
 
 @register
@@ -364,6 +375,8 @@ class DropQDQ(Pass):
         d = act_dq(node.inputs[0])
         if d is None or len(node.outputs) != 1:  # MaxPool's indices: not an 8-bit result
             return kept + "not an 8-bit per-tensor DequantizeLinear, or MaxPool indices used"
+        if not moves_values(node):
+            return kept + "a Resize that interpolates (only nearest selects input values)"
         dq, xq, sx, zx = d
         q = out_q(node.outputs[0])
         if q is None:
