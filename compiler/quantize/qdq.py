@@ -18,7 +18,8 @@ onnxc's QDQ fusions (passes/basic/fuse_qdq*.py) turn the whole chain into int8 n
     Add, GlobalAveragePool, AveragePool,  inputs and output, each with its own calibrated range
     Concat
     MaxPool, Reshape, Flatten, Transpose, output with its input's scale and zero point (the op
-    Squeeze, Unsqueeze                    then runs on the 8-bit tensor), when the input is quantized
+    Squeeze, Unsqueeze, Slice, Gather,    then runs on the 8-bit tensor), when the input is quantized
+    Depth/SpaceToDepth, Resize (nearest)  (passes/basic/fuse_qdq_ops.DROP_OPS)
   With uint8 activations a Relu (or Clip(0, max)) that alone reads such an output is dropped and
   the output quantized with the Relu output's range: its zero point is 0 = the type's minimum, so
   QuantizeLinear's saturation does what the Relu did, exactly.
