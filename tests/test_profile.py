@@ -1,5 +1,6 @@
 """Per-node profiling: CompiledModel.profile and `onnxc run --profile`."""
 import numpy as np
+import pytest
 from onnx import helper
 
 import onnxc
@@ -42,3 +43,23 @@ def test_profile_reports_fallback_partitions(tmp_path, capsys):
     assert cli_main(["run", str(tmp_path / "o"), "--random", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "op type" in out and "fallback partition" in out and "Relu" in out
+
+
+@pytest.mark.slow  # the extra flag rebuilds the whole runtime (1-2 min cold on the 2-vCPU VM)
+def test_profile_thread_cputime_clock(tmp_path, monkeypatch):
+    # -DONNXC_PROFILE_THREAD_CPUTIME (runtime_c/common/timer.c): the counters read the thread's CPU
+    # time; at 1 thread that never exceeds the wall time of the runs, and the results are unchanged
+    import time
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("Exp", ["a"], ["y"])]
+    model = model_with(nodes, [("y", np.float32, None)], {"w": w * 0.01})
+    feed = {"x": np.random.default_rng(1).standard_normal((64, 64)).astype(np.float32)}
+    plain = onnxc.compile(model, output_dir=tmp_path / "plain", opt_level="none", num_threads=1)
+    monkeypatch.setenv("ONNXC_EXTRA_CFLAGS", "-DONNXC_PROFILE_THREAD_CPUTIME")
+    m = onnxc.compile(model, output_dir=tmp_path / "cpu", opt_level="none", num_threads=1)
+    np.testing.assert_array_equal(m.run(None, feed)[0], plain.run(None, feed)[0])
+    t = time.perf_counter()
+    rows = m.profile(feed, repeat=20)
+    wall_ms = (time.perf_counter() - t) * 1e3 / 20
+    assert [r["op"] for r in rows] == ["MatMul", "Exp"]
+    assert all(r["ms"] >= 0 for r in rows) and 0 < sum(r["ms"] for r in rows) <= wall_ms
