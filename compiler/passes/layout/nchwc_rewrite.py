@@ -3,7 +3,7 @@ nodes reading blocked values to their blocked forms and puts reorders at the bor
 are listed in nchwc.py's docstring)."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from ...ops import nchwc as L
 from ...ops.nn import resolve_pads
 from ...ops.registry import fact
 from ..util import c_supported, const
+from .region import RegionRewriter
 from .winograd import winograd_tile
 
 F32 = np.dtype("float32")
@@ -33,15 +34,14 @@ def _geometry(node, kernel):
     return strides, dil, list(begin) + list(end)
 
 
-class Rewriter:
-    """One walk over ``graph`` for block ``b``; run() returns the number of nodes rewritten."""
+class Rewriter(RegionRewriter):
+    """One walk over ``graph`` for block ``b`` (twins: blocked values; borders: ReorderInput and
+    ReorderOutput); run() returns the number of nodes rewritten."""
+    suffix = "_nchwc"
 
     def __init__(self, graph, b: int):
-        self.g, self.b = graph, b
-        self.blocked: Dict[int, object] = {}  # id(plain value) -> its blocked twin
-        self.reordered: Dict[int, object] = {}  # id(plain value) -> its ReorderInput output
-        self.converted: List[tuple] = []  # (old node, {id(plain output): blocked output})
-        self.details: List[str] = []
+        super().__init__(graph)
+        self.b = b
 
     # --- helpers ----------------------------------------------------------------------------
     def padded_ok(self, c: int) -> bool:
@@ -50,19 +50,17 @@ class Rewriter:
     def new_value(self, like, shape):
         return self.g.new_value(like.name + "_nchwc", F32, shape)
 
-    def blocked_input(self, v, before):
-        """The blocked form of plain rank-4 ``v``: its twin, a compile-time reblocked constant,
-        or a (shared) ReorderInput."""
-        if id(v) in self.blocked:
-            return self.blocked[id(v)]
-        if v.is_const:
-            return self.g.add_const(L.to_blocked(v.const, self.b), v.name + "_nchwc")
-        if id(v) not in self.reordered:
-            out = self.g.new_value(v.name + "_nchwc", F32, L.blocked_shape(v.shape, self.b))
-            self.g.add_node("ReorderInput", [v], attrs={"block": self.b}, domain="onnxc", outputs=[out],
-                            before=before)
-            self.reordered[id(v)] = out
-        return self.reordered[id(v)]
+    def const_in(self, array):
+        return L.to_blocked(array, self.b)
+
+    def enter(self, v, before):
+        out = self.new_value(v, L.blocked_shape(v.shape, self.b))
+        self.g.add_node("ReorderInput", [v], attrs={"block": self.b}, domain="onnxc", outputs=[out], before=before)
+        return out
+
+    def leave(self, twin, plain):
+        return Node("ReorderOutput", [twin], [plain], {"block": self.b, "channels": plain.shape[1]},
+                    name=self.g.fresh_name("ReorderOutput"), domain="onnxc", opset=self.g.opset.get("onnxc", 1))
 
     def emit(self, old, op_type, inputs, attrs, out_shapes, domain="onnxc", keep_plain=()) -> bool:
         """Insert the blocked node before ``old`` if C claims it; ``keep_plain``: indices of
@@ -76,15 +74,10 @@ class Rewriter:
             return False
         for o in outs:
             o.producer = node
-        self.g.insert(node, before=old)
-        self.converted.append((old, {id(o): n for i, (o, n) in enumerate(zip(old.outputs, outs))
-                                     if i not in keep_plain}))
-        for o, n in zip(old.outputs, outs):
-            if n is not o:
-                self.blocked[id(o)] = n
+        self.replace(old, [node], {id(o): n for i, (o, n) in enumerate(zip(old.outputs, outs))
+                                   if i not in keep_plain})
         if keep_plain:
             old.outputs = [o for i, o in enumerate(old.outputs) if i not in keep_plain]
-        self.details.append(old.label)
         return True
 
     # --- convolutions -----------------------------------------------------------------------
@@ -107,7 +100,7 @@ class Rewriter:
         elif group == 1 or ((c // group) % b == 0 and (m // group) % b == 0):
             if m < b or c != w.shape[1] * group:
                 return None
-            kind = "direct" if (c >= b or id(x) in self.blocked or group > 1) else "nchw"
+            kind = "direct" if (c >= b or id(x) in self.twin or group > 1) else "nchw"
         else:
             return None
         strides, dil, pads = _geometry(node, w.shape[2:])
@@ -130,12 +123,12 @@ class Rewriter:
         kind = plan["kind"]
         packed = {"direct": lambda: L.pack_direct(w, b, plan["group"]), "depthwise": lambda: L.pack_depthwise(w, b),
                   "nchw": lambda: L.pack_nchw(w, b), "winograd": lambda: L.pack_winograd(w, b, plan["tile"])}[kind]()
-        ins = [x if kind == "nchw" else self.blocked_input(x, node),
+        ins = [x if kind == "nchw" else self.region_input(x, node),
                self.g.add_const(packed, node.inputs[1].name + "_nchwc")]
         ins.append(None if plan["bias"] is None else
                    self.g.add_const(L.pad_channels(plan["bias"].const, b), plan["bias"].name + "_nchwc"))
         if plan["z"] is not None:
-            ins.append(self.blocked_input(plan["z"], node))
+            ins.append(self.region_input(plan["z"], node))
         while ins[-1] is None:
             ins.pop()
         attrs = {"block": b, "kind": kind, "channels": plan["m"], "input_channels": plan["c"],
@@ -177,7 +170,7 @@ class Rewriter:
 
     def pool(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
-        if id(x) not in self.blocked or len(node.outputs) != 1 or not _image(y):
+        if id(x) not in self.twin or len(node.outputs) != 1 or not _image(y):
             return False
         kernel = list(get_attr(node, "kernel_shape"))
         if len(kernel) != 2 or get_attr(node, "storage_order", 0):
@@ -191,29 +184,29 @@ class Rewriter:
         attrs = {"block": self.b, "mode": node.op_type, "channels": x.shape[1], "kernel_shape": kernel,
                  "strides": strides, "pads": pads, "dilations": dil, "ceil_mode": ceil_mode,
                  "count_include_pad": int(get_attr(node, "count_include_pad", 0)) if node.op_type == "AveragePool" else 0}
-        return self.emit(node, "NchwcPool", [self.blocked[id(x)]], attrs, [L.blocked_shape(y.shape, self.b)])
+        return self.emit(node, "NchwcPool", [self.twin[id(x)]], attrs, [L.blocked_shape(y.shape, self.b)])
 
     def global_pool(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
-        if id(x) not in self.blocked or not _image(y):
+        if id(x) not in self.twin or not _image(y):
             return False
         # a plain [N, C, 1, 1] result unless a blockable conv reads it (squeeze-excitation)
         blocked_out = any(self.conv_plan(u) is not None for u in y.users)
         attrs = {"block": self.b, "mode": node.op_type, "channels": x.shape[1], "nchw_output": int(not blocked_out)}
         shape = L.blocked_shape(y.shape, self.b) if blocked_out else y.shape
-        return self.emit(node, "NchwcPool", [self.blocked[id(x)]], attrs, [shape],
+        return self.emit(node, "NchwcPool", [self.twin[id(x)]], attrs, [shape],
                          keep_plain=() if blocked_out else (0,))
 
     def batchnorm(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
         consts = [const(v) for v in node.inputs[1:5]]
-        if (id(x) not in self.blocked or len(node.outputs) != 1 or get_attr(node, "training_mode", 0)
+        if (id(x) not in self.twin or len(node.outputs) != 1 or get_attr(node, "training_mode", 0)
                 or any(c is None or c.shape != (x.shape[1],) for c in consts) or len(node.inputs) != 5):
             return False
         scale, bias, mean, var = (c.astype(np.float64) for c in consts)
         s = scale / np.sqrt(var + float(get_attr(node, "epsilon", 1e-5)))
         t = bias - mean * s
-        ins = [self.blocked[id(x)], self.g.add_const(L.pad_channels(s.astype(F32), self.b), node.inputs[1].name + "_nchwc"),
+        ins = [self.twin[id(x)], self.g.add_const(L.pad_channels(s.astype(F32), self.b), node.inputs[1].name + "_nchwc"),
                self.g.add_const(L.pad_channels(t.astype(F32), self.b), node.inputs[2].name + "_nchwc")]
         return self.emit(node, "NchwcScaleShift", ins, {"block": self.b}, [L.blocked_shape(y.shape, self.b)])
 
@@ -224,7 +217,7 @@ class Rewriter:
         mapped = fact(node, "nchwc") == "map"  # input 0 the image, the others scalar parameters
         if mapped:
             image_inputs = [0]
-        if not any(id(node.inputs[i]) in self.blocked for i in image_inputs):
+        if not any(id(node.inputs[i]) in self.twin for i in image_inputs):
             return False
         ins, probe = [], []
         for i, v in enumerate(node.inputs):
@@ -234,7 +227,7 @@ class Rewriter:
             elif i in image_inputs:
                 if not (_image(v) and v.shape[1] == c and v.shape[0] in (1, n)):
                     return False
-                ins.append(self.blocked[id(v)] if id(v) in self.blocked else None)  # reordered below
+                ins.append(self.twin[id(v)] if id(v) in self.twin else None)  # reordered below
                 probe.append(np.zeros((1, 1, 1, 1), F32))
             elif mapped or v.const.size == 1:
                 ins.append(v)  # scalar operands broadcast over 5-D as over 4-D
@@ -254,7 +247,7 @@ class Rewriter:
             return False
         for i in image_inputs:
             if ins[i] is None:
-                ins[i] = self.blocked_input(node.inputs[i], node)
+                ins[i] = self.region_input(node.inputs[i], node)
         return self.emit(node, node.op_type, ins, dict(node.attrs), [L.blocked_shape(y.shape, self.b)],
                          domain=node.domain)
 
@@ -276,7 +269,7 @@ class Rewriter:
         axis = int(get_attr(node, "axis", 1))
         if axis not in (1, -3) or not _image(y) or not all(_image(v) for v in node.inputs):
             return False
-        if not any(id(v) in self.blocked for v in node.inputs):
+        if not any(id(v) in self.twin for v in node.inputs):
             return False
         if any(v.shape[1] % self.b for v in node.inputs):
             # padding lanes inside the result: a channel gather (ShuffleNet's 58 + 58 channels)
@@ -285,7 +278,7 @@ class Rewriter:
                 return False
             pairs = [(i, c) for i, v in enumerate(node.inputs) for c in range(v.shape[1])]
             return self.gather(node, list(node.inputs), pairs)
-        ins = [self.blocked_input(v, node) for v in node.inputs]
+        ins = [self.region_input(v, node) for v in node.inputs]
         return self.emit(node, "Concat", ins, {"axis": 1}, [L.blocked_shape(y.shape, self.b)], domain=node.domain)
 
     # --- channel selections and permutations as NchwcChannelGather --------------------------
@@ -293,7 +286,7 @@ class Rewriter:
         """Replace ``old`` (and the nodes ``extra_dead`` between it and ``inputs``) by one
         NchwcChannelGather whose output channel j is channel pairs[j][1] of inputs[pairs[j][0]]."""
         y = old.outputs[0]
-        ins = [self.blocked_input(v, old) for v in inputs]
+        ins = [self.region_input(v, old) for v in inputs]
         attrs = {"block": self.b, "channels": len(pairs), "sources": [int(i) for i, _ in pairs],
                  "source_channels": [int(c) for _, c in pairs], "input_channels": [int(v.shape[1]) for v in inputs]}
         if not self.emit(old, "NchwcChannelGather", ins, attrs, [L.blocked_shape(y.shape, self.b)]):
@@ -304,7 +297,7 @@ class Rewriter:
     def channel_slice(self, node) -> bool:
         """Slice on the channel axis only (constant starts/ends/axes/steps)."""
         x, y = node.inputs[0], node.outputs[0]
-        if id(x) not in self.blocked or not _image(y) or len(node.outputs) != 1 or node.opset < 10:
+        if id(x) not in self.twin or not _image(y) or len(node.outputs) != 1 or node.opset < 10:
             return False
         consts = [None if v is None else const(v) for v in node.inputs[1:]]
         if any(v is not None and c is None for v, c in zip(node.inputs[1:], consts)) or len(consts) < 3:
@@ -339,7 +332,7 @@ class Rewriter:
     def channel_split(self, node) -> bool:
         """Split on the channel axis (constant split sizes): one gather per output."""
         x = node.inputs[0]
-        if id(x) not in self.blocked or any(v is not None and not v.is_const for v in node.inputs[1:]):
+        if id(x) not in self.twin or any(v is not None and not v.is_const for v in node.inputs[1:]):
             return False
         if int(get_attr(node, "axis", 0)) % 4 != 1 or not node.outputs:
             return False
@@ -353,7 +346,7 @@ class Rewriter:
             twin = self.new_value(y, L.blocked_shape(y.shape, self.b))
             attrs = {"block": self.b, "channels": len(chans), "sources": [0] * len(chans),
                      "source_channels": [int(c) for c in chans], "input_channels": [int(x.shape[1])]}
-            g = Node("NchwcChannelGather", [self.blocked[id(x)]], [], attrs,
+            g = Node("NchwcChannelGather", [self.twin[id(x)]], [], attrs,
                      name=self.g.fresh_name(f"{node.name or 'Split'}_{k}_nchwc"), domain="onnxc",
                      opset=self.g.opset.get("onnxc", 1))
             g.outputs = [twin]
@@ -364,11 +357,7 @@ class Rewriter:
         else:
             for g in new_nodes:
                 g.outputs[0].producer = g
-                self.g.insert(g, before=node)
-            self.converted.append((node, twins))
-            for y in node.outputs:
-                self.blocked[id(y)] = twins[id(y)]
-            self.details.append(node.label)
+            self.replace(node, new_nodes, twins)
             return True
         for g in new_nodes:
             g.detach_inputs()
@@ -397,7 +386,7 @@ class Rewriter:
         if not _image(y) or tuple(y.shape) != tuple(x.shape):
             return False
         order = np.arange(c).reshape(r1.shape[1], r1.shape[2]).T.reshape(-1)
-        if id(x) in self.blocked:
+        if id(x) in self.twin:
             return self.gather(r2, [x], [(0, int(k)) for k in order], extra_dead=(tr, node))
         # a plain input (ShuffleNet v1: after a grouped conv that is not blocked) whose shuffled
         # result a blocked conv reads: the shuffle becomes the order of that reorder
@@ -411,7 +400,7 @@ class Rewriter:
 
     def resize(self, node) -> bool:
         x, y = node.inputs[0], node.outputs[0]
-        if id(x) not in self.blocked or node.opset < 11 or not _image(y) or len(node.outputs) != 1:
+        if id(x) not in self.twin or node.opset < 11 or not _image(y) or len(node.outputs) != 1:
             return False
         if (get_attr(node, "mode", "nearest") != "nearest" or get_attr(node, "axes", None)
                 or get_attr(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize"):
@@ -420,7 +409,7 @@ class Rewriter:
             return False  # integer spatial scales only: whole-pixel replication
         scales = np.array([1, 1, y.shape[2] // x.shape[2], y.shape[3] // x.shape[3], 1], np.float32)
         roi = None if node.opset >= 13 else self.g.add_const(np.zeros(0, F32), "roi_nchwc")
-        ins = [self.blocked[id(x)], roi, self.g.add_const(scales, (node.name or "resize") + "_scales_nchwc")]
+        ins = [self.twin[id(x)], roi, self.g.add_const(scales, (node.name or "resize") + "_scales_nchwc")]
         attrs = {k: v for k, v in node.attrs.items() if k not in ("axes", "keep_aspect_ratio_policy")}
         return self.emit(node, "Resize", ins, attrs, [L.blocked_shape(y.shape, self.b)], domain=node.domain)
 
@@ -430,24 +419,8 @@ class Rewriter:
             plan = self.conv_plan(node)
             if plan is not None:
                 self.convert_conv(node, plan)
-            elif any(v is not None and id(v) in self.blocked for v in node.inputs):
+            elif any(v is not None and id(v) in self.twin for v in node.inputs):
                 self.convert_other(node)
             elif node.op_type == "Reshape" and node.domain in ("", "ai.onnx"):
                 self.channel_shuffle(node)  # a shuffle of a plain tensor into a blocked conv
-        for out in self.reordered.values():  # made for a node C then refused
-            if not out.uses:
-                self.g.remove_node(out.producer)
-        if not self.converted:
-            return 0
-        for old, _ in self.converted:
-            self.g.remove_node(old)
-        # borders: one shared ReorderOutput per blocked value still read as plain (or output)
-        for old, outs in self.converted:
-            for plain in list(old.outputs):
-                twin = outs.get(id(plain))
-                if twin is None or not (plain.uses or self.g.is_output(plain)):
-                    continue
-                node = Node("ReorderOutput", [twin], [plain], {"block": self.b, "channels": plain.shape[1]},
-                            name=self.g.fresh_name("ReorderOutput"), domain="onnxc", opset=self.g.opset.get("onnxc", 1))
-                self.g.insert(node, after=twin.producer)
-        return len(self.converted)
+        return self.finish()
