@@ -44,7 +44,7 @@ from compiler.cpu import host_flags  # noqa: E402
 from compiler.kernels import qconv as QC  # noqa: E402
 from compiler.kernels import qgemm as Q  # noqa: E402
 from compiler.ops import nchwc as L  # noqa: E402
-from compiler.passes.layout.nchwc import winograd_tile  # noqa: E402
+from compiler.passes.layout.winograd import winograd_tile  # noqa: E402
 from compiler.resources import kernels_cdef  # noqa: E402
 
 # name: (C, H, W, M, K, stride, pad, group)

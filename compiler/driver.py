@@ -55,7 +55,7 @@ def cache_key(model_bytes: bytes, options: Dict) -> str:
     return h.hexdigest()[:24]
 
 
-# Values of the winograd compile option (read by the NCHWc layout pass, passes/layout/nchwc.py).
+# Values of the winograd compile option (read by the NCHWc layout pass, passes/layout/winograd.py).
 WINOGRAD_MODES = (0, 2, 4)
 
 

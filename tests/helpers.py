@@ -88,6 +88,22 @@ def check_c(nodes, feed, outputs, tmp_path, inits=None, opset=18, rtol=1e-5, ato
     return out
 
 
+def check_many(nodes, feed, inits, tmp_path, oracle="ort", rtol=1e-5, atol=1e-5, opset=19, out_dtype=None):
+    """Build one model with all ``nodes`` (one output each) and compare every output with
+    onnxruntime's (oracle="ort") or onnx.reference's."""
+    from onnx.reference import ReferenceEvaluator
+    ins = [(n, a.dtype, list(a.shape)) for n, a in feed.items()]
+    dt = out_dtype or list(feed.values())[0].dtype
+    outs = [(n.output[0], dt, None) for n in nodes]
+    model = make_model(nodes, ins, outs, inits, opset=opset)
+    ref = ort_run(model, feed) if oracle == "ort" else ReferenceEvaluator(model).run(None, feed)
+    got = compile_c(model, tmp_path / "o").run(None, feed)
+    for n, o, r in zip(nodes, got, ref):
+        what = f"{n.op_type} {n.name or n.output[0]} " + str({a.name: helper.get_attribute_value(a) for a in n.attribute})
+        assert o.shape == r.shape and o.dtype == r.dtype, what
+        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=what)
+
+
 def check_pass(model, pass_, feed, fires=True, rtol=1e-5, atol=1e-6, target="native", winograd=4):
     """Run one pass on ``model``'s IR and check the graph computes the same before and after.
 

@@ -12,15 +12,18 @@ class Refuse(Exception):
     """A configuration the C path does not implement; the message is the reason."""
 
 
+def why_refused(plan_fn, node) -> Optional[str]:
+    """The reason ``plan_fn(node)`` raises Refuse, or None when it plans the node."""
+    try:
+        plan_fn(node)
+    except Refuse as e:
+        return str(e)
+    return None
+
+
 def refusal(plan_fn):
     """check() built from a planning function that raises Refuse."""
-    def check(node):
-        try:
-            plan_fn(node)
-        except Refuse as e:
-            return str(e)
-        return None
-    return check
+    return lambda node: why_refused(plan_fn, node)
 
 
 def const_input(node, i, what: str) -> Optional[np.ndarray]:

@@ -1,5 +1,5 @@
-"""Image ops (Resize/Upsample, ConvTranspose, GridSample, AffineGrid, Col2Im, MaxUnpool, LpPool,
-GlobalLpPool, RoiAlign, MaxRoiPool) compiled to C, against onnxruntime.
+"""Image ops (Resize/Upsample, GridSample, AffineGrid, Col2Im, MaxUnpool, RoiAlign, MaxRoiPool)
+compiled to C, against onnxruntime (ConvTranspose and LpPool: test_nn_linalg_ops.py).
 
 Several configurations go into one model (one build) and every output is compared; where
 onnxruntime departs from the ONNX definition (noted per test), onnx.reference is the oracle.
@@ -11,23 +11,9 @@ from onnx import helper
 import onnxc
 from onnx.reference import ReferenceEvaluator
 
-from helpers import compile_c, make_model, ort_run
+from helpers import check_many, compile_c, make_model, ort_run
 
 RNG = np.random.default_rng(0)
-
-
-def check_many(nodes, feed, inits, tmp_path, oracle="ort", rtol=1e-5, atol=1e-5, opset=19, out_dtype=None):
-    """Build one model with all ``nodes`` (one output each) and compare every output."""
-    ins = [(n, a.dtype, list(a.shape)) for n, a in feed.items()]
-    dt = out_dtype or list(feed.values())[0].dtype
-    outs = [(n.output[0], dt, None) for n in nodes]
-    model = make_model(nodes, ins, outs, inits, opset=opset)
-    ref = ort_run(model, feed) if oracle == "ort" else ReferenceEvaluator(model).run(None, feed)
-    got = compile_c(model, tmp_path / "o").run(None, feed)
-    for n, o, r in zip(nodes, got, ref):
-        what = f"{n.op_type} {n.name or n.output[0]} " + str({a.name: helper.get_attribute_value(a) for a in n.attribute})
-        assert o.shape == r.shape and o.dtype == r.dtype, what
-        np.testing.assert_allclose(o, r, rtol=rtol, atol=atol, err_msg=what)
 
 
 def randn(*shape, dtype=np.float32):
@@ -170,51 +156,7 @@ def test_resize_runtime_scales_refused(tmp_path):
         compile_c(model, tmp_path / "o")
 
 
-# --- ConvTranspose / Col2Im -------------------------------------------------------------------
-CONV_T_CASES = [
-    dict(x=(1, 3, 5, 5), w=(3, 2, 3, 3)),
-    dict(x=(2, 4, 4, 5), w=(4, 3, 3, 2), strides=[2, 3], pads=[1, 0, 2, 1], output_padding=[1, 2]),
-    dict(x=(1, 6, 4, 4), w=(6, 2, 3, 3), group=3, strides=[2, 2], dilations=[2, 1]),
-    dict(x=(1, 4, 4, 4), w=(4, 1, 3, 3), group=4, strides=[2, 2], pads=[1, 1, 1, 1]),
-    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="SAME_UPPER"),
-    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="SAME_LOWER"),
-    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], auto_pad="VALID", output_padding=[1, 1]),
-    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[3, 2], output_shape=[9, 10]),
-    dict(x=(1, 2, 3, 4), w=(2, 3, 3, 3), strides=[2, 2], output_shape=[6, 8], auto_pad="SAME_UPPER"),
-    dict(x=(2, 3, 7), w=(3, 4, 3), strides=[3], pads=[1, 2], dilations=[2]),
-    dict(x=(1, 2, 3, 4, 3), w=(2, 2, 2, 3, 2), strides=[2, 1, 2], pads=[0, 1, 1, 1, 0, 0], group=2),
-    dict(x=(1, 8, 6, 6), w=(8, 4, 1, 1)),
-]
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_conv_transpose(bias, tmp_path):
-    nodes, inits, feed = [], {}, {}
-    for k, case in enumerate(CONV_T_CASES):
-        case = dict(case)
-        xs, ws = case.pop("x"), case.pop("w")
-        feed[f"x{k}"] = randn(*xs)
-        inits[f"w{k}"] = randn(*ws)
-        ins = [f"x{k}", f"w{k}"]
-        if bias:
-            inits[f"b{k}"] = randn(ws[1] * case.get("group", 1))
-            ins.append(f"b{k}")
-        nodes.append(helper.make_node("ConvTranspose", ins, [f"y{k}"], name=f"ct{k}", **case))
-    check_many(nodes, feed, inits, tmp_path, rtol=1e-4, atol=1e-5, opset=18)
-
-
-@pytest.mark.parametrize("attrs", [dict(output_shape=[5, 7]),  # smaller than the full output
-                                   dict(output_shape=[9, 11]),  # beyond full output + stride - 1
-                                   dict(output_shape=[8, 10], pads=[1, 1, 1, 1]),
-                                   dict(output_shape=[10, 12], auto_pad="SAME_UPPER")])
-def test_conv_transpose_refused(attrs, tmp_path):
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], **attrs)
-    model = make_model([node], [("x", np.float32, [1, 2, 3, 4])], [("y", np.float32, None)],
-                       {"w": randn(2, 3, 3, 3)})
-    with pytest.raises(NotImplementedError, match="ConvTranspose"):
-        compile_c(model, tmp_path / "o")
-
-
+# --- Col2Im -----------------------------------------------------------------------------------
 def test_col2im(tmp_path):
     cases = [(dict(), [5, 5], [2, 2], (2, 3 * 4, 16)),
              (dict(strides=[2, 1], pads=[1, 0, 1, 1], dilations=[1, 2]), [6, 5], [3, 2], (1, 2 * 6, 3 * 4)),
@@ -338,80 +280,6 @@ def test_maxunpool_with_output_shape(tmp_path):
     bad[1, 2, 1, 2] = 2 * 3 * 4 * 6  # inside the 5x7 output, outside the unpooled 4x6 shape
     with pytest.raises(onnxc.InputError, match=r"index 144 out of range \[0, 143\] .*at i\[1, 2, 1, 2\]$"):
         sess.run(None, {"x": x, "i": bad, "s": np.array([2, 3, 5, 7], np.int64)})
-
-
-LPPOOL_CASES = [dict(kernel_shape=[3, 3], p=2), dict(kernel_shape=[2, 3], p=1, strides=[2, 1], pads=[1, 0, 1, 2]),
-                dict(kernel_shape=[3, 3], p=3, auto_pad="SAME_UPPER", strides=[2, 2]),
-                dict(kernel_shape=[2, 2], p=4, dilations=[2, 1], ceil_mode=1, strides=[2, 2])]
-
-
-def test_lppool(tmp_path):
-    nodes = [helper.make_node("LpPool", ["x"], [f"y{k}"], **a) for k, a in enumerate(LPPOOL_CASES)]
-    nodes.append(helper.make_node("LpPool", ["x1"], ["z"], kernel_shape=[3], p=2, pads=[1, 1]))
-    nodes.append(helper.make_node("LpPool", ["x3"], ["w"], kernel_shape=[2, 2, 2], p=2, strides=[1, 2, 2]))
-    check_many(nodes, {"x": randn(2, 3, 7, 8), "x1": randn(1, 2, 9), "x3": randn(1, 2, 4, 5, 6)}, {}, tmp_path,
-               rtol=1e-5, atol=1e-5)
-
-
-GLOBAL_LPPOOL_CASES = [((2, 3, 7), 2), ((1, 4, 5, 6), 1), ((2, 2, 3, 4, 5), 3), ((1, 2, 2, 3, 2, 2), 2),
-                       ((3, 1, 1, 1), 4), ((0, 3, 4, 4), 2), ((2, 3, 0, 4), 2)]
-
-
-def _global_lppool_ref(x, p):
-    s = (np.abs(x.astype(np.float64)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
-    return s ** (1.0 / p)
-
-
-def test_global_lppool(tmp_path):
-    """GlobalLpPool-22, which neither onnxruntime (opset 2 only) nor onnx.reference runs: C-only
-    against numpy float64; spatial ranks 1 to 4, p 1 to 4, an empty batch and an empty window
-    (the norm of no elements, 0); large and tiny values (sums in double: no overflow of |x|^p)."""
-    feed, nodes, outs = {}, [], []
-    for k, (shape, p) in enumerate(GLOBAL_LPPOOL_CASES):
-        x = (RNG.standard_normal(shape) * 3).astype(np.float32)
-        if k == 1:
-            x.reshape(-1)[:3] = [3e38, -1e-30, 0.0]
-        feed[f"x{k}"] = x
-        nodes.append(helper.make_node("GlobalLpPool", [f"x{k}"], [f"y{k}"], p=p))
-        outs.append((f"y{k}", np.float32, None))
-    model = make_model(nodes, [(n, np.float32, list(a.shape)) for n, a in feed.items()], outs, opset=22)
-    got = compile_c(model, tmp_path / "o").run(None, feed)
-    for (shape, p), x, g in zip(GLOBAL_LPPOOL_CASES, feed.values(), got):
-        ref = _global_lppool_ref(x, p)
-        assert g.shape == ref.shape and g.dtype == np.float32
-        np.testing.assert_allclose(g, ref.astype(np.float32), rtol=1e-6, atol=0)
-
-
-def test_global_lppool_against_onnxruntime_opset2(tmp_path):
-    x = RNG.standard_normal((2, 5, 6, 7)).astype(np.float32)
-    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"], p=3)], [("x", np.float32, [2, 5, 6, 7])],
-                       [("y", np.float32, [2, 5, 1, 1])], opset=2)
-    np.testing.assert_allclose(compile_c(model, tmp_path / "o").run(None, {"x": x})[0], ort_run(model, {"x": x})[0],
-                               rtol=1e-5)
-
-
-@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"])
-def test_global_lppool_narrow_types(dtype, tmp_path):
-    """float16/bfloat16 through the float32 twin: each output rounded once from float32."""
-    import ml_dtypes
-    dt = np.dtype(ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
-    x = RNG.standard_normal((2, 3, 4, 5)).astype(dt)
-    model = make_model([helper.make_node("GlobalLpPool", ["x"], ["y"])], [("x", dt, [2, 3, 4, 5])],
-                       [("y", dt, [2, 3, 1, 1])], opset=22)
-    got = compile_c(model, tmp_path / "o").run(None, {"x": x})[0]
-    assert got.dtype == dt
-    ref = _global_lppool_ref(x.astype(np.float32), 2).astype(np.float32).astype(dt)
-    np.testing.assert_array_equal(got.astype(np.float32), ref.astype(np.float32))
-
-
-@pytest.mark.parametrize("shape,p,msg", [((2, 3), 2, r"expected rank >= 3"), ((1, 2, 3), 0, r"attribute p is 0")])
-def test_global_lppool_invalid(shape, p, msg, tmp_path):
-    node = helper.make_node("GlobalLpPool", ["x"], ["y"], p=p, name="glp")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, list(shape))],
-                              [helper.make_tensor_value_info("y", 1, list(shape[:2]) + [1] * (len(shape) - 2))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
-    with pytest.raises(onnxc.ModelError, match=r"node 'glp' \(GlobalLpPool\): .*" + msg):
-        onnxc.compile(model, output_dir=tmp_path / "o")
 
 
 # --- RoiAlign ---------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from onnx import helper
 
 from helpers import check_levels, check_pass, make_model
-from onnxc.passes.layout.nchwc import NchwcGatherFold, NchwcLayout
+from onnxc.passes.layout.nchwc import NchwcLayout
+from onnxc.passes.layout.nchwc_gather_fold import NchwcGatherFold
 from onnxc.passes.capability import using
 from onnxc.providers import CProvider
 from onnxc.cpu import runnable_float_isas
@@ -580,7 +581,7 @@ def conv_kinds(g):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_winograd_where_it_pays(target):
-    from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
+    from onnxc.passes.layout.winograd import WINOGRAD_MIN_SIZE
     assert 36 * 64 * 23 * 25 >= WINOGRAD_MIN_SIZE
     model, feed = winograd_net()
     g, _ = run_pass(model, feed, target=target)
@@ -604,13 +605,13 @@ def test_winograd_tile_rule(mode):
     convs = ops(g, "NchwcConv")
     assert [n.attrs.get("tile") for n in convs] == ([2, 2] if mode == 2 else [4, 2])
     assert convs[0].inputs[1].shape[0] == (16 if mode == 2 else 36)
-    from onnxc.passes.layout.nchwc import winograd_tile
+    from onnxc.passes.layout.winograd import winograd_tile
     assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 7, 7), mode) == 2  # 144 MB of U for 4 tiles
     assert winograd_tile(512, 512, 1, [3, 3], [1, 1], [1, 1], (1, 512, 14, 14), mode) == (2 if mode == 2 else 4)
 
 
 def test_winograd_not_below_the_size_rule_or_when_disabled(tmp_path):
-    from onnxc.passes.layout.nchwc import WINOGRAD_MIN_SIZE
+    from onnxc.passes.layout.winograd import WINOGRAD_MIN_SIZE
     net = Net((1, 16, 12, 12))
     a = net.conv("x", 16, 24)  # 55k: the transforms do not pay
     model, feed = net.model([a])

@@ -20,8 +20,6 @@ tests/passes/test_int8_nhwc.py).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import numpy as np
 
 from ...ir import Node
@@ -30,6 +28,7 @@ from ...ops.nn import resolve_pads
 from ...ops.quant_conv import MS, to_nhwc
 from ..manager import Pass, PassResult, register
 from ..util import c_supported
+from .region import RegionRewriter
 
 QTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
@@ -40,26 +39,22 @@ def _image(v) -> bool:
     return v is not None and v.dtype in QTYPES and v.is_static and len(v.shape) == 4
 
 
-class _Rewriter:
-    def __init__(self, graph):
-        self.g = graph
-        self.twin: Dict[int, object] = {}  # id(NCHW value) -> its NHWC twin
-        self.transposed: Dict[int, object] = {}  # id(NCHW value) -> its Transpose [0, 2, 3, 1] output
-        self.converted: List[tuple] = []  # (old node, {id(old output): NHWC output})
-        self.details: List[str] = []
+class _Rewriter(RegionRewriter):
+    """Twins: NHWC values; borders: Transpose [0, 2, 3, 1] in and [0, 3, 1, 2] out."""
+    suffix = "_nhwc"
 
-    def nhwc_input(self, v, before):
-        """The NHWC form of NCHW ``v``: its twin, a transposed constant or a (shared) Transpose."""
-        if id(v) in self.twin:
-            return self.twin[id(v)]
-        if v.is_const:
-            return self.g.add_const(np.ascontiguousarray(np.transpose(v.const, TO_NHWC)), v.name + "_nhwc")
-        if id(v) not in self.transposed:
-            out = self.g.new_value(v.name + "_nhwc", v.dtype, to_nhwc(v.shape))
-            self.g.add_node("Transpose", [v], attrs={"perm": list(TO_NHWC)}, outputs=[out], before=before,
-                            name=(v.name or "x") + "_to_nhwc")
-            self.transposed[id(v)] = out
-        return self.transposed[id(v)]
+    def const_in(self, array):
+        return np.ascontiguousarray(np.transpose(array, TO_NHWC))
+
+    def enter(self, v, before):
+        out = self.g.new_value(v.name + "_nhwc", v.dtype, to_nhwc(v.shape))
+        self.g.add_node("Transpose", [v], attrs={"perm": list(TO_NHWC)}, outputs=[out], before=before,
+                        name=(v.name or "x") + "_to_nhwc")
+        return out
+
+    def leave(self, twin, plain):
+        return Node("Transpose", [twin], [plain], {"perm": list(TO_NCHW)},
+                    name=self.g.fresh_name(plain.name + "_to_nchw"), opset=self.g.opset.get("", 1))
 
     def emit(self, old, op_type, domain, inputs, attrs) -> bool:
         """Insert the NHWC node before ``old`` if C claims it (its one output NHWC)."""
@@ -71,10 +66,7 @@ class _Rewriter:
         if not c_supported(node):
             node.detach_inputs()
             return False
-        self.g.insert(node, before=old)
-        self.converted.append((old, {id(y): out}))
-        self.twin[id(y)] = out
-        self.details.append(old.label)
+        self.replace(old, [node], {id(y): out})
         return True
 
     # --- the ops -----------------------------------------------------------------------------
@@ -82,7 +74,7 @@ class _Rewriter:
         x, y = node.inputs[0], node.outputs[0]
         if not (_image(x) and _image(y)) or len(node.outputs) != 1:
             return False
-        ins = [self.nhwc_input(x, node)] + list(node.inputs[1:])
+        ins = [self.region_input(x, node)] + list(node.inputs[1:])
         attrs = dict(node.attrs, channels_last=1)
         return self.emit(node, "QLinearConv", MS, ins, attrs)
 
@@ -98,7 +90,7 @@ class _Rewriter:
             if v is None or not v.is_static:
                 return False
             if tuple(v.shape) == tuple(y.shape):
-                ins[i] = self.nhwc_input(v, node)
+                ins[i] = self.region_input(v, node)
             elif int(np.prod(v.shape)) != 1:
                 return False
         return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs))
@@ -107,7 +99,7 @@ class _Rewriter:
         x, y = node.inputs[0], node.outputs[0]
         if not (_image(x) and _image(y)) or node.attrs.get("channels_last", 0):
             return False
-        ins = [self.nhwc_input(x, node)] + list(node.inputs[1:])
+        ins = [self.region_input(x, node)] + list(node.inputs[1:])
         return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs, channels_last=1))
 
     def maxpool(self, node) -> bool:
@@ -121,7 +113,7 @@ class _Rewriter:
         b, e = resolve_pads(node, list(x.shape[2:]), k, s, d)
         attrs = {"kernel_shape": k, "strides": s, "dilations": d, "pads": [int(v) for v in list(b) + list(e)],
                  "ceil_mode": int(get_attr(node, "ceil_mode", 0))}
-        return self.emit(node, "NhwcMaxPool", MS, [self.nhwc_input(x, node)], attrs)
+        return self.emit(node, "NhwcMaxPool", MS, [self.region_input(x, node)], attrs)
 
     def concat(self, node) -> bool:
         """QLinearConcat (Y_scale, Y_zp, then X, X_scale, X_zp per input) on channels."""
@@ -133,7 +125,7 @@ class _Rewriter:
             if not _image(ins[i]):
                 return False
         for i in range(2, len(ins), 3):
-            ins[i] = self.nhwc_input(ins[i], node)
+            ins[i] = self.region_input(ins[i], node)
         return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs, axis=3))
 
     def convert(self, node) -> bool:
@@ -154,23 +146,7 @@ class _Rewriter:
     def run(self) -> int:
         for node in list(self.g.nodes):
             self.convert(node)
-        for out in self.transposed.values():  # made for a node C then refused
-            if not out.uses:
-                self.g.remove_node(out.producer)
-        if not self.converted:
-            return 0
-        for old, _ in self.converted:
-            self.g.remove_node(old)
-        # borders: one Transpose back per NHWC value still read as NCHW (or a graph output)
-        for old, outs in self.converted:
-            for plain in old.outputs:
-                twin = outs.get(id(plain))
-                if twin is None or not (plain.uses or self.g.is_output(plain)):
-                    continue
-                node = Node("Transpose", [twin], [plain], {"perm": list(TO_NCHW)},
-                            name=self.g.fresh_name(plain.name + "_to_nchw"), opset=self.g.opset.get("", 1))
-                self.g.insert(node, after=twin.producer)
-        return len(self.converted)
+        return self.finish()
 
 
 @register

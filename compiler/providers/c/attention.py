@@ -19,6 +19,7 @@ import numpy as np
 
 from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
+from ...ops.plan import Refuse, refusal, why_refused
 from .registry import c_kernel
 
 F32 = np.dtype(np.float32)
@@ -26,10 +27,6 @@ _TILE_ROWS = 64          # query rows per task (one sgemm tile)
 _TILE_FLOATS = 1 << 18   # cap of one task's score tile, in floats (long key sequences get fewer rows)
 _MAX_SLOTS = 16          # scratch tiles = tasks that can run at once
 _MAX_WINDOW = 1 << 30    # larger sliding windows are refused (see ATTN_NONPAD_MAX in the C)
-
-
-class _Refuse(Exception):
-    pass
 
 
 
@@ -40,10 +37,10 @@ def _heads_view(shape, heads: Optional[int], what: str) -> Tuple[int, int, int, 
         B, H, S, w = shape
         return B, H, S, w, [H * S * w, S * w, w]
     if heads is None or heads <= 0:
-        raise _Refuse(f"3-D {what} needs q_num_heads and kv_num_heads")
+        raise Refuse(f"3-D {what} needs q_num_heads and kv_num_heads")
     B, S, hidden = shape
     if hidden % heads:
-        raise _Refuse(f"{what} hidden size {hidden} is not a multiple of {heads} heads")
+        raise Refuse(f"{what} hidden size {hidden} is not a multiple of {heads} heads")
     w = hidden // heads
     return B, heads, S, w, [S * hidden, w, hidden]
 
@@ -88,69 +85,69 @@ def _attn_geometry(node) -> _Attn:
     mask, past_k, past_v, nonpad = (node.input(i) for i in (3, 4, 5, 6))
     for name, x in (("Q", q), ("K", k), ("V", v), ("past_key", past_k), ("past_value", past_v)):
         if x is not None and x.dtype != F32:
-            raise _Refuse(f"{name} has dtype {x.dtype}; the C Attention is float32 only")
+            raise Refuse(f"{name} has dtype {x.dtype}; the C Attention is float32 only")
     for i in (0, 1, 2, 3):
         if node.output_read(i) and node.outputs[i].dtype != F32:
-            raise _Refuse(f"output {i} has dtype {node.outputs[i].dtype}; float32 only")
+            raise Refuse(f"output {i} has dtype {node.outputs[i].dtype}; float32 only")
     rank = len(q.shape)
     if rank not in (3, 4) or len(k.shape) != rank or len(v.shape) != rank:
-        raise _Refuse("Q, K and V must all be 3-D or all 4-D")
+        raise Refuse("Q, K and V must all be 3-D or all 4-D")
     qh, kvh = get_attr(node, "q_num_heads", None), get_attr(node, "kv_num_heads", None)
     if rank == 4 and (qh is not None or kvh is not None):
         if node.opset >= 25:
-            raise _Refuse("q_num_heads/kv_num_heads given with 4-D inputs (invalid from opset 25)")
+            raise Refuse("q_num_heads/kv_num_heads given with 4-D inputs (invalid from opset 25)")
         if (qh is not None and qh != q.shape[1]) or (kvh is not None and kvh != k.shape[1]):
-            raise _Refuse("q_num_heads/kv_num_heads disagree with the 4-D input shapes")
+            raise Refuse("q_num_heads/kv_num_heads disagree with the 4-D input shapes")
     B, Hq, Sq, D, q_str = _heads_view(q.shape, qh, "Q")
     Bk, Hkv, Skv, Dk, k_str = _heads_view(k.shape, kvh, "K")
     Bv, Hv, Sv, Dv, v_str = _heads_view(v.shape, kvh, "V")
     if not (B == Bk == Bv) or Dk != D or Sv != Skv or Hv != Hkv:
-        raise _Refuse(f"inconsistent Q/K/V shapes {q.shape} {k.shape} {v.shape}")
+        raise Refuse(f"inconsistent Q/K/V shapes {q.shape} {k.shape} {v.shape}")
     if Hq % Hkv:
-        raise _Refuse(f"{Hq} query heads are not a multiple of {Hkv} KV heads")
+        raise Refuse(f"{Hq} query heads are not a multiple of {Hkv} KV heads")
     if min(B, Hq, Sq, D, Skv, Dv) <= 0:
-        raise _Refuse("empty Q/K/V")
+        raise Refuse("empty Q/K/V")
     if (past_k is None) != (past_v is None):
-        raise _Refuse("past_key and past_value must be given together")
+        raise Refuse("past_key and past_value must be given together")
     P = 0
     if past_k is not None:
         P = past_k.shape[2] if len(past_k.shape) == 4 else -1
         if tuple(past_k.shape) != (B, Hkv, P, D) or tuple(past_v.shape) != (B, Hkv, P, Dv):
-            raise _Refuse(f"past_key/past_value shapes {past_k.shape}/{past_v.shape} do not match K/V")
+            raise Refuse(f"past_key/past_value shapes {past_k.shape}/{past_v.shape} do not match K/V")
         if nonpad is not None:
-            raise _Refuse("nonpad_kv_seqlen cannot be combined with past_key/past_value")
+            raise Refuse("nonpad_kv_seqlen cannot be combined with past_key/past_value")
     T = P + Skv
     if nonpad is not None and (nonpad.dtype != np.int64 or tuple(nonpad.shape) != (B,)):
-        raise _Refuse(f"nonpad_kv_seqlen must be int64 [{B}]")
+        raise Refuse(f"nonpad_kv_seqlen must be int64 [{B}]")
 
     # outputs: shapes as the spec defines them (inferred shapes must agree)
     want = {0: (B, Sq, Hq * Dv) if rank == 3 else (B, Hq, Sq, Dv), 1: (B, Hkv, T, D),
             2: (B, Hkv, T, Dv), 3: (B, Hq, Sq, T)}
     for i, shape in want.items():
         if node.output_read(i) and tuple(node.outputs[i].shape) != shape:
-            raise _Refuse(f"output {i} has shape {node.outputs[i].shape}, expected {shape}")
+            raise Refuse(f"output {i} has shape {node.outputs[i].shape}, expected {shape}")
     y_str = [Hq * Sq * Dv, Sq * Dv, Dv] if rank == 4 else [Sq * Hq * Dv, Dv, Hq * Dv]
 
     scale = get_attr(node, "scale", None)
     if scale is None:
         scale = 1.0 / np.sqrt(D)
     if scale < 0:
-        raise _Refuse(f"negative scale {scale} (the spec applies sqrt(scale) to Q and K)")
+        raise Refuse(f"negative scale {scale} (the spec applies sqrt(scale) to Q and K)")
     s = np.float32(np.sqrt(np.float64(scale)))  # as the reference: sqrt in double, cast to T1
     softcap = float(get_attr(node, "softcap", 0.0) or 0.0)
     if softcap < 0:
-        raise _Refuse(f"negative softcap {softcap}")
+        raise Refuse(f"negative softcap {softcap}")
     mode = int(get_attr(node, "qk_matmul_output_mode", 0) or 0)
     if mode not in (0, 1, 2, 3):
-        raise _Refuse(f"qk_matmul_output_mode {mode} not in 0..3")
+        raise Refuse(f"qk_matmul_output_mode {mode} not in 0..3")
     prec = get_attr(node, "softmax_precision", None)
     if prec not in (None, 1, 11):
-        raise _Refuse(f"softmax_precision {prec} (only FLOAT and DOUBLE are implemented)")
+        raise Refuse(f"softmax_precision {prec} (only FLOAT and DOUBLE are implemented)")
     left = int(get_attr(node, "left_window_size", -1))
     right = int(get_attr(node, "right_window_size", -1))
     for name, w in (("left_window_size", left), ("right_window_size", right)):
         if w < -1 or w > _MAX_WINDOW:
-            raise _Refuse(f"{name} {w} outside [-1, 2^30]")
+            raise Refuse(f"{name} {w} outside [-1, 2^30]")
 
     mask_kind, mask_len, mask_str = 0, 0, [0, 0, 0]
     if mask is not None:
@@ -159,17 +156,17 @@ def _attn_geometry(node) -> _Attn:
         elif mask.dtype == F32:
             mask_kind = 2
         else:
-            raise _Refuse(f"attn_mask dtype {mask.dtype} (bool or the query's float type expected)")
+            raise Refuse(f"attn_mask dtype {mask.dtype} (bool or the query's float type expected)")
         mshape = list(mask.shape)
         if not 1 <= len(mshape) <= 4:
-            raise _Refuse(f"attn_mask rank {len(mshape)}")
+            raise Refuse(f"attn_mask rank {len(mshape)}")
         mask_len = mshape[-1]
         if not 1 <= mask_len <= T:
-            raise _Refuse(f"attn_mask last dim {mask_len} not in [1, {T}] (total key length)")
+            raise Refuse(f"attn_mask last dim {mask_len} not in [1, {T}] (total key length)")
         full = [1] * (4 - len(mshape)) + mshape
         for d, t in zip(full[:3], (B, Hq, Sq)):
             if d not in (1, t):
-                raise _Refuse(f"attn_mask shape {tuple(mshape)} does not broadcast to {(B, Hq, Sq, T)}")
+                raise Refuse(f"attn_mask shape {tuple(mshape)} does not broadcast to {(B, Hq, Sq, T)}")
         cs = contiguous_strides(full)
         mask_str = [0 if d == 1 else st for d, st in zip(full[:3], cs[:3])]
 
@@ -181,14 +178,6 @@ def _attn_geometry(node) -> _Attn:
                  mode, int(prec == 11), tile_rows, min(tasks, _MAX_SLOTS))
 
 
-def _attn_check(node) -> Optional[str]:
-    try:
-        _attn_geometry(node)
-    except _Refuse as e:
-        return str(e)
-    return None
-
-
 def _attn_scratch(node) -> int:
     return _attn_geometry(node).scratch_floats() * 4
 
@@ -197,7 +186,7 @@ def _arr(xs) -> str:
     return "{" + ", ".join(str(int(x)) for x in xs) + "}"
 
 
-@c_kernel("Attention", check=_attn_check, scratch=_attn_scratch)
+@c_kernel("Attention", check=refusal(_attn_geometry), scratch=_attn_scratch)
 def attention(node, ctx):
     a = _attn_geometry(node)
     f = lambda x: ctx.lit(x, np.float32)  # noqa: E731
@@ -242,11 +231,11 @@ class _Rope:
 def _bcast_strides(shape, target, what) -> List[int]:
     """Element strides of ``shape`` right-aligned onto ``target`` (0 along broadcast dims)."""
     if len(shape) > len(target):
-        raise _Refuse(f"{what} shape {tuple(shape)} does not broadcast to {tuple(target)}")
+        raise Refuse(f"{what} shape {tuple(shape)} does not broadcast to {tuple(target)}")
     full = [1] * (len(target) - len(shape)) + list(shape)
     for d, t in zip(full, target):
         if d not in (1, t):
-            raise _Refuse(f"{what} shape {tuple(shape)} does not broadcast to {tuple(target)}")
+            raise Refuse(f"{what} shape {tuple(shape)} does not broadcast to {tuple(target)}")
     cs = contiguous_strides(full)
     return [0 if d == 1 and t != 1 else s for d, t, s in zip(full, target, cs)]
 
@@ -255,34 +244,34 @@ def _rope_geometry(node) -> _Rope:
     x, cos, sin, pos = node.inputs[0], node.inputs[1], node.inputs[2], node.input(3)
     y = node.outputs[0]
     if x.dtype not in (F32, np.dtype(np.float64)):
-        raise _Refuse(f"dtype {x.dtype} (float32 and float64 only)")
+        raise Refuse(f"dtype {x.dtype} (float32 and float64 only)")
     if any(v.dtype != x.dtype for v in (cos, sin, y)):
-        raise _Refuse("input, caches and output must share one dtype")
+        raise Refuse("input, caches and output must share one dtype")
     if tuple(y.shape) != tuple(x.shape):
-        raise _Refuse(f"output shape {y.shape} differs from the input's {x.shape}")
+        raise Refuse(f"output shape {y.shape} differs from the input's {x.shape}")
     if len(x.shape) == 4:
         B, H, S, D = x.shape
         x_str = [H * S * D, S * D, D]
     elif len(x.shape) == 3:
         heads = get_attr(node, "num_heads", None)
         if not heads or x.shape[2] % heads:
-            raise _Refuse("3-D input needs num_heads dividing the hidden size")
+            raise Refuse("3-D input needs num_heads dividing the hidden size")
         B, S, hidden = x.shape
         H, D = heads, hidden // heads
         x_str = [S * hidden, D, hidden]
     else:
-        raise _Refuse(f"input rank {len(x.shape)} (3 or 4 expected)")
+        raise Refuse(f"input rank {len(x.shape)} (3 or 4 expected)")
     rd = int(get_attr(node, "rotary_embedding_dim", 0) or 0) or D
     if rd % 2 or not 0 < rd <= D:
-        raise _Refuse(f"rotary_embedding_dim {rd} must be even and at most the head size {D}")
+        raise Refuse(f"rotary_embedding_dim {rd} must be even and at most the head size {D}")
     half = rd // 2
     if tuple(cos.shape) != tuple(sin.shape) or not cos.shape or cos.shape[-1] != half:
-        raise _Refuse(f"cos/sin caches {cos.shape}/{sin.shape} must agree and end in {half}")
+        raise Refuse(f"cos/sin caches {cos.shape}/{sin.shape} must agree and end in {half}")
     if pos is not None:
         if pos.dtype != np.int64:
-            raise _Refuse(f"position_ids dtype {pos.dtype}")
+            raise Refuse(f"position_ids dtype {pos.dtype}")
         if len(cos.shape) != 2:
-            raise _Refuse("with position_ids the caches must be 2-D [max_position, rotary_dim/2]")
+            raise Refuse("with position_ids the caches must be 2-D [max_position, rotary_dim/2]")
         return _Rope(B, H, S, D, rd, x_str, cos.shape[0], [0, 0], _bcast_strides(pos.shape, (B, S), "position_ids"))
     st = _bcast_strides(cos.shape[:-1], (B, S), "cos/sin cache")
     return _Rope(B, H, S, D, rd, x_str, 0, [s * half for s in st], [0, 0])
@@ -291,11 +280,7 @@ def _rope_geometry(node) -> _Rope:
 def _rope_check(node) -> Optional[str]:
     if min(node.inputs[0].shape or (0,)) <= 0:
         return "empty input"
-    try:
-        _rope_geometry(node)
-    except _Refuse as e:
-        return str(e)
-    return None
+    return why_refused(_rope_geometry, node)
 
 
 @c_kernel("RotaryEmbedding", check=_rope_check)
@@ -469,56 +454,48 @@ def _linear_geometry(node) -> _Linear:
     past, decay, beta = node.input(3), node.input(4), node.input(5)
     for x in (q, k, v, past, decay, beta) + tuple(node.outputs[:2]):
         if x is not None and x.dtype != F32:
-            raise _Refuse(f"dtype {x.dtype} of '{x.name}' (float32 only: the reference computes in float32)")
+            raise Refuse(f"dtype {x.dtype} of '{x.name}' (float32 only: the reference computes in float32)")
     rule = get_attr(node, "update_rule", "gated_delta")
     if isinstance(rule, bytes):
         rule = rule.decode()
     if rule not in ("linear", "gated", "delta", "gated_delta"):
-        raise _Refuse(f"update_rule '{rule}'")
+        raise Refuse(f"update_rule '{rule}'")
     gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
     Hq, Hkv = get_attr(node, "q_num_heads", None), get_attr(node, "kv_num_heads", None)
     if not Hq or not Hkv or Hq <= 0 or Hkv <= 0 or Hq % Hkv:
-        raise _Refuse("q_num_heads must be a positive multiple of kv_num_heads (both required)")
+        raise Refuse("q_num_heads must be a positive multiple of kv_num_heads (both required)")
     if gating != (decay is not None) or delta != (beta is not None):
-        raise _Refuse(f"update_rule '{rule}' needs decay {'given' if gating else 'absent'} and beta "
+        raise Refuse(f"update_rule '{rule}' needs decay {'given' if gating else 'absent'} and beta "
                       f"{'given' if delta else 'absent'}")
     if any(len(x.shape) != 3 for x in (q, k, v)):
-        raise _Refuse("query, key and value must be 3-D [B, T, H*D]")
+        raise Refuse("query, key and value must be 3-D [B, T, H*D]")
     B, T, qh = q.shape
     if qh % Hq or k.shape[2] % Hkv or v.shape[2] % Hkv:
-        raise _Refuse("hidden sizes are not multiples of the head counts")
+        raise Refuse("hidden sizes are not multiples of the head counts")
     dk, dv = qh // Hq, v.shape[2] // Hkv
     if tuple(k.shape) != (B, T, Hkv * dk) or tuple(v.shape[:2]) != (B, T):
-        raise _Refuse(f"key {k.shape} / value {v.shape} do not match query {q.shape}")
+        raise Refuse(f"key {k.shape} / value {v.shape} do not match query {q.shape}")
     if min(B, T, dk, dv) <= 0:
-        raise _Refuse("empty tensors")
+        raise Refuse("empty tensors")
     if past is not None and tuple(past.shape) != (B, Hkv, dk, dv):
-        raise _Refuse(f"past_state shape {past.shape}, expected {(B, Hkv, dk, dv)}")
+        raise Refuse(f"past_state shape {past.shape}, expected {(B, Hkv, dk, dv)}")
     per_dim = False
     if decay is not None:
         if len(decay.shape) != 3 or tuple(decay.shape[:2]) != (B, T) or decay.shape[2] not in (Hkv, Hkv * dk):
-            raise _Refuse(f"decay shape {decay.shape}, expected ({B}, {T}, {Hkv} or {Hkv * dk})")
+            raise Refuse(f"decay shape {decay.shape}, expected ({B}, {T}, {Hkv} or {Hkv * dk})")
         per_dim = decay.shape[2] != Hkv
     per_head = False
     if beta is not None:
         if len(beta.shape) != 3 or tuple(beta.shape[:2]) != (B, T) or beta.shape[2] not in (Hkv, 1):
-            raise _Refuse(f"beta shape {beta.shape}, expected ({B}, {T}, {Hkv} or 1)")
+            raise Refuse(f"beta shape {beta.shape}, expected ({B}, {T}, {Hkv} or 1)")
         per_head = beta.shape[2] == Hkv and Hkv != 1
     if tuple(node.outputs[0].shape) != (B, T, Hq * dv):
-        raise _Refuse(f"output shape {node.outputs[0].shape}")
+        raise Refuse(f"output shape {node.outputs[0].shape}")
     if len(node.outputs) < 2 or tuple(node.outputs[1].shape) != (B, Hkv, dk, dv):
-        raise _Refuse("present_state shape disagrees with the spec")
+        raise Refuse("present_state shape disagrees with the spec")
     scale = get_attr(node, "scale", 0.0) or 0.0
     scale = float(1.0 / np.sqrt(dk)) if scale == 0.0 else float(scale)
     return _Linear(B, T, Hq, Hkv, dk, dv, gating, delta, per_dim, per_head, scale)
-
-
-def _linear_check(node) -> Optional[str]:
-    try:
-        _linear_geometry(node)
-    except _Refuse as e:
-        return str(e)
-    return None
 
 
 def _linear_scratch(node) -> int:
@@ -526,7 +503,7 @@ def _linear_scratch(node) -> int:
     return g.B * g.Hkv * g.dv * 4 if g.delta else 0
 
 
-@c_kernel("LinearAttention", check=_linear_check, scratch=_linear_scratch)
+@c_kernel("LinearAttention", check=refusal(_linear_geometry), scratch=_linear_scratch)
 def linear_attention(node, ctx):
     """Sequential recurrence per (batch, KV head); the state lives in present_state."""
     g = _linear_geometry(node)

@@ -11,6 +11,7 @@ import numpy as np
 from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
 from ...ops.fused_transformer import mha_geometry
+from ...ops.plan import Refuse
 from .linalg import _pack_worthwhile, sgemm_epilogue, sgemm_packed_call
 from .registry import c_kernel
 
@@ -142,31 +143,27 @@ def layer_norm(node, ctx):
 
 
 # --- MultiHeadAttention -------------------------------------------------------------------------
-class _Refuse(Exception):
-    pass
-
-
 def _mha_params(node):
     x, w, bias, mask = node.inputs[0], node.inputs[1], node.input(2), node.input(3)
     if len(x.shape) != 3 or len(w.shape) != 2:
-        raise _Refuse("X must be 3-D and W 2-D")
+        raise Refuse("X must be 3-D and W 2-D")
     H = int(get_attr(node, "num_heads", 0) or 0)
     if H <= 0 or w.shape[1] % (3 * H):
-        raise _Refuse(f"W has {w.shape[1]} columns, not 3 * num_heads ({H}) * head size")
+        raise Refuse(f"W has {w.shape[1]} columns, not 3 * num_heads ({H}) * head size")
     B, S, E, H, D, seq_first = mha_geometry(node)
     if w.shape[0] != E or min(B, S, E, D) <= 0:
-        raise _Refuse(f"W shape {w.shape} does not match X {x.shape}")
+        raise Refuse(f"W shape {w.shape} does not match X {x.shape}")
     if bias is not None and tuple(bias.shape) != (3 * H * D,):
-        raise _Refuse(f"bias shape {bias.shape}, expected ({3 * H * D},)")
+        raise Refuse(f"bias shape {bias.shape}, expected ({3 * H * D},)")
     mask_str = [0, 0, 0, 0]
     if mask is not None:
         ms = list(mask.shape)
         if len(ms) > 4:
-            raise _Refuse(f"mask rank {len(ms)} > 4")
+            raise Refuse(f"mask rank {len(ms)} > 4")
         full = [1] * (4 - len(ms)) + ms
         for d, t in zip(full, (B, H, S, S)):
             if d not in (1, t):
-                raise _Refuse(f"mask shape {tuple(ms)} does not broadcast to {(B, H, S, S)}")
+                raise Refuse(f"mask shape {tuple(ms)} does not broadcast to {(B, H, S, S)}")
         mask_str = [0 if d == 1 else s for d, s in zip(full, contiguous_strides(full))]
     tile_rows = max(1, min(S, _TILE_ROWS, _TILE_FLOATS // S))
     tasks = B * H * -(-S // tile_rows)
@@ -182,7 +179,7 @@ def _mha_check(node) -> Optional[str]:
         return reason
     try:
         p = _mha_params(node)
-    except _Refuse as e:
+    except Refuse as e:
         return str(e)
     want = (p["S"], p["B"], p["H"] * p["D"]) if p["seq_first"] else (p["B"], p["S"], p["H"] * p["D"])
     if tuple(node.outputs[0].shape) != want:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...codegen.loops import contiguous_strides
 from ...ops import get_attr
-from ...ops.plan import Refuse, const_input, refusal
+from ...ops.plan import Refuse, const_input, refusal, why_refused
 from ...ops.resize import FLOATS, resize_plan
 from .nn import arr3
 from .registry import c_kernel
@@ -20,11 +20,7 @@ from .registry import c_kernel
 def _resize_check(node):
     if len(node.inputs[0].shape) == 0:
         return "scalar input"
-    try:
-        resize_plan(node)
-    except Refuse as e:
-        return str(e)
-    return None
+    return why_refused(resize_plan, node)
 
 
 @c_kernel("Resize", "Upsample", check=_resize_check)

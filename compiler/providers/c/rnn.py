@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ...ops import get_attr
+from ...ops.plan import Refuse
 from .registry import c_kernel
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
@@ -45,10 +46,6 @@ MS = "com.microsoft"
 QLSTM = "DynamicQuantizeLSTM"
 
 
-class Refused(Exception):
-    pass
-
-
 def _cell(node) -> str:
     return "LSTM" if node.op_type == QLSTM else node.op_type
 
@@ -57,7 +54,7 @@ def _dirs(node) -> Tuple[int, bool]:
     """(num_directions, reverse)."""
     direction = get_attr(node, "direction", "forward")
     if direction not in ("forward", "reverse", "bidirectional"):
-        raise Refused(f"unknown direction '{direction}'")
+        raise Refuse(f"unknown direction '{direction}'")
     return (2 if direction == "bidirectional" else 1), direction == "reverse"
 
 
@@ -71,10 +68,10 @@ def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
     if node.op_type == "RNN" and dirs == 1 and len(names) == 2:
         names = names[:1]  # the schema's own default is [Tanh, Tanh]; onnxruntime uses the first
     if len(names) != per_dir * dirs:
-        raise Refused(f"{len(names)} activations given, expected {per_dir * dirs}")
+        raise Refuse(f"{len(names)} activations given, expected {per_dir * dirs}")
     unknown = [n for n in names if n not in ACTS]
     if unknown:
-        raise Refused(f"unknown activation(s) {unknown}")
+        raise Refuse(f"unknown activation(s) {unknown}")
     alphas = [float(a) for a in node.attrs.get("activation_alpha", None) or []]
     betas = [float(b) for b in node.attrs.get("activation_beta", None) or []]
     n_alpha = sum(ACTS[n][1] for n in names)
@@ -82,9 +79,9 @@ def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
     # consumed in order by the activations that take them: unambiguous only when the counts match
     # (a list with one value per activation could also mean positional; refuse rather than guess)
     if alphas and len(alphas) != n_alpha:
-        raise Refused(f"activation_alpha has {len(alphas)} values for {n_alpha} activation(s) that take one")
+        raise Refuse(f"activation_alpha has {len(alphas)} values for {n_alpha} activation(s) that take one")
     if betas and len(betas) != n_beta:
-        raise Refused(f"activation_beta has {len(betas)} values for {n_beta} activation(s) that take one")
+        raise Refuse(f"activation_beta has {len(betas)} values for {n_beta} activation(s) that take one")
     out, ia, ib = [], 0, 0
     for n in names:
         enum, use_a, use_b, da, db = ACTS[n]
@@ -96,7 +93,7 @@ def _activations(node, dirs: int) -> List[List[Tuple[str, float, float]]]:
             b = betas[ib] if betas else db
             ib += 1
         if a is None or b is None:
-            raise Refused(f"activation {n} needs explicit activation_alpha/activation_beta (no agreed default)")
+            raise Refuse(f"activation {n} needs explicit activation_alpha/activation_beta (no agreed default)")
         out.append((enum, a, b))
     return [out[d * per_dir:(d + 1) * per_dir] for d in range(dirs)]
 
@@ -105,21 +102,21 @@ def _geometry(node):
     """(T, N, I, H, dirs, reverse, layout) after validating every shape against the spec."""
     op, q8 = _cell(node), node.op_type == QLSTM
     if node.opset < 7 and not q8:
-        raise Refused(f"{op} before opset 7 has different attributes and is not supported")
+        raise Refuse(f"{op} before opset 7 has different attributes and is not supported")
     x, w, r = node.inputs[0], node.input(1), node.input(2)
     if w is None or r is None:
-        raise Refused("W and R are required")
+        raise Refuse("W and R are required")
     dirs, reverse = _dirs(node)
     layout = int(get_attr(node, "layout", 0))
     if layout not in (0, 1):
-        raise Refused(f"layout={layout}")
+        raise Refuse(f"layout={layout}")
     if len(x.shape) != 3:
-        raise Refused("X must be 3-D")
+        raise Refuse("X must be 3-D")
     T, N, I = x.shape if layout == 0 else (x.shape[1], x.shape[0], x.shape[2])
     hidden = get_attr(node, "hidden_size", None)
     H = (int(r.shape[1]) if q8 else int(r.shape[-1])) if len(r.shape) == 3 else -1
     if hidden is not None and int(hidden) != H:
-        raise Refused(f"hidden_size={hidden} disagrees with R's shape {r.shape}")
+        raise Refuse(f"hidden_size={hidden} disagrees with R's shape {r.shape}")
     G = GATES[op]
     state = (dirs, N, H) if layout == 0 else (N, dirs, H)
     # DynamicQuantizeLSTM's W and R are LSTM's transposed: [dirs, I, 4H], [dirs, H, 4H]
@@ -130,11 +127,11 @@ def _geometry(node):
     for i, shape in expect.items():
         v = node.input(i)
         if v is not None and tuple(v.shape) != shape:
-            raise Refused(f"input {i} '{v.name}' has shape {v.shape}, expected {shape}")
+            raise Refuse(f"input {i} '{v.name}' has shape {v.shape}, expected {shape}")
     ys = [(T, dirs, N, H) if layout == 0 else (N, T, dirs, H), state, state]
     for i, v in enumerate(node.outputs[:3 if op == "LSTM" else 2]):
         if tuple(v.shape) != ys[i]:
-            raise Refused(f"output {i} '{v.name}' has shape {v.shape}, expected {ys[i]}")
+            raise Refuse(f"output {i} '{v.name}' has shape {v.shape}, expected {ys[i]}")
     return T, N, I, H, dirs, reverse, layout
 
 
@@ -168,7 +165,7 @@ def _check(node) -> Optional[str]:
     try:
         _, _, _, _, dirs, _, _ = _geometry(node)
         _activations(node, dirs)
-    except Refused as e:
+    except Refuse as e:
         return str(e)
     clip = node.attrs.get("clip")
     if clip is not None and not float(clip) > 0:
