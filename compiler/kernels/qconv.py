@@ -62,7 +62,8 @@ SUPPORT_SOURCES = ("qconv/qconv_driver.c", "qconv/qconv_pack.c")
 
 def sources():
     """runtime_c-relative C files of the family and of the GEMM family it runs on."""
-    return sorted({k.source for k in DWCONV} | set(SUPPORT_SOURCES) | set(Q.sources()))
+    from . import qwino  # the Winograd path (qconv_wino.c) runs on the driver's output stage
+    return sorted({k.source for k in DWCONV} | set(SUPPORT_SOURCES) | set(Q.sources()) | set(qwino.sources()))
 
 
 def dw_kernel_for(isa, a_dtype="uint8") -> DwKernel:

@@ -165,6 +165,36 @@ size_t onnxc_qconv_dw_packed_bytes(int64_t C, int64_t KH, int64_t KW);
 void onnxc_qconv_pack_dw(int64_t C, int64_t KH, int64_t KW, const void* w, int w_signed,
                          const int32_t* wz, int wz_per_channel, void* dst);
 
+/* Exact integer Winograd F(2x2, 3x3) (runtime_c/qconv/qconv_wino.c explains the arithmetic):
+ * 3x3, stride 1, dilation 1, group 1, C <= ONNXC_QWINO_MAX_C; results bit-identical to
+ * onnxc_qconv when 4 * 255 * sum_{c,kh,kw} |w - wz| < 2^31 for every output channel (always for
+ * int8 weights with zero point 0). packedU: (2G) (w - wz) (2G)^T as int16 (fits), laid out
+ * [16][ceil(M/16) panels][ceil(C/2) k pairs][16 columns][2] (zero past M and C), made by
+ * compiler/kernels/qwino.py; x uint8, or int8 when x_signed. The microkernel (one per ISA, the
+ * descriptor names it) computes C = A B for one 16-column panel of k pairs:
+ *   C[i*ldc + j] = sum_{p < kp, h < 2} A[i*lda + 2p + h] * B[(p*16 + j)*2 + h], i < mr <= 6, j < nr <= 16. */
+enum { ONNXC_QWINO_MAX_C = 1827 /* |4Y| <= 4 * 9 * 255 * 128 * C < 2^31 */ };
+typedef void (*onnxc_qconv_wino_fn)(int64_t mr, int64_t nr, int64_t kp, const int16_t* A, int64_t lda,
+                                    const int16_t* B, int32_t* C, int64_t ldc);
+typedef struct onnxc_qconv_wino_kernel {
+    const char* name;
+    onnxc_qconv_wino_fn fn;
+    int mr, nr;
+} onnxc_qconv_wino_kernel;
+/* 1 when onnxc_qconv_wino takes this geometry */
+int onnxc_qconv_wino_ok(const onnxc_qconv_geom* g);
+/* int16 elements of packedU for C input and M output channels */
+size_t onnxc_qconv_wino_packed_elems(int64_t C, int64_t M);
+int onnxc_qconv_wino(const onnxc_qconv_wino_kernel* kernel, const onnxc_qconv_geom* g, const void* x,
+                     int x_signed, int32_t x_zero_point, const int16_t* packedU, const int32_t* bias,
+                     const onnxc_qgemm_output* out, const onnxc_qconv_residual* res);
+/* Winograd product kernels: generic: qconv/qconv_wino.c */
+void onnxc_s16_wgemm_6x16__generic(int64_t mr, int64_t nr, int64_t kp, const int16_t* A, int64_t lda, const int16_t* B, int32_t* C, int64_t ldc);
+extern const onnxc_qconv_wino_kernel onnxc_s16_wgemm_6x16__generic_info;
+/* avx2: qconv/qconv_wino.c */
+void onnxc_s16_wgemm_6x16__avx2(int64_t mr, int64_t nr, int64_t kp, const int16_t* A, int64_t lda, const int16_t* B, int32_t* C, int64_t ldc);
+extern const onnxc_qconv_wino_kernel onnxc_s16_wgemm_6x16__avx2_info;
+
 /* BEGIN GENERATED: depthwise kernel list (compiler/kernels/qconv.py c_declarations) */
 /* u8s8 1x1, generic: qconv/qconv_dw.c */
 void onnxc_u8s8_dwconv_1x1__generic(const onnxc_qconv_dw_args* a, int64_t n, int64_t oh, int64_t ow0, int64_t ow1, int64_t c0, int64_t c1, int32_t* acc, int64_t ldacc);

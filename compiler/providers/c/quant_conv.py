@@ -23,6 +23,7 @@ from ...errors import CompileError
 from ...isa import ISAS
 from ...kernels import qconv as QC
 from ...kernels import qgemm as Q
+from ...kernels import qwino as QW
 from ...ops import quant_conv as QOP
 from .linalg import target_isa
 from .registry import c_kernel
@@ -182,6 +183,7 @@ def quant_conv(node, ctx) -> str:
     qlinear = node.op_type == "QLinearConv"
     dw = QC.is_depthwise(g.group, g.C, g.M)
     runtime_w = _runtime_weights(node)
+    wino = False
     o_x, o_y, o_ws, o_pk, o_pks, o_sc, total = _scratch_layout(node)
     sbase = ctx.scratch(node, "uint8_t") if total else "NULL"
     helpers = ctx.options.setdefault("helpers", [])
@@ -212,11 +214,16 @@ def quant_conv(node, ctx) -> str:
         if dw:
             kernel = QC.dw_kernel_for(isa, x.dtype)
             packed = QC.pack_dw(wconst, zp_arg)
+        elif QW.applies(isa, g, wconst, zp_arg) is None:
+            wino = True
+            kernel = QW.kernel_for(isa)
+            packed = QW.pack(wconst, zp_arg)
         else:
             kernel = QC.conv_kernel_for(isa, x.dtype, wconst, g.group)
             packed = QC.pack_w(wconst, kernel, zp_arg, g.group)
         wptr = ctx.const_array(packed)
-    lines = [f"/* {kernel.name}, {'depthwise' if dw else QC.ALGO_NAMES[QC.choose_algo(kernel, g)]}"
+    algo = "depthwise" if dw else "winograd F(2x2, 3x3)" if wino else QC.ALGO_NAMES[QC.choose_algo(kernel, g)]
+    lines = [f"/* {kernel.name}, {algo}"
              f"{', weights packed at run time' if runtime_w else ''} */",
              f"#if !ONNXC_HAS_{kernel.isa.upper()}",
              f'#error "this node calls {kernel.name} (weights packed for it); this build does not enable '
@@ -267,7 +274,10 @@ def quant_conv(node, ctx) -> str:
                      f"o.qmin = {info.min}; o.qmax = {info.max};")
     else:
         lines.append("o.type = ONNXC_QOUT_S32;")
-    if dw:
+    if wino:
+        call = (f"onnxc_qconv_wino(&{kernel.name}_info, &geom, {xin}, {int(x.dtype == np.int8)}, {xz}, "
+                f"(const int16_t*){wptr}, {bias_ptr}, &o, NULL)")
+    elif dw:
         call = f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)"
     else:
         need = QC.workspace_bytes(kernel, g)
