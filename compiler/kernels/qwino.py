@@ -47,6 +47,11 @@ def kernel_for(isa) -> Kernel:
     return [k for k in WGEMM if Q.can_run(k.isa, name)][-1]
 
 
+def workspace_bytes(g) -> int:
+    """onnxc_qconv_wino_workspace_bytes: the transformed input, int16 [16][tiles][ceil(C/2)*2]."""
+    return 32 * g.N * ((g.OH + 1) // 2) * ((g.OW + 1) // 2) * ((g.C + 1) // 2 * 2)
+
+
 def transform_weights(w: np.ndarray, zero_point=None) -> np.ndarray:
     """U' = (2G) (w - wz) (2G)^T, int64 [M, C, 4, 4]."""
     w = np.asarray(w).astype(np.int64)
@@ -87,10 +92,15 @@ def pack(w: np.ndarray, zero_point=None) -> np.ndarray:
 def applies(isa: str, g, w: Optional[np.ndarray], zero_point=None) -> Optional[str]:
     """None when a convolution of geometry ``g`` (kernels.qconv.Geom) with constant weights
     ``w`` runs as Winograd on ISA row ``isa``; else why not."""
-    if not ENABLED:
-        return "disabled"
     if isa not in ROWS:
         return f"ISA row {isa} keeps the direct kernels"
+    return applies_any_row(g, w, zero_point)
+
+
+def applies_any_row(g, w: Optional[np.ndarray], zero_point=None) -> Optional[str]:
+    """applies() without the ISA row (scratch is planned before the row's kernels are chosen)."""
+    if not ENABLED:
+        return "disabled"
     if w is None:
         return "run-time weights"
     if (g.KH, g.KW, g.stride_h, g.stride_w, g.dil_h, g.dil_w, g.group) != (3, 3, 1, 1, 1, 1, 1):

@@ -187,7 +187,10 @@ int onnxc_qconv_wino_ok(const onnxc_qconv_geom* g);
 size_t onnxc_qconv_wino_packed_elems(int64_t C, int64_t M);
 int onnxc_qconv_wino(const onnxc_qconv_wino_kernel* kernel, const onnxc_qconv_geom* g, const void* x,
                      int x_signed, int32_t x_zero_point, const int16_t* packedU, const int32_t* bias,
-                     const onnxc_qgemm_output* out, const onnxc_qconv_residual* res);
+                     const onnxc_qgemm_output* out, const onnxc_qconv_residual* res, void* workspace);
+/* bytes of workspace onnxc_qconv_wino needs (the transformed input: 32 * N * ceil(OH/2) *
+ * ceil(OW/2) * ceil(C/2)*2; 0 for a geometry it does not take) */
+size_t onnxc_qconv_wino_workspace_bytes(const onnxc_qconv_geom* g);
 /* Winograd product kernels: generic: qconv/qconv_wino.c */
 void onnxc_s16_wgemm_6x16__generic(int64_t mr, int64_t nr, int64_t kp, const int16_t* A, int64_t lda, const int16_t* B, int32_t* C, int64_t ldc);
 extern const onnxc_qconv_wino_kernel onnxc_s16_wgemm_6x16__generic_info;

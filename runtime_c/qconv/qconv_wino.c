@@ -15,11 +15,13 @@
  * exactly. The accumulator bias + Y then goes through the direct path's output stage: results are
  * bit-identical to onnxc_qconv (and onnxruntime) for every input.
  *
- * Work: blocks of TB tiles (consecutive in (n, th, tw) order); per block the input transform into
- * V [16][TB][Cp] int16 (stack), then per block of NCB output channels the 16 products into
- * M' [16][TB][NCB], the output transform into Y [2][TB][2][NCB] (row dy, tile, column dx: the
- * outputs of one tile row are consecutive rows) and the output stage per output row segment.
- * Threads: tasks are tile blocks; every output is computed by one task with integer arithmetic. */
+ * Work, two phases: the input transform of every tile into the workspace, V [16][tiles][Cp] int16
+ * (tiles in (n, th, tw) order); then tasks of (block of NCB output channels, block of TB tiles),
+ * column-block major: the 16 products into M' [16][TB][NCB] (stack), the output transform into
+ * Y [2][TB][2][NCB] (row dy, tile, column dx: the outputs of one tile row are consecutive rows)
+ * and the output stage per output row segment. Holding all of V lets the transformed weights
+ * (3.6x the int8 ones) stream once per call rather than once per tile block. Every output is
+ * computed by one task with integer arithmetic: results do not depend on the thread count. */
 #include <string.h>
 
 #include "onnxc_qconv.h"
@@ -36,9 +38,6 @@
 #endif
 #ifndef QWINO_TB
 #define QWINO_TB 48 /* most tiles per block (a multiple of MR = 6) */
-#endif
-#ifndef QWINO_V_BYTES
-#define QWINO_V_BYTES (192 * 1024) /* transformed input of one block (stack) */
 #endif
 #ifndef QWINO_MAX_CP_TILE
 #define QWINO_MAX_CP_TILE 256 /* channels per input-transform step (16 rows of them on the stack) */
@@ -133,15 +132,47 @@ typedef struct {
     int32_t xz;
     int x_signed;
     const int16_t* U;
+    int16_t* V; /* workspace: the transformed input [16][tiles][Cp] */
     const int32_t* bias;
     const onnxc_qgemm_output* out;
     const onnxc_qconv_residual* res;
 } wino_t;
 
-/* V[e][i][c] (row stride Cp, block stride TB*Cp) of the tiles [t0, t0 + nt) */
+/* Four V rows from two input rows a, b (4 pixels of QWINO_MAX_CP_TILE channels each): q[s] = a[s]
+ * + b[s] (plus) or a[s] - b[s]; v[0..3] = q0 - q2, q1 + q2, q2 - q1, q1 - q3 (row stride es).
+ * Two loops so that each vectorizes over the channels. */
+static void wino_row(const int16_t* restrict a, const int16_t* restrict b, int plus, int64_t cn, int16_t* v, int64_t es) {
+    const int64_t L = QWINO_MAX_CP_TILE;
+    int16_t* restrict v0 = v;
+    int16_t* restrict v1 = v + es;
+    int16_t* restrict v2 = v + 2 * es;
+    int16_t* restrict v3 = v + 3 * es;
+    int64_t c;
+    if (plus) {
+        for (c = 0; c < cn; ++c) {
+            const int16_t q0 = (int16_t)(a[c] + b[c]), q1 = (int16_t)(a[L + c] + b[L + c]);
+            const int16_t q2 = (int16_t)(a[2 * L + c] + b[2 * L + c]), q3 = (int16_t)(a[3 * L + c] + b[3 * L + c]);
+            v0[c] = (int16_t)(q0 - q2);
+            v1[c] = (int16_t)(q1 + q2);
+            v2[c] = (int16_t)(q2 - q1);
+            v3[c] = (int16_t)(q1 - q3);
+        }
+    } else {
+        for (c = 0; c < cn; ++c) {
+            const int16_t q0 = (int16_t)(a[c] - b[c]), q1 = (int16_t)(a[L + c] - b[L + c]);
+            const int16_t q2 = (int16_t)(a[2 * L + c] - b[2 * L + c]), q3 = (int16_t)(a[3 * L + c] - b[3 * L + c]);
+            v0[c] = (int16_t)(q0 - q2);
+            v1[c] = (int16_t)(q1 + q2);
+            v2[c] = (int16_t)(q2 - q1);
+            v3[c] = (int16_t)(q1 - q3);
+        }
+    }
+}
+
+/* V[e][t][c] (row stride Cp, e stride tiles*Cp) of the tiles t in [t0, t0 + nt) */
 static void input_transform(const wino_t* W, int64_t t0, int64_t nt, int16_t* V) {
     const onnxc_qconv_geom* g = W->g;
-    const int64_t C = g->C, Cp = W->Cp, es = W->tb * Cp, tpi = W->TH * W->TW;
+    const int64_t C = g->C, Cp = W->Cp, es = W->tiles * Cp, tpi = W->TH * W->TW;
     int16_t d[16][QWINO_MAX_CP_TILE];
     int64_t i, c0;
     for (i = 0; i < nt; ++i) {
@@ -168,25 +199,11 @@ static void input_transform(const wino_t* W, int64_t t0, int64_t nt, int16_t* V)
                         for (; c < cn; ++c) dr[c] = 0;
                     }
                 }
-            /* rows: t[r'][s] = (B^T d)[r'][s]; then columns: V[r'][s'] = (t B)[r'][s'] */
-            for (r = 0; r < 4; ++r) {
-                int16_t* v0 = V + (r * 4 + 0) * es + i * Cp + c0;
-                int16_t* v1 = V + (r * 4 + 1) * es + i * Cp + c0;
-                int16_t* v2 = V + (r * 4 + 2) * es + i * Cp + c0;
-                int16_t* v3 = V + (r * 4 + 3) * es + i * Cp + c0;
-                for (c = 0; c < cn; ++c) {
-                    int16_t q[4];
-                    for (s = 0; s < 4; ++s) {
-                        const int16_t a0 = d[0 * 4 + s][c], a1 = d[1 * 4 + s][c], a2 = d[2 * 4 + s][c],
-                                      a3 = d[3 * 4 + s][c];
-                        q[s] = (int16_t)(r == 0 ? a0 - a2 : r == 1 ? a1 + a2 : r == 2 ? a2 - a1 : a1 - a3);
-                    }
-                    v0[c] = (int16_t)(q[0] - q[2]);
-                    v1[c] = (int16_t)(q[1] + q[2]);
-                    v2[c] = (int16_t)(q[2] - q[1]);
-                    v3[c] = (int16_t)(q[1] - q[3]);
-                }
-            }
+            /* V row r = (B^T d)[r] B: q[s] = d[ra][s] +- d[rb][s], then the columns */
+            wino_row(d[0], d[8], 0, cn, V + 0 * es + (t0 + i) * Cp + c0, es);      /* d0 - d2 */
+            wino_row(d[4], d[8], 1, cn, V + 4 * es + (t0 + i) * Cp + c0, es);      /* d1 + d2 */
+            wino_row(d[8], d[4], 0, cn, V + 8 * es + (t0 + i) * Cp + c0, es);      /* d2 - d1 */
+            wino_row(d[4], d[12], 0, cn, V + 12 * es + (t0 + i) * Cp + c0, es);    /* d1 - d3 */
         }
     }
 }
@@ -235,43 +252,53 @@ static void stage(const wino_t* W, const int32_t* Y, int64_t t0, int64_t nt, int
     }
 }
 
-static void wino_tasks(void* ctx, int64_t b0, int64_t b1) {
+/* phase 1: the input transform of tile chunks [b0, b1) (QWINO_TB tiles each) */
+static void in_tasks(void* ctx, int64_t b0, int64_t b1) {
     const wino_t* W = (const wino_t*)ctx;
-    const int64_t Cp = W->Cp, kp = Cp / 2, M = W->g->M, TB = W->tb;
+    const int64_t t0 = b0 * QWINO_TB, t1 = MIN(W->tiles, b1 * QWINO_TB);
+    input_transform(W, t0, t1 - t0, W->V);
+}
+
+/* phase 2: tasks (column block jb, tile block b), column-block major so that consecutive tasks
+ * reuse one column block of the transformed weights (16 * Cp * NCB int16) from cache while the
+ * transformed input streams */
+static void wino_tasks(void* ctx, int64_t q0, int64_t q1) {
+    const wino_t* W = (const wino_t*)ctx;
+    const int64_t Cp = W->Cp, kp = Cp / 2, M = W->g->M, TB = W->tb, es = W->tiles * Cp;
+    const int64_t nb = (W->tiles + TB - 1) / TB;
     const int64_t pstride = kp * 2 * NR; /* int16 per panel */
-    int16_t V[QWINO_V_BYTES / 2] QGEMM_ALIGN64;
     int32_t Mb[16 * QWINO_TB * QWINO_NCB] QGEMM_ALIGN64;
     int32_t Y[4 * QWINO_TB * QWINO_NCB] QGEMM_ALIGN64;
-    int64_t b;
-    for (b = b0; b < b1; ++b) {
-        const int64_t t0 = b * TB, nt = MIN(TB, W->tiles - t0);
-        int64_t jc;
-        input_transform(W, t0, nt, V);
-        for (jc = 0; jc < M; jc += QWINO_NCB) {
-            const int64_t nc = MIN(QWINO_NCB, M - jc);
-            int e;
-            for (e = 0; e < 16; ++e) {
-                const int16_t* Ve = V + e * TB * Cp;
-                int64_t jr, ir;
-                for (jr = 0; jr < nc; jr += NR) {
-                    const int16_t* Bp = W->U + (e * W->np + (jc + jr) / NR) * pstride;
-                    for (ir = 0; ir < nt; ir += MR)
-                        W->k->fn(MIN(MR, nt - ir), MIN(NR, nc - jr), kp, Ve + ir * Cp, Cp, Bp,
-                                 Mb + (e * TB + ir) * QWINO_NCB + jr, QWINO_NCB);
-                }
+    int64_t q;
+    for (q = q0; q < q1; ++q) {
+        const int64_t jc = q / nb * QWINO_NCB, t0 = q % nb * TB;
+        const int64_t nt = MIN(TB, W->tiles - t0), nc = MIN(QWINO_NCB, M - jc);
+        int e;
+        for (e = 0; e < 16; ++e) {
+            const int16_t* Ve = W->V + e * es + t0 * Cp;
+            int64_t jr, ir;
+            for (jr = 0; jr < nc; jr += NR) {
+                const int16_t* Bp = W->U + (e * W->np + (jc + jr) / NR) * pstride;
+                for (ir = 0; ir < nt; ir += MR)
+                    W->k->fn(MIN(MR, nt - ir), MIN(NR, nc - jr), kp, Ve + ir * Cp, Cp, Bp,
+                             Mb + (e * TB + ir) * QWINO_NCB + jr, QWINO_NCB);
             }
-            output_transform(W, Mb, nt, jc, nc, Y);
-            stage(W, Y, t0, nt, jc, nc);
         }
+        output_transform(W, Mb, nt, jc, nc, Y);
+        stage(W, Y, t0, nt, jc, nc);
     }
+}
+
+size_t onnxc_qconv_wino_workspace_bytes(const onnxc_qconv_geom* g) {
+    if (!onnxc_qconv_wino_ok(g)) return 0;
+    return (size_t)(32 * g->N * ((g->OH + 1) / 2) * ((g->OW + 1) / 2) * ((g->C + 1) / 2 * 2));
 }
 
 int onnxc_qconv_wino(const onnxc_qconv_wino_kernel* kernel, const onnxc_qconv_geom* g, const void* x,
                      int x_signed, int32_t x_zero_point, const int16_t* packedU, const int32_t* bias,
-                     const onnxc_qgemm_output* out, const onnxc_qconv_residual* res) {
+                     const onnxc_qgemm_output* out, const onnxc_qconv_residual* res, void* workspace) {
     wino_t W;
-    int64_t nb, tb;
-    if (!kernel || !g || !onnxc_qconv_wino_ok(g) || !x || !packedU || !out) return ONNXC_QCONV_ERR_ARG;
+    if (!kernel || !g || !onnxc_qconv_wino_ok(g) || !x || !packedU || !out || !workspace) return ONNXC_QCONV_ERR_ARG;
     if (out->type < ONNXC_QOUT_S32 || out->type > ONNXC_QOUT_F32 || out->ldc < g->M) return ONNXC_QCONV_ERR_ARG;
     if (res && (out->type == ONNXC_QOUT_S32 || out->type == ONNXC_QOUT_F32 || !res->r || res->ldr < g->M))
         return ONNXC_QCONV_ERR_ARG;
@@ -291,11 +318,17 @@ int onnxc_qconv_wino(const onnxc_qconv_wino_kernel* kernel, const onnxc_qconv_ge
     W.bias = bias;
     W.out = out;
     W.res = res;
-    tb = MIN((int64_t)QWINO_TB, (int64_t)QWINO_V_BYTES / (32 * W.Cp));
-    if (tb >= MR) tb = tb / MR * MR;
-    W.tb = MIN(tb, W.tiles);
-    nb = (W.tiles + W.tb - 1) / W.tb;
-    onnxc_parallel_for(nb, nb > 1 && (double)W.tiles * 16.0 * (double)W.Cp * (double)g->M >= (double)(1 << 20),
-                       wino_tasks, &W);
+    W.V = (int16_t*)workspace;
+    {   /* tile blocks of at most QWINO_TB tiles, equal sizes rounded up to MR */
+        const int64_t n = (W.tiles + QWINO_TB - 1) / QWINO_TB, per = (W.tiles + n - 1) / n;
+        W.tb = MIN((int64_t)QWINO_TB, (per + MR - 1) / MR * MR);
+    }
+    {
+        const double macs = (double)W.tiles * 16.0 * (double)W.Cp * (double)g->M;
+        const int64_t nin = (W.tiles + QWINO_TB - 1) / QWINO_TB;
+        const int64_t ntask = (W.tiles + W.tb - 1) / W.tb * ((g->M + QWINO_NCB - 1) / QWINO_NCB);
+        onnxc_parallel_for(nin, nin > 1 && macs >= (double)(1 << 20), in_tasks, &W);
+        onnxc_parallel_for(ntask, ntask > 1 && macs >= (double)(1 << 20), wino_tasks, &W);
+    }
     return ONNXC_QCONV_OK;
 }

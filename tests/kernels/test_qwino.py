@@ -71,8 +71,10 @@ def wino(q, k, g, x, xz, w, wz=None, bias=None, out=S32, scale=None, zp=0, qmin=
     b = None if bias is None else np.ascontiguousarray(bias, np.int32)
     gc = q.geom(g)
     assert q.lib.onnxc_qconv_wino_ok(gc) == 1
+    ws = np.zeros(q.lib.onnxc_qconv_wino_workspace_bytes(gc), np.uint8)
+    assert ws.size == QW.workspace_bytes(g) > 0
     rc = q.lib.onnxc_qconv_wino(ffi.addressof(q.lib, k.name + "_info"), gc, q.ptr(x), int(x.dtype == np.int8), int(xz),
-                                q.ptr(packed, "int16_t *"), q.ptr(b, "int32_t *"), o, rs)
+                                q.ptr(packed, "int16_t *"), q.ptr(b, "int32_t *"), o, rs, q.ptr(ws))
     assert rc == 0, f"{k.name}: returned {rc} for {g}"
     return y
 
@@ -179,6 +181,7 @@ def test_geometry_refused(lib):
               QC.Geom(1, 8, 8, 16, 16, 3, 3, dilations=(2, 2)), QC.Geom(1, 8, 8, 16, 16, 3, 3, group=2),
               QC.Geom(1, 4, 4, QW.MAX_C + 1, 16, 3, 3)):
         assert lib.lib.onnxc_qconv_wino_ok(lib.geom(g)) == 0, g
+        assert lib.lib.onnxc_qconv_wino_workspace_bytes(lib.geom(g)) == 0, g
 
 
 def test_rule():
@@ -232,3 +235,28 @@ def test_compiled_takes_winograd_and_matches_onnxruntime(tmp_path, monkeypatch):
             src = (d / "model.c").read_text()
             assert ("onnxc_qconv_wino(" in src) == expect, (target, per_channel)
             assert np.array_equal(sess.run(None, {"x": x})[0], want), (target, per_channel)
+
+
+@pytest.mark.parametrize("row", [i.name for i in isa_table.ISAS])
+def test_compiles_under_every_isa(row, tmp_path):
+    """gcc -Wall -Wextra -Werror of qconv_wino.c with each row's flags: a product kernel is defined
+    exactly where the row enables its ISA."""
+    import subprocess
+
+    from onnxc.resources import runtime_dir
+    from test_qconv import _flag_supported
+    if shutil.which(c_compiler()) is None:
+        pytest.skip("no C compiler")
+    flags = ["-std=c99", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", *isa_table.BY_NAME[row].cflags]
+    if not _flag_supported(flags):
+        pytest.skip(f"{c_compiler()} does not know the {row} flags")
+    for src in QW.sources():
+        obj = tmp_path / "w.o"
+        proc = subprocess.run([c_compiler(), *flags, "-I", str(runtime_dir() / "include"), "-c",
+                               str(runtime_dir() / src), "-o", str(obj)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{src} under {row}: {proc.stderr[-3000:]}"
+        nm = subprocess.run(["nm", "-g", "--defined-only", str(obj)], capture_output=True, text=True).stdout
+        syms = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
+        for k in QW.WGEMM:
+            if k.source == src:
+                assert (k.name in syms and k.name + "_info" in syms) == Q.can_run(k.isa, row), (k.name, row)

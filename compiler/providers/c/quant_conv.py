@@ -153,6 +153,8 @@ def _scratch_layout(node):
     ws = pk = pks = 0
     if not dw:
         ws = max(QC.workspace_bytes(k, g) for k in _gemm_kernels(node, x.dtype))
+        if not _runtime_weights(node) and _wino_ok(node, g):
+            ws = max(ws, QW.workspace_bytes(g))
     if _runtime_weights(node):
         shape4 = (g.M, g.Cg, g.KH, g.KW)
         zeros = np.zeros(shape4, w.dtype)
@@ -167,6 +169,20 @@ def _scratch_layout(node):
         offs.append(total)
         total += _round(b)
     return (*offs, total)
+
+
+def _const_weights(node):
+    """(weights [M, Cg, KH, KW], zero point None / scalar / per channel) of constant weights."""
+    w = node.inputs[QOP.positions(node)["w"]]
+    wz = np.asarray(_zero(node, "w_zero_point"), np.int64).reshape(-1)
+    wconst = w.const.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if len(w.shape) == 3 else w.const
+    zp_arg = None if not wz.any() else (wz if wz.size > 1 and not np.all(wz == wz[0]) else int(wz[0]))
+    return wconst, zp_arg
+
+
+def _wino_ok(node, g) -> bool:
+    """The convolution qualifies for the Winograd path on some row (its scratch is reserved)."""
+    return QW.applies_any_row(g, *_const_weights(node)) is None
 
 
 def _scratch(node) -> int:
@@ -208,9 +224,7 @@ def quant_conv(node, ctx) -> str:
                          f"{ctx.ptr(w)}, {signed}, {wz_ptr}, {per_ch}, (void*)({sbase} + {o_pks}), "
                          f"(void*)({sbase} + {o_pk}));")
     else:
-        wz = np.asarray(_zero(node, "w_zero_point"), np.int64).reshape(-1)
-        wconst = w.const.reshape(w.shape[0], w.shape[1], 1, w.shape[2]) if len(w.shape) == 3 else w.const
-        zp_arg = None if not wz.any() else (wz if wz.size > 1 and not np.all(wz == wz[0]) else int(wz[0]))
+        wconst, zp_arg = _const_weights(node)
         if dw:
             kernel = QC.dw_kernel_for(isa, x.dtype)
             packed = QC.pack_dw(wconst, zp_arg)
@@ -276,7 +290,10 @@ def quant_conv(node, ctx) -> str:
         lines.append("o.type = ONNXC_QOUT_S32;")
     if wino:
         call = (f"onnxc_qconv_wino(&{kernel.name}_info, &geom, {xin}, {int(x.dtype == np.int8)}, {xz}, "
-                f"(const int16_t*){wptr}, {bias_ptr}, &o, NULL)")
+                f"(const int16_t*){wptr}, {bias_ptr}, &o, NULL, {sbase} + {o_ws})")
+        if QW.workspace_bytes(g) > o_pk - o_ws:  # the scratch reserved it: a broken invariant
+            raise CompileError(f"{node.label}: Winograd needs {QW.workspace_bytes(g)} bytes of workspace, "
+                               f"{o_pk - o_ws} planned")
     elif dw:
         call = f"onnxc_qconv_dw(&{kernel.name}_info, &geom, {xin}, {xz}, {wptr}, {bias_ptr}, &o, NULL)"
     else:
