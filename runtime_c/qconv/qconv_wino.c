@@ -72,38 +72,61 @@ const onnxc_qconv_wino_kernel onnxc_s16_wgemm_6x16__generic_info = {"onnxc_s16_w
 /* 6 x 16 int32 in 12 ymm: per k pair a broadcast of each row's pair and vpmaddwd + vpaddd with
  * the panel's two ymm (16 multiply-adds per vpmaddwd). Rows past mr repeat row 0 (computed, not
  * stored). */
+QGEMM_INLINE __m256i pair_at(const int16_t* p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
 void onnxc_s16_wgemm_6x16__avx2(int64_t mr, int64_t nr, int64_t kp, const int16_t* A, int64_t lda,
                                 const int16_t* B, int32_t* C, int64_t ldc) {
-    const int16_t* a[MR];
-    __m256i c[MR][2];
-    int64_t i, p;
-    for (i = 0; i < MR; ++i) {
-        a[i] = A + (i < mr ? i : 0) * lda;
-        c[i][0] = c[i][1] = _mm256_setzero_si256();
-    }
+    /* named accumulators and row pointers: GCC spills an array of 12 ymm to the stack */
+    const int16_t* a0 = A;
+    const int16_t* a1 = A + (mr > 1 ? 1 : 0) * lda;
+    const int16_t* a2 = A + (mr > 2 ? 2 : 0) * lda;
+    const int16_t* a3 = A + (mr > 3 ? 3 : 0) * lda;
+    const int16_t* a4 = A + (mr > 4 ? 4 : 0) * lda;
+    const int16_t* a5 = A + (mr > 5 ? 5 : 0) * lda;
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int64_t p;
     for (p = 0; p < kp; ++p) {
         const __m256i b0 = _mm256_loadu_si256((const __m256i*)(B + p * 2 * NR));
         const __m256i b1 = _mm256_loadu_si256((const __m256i*)(B + p * 2 * NR + NR));
-        for (i = 0; i < MR; ++i) {
-            int32_t pair;
-            __m256i av;
-            memcpy(&pair, a[i] + 2 * p, 4);
-            av = _mm256_set1_epi32(pair);
-            c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(av, b0));
-            c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(av, b1));
-        }
+        __m256i av = pair_at(a0 + 2 * p);
+        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(av, b0));
+        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(av, b1));
+        av = pair_at(a1 + 2 * p);
+        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(av, b0));
+        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(av, b1));
+        av = pair_at(a2 + 2 * p);
+        c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(av, b0));
+        c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(av, b1));
+        av = pair_at(a3 + 2 * p);
+        c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(av, b0));
+        c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(av, b1));
+        av = pair_at(a4 + 2 * p);
+        c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(av, b0));
+        c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(av, b1));
+        av = pair_at(a5 + 2 * p);
+        c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(av, b0));
+        c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(av, b1));
     }
-    if (nr == NR) {
-        for (i = 0; i < mr; ++i) {
-            _mm256_storeu_si256((__m256i*)(C + i * ldc), c[i][0]);
-            _mm256_storeu_si256((__m256i*)(C + i * ldc + 8), c[i][1]);
-        }
-    } else {
+    {
         int32_t t[NR];
+        int64_t i;
+        __m256i r[MR][2];
+        r[0][0] = c00, r[0][1] = c01, r[1][0] = c10, r[1][1] = c11, r[2][0] = c20, r[2][1] = c21;
+        r[3][0] = c30, r[3][1] = c31, r[4][0] = c40, r[4][1] = c41, r[5][0] = c50, r[5][1] = c51;
         for (i = 0; i < mr; ++i) {
-            _mm256_storeu_si256((__m256i*)t, c[i][0]);
-            _mm256_storeu_si256((__m256i*)(t + 8), c[i][1]);
-            memcpy(C + i * ldc, t, (size_t)nr * 4);
+            if (nr == NR) {
+                _mm256_storeu_si256((__m256i*)(C + i * ldc), r[i][0]);
+                _mm256_storeu_si256((__m256i*)(C + i * ldc + 8), r[i][1]);
+            } else {
+                _mm256_storeu_si256((__m256i*)t, r[i][0]);
+                _mm256_storeu_si256((__m256i*)(t + 8), r[i][1]);
+                memcpy(C + i * ldc, t, (size_t)nr * 4);
+            }
         }
     }
 }
@@ -212,7 +235,11 @@ static void input_transform(const wino_t* W, int64_t t0, int64_t nt, int16_t* V)
 static void output_transform(const wino_t* W, const int32_t* Mb, int64_t nt, int64_t jc, int64_t nc,
                              int32_t* Y) {
     const int64_t es = W->tb * QWINO_NCB, ys = W->tb * 2 * QWINO_NCB;
+    int32_t bias[QWINO_NCB];
     int64_t i, j;
+    /* bias hoisted: a conditional load in the loop became a masked load, whose all-off mask on
+     * a NULL bias costs a microcode assist per vector */
+    for (j = 0; j < nc; ++j) bias[j] = W->bias ? W->bias[jc + j] : 0;
     for (i = 0; i < nt; ++i) {
         const int32_t* m = Mb + i * QWINO_NCB;
         int32_t* y0 = Y + i * 2 * QWINO_NCB;
@@ -220,7 +247,7 @@ static void output_transform(const wino_t* W, const int32_t* Mb, int64_t nt, int
         for (j = 0; j < nc; ++j) {
             uint32_t u[16], t0[4], t1[4];
             int e;
-            const uint32_t b = W->bias ? (uint32_t)W->bias[jc + j] : 0u;
+            const uint32_t b = (uint32_t)bias[j];
             for (e = 0; e < 16; ++e) u[e] = (uint32_t)m[e * es + j];
             for (e = 0; e < 4; ++e) {
                 t0[e] = u[0 * 4 + e] + u[1 * 4 + e] + u[2 * 4 + e];
