@@ -6,9 +6,11 @@ convolution uses it.
   generic  portable C
   avx2     6 x 16 int32 in ymm, vpmaddwd + vpaddd (16 multiply-adds per vpmaddwd)
 
-Where: ISA rows whose int8 GEMM is the exact vpmaddwd kernel (avx2: no VNNI), where F(2x2, 3x3)'s
-2.25x fewer multiplies beat the transforms; with VNNI or AMX the direct kernels multiply 2-4x
-faster per instruction and keep the convolution. Bit-exact with the direct path (the arithmetic
+Where: ISA rows whose int8 GEMM is the exact vpmaddwd kernel (avx2, and avx512 without VNNI, which
+runs the avx2 GEMM kernel), where F(2x2, 3x3)'s 2.25x fewer multiplies beat the transforms
+(ResNet 3x3 layers alone, 1 thread, SPR VM: 1.9-2.3x the direct path at 56x56 to 14x14, 1.15-1.6x
+at 7x7x512); with VNNI or AMX the direct kernels multiply 2-4x faster per instruction and keep
+the convolution (avx2vnni: Winograd 0.52-0.79x the direct path on the same layers). Bit-exact with the direct path (the arithmetic
 and its bounds: qconv_wino.c).
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ BY_NAME = {k.name: k for k in WGEMM}
 SOURCES = ("qconv/qconv_wino.c",)
 NR = 16
 MAX_C = 1827  # ONNXC_QWINO_MAX_C: 4 * 9 * 255 * 128 * C < 2^31
-ROWS = ("avx2",)  # ISA rows that use it (see the module docstring)
+ROWS = ("avx2", "avx512")  # ISA rows that use it (see the module docstring)
 MIN_CHANNELS = 16  # below, the transforms cost more than the multiplies saved (and ResNet-class layers have >= 64)
 
 # F(2x2, 3x3) with G scaled by 2 (integer)
