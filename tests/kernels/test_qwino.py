@@ -6,13 +6,15 @@ int64 numpy reference and the direct path (onnxc_qconv) bit for bit: partial 2x2
 activations, int8 weights (and uint8 with a zero point), per-tensor and per-channel requantize
 with a narrowed (Relu) range, the fused residual stage, wider input pixel pitch, the bound at
 C = ONNXC_QWINO_MAX_C with extreme values, 1 vs 2 threads; the rule of where the compiler uses
-it, and a compiled QLinearConv at target avx2 that must take it and match onnxruntime.
+it; a compiled QLinearConv at target avx2 that must take it and match onnxruntime, and a QDQ
+Conv + Relu quantized by onnxruntime whose avx2 build must take it and equal the direct build.
 """
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -263,3 +265,48 @@ def test_compiles_under_every_isa(row, tmp_path):
         for k in QW.WGEMM:
             if k.source == src:
                 assert (k.name in syms and k.name + "_info" in syms) == Q.can_run(k.isa, row), (k.name, row)
+
+
+@pytest.mark.skipif("avx2" not in Q.host_isas(), reason="the host does not run the avx2 row")
+def test_qdq_model_takes_winograd_bit_identical(tmp_path):
+    """A float Conv 3x3 + Relu quantized by onnxruntime's quantize_static (QDQ, per-channel int8
+    weights, uint8 activations; the QDQ passes fuse it into the int8 convolution with the Relu's
+    range): the avx2 build calls onnxc_qconv_wino and equals the direct build (qwino.ENABLED off)
+    bit for bit, both within one output step of onnxruntime."""
+    pytest.importorskip("onnxruntime.quantization")
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from onnxc.quantize.data import FeedReader
+    rng = np.random.default_rng(4)
+    C, M, H, W = 24, 20, 9, 7
+    w = (rng.standard_normal((M, C, 3, 3)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(M).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, W])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, M, H, W])],
+                              [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.reshape(-1).tolist()),
+                               helper.make_tensor("b", TensorProto.FLOAT, [M], b.tolist())])
+    fm = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    fpath, qpath = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    onnx.save(fm, str(fpath))
+    feeds = [{"x": rng.standard_normal((1, C, H, W)).astype(np.float32)} for _ in range(4)]
+    quantize_static(str(fpath), str(qpath), FeedReader(iter(feeds)), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    qm = onnx.load(str(qpath))
+    x = feeds[0]
+    want = ort_run(qm, x)[0]
+    sess = onnxc.compile(qm, target="avx2", fallback=False, output_dir=str(tmp_path / "w"), num_threads=1)
+    assert "onnxc_qconv_wino(" in (tmp_path / "w" / "model.c").read_text()
+    got = sess.run(None, x)[0]
+    qd = onnx.ModelProto()
+    qd.CopyFrom(qm)
+    qd.doc_string += " (direct)"  # another cache key
+    QW.ENABLED = False
+    try:
+        direct = onnxc.compile(qd, target="avx2", fallback=False, output_dir=str(tmp_path / "d"), num_threads=1)
+    finally:
+        QW.ENABLED = True
+    assert "onnxc_qconv_wino(" not in (tmp_path / "d" / "model.c").read_text()
+    assert np.array_equal(got, direct.run(None, x)[0])
+    step = float(np.abs(want).max()) / 255 * 1.01 + 1e-6
+    assert np.abs(got - want).max() <= step
