@@ -1,5 +1,5 @@
-/* Exact integer Winograd F(2x2, 3x3) for int8 3x3 stride-1 convolutions (group 1, dilation 1,
- * weight zero point 0). API: onnxc_qconv.h (onnxc_qconv_wino); choice and measurements:
+/* Exact integer Winograd F(2x2, 3x3) for int8 3x3 stride-1 convolutions (group 1, dilation 1).
+ * API: onnxc_qconv.h (onnxc_qconv_wino); choice and measurements:
  * docs/quantize.md (avx2 speed), compiler/kernels/qwino.py (when the compiler uses it).
  *
  * With d = x - xz (0 in the padding) and w the int8 weights, per 4x4 input tile / 2x2 output tile:
@@ -12,7 +12,9 @@
  *   Y' = A^T M' A = 4Y   A^T = [1 1 1 0; 0 1 -1 -1], in wrapping int32: exact modulo 2^32
  * Y is the direct convolution sum_{c,kh,kw} d * w: |Y| <= 9 * 255 * 128 * C, so |4Y| < 2^31 for
  * C <= ONNXC_QWINO_MAX_C (1827) and the int32 4Y is exact; it is a multiple of 4, so Y = 4Y / 4
- * exactly. The accumulator bias + Y then goes through the direct path's output stage: results are
+ * exactly. Weights with a zero point enter as w - wz (|w - wz| <= 255: |U'| <= 2295), exact while
+ * 4 * 255 * sum |w - wz| < 2^31 per output channel (the compiler checks the weights: qwino.fits).
+ * The accumulator bias + Y then goes through the direct path's output stage: results are
  * bit-identical to onnxc_qconv (and onnxruntime) for every input.
  *
  * Work, two phases: the input transform of every tile into the workspace, V [16][tiles][Cp] int16
