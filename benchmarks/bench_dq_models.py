@@ -5,9 +5,10 @@ thread CPU time; prints the median and the spread (min..max) per engine and the 
 medians, with the CPU model, the host's ISA and the target (``--target`` builds both onnxc models
 for that ISA row, e.g. avx2; onnxruntime picks its own kernels).
 
-``--ort-optimize``: run onnxruntime's transformer optimizer (model_type bert) before quantizing,
-so the attention is one com.microsoft.QAttention (what users of that optimizer quantize);
-without it the exported MatMuls become DynamicQuantizeLinear + MatMulInteger.
+``--ort-optimize``: run onnxruntime's transformer optimizer (model_type bert, its Python fusions;
+needs sympy) before quantizing: SkipLayerNormalization / BiasGelu, and QAttention where it fuses
+the attention (it does not fuse the torch exports of models/, whose attention carries a
+Where(IsNaN) guard). Otherwise the exported MatMuls become DynamicQuantizeLinear + MatMulInteger.
 ``--profile N``: also the N most expensive nodes of onnxc int8 (mean over the profiled runs) and
 the totals per op type.
 
@@ -57,7 +58,7 @@ def prepare(path, tmp, ort_optimize):
     src = path
     if ort_optimize:
         from onnxruntime.transformers.optimizer import optimize_model
-        opt = optimize_model(path, model_type="bert", num_heads=0, hidden_size=0, opt_level=1)
+        opt = optimize_model(path, model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
         src = os.path.join(tmp, "opt.onnx")
         opt.save_model_to_file(src)
     pre, out = os.path.join(tmp, "pre.onnx"), os.path.join(tmp, "q.onnx")
