@@ -11,9 +11,11 @@ only one definition:
 * SkipLayerNormalization [X, skip, gamma, beta?, bias?] -> onnxc.SkipLayerNormalization, its 4th
   output (input + skip + bias) becoming onnxc's 2nd; epsilon defaults to 1e-12 as in onnxruntime
 * Attention [X, W, bias?, mask_index?] -> onnxc.MultiHeadAttention with the mask made additive
-* QAttention [X8, W8, bias, x_scale, w_scale, mask_index?, x_zp?, w_zp?] -> the same, on
-  DequantizeLinear(X8) and DequantizeLinear(W8) (the weight's folds to float32 at compile time;
-  the projection then runs in float32, within float rounding of onnxruntime's int32 GEMM)
+* QAttention [X8, W8, bias, x_scale, w_scale, mask_index?, x_zp?, w_zp?] -> com.microsoft.
+  MatMulIntegerToFloat [X8, W8, x_scale, w_scale, x_zp, w_zp, bias] (onnxruntime's own math:
+  (X8 - x_zp)(W8 - w_zp) summed in int32, times x_scale * w_scale, per column when w_scale /
+  w_zp are, plus bias; the int8 GEMM of runtime_c/qgemm, W8 packed at compile time), then
+  onnxc.MultiHeadAttention [QKV, -, -, mask] on the projected QKV
 
 mask_index as onnxruntime reads it: absent; [B] key lengths (keys at or past the length are
 masked); [B, T] or [B, S, T] raw masks (a key whose value is 0 is masked). A masked score gets
@@ -138,15 +140,11 @@ def _attention(graph, node):
     mask = node.input(5 if quantized else 3)
     filt = float(node.attr("mask_filter_value", _ORT_MASK_FILTER))
     add_mask = _additive_mask(graph, node, mask, S, bool(int(node.attr("unidirectional", 0))), filt)
-    if quantized:
+    if quantized:  # the projection as onnxruntime computes it: int32 products, one scale, + bias
         xs, ws, xz, wz = node.inputs[3], node.inputs[4], node.input(6), node.input(7)
-        if ws.shape is not None and len(ws.shape) == 1 and ws.shape[0] > 1:
-            w_axis = {"axis": 1}
-        else:
-            w_axis = {}
-        x = graph.add_node("DequantizeLinear", [x, xs, xz], name=f"{node.name}/dq_input", before=node).outputs[0]
-        w = graph.add_node("DequantizeLinear", [w, ws, wz], attrs=w_axis, name=f"{node.name}/dq_weight",
-                           before=node).outputs[0]
+        x = graph.add_node("MatMulIntegerToFloat", [x, w, xs, ws, xz, wz, bias], name=f"{node.name}/qkv",
+                           domain=MS, before=node).outputs[0]
+        w = bias = None
     _replace(graph, node, "MultiHeadAttention", [x, w, bias, add_mask], node.outputs[:1],
              {"num_heads": H, "scale": scale})
 

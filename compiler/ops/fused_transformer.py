@@ -20,6 +20,8 @@
                       float mask broadcasts to [B, H, S, S]; with nan_to_zero, NaN probabilities
                       are replaced by 0 (the Where(IsNaN) guard of torch's exports).
                       Y is [B, S, H*D] ([S, B, H*D] with seq_first), heads concatenated.
+                      W absent: X is the projection already (QKV [B, S, 3*H*D], e.g. the int8
+                      GEMM of com.microsoft.QAttention) and bias must be absent too.
 
 gamma, beta and bias are all [N] (N = X's last dim); absent gamma means 1, absent beta/bias 0.
 References compute in float32 in the order the decomposed graphs do.
@@ -30,6 +32,7 @@ import math
 
 import numpy as np
 
+from ..errors import ModelError
 from .registry import get_attr, reference, shape_rule
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -132,19 +135,27 @@ def _skip_ln(node, x, skip, gamma=None, beta=None, bias=None):
 
 # --- attention --------------------------------------------------------------------------------
 def mha_geometry(node):
-    """(B, S, E, H, D, seq_first) of a MultiHeadAttention node."""
-    x, w = node.inputs[0], node.inputs[1]
+    """(B, S, E, H, D, seq_first) of a MultiHeadAttention node (E = 3*H*D when W is absent)."""
+    x, w = node.inputs[0], node.input(1)
     seq_first = bool(get_attr(node, "seq_first", 0))
     H = int(get_attr(node, "num_heads"))
     d0, d1, E = x.shape
     B, S = (d1, d0) if seq_first else (d0, d1)
-    D = w.shape[1] // (3 * H)
+    D = (E if w is None else w.shape[1]) // (3 * H)
     return B, S, E, H, D, seq_first
 
 
 @shape_rule("MultiHeadAttention", "onnxc")
 def _mha_shape(node):
     x = node.inputs[0]
+    if node.input(1) is None:
+        H = int(get_attr(node, "num_heads"))
+        if node.input(2) is not None:
+            raise ModelError(f"onnxc.MultiHeadAttention node '{node.name}': bias '{node.input(2).name}' is "
+                             f"given without W (the projected input carries its bias)")
+        if x.shape is not None and isinstance(x.shape[-1], int) and x.shape[-1] % (3 * H):
+            raise ModelError(f"onnxc.MultiHeadAttention node '{node.name}': projected input '{x.name}' has "
+                             f"{x.shape[-1]} columns, expected 3 * num_heads ({H}) * head size")
     B, S, E, H, D, seq_first = mha_geometry(node)
     return [(x.dtype, (S, B, H * D) if seq_first else (B, S, H * D))]
 
@@ -154,7 +165,7 @@ def _mha(node, x, w, bias=None, mask=None):
     B, S, E, H, D, seq_first = mha_geometry(node)
     t = x.dtype.type
     xb = np.swapaxes(x, 0, 1) if seq_first else x  # [B, S, E]
-    qkv = xb @ w
+    qkv = xb if w is None else xb @ w
     if bias is not None:
         qkv = qkv + bias
     qkv = qkv.reshape(B, S, 3, H, D).transpose(2, 0, 3, 1, 4)  # [3, B, H, S, D]

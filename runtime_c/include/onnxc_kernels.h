@@ -273,15 +273,18 @@ typedef struct {
  * reverse: the single direction runs backwards; layout 0: X [T,N,I], Y [T,dirs,N,H], states
  * [dirs,N,H]; layout 1: X [N,T,I], Y [N,T,dirs,H], states [N,dirs,H].
  * act[d] = (f) for RNN, (f, g) for GRU, (f, g, h) for LSTM. */
-/* Dynamically quantized LSTM (onnxruntime's com.microsoft.DynamicQuantizeLSTM): W [dirs, 4H, I]
- * and R [dirs, 4H, H] as int8 with one scale and zero point per row (per output column of the
- * gate GEMMs). Each GEMM quantizes its float operand (all time steps of X at once, the batch's
- * previous hidden states once per step) to uint8 as DynamicQuantizeLinear, accumulates in int32
- * and scales by a_scale * w_scale[row]: onnxruntime's order of rounding. */
+/* Dynamically quantized LSTM (onnxruntime's com.microsoft.DynamicQuantizeLSTM): per direction d,
+ * W[d] ([I, 4H]) and R[d] ([H, 4H]) are int8/uint8 B operands packed (with their zero points, per
+ * column or per tensor) for the u8s8 kernels w_kernel / r_kernel of onnxc_qgemm.h; w_scale and
+ * r_scale are [dirs, 4H]. Each GEMM quantizes its float operand (all time steps of X at once, the
+ * batch's previous hidden states once per step) to uint8 as DynamicQuantizeLinear, accumulates in
+ * int32 (onnxc_qgemm: exact) and scales by a_scale * w_scale[column]: onnxruntime's order of
+ * rounding. */
+struct onnxc_qgemm_kernel;
 typedef struct {
-    const int8_t *W, *R;
+    const struct onnxc_qgemm_kernel *w_kernel, *r_kernel;
+    const uint8_t *W[2], *R[2];
     const float *w_scale, *r_scale;
-    const int8_t *w_zp, *r_zp;
 } onnxc_rnn_q8;
 
 typedef struct {
@@ -295,7 +298,7 @@ typedef struct {
 
 /* Elements (of the kernel's type) of scratch onnxc_rnn_* needs:
  * (T*N + N) * gates * H + 4 * N * H, with gates = 1 (RNN), 3 (GRU), 4 (LSTM), plus
- * ceil(max(T*N*I, N*H) / 4) for the uint8 operand when q8 is set. */
+ * 4 * H (the output scales) + ceil(max(T*N*I, N*H) / 4) (the uint8 operand) when q8 is set. */
 size_t onnxc_rnn_scratch_elems(const onnxc_rnn_params* p);
 
 /* One ONNX RNN/GRU/LSTM node. W [dirs, gates*H, I], R [dirs, gates*H, H] (NULL with p->q8),

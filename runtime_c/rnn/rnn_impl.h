@@ -83,6 +83,7 @@ typedef struct {
     const RNN_T* P;           /* peepholes P[d]: [3*H] or NULL */
     RNN_T *xw, *gates, *h, *c, *tmp, *tmp2;
     uint8_t* aq;              /* the quantized GEMM operand (p->q8) */
+    float* qscale;            /* its output scales, [G*H] (p->q8) */
 } RNN_NAME(rnn_dir);
 
 static void RNN_NAME(rnn_lstm_step)(const RNN_NAME(rnn_dir)* s, int64_t b, const RNN_T* xr) {
@@ -173,8 +174,8 @@ static void RNN_NAME(rnn_direction)(const RNN_NAME(rnn_dir)* s, int64_t maxlen, 
         /* recurrent products of every batch row at once (rows past their length are ignored) */
 #ifdef RNN_Q8
         if (p->q8)
-            rnn_q8_gemm_nt(N, GH, H, s->h, p->q8->R + s->d * GH * H, p->q8->r_scale + s->d * GH,
-                           p->q8->r_zp + s->d * GH, s->gates, GH, s->aq);
+            rnn_q8_gemm(N, GH, H, s->h, p->q8->r_kernel, p->q8->R[s->d], p->q8->r_scale + s->d * GH,
+                        s->gates, GH, s->aq, s->qscale);
         else
 #endif
         RNN_GEMM_NT(N, gru_split ? 2 * H : GH, H, s->h, H, s->R, H, s->gates, GH);
@@ -233,7 +234,8 @@ void RNN_NAME(onnxc_rnn)(const onnxc_rnn_params* p, const RNN_T* X, const RNN_T*
     s.c = s.h + N * H;
     s.tmp = s.c + N * H;
     s.tmp2 = s.tmp + N * H;
-    s.aq = (uint8_t*)(s.tmp2 + N * H);
+    s.qscale = (float*)(void*)(s.tmp2 + N * H); /* q8 (float only): GH scales, then aq */
+    s.aq = (uint8_t*)(s.qscale + (p->q8 ? GH : 0));
     for (b = 0; b < N; ++b) {
         const int64_t len = onnxc_rnn_len(seq_lens, b, T);
         if (len > maxlen) maxlen = len;
@@ -247,8 +249,8 @@ void RNN_NAME(onnxc_rnn)(const onnxc_rnn_params* p, const RNN_T* X, const RNN_T*
         /* input projection of every time step in one GEMM, biases folded in */
 #ifdef RNN_Q8
         if (p->q8)
-            rnn_q8_gemm_nt(T * N, GH, I, X, p->q8->W + d * GH * I, p->q8->w_scale + d * GH,
-                           p->q8->w_zp + d * GH, s.xw, GH, s.aq);
+            rnn_q8_gemm(T * N, GH, I, X, p->q8->w_kernel, p->q8->W[d], p->q8->w_scale + d * GH, s.xw,
+                        GH, s.aq, s.qscale);
         else
 #endif
         RNN_GEMM_NT(T * N, GH, I, X, I, W + d * GH * I, I, s.xw, GH);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "onnxc_kernels.h"
+#include "onnxc_qgemm.h"
 #include "onnxc_quant.h"
 
 static int64_t onnxc_rnn_gates(int cell) {
@@ -36,28 +37,30 @@ static int64_t onnxc_rnn_q8_bytes(const onnxc_rnn_params* p) {
 size_t onnxc_rnn_scratch_elems(const onnxc_rnn_params* p) {
     const int64_t GH = onnxc_rnn_gates(p->cell) * p->hidden;
     return (size_t)((p->seq * p->batch + p->batch) * GH + 4 * p->batch * p->hidden
-                    + (onnxc_rnn_q8_bytes(p) + 3) / 4);
+                    + (p->q8 ? GH : 0) + (onnxc_rnn_q8_bytes(p) + 3) / 4);
 }
 
-/* C[M,N] = A[M,K] x B[N,K]^T for DynamicQuantizeLSTM (see onnxc_rnn_q8): A (contiguous) is
- * quantized to uint8 in aq, B is int8 with per-row scale bs and zero point bz. Integer products
- * are exact; each output rounds once, as (float)acc * (a_scale * bs[n]). */
-static void rnn_q8_gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, const int8_t* B,
-                           const float* bs, const int8_t* bz, float* C, int64_t ldc, uint8_t* aq) {
+/* C[M,N] = A[M,K] x B[K,N] for DynamicQuantizeLSTM (see onnxc_rnn_q8): A (contiguous) is
+ * quantized to uint8 in aq, B is packed for `kernel` with its zero points, bs its per-column
+ * scales. The integer GEMM (ISA-dispatched, threaded) is exact; each output rounds once, as
+ * (float)acc * (a_scale * bs[n]) (qscale: N floats of scratch). */
+static void rnn_q8_gemm(int64_t M, int64_t N, int64_t K, const float* A,
+                        const struct onnxc_qgemm_kernel* kernel, const uint8_t* packed,
+                        const float* bs, float* C, int64_t ldc, uint8_t* aq, float* qscale) {
+    onnxc_qgemm_output out;
     float sa;
     uint8_t za;
-    int64_t i, j, k;
+    int64_t j;
     onnxc_dynamic_quantize_linear(A, M * K, aq, &sa, &za);
-    for (i = 0; i < M; ++i) {
-        const uint8_t* a = aq + i * K;
-        for (j = 0; j < N; ++j) {
-            const int8_t* b = B + j * K;
-            const int32_t zb = bz[j];
-            int32_t acc = 0;
-            for (k = 0; k < K; ++k) acc += ((int32_t)a[k] - za) * ((int32_t)b[k] - zb);
-            C[i * ldc + j] = (float)acc * (sa * bs[j]);
-        }
-    }
+    for (j = 0; j < N; ++j) qscale[j] = sa * bs[j];
+    memset(&out, 0, sizeof out);
+    out.type = ONNXC_QOUT_F32;
+    out.C = C;
+    out.ldc = ldc;
+    out.scale = qscale;
+    out.scale_per_column = 1;
+    /* the blob was packed by the compiler for this kernel, K and N: no error to report */
+    (void)onnxc_qgemm(kernel, M, N, K, aq, K, za, packed, NULL, &out);
 }
 
 static void rnn_sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,

@@ -8,6 +8,7 @@ from onnx import helper, numpy_helper
 from helpers import ort_run, tensor_info
 
 import onnxc
+import onnxc.cpu
 
 MS = "com.microsoft"
 
@@ -97,6 +98,25 @@ def test_dynamic_quantize_lstm(direction, per_column, tmp_path):
                                 dict(N=5, T=3, I=33, H=17, clip=0.8)], ids=["u8", "state_peep", "tiny", "odd_clip"])
 def test_dynamic_quantize_lstm_forms(kw, tmp_path):
     close_to_ort(*dq_lstm(**kw), tmp_path)
+
+
+def test_integer_gemms_are_identical_on_every_isa(tmp_path):
+    """Both gate GEMMs (X of all steps at once: 15 rows, AMX tiles at native; the hidden states
+    per step: 3 rows, the VNNI fallback) run on onnxc_qgemm with W and R packed at compile time.
+    Integer sums are exact and each output is (float)acc * (a_scale * w_scale[n]) on every ISA,
+    so the outputs are bit-identical across ISA rows, the portable one included (and, checked
+    when this moved off the former portable int32 loop, bit-identical to it). Odd sizes: K = 70
+    (a 64-wide K block + tail), 4H = 68 columns (a 16-column panel tail), uint8 weights with
+    per-column zero points (onnxruntime refuses those, so only the ISAs are compared here)."""
+    model, feed = dq_lstm(T=5, N=3, I=70, H=17, direction="bidirectional", per_column=True, u8=True, seed=5)
+    outs = {}
+    for isa in ["generic"] + [i for i in onnxc.cpu.runnable_isas() if i in ("avx2", "avx2vnni", "avx512vnni", "amx")]:
+        m = onnxc.compile(model, output_dir=tmp_path / isa, fallback=False, target=isa)
+        assert "onnxc_qgemm.h" in (m.build_dir / "model.c").read_text()
+        outs[isa] = m.run(None, feed)
+    for isa, got in outs.items():
+        for g, r in zip(got, outs["generic"]):
+            assert np.array_equal(g, r), isa
 
 
 def test_non_constant_weights_are_named(tmp_path):

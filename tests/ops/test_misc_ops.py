@@ -190,11 +190,12 @@ def test_dequantize_linear_half_scale(qtype, stype, mode, axis, block, tmp_path)
                                       want.astype(out).view(np.uint16 if out.itemsize == 2 else np.uint32))
 
 
-@pytest.mark.parametrize("lo,hi", [(-3, 5), (1, 7), (-9, -2), (0, 0)])
-def test_dynamic_quantize_linear(lo, hi, tmp_path):
-    x = RNG.uniform(lo, hi, (4, 7)).astype(np.float32)
+@pytest.mark.parametrize("lo,hi,shape", [(-3, 5, (4, 7)), (1, 7, (4, 7)), (-9, -2, (4, 7)), (0, 0, (4, 7)),
+                                         (-2, 3, (3, 4999))])  # the last: several range chunks, vector tails
+def test_dynamic_quantize_linear(lo, hi, shape, tmp_path):
+    x = RNG.uniform(lo, hi, shape).astype(np.float32)
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
-    check([node], {"x": x}, [("y", np.uint8, [4, 7]), ("s", np.float32, []), ("z", np.uint8, [])], tmp_path,
+    check([node], {"x": x}, [("y", np.uint8, list(shape)), ("s", np.float32, []), ("z", np.uint8, [])], tmp_path,
           opset=11, rtol=0, atol=0)
 
 

@@ -76,9 +76,11 @@ def test_skip_layer_norm_default_epsilon_is_onnxruntimes(tmp_path):
 
 
 def attention_model(quantized, B, S, E, H, mask=None, unidirectional=0, per_column=False, scale=None,
-                    u8_weight=False):
+                    u8_weight=False, e_in=None):
+    """e_in: the input's hidden size when it differs from E = H * head size (a pruned model)."""
     D = E // H
-    w = f32(E, 3 * E, scale=0.3)
+    e_in = E if e_in is None else e_in
+    w = f32(e_in, 3 * E, scale=0.3)
     bias = f32(3 * E, scale=0.1)
     inits, inputs = {"bias": bias}, []
     attrs = {"num_heads": H, "unidirectional": unidirectional}
@@ -86,19 +88,19 @@ def attention_model(quantized, B, S, E, H, mask=None, unidirectional=0, per_colu
         attrs["scale"] = scale
     if quantized:
         ws = (np.abs(w).max(0) / 127).astype(np.float32) if per_column else np.float32(np.abs(w).max() / 127)
-        if u8_weight:
-            wq = np.clip(np.round(w / ws) + 128, 0, 255).astype(np.uint8)
-            wz = np.full(ws.shape, 128, np.uint8)
+        if u8_weight:  # zero points near the middle, one per column when the scales are
+            wz = (128 + rng.integers(-3, 4, np.shape(ws))).astype(np.uint8)
+            wq = np.clip(np.round(w / ws) + wz, 0, 255).astype(np.uint8)
         else:
             wq = np.clip(np.round(w / ws), -127, 127).astype(np.int8)
             wz = np.zeros(ws.shape, np.int8)
         inits.update(w=wq, ws=np.asarray(ws, np.float32), xs=np.float32(0.02), xz=np.uint8(131), wz=wz)
-        inputs.append(("x", np.uint8, [B, S, E]))
+        inputs.append(("x", np.uint8, [B, S, e_in]))
         ins = ["x", "w", "bias", "xs", "ws", "mask" if mask is not None else "", "xz", "wz"]
         op = "QAttention"
     else:
         inits["w"] = w
-        inputs.append(("x", np.float32, [B, S, E]))
+        inputs.append(("x", np.float32, [B, S, e_in]))
         ins = ["x", "w", "bias"] + (["mask"] if mask is not None else [])
         op = "Attention"
     if mask is not None:
@@ -125,9 +127,7 @@ def test_attention(quantized, mask_kind, unidirectional, tmp_path):
     if mask is not None:
         feed["mask"] = mask
     ref, got = run_both(model, feed, tmp_path)
-    # QAttention: onnxruntime sums int8 products in int32 and scales once; onnxc projects the
-    # dequantized values in float32 (rounding differences of ~1e-6 of the projection)
-    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4, atol=1e-4 if quantized else 1e-5)
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("per_column,u8_weight,scale", [(True, False, None), (False, True, None),
@@ -139,6 +139,24 @@ def test_qattention_weight_forms(per_column, u8_weight, scale, tmp_path):
     feed = {"x": rng.integers(0, 256, (B, S, E)).astype(np.uint8), "mask": masks(B, S)["raw2d"]}
     ref, got = run_both(model, feed, tmp_path)
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["generic", "native"])
+def test_qattention_projection_is_the_int8_gemm(target, tmp_path):
+    """QAttention's projection runs on the int8 GEMM (onnxc_qgemm, weights packed at compile time)
+    as onnxruntime's does: int32 sums of (x - x_zp)(w - w_zp[n]), one scale x_scale * w_scale[n],
+    + bias; then the attention on the projected QKV. Odd sizes (tile edges of every kernel: 15
+    rows, 21 inputs, 45 columns), a pruned input hidden size, per-column scales and zero points."""
+    B, S, E, H, e_in = 3, 5, 15, 3, 21
+    model = attention_model(True, B, S, E, H, per_column=True, u8_weight=True, e_in=e_in)
+    feed = {"x": rng.integers(0, 256, (B, S, e_in)).astype(np.uint8)}
+    ref = ort_run(model, feed)
+    m = onnxc.compile(model, output_dir=tmp_path / "o", fallback=False, target=target)
+    src = (m.build_dir / "model.c").read_text()
+    assert "onnxc_qgemm(" in src and "onnxc_mha_attend(" in src and "onnxc_sgemm" not in src
+    got = m.run(None, feed)[0]
+    # the integer sums are exact; what is left is float rounding of the scale and the attention
+    assert np.abs(got - ref[0]).max() <= 2e-6 * np.abs(ref[0]).max()
 
 
 def test_attention_with_past_is_named_not_guessed(tmp_path):

@@ -144,15 +144,18 @@ def layer_norm(node, ctx):
 
 # --- MultiHeadAttention -------------------------------------------------------------------------
 def _mha_params(node):
-    x, w, bias, mask = node.inputs[0], node.inputs[1], node.input(2), node.input(3)
-    if len(x.shape) != 3 or len(w.shape) != 2:
+    x, w, bias, mask = node.inputs[0], node.input(1), node.input(2), node.input(3)
+    if len(x.shape) != 3 or (w is not None and len(w.shape) != 2):
         raise Refuse("X must be 3-D and W 2-D")
     H = int(get_attr(node, "num_heads", 0) or 0)
-    if H <= 0 or w.shape[1] % (3 * H):
-        raise Refuse(f"W has {w.shape[1]} columns, not 3 * num_heads ({H}) * head size")
+    cols = x.shape[2] if w is None else w.shape[1]
+    if H <= 0 or cols % (3 * H):
+        raise Refuse(f"{'X' if w is None else 'W'} has {cols} columns, not 3 * num_heads ({H}) * head size")
     B, S, E, H, D, seq_first = mha_geometry(node)
-    if w.shape[0] != E or min(B, S, E, D) <= 0:
-        raise Refuse(f"W shape {w.shape} does not match X {x.shape}")
+    if (w is not None and w.shape[0] != E) or min(B, S, E, D) <= 0:
+        raise Refuse(f"W shape {w.shape if w is not None else None} does not match X {x.shape}")
+    if w is None and bias is not None:
+        raise Refuse("bias without W (a projected X carries its bias)")
     if bias is not None and tuple(bias.shape) != (3 * H * D,):
         raise Refuse(f"bias shape {bias.shape}, expected ({3 * H * D},)")
     mask_str = [0, 0, 0, 0]
@@ -189,7 +192,10 @@ def _mha_check(node) -> Optional[str]:
 
 def _mha_scratch(node) -> int:
     p = _mha_params(node)
-    return 4 * (p["B"] * p["S"] * 3 * p["H"] * p["D"] + p["slots"] * p["tile_rows"] * (p["S"] + 1))
+    tiles = p["slots"] * p["tile_rows"] * (p["S"] + 1)
+    if node.input(1) is None:  # X is the projection: only the score tiles
+        return 4 * tiles
+    return 4 * (p["B"] * p["S"] * 3 * p["H"] * p["D"] + tiles)
 
 
 @c_kernel("MultiHeadAttention", domain="onnxc", check=_mha_check, scratch=_mha_scratch)
@@ -199,9 +205,11 @@ def mha(node, ctx):
     params = (f"{{{p['B']}, {p['S']}, {p['E']}, {p['H']}, {p['D']}, {p['seq_first']}, "
               f"{ctx.lit(p['scale'], np.float32)}, {p['has_mask']}, {{{ms}}}, {p['nan_to_zero']}, "
               f"{p['tile_rows']}, {p['slots']}}}")
-    x, w, bias, mask = node.inputs[0], node.inputs[1], node.input(2), node.input(3)
+    x, w, bias, mask = node.inputs[0], node.input(1), node.input(2), node.input(3)
     mask_p, y_p = (ctx.ptr(mask) if mask is not None else "NULL"), ctx.ptr(node.outputs[0])
     lines = [f"static const onnxc_mha_params p = {params};"]
+    if w is None:  # X is the projected QKV (e.g. QAttention's int8 GEMM)
+        return "\n".join(lines + [f"onnxc_mha_attend(&p, {ctx.ptr(x)}, {mask_p}, {y_p}, {ctx.scratch(node, 'float')});"])
     if not w.is_const:
         args = [ctx.ptr(x), ctx.ptr(w), ctx.ptr(bias) if bias is not None else "NULL", mask_p, y_p,
                 ctx.scratch(node, "float")]

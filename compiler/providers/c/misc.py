@@ -265,25 +265,16 @@ def _dyn_check(node):
 
 @c_kernel("DynamicQuantizeLinear", check=_dyn_check)
 def dynamic_quantize(node, ctx):
-    """Range widened to include 0; scale = range / 255 (1 for an all-zero input, as
-    onnxruntime; the reference's 1/255 differs there); zero point = round(saturate(-min /
-    scale)); then QuantizeLinear."""
+    """The runtime's vectorized, threaded onnxc_dynamic_quantize_linear (onnxc_quant.h): range
+    widened to include 0; scale = range / 255 (1 for an all-zero input, as onnxruntime; the
+    reference's 1/255 differs there); zero point = round(saturate(-min / scale)); then
+    QuantizeLinear's x / scale, rounded half to even, + zero point, saturated."""
     x = node.inputs[0]
     y, s, z = node.outputs
-    return "\n".join([
-        f"const float* ONNXC_RESTRICT X = {ctx.ptr(x)};",
-        f"uint8_t* ONNXC_RESTRICT Y = {ctx.ptr(y)};",
-        "float mx = 0.0f, mn = 0.0f;",
-        f"for (int64_t e = 0; e < {x.size}; ++e) {{ const float v = X[e]; if (v > mx) mx = v; if (v < mn) mn = v; }}",
-        "const float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;  /* 0/0 otherwise: as onnxruntime */",
-        "const float izp = 0.0f - mn / scale;",
-        "const float zp = nearbyintf(izp > 0.0f ? (izp < 255.0f ? izp : 255.0f) : 0.0f);  /* NaN: 0 */",
-        f"{ctx.ptr(s)}[0] = scale;",
-        f"{ctx.ptr(z)}[0] = (uint8_t)zp;",
-        f"for (int64_t e = 0; e < {x.size}; ++e) {{",
-        "  const float v = nearbyintf(X[e] / scale) + zp;",
-        "  Y[e] = (uint8_t)(v != v || v <= 0.0f ? 0.0f : (v >= 255.0f ? 255.0f : v));",
-        "}"])
+    helpers = ctx.options.setdefault("helpers", [])
+    if '#include "onnxc_quant.h"' not in helpers:
+        helpers.append('#include "onnxc_quant.h"')
+    return f"onnxc_dynamic_quantize_linear({ctx.ptr(x)}, {x.size}, {ctx.ptr(y)}, {ctx.ptr(s)}, {ctx.ptr(z)});"
 
 
 # --- Einsum ----------------------------------------------------------------------------------

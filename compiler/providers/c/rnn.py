@@ -176,7 +176,7 @@ def _check(node) -> Optional[str]:
 def _scratch_elems(node) -> int:
     """Mirror of onnxc_rnn_scratch_elems() in runtime_c/rnn/rnn_ref.c."""
     T, N, I, H, dirs, reverse, layout = _geometry(node)
-    q8 = -(-max(T * N * I, N * H) // 4) if node.op_type == QLSTM else 0
+    q8 = 4 * H - (-max(T * N * I, N * H) // 4) if node.op_type == QLSTM else 0  # scales, uint8 operand
     return (T * N + N) * GATES[_cell(node)] * H + 4 * N * H + q8
 
 
@@ -193,23 +193,29 @@ def _used(node, i, ctx):
 
 
 def _q8_weights(node, ctx, dirs: int, H: int) -> str:
-    """The onnxc_rnn_q8 struct: W and R transposed to [dirs, 4H, K] int8 (uint8 weights shifted
-    by 128 with their zero points: the differences are unchanged), scales and zero points per
-    row. Declares it and returns its address."""
-    def per_row(i, dtype):
+    """The onnxc_rnn_q8 struct: W [dirs, I, 4H] and R [dirs, H, 4H] (each direction a [K, 4H] B
+    operand) packed at compile time for the u8s8 kernel of the target's int8 GEMM (onnxc_qgemm.h),
+    zero points (per tensor or per column) folded into the packing, scales per column. One kernel
+    per GEMM for both directions (chosen on both: the AVX2 pair-safe choice reads B's values).
+    Declares it and returns the declaration."""
+    from ...kernels.qgemm import kernel_for, pack_b
+    from .quant import INCLUDE, _isa
+    ctx.options.setdefault("helpers", []).append(INCLUDE)
+
+    def per_col(i, dtype):
         v = node.input(i)
         a = np.zeros((dirs, 4 * H), dtype) if v is None else np.asarray(v.const, dtype)
         return np.ascontiguousarray(np.broadcast_to(a.reshape(dirs, -1), (dirs, 4 * H)))
-    parts = []
-    for wi, si, zi in ((1, 8, 9), (2, 10, 11)):
+    fields = []
+    for wi, zi in ((1, 9), (2, 11)):
         w = node.inputs[wi].const
-        shift = 128 if w.dtype == np.uint8 else 0
-        wt = (np.transpose(w, (0, 2, 1)).astype(np.int32) - shift).astype(np.int8)
-        zp = (per_row(zi, np.int32) - shift).astype(np.int8)
-        parts += [ctx.const_array(np.ascontiguousarray(wt)), ctx.const_array(per_row(si, np.float32)),
-                  ctx.const_array(zp)]
-    (w, ws, wz), (r, rs, rz) = parts[:3], parts[3:]
-    return f"const onnxc_rnn_q8 q8 = {{{w}, {r}, {ws}, {rs}, {wz}, {rz}}};"  # weights: a run-time base
+        k = kernel_for(_isa(ctx), np.uint8, np.concatenate(list(w), axis=1))
+        zp = per_col(zi, np.int64)
+        blobs = [ctx.const_array(pack_b(np.ascontiguousarray(w[d]), k, zp[d])) for d in range(dirs)]
+        fields.append((f"&{k.name}_info", "{" + ", ".join(blobs + ["NULL"] * (2 - dirs)) + "}"))
+    (wk, wb), (rk, rb) = fields
+    ws, rs = ctx.const_array(per_col(8, np.float32)), ctx.const_array(per_col(10, np.float32))
+    return f"const onnxc_rnn_q8 q8 = {{{wk}, {rk}, {wb}, {rb}, {ws}, {rs}}};"  # weights: a run-time base
 
 
 @c_kernel("RNN", "GRU", "LSTM", check=_check, scratch=_scratch)
