@@ -24,7 +24,7 @@ from . import qgemm as Q
 
 AUTO, DIRECT, IMPLICIT, IM2COL = 0, 1, 2, 3
 ALGO_NAMES = {DIRECT: "direct", IMPLICIT: "implicit", IM2COL: "im2col"}
-DW_MAGIC, DW_HEADER, DW_CALIGN = 0x3144514F, 64, 16
+DW_MAGIC, DW_HEADER, DW_CALIGN = 0x3244514F, 64, 16  # "OQD2"
 DW_HEADER_FMT = "<II5q"  # onnxc_qconv_dw_header
 
 
@@ -204,7 +204,7 @@ def pack_w(w: np.ndarray, kernel: Q.QKernel, zero_point=None, group: int = 1) ->
 
 def pack_dw(w: np.ndarray, zero_point=None) -> np.ndarray:
     """Depthwise weights w [C, 1, KH, KW] (int8 or uint8) with zero point None / scalar / C values
-    in the OQD1 layout of onnxc_qconv.h (any depthwise kernel)."""
+    in the OQD2 layout of onnxc_qconv.h (any depthwise kernel)."""
     w = np.asarray(w)
     if w.ndim != 4 or w.shape[1] != 1 or w.dtype not in (np.int8, np.uint8):
         raise ValueError(f"pack_dw: weights must be [C, 1, KH, KW] int8 or uint8, got {w.dtype} {w.shape}")
@@ -214,7 +214,7 @@ def pack_dw(w: np.ndarray, zero_point=None) -> np.ndarray:
     z = np.zeros(C, np.int32) if zero_point is None else np.broadcast_to(
         np.asarray(zero_point, np.int32).reshape(-1), (C,))
     d = w.reshape(C, T).astype(np.int32) - z[:, None]
-    total = DW_HEADER + 4 * Cp * (1 + T)
+    total = DW_HEADER + 4 * Cp * (1 + T + KH // 2 * KW)
     out = np.zeros(total, np.uint8)
     hdr = struct.pack(DW_HEADER_FMT, DW_MAGIC, 0, C, Cp, KH, KW, total)
     out[:len(hdr)] = np.frombuffer(hdr, np.uint8)
@@ -223,7 +223,11 @@ def pack_dw(w: np.ndarray, zero_point=None) -> np.ndarray:
     wq = np.zeros((T, Cp), np.uint32)
     wq[:, :C] = (d.T.astype(np.int16).view(np.uint16)).astype(np.uint32)
     out[DW_HEADER:DW_HEADER + 4 * Cp] = wsum.view(np.uint8)
-    out[DW_HEADER + 4 * Cp:] = wq.reshape(-1).view(np.uint8)
+    out[DW_HEADER + 4 * Cp:DW_HEADER + 4 * Cp * (1 + T)] = wq.reshape(-1).view(np.uint8)
+    # kernel rows 2p (low 16 bits) and 2p + 1 (high) per lane: the AVX2 kernel's paired taps
+    rows = wq.reshape(KH, KW, Cp)
+    wp = rows[0:KH // 2 * 2:2] | (rows[1:KH // 2 * 2:2] << np.uint32(16))
+    out[DW_HEADER + 4 * Cp * (1 + T):] = wp.reshape(-1).view(np.uint8)
     return out
 
 

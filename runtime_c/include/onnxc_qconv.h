@@ -113,16 +113,20 @@ typedef struct onnxc_qconv_dw_args {
     int64_t x_pitch;
     int32_t xz;             /* activation zero point */
     const int32_t* wq;      /* [KH*KW][Cp] packed weights (int32 lanes: low 16 bits w - wz, high 0) */
+    const int32_t* wp;      /* [KH/2][KW][Cp] kernel rows 2p and 2p+1 paired (see the layout) */
     int64_t cp;             /* Cp */
     const int32_t* start;   /* accumulator start of channels c0.. (see the contract) */
 } onnxc_qconv_dw_args;
 
-/* Packed depthwise weights ("OQD1"), byte offsets from the start of the blob:
+/* Packed depthwise weights ("OQD2"), byte offsets from the start of the blob:
  *   [0, 64)        header: uint32 magic, flags; int64 C, Cp, KH, KW, total_bytes
  *   64             int32 wsum[Cp]: sum_t (w - wz) of each channel (0 past C)
  *   64 + 4*Cp      int32 wq[KH*KW][Cp], low 16 bits (w - wz) as int16, high 16 bits 0
+ *   64 + 4*Cp*(1 + KH*KW)
+ *                  int32 wp[KH/2][KW][Cp]: low 16 bits wq[2p*KW + kw], high 16 bits
+ *                  wq[(2p+1)*KW + kw] (two kernel rows per vpmaddwd lane; the AVX2 kernel)
  * Cp = C rounded up to 16. w int8 or uint8, wz per channel or per tensor. */
-enum { ONNXC_QDW_MAGIC = 0x3144514F /* "OQD1" */, ONNXC_QDW_HEADER = 64, ONNXC_QDW_CALIGN = 16 };
+enum { ONNXC_QDW_MAGIC = 0x3244514F /* "OQD2" */, ONNXC_QDW_HEADER = 64, ONNXC_QDW_CALIGN = 16 };
 typedef struct {
     uint32_t magic, flags;
     int64_t C, Cp, KH, KW, total_bytes;
@@ -160,7 +164,7 @@ size_t onnxc_qconv_packed_bytes(const onnxc_qgemm_kernel* kernel, int64_t M, int
 void onnxc_qconv_pack_w(const onnxc_qgemm_kernel* kernel, int64_t M, int64_t Cg, int64_t KH,
                         int64_t KW, int64_t group, const void* w, int w_signed, const int32_t* wz,
                         int wz_per_channel, void* scratch, void* dst);
-/* Depthwise weights w[C][1][KH][KW] into the OQD1 layout (any kernel). */
+/* Depthwise weights w[C][1][KH][KW] into the OQD2 layout (any kernel). */
 size_t onnxc_qconv_dw_packed_bytes(int64_t C, int64_t KH, int64_t KW);
 void onnxc_qconv_pack_dw(int64_t C, int64_t KH, int64_t KW, const void* w, int w_signed,
                          const int32_t* wz, int wz_per_channel, void* dst);

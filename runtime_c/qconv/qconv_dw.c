@@ -123,6 +123,7 @@ int onnxc_qconv_dw(const onnxc_qconv_dw_kernel* kernel, const onnxc_qconv_geom* 
     J.args.cp = h->Cp;
     J.wsum = (const int32_t*)((const uint8_t*)packedW + ONNXC_QDW_HEADER);
     J.args.wq = J.wsum + h->Cp;
+    J.args.wp = J.args.wq + g->KH * g->KW * h->Cp;
     J.bias = bias;
     J.out = out;
     J.res = res;

@@ -6,11 +6,19 @@
  *   LOADI(p), STOREI(p, v), SET1(v)
  *   MADD(acc, x, w)   acc + x * w per lane, x and w int32 lanes whose product is exact in 16 x 16
  *                     bits (vpmaddwd + vpaddd, or vpdpwssd): w's high halves are 0
+ *   DW_PAIRED         optional: the interior function to call instead of DW(interior_k) (same
+ *                     signature; the AVX2 kernel's two-rows-per-lane version)
  * Contract: onnxc_qconv_dw_fn (onnxc_qconv.h). For each vector of channels: pixels whose taps are
  * all inside the row run in register blocks of OWB outputs (for stride 1/2 and 3/5 wide kernels
  * the input vectors a block needs are loaded once and reused across kw); rows of taps above or
  * below the image add xz * w, folded into the block's start; the remaining (border) pixels test
  * each tap. */
+
+#ifdef DW_PAIRED
+#define DW_IK DW_PAIRED
+#else
+#define DW_IK DW(interior_k)
+#endif
 
 /* full: a whole vector of channels (a compile-time constant where it is called) */
 QGEMM_INLINE V DW(px)(const int s8, const int full, const uint8_t* p, int64_t nv) {
@@ -112,13 +120,13 @@ QGEMM_INLINE void DW(cvec)(const int s8, const int full, const onnxc_qconv_dw_ar
     for (ow = ow0; ow < ow_a; ++ow)
         STOREI(acc + (ow - ow0) * ldacc + (c - c0), DW(border_px)(s8, full, a, n, oh, ow, c, nv, st));
     if (dw == 1 && KW == 3 && sw == 1)
-        DW(interior_k)(s8, full, 1, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW_IK(s8, full, 1, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 3 && sw == 2)
-        DW(interior_k)(s8, full, 2, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW_IK(s8, full, 2, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 5 && sw == 1)
-        DW(interior_k)(s8, full, 1, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW_IK(s8, full, 1, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 5 && sw == 2)
-        DW(interior_k)(s8, full, 2, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW_IK(s8, full, 2, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else
         DW(interior_any)(s8, full, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     for (ow = ow_b; ow < ow1; ++ow)
@@ -142,3 +150,5 @@ QGEMM_INLINE void DW(row)(const int s8, const onnxc_qconv_dw_args* a, int64_t n,
     if (c < c1)
         DW(cvec)(s8, 0, a, n, oh, ow0, ow1, ow_a, ow_b, khlo, khhi, c, c0, c1 - c, acc, ldacc);
 }
+
+#undef DW_IK

@@ -44,7 +44,7 @@ void onnxc_qconv_pack_w(const onnxc_qgemm_kernel* kernel, int64_t M, int64_t Cg,
 
 size_t onnxc_qconv_dw_packed_bytes(int64_t C, int64_t KH, int64_t KW) {
     const int64_t Cp = round_up(C, ONNXC_QDW_CALIGN);
-    return (size_t)(ONNXC_QDW_HEADER + 4 * Cp * (1 + KH * KW));
+    return (size_t)(ONNXC_QDW_HEADER + 4 * Cp * (1 + KH * KW + KH / 2 * KW));
 }
 
 void onnxc_qconv_pack_dw(int64_t C, int64_t KH, int64_t KW, const void* wv, int w_signed,
@@ -55,6 +55,7 @@ void onnxc_qconv_pack_dw(int64_t C, int64_t KH, int64_t KW, const void* wv, int 
     uint8_t* out = (uint8_t*)dst;
     int32_t* wsum = (int32_t*)(out + ONNXC_QDW_HEADER);
     int32_t* wq = wsum + Cp;
+    int32_t* wp = wq + T * Cp;
     int64_t c, t;
     memset(out, 0, onnxc_qconv_dw_packed_bytes(C, KH, KW));
     memset(&h, 0, sizeof(h));
@@ -75,5 +76,10 @@ void onnxc_qconv_pack_dw(int64_t C, int64_t KH, int64_t KW, const void* wv, int 
             s += d;
         }
         wsum[c] = s;
+        for (t = 0; t < KH / 2 * KW; ++t) {
+            const int64_t p = t / KW, kw = t % KW;
+            wp[t * Cp + c] = (int32_t)((uint32_t)wq[(2 * p * KW + kw) * Cp + c] |
+                                       ((uint32_t)wq[((2 * p + 1) * KW + kw) * Cp + c] << 16));
+        }
     }
 }

@@ -390,12 +390,17 @@ DW_CASES = [
     (1, 8, 8, 16, 3, 1, 1, (0, 0, 0, 0)),
     (1, 7, 7, 40, 1, 1, 1, (0, 0, 0, 0)),
     (1, 30, 40, 600, 3, 1, 1, (1, 1, 1, 1)),
+    # AVX2 pairs kernel rows per lane: odd top pad (row pairs half outside the image), dilation
+    # down only (paired rows 2 apart), 5x5 stride 2 with a channel tail
+    (1, 7, 13, 23, 5, 1, 1, (1, 2, 3, 2)),
+    (1, 11, 12, 9, 3, 1, (2, 1), (2, 1, 2, 1)),
+    (1, 6, 19, 40, 5, 2, 1, (0, 2, 1, 2)),
 ]
 
 
 def dw_geom(case, x_pitch=0):
     N, H, W, C, K, s, d, p = case
-    return QC.Geom(N, H, W, C, C, K, K, (s, s), (d, d), p, C, x_pitch=x_pitch)
+    return QC.Geom(N, H, W, C, C, K, K, (s, s), d if isinstance(d, tuple) else (d, d), p, C, x_pitch=x_pitch)
 
 
 def test_depthwise_int32(qc):
