@@ -50,7 +50,8 @@ QGEMM_INLINE __m256i avx2_px2(const int s8, const int full, const uint8_t* p0, c
 }
 
 /* Interior pixels [ow, ow_b) with stride SW and width KW known at compile time (dilation 1 across,
- * any down): kernel rows inside the image [khlo, khhi) as pairs (2p, 2p+1) where both are inside,
+ * any down; the body calls it for stride 1 only: at stride 2 a block loads (OWB - 1) * 2 + KW
+ * columns for OWB * KW taps, so the widening, not the vpmaddwd, bounds it): kernel rows inside the image [khlo, khhi) as pairs (2p, 2p+1) where both are inside,
  * the rest one per lane. Same contract as the body's interior_k. */
 QGEMM_INLINE void avx2_interior_k2(const int s8, const int full, const int64_t SW, const int64_t KW,
                                    const onnxc_qconv_dw_args* a, const uint8_t* img, int64_t ih0, int64_t khlo,
@@ -99,17 +100,10 @@ QGEMM_INLINE void avx2_interior_k2(const int s8, const int full, const int64_t S
 #pragma GCC unroll 16
         for (j = 0; j < OWB; ++j) STOREI(acc + (ow - ow0 + j) * ldacc + (c - c0), s[j]);
     }
-    for (; ow < ow_b; ++ow) {
+    for (; ow < ow_b; ++ow) { /* one row per lane: a lone pixel reuses no interleaved column */
         V s = st;
-        for (p = plo; p < phi; ++p) {
-            const uint8_t* r0 = img + (ih0 + 2 * p * dh) * rowb + (ow * SW - pl) * xp;
-#pragma GCC unroll 8
-            for (kw = 0; kw < KW; ++kw)
-                s = MADD(s, avx2_px2(s8, full, r0 + kw * xp, r0 + dh * rowb + kw * xp, nv), LOADI(wp + (p * KW + kw) * cp));
-        }
         for (kh = khlo; kh < khhi; ++kh) {
             const uint8_t* r = img + (ih0 + kh * dh) * rowb + (ow * SW - pl) * xp;
-            if (kh >= 2 * plo && kh < 2 * phi) continue;
 #pragma GCC unroll 8
             for (kw = 0; kw < KW; ++kw)
                 s = MADD(s, full ? LOADX(r + kw * xp, s8) : LOADX_N(r + kw * xp, s8, nv), LOADI(wq + (kh * KW + kw) * cp));

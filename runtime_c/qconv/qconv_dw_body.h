@@ -6,7 +6,7 @@
  *   LOADI(p), STOREI(p, v), SET1(v)
  *   MADD(acc, x, w)   acc + x * w per lane, x and w int32 lanes whose product is exact in 16 x 16
  *                     bits (vpmaddwd + vpaddd, or vpdpwssd): w's high halves are 0
- *   DW_PAIRED         optional: the interior function to call instead of DW(interior_k) (same
+ *   DW_PAIRED         optional: the interior function for stride 1 instead of DW(interior_k) (same
  *                     signature; the AVX2 kernel's two-rows-per-lane version)
  * Contract: onnxc_qconv_dw_fn (onnxc_qconv.h). For each vector of channels: pixels whose taps are
  * all inside the row run in register blocks of OWB outputs (for stride 1/2 and 3/5 wide kernels
@@ -122,11 +122,11 @@ QGEMM_INLINE void DW(cvec)(const int s8, const int full, const onnxc_qconv_dw_ar
     if (dw == 1 && KW == 3 && sw == 1)
         DW_IK(s8, full, 1, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 3 && sw == 2)
-        DW_IK(s8, full, 2, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW(interior_k)(s8, full, 2, 3, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 5 && sw == 1)
         DW_IK(s8, full, 1, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else if (dw == 1 && KW == 5 && sw == 2)
-        DW_IK(s8, full, 2, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
+        DW(interior_k)(s8, full, 2, 5, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     else
         DW(interior_any)(s8, full, a, img, ih0, khlo, khhi, ow_a, ow_b, ow0, c, c0, nv, sti, acc, ldacc);
     for (ow = ow_b; ow < ow1; ++ow)
