@@ -7,7 +7,8 @@ Convolutions with groups < channels run on the int8 GEMM microkernels (compiler/
 the same rows, the same packed-B format, one blob per group); depthwise convolutions have their
 own kernels, listed here:
   generic     portable C, int32 arithmetic
-  avx2        8 channels per ymm as int32 lanes, vpmaddwd + vpaddd (exact 16 x 16-bit products)
+  avx2        8 channels per ymm as int32 lanes, vpmaddwd + vpaddd (exact 16 x 16-bit products);
+              stride-1 interiors take two kernel rows per lane (the packed row pairs wp)
   avx2vnni    the same with vpdpwssd (AVX-VNNI)
   avx512      16 channels per zmm, byte-masked channel tail
   avx512vnni  the same with vpdpwssd (also what the amx row runs: AMX has no depthwise form)

@@ -2,13 +2,13 @@
  * vpmaddwd + vpaddd per tap (avx2), vpdpwssd (avx2vnni: AVX-VNNI). Body: qconv_dw_body.h,
  * contract: onnxc_qconv.h.
  *
- * The avx2 kernel's interior pixels take two kernel rows per int32 lane: the bytes of rows 2p and
+ * The avx2 kernel's stride-1 interior blocks take two kernel rows per int32 lane: the bytes of rows 2p and
  * 2p+1 at one column are interleaved (vpunpcklbw) and widened to int16 (vpmovzxbw / vpmovsxbw),
  * so one vpmaddwd against the packed wp lanes (w[2p][kw], w[2p+1][kw]) adds two exact products
  * (|x| <= 255, |w - wz| <= 255: each |product| < 2^16, their sum far from vpmaddwd's only
  * saturating case -2^15 * -2^15 * 2). The widening stays at two shuffles per 8 channels and input
- * column (as one vpmovzxbd per row before) while the vpmaddwd + vpaddd per tap halve. Rows whose
- * partner is outside the image run one per lane as before. */
+ * column (as one vpmovzxbd per row before) while the vpmaddwd + vpaddd per tap halve. Stride 2,
+ * lone remainder pixels and rows whose partner is outside the image run one row per lane. */
 #include <string.h>
 
 #include "../qgemm/qgemm_kernel.h"

@@ -19,23 +19,40 @@
 #define MR 6
 #define NR 16
 #define KW 256 /* k widened at a time */
+/* -DQGEMM_AVX2_NO_INLINE / -DQGEMM_AVX2_NO_WIDEN8 (ONNXC_EXTRA_CFLAGS): the widening as before
+ * 2026-12-07, for A/B runs */
+#ifdef QGEMM_AVX2_NO_INLINE
+#define SMALLK 0
+#else
+#define SMALLK 1
+#endif
 
 QGEMM_INLINE __m256i lane_mask(int64_t n) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), idx);
 }
 
-/* w[0 .. n rounded up to even) = A[0 .. n) as int16 (the odd tail padded with 0); not inlined:
- * called once per row per 256 k */
-static void widen(const int s8, const uint8_t* a, int64_t n, int16_t* w) {
+/* w[0 .. n rounded up to even) = A[0 .. n) as int16 (the odd tail padded with 0), 16 k and then
+ * 8 k at a time (the 1x1 convolutions of small CNNs have K = 16..32: the scalar loop took K = 24's
+ * last 8 one by one). Inlined for K blocks up to 32, where the call cost as much as the widening;
+ * else called once per row per 256 k (widen). */
+QGEMM_INLINE void widen_in(const int s8, const uint8_t* a, int64_t n, int16_t* w) {
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) {
         const __m128i v = _mm_loadu_si128((const __m128i*)(a + k));
         _mm256_storeu_si256((__m256i*)(w + k), s8 ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v));
     }
+#ifndef QGEMM_AVX2_NO_WIDEN8
+    if (k + 8 <= n) {
+        const __m128i v = _mm_loadl_epi64((const __m128i*)(a + k));
+        _mm_storeu_si128((__m128i*)(w + k), s8 ? _mm_cvtepi8_epi16(v) : _mm_cvtepu8_epi16(v));
+        k += 8;
+    }
+#endif
     for (; k < n; ++k) w[k] = s8 ? (int16_t)(int8_t)a[k] : (int16_t)a[k];
     if (n & 1) w[n] = 0;
 }
+static void widen(const int s8, const uint8_t* a, int64_t n, int16_t* w) { widen_in(s8, a, n, w); }
 
 QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, int64_t kc,
                        const uint8_t* A, int64_t lda, const uint8_t* B, int32_t* C, int64_t ldc,
@@ -65,8 +82,13 @@ QGEMM_INLINE void tile(const int s8, const int m, const int wide, int64_t nr, in
     for (k0 = 0; k0 < kc; k0 += KW) {
         const int64_t kk = kc - k0 < KW ? kc - k0 : KW;
         const uint8_t* b = B + k0 * 16;
+        if (SMALLK && kk <= 32) {
 #pragma GCC unroll 6
-        for (i = 0; i < m; ++i) widen(s8, A + i * lda + k0, kk, aw[i]);
+            for (i = 0; i < m; ++i) widen_in(s8, A + i * lda + k0, kk, aw[i]);
+        } else {
+#pragma GCC unroll 6
+            for (i = 0; i < m; ++i) widen(s8, A + i * lda + k0, kk, aw[i]);
+        }
         for (g = 0; g < kk; g += 2) {
             const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 16)));
             const __m256i b1 = wide ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(b + g * 16 + 16)))

@@ -248,7 +248,7 @@ def test_pairsafe_packing_extremes():
 def edge_sizes(k):
     Ms = sorted({1, 2, k.mr - 1, k.mr, k.mr + 1, 2 * k.mr + 3, 97} - {0})
     Ns = sorted({1, 15, 16, 17, k.nr - 1, k.nr, k.nr + 1, 2 * k.nr + 5, 257} - {0})
-    Ks = [1, 3, 4, 5, 63, 64, 65, 130, 513, 1100]
+    Ks = [1, 3, 4, 5, 24, 27, 63, 64, 65, 130, 513, 1100]  # 24, 27: the AVX2 kernel's 16 + 8 (+ 3) widening
     return Ms, Ns, Ks
 
 

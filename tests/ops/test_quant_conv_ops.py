@@ -32,6 +32,10 @@ CASES = [
     ("dw3", 1, 32, 10, 9, 32, 3, dict(pads=[1, 1, 1, 1], group=32)),
     ("dw3s2d2", 1, 24, 13, 12, 24, 3, dict(strides=[2, 2], dilations=[2, 2], pads=[2, 2, 2, 2], group=24)),
     ("dw5", 2, 20, 8, 8, 20, 5, dict(pads=[2, 2, 2, 2], group=20)),
+    # channel tails (not multiples of 8 / 16) through the avx2 kernel's paired rows (stride 1)
+    ("dw3tail", 1, 19, 9, 14, 19, 3, dict(pads=[1, 1, 1, 1], group=19)),
+    ("dw5tail", 1, 13, 11, 12, 13, 5, dict(pads=[1, 2, 3, 2], group=13)),
+    ("dw3s2tail", 1, 21, 11, 13, 21, 3, dict(strides=[2, 2], pads=[1, 1, 1, 1], group=21)),
     ("grouped", 1, 16, 8, 9, 32, 3, dict(pads=[1, 0, 1, 1], group=4)),
     ("dil2", 1, 20, 12, 11, 33, 3, dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
     ("same_upper", 1, 8, 9, 10, 16, 3, dict(strides=[2, 2], auto_pad="SAME_UPPER")),
