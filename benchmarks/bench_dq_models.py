@@ -27,28 +27,9 @@ import numpy as np
 import onnx
 
 import onnxc
-from onnxc.cpu import host_isa
+from onnxc.cpu import cpu_model, host_isa
 
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
-    except OSError:
-        return "?"
-
-
-def interleaved(fns, rounds):
-    """{name: [thread CPU seconds per round]} (one warm-up run each first)."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t0 = time.thread_time()
-            fn()
-            times[k].append(time.thread_time() - t0)
-    return times
+from bench_qdq_models import interleaved_times
 
 
 def prepare(path, tmp, ort_optimize):
@@ -100,7 +81,7 @@ def main():
             span = float(np.abs(flt).max())
             print(f"  max |onnxc int8 - ort int8| / max|float| = {np.abs(got - ref).max() / span:.2e}, "
                   f"ort int8 vs float {np.abs(ref - flt).max() / span:.2e}")
-            t = interleaved({"onnxc fp32": lambda: cf.run(None, feed), "onnxc int8": lambda: cq.run(None, feed),
+            t = interleaved_times({"onnxc fp32": lambda: cf.run(None, feed), "onnxc int8": lambda: cq.run(None, feed),
                              "ort int8": lambda: oq.run(None, feed), "ort fp32": lambda: of.run(None, feed)},
                             args.rounds)
             med = {k: statistics.median(v) for k, v in t.items()}

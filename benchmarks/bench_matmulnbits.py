@@ -32,21 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from compiler.build import build_kernel_library  # noqa: E402
-from compiler.cpu import host_flags  # noqa: E402
+from compiler.cpu import cpu_model, host_flags  # noqa: E402
 from compiler.isa import BY_NAME, ISAS  # noqa: E402
 from compiler.kernels import qnbits  # noqa: E402
 from compiler.resources import kernels_cdef, runtime_dir  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def runnable_rows():

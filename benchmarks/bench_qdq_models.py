@@ -21,29 +21,26 @@ import numpy as np
 import onnx
 
 import onnxc
-from onnxc.cpu import host_isa
+from onnxc.cpu import cpu_model, host_isa
 
 
-def best_interleaved(fns, rounds):
-    """{name: best thread CPU time} over ``rounds`` rounds of one run of each fn (load changes hit
-    every engine alike)."""
-    best = {k: float("inf") for k in fns}
+def interleaved_times(fns, rounds):
+    """{name: [thread CPU seconds per round]}: ``rounds`` rounds of one run of each fn, after one
+    warm-up run each (load changes hit every engine alike)."""
+    times = {k: [] for k in fns}
     for fn in fns.values():
         fn()
     for _ in range(rounds):
         for k, fn in fns.items():
             t0 = time.thread_time()
             fn()
-            best[k] = min(best[k], time.thread_time() - t0)
-    return best
+            times[k].append(time.thread_time() - t0)
+    return times
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
-    except OSError:
-        return "?"
+def best_interleaved(fns, rounds):
+    """{name: best thread CPU time} over interleaved_times' rounds."""
+    return {k: min(v) for k, v in interleaved_times(fns, rounds).items()}
 
 
 def quantize(path, feed, out):

@@ -22,7 +22,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from compiler import isa as isa_table  # noqa: E402
 from compiler.build import build_kernel_library  # noqa: E402
-from compiler.cpu import host_flags  # noqa: E402
+from compiler.cpu import cpu_model, host_flags  # noqa: E402
 from compiler.kernels import qgemm as Q  # noqa: E402
 from compiler.resources import kernels_cdef, runtime_dir  # noqa: E402
 
@@ -45,17 +44,6 @@ SHAPES = {
     "gemv": [(1, 4096, 4096)],
 }
 THREAD_CDEF = "void onnxc_rt_set_num_threads(int n);\n"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def best_time(fn, seconds: float, wall: bool) -> float:

@@ -25,19 +25,8 @@ import onnxc
 from onnxc.kernels import qwino as QW
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_qdq_models import cpu_model, quantize  # noqa: E402
-
-
-def rounds_of(fns, rounds):
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t0 = time.thread_time()
-            fn()
-            times[k].append(time.thread_time() - t0)
-    return {k: np.array(v) for k, v in times.items()}
+from bench_qdq_models import interleaved_times, quantize  # noqa: E402
+from onnxc.cpu import cpu_model  # noqa: E402
 
 
 def node_min(model, feed, runs):
@@ -76,8 +65,9 @@ def main():
                 QW.ENABLED = True
             n_wino = open(os.path.join(tmp, name + "w", "model.c")).read().count("onnxc_qconv_wino(")
             same = np.array_equal(cw.run(None, feed)[0], cd.run(None, feed)[0])
-            t = rounds_of({"fp32": lambda: cf.run(None, feed), "int8 wino": lambda: cw.run(None, feed),
-                           "int8 direct": lambda: cd.run(None, feed)}, args.rounds)
+            t = interleaved_times({"fp32": lambda: cf.run(None, feed), "int8 wino": lambda: cw.run(None, feed),
+                                   "int8 direct": lambda: cd.run(None, feed)}, args.rounds)
+            t = {k: np.array(v) for k, v in t.items()}
             print(f"{name}: {n_wino} Winograd convolutions, int8 outputs identical: {same}")
             for k, v in t.items():
                 print(f"  {k:12} median {np.median(v) * 1e3:7.2f} ms (min {v.min() * 1e3:.2f})")

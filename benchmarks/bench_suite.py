@@ -104,16 +104,10 @@ def host_info(target: str) -> dict:
     import onnxruntime as ort
 
     import onnxc
-    from onnxc.cpu import host_flags, host_isa
+    from onnxc.cpu import cpu_model, host_flags, host_isa
     from onnxc.target import resolve
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
     flags = host_flags()
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "isa_flags": [f for f in ISA_FLAGS if f in flags],
+    return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "isa_flags": [f for f in ISA_FLAGS if f in flags],
             "host_isa": host_isa(), "onnxc_target": target, "onnxc_isa": resolve(target).isa,
             "onnxc_version": onnxc.__version__, "onnxruntime_version": ort.__version__,
             "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}

@@ -248,7 +248,8 @@ def main():
     args = ap.parse_args()
     models = Path(args.models_dir)
     engines = [e for e in args.engines.split(",") if e]
-    out = {"host": platform.node(), "cpu": _cpu_name(), "results": {}}
+    from onnxc.cpu import cpu_model
+    out = {"host": platform.node(), "cpu": cpu_model(), "results": {}}
     with tempfile.TemporaryDirectory(prefix="quant-acc-") as tmp:
         for which in args.only.split(","):
             need = {"minilm": "minilm_l6.onnx", "nsfw": "open_nsfw.onnx"}[which]
@@ -264,16 +265,6 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
-
-
-def _cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

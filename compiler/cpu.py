@@ -12,16 +12,27 @@ from .isa import BY_NAME, ISAS, runnable
 REQUIRED_FLAGS = {i.name: i.cpu_flags for i in ISAS}
 
 
-@functools.lru_cache(maxsize=1)
-def host_flags() -> frozenset:
+def _cpuinfo(key: str):
+    """The value of the first ``key`` line of /proc/cpuinfo, or None (no such line, not Linux)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def host_flags() -> frozenset:
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as every benchmark records it beside its numbers."""
+    import platform
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 def runnable_isas() -> list:
