@@ -92,11 +92,10 @@ class QCLib:
                                      int(z is not None and z.size > 1), self.ptr(out))
         return out
 
-    def conv(self, k, g: QC.Geom, x, xz, packed, bias=None, out=S32, scale=None, zp=0, qmin=None, qmax=None,
-             fbias=None, res=None, ldc=None, dw=False):
-        """y [N, OH, OW, M] = out(conv); x [N, H, W, pitch] (channels [0, C) used); res =
-        (r [N, OH, OW, ldr], r_zero_point, r_scale)."""
-        assert x.shape[-1] == (g.x_pitch or g.C)
+    def output_stage(self, g: QC.Geom, out=S32, scale=None, zp=0, qmin=None, qmax=None, fbias=None, res=None,
+                     ldc=None):
+        """(y [N, OH, OW, ldc], its onnxc_qgemm_output, the onnxc_qconv_residual or NULL, the
+        arrays the structs point into, to keep alive): every convolution entry point's output."""
         ldc = ldc or g.M
         y = np.zeros((g.N, g.OH, g.OW, ldc), ODT[out])
         o = self.ffi.new("onnxc_qgemm_output *")
@@ -119,6 +118,14 @@ class QCLib:
             rs = self.ffi.new("onnxc_qconv_residual *")
             rs.r, rs.ldr, rs.r_signed, rs.zero_point, rs.scale = self.ptr(r), r.shape[-1], int(r.dtype == np.int8), rz, rsc
             keep.append(rs)
+        return y, o, rs, keep
+
+    def conv(self, k, g: QC.Geom, x, xz, packed, bias=None, out=S32, scale=None, zp=0, qmin=None, qmax=None,
+             fbias=None, res=None, ldc=None, dw=False):
+        """y [N, OH, OW, M] = out(conv); x [N, H, W, pitch] (channels [0, C) used); res =
+        (r [N, OH, OW, ldr], r_zero_point, r_scale)."""
+        assert x.shape[-1] == (g.x_pitch or g.C)
+        y, o, rs, keep = self.output_stage(g, out, scale, zp, qmin, qmax, fbias, res, ldc)
         b = None if bias is None else np.ascontiguousarray(bias, np.int32)
         gc = self.geom(g)
         if dw:
@@ -135,18 +142,22 @@ class QCLib:
         return y[..., :g.M]
 
 
-@pytest.fixture(scope="module", params=HOST)
-def qc(request, tmp_path_factory):
-    row = request.param
+def build_qclib(row, tmp_path_factory, name="qconv") -> QCLib:
+    """The convolution kernel library (QC.sources()) built with ISA row ``row``'s flags."""
     if shutil.which(c_compiler()) is None:
         pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"qconv-{row}") / f"libqconv-{row}.so"
+    so = tmp_path_factory.mktemp(f"{name}-{row}") / f"lib{name}-{row}.so"
     cdef = (kernels_cdef("onnxc_qgemm.h") + kernels_cdef("onnxc_qconv.h")).replace("extern const ", "extern ")
     ffi, lib = build_kernel_library(so, QC.sources(), ["-O2", *isa_table.BY_NAME[row].cflags], extra_cdef=cdef + EXTRA_CDEF)
-    q = QCLib(row, ffi, lib)
+    return QCLib(row, ffi, lib)
+
+
+@pytest.fixture(scope="module", params=HOST)
+def qc(request, tmp_path_factory):
+    q = build_qclib(request.param, tmp_path_factory)
     yield q
-    lib.onnxc_qgemm_set_amx(1)
-    lib.onnxc_rt_set_num_threads(0)
+    q.lib.onnxc_qgemm_set_amx(1)
+    q.lib.onnxc_rt_set_num_threads(0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,14 +20,13 @@ from onnx import TensorProto, helper
 
 import onnxc
 from onnxc import isa as isa_table
-from onnxc.build import build_kernel_library, c_compiler
+from onnxc.build import c_compiler
 from onnxc.kernels import qconv as QC
 from onnxc.kernels import qgemm as Q
 from onnxc.kernels import qwino as QW
-from onnxc.resources import kernels_cdef
 
 from helpers import ort_run
-from test_qconv import EXTRA_CDEF, S8, S32, U8, QCLib, rand_q, ref_acc, ref_requant, ref_residual
+from test_qconv import S8, S32, U8, build_qclib, rand_q, ref_acc, ref_requant, ref_residual
 
 # One build: the avx2 row's runtime also holds the __generic kernel (and the transforms are the
 # same C in every build), so both kernels run in it; hosts without AVX2 build the generic row.
@@ -36,15 +35,9 @@ ROWS = ["avx2"] if "avx2" in Q.host_isas() else ["generic"]
 
 @pytest.fixture(scope="module", params=ROWS)
 def lib(request, tmp_path_factory):
-    row = request.param
-    if shutil.which(c_compiler()) is None:
-        pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"qwino-{row}") / f"libqwino-{row}.so"
-    cdef = (kernels_cdef("onnxc_qgemm.h") + kernels_cdef("onnxc_qconv.h")).replace("extern const ", "extern ")
-    ffi, lb = build_kernel_library(so, QC.sources(), ["-O2", *isa_table.BY_NAME[row].cflags], extra_cdef=cdef + EXTRA_CDEF)
-    q = QCLib(row, ffi, lb)
+    q = build_qclib(request.param, tmp_path_factory, "qwino")
     yield q
-    lb.onnxc_rt_set_num_threads(0)
+    q.lib.onnxc_rt_set_num_threads(0)
 
 
 def wkernels(row):
@@ -52,27 +45,11 @@ def wkernels(row):
 
 
 def wino(q, k, g, x, xz, w, wz=None, bias=None, out=S32, scale=None, zp=0, qmin=None, qmax=None, res=None):
-    """onnxc_qconv_wino through the same output plumbing as QCLib.conv"""
+    """onnxc_qconv_wino with the output stage QCLib.conv uses (QCLib.output_stage)"""
     packed = QW.pack(w, wz)
     assert packed.size == q.lib.onnxc_qconv_wino_packed_elems(g.C, g.M)
     ffi = q.ffi
-    ldc = g.M
-    y = np.zeros((g.N, g.OH, g.OW, ldc), {S32: np.int32, U8: np.uint8, S8: np.int8}[out])
-    o = ffi.new("onnxc_qgemm_output *")
-    o.type, o.C, o.ldc = out, q.ptr(y), ldc
-    keep = []
-    if scale is not None:
-        sc = np.ascontiguousarray(np.asarray(scale, np.float32).reshape(-1))
-        keep.append(sc)
-        o.scale, o.scale_per_column = q.ptr(sc, "float *"), int(sc.size > 1)
-    if out in (U8, S8):
-        lo, hi = (0, 255) if out == U8 else (-128, 127)
-        o.zero_point, o.qmin, o.qmax = zp, lo if qmin is None else qmin, hi if qmax is None else qmax
-    rs = ffi.NULL
-    if res is not None:
-        r, rz, rsc = res
-        rs = ffi.new("onnxc_qconv_residual *")
-        rs.r, rs.ldr, rs.r_signed, rs.zero_point, rs.scale = q.ptr(r), r.shape[-1], int(r.dtype == np.int8), rz, rsc
+    y, o, rs, keep = q.output_stage(g, out, scale, zp, qmin, qmax, res=res)
     b = None if bias is None else np.ascontiguousarray(bias, np.int32)
     gc = q.geom(g)
     assert q.lib.onnxc_qconv_wino_ok(gc) == 1
