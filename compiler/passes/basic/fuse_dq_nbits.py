@@ -73,6 +73,9 @@ class FuseDQMatMulNBits(Pass):
         K, N = w.shape
         if block < 16 or block > 256 or block & (block - 1) or int(get_attr(dq, "axis", 1)) not in (0, -2):
             return kept + f"not blocked along K with a power-of-two block in [16, 256] (block_size {block})"
+        kb = -(-K // block)
+        if scale.shape != (kb, N) or (zp is not None and zp.shape != (kb, N)):
+            return kept + f"scales / zero points not [{kb}, {N}] (K / block_size, N)"
         if a.dtype != np.float32 or scale.dtype != np.float32 or a.shape is None or len(a.shape) < 1 \
                 or a.shape[-1] != K or mm.outputs[0].dtype != np.float32:
             return kept + "not a float32 A [..., K] with float32 scales"
