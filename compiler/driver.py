@@ -72,7 +72,7 @@ def optimize(graph, opt_level: str = DEFAULT_LEVEL, verify_each: bool = False, t
     """Run the passes of ``opt_level`` on ``graph`` in place.  ``target`` (a row of isa.py or
     "native") and ``winograd`` (see onnxc.compile) are what the layout passes read; ``quantize``
     (a QuantizeOptions) adds the quantize step after the basic level, which quantizes as
-    onnxc.quantize does and runs the basic level again for the QDQ fusions (quantize/stage.py)."""
+    onnxc.quantize does; the basic level then runs again for the QDQ fusions (quantize/stage.py)."""
     from .passes import PassManager
     from .providers import CProvider
     from .target import resolve

@@ -8,7 +8,8 @@ earlier one's result and never has its own fusions undone.  It records per pass 
 rewrites, the rewritten nodes and the time taken, and names the passes that ran when one fails.
 Passes marked ``always`` (dead-code elimination) also run at the end of every later level.
 ``stages`` are one-shot steps keyed by the level they follow (the quantizer runs after
-"basic", before "extended"); each runs once, before any group of a later level, or at the end.
+"basic", before "extended"); each runs once, before any group of a later level, or at the end,
+and when one changed the graph the passes of the level it follows run again.
 """
 from __future__ import annotations
 
@@ -115,15 +116,19 @@ class PassManager:
             if self.capability is not None:
                 stack.enter_context(using(self.capability))
             pending = dict(self.stages)
-            for group in level_groups(self.passes):
-                rank = LEVELS.index(group[0].level)
-                self._run_stages(graph, pending, lambda lvl: LEVELS.index(lvl) < rank)
+            groups = {g[0].level: g for g in level_groups(self.passes)}
+            for level, group in groups.items():
+                rank = LEVELS.index(level)
+                self._run_stages(graph, pending, groups, lambda lvl: LEVELS.index(lvl) < rank)
                 self._fixpoint(graph, group)
-            self._run_stages(graph, pending, lambda lvl: True)
+            self._run_stages(graph, pending, groups, lambda lvl: True)
         return graph
 
-    def _run_stages(self, graph: Graph, pending: Dict[str, List[Pass]], due) -> None:
+    def _run_stages(self, graph: Graph, pending: Dict[str, List[Pass]], groups: Dict[str, List[Pass]], due) -> None:
+        """The due stages; after a level's stages changed the graph, that level's passes run again
+        (the quantize step's Q/DQ pairs are for the basic level's QDQ fusions)."""
         for lvl in [lvl for lvl in LEVELS if lvl in pending and due(lvl)]:
+            changed = False
             for p in pending.pop(lvl):
                 st = self.stats[p.name]
                 t0 = time.perf_counter()
@@ -135,8 +140,11 @@ class PassManager:
                 self.history.append(p.name)
                 st.notes += [n for n in res.notes if n not in st.notes]
                 if res.modified:
+                    changed = True
                     st.rewrites += res.rewrites
                     st.details.extend(res.details)
+            if changed and lvl in groups:
+                self._fixpoint(graph, groups[lvl])
 
     def _fixpoint(self, graph: Graph, passes: List[Pass]) -> None:
         for _ in range(self.max_iterations):

@@ -259,6 +259,7 @@ def test_compile_quantize_is_quantize_then_compile(tmp_path):
     rep = m.report["quantize"]
     assert [l["op"] for l in rep["layers"]].count("Conv") == 2
     assert m.report["passes"]["quantize"]["rewrites"] == len(rep["layers"])
+    assert m.report["passes"]["fuse_qdq_conv"]["rewrites"] == 2  # the basic level ran again, in the report
     for f in cnn_feeds(3, seed=4):
         out = m.run(None, f)[0]
         np.testing.assert_array_equal(out, ref.run(None, f)[0])
