@@ -11,4 +11,5 @@ from . import lower_sequences  # noqa: F401  (after folding: positions computed 
 from . import cse, redundant  # noqa: F401,E402
 from . import sink_transpose  # noqa: F401,E402  (before the Conv fusions: brings per-channel ops to the Conv)
 from . import fuse_conv, fuse_pad, fuse_clip, fuse_gemm, div_to_mul  # noqa: F401,E402
+from . import fuse_matmul_integer  # noqa: F401,E402  (quantize_dynamic's MatMulInteger + Cast + Mul (+ bias))
 from . import dce  # noqa: F401,E402

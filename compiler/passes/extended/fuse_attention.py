@@ -5,7 +5,13 @@ Reshape/Transpose/Squeeze/Unsqueeze/Gather/Slice/Split), scalar scales (on Q, K 
 Mul or Div), an optional additive mask, Softmax, an optional Where(IsNaN) guard, the product with
 V and the head merge.  The layout chains are not matched op by op: each is replayed on an index
 tensor (arange over the projection output) and the result must address exactly the elements the
-fused kernel reads, which checks every shape, perm, axis and index at once."""
+fused kernel reads, which checks every shape, perm, axis and index at once.
+
+Projections may also be quantize_dynamic's int8 products (com.microsoft.MatMulIntegerToFloat
+after the basic pass fuse_matmul_integer_to_float) of one quantized activation: their Q | K | V
+columns become one MatMulIntegerToFloat (weights, per-column scales and zero points cut and
+concatenated: the same int32 sums and float32 scaling, so bit-identical projections) and the
+attention reads its output (onnxc.MultiHeadAttention without W, as for com.microsoft.QAttention)."""
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -17,6 +23,7 @@ from ...ops import evaluate, get_attr
 from ..util import c_supported, is_op, replace_with, scalar, sole_user
 from .transformer_match import F32, f32, last_dim_vector, ordered, other, prod, same_shape, static_shape, users_inside
 
+MS = "com.microsoft"
 _LAYOUT = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Gather", "Slice", "Split")
 
 
@@ -50,46 +57,76 @@ def _scale_through(v, factor) -> Tuple[object, float, List[Node]]:
             return v, factor, nodes
 
 
+def _int8_projection(p):
+    """com.microsoft.MatMulIntegerToFloat(X8, W8 const [K, N], x_scale, w_scale const, x_zp?,
+    w_zp const?, bias const?) (quantize_dynamic's product after fuse_matmul_integer_to_float):
+    (X8, W8, bias or None, (x_scale, x_zp, w_scale [N], w_zp [N] or None))."""
+    x, w, xs, ws = p.inputs[:4]
+    xz, wz, bias = p.input(4), p.input(5), p.input(6)
+    _need(w.is_const and w.const.ndim == 2 and ws.is_const and (wz is None or wz.is_const)
+          and (bias is None or bias.is_const), "int8 projection parameters not constant")
+    n = w.shape[1]
+    _need(all(c.const.size in (1, n) for c in (ws, wz) if c is not None), "int8 projection parameters shape")
+    cols = [np.broadcast_to(np.asarray(c.const).reshape(-1), (n,)) for c in (ws, wz) if c is not None]
+    wz_n = cols[1].astype(w.dtype) if wz is not None else None
+    return x, w, bias, (xs, xz, cols[0].astype(F32), wz_n)
+
+
 def _projection(v):
     """The projection behind a head tensor: walk up layout ops and scalar scales to
-    Add(MatMul(X, W const), bias const) or MatMul(X, W const).
-    Returns (X, W, bias or None, projection output, index tensor, factor, nodes)."""
+    Add(MatMul(X, W const), bias const) or MatMul(X, W const), or the int8 product
+    MatMulIntegerToFloat(X8, W8 const, ...) (+ bias Add).
+    Returns (X, W, bias or None, projection output, index tensor, factor, nodes, int8 parameters
+    or None)."""
     chain, nodes, factor = [], [], 1.0
     while True:
         v, factor, sn = _scale_through(v, factor)
         nodes += sn
         p = prod(v)
-        _need(p is not None, "no producer")
-        if p.op_type in _LAYOUT:
+        _need(p is not None or _is_int8_product(v.producer), "no producer")
+        if p is not None and p.op_type in _LAYOUT:
             _need(all(i is p.inputs[0] or i is None or i.is_const for i in p.inputs), "non-constant layout input")
             chain.append((p, p.outputs.index(v)))
             nodes.append(p)
             v = p.inputs[0]
             continue
+        p = v.producer
         break
     proj_out = v
     bias = None
     if is_op(p, "Add"):
-        mm_v = next((i for i in p.inputs if is_op(prod(i), "MatMul")), None)
+        mm_v = next((i for i in p.inputs if is_op(prod(i), "MatMul") or _is_int8_product(i.producer)), None)
         _need(mm_v is not None, "bias Add without MatMul")
         bias = other(p, mm_v)
         _need(bias is not None and bias.is_const, "bias not constant")
         nodes.append(p)
-        p = prod(mm_v)
-    _need(is_op(p, "MatMul"), "no projection MatMul")
-    x, w = p.inputs
+        p = mm_v.producer
+    q = None
+    if _is_int8_product(p):
+        x, w, qbias, q = _int8_projection(p)
+        _need(qbias is None or bias is None, "two biases")
+        bias = bias if qbias is None else qbias
+        _need(x.dtype in (np.uint8, np.int8) and x.is_static, "int8 projection input")
+    else:
+        _need(is_op(p, "MatMul"), "no projection MatMul")
+        x, w = p.inputs
+        _need(f32(x), "projection input")
     _need(w.is_const and len(w.shape) == 2 and x.shape is not None and len(x.shape) == 3, "projection shape")
     n = w.shape[1]
     if bias is not None:
         _need(last_dim_vector(bias, n) is not None, "bias shape")
         bias = last_dim_vector(bias, n)
-    _need(f32(x, proj_out) and static_shape(proj_out) == tuple(x.shape[:2]) + (n,), "projection output")
+    _need(f32(proj_out) and static_shape(proj_out) == tuple(x.shape[:2]) + (n,), "projection output")
     nodes.append(p)
     # replay the layout chain on the flat index of every projection output element
     idx = np.arange(int(np.prod(proj_out.shape)), dtype=np.int64).reshape(proj_out.shape)
     for node, k in reversed(chain):
         idx = _replay(node, idx, k)
-    return x, w.const, bias, proj_out, idx, factor, nodes
+    return x, w.const, bias, proj_out, idx, factor, nodes, q
+
+
+def _is_int8_product(p) -> bool:
+    return p is not None and p.domain == MS and p.op_type == "MatMulIntegerToFloat"
 
 
 def _replay(node, idx, k):
@@ -163,10 +200,14 @@ def _match_attention(graph, sm):
     qk = prod(v)
     _need(is_op(qk, "MatMul"), "no QK product")
     nodes.append(qk)
-    xq, wq, bq, pq, iq, fq, nq = _projection(qk.inputs[0])
-    xk, wk, bk, pk, ik, fk, nk = _projection(qk.inputs[1])
-    xv, wv, bv, pv_, iv, fv, nv = _projection(pv.inputs[1])
+    xq, wq, bq, pq, iq, fq, nq, qq = _projection(qk.inputs[0])
+    xk, wk, bk, pk, ik, fk, nk, qk_ = _projection(qk.inputs[1])
+    xv, wv, bv, pv_, iv, fv, nv, qv = _projection(pv.inputs[1])
     _need(xq is xk is xv, "Q, K and V do not project one input")
+    quant = [qq, qk_, qv]
+    if any(t is not None for t in quant):  # one int8 product: one activation quantization, one weight type
+        _need(all(t is not None and t[0] is qq[0] and t[1] is qq[1] for t in quant)
+              and wq.dtype == wk.dtype == wv.dtype, "Q, K and V quantized differently")
     _need(fv == 1.0, "scaled V")
     nodes += nq + nk + nv
     _need(iq.ndim == ik.ndim == iv.ndim == 4, "heads not 4-D")
@@ -187,7 +228,17 @@ def _match_attention(graph, sm):
     else:
         raise _NoMatch("head layout")
     HD = H * D
-    w = np.concatenate([m[:, o:o + HD] for m, o in zip((wq, wk, wv), offs)], axis=1).astype(F32)
+    cut = [slice(o, o + HD) for o in offs]
+    w = np.concatenate([m[:, c] for m, c in zip((wq, wk, wv), cut)], axis=1)
+    int8 = None
+    if qq is None:
+        w = w.astype(F32)
+    else:  # the packed int8 product: per-column scales and zero points cut like the weights
+        zps = [t[3] if t[3] is not None else np.zeros(m.shape[1], m.dtype) for t, m in zip(quant, (wq, wk, wv))]
+        int8 = dict(x_scale=qq[0], x_zp=qq[1],
+                     w_scale=np.concatenate([t[2][c] for t, c in zip(quant, cut)]).astype(F32),
+                     w_zp=None if all(t[3] is None for t in quant)
+                     else np.concatenate([z[c] for z, c in zip(zps, cut)]).astype(w.dtype))
     bias = None
     if any(b is not None for b in (bq, bk, bv)):
         bias = np.concatenate([(b if b is not None else np.zeros(m.shape[1], F32))[o:o + HD]
@@ -214,7 +265,7 @@ def _match_attention(graph, sm):
     nodes += tail[:final]
     out = tail[final - 1].outputs[0]
     scale = factor * fq * fk
-    return dict(nodes=nodes, x=x, w=w, bias=bias, mask=mask, out=out, final=tail[final - 1],
+    return dict(nodes=nodes, x=x, w=w, bias=bias, mask=mask, out=out, final=tail[final - 1], int8=int8,
                 attrs={"num_heads": int(H), "scale": float(np.float32(scale)), "seq_first": int(seq_first),
                        "nan_to_zero": nan_to_zero},
                 shape=(S, B, HD) if seq_first else (B, S, HD))
@@ -235,12 +286,19 @@ def fuse_attention(graph, details) -> int:
         w = graph.add_const(m["w"], "mha_qkv_weight")
         b = graph.add_const(m["bias"], "mha_qkv_bias") if m["bias"] is not None else None
         ins = [m["x"], w, b, m["mask"]]
-        while ins[-1] is None:
-            ins.pop()
         old = ordered(graph, nodes)
         if old[-1] is not final:
             old.remove(final)
             old.append(final)
+        qkv = None
+        if m["int8"] is not None:  # one int8 product for Q, K and V; the attention reads its output
+            qkv = _int8_qkv(graph, m, w, b, before=final)
+            if qkv is None:
+                graph.prune_constants()
+                continue
+            ins = [qkv.outputs[0], None, None, m["mask"]]
+        while ins[-1] is None:
+            ins.pop()
         if tuple(out.shape) == m["shape"]:
             node = replace_with(graph, old, "MultiHeadAttention", ins, m["attrs"], check_c=True)
         else:  # the kernel writes its own layout; the old final shape is a view of it
@@ -255,8 +313,30 @@ def fuse_attention(graph, details) -> int:
                 shape = graph.add_const(np.array(out.shape, dtype=np.int64), "mha_shape")
                 replace_with(graph, old, "Reshape", [y, shape], {}, domain="")
         if node is None:
+            if qkv is not None:
+                graph.remove_node(qkv)
             graph.prune_constants()
             continue
-        details.append(node.label)
+        details.append(node.label + (" (int8 QKV projection)" if qkv is not None else ""))
         count += 1
     return count
+
+
+def _int8_qkv(graph, m, w, b, before) -> Optional[Node]:
+    """com.microsoft.MatMulIntegerToFloat of the packed Q | K | V columns (inserted before
+    ``before``), or None when C does not run it."""
+    q = m["int8"]
+    x = m["x"]
+    n = m["w"].shape[1]
+    ins = [x, w, q["x_scale"], graph.add_const(q["w_scale"], "mha_qkv_w_scale"), q["x_zp"],
+           graph.add_const(q["w_zp"], "mha_qkv_w_zp") if q["w_zp"] is not None else None, b]
+    while ins[-1] is None:
+        ins.pop()
+    y = graph.new_value("mha_qkv", F32, tuple(x.shape[:2]) + (n,))
+    node = Node("MatMulIntegerToFloat", ins, [y], {}, name=graph.fresh_name("mha_qkv"), domain=MS,
+                opset=graph.opset.get(MS, 1))
+    if not c_supported(node):
+        node.detach_inputs()
+        return None
+    graph.insert(node, before=before)
+    return node

@@ -2,7 +2,8 @@
 fused node).  In run order:
 
 * multi-head self-attention (BERT/HuggingFace and torchvision ViT exports) -> onnxc.MultiHeadAttention:
-  the Q/K/V projections (MatMul + bias Add, separate or packed), the head split (any chain of
+  the Q/K/V projections (MatMul + bias Add, separate or packed; or quantize_dynamic's int8
+  MatMulIntegerToFloat products, packed into one that feeds the attention), the head split (any chain of
   Reshape/Transpose/Squeeze/Unsqueeze/Gather/Slice/Split), scalar scales (on Q, K or the scores,
   Mul or Div), an optional additive mask, Softmax, an optional Where(IsNaN) guard, the product
   with V and the head merge.  The layout chains are not matched op by op: each is replayed on an
