@@ -10,14 +10,17 @@ needs sympy) before quantizing: SkipLayerNormalization / BiasGelu, and QAttentio
 the attention (it does not fuse the torch exports of models/, whose attention carries a
 Where(IsNaN) guard). Otherwise the exported MatMuls become DynamicQuantizeLinear + MatMulInteger.
 ``--profile N``: also the N most expensive nodes of onnxc int8 (mean over the profiled runs) and
-the totals per op type.
+the totals per op type. ``--without-pass NAME``: also onnxc int8 built without that pass (an A/B
+of one rewrite in the same interleaved rounds; e.g. fuse_matmul_integer_to_float, which also
+keeps the attention unfused).
 
     .venv/bin/python benchmarks/bench_dq_models.py [--models DIR] [--names bert_base]
-        [--rounds 10] [--target native] [--ort-optimize] [--profile 12]
+        [--rounds 10] [--target native] [--ort-optimize] [--profile 12] [--without-pass NAME]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -48,6 +51,20 @@ def prepare(path, tmp, ort_optimize):
     return src, out
 
 
+@contextlib.contextmanager
+def without_pass(name):
+    """The pass registry without pass ``name`` (for a build to compare against)."""
+    from onnxc.passes import manager
+    saved = list(manager._REGISTRY)
+    manager._REGISTRY[:] = [p for p in saved if p.name != name]
+    if len(manager._REGISTRY) == len(saved):
+        raise SystemExit(f"no pass named {name!r}")
+    try:
+        yield
+    finally:
+        manager._REGISTRY[:] = saved
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="/work/main/models")
@@ -56,6 +73,7 @@ def main():
     ap.add_argument("--target", default="native")
     ap.add_argument("--ort-optimize", action="store_true")
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--without-pass", default=None)
     args = ap.parse_args()
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -75,15 +93,26 @@ def main():
                                target=args.target)
             cq = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "q"), num_threads=1, fallback=False,
                                target=args.target)
+            engines = {"onnxc fp32": lambda: cf.run(None, feed), "onnxc int8": lambda: cq.run(None, feed)}
+            if args.without_pass:
+                with without_pass(args.without_pass):  # its own directory: never the other build
+                    cb = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "b"), num_threads=1,
+                                       fallback=False, target=args.target, force=True,
+                                       prefix="onnxc_ab")  # another key and module name
+                engines["int8 -pass"] = lambda: cb.run(None, feed)
             oq = ort.InferenceSession(qpath, so, providers=["CPUExecutionProvider"])
             of = ort.InferenceSession(fpath, so, providers=["CPUExecutionProvider"])
             got, ref, flt = cq.run(None, feed)[0], oq.run(None, feed)[0], of.run(None, feed)[0]
             span = float(np.abs(flt).max())
             print(f"  max |onnxc int8 - ort int8| / max|float| = {np.abs(got - ref).max() / span:.2e}, "
                   f"ort int8 vs float {np.abs(ref - flt).max() / span:.2e}")
-            t = interleaved_times({"onnxc fp32": lambda: cf.run(None, feed), "onnxc int8": lambda: cq.run(None, feed),
-                             "ort int8": lambda: oq.run(None, feed), "ort fp32": lambda: of.run(None, feed)},
-                            args.rounds)
+            if args.without_pass:
+                prev = cb.run(None, feed)[0]
+                print(f"  without {args.without_pass}: ops {cb.report['op_counts']}\n  with it: ops "
+                      f"{cq.report['op_counts']}\n  max |int8 without - ort int8| / max|float| = "
+                      f"{np.abs(prev - ref).max() / span:.2e}, with vs without {np.abs(got - prev).max() / span:.2e}")
+            engines.update({"ort int8": lambda: oq.run(None, feed), "ort fp32": lambda: of.run(None, feed)})
+            t = interleaved_times(engines, args.rounds)
             med = {k: statistics.median(v) for k, v in t.items()}
             for k, v in t.items():
                 print(f"  {k:11} median {med[k] * 1e3:8.1f} ms  (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f}, "
@@ -91,6 +120,10 @@ def main():
             print(f"  onnxc int8 speed-up over onnxc fp32: {med['onnxc fp32'] / med['onnxc int8']:.2f}x; "
                   f"over ort int8: {med['ort int8'] / med['onnxc int8']:.2f}x; "
                   f"ort int8 over ort fp32: {med['ort fp32'] / med['ort int8']:.2f}x")
+            if args.without_pass:
+                r = sorted(a / b for a, b in zip(t["int8 -pass"], t["onnxc int8"]))
+                print(f"  onnxc int8 over int8 without {args.without_pass}: {med['int8 -pass'] / med['onnxc int8']:.2f}x "
+                      f"(per-round ratios {r[0]:.2f}..{r[-1]:.2f}, IQR {r[len(r) // 4]:.2f}..{r[(3 * len(r)) // 4]:.2f})")
             if args.profile:
                 rows = cq.profile(feed, repeat=max(args.rounds, 5))
                 from onnxc.cli import print_profile
