@@ -114,3 +114,37 @@ def test_dynamic_int8_attention_in_c(tmp_path):
     # int8 against float is ~1e-2 here; the fused graph stays at float rounding from both
     assert rel_err(ref, flt) > 1e-3
     assert rel_err(y, ref) <= 1e-5 and rel_err(y, y0) <= 1e-5
+
+
+def test_flattened_rows_attention(tmp_path):
+    """Projections of the hidden states flattened to [B * S, E] (as ViT's quantize_dynamic model
+    has them): the int8 QKV product reads them reshaped to [B, S, E] (a view)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from onnxc import frontend
+    from onnxc.driver import optimize
+    from onnxc.ops.interp import run_graph
+    from onnxc.passes.capability import using
+    from onnxc.passes.extended.transformer import TransformerFusion
+    from onnxc.providers import CProvider
+    from test_transformer import bert_attention, node
+    ns, c = bert_attention(x="x2")
+    c["rows"] = np.array([B * S, E], np.int64)
+    ns = [node("Reshape", ["x", "rows"], ["x2"])] + ns
+    model = make_model(ns, [("x", F, [B, S, E]), ("mask", F, [B, 1, 1, S])], [("ctx", F, None)], c, opset=17)
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    feed = attn_feed()
+    g = frontend.load(q)
+    optimize(g, "basic")
+    before = run_graph(g, feed)[0]
+    with using(CProvider()):
+        TransformerFusion().run(g)
+    counts = _counts(g)
+    assert counts.get("onnxc.MultiHeadAttention") == 1 and "Softmax" not in counts, counts
+    (mm,) = [n for n in g.nodes if n.op_type == "MatMulIntegerToFloat"]
+    assert mm.inputs[0].shape == (B, S, E) and mm.inputs[0].producer.op_type == "Reshape"
+    after = run_graph(g, feed)[0]
+    assert rel_err(after, before) <= 1e-5 and rel_err(after, ort_run(q, feed)[0]) <= 1e-5

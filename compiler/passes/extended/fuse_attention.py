@@ -111,12 +111,12 @@ def _projection(v):
         _need(is_op(p, "MatMul"), "no projection MatMul")
         x, w = p.inputs
         _need(f32(x), "projection input")
-    _need(w.is_const and len(w.shape) == 2 and x.shape is not None and len(x.shape) == 3, "projection shape")
+    _need(w.is_const and len(w.shape) == 2 and x.is_static and len(x.shape) in (2, 3), "projection shape")
     n = w.shape[1]
     if bias is not None:
         _need(last_dim_vector(bias, n) is not None, "bias shape")
         bias = last_dim_vector(bias, n)
-    _need(f32(proj_out) and static_shape(proj_out) == tuple(x.shape[:2]) + (n,), "projection output")
+    _need(f32(proj_out) and static_shape(proj_out) == tuple(x.shape[:-1]) + (n,), "projection output")
     nodes.append(p)
     # replay the layout chain on the flat index of every projection output element
     idx = np.arange(int(np.prod(proj_out.shape)), dtype=np.int64).reshape(proj_out.shape)
@@ -216,8 +216,11 @@ def _match_attention(graph, sm):
     D, Dv = iq.shape[3], iv.shape[3]
     _need(D == Dv, "V head size differs")
     x = xq
-    d0, d1, E = x.shape
-    layouts = [False, True] if (d0, d1) == (B, S) else [True] if (d0, d1) == (S, B) else []
+    if len(x.shape) == 2:  # rows flattened ([B * S, E] or [S * B, E]): the index replay tells which
+        layouts = [False, True] if x.shape[0] == B * S else []
+    else:
+        d0, d1, _ = x.shape
+        layouts = [False, True] if (d0, d1) == (B, S) else [True] if (d0, d1) == (S, B) else []
     _need(layouts, "hidden states do not match the batch/sequence dims")
     for seq_first in layouts:
         offs = [_head_columns(iq, wq.shape[1], B, S, seq_first),
@@ -285,17 +288,28 @@ def fuse_attention(graph, details) -> int:
             continue
         w = graph.add_const(m["w"], "mha_qkv_weight")
         b = graph.add_const(m["bias"], "mha_qkv_bias") if m["bias"] is not None else None
-        ins = [m["x"], w, b, m["mask"]]
         old = ordered(graph, nodes)
         if old[-1] is not final:
             old.remove(final)
             old.append(final)
+        added = []  # nodes inserted for the fused one, removed again if C declines it
+        x = m["x"]
+        if len(x.shape) == 2:  # flattened rows: the kernel reads [B, S, E] ([S, B, E]), the same bytes
+            shape = m["shape"][:2] + (x.shape[1],)
+            xr = graph.add_node("Reshape", [x, graph.add_const(np.array(shape, np.int64), "mha_x_shape")],
+                                outputs=[graph.new_value("mha_x", x.dtype, shape)], name="mha_x", before=final)
+            added.append(xr)
+            m["x"] = xr.outputs[0]
+        ins = [m["x"], w, b, m["mask"]]
         qkv = None
         if m["int8"] is not None:  # one int8 product for Q, K and V; the attention reads its output
             qkv = _int8_qkv(graph, m, w, b, before=final)
             if qkv is None:
+                for n in added:
+                    graph.remove_node(n)
                 graph.prune_constants()
                 continue
+            added.append(qkv)
             ins = [qkv.outputs[0], None, None, m["mask"]]
         while ins[-1] is None:
             ins.pop()
@@ -313,8 +327,8 @@ def fuse_attention(graph, details) -> int:
                 shape = graph.add_const(np.array(out.shape, dtype=np.int64), "mha_shape")
                 replace_with(graph, old, "Reshape", [y, shape], {}, domain="")
         if node is None:
-            if qkv is not None:
-                graph.remove_node(qkv)
+            for n in reversed(added):
+                graph.remove_node(n)
             graph.prune_constants()
             continue
         details.append(node.label + (" (int8 QKV projection)" if qkv is not None else ""))
