@@ -12,7 +12,8 @@ Static (QDQ format, as onnxruntime's quantize_static writes it):
   follows it, and a float consumer (a residual Add, LayerNorm, the logits) loses nothing.
 Static, full (onnxc.quantize's form, as quantize_static places them): every activation that
 enters or leaves an int8-capable node gets one Q/DQ pair read by all of its consumers (except
-layers kept in float; graph outputs stay float), so
+layers kept in float; graph outputs stay float: a Conv/Gemm/MatMul writing one gets its input
+pair and int8 weights and no output pair, and a Gemm there fuses to a float-output QGemm), so
 onnxc's QDQ fusions (passes/basic/fuse_qdq*.py) turn the whole chain into int8 nodes:
     Conv/Gemm/MatMul (weights)            input and output
     Add, GlobalAveragePool, AveragePool,  inputs and output, each with its own calibrated range

@@ -10,7 +10,7 @@ from onnx import helper
 
 import onnxc
 from helpers import make_model, ort_run
-from qmodels import sqnr
+from qmodels import cnn_feeds, small_cnn, sqnr
 
 
 def residual_net(seed=0):
@@ -72,6 +72,38 @@ def test_static_output_fuses_to_int8(tmp_path):
         # the integer paths agree (measured: 1e-8, float Softmax); a requantization off by one
         # step somewhere would move these probabilities by more than 2e-3
         assert np.abs(got - got_ort).max() <= 2e-3, np.abs(got - got_ort).max()
+
+
+def test_last_gemm_reading_int8_writes_a_float_graph_output(tmp_path):
+    """The small CNN's Gemm writes the graph output: its input and weights are quantized, its
+    output stays float (no Q), and fuse_qdq_matmul runs it as a QGemm with a float output
+    (int32 accumulation, int32 bias, float(acc + C) * sa * sb[n]) instead of a float Gemm."""
+    model = small_cnn()
+    q = onnxc.quantize(model, calibration=cnn_feeds(8), engine="reference")
+    gemm = [n for n in q.graph.node if n.op_type == "Gemm"][0]
+    producers = {o: p for p in q.graph.node for o in p.output}
+    assert gemm.output[0] == "y" and all(producers[i].op_type == "DequantizeLinear" for i in gemm.input)
+    ops = optimized_ops(q)
+    assert ops["QGemm"] == 1 and ops["QLinearConv"] == 2 and ops["QLinearGlobalAveragePool"] == 1
+    assert not {"Gemm", "MatMul", "Conv", "DequantizeLinear"} & set(ops), ops
+    assert ops["QuantizeLinear"] == 1  # the input's only
+    m = onnxc.compile(q, output_dir=tmp_path / "q", fallback=False)
+    for f in cnn_feeds(4, seed=7):
+        ref, got_ort, got = ort_run(model, f)[0], ort_run(q, f)[0], m.run(None, f)[0]
+        assert sqnr(ref, got) > 25
+        # the int32 sum of the products and the float32 sum of the dequantized ones differ only by
+        # float rounding (measured 1.2e-7 on outputs up to 1.6); an int8 rounding of y would be
+        # ~1e-2, a lost bias or zero point far more
+        assert np.abs(got - got_ort).max() <= 1e-5 * np.abs(got_ort).max(), np.abs(got - got_ort).max()
+    # a float bias would be rounded to accumulator units (up to half a step the float graph does
+    # not lose): without a Q after it such a Gemm stays float
+    bdq = producers[gemm.input[2]]
+    bias = onnx.numpy_helper.to_array([i for i in model.graph.initializer if i.name == "BG"][0])
+    q.graph.initializer.append(onnx.numpy_helper.from_array(bias, "BG_float"))
+    gemm.input[2] = "BG_float"
+    q.graph.node.remove(bdq)
+    ops = optimized_ops(q)
+    assert ops["Gemm"] == 1 and "QGemm" not in ops, ops
 
 
 def test_relu_kept_for_a_layer_in_float_and_int8_activations():

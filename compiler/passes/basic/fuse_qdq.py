@@ -8,7 +8,10 @@ becomes one integer node reading xq and Wq directly:
     QLinearMatMul(xq, sa, za, Wq, sb, zb, sy, zy)                  (MatMul, no bias)
     com.microsoft QGemm(xq, sa, za, Wq, sb, zb, C, sy, zy, alpha)  (Gemm, or MatMul + Add(bias))
 
-what onnxruntime's own QDQ selectors do. The product is accumulated exactly in int32 and
+what onnxruntime's own QDQ selectors do. Without the QuantizeLinear, when the product (or its
+bias Add) writes a float graph output (onnxc.quantize leaves outputs float) and A is 2-D:
+QGemm without y_scale, a float output float(acc + C) * (alpha * sa * sb[n]); only with no bias
+or an int32 bias of scale sa * sb exactly, so the output loses nothing to rounding. The product is accumulated exactly in int32 and
 requantized once with (sa * sb[n]) / sy, instead of a float32 product rounded by Q: results
 differ from the float graph by at most one step of the output's scale where the float sum lands
 near a rounding boundary. Bias: a float bias becomes C[n] = rint(beta * bias[n] / (sa * sb[n]))
@@ -141,25 +144,47 @@ class FuseQDQMatMul(Pass):
                     bias, bias_nodes, y = other, [add], add.outputs[0]
         q = sole_user(y)
         if q is None or q.domain not in ("", "ai.onnx") or q.op_type != "QuantizeLinear":
-            return False
-        sy, zy = q.inputs[1], q.input(2)
-        if not _per_tensor(sy) or zy is None or not _per_tensor(zy) or zy.dtype not in QTYPES:
-            return False
-        if sy.dtype != np.float32 or int(get_attr(q, "saturate", 1)) != 1:
-            return False
+            q = None
+            # a graph output left float (onnxc.quantize's full placement): QGemm with a float
+            # output, float(acc + C) * (alpha * sa * sb[n]), as onnxruntime's QDQ Gemm selector
+            # does without a Q. Only with an exact int32 bias (a float one rounded to accumulator
+            # units would cost up to half a step the float graph does not lose)
+            if not graph.is_output(y) or y.dtype != np.float32 or xq.shape is None or len(xq.shape) != 2:
+                return False
+        else:
+            sy, zy = q.inputs[1], q.input(2)
+            if not _per_tensor(sy) or zy is None or not _per_tensor(zy) or zy.dtype not in QTYPES:
+                return False
+            if sy.dtype != np.float32 or int(get_attr(q, "saturate", 1)) != 1:
+                return False
         a_scale = F32(const(sa).reshape(-1)[0])
         b_scale, b_zp = cols
         c = None
         alpha = float(get_attr(mm, "alpha", 1.0)) if gemm else 1.0
         if bias is not None:
-            c = self._int32_bias(bias, a_scale, b_scale, alpha, beta, n_cols)
+            c = self._int32_bias(bias, a_scale, b_scale, alpha, beta, n_cols, exact=q is None)
             if c is None:
                 return False
         za_v = za if za is not None else graph.add_const(np.zeros((), xq.dtype), hint="a_zero_point")
         wq_v, sb_v = wq, graph.add_const(b_scale.reshape(-1) if b_scale.size > 1 else b_scale.reshape(()),
                                          hint="b_scale")
         zb_v = graph.add_const(b_zp.reshape(-1) if b_zp.size > 1 else b_zp.reshape(()), hint="b_zero_point")
-        old = [mm] + bias_nodes + [q]
+        old = [mm] + bias_nodes + ([q] if q is not None else [])
+        if q is None:
+            c_v = graph.add_const(c, hint="bias_int32") if c is not None else None
+            new = Node("QGemm", [xq, sa, za_v, wq_v, sb_v, zb_v] + ([c_v] if c_v is not None else []), [],
+                       {"alpha": alpha, "transB": tb}, name=graph.fresh_name(mm.name or "QGemm"),
+                       domain="com.microsoft", opset=1)
+            if "com.microsoft" not in graph.opset:
+                graph.opset["com.microsoft"] = 1
+            last = bias_nodes[-1] if bias_nodes else mm
+            new.outputs = [y]
+            y.producer = new
+            last.outputs = []
+            graph.insert(new, after=last)
+            bdq = producer(bias, "DequantizeLinear") if bias is not None else None
+            remove_fused(graph, old, [dqa, dqb] + ([bdq] if bdq is not None else []))
+            return True
         if gemm or c is not None:
             if not gemm:  # MatMul + Add: QGemm needs a 2-D A
                 if xq.shape is None or len(xq.shape) != 2:
@@ -184,10 +209,11 @@ class FuseQDQMatMul(Pass):
         return True
 
     @staticmethod
-    def _int32_bias(bias, a_scale, b_scale, alpha: float, beta: float, n: int) -> Optional[np.ndarray]:
+    def _int32_bias(bias, a_scale, b_scale, alpha: float, beta: float, n: int, exact: bool = False
+                    ) -> Optional[np.ndarray]:
         """C[n] in int32, in units of QGemm's accumulator (alpha * sa * sb[n]): the int32 data of
         DequantizeLinear(bias_q, sa * sb, 0) when that is its scale exactly and alpha = beta = 1,
-        else beta * bias / (alpha * sa * sb[n]) rounded half to even."""
+        else (not ``exact``) beta * bias / (alpha * sa * sb[n]) rounded half to even."""
         prod = (np.asarray(a_scale, F32) * b_scale.reshape(-1)).astype(F32)
         while producer(bias, "Identity") is not None:  # exporters share a bias through Identity
             bias = bias.producer.inputs[0]
@@ -199,6 +225,8 @@ class FuseQDQMatMul(Pass):
                                                            np.broadcast_to(prod, (n,)))
             if bq is not None and bq.dtype == np.int32 and bq.size == n and (bz is None or not bz.any()) and same_scale:
                 return bq.reshape(-1).astype(np.int32)
+        if exact:
+            return None
         f = const(bias)
         if f is None and dq is not None:  # a DequantizeLinear of constants: its float values
             f = _dequantized_vector(dq, n)
