@@ -261,6 +261,9 @@ SPLIT = [
     (64, 64, 2, 1, 11, 13, 3, 1, 1, "direct"),
     (3, 48, 1, 1, 30, 30, 3, 2, 1, "nchw"),
     (16, 64, 1, 2, 40, 40, 1, 2, 0, "direct"),  # row-range-major task order at b=8
+    # pointwise, pixel-chunk-major task order at b=8: 2 images x 2 groups x 2 pixel chunks x
+    # 3 output-block tiles (one a lone block)
+    (64, 96, 2, 2, 8, 9, 1, 1, 0, "direct"),
 ]
 
 

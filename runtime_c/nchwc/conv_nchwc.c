@@ -96,6 +96,12 @@
 #define NCHWC_SUBSAMPLE_B8 1
 #endif
 #define NB_SUBSAMPLE NCHWC_SUBSAMPLE_B8
+/* pointwise convs pick their task order by traffic (conv_nchwc_body.h); -DNCHWC_PW_CHUNKS_OUTER_B8=0
+ * keeps the tile-major order, for A/B measurements */
+#ifndef NCHWC_PW_CHUNKS_OUTER_B8
+#define NCHWC_PW_CHUNKS_OUTER_B8 1
+#endif
+#define NB_PW_CHUNKS_OUTER NCHWC_PW_CHUNKS_OUTER_B8
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
@@ -104,6 +110,7 @@
 #undef NB_WINDOW_ROWS_OUTER
 #undef NB_DW_BORDER_TILES
 #undef NB_SUBSAMPLE
+#undef NB_PW_CHUNKS_OUTER
 #include "nchwc_vec_end.h"
 
 #define NB 16
@@ -125,6 +132,10 @@
 #define NB_WINDOW_ROWS_OUTER 0 /* b=16 (AVX-512) keeps the tile-major order */
 #define NB_DW_BORDER_TILES 0   /* and its depthwise border pixels one at a time */
 #define NB_SUBSAMPLE 1 /* (generated code calls conv_subsample at b=8 only) */
+#ifndef NCHWC_PW_CHUNKS_OUTER_B16
+#define NCHWC_PW_CHUNKS_OUTER_B16 0 /* b=16 keeps the tile-major pointwise order (-D...=1 for A/B) */
+#endif
+#define NB_PW_CHUNKS_OUTER NCHWC_PW_CHUNKS_OUTER_B16
 #include "conv_nchwc_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
@@ -133,4 +144,5 @@
 #undef NB_WINDOW_ROWS_OUTER
 #undef NB_DW_BORDER_TILES
 #undef NB_SUBSAMPLE
+#undef NB_PW_CHUNKS_OUTER
 #include "nchwc_vec_end.h"
