@@ -2,9 +2,10 @@
 uint8 activations, random calibration data): onnxc int8 (the QDQ passes turn the graph into
 QLinearConv / QLinearAdd / ... nodes) vs onnxc float32 (the same model before quantization) vs
 onnxruntime on the same QDQ model (its own QDQ fusion) and on the float model; one thread, same
-process, interleaved rounds (one run of each engine per round), best thread CPU time per engine.
-Prints milliseconds and ratios, the CPU model, the host's ISA and the target, the Q/DQ nodes left
-after compiling and the int8 output's distance to onnxruntime's (in output steps).  ``--target``
+process, interleaved rounds (one run of each engine per round), best thread CPU time per engine
+and the median, IQR and range of the per-round ratios.  Prints milliseconds and ratios, the CPU
+model, the host's ISA and the target, the Q/DQ nodes left after compiling and the int8 output's
+distance to onnxruntime's (in output steps).  ``--target``
 builds both onnxc models for that ISA row (e.g. avx2); onnxruntime picks its own kernels.
 
     .venv/bin/python benchmarks/bench_qdq_models.py [--models DIR] [--names resnet18,mobilenet_v2]
@@ -41,6 +42,12 @@ def interleaved_times(fns, rounds):
 def best_interleaved(fns, rounds):
     """{name: best thread CPU time} over interleaved_times' rounds."""
     return {k: min(v) for k, v in interleaved_times(fns, rounds).items()}
+
+
+def _spread(r):
+    """'median (IQR lo-hi, min..max)' of per-round ratios."""
+    q = np.percentile(r, [25, 50, 75])
+    return f"{q[1]:.2f}x (IQR {q[0]:.2f}-{q[2]:.2f}, {min(r):.2f}..{max(r):.2f})"
 
 
 def quantize(path, feed, out):
@@ -86,10 +93,14 @@ def main():
             step = [onnx.numpy_helper.to_array(i) for i in qm.graph.initializer if i.name == out_dq.input[1]]
             got, ref = cq.run(None, feed)[0], oq.run(None, feed)[0]
             steps = float(np.abs(got.astype(np.float64) - ref).max() / step[0]) if step else float("nan")
-            t = best_interleaved({"cf": lambda: cf.run(None, feed), "cq": lambda: cq.run(None, feed),
-                                  "of": lambda: of.run(None, feed), "oq": lambda: oq.run(None, feed)}, args.rounds)
+            ts = interleaved_times({"cf": lambda: cf.run(None, feed), "cq": lambda: cq.run(None, feed),
+                                    "of": lambda: of.run(None, feed), "oq": lambda: oq.run(None, feed)}, args.rounds)
+            t = {k: min(v) for k, v in ts.items()}
             print(f"{name:14} {t['cf'] / t['cq']:15.2f}x {t['oq'] / t['cq']:22.2f}x {t['of'] / t['oq']:13.2f}x "
                   f"{left:9d} {steps:16.1f}   " + ", ".join(f"{t[k] * 1e3:.2f}" for k in ("cf", "cq", "of", "oq")))
+            print(f"{'':14} per-round ratio median (IQR, min..max) of {args.rounds} rounds: "
+                  + "; ".join(f"{lbl} {_spread([a / b for a, b in zip(ts[x], ts[y])])}"
+                              for lbl, x, y in (("onnxc fp32/int8", "cf", "cq"), ("ort int8/onnxc int8", "oq", "cq"))))
 
 
 if __name__ == "__main__":

@@ -100,11 +100,21 @@ typedef struct {
 struct onnxc_qconv_dw_args;
 typedef void (*onnxc_qconv_dw_fn)(const struct onnxc_qconv_dw_args* a, int64_t n, int64_t oh, int64_t ow0,
                                   int64_t ow1, int64_t c0, int64_t c1, int32_t* acc, int64_t ldacc);
+/* Optional band form of a depthwise kernel (geometries of onnxc_qconv_dw_band_ok_ in
+ * qconv/qconv_internal.h: dilation 1, stride 1 across, KH and KW <= 7): output rows
+ * [oh0, oh1) of image n, all OW columns, channels [c0, c1) (c0 a multiple of 16). Each input row
+ * is widened once into `rows` (onnxc_qconv_dw_band_ints_ int32) and read by every output row over
+ * it; after each output row, acc (OW x ldacc, the contract above) goes to emit(ctx, n, oh, acc). */
+typedef void (*onnxc_qconv_dw_emit_fn)(void* ctx, int64_t n, int64_t oh, const int32_t* acc);
+typedef void (*onnxc_qconv_dw_band_fn)(const struct onnxc_qconv_dw_args* a, int64_t n, int64_t oh0, int64_t oh1,
+                                       int64_t c0, int64_t c1, int32_t* acc, int64_t ldacc, int32_t* rows,
+                                       onnxc_qconv_dw_emit_fn emit, void* ctx);
 typedef struct onnxc_qconv_dw_kernel {
     const char* name;
     onnxc_qconv_dw_fn fn;
     int cblock;    /* channels per vector */
     int a_signed;  /* int8 activations (else uint8) */
+    onnxc_qconv_dw_band_fn band; /* or NULL */
 } onnxc_qconv_dw_kernel;
 
 typedef struct onnxc_qconv_dw_args {

@@ -83,6 +83,12 @@ const char* onnxc_quant_isa(void);
 void onnxc_qlinear_add_8(const void* a, const void* b, void* y, int64_t n, float ra, float rb, float fx,
                          int is_signed);
 
+/* QLinearMul of two same-shape tensors (EfficientNet's SiLU, x * sigmoid(x)), the generated
+ * loop's formula: t = (float)((a - za) * (b - zb)) * ratio + zc (multiply, then add: no
+ * contraction), y = round_half_even(clamp(t, qmin, qmax)); NaN and t >= 2^31 give qmin. */
+void onnxc_qlinear_mul_8(const void* a, const void* b, void* y, int64_t n, float ratio, float zc, int32_t za,
+                         int32_t zb, int is_signed);
+
 /* ------------------------------------------------------------------------------------------ */
 /* MatMulNBits, 4-bit (com.microsoft)                                                          */
 /* ------------------------------------------------------------------------------------------ */

@@ -18,6 +18,7 @@
 
 #define DW_ACC_INTS 16384 /* int32 row buffer of a task (64 KB of stack) */
 #define DW_MAX_CHUNK 4096 /* channels per task at most */
+#define DW_BAND_INTS 16384 /* the band form's widened rows and paired weights (64 KB of stack) */
 #ifndef QCONV_DW_PARALLEL_MIN_MACS
 #define QCONV_DW_PARALLEL_MIN_MACS (1 << 15) /* as the NCHWc depthwise convolution */
 #endif
@@ -74,14 +75,24 @@ typedef struct {
     const onnxc_qgemm_output* out;
     const onnxc_qconv_residual* res;
     int64_t cchunk, owchunk, ncc, nowc;
+    int64_t nb, bh; /* band form: bands of bh output rows per image and channel chunk */
 } dw_job_t;
+
+/* the accumulator start of channels [c0, c0 + ld): bias - xz * sum_t wq (0 past c1) */
+static void dw_start(const dw_job_t* J, int64_t c0, int64_t c1, int64_t ld, int32_t* start) {
+    int64_t i;
+    for (i = 0; i < ld; ++i) {
+        const int64_t c = c0 + i;
+        start[i] = c < c1 ? (int32_t)((J->bias ? (uint32_t)J->bias[c] : 0u) - (uint32_t)J->args.xz * (uint32_t)J->wsum[c]) : 0;
+    }
+}
 
 static void dw_tasks(void* ctx, int64_t t0, int64_t t1) {
     const dw_job_t* J = (const dw_job_t*)ctx;
     const onnxc_qconv_geom* g = J->g;
     int32_t acc[DW_ACC_INTS];
     int32_t start[DW_MAX_CHUNK];
-    int64_t t, i;
+    int64_t t;
     for (t = t0; t < t1; ++t) {
         const int64_t r = t / (J->ncc * J->nowc), cc = t / J->nowc % J->ncc, oc = t % J->nowc;
         const int64_t n = r / g->OH, oh = r % g->OH;
@@ -89,14 +100,54 @@ static void dw_tasks(void* ctx, int64_t t0, int64_t t1) {
         const int64_t ow0 = oc * J->owchunk, ow1 = MIN(g->OW, ow0 + J->owchunk);
         const int64_t ld = round_up(c1 - c0, ONNXC_QDW_CALIGN);
         onnxc_qconv_dw_args a = J->args;
-        for (i = 0; i < ld; ++i) {
-            const int64_t c = c0 + i;
-            start[i] = c < c1 ? (int32_t)((J->bias ? (uint32_t)J->bias[c] : 0u) - (uint32_t)a.xz * (uint32_t)J->wsum[c]) : 0;
-        }
+        dw_start(J, c0, c1, ld, start);
         a.start = start;
         J->k->fn(&a, n, oh, ow0, ow1, c0, c1, acc, ld);
         onnxc_qconv_stage_(J->out, J->res, acc, ld, (n * g->OH + oh) * g->OW + ow0, ow1 - ow0, c0, c1 - c0);
     }
+}
+
+typedef struct {
+    const dw_job_t* J;
+    int64_t c0, c1, ld;
+} dw_emit_t;
+
+static void dw_emit(void* ctx, int64_t n, int64_t oh, const int32_t* acc) {
+    const dw_emit_t* E = (const dw_emit_t*)ctx;
+    const onnxc_qconv_geom* g = E->J->g;
+    onnxc_qconv_stage_(E->J->out, E->J->res, acc, E->ld, (n * g->OH + oh) * g->OW, g->OW, E->c0, E->c1 - E->c0);
+}
+
+/* tasks of the band form: (image, channel chunk, band of output rows) */
+static void dw_band_tasks(void* ctx, int64_t t0, int64_t t1) {
+    const dw_job_t* J = (const dw_job_t*)ctx;
+    const onnxc_qconv_geom* g = J->g;
+    int32_t acc[DW_ACC_INTS];
+    int32_t start[DW_MAX_CHUNK];
+    int32_t rows[DW_BAND_INTS];
+    int64_t t;
+    for (t = t0; t < t1; ++t) {
+        const int64_t n = t / (J->ncc * J->nb), cc = t / J->nb % J->ncc, b = t % J->nb;
+        const int64_t oh0 = b * J->bh, oh1 = MIN(g->OH, oh0 + J->bh);
+        onnxc_qconv_dw_args a = J->args;
+        dw_emit_t E;
+        E.J = J;
+        E.c0 = cc * J->cchunk;
+        E.c1 = MIN(g->C, E.c0 + J->cchunk);
+        E.ld = round_up(E.c1 - E.c0, ONNXC_QDW_CALIGN);
+        dw_start(J, E.c0, E.c1, E.ld, start);
+        a.start = start;
+        J->k->band(&a, n, oh0, oh1, E.c0, E.c1, acc, E.ld, rows, dw_emit, &E);
+    }
+}
+
+/* The band form's channel chunk (a multiple of 16: its rows and weights fit DW_BAND_INTS, its
+ * output row DW_ACC_INTS), or 0 when even 16 channels do not fit */
+static int64_t band_chunk(const onnxc_qconv_geom* g, int64_t Cp) {
+    int64_t cc = MIN(Cp, DW_MAX_CHUNK) / ONNXC_QDW_CALIGN * ONNXC_QDW_CALIGN;
+    while (cc > 0 && (onnxc_qconv_dw_band_ints_(g, cc) > DW_BAND_INTS || g->OW * cc > DW_ACC_INTS))
+        cc -= ONNXC_QDW_CALIGN;
+    return cc;
 }
 
 int onnxc_qconv_dw(const onnxc_qconv_dw_kernel* kernel, const onnxc_qconv_geom* g, const void* x,
@@ -127,6 +178,19 @@ int onnxc_qconv_dw(const onnxc_qconv_dw_kernel* kernel, const onnxc_qconv_geom* 
     J.bias = bias;
     J.out = out;
     J.res = res;
+    if (kernel->band && onnxc_qconv_dw_band_ok_(g) && (J.cchunk = band_chunk(g, h->Cp)) > 0) {
+        /* bands of output rows: one per image and chunk on one thread, else ~2 tasks per thread
+         * (a band re-widens the KH - 1 input rows above its first output row) */
+        const int64_t units = g->N * ((g->C + J.cchunk - 1) / J.cchunk), T = onnxc_rt_threads_usable();
+        const int par = (double)g->N * g->OH * g->OW * g->C * g->KH * g->KW >= QCONV_DW_PARALLEL_MIN_MACS;
+        J.ncc = (g->C + J.cchunk - 1) / J.cchunk;
+        J.nb = par && units < 2 * T ? MIN(g->OH, (2 * T + units - 1) / units) : 1;
+        J.bh = (g->OH + J.nb - 1) / J.nb;
+        J.nb = (g->OH + J.bh - 1) / J.bh;
+        tasks = units * J.nb;
+        onnxc_parallel_for(tasks, tasks > 1 && par, dw_band_tasks, &J);
+        return ONNXC_QCONV_OK;
+    }
     /* a task's int32 row (columns x channels) fits the stack buffer */
     if (g->OW * h->Cp <= DW_ACC_INTS && h->Cp <= DW_MAX_CHUNK) {
         J.cchunk = h->Cp;

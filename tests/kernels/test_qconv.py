@@ -406,6 +406,13 @@ DW_CASES = [
     (1, 7, 13, 23, 5, 1, 1, (1, 2, 3, 2)),
     (1, 11, 12, 9, 3, 1, (2, 1), (2, 1, 2, 1)),
     (1, 6, 19, 40, 5, 2, 1, (0, 2, 1, 2)),
+    # AVX2 band form (rows widened once, column pairs): channel chunks of 32 + a tail of 8 (wide
+    # rows), rows too wide for it (the row form runs), an even kernel with odd pads, fewer output
+    # columns than a register block
+    (1, 4, 300, 40, 3, 1, 1, (1, 1, 1, 1)),
+    (1, 3, 1200, 16, 3, 1, 1, (1, 1, 1, 1)),
+    (1, 9, 14, 20, 4, 1, 1, (1, 2, 2, 1)),
+    (2, 5, 5, 24, 5, 1, 1, (2, 1, 2, 3)),
 ]
 
 

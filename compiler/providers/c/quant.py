@@ -12,7 +12,8 @@ converts to float or stores int32 (docs/qgemm.md). Scales that are constants are
 here in float32 (the order onnxruntime uses); runtime ones in the emitted C, same order.
 
 Elementwise ops are loops over constant shapes: QLinearAdd / QLinearMul in float32 with
-onnxruntime's exact operation sequence (fmaf where its AVX2 kernel fuses), the lookup ops and
+onnxruntime's exact operation sequence (fmaf where its AVX2 kernel fuses; same-shape 8-bit ones
+on the runtime's vectorized loops, runtime_c/quant/qladd.c), the lookup ops and
 QLinearConcat through 256-byte tables in the weights blob, the pools and QLinearSoftmax as
 plain loops in onnxruntime's summation order.
 
@@ -570,6 +571,12 @@ def qlinear_binary(node, ctx):
                    f"qprm[1] = (float){_zp_expr(ctx, zc)};",
                    f"qprm[2] = (float){_zp_expr(ctx, za)}; qprm[3] = (float){_zp_expr(ctx, zb)};"]
             ratio, zcf, za_e, zb_e = "P[0]", "P[1]", "(int32_t)P[2]", "(int32_t)P[3]"
+        if tuple(a.shape) == tuple(b.shape) and y.dtype in (np.uint8, np.int8):
+            # element for element (EfficientNet's SiLU): the runtime's vectorized loop, same formula
+            ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+            args = [e.replace("P[", "qprm[") for e in (ratio, zcf, za_e, zb_e)]
+            return "\n".join(prm + [f"onnxc_qlinear_mul_8({ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)}, {y.size}, "
+                                     f"{', '.join(args)}, {int(y.dtype == np.int8)});"])
 
         def body(el, oi):
             p = f"((int32_t){el[0]} - {za_e}) * ((int32_t){el[1]} - {zb_e})"
