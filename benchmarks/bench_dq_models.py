@@ -1,7 +1,7 @@
 """Models quantized by onnxruntime's quantize_dynamic (int8 weights, activations quantized at run
 time): onnxc int8 vs onnxc float32 (the same model before quantization) vs onnxruntime on the
-same int8 model. One thread, same process, interleaved rounds (one run of each engine per round),
-thread CPU time; prints the median and the spread (min..max) per engine and the ratios of the
+same int8 model. Same process, interleaved rounds (one run of each engine per round), thread CPU
+time at ``--threads 1`` (default), wall time with more; prints the median and the spread (min..max) per engine and the ratios of the
 medians, with the CPU model, the host's ISA and the target (``--target`` builds both onnxc models
 for that ISA row, e.g. avx2; onnxruntime picks its own kernels).
 
@@ -15,7 +15,7 @@ of one rewrite in the same interleaved rounds; e.g. fuse_matmul_integer_to_float
 keeps the attention unfused).
 
     .venv/bin/python benchmarks/bench_dq_models.py [--models DIR] [--names bert_base]
-        [--rounds 10] [--target native] [--ort-optimize] [--profile 12] [--without-pass NAME]
+        [--rounds 10] [--target native] [--threads 1] [--ort-optimize] [--profile 12] [--without-pass NAME]
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import onnx
 import onnxc
 from onnxc.cpu import cpu_model, host_isa
 
-from bench_qdq_models import interleaved_times
+from bench_qdq_models import interleaved_times, spread
 
 
 def prepare(path, tmp, ort_optimize):
@@ -71,15 +71,18 @@ def main():
     ap.add_argument("--names", default="bert_base")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--target", default="native")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ort-optimize", action="store_true")
     ap.add_argument("--profile", type=int, default=0)
     ap.add_argument("--without-pass", default=None)
     args = ap.parse_args()
     import onnxruntime as ort
     so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
     so.log_severity_level = 3
-    print(f"CPU {cpu_model()}, host ISA {host_isa()}, target {args.target}, 1 thread, onnxruntime {ort.__version__}"
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    print(f"CPU {cpu_model()}, host ISA {host_isa()}, target {args.target}, {args.threads} thread(s) "
+          f"({'thread CPU' if args.threads == 1 else 'wall'} time), onnxruntime {ort.__version__}"
           f"{', onnxruntime transformer optimizer first' if args.ort_optimize else ''}")
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         for name in args.names.split(","):
@@ -89,14 +92,14 @@ def main():
             ops = sorted({n.op_type for n in onnx.load(qpath, load_external_data=False).graph.node
                           if n.domain == "com.microsoft" or "Integer" in n.op_type or "Quantize" in n.op_type})
             print(f"{name}: int8 ops {ops}")
-            cf = onnxc.compile(fpath, output_dir=os.path.join(tmp, name + "f"), num_threads=1, fallback=False,
-                               target=args.target)
-            cq = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "q"), num_threads=1, fallback=False,
-                               target=args.target)
+            cf = onnxc.compile(fpath, output_dir=os.path.join(tmp, name + "f"), num_threads=args.threads,
+                               fallback=False, target=args.target)
+            cq = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "q"), num_threads=args.threads,
+                               fallback=False, target=args.target)
             engines = {"onnxc fp32": lambda: cf.run(None, feed), "onnxc int8": lambda: cq.run(None, feed)}
             if args.without_pass:
                 with without_pass(args.without_pass):  # its own directory: never the other build
-                    cb = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "b"), num_threads=1,
+                    cb = onnxc.compile(qpath, output_dir=os.path.join(tmp, name + "b"), num_threads=args.threads,
                                        fallback=False, target=args.target, force=True,
                                        prefix="onnxc_ab")  # another key and module name
                 engines["int8 -pass"] = lambda: cb.run(None, feed)
@@ -112,11 +115,10 @@ def main():
                       f"{cq.report['op_counts']}\n  max |int8 without - ort int8| / max|float| = "
                       f"{np.abs(prev - ref).max() / span:.2e}, with vs without {np.abs(got - prev).max() / span:.2e}")
             engines.update({"ort int8": lambda: oq.run(None, feed), "ort fp32": lambda: of.run(None, feed)})
-            t = interleaved_times(engines, args.rounds)
+            t = interleaved_times(engines, args.rounds, clock)
             med = {k: statistics.median(v) for k, v in t.items()}
-            for k, v in t.items():
-                print(f"  {k:11} median {med[k] * 1e3:8.1f} ms  (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f}, "
-                      f"{len(v)} rounds)")
+            print("\n".join(spread(t, (("onnxc fp32", "onnxc int8"), ("ort int8", "onnxc int8"),
+                                       ("ort fp32", "ort int8")))))
             print(f"  onnxc int8 speed-up over onnxc fp32: {med['onnxc fp32'] / med['onnxc int8']:.2f}x; "
                   f"over ort int8: {med['ort int8'] / med['onnxc int8']:.2f}x; "
                   f"ort int8 over ort fp32: {med['ort fp32'] / med['ort int8']:.2f}x")
