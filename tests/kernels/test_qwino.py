@@ -26,7 +26,8 @@ from onnxc.kernels import qgemm as Q
 from onnxc.kernels import qwino as QW
 
 from helpers import ort_run
-from test_qconv import S8, S32, U8, build_qclib, rand_q, ref_acc, ref_requant, ref_residual
+from int8_lib import S8, S32, U8, ref_requant
+from test_qconv import build_qclib, rand_q, ref_acc, ref_residual
 
 # One build: the avx2 row's runtime also holds the __generic kernel (and the transforms are the
 # same C in every build), so both kernels run in it; hosts without AVX2 build the generic row.
