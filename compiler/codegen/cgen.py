@@ -180,6 +180,6 @@ def generate(graph, partitions, prefix: str = "model", options: Dict = None,
                   c_partitions=[p["index"] for p in parts], error_offset=error_offset,
                   checks=[_check_comment(c) for c in ctx.checks])
     c_source = render("model.c.j2", partitions=parts, num_nodes=len(graph.nodes),
-                      helpers=sorted(set(options.get("helpers", []))), **common)
+                      helpers=sorted(ctx.helpers), **common)
     header = render("model.h.j2", **common)
     return CodegenResult(c_source, header, blob, plan, inputs, outputs, fallback, steps, ctx.checks, error_offset)

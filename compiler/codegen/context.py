@@ -53,6 +53,18 @@ class EmitContext:
         self.scope = ""  # where the graph sits: "" at top level, else e.g. "the body of Loop 'L'"
         self.bounds: Dict[int, tuple] = {}  # id(value) -> upper-bound shape of a data-dependent value
         self.dims_offset: Dict[int, int] = {}  # id(value) -> arena offset of its int64 dims record
+        self.helpers: List[str] = []  # file-scope C (includes, functions) emitters asked for, once each
+
+    # --- file-scope C --------------------------------------------------------------------------
+    def add_helper(self, text: str) -> None:
+        """Place ``text`` (an #include line or a static function) at file scope in model.c, once
+        however many nodes ask for it."""
+        if text not in self.helpers:
+            self.helpers.append(text)
+
+    def include(self, header: str) -> None:
+        """#include runtime header ``header`` (e.g. "onnxc_quant.h") in model.c, once."""
+        self.add_helper(f'#include "{header}"')
 
     # --- types and locations ---------------------------------------------------------------
     @staticmethod

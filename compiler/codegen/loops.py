@@ -114,7 +114,7 @@ def pooled_loop(ctx, node, ptrs: Sequence[Tuple[str, str, str]], out_shape: Sequ
 
     ptrs: (C pointer type, local name, pointer expression) per pointer the body uses (the
     operands' names and the outputs'), e.g. ("const float*", "x0", ctx.ptr(v)).  A split loop
-    becomes a file-scope task function (ctx.options["helpers"]) over ranges of the outermost
+    becomes a file-scope task function (ctx.add_helper) over ranges of the outermost
     coalesced dimension, given the pointers through an array; every element is computed by the
     same expression wherever it runs, so results do not depend on the thread count."""
     decls = [f"{t} ONNXC_RESTRICT {n} = {e};" for t, n, e in ptrs]
@@ -135,7 +135,7 @@ def pooled_loop(ctx, node, ptrs: Sequence[Tuple[str, str, str]], out_shape: Sequ
         + ["    " + line for line in nest.splitlines()])
     digest = hashlib.sha1(fn_body.encode()).hexdigest()[:10]
     fn = f"onnxc_loop{ctx.node_index.get(id(node), 0)}_{digest}"
-    ctx.options.setdefault("helpers", []).append(
+    ctx.add_helper(
         f"static void {fn}(void* arg, int64_t t0, int64_t t1) {{\n{fn_body}\n}}")
     args = ", ".join(f"(void*)({e})" for _, _, e in ptrs)
     return "\n".join([f"void* onnxc_args[{len(ptrs)}] = {{{args}}};",

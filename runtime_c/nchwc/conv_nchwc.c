@@ -84,7 +84,7 @@
 #define NCHWC_ROWS_OUTER_B8 1
 #endif
 #define NB_WINDOW_ROWS_OUTER NCHWC_ROWS_OUTER_B8
-/* depthwise border pixels in tiles (conv_nchwc_body.h); -DNCHWC_DW_BORDER_TILES_B8=0 runs
+/* depthwise border pixels in tiles (conv_nchwc_dw_body.h); -DNCHWC_DW_BORDER_TILES_B8=0 runs
  * them one at a time, for A/B measurements */
 #ifndef NCHWC_DW_BORDER_TILES_B8
 #define NCHWC_DW_BORDER_TILES_B8 1
@@ -103,6 +103,7 @@
 #endif
 #define NB_PW_CHUNKS_OUTER NCHWC_PW_CHUNKS_OUTER_B8
 #include "conv_nchwc_body.h"
+#include "conv_nchwc_dw_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN
@@ -137,6 +138,7 @@
 #endif
 #define NB_PW_CHUNKS_OUTER NCHWC_PW_CHUNKS_OUTER_B16
 #include "conv_nchwc_body.h"
+#include "conv_nchwc_dw_body.h"
 #undef NB_OBMAX
 #undef NB_TMAX
 #undef NB_PW_OBN

@@ -11,8 +11,6 @@ ConvInteger (single-node models) bit for bit; every file compiled under every IS
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import zlib
 
 import numpy as np
@@ -20,17 +18,15 @@ import pytest
 from onnx import helper
 
 from onnxc import isa as isa_table
-from onnxc.build import build_kernel_library, c_compiler
 from onnxc.kernels import qconv as QC
 from onnxc.kernels import qgemm as Q
-from onnxc.resources import kernels_cdef, runtime_dir
+from onnxc.resources import runtime_dir
 
 from helpers import make_model, ort_run
+from int8_lib import (F32, S8, S32, U8, Int8Lib, build_int8_lib, compiles_under_row, rand_zp, ref_requant,
+                      wrap32)
 
 HOST = Q.host_isas()
-S32, U8, S8, F32 = 0, 1, 2, 3
-ODT = {S32: np.int32, U8: np.uint8, S8: np.int8, F32: np.float32}
-EXTRA_CDEF = "void onnxc_rt_set_num_threads(int n);\nint onnxc_rt_get_num_threads(void);\n"
 
 
 def gemm_kernels_of(row: str):
@@ -49,23 +45,8 @@ def dw_kernels_of(row: str):
     return [QC.BY_NAME[n] for n in sorted(names)]
 
 
-class QCLib:
-    """A library of the family built for one ISA row, with numpy-facing calls."""
-
-    def __init__(self, row, ffi, lib):
-        self.row, self.ffi, self.lib, self._keep = row, ffi, lib, []
-
-    def info(self, k):
-        if not Q.can_run(k.isa, self.row):  # not in this build: a descriptor with its packing flags
-            d = self.ffi.new("onnxc_qgemm_kernel *")
-            d.pack_flags = k.pack_flags
-            d.mr, d.nr = k.mr, k.nr
-            self._keep.append(d)
-            return d
-        return self.ffi.addressof(self.lib, k.name + "_info")
-
-    def ptr(self, a, ctype="void *"):
-        return self.ffi.cast(ctype, self.ffi.from_buffer(a)) if a is not None else self.ffi.NULL
+class QCLib(Int8Lib):
+    """The convolution family's library for one ISA row, with numpy-facing calls."""
 
     def geom(self, g: QC.Geom):
         return self.ffi.new("onnxc_qconv_geom *", dict(zip(QC.Geom.FIELDS, g.values())))
@@ -96,22 +77,7 @@ class QCLib:
                      ldc=None):
         """(y [N, OH, OW, ldc], its onnxc_qgemm_output, the onnxc_qconv_residual or NULL, the
         arrays the structs point into, to keep alive): every convolution entry point's output."""
-        ldc = ldc or g.M
-        y = np.zeros((g.N, g.OH, g.OW, ldc), ODT[out])
-        o = self.ffi.new("onnxc_qgemm_output *")
-        o.type, o.C, o.ldc = out, self.ptr(y), ldc
-        keep = []
-        if scale is not None:
-            sc = np.ascontiguousarray(np.asarray(scale, np.float32).reshape(-1))
-            keep.append(sc)
-            o.scale, o.scale_per_column = self.ptr(sc, "float *"), int(sc.size > 1)
-        if out in (U8, S8):
-            lo, hi = (0, 255) if out == U8 else (-128, 127)
-            o.zero_point, o.qmin, o.qmax = zp, lo if qmin is None else qmin, hi if qmax is None else qmax
-        if fbias is not None:
-            fb = np.ascontiguousarray(fbias, np.float32)
-            keep.append(fb)
-            o.bias = self.ptr(fb, "float *")
+        y, o, keep = self.output((g.N, g.OH, g.OW, ldc or g.M), out, scale, zp, qmin, qmax, fbias)
         rs = self.ffi.NULL
         if res is not None:
             r, rz, rsc = res
@@ -144,12 +110,7 @@ class QCLib:
 
 def build_qclib(row, tmp_path_factory, name="qconv") -> QCLib:
     """The convolution kernel library (QC.sources()) built with ISA row ``row``'s flags."""
-    if shutil.which(c_compiler()) is None:
-        pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"{name}-{row}") / f"lib{name}-{row}.so"
-    cdef = (kernels_cdef("onnxc_qgemm.h") + kernels_cdef("onnxc_qconv.h")).replace("extern const ", "extern ")
-    ffi, lib = build_kernel_library(so, QC.sources(), ["-O2", *isa_table.BY_NAME[row].cflags], extra_cdef=cdef + EXTRA_CDEF)
-    return QCLib(row, ffi, lib)
+    return build_int8_lib(QCLib, row, tmp_path_factory, name, QC.sources(), ["onnxc_qgemm.h", "onnxc_qconv.h"])
 
 
 @pytest.fixture(scope="module", params=HOST)
@@ -163,10 +124,6 @@ def qc(request, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # references and data
 # ---------------------------------------------------------------------------------------------
-
-def wrap32(x):
-    return ((np.asarray(x, np.int64) + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
-
 
 def ref_acc(x, xz, w, wz, bias, g: QC.Geom):
     """int32 (wrapped) accumulators [N, OH, OW, M] of the convolution, int64 numpy: x NHWC (first C
@@ -188,14 +145,6 @@ def ref_acc(x, xz, w, wz, bias, g: QC.Geom):
     return wrap32(acc)
 
 
-def ref_requant(acc, scale, zp, qmin, qmax, dtype):
-    """MlasRequantizeOutput: float32(acc) * scale, clamped in float to [qmin-zp, qmax-zp], rounded
-    half to even, + zp."""
-    f = acc.astype(np.float32) * np.asarray(scale, np.float32).reshape(-1)
-    f = np.minimum(np.maximum(f, np.float32(qmin - zp)), np.float32(qmax - zp))
-    return (np.rint(f).astype(np.int32) + zp).astype(dtype)
-
-
 def ref_residual(acc, scale, r, rz, rs, zp, qmin, qmax, dtype):
     """The fused residual stage: t1 = f32(acc) * scale, t2 = f32(r - rz) * rs, f = t1 + t2 (each
     rounded to float32), clamped, rounded half to even, + zp."""
@@ -209,11 +158,6 @@ def ref_residual(acc, scale, r, rz, rs, zp, qmin, qmax, dtype):
 def rand_q(rng, dtype, shape):
     lo, hi = (-128, 128) if np.dtype(dtype) == np.int8 else (0, 256)
     return rng.integers(lo, hi, shape).astype(dtype)
-
-
-def rand_zp(rng, dtype, n=None):
-    lo, hi = (-128, 128) if np.dtype(dtype) == np.int8 else (0, 256)
-    return int(rng.integers(lo, hi)) if n is None else rng.integers(lo, hi, n)
 
 
 def check_conv(qc, k, g, x, xz, w, wz, bias, algo=QC.AUTO, what="", ldc=None):
@@ -569,9 +513,7 @@ def test_bad_arguments_refused(qc):
     g = QC.Geom(1, 5, 5, 8, 8, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1))
     x = np.zeros((1, 5, 5, 8), np.uint8)
     w = np.ones((8, 8, 3, 3), np.int8)
-    y = np.zeros((1, 5, 5, 8), np.int32)
-    o = qc.ffi.new("onnxc_qgemm_output *")
-    o.type, o.C, o.ldc = S32, qc.ptr(y), 8
+    y, o, keep = qc.output((1, 5, 5, 8), S32)
     ws = np.zeros(4096, np.uint8)
     for packed in (QC.pack_w(w, other), QC.pack_w(w[:, :4], k), np.zeros(256, np.uint8)):
         assert qc.lib.onnxc_qconv(qc.info(k), qc.geom(g), qc.ptr(x), 0, qc.ptr(packed), qc.ffi.NULL, o, qc.ffi.NULL,
@@ -687,30 +629,8 @@ def test_convinteger_matches_onnxruntime(qc):
 # every file compiles under every ISA row's flags
 # ---------------------------------------------------------------------------------------------
 
-def _flag_supported(flags):
-    proc = subprocess.run([c_compiler(), *flags, "-x", "c", "-c", "-", "-o", "/dev/null"], input="int x;\n",
-                          text=True, capture_output=True)
-    return proc.returncode == 0
-
-
 @pytest.mark.parametrize("row", [i.name for i in isa_table.ISAS])
 def test_every_file_compiles_under_every_isa(row, tmp_path):
     """gcc -c -Wall -Wextra -Werror of each runtime_c/qconv file with the row's flags: kernels of
     ISAs the row enables are defined, the others compile to nothing."""
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
-    flags = ["-std=c99", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", *isa_table.BY_NAME[row].cflags]
-    if not _flag_supported(flags):
-        pytest.skip(f"{c_compiler()} does not know the {row} flags")
-    inc = str(runtime_dir() / "include")
-    for src in sorted({k.source for k in QC.DWCONV} | set(QC.SUPPORT_SOURCES)):
-        obj = tmp_path / (src.replace("/", "_") + ".o")
-        proc = subprocess.run([c_compiler(), *flags, "-I", inc, "-c", str(runtime_dir() / src), "-o", str(obj)],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, f"{src} under {row}: {proc.stderr[-3000:]}"
-        nm = subprocess.run(["nm", "-g", "--defined-only", str(obj)], capture_output=True, text=True).stdout
-        syms = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
-        for k in QC.DWCONV:
-            if k.source == src:
-                present = k.name in syms and k.name + "_info" in syms
-                assert present == Q.can_run(k.isa, row), f"{k.name} in the {row} build: {present}"
+    compiles_under_row(row, tmp_path, sorted({k.source for k in QC.DWCONV} | set(QC.SUPPORT_SOURCES)), QC.DWCONV)

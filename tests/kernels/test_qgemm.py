@@ -7,7 +7,6 @@ pass of every kernel file under every ISA row's flags (kernels for ISAs the host
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import zlib
 
@@ -16,15 +15,14 @@ import pytest
 from onnx import helper
 
 from onnxc import isa as isa_table
-from onnxc.build import build_kernel_library, c_compiler
 from onnxc.kernels import qgemm as Q
-from onnxc.resources import kernels_cdef, runtime_dir
+from onnxc.resources import runtime_dir
 
 from helpers import make_model, ort_run
+from int8_lib import (F32, S8, S32, U8, Int8Lib, build_int8_lib, compiles_under_row, rand_zp, ref_requant,
+                      wrap32)
 
 HOST = Q.host_isas()
-S32, U8, S8, F32 = 0, 1, 2, 3
-EXTRA_CDEF = "void onnxc_rt_set_num_threads(int n);\nint onnxc_rt_get_num_threads(void);\n"
 
 
 def kernels_of(row: str):
@@ -36,22 +34,8 @@ def kernels_of(row: str):
     return [Q.BY_NAME[n] for n in sorted(names)]
 
 
-class QLib:
-    """A kernel library of the family built for one ISA row, with numpy-facing calls."""
-
-    def __init__(self, row, ffi, lib):
-        self.row, self.ffi, self.lib = row, ffi, lib
-
-    def info(self, k):
-        if not Q.can_run(k.isa, self.row):  # not in this build: a descriptor with its packing flags
-            d = self.ffi.new("onnxc_qgemm_kernel *")
-            d.pack_flags = k.pack_flags
-            self._keep = getattr(self, "_keep", []) + [d]
-            return d
-        return self.ffi.addressof(self.lib, k.name + "_info")
-
-    def ptr(self, a, ctype="void *"):
-        return self.ffi.cast(ctype, self.ffi.from_buffer(a)) if a is not None else self.ffi.NULL
+class QLib(Int8Lib):
+    """The GEMM family's library for one ISA row, with numpy-facing calls."""
 
     def pack_c(self, k, b, zb=None, trans=False):
         """onnxc_qgemm_pack_b of B [K, N] (stored transposed when trans)."""
@@ -72,22 +56,7 @@ class QLib:
         M = A.shape[0]
         K = A.shape[1] if lda is None else lda[1]
         ld = A.shape[1]
-        dtype = {S32: np.int32, U8: np.uint8, S8: np.int8, F32: np.float32}[out]
-        C = np.zeros((M, N), dtype)
-        o = self.ffi.new("onnxc_qgemm_output *")
-        o.type, o.C, o.ldc = out, self.ptr(C), N
-        keep = []
-        if scale is not None:
-            sc = np.ascontiguousarray(np.asarray(scale, np.float32).reshape(-1))
-            keep.append(sc)
-            o.scale, o.scale_per_column = self.ptr(sc, "float *"), int(sc.size > 1)
-        if out in (U8, S8):
-            lo, hi = (0, 255) if out == U8 else (-128, 127)
-            o.zero_point, o.qmin, o.qmax = zp, lo if qmin is None else qmin, hi if qmax is None else qmax
-        if fbias is not None:
-            fb = np.ascontiguousarray(fbias, np.float32)
-            keep.append(fb)
-            o.bias = self.ptr(fb, "float *")
+        C, o, keep = self.output((M, N), out, scale, zp, qmin, qmax, fbias)
         bias_arr = None if bias is None else np.ascontiguousarray(bias, np.int32)
         rc = self.lib.onnxc_qgemm(self.info(k), M, N, K, self.ptr(A), ld, int(za), self.ptr(packed),
                                   self.ptr(bias_arr, "int32_t *"), o)
@@ -97,27 +66,15 @@ class QLib:
 
 @pytest.fixture(scope="module", params=HOST)
 def qlib(request, tmp_path_factory):
-    row = request.param
-    if shutil.which(c_compiler()) is None:
-        pytest.skip(f"no C compiler ({c_compiler()})")
-    so = tmp_path_factory.mktemp(f"qgemm-{row}") / f"libqgemm-{row}.so"
-    ffi, lib = build_kernel_library(so, Q.sources(), ["-O2", *isa_table.BY_NAME[row].cflags],
-                                    extra_cdef=kernels_cdef("onnxc_qgemm.h").replace("extern const ", "extern ")
-                                    + EXTRA_CDEF)
-    q = QLib(row, ffi, lib)
-    q.path = so
+    q = build_int8_lib(QLib, request.param, tmp_path_factory, "qgemm", Q.sources(), ["onnxc_qgemm.h"])
     yield q
-    lib.onnxc_qgemm_set_amx(1)
-    lib.onnxc_rt_set_num_threads(0)
+    q.lib.onnxc_qgemm_set_amx(1)
+    q.lib.onnxc_rt_set_num_threads(0)
 
 
 # ---------------------------------------------------------------------------------------------
 # references and data
 # ---------------------------------------------------------------------------------------------
-
-def wrap32(x):
-    return ((np.asarray(x, np.int64) + 2 ** 31) % 2 ** 32 - 2 ** 31).astype(np.int32)
-
 
 def ref_acc(A, za, B, zb, bias=None):
     zb = np.zeros(B.shape[1], np.int64) if zb is None else np.broadcast_to(np.asarray(zb, np.int64).reshape(-1), (B.shape[1],))
@@ -127,25 +84,12 @@ def ref_acc(A, za, B, zb, bias=None):
     return wrap32(acc)
 
 
-def ref_requant(acc, scale, zp, qmin, qmax, dtype):
-    """MlasRequantizeOutput: float32(acc) * scale, clamped in float to [qmin-zp, qmax-zp], rounded
-    half to even, + zp."""
-    f = acc.astype(np.float32) * np.asarray(scale, np.float32).reshape(1, -1)
-    f = np.minimum(np.maximum(f, np.float32(qmin - zp)), np.float32(qmax - zp))
-    return (np.rint(f).astype(np.int32) + zp).astype(dtype)
-
-
 def rand_a(rng, k, shape):
     return rng.integers(-128, 128, shape).astype(np.int8) if k.a_signed else rng.integers(0, 256, shape).astype(np.uint8)
 
 
 def rand_b(rng, dtype, shape):
     return rng.integers(-128, 128, shape).astype(np.int8) if dtype == np.int8 else rng.integers(0, 256, shape).astype(np.uint8)
-
-
-def rand_zp(rng, dtype, n=None):
-    lo, hi = (-128, 128) if np.dtype(dtype) == np.int8 else (0, 256)
-    return int(rng.integers(lo, hi)) if n is None else rng.integers(lo, hi, n)
 
 
 def check_int32(q, k, A, za, B, zb, bias=None, what=""):
@@ -368,7 +312,6 @@ def test_output_hook(qlib):
     A = rand_a(rng, k, (M, K))
     B = rand_b(rng, np.int8, (K, N))
     seen = np.zeros((M, N), np.int32)
-    C = np.zeros((M, N), np.uint8)
     copies = np.zeros((M, N), np.uint8)
 
     @ffi.callback("void(const void *, void *, int64_t, int64_t, int64_t, int64_t, int64_t)")
@@ -379,9 +322,8 @@ def test_output_hook(qlib):
         seen[i0:i0 + m, j0:j0 + n] += 1
 
     sc = np.array([2e-3], np.float32)
-    o = ffi.new("onnxc_qgemm_output *")
-    o.type, o.C, o.ldc = U8, qlib.ptr(C), N
-    o.scale, o.zero_point, o.qmin, o.qmax, o.hook = qlib.ptr(sc, "float *"), 9, 0, 255, hook
+    C, o, keep = qlib.output((M, N), U8, sc, 9, 0, 255)
+    o.hook = hook
     lib.onnxc_rt_set_num_threads(1)
     try:
         assert lib.onnxc_qgemm(qlib.info(k), M, N, K, qlib.ptr(A), K, 0, qlib.ptr(Q.pack_b(B, k)), ffi.NULL, o) == 0
@@ -397,9 +339,7 @@ def test_bad_pack_refused(qlib):
     for k in kernels_of(qlib.row):
         B = np.ones((40, 20), np.int8)
         other = next(o for o in Q.QGEMM if o.pack_flags != k.pack_flags)
-        o = qlib.ffi.new("onnxc_qgemm_output *")
-        C = np.zeros((4, 20), np.int32)
-        o.type, o.C, o.ldc = S32, qlib.ptr(C), 20
+        C, o, keep = qlib.output((4, 20), S32)
         A = np.ones((4, 40), k.a_dtype)
         for packed, K, N in ((Q.pack_b(B, other), 40, 20), (Q.pack_b(B, k), 41, 20), (Q.pack_b(B, k), 40, 21),
                              (np.zeros(256, np.uint8), 40, 20)):
@@ -531,31 +471,9 @@ def test_qlinearmatmul_matches_onnxruntime(qlib):
 # every kernel file compiles under every ISA row's flags
 # ---------------------------------------------------------------------------------------------
 
-def _flag_supported(flags):
-    proc = subprocess.run([c_compiler(), *flags, "-x", "c", "-c", "-", "-o", "/dev/null"], input="int x;\n",
-                          text=True, capture_output=True)
-    return proc.returncode == 0
-
-
 @pytest.mark.parametrize("row", [i.name for i in isa_table.ISAS])
 def test_every_file_compiles_under_every_isa(row, tmp_path):
     """gcc -c -Wall -Wextra -Werror of each runtime_c/qgemm file with the row's flags (as every
     module's runtime objects are built): kernels of ISAs the row enables are defined, the others
     compile to nothing; so CI without AMX or VNNI hardware still compiles them all."""
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
-    flags = ["-std=c99", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", *isa_table.BY_NAME[row].cflags]
-    if not _flag_supported(flags):
-        pytest.skip(f"{c_compiler()} does not know the {row} flags")
-    inc = str(runtime_dir() / "include")
-    for src in Q.sources():
-        obj = tmp_path / (src.replace("/", "_") + ".o")
-        proc = subprocess.run([c_compiler(), *flags, "-I", inc, "-c", str(runtime_dir() / src), "-o", str(obj)],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, f"{src} under {row}: {proc.stderr[-3000:]}"
-        nm = subprocess.run(["nm", "-g", "--defined-only", str(obj)], capture_output=True, text=True).stdout
-        syms = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
-        for k in Q.QGEMM:
-            if k.source == src:
-                present = k.name in syms and k.name + "_info" in syms
-                assert present == Q.can_run(k.isa, row), f"{k.name} in the {row} build: {present}"
+    compiles_under_row(row, tmp_path, Q.sources(), Q.QGEMM)

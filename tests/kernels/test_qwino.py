@@ -11,8 +11,6 @@ Conv + Relu quantized by onnxruntime whose avx2 build must take it and equal the
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import onnx
 import pytest
@@ -20,13 +18,13 @@ from onnx import TensorProto, helper
 
 import onnxc
 from onnxc import isa as isa_table
-from onnxc.build import c_compiler
 from onnxc.kernels import qconv as QC
 from onnxc.kernels import qgemm as Q
 from onnxc.kernels import qwino as QW
 
 from helpers import ort_run
-from test_qconv import S8, S32, U8, build_qclib, rand_q, ref_acc, ref_requant, ref_residual
+from int8_lib import S8, S32, U8, compiles_under_row, ref_requant
+from test_qconv import build_qclib, rand_q, ref_acc, ref_residual
 
 # One build: the avx2 row's runtime also holds the __generic kernel (and the transforms are the
 # same C in every build), so both kernels run in it; hosts without AVX2 build the generic row.
@@ -223,25 +221,7 @@ def test_compiled_takes_winograd_and_matches_onnxruntime(tmp_path, monkeypatch):
 def test_compiles_under_every_isa(row, tmp_path):
     """gcc -Wall -Wextra -Werror of qconv_wino.c with each row's flags: a product kernel is defined
     exactly where the row enables its ISA."""
-    import subprocess
-
-    from onnxc.resources import runtime_dir
-    from test_qconv import _flag_supported
-    if shutil.which(c_compiler()) is None:
-        pytest.skip("no C compiler")
-    flags = ["-std=c99", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", *isa_table.BY_NAME[row].cflags]
-    if not _flag_supported(flags):
-        pytest.skip(f"{c_compiler()} does not know the {row} flags")
-    for src in QW.sources():
-        obj = tmp_path / "w.o"
-        proc = subprocess.run([c_compiler(), *flags, "-I", str(runtime_dir() / "include"), "-c",
-                               str(runtime_dir() / src), "-o", str(obj)], capture_output=True, text=True)
-        assert proc.returncode == 0, f"{src} under {row}: {proc.stderr[-3000:]}"
-        nm = subprocess.run(["nm", "-g", "--defined-only", str(obj)], capture_output=True, text=True).stdout
-        syms = {ln.split()[-1] for ln in nm.splitlines() if ln.strip()}
-        for k in QW.WGEMM:
-            if k.source == src:
-                assert (k.name in syms and k.name + "_info" in syms) == Q.can_run(k.isa, row), (k.name, row)
+    compiles_under_row(row, tmp_path, QW.sources(), QW.WGEMM)
 
 
 @pytest.mark.skipif("avx2" not in Q.host_isas(), reason="the host does not run the avx2 row")

@@ -66,6 +66,7 @@ class SubContext(EmitContext):
         self.plan = plan
         self.blob = parent.blob
         self.options = parent.options
+        self.helpers = parent.helpers  # file scope is the module's: one list for all nesting levels
         self.base = base
         self.extra = dict(extra or {})
         self.depth = getattr(parent, "depth", 0) + 1

@@ -93,7 +93,7 @@ def sgemm_epilogue(ctx, node, addend: Optional[Tuple[str, int, int, float]] = No
         f"        for (int64_t j = 0; j < n; ++j) {{ const float v = {val}; y[j] = {body}; }}",
         "    }",
         "}"])
-    ctx.options.setdefault("helpers", []).append(helper)
+    ctx.add_helper(helper)
     return f"const onnxc_sgemm_epilogue ep{tag} = {{{name}, {ptr}}};", f"&ep{tag}"
 
 

@@ -216,9 +216,7 @@ def qdq(node, ctx):
         # per tensor / per axis to 8 or 16 bits: the runtime's vectorized driver (onnxc_quant.h:
         # x / scale clamped to the zero-point-shifted range, NaN -> qmin, rounded half to even,
         # the same integers as the loop below, which GCC leaves scalar: nearbyintf, double)
-        helpers = ctx.options.setdefault("helpers", [])
-        if '#include "onnxc_quant.h"' not in helpers:
-            helpers.append('#include "onnxc_quant.h"')
+        ctx.include("onnxc_quant.h")
         zarg = ctx.ptr(zp) if zp is not None else "NULL"
         mode = "ONNXC_Q_PER_TENSOR" if si == "0" else "ONNXC_Q_PER_AXIS"
         return (f"onnxc_quantize_linear({ctx.ptr(x)}, {ctx.ptr(y)}, {_RT_QTYPES[y.dtype]}, 0, {ctx.ptr(scale)}, "
@@ -271,9 +269,7 @@ def dynamic_quantize(node, ctx):
     QuantizeLinear's x / scale, rounded half to even, + zero point, saturated."""
     x = node.inputs[0]
     y, s, z = node.outputs
-    helpers = ctx.options.setdefault("helpers", [])
-    if '#include "onnxc_quant.h"' not in helpers:
-        helpers.append('#include "onnxc_quant.h"')
+    ctx.include("onnxc_quant.h")
     return f"onnxc_dynamic_quantize_linear({ctx.ptr(x)}, {x.size}, {ctx.ptr(y)}, {ctx.ptr(s)}, {ctx.ptr(z)});"
 
 

@@ -31,7 +31,8 @@ from ...codegen.loops import broadcast_strides, contiguous_strides, pooled_loop
 from ...ops import quant as Q
 from .registry import c_kernel
 
-INCLUDE = '#include "onnxc_qgemm.h"'
+QGEMM_H = "onnxc_qgemm.h"  # runtime headers the emitters include (ctx.include)
+QUANT_H = "onnxc_quant.h"
 F32 = np.float32
 SHIFTER = "12582912.0f"  # 1.5 * 2^23: (v + S) - S rounds |v| < 2^22 half to even, vectorizably
 
@@ -382,7 +383,7 @@ def qmatmul(node, ctx):
     g = MatMulGeometry(a, b, y)
     if g.empty:
         return "/* empty output */"
-    ctx.options.setdefault("helpers", []).append(INCLUDE)
+    ctx.include(QGEMM_H)
     sc = _scratch_fn(ctx, node)
     lines = [f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     a_ptr, a_dtype = ctx.ptr(a), a.dtype
@@ -445,7 +446,7 @@ def qgemm(node, ctx):
     M, N, K, _ = Q.gemm_mnk(node)
     if y.size == 0:
         return "/* empty output */"
-    ctx.options.setdefault("helpers", []).append(INCLUDE)
+    ctx.include(QGEMM_H)
     sc = _scratch_fn(ctx, node)
     lines = [f"{ctx.ctype(y)}* ONNXC_RESTRICT Y = {ctx.ptr(y)};"]
     a_ptr = ctx.ptr(a)
@@ -550,7 +551,7 @@ def qlinear_binary(node, ctx):
         first, second = ("x1", "x0") if swap else ("x0", "x1")
         if tuple(a.shape) == tuple(b.shape) and y.dtype in (np.uint8, np.int8):
             # element for element (the residual Add): the runtime's vectorized loop, same formula
-            ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+            ctx.include(QUANT_H)
             ra_c, rb_c, fx_c = (e.replace("P[", "qprm[") for e in (ra, rb, fx))
             return "\n".join(prm + [f"onnxc_qlinear_add_8({ctx.ptr(xa)}, {ctx.ptr(xb)}, {ctx.ptr(y)}, {y.size}, "
                                      f"{ra_c}, {rb_c}, {fx_c}, {int(y.dtype == np.int8)});"])
@@ -816,7 +817,6 @@ def qlinear_softmax(node, ctx):
 
 
 # --- MatMulNBits (4-bit weights) ------------------------------------------------------------------
-NBITS_INCLUDE = '#include "onnxc_quant.h"'
 NBITS_SGEMM_NC = 64  # qnbits_driver.c's Q4_SGEMM_NC: columns dequantized per SGEMM call
 
 
@@ -860,7 +860,7 @@ def matmulnbits(node, ctx):
         return "/* empty output */"
     K, N, block, _ = Q.nbits_geometry(node)
     M = _nbits_rows(node)
-    ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+    ctx.include(QUANT_H)
     z, bias = node.input(3), node.input(5)
     zu4 = f"(const uint8_t*)({ctx.ptr(z)})" if z is not None and z.dtype == np.uint8 else "NULL"
     zf = f"(const float*)({ctx.ptr(z)})" if z is not None and z.dtype != np.uint8 else "NULL"

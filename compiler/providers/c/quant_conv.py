@@ -202,8 +202,7 @@ def quant_conv(node, ctx) -> str:
     wino = False
     o_x, o_y, o_ws, o_pk, o_pks, o_sc, total = _scratch_layout(node)
     sbase = ctx.scratch(node, "uint8_t") if total else "NULL"
-    helpers = ctx.options.setdefault("helpers", [])
-    helpers.append('#include "onnxc_qconv.h"')
+    ctx.include("onnxc_qconv.h")
     lines = []
     if runtime_w:
         kernel = QC.dw_kernel_for(isa, x.dtype) if dw else QC.conv_kernel_for(isa, x.dtype)
@@ -251,7 +250,7 @@ def quant_conv(node, ctx) -> str:
     xin = f"{ctx.ptr(x)}"
     if tin:
         n = "u8" if x.dtype == np.uint8 else "s8"
-        helpers.append(_TRANSPOSE % {"n": n, "t": ct_x})
+        ctx.add_helper(_TRANSPOSE % {"n": n, "t": ct_x})
         lines += [f"{ct_x}* xt = ({ct_x}*)({sbase} + {o_x});",
                   f"for (int64_t n = 0; n < {N}; ++n)",
                   f"    onnxc_qconv_transpose_{n}({xin} + n * {C * hw_in}LL, xt + n * {C * hw_in}LL, {C}, {hw_in});"]
@@ -309,7 +308,7 @@ def quant_conv(node, ctx) -> str:
               "}"]
     if tout:
         n = {np.dtype(np.uint8): "u8", np.dtype(np.int8): "s8", np.dtype(np.int32): "s32"}[y.dtype]
-        helpers.append(_TRANSPOSE % {"n": n, "t": ct_y})
+        ctx.add_helper(_TRANSPOSE % {"n": n, "t": ct_y})
         lines += ["else {",
                   f"    for (int64_t n = 0; n < {N}; ++n)",
                   f"        onnxc_qconv_transpose_{n}(yt + n * {M * hw_out}LL, {ctx.ptr(y)} + n * {M * hw_out}LL, "

@@ -199,8 +199,8 @@ def _q8_weights(node, ctx, dirs: int, H: int) -> str:
     per GEMM for both directions (chosen on both: the AVX2 pair-safe choice reads B's values).
     Declares it and returns the declaration."""
     from ...kernels.qgemm import kernel_for, pack_b
-    from .quant import INCLUDE, _isa
-    ctx.options.setdefault("helpers", []).append(INCLUDE)
+    from .quant import QGEMM_H, _isa
+    ctx.include(QGEMM_H)
 
     def per_col(i, dtype):
         v = node.input(i)
