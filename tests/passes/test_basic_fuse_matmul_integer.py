@@ -29,6 +29,23 @@ def _quantized(tmp_path, weight_type="QInt8", per_channel=True):
     return model, onnx.load(str(dst))
 
 
+def _attention_fused(q, feed):
+    """q after the basic level, its outputs on feed, then after transformer_fusion (with the C
+    provider's capability): (graph, before, after)."""
+    from onnxc import frontend
+    from onnxc.driver import optimize
+    from onnxc.ops.interp import run_graph
+    from onnxc.passes.capability import using
+    from onnxc.passes.extended.transformer import TransformerFusion
+    from onnxc.providers import CProvider
+    g = frontend.load(q)
+    optimize(g, "basic")
+    before = run_graph(g, feed)[0]
+    with using(CProvider()):
+        TransformerFusion().run(g)
+    return g, before, run_graph(g, feed)[0]
+
+
 def _counts(g):
     return g.op_counts()
 
@@ -77,27 +94,16 @@ def test_products_not_fused(tmp_path):
 def test_dynamic_int8_attention_fused(weight_type, per_channel, tmp_path):
     """After the basic level, transformer_fusion turns the attention into one int8 QKV product
     (per-column scales / zero points from three per-tensor or per-column ones) + MultiHeadAttention."""
-    from onnxc import frontend
-    from onnxc.driver import optimize
-    from onnxc.ops.interp import run_graph
-    from onnxc.passes.capability import using
-    from onnxc.passes.extended.transformer import TransformerFusion
-    from onnxc.providers import CProvider
     _, q = _quantized(tmp_path, weight_type, per_channel)
     feed = attn_feed()
     ref = ort_run(q, feed)[0]
-    g = frontend.load(q)
-    optimize(g, "basic")
-    before = run_graph(g, feed)[0]
-    with using(CProvider()):
-        TransformerFusion().run(g)
+    g, before, after = _attention_fused(q, feed)
     counts = _counts(g)
     assert counts.get("onnxc.MultiHeadAttention") == 1, counts
     assert counts["com.microsoft.MatMulIntegerToFloat"] == 4  # QKV, output, 2 FFN
     assert not {"Softmax", "MatMul", "Transpose", "Reshape"} & set(counts), counts
     (mha,) = [n for n in g.nodes if n.op_type == "MultiHeadAttention"]
     assert mha.input(1) is None and mha.inputs[0].producer.op_type == "MatMulIntegerToFloat"
-    after = run_graph(g, feed)[0]
     # the projections are bit-exact; only the score / softmax float order differs
     assert rel_err(after, before) <= 1e-5 and rel_err(after, ref) <= 1e-5
 
@@ -122,12 +128,6 @@ def test_flattened_rows_attention(tmp_path):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from onnxc import frontend
-    from onnxc.driver import optimize
-    from onnxc.ops.interp import run_graph
-    from onnxc.passes.capability import using
-    from onnxc.passes.extended.transformer import TransformerFusion
-    from onnxc.providers import CProvider
     from test_transformer import bert_attention, node
     ns, c = bert_attention(x="x2")
     c["rows"] = np.array([B * S, E], np.int64)
@@ -137,14 +137,9 @@ def test_flattened_rows_attention(tmp_path):
     quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
     q = onnx.load(str(tmp_path / "q.onnx"))
     feed = attn_feed()
-    g = frontend.load(q)
-    optimize(g, "basic")
-    before = run_graph(g, feed)[0]
-    with using(CProvider()):
-        TransformerFusion().run(g)
+    g, before, after = _attention_fused(q, feed)
     counts = _counts(g)
     assert counts.get("onnxc.MultiHeadAttention") == 1 and "Softmax" not in counts, counts
     (mm,) = [n for n in g.nodes if n.op_type == "MatMulIntegerToFloat"]
     assert mm.inputs[0].shape == (B, S, E) and mm.inputs[0].producer.op_type == "Reshape"
-    after = run_graph(g, feed)[0]
     assert rel_err(after, before) <= 1e-5 and rel_err(after, ort_run(q, feed)[0]) <= 1e-5

@@ -574,7 +574,7 @@ def qlinear_binary(node, ctx):
             ratio, zcf, za_e, zb_e = "P[0]", "P[1]", "(int32_t)P[2]", "(int32_t)P[3]"
         if tuple(a.shape) == tuple(b.shape) and y.dtype in (np.uint8, np.int8):
             # element for element (EfficientNet's SiLU): the runtime's vectorized loop, same formula
-            ctx.options.setdefault("helpers", []).append(NBITS_INCLUDE)
+            ctx.include(QUANT_H)
             args = [e.replace("P[", "qprm[") for e in (ratio, zcf, za_e, zb_e)]
             return "\n".join(prm + [f"onnxc_qlinear_mul_8({ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)}, {y.size}, "
                                      f"{', '.join(args)}, {int(y.dtype == np.int8)});"])
