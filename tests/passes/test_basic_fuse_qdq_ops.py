@@ -23,7 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxc
 from helpers import check_pass, ort_run
 from onnxc import cpu
-from onnxc.passes.basic.fuse_qdq_ops import DropQDQ, FuseQDQBinary, FuseQDQConcat, FuseQDQConv, FuseQDQPool
+from onnxc.ops.interp import run_graph
+from onnxc.passes.basic.fuse_qdq_ops import (DropQDQ, FuseQDQBinary, FuseQDQConcat, FuseQDQConv, FuseQDQPool,
+                                             FuseQDQUnary)
 
 F32 = np.float32
 U8, S8 = TensorProto.UINT8, TensorProto.INT8
@@ -200,6 +202,32 @@ def test_fuse_qdq_pool(a_type, op, attrs, out):
     g, res = check_pass(m, FuseQDQPool(), _feed(inputs), fires=True, rtol=0, atol=_one_lsb(0.02))
     ops = [n.op_type for n in g.nodes]
     assert ops.count("QLinear" + op) == 1 and op not in ops and ops.count("QuantizeLinear") == 1, ops
+
+
+UNARY = [("Sigmoid", {}, 1 / 255, 0), ("LeakyRelu", dict(alpha=0.1), 0.02, 100)]
+
+
+@pytest.mark.parametrize("a_type", [U8, S8])
+@pytest.mark.parametrize("op,attrs,sy,zy", UNARY, ids=[u[0] for u in UNARY])
+def test_fuse_qdq_unary(a_type, op, attrs, sy, zy):
+    """A 256-entry table of onnxruntime's logistic / LeakyRelu: within one step of the float graph,
+    and onnxruntime's own QDQ run (which fuses the same way) bit for bit."""
+    t = _np(a_type)
+    inputs = [((2, 6, 7, 7), 0.03, np.array(_qmin(a_type) + 100, t))]
+    m = _graph([helper.make_node(op, ["d0"], ["f"], **attrs)], inputs, [2, 6, 7, 7], {}, sy,
+               np.array(_qmin(a_type) + zy, t))
+    feed = _feed(inputs)
+    g, res = check_pass(m, FuseQDQUnary(), feed, fires=True, rtol=0, atol=_one_lsb(sy))
+    ops = [n.op_type for n in g.nodes]
+    assert ops.count("QLinear" + op) == 1 and op not in ops and ops.count("QuantizeLinear") == 1, ops
+    np.testing.assert_array_equal(run_graph(g, feed)[0], _ort_fused(m, feed)[0])
+
+
+def test_fuse_qdq_unary_needs_one_type():
+    inputs = [((2, 5), 0.03, np.array(120, np.uint8))]
+    m = _graph([helper.make_node("Sigmoid", ["d0"], ["f"])], inputs, [2, 5], {}, 1 / 255, np.array(-128, np.int8))
+    g, res = check_pass(m, FuseQDQUnary(), _feed(inputs), fires=False, rtol=0, atol=0)
+    assert "of x's type" in res.notes[0]
 
 
 DROPS = [("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2]), [], [2, 6, 3, 3]),

@@ -6,6 +6,7 @@
     fuse_qdq_binary  DQ(a), DQ(b) ── Add|Mul ── Q                 =>  com.microsoft QLinearAdd|QLinearMul
     fuse_qdq_concat  DQ(x_i)... ── Concat ── Q                    =>  com.microsoft QLinearConcat
     fuse_qdq_pool    DQ(x) ── GlobalAveragePool|AveragePool ── Q  =>  com.microsoft QLinear(Global)AveragePool
+    fuse_qdq_unary   DQ(x) ── Sigmoid|LeakyRelu ── Q               =>  com.microsoft QLinearSigmoid|QLinearLeakyRelu
     drop_qdq         DQ(x; s, z) ── MaxPool|Reshape|Transpose|Flatten|Squeeze|Unsqueeze|Slice|Gather|
                                     DepthToSpace|SpaceToDepth|Resize(nearest) ── Q(s, z)
                      =>  the op on the int8 tensor itself
@@ -14,7 +15,8 @@ The conditions are onnxruntime's QDQ selectors (core/optimizer/qdq_transformer/s
 qdq_selectors.cc): 8-bit tensors; the activation's and Q's scale and zero point per tensor and
 constant; Conv: x, y of one type, int8 x only with int8 W, a DequantizeLinear bias int32 (a float
 or otherwise quantized constant bias is rounded to int32 in units of sx * sw[m], one rounding);
-Add/Mul: a, b, y of one type; Concat: every input and y of one type; pools: x and y of one type; the drop: same type, the same constant
+Add/Mul: a, b, y of one type; Concat: every input and y of one type; pools, Sigmoid, LeakyRelu: x and y
+of one type; the drop: same type, the same constant
 scalar scale (> 0) and zero point on both sides.  Every float intermediate is read by its one
 consumer only; a DequantizeLinear read by other nodes stays for them.
 
@@ -320,28 +322,48 @@ class FuseQDQPool(Pass):
         return _run(graph, ("GlobalAveragePool", "AveragePool"), self._fuse)
 
     def _fuse(self, graph, pool) -> Optional[str]:
-        if producer(pool.inputs[0], "DequantizeLinear") is None:
-            return None
-        kept = f"kept {pool.label} in float: "
-        d = act_dq(pool.inputs[0])
-        if d is None:
-            return kept + "x's DequantizeLinear is not an 8-bit per-tensor one"
-        dq, xq, sx, zx = d
-        q = out_q(pool.outputs[0])
-        if q is None or q.inputs[2].dtype != xq.dtype:
-            return kept + "not followed by one per-tensor QuantizeLinear of x's type"
         if pool.op_type == "AveragePool":
             if any(int(v) != 1 for v in (get_attr(pool, "dilations", None) or [])):
-                return kept + "dilations (com.microsoft QLinearAveragePool has none)"
-            attrs = {k: v for k, v in pool.attrs.items() if k in POOL_ATTRS}
-            op = "QLinearAveragePool"
-        else:
-            attrs, op = {}, "QLinearGlobalAveragePool"
-        ins = [xq, sx, _zp_value(graph, zx, xq.dtype, "x_zero_point"), q.inputs[1], q.inputs[2]]
-        if _build(graph, op, ins, attrs, q.outputs[0], MS, q, pool.name) is None:
-            return kept + f"the C backend has no {op} of this shape"
-        remove_fused(graph, [pool, q], [dq])
-        return f"{pool.label} -> {op}"
+                return f"kept {pool.label} in float: dilations (com.microsoft QLinearAveragePool has none)"
+            return _fuse_one_input(graph, pool, "QLinearAveragePool",
+                                   {k: v for k, v in pool.attrs.items() if k in POOL_ATTRS})
+        return _fuse_one_input(graph, pool, "QLinearGlobalAveragePool", {})
+
+
+def _fuse_one_input(graph, node, op, attrs) -> Optional[str]:
+    """DQ(x) -> node -> Q(y), x and y of one 8-bit type, per-tensor constant parameters (onnxruntime's
+    UnarySelector) => com.microsoft ``op``(x, sx, zx, sy, zy) with ``attrs``."""
+    if producer(node.inputs[0], "DequantizeLinear") is None:
+        return None
+    kept = f"kept {node.label} in float: "
+    d = act_dq(node.inputs[0])
+    if d is None:
+        return kept + "x's DequantizeLinear is not an 8-bit per-tensor one"
+    dq, xq, sx, zx = d
+    q = out_q(node.outputs[0])
+    if q is None or q.inputs[2].dtype != xq.dtype:
+        return kept + "not followed by one per-tensor QuantizeLinear of x's type"
+    ins = [xq, sx, _zp_value(graph, zx, xq.dtype, "x_zero_point"), q.inputs[1], q.inputs[2]]
+    if _build(graph, op, ins, attrs, q.outputs[0], MS, q, node.name) is None:
+        return kept + f"the C backend has no {op} of this shape"
+    remove_fused(graph, [node, q], [dq])
+    return f"{node.label} -> {op}"
+
+
+@register
+class FuseQDQUnary(Pass):
+    """Sigmoid (EfficientNet's SiLU and squeeze-excitation gates) and LeakyRelu between a DQ and a
+    Q: a 256-entry table built at compile time with onnxruntime's logistic (compiler/ops/quant.py),
+    as onnxruntime's own QDQ run does, so the int8 region is not cut at every SiLU."""
+    name = "fuse_qdq_unary"
+    level = "basic"
+
+    def run(self, graph) -> PassResult:
+        return _run(graph, ("Sigmoid", "LeakyRelu"), self._fuse)
+
+    def _fuse(self, graph, node) -> Optional[str]:
+        attrs = {"alpha": float(get_attr(node, "alpha", 0.01))} if node.op_type == "LeakyRelu" else {}
+        return _fuse_one_input(graph, node, "QLinear" + node.op_type, attrs)
 
 
 DROP_OPS = ("MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Resize", "Slice", "Gather",

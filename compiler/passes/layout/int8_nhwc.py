@@ -7,8 +7,9 @@ One pass, in topological order (onnxruntime's NhwcTransformer does this job at s
   * seeds: 2-D QLinearConv (standard domain) with static shapes becomes onnxruntime's contrib
     com.microsoft.QLinearConv with channels_last = 1 (same inputs; ops/quant_conv.py);
   * propagation: a node reading an NHWC value is rewritten to work on NHWC when it has a form
-    for it: com.microsoft QLinearAdd/QLinearMul whose image inputs have the output's shape
-    (other inputs: one element), QLinearGlobalAveragePool/QLinearAveragePool (channels_last
+    for it: com.microsoft QLinearAdd/QLinearMul whose inputs are rank 4 (the output's shape or
+    broadcast to it, as a squeeze-excitation gate) or one element, QLinearSigmoid/QLinearLeakyRelu,
+    QLinearGlobalAveragePool/QLinearAveragePool (channels_last
     = 1), QLinearConcat on the channel axis (axis 3) and an 8-bit MaxPool (drop_qdq's, without
     indices) as com.microsoft.NhwcMaxPool (pads resolved; ops/nhwc_pool.py);
   * borders: a plain value an NHWC node reads gets one Transpose [0, 2, 3, 1] (shared by its
@@ -89,10 +90,21 @@ class _Rewriter(RegionRewriter):
             v = ins[i]
             if v is None or not v.is_static:
                 return False
-            if tuple(v.shape) == tuple(y.shape):
-                ins[i] = self.region_input(v, node)
-            elif int(np.prod(v.shape)) != 1:
+            if int(np.prod(v.shape)) == 1 and tuple(v.shape) != tuple(y.shape):
+                continue
+            if len(v.shape) != 4:
                 return False
+            # rank 4 (the output's shape, or a squeeze-excitation gate [N, C, 1, 1]): the same
+            # permutation of both operands' axes keeps them broadcasting axis for axis
+            ins[i] = self.region_input(v, node)
+        return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs))
+
+    def unary(self, node) -> bool:
+        """QLinearSigmoid/QLinearLeakyRelu (X, X_scale, X_zp, Y_scale, Y_zp): a table per element."""
+        x, y = node.inputs[0], node.outputs[0]
+        if not (_image(x) and _image(y)):
+            return False
+        ins = [self.region_input(x, node)] + list(node.inputs[1:])
         return self.emit(node, node.op_type, node.domain, ins, dict(node.attrs))
 
     def pool(self, node) -> bool:
@@ -141,6 +153,8 @@ class _Rewriter(RegionRewriter):
             return self.pool(node)
         if node.op_type == "QLinearConcat":
             return self.concat(node)
+        if node.op_type in ("QLinearSigmoid", "QLinearLeakyRelu"):
+            return self.unary(node)
         return False
 
     def run(self) -> int:
