@@ -9,9 +9,23 @@ import numpy as np
 
 from ...ir import Node
 from ...ops import get_attr
+from ..manager import PassResult
 from ..util import const
 
 ONNX = ("", "ai.onnx")
+
+
+def fuse_each(graph, ops, fuse) -> PassResult:
+    """Apply ``fuse`` to every standard-domain node of ``ops``; it answers None (no pattern there),
+    a line starting "kept" (a candidate left as it was, and why) or the line saying what was fused.
+    The details list the fused ones, the notes the kept ones (`onnxc inspect --passes -v`)."""
+    done, kept = [], []
+    for node in list(graph.nodes):
+        if node.graph is graph and std_op(node, *ops):
+            d = fuse(graph, node)
+            if d:
+                (kept if d.startswith("kept") else done).append(d)
+    return PassResult(bool(done), len(done), done, kept)
 
 
 def std_op(node, *op_types: str) -> bool:

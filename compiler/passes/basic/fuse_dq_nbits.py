@@ -20,6 +20,7 @@ import numpy as np
 from ...ops import get_attr
 from ..manager import Pass, PassResult, register
 from ..util import const, producer, replace_with
+from .common import fuse_each
 
 MS = "com.microsoft"
 NIBBLE_TYPES = {"int4": 8, "uint4": 0}  # dtype name -> the shift to MatMulNBits's unsigned values
@@ -52,13 +53,7 @@ class FuseDQMatMulNBits(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        done, kept = [], []
-        for mm in list(graph.nodes):
-            if mm.graph is graph and mm.domain in ("", "ai.onnx") and mm.op_type == "MatMul":
-                d = self._fuse(graph, mm)
-                if d:
-                    (kept if d.startswith("kept") else done).append(d)
-        return PassResult(bool(done), len(done), done, kept)
+        return fuse_each(graph, ("MatMul",), self._fuse)
 
     def _fuse(self, graph, mm) -> Optional[str]:
         dq = producer(mm.inputs[1], "DequantizeLinear")

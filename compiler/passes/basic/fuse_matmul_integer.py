@@ -22,7 +22,7 @@ import numpy as np
 from ...ops import get_attr
 from ..manager import Pass, PassResult, register
 from ..util import const, replace_with, sole_user
-from .common import std_op
+from .common import fuse_each, std_op
 
 MS = "com.microsoft"
 _FLOAT = 1  # TensorProto.FLOAT
@@ -65,13 +65,7 @@ class FuseMatMulIntegerToFloat(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        done, kept = [], []
-        for mmi in list(graph.nodes):
-            if mmi.graph is graph and std_op(mmi, "MatMulInteger"):
-                d = self._fuse(graph, mmi)
-                if d:
-                    (kept if d.startswith("kept") else done).append(d)
-        return PassResult(bool(done), len(done), done, kept)
+        return fuse_each(graph, ("MatMulInteger",), self._fuse)
 
     def _fuse(self, graph, mmi) -> Optional[str]:
         acc = mmi.outputs[0]

@@ -41,6 +41,7 @@ from ...ir import Node
 from ...ops import get_attr
 from ..manager import Pass, PassResult, register
 from ..util import c_supported, const, is_op, producer, sole_user
+from .common import fuse_each
 from .fuse_qdq import F32, QTYPES, FuseQDQMatMul, remove_fused
 
 MS = "com.microsoft"
@@ -109,19 +110,6 @@ def _build(graph, op_type, inputs, attrs, out, domain, after, name=""):
     return node
 
 
-def _run(graph, ops, fuse) -> PassResult:
-    """Apply ``fuse`` to every node of ``ops``; it answers None (no QDQ pattern there), a line
-    starting "kept" (a QDQ candidate left in float, and why) or the line saying what was fused.
-    The details list the fused ones, the notes the kept ones (`onnxc inspect --passes -v`)."""
-    done, kept = [], []
-    for node in list(graph.nodes):
-        if node.graph is graph and is_op(node, *ops):
-            d = fuse(graph, node)
-            if d:
-                (kept if d.startswith("kept") else done).append(d)
-    return PassResult(bool(done), len(done), done, kept)
-
-
 def _clip_bounds(act):
     """Clip's constant (min, max) as floats (absent = infinite), or None when not constant."""
     if act.opset and act.opset < 11:
@@ -181,7 +169,7 @@ class FuseQDQConv(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("Conv",), self._fuse)
+        return fuse_each(graph, ("Conv",), self._fuse)
 
     def _fuse(self, graph, conv) -> Optional[str]:
         if len(conv.inputs) < 2 or not all(producer(v, "DequantizeLinear") for v in conv.inputs[:2]):
@@ -257,7 +245,7 @@ class FuseQDQBinary(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("Add", "Mul"), self._fuse)
+        return fuse_each(graph, ("Add", "Mul"), self._fuse)
 
     def _fuse(self, graph, add) -> Optional[str]:
         if len(add.inputs) != 2 or not any(producer(v, "DequantizeLinear") for v in add.inputs):
@@ -286,7 +274,7 @@ class FuseQDQConcat(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("Concat",), self._fuse)
+        return fuse_each(graph, ("Concat",), self._fuse)
 
     def _fuse(self, graph, cat) -> Optional[str]:
         if not any(producer(v, "DequantizeLinear") for v in cat.inputs):
@@ -319,7 +307,7 @@ class FuseQDQPool(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("GlobalAveragePool", "AveragePool"), self._fuse)
+        return fuse_each(graph, ("GlobalAveragePool", "AveragePool"), self._fuse)
 
     def _fuse(self, graph, pool) -> Optional[str]:
         if pool.op_type == "AveragePool":
@@ -359,7 +347,7 @@ class FuseQDQUnary(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, ("Sigmoid", "LeakyRelu"), self._fuse)
+        return fuse_each(graph, ("Sigmoid", "LeakyRelu"), self._fuse)
 
     def _fuse(self, graph, node) -> Optional[str]:
         attrs = {"alpha": float(get_attr(node, "alpha", 0.01))} if node.op_type == "LeakyRelu" else {}
@@ -388,7 +376,7 @@ class DropQDQ(Pass):
     level = "basic"
 
     def run(self, graph) -> PassResult:
-        return _run(graph, DROP_OPS, self._drop)
+        return fuse_each(graph, DROP_OPS, self._drop)
 
     def _drop(self, graph, node) -> Optional[str]:
         if producer(node.inputs[0], "DequantizeLinear") is None:
